@@ -1,0 +1,93 @@
+# syntax=docker/dockerfile:1
+#
+# embargo container image.
+#
+#   docker build -t embargo .
+#   docker run -d --name embargo -p 53:53/udp -p 53:53/tcp embargo
+#   dig @127.0.0.1 seized.example        # -> NXDOMAIN
+#
+# Config and lists live in /etc/embargo/; mount your own over them, e.g.
+#   -v ./my-embargo.toml:/etc/embargo/embargo.toml:ro
+#   -v ./blocklists:/etc/embargo/blocklists:ro
+
+# ---------------------------------------------------------------------------
+# Build stage
+# ---------------------------------------------------------------------------
+FROM rust:1-bookworm AS builder
+
+# libcap2-bin provides setcap (used below); only this stage needs it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libcap2-bin \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /build
+
+# Cargo parses the whole manifest, including the [[bench]] target and the
+# integration tests, so benches/ and tests/ must be present even though only
+# the binary is built.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY tests ./tests
+
+# The registry and target directories are BuildKit cache mounts (faster
+# rebuilds), so the binary is copied out of target/ within the same RUN.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target \
+    cargo build --release --locked \
+ && install -D -m 0755 target/release/embargo /out/embargo
+
+# Binding port 53 needs privilege and the image runs as a non-root user.
+# Two ways to allow it:
+#   1. (used here) a file capability on the binary: cap_net_bind_service
+#      lets it bind ports below 1024 and nothing else. This also works with
+#      --network host.
+#   2. the namespaced sysctl, at run time:
+#        docker run --sysctl net.ipv4.ip_unprivileged_port_start=53 ...
+#      (Docker 20.10+ already sets it to 0 for containers with their own
+#      network namespace, but not with --network host.)
+# Notes on 1: the capability is kept by COPY --from with BuildKit (the default
+# builder); if your builder drops extended attributes, use way 2. If you run
+# with --cap-drop ALL, add --cap-add NET_BIND_SERVICE, or the kernel refuses
+# to execute a binary whose file capability is outside the bounding set.
+RUN setcap cap_net_bind_service=+ep /out/embargo \
+ && getcap /out/embargo
+
+# ---------------------------------------------------------------------------
+# Runtime stage
+# ---------------------------------------------------------------------------
+FROM debian:bookworm-slim
+
+# ca-certificates only; nothing else is needed at run time.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+# Unprivileged user; uid/gid 10053 avoid clashing with host users.
+RUN groupadd --system --gid 10053 embargo \
+ && useradd --system --uid 10053 --gid 10053 --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin embargo
+
+COPY --from=builder /out/embargo /usr/local/bin/embargo
+
+# Shipped config and lists, owned by root and read-only to the service.
+COPY config/embargo.toml /etc/embargo/embargo.toml
+COPY blocklists/ /etc/embargo/blocklists/
+
+# The shipped config sits in config/ and names its lists "../blocklists/...",
+# relative to itself; here the lists sit next to the config, so rewrite the
+# paths to "blocklists/...". Also listen on every interface, port 53, over
+# IPv4 and IPv6 (each address serves UDP and TCP).
+RUN sed -i \
+        -e 's#\.\./blocklists/#blocklists/#g' \
+        -e 's#^listen = .*#listen = ["0.0.0.0:53", "[::]:53"]#' \
+        /etc/embargo/embargo.toml \
+ && grep -q '^listen = \["0.0.0.0:53", "\[::\]:53"\]' /etc/embargo/embargo.toml \
+ && ! grep -q '\.\./blocklists/' /etc/embargo/embargo.toml
+
+USER embargo:embargo
+
+EXPOSE 53/udp 53/tcp
+
+ENTRYPOINT ["embargo"]
+CMD ["run", "-c", "/etc/embargo/embargo.toml"]

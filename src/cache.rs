@@ -1,0 +1,270 @@
+//! The answer cache: upstream responses kept as bytes, served with the
+//! client's ID and question and with TTLs counted down.
+//!
+//! Keeping wire bytes (plus the offsets of their TTL fields) means a hit is a
+//! copy and a few in-place patches; nothing is decoded or re-encoded. Keys are
+//! the lowercase question plus the EDNS facts that change an answer (OPT
+//! present, DO, CD). Sharded mutexes keep workers from queueing on one lock.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::matcher::{MAX_KEY, NameKey};
+use crate::policy::QueryFacts;
+use crate::wire::{self, Header};
+
+const SHARDS: usize = 16;
+/// Longest time an answer is kept, whatever its TTL says (one day, as unbound's cache-max-ttl).
+const MAX_TTL: u32 = 86_400;
+
+/// Lookup key: wire name, type, class and a flags byte.
+pub struct CacheKey {
+    buf: [u8; MAX_KEY + 5],
+    len: usize,
+}
+
+impl CacheKey {
+    /// The key of a query.
+    pub fn new(name: &NameKey, q: &QueryFacts) -> Self {
+        let mut buf = [0u8; MAX_KEY + 5];
+        let n = name.as_bytes();
+        buf[..n.len()].copy_from_slice(n);
+        buf[n.len()..n.len() + 2].copy_from_slice(&q.qtype.to_be_bytes());
+        buf[n.len() + 2..n.len() + 4].copy_from_slice(&q.qclass.to_be_bytes());
+        let flags = u8::from(q.edns.is_some())
+            | (u8::from(q.edns.is_some_and(|e| e.dnssec_ok)) << 1)
+            | (u8::from(q.flags & 0x0010 != 0) << 2);
+        buf[n.len() + 4] = flags;
+        Self {
+            buf,
+            len: n.len() + 5,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+struct Entry {
+    bytes: Box<[u8]>,
+    stored: Instant,
+    expires: Instant,
+    ttl_offsets: Box<[u16]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Box<[u8]>, Entry>,
+    /// Insertion order, for evicting the oldest when full.
+    order: VecDeque<Box<[u8]>>,
+}
+
+/// A bounded cache of upstream answers.
+pub struct Cache {
+    shards: Vec<Mutex<Shard>>,
+    per_shard: usize,
+    hasher: RandomState,
+}
+
+impl Cache {
+    /// A cache of at most `size` answers; 0 disables it.
+    pub fn new(size: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            per_shard: size.div_ceil(SHARDS),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> Option<&Mutex<Shard>> {
+        if self.per_shard == 0 {
+            return None;
+        }
+        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+        self.shards.get(i)
+    }
+
+    /// Writes the cached answer for `key` into `out`, with the ID and question
+    /// of `query` and TTLs reduced by the time spent in the cache.
+    pub fn get(&self, key: &CacheKey, query: &[u8], q: &QueryFacts, out: &mut Vec<u8>) -> bool {
+        let Some(shard) = self.shard(key.as_bytes()) else {
+            return false;
+        };
+        let now = Instant::now();
+        let Ok(mut shard) = shard.lock() else {
+            return false;
+        };
+        let Some(entry) = shard.map.get(key.as_bytes()) else {
+            return false;
+        };
+        if entry.expires <= now {
+            shard.map.remove(key.as_bytes());
+            return false;
+        }
+        out.clear();
+        out.extend_from_slice(&entry.bytes);
+        let elapsed = now.duration_since(entry.stored).as_secs() as u32;
+        for &at in entry.ttl_offsets.iter() {
+            let at = usize::from(at);
+            if let Some(ttl) = wire::u32_at(out, at) {
+                out[at..at + 4].copy_from_slice(&ttl.saturating_sub(elapsed).to_be_bytes());
+            }
+        }
+        drop(shard);
+        wire::put_u16(out, 0, q.id);
+        // The client's question, byte for byte (same length: same name).
+        if let (Some(dst), Some(src)) = (
+            out.get_mut(wire::HEADER_LEN..q.question_end),
+            query.get(wire::HEADER_LEN..q.question_end),
+        ) {
+            dst.copy_from_slice(src);
+        }
+        true
+    }
+
+    /// Stores an upstream answer if it may be cached (RFC 2308 for negative
+    /// answers: only with an SOA, for min(SOA TTL, SOA MINIMUM)).
+    pub fn insert(&self, key: &CacheKey, response: &[u8]) {
+        let Some(shard) = self.shard(key.as_bytes()) else {
+            return;
+        };
+        let Some((ttl, ttl_offsets)) = cacheable(response) else {
+            return;
+        };
+        let now = Instant::now();
+        let entry = Entry {
+            bytes: response.into(),
+            stored: now,
+            expires: now + Duration::from_secs(u64::from(ttl)),
+            ttl_offsets: ttl_offsets.into(),
+        };
+        let Ok(mut shard) = shard.lock() else {
+            return;
+        };
+        let k: Box<[u8]> = key.as_bytes().into();
+        if shard.map.insert(k.clone(), entry).is_none() {
+            shard.order.push_back(k);
+        }
+        while shard.map.len() > self.per_shard {
+            let Some(old) = shard.order.pop_front() else {
+                break;
+            };
+            shard.map.remove(&old);
+        }
+        // Keys of entries removed on expiry linger in `order`; drop them lazily.
+        if shard.order.len() > 2 * self.per_shard.max(16) {
+            let Shard { map, order } = &mut *shard;
+            order.retain(|k| map.contains_key(k));
+        }
+    }
+}
+
+/// The TTL an answer may be cached for and the offsets of its TTL fields,
+/// or `None` when it must not be cached.
+fn cacheable(resp: &[u8]) -> Option<(u32, Vec<u16>)> {
+    let hdr = Header::parse(resp)?;
+    if hdr.truncated() || hdr.qdcount != 1 || !matches!(hdr.rcode(), 0 | 3) {
+        return None;
+    }
+    let mut at = wire::skip_name(resp, wire::HEADER_LEN)? + 4;
+    let mut min_ttl = MAX_TTL;
+    let mut offsets = Vec::new();
+    let mut negative_ttl = None;
+    let counts = [hdr.ancount, hdr.nscount, hdr.arcount];
+    for (section, &count) in counts.iter().enumerate() {
+        for _ in 0..count {
+            let (rr, next) = wire::read_rr(resp, at)?;
+            at = next;
+            if rr.rtype == wire::TYPE_OPT {
+                continue;
+            }
+            offsets.push(u16::try_from(rr.ttl_at).ok()?);
+            if section < 2 {
+                min_ttl = min_ttl.min(rr.ttl);
+            }
+            if section == 1 && rr.rtype == wire::TYPE_SOA && rr.rdlen >= 4 {
+                let minimum = wire::u32_at(resp, rr.rdata_at + rr.rdlen - 4)?;
+                negative_ttl = Some(rr.ttl.min(minimum));
+            }
+        }
+    }
+    let ttl = if hdr.ancount == 0 {
+        // NXDOMAIN or NODATA: cacheable only with an SOA.
+        negative_ttl?.min(MAX_TTL)
+    } else {
+        min_ttl
+    };
+    (ttl > 0).then_some((ttl, offsets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// www.example.com A answer with TTL `ttl`, ID 0.
+    fn answer(ttl: u32) -> Vec<u8> {
+        let mut p = vec![0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        p.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        p.extend_from_slice(&ttl.to_be_bytes());
+        p.extend_from_slice(&[0, 4, 192, 0, 2, 1]);
+        p
+    }
+
+    fn facts(query: &[u8]) -> (QueryFacts, NameKey) {
+        crate::query::parse(query).expect("query")
+    }
+
+    fn query() -> Vec<u8> {
+        let mut p = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        p.extend_from_slice(b"\x03WWW\x07example\x03com\x00\x00\x01\x00\x01");
+        p
+    }
+
+    #[test]
+    fn hit_carries_client_id_and_case() {
+        let cache = Cache::new(10);
+        let q = query();
+        let (f, name) = facts(&q);
+        let key = CacheKey::new(&name, &f);
+        let mut out = Vec::new();
+        assert!(!cache.get(&key, &q, &f, &mut out));
+        cache.insert(&key, &answer(300));
+        assert!(cache.get(&key, &q, &f, &mut out));
+        assert_eq!(&out[..2], &[0xab, 0xcd]);
+        assert_eq!(&out[13..16], b"WWW");
+        assert_eq!(wire::u32_at(&out, out.len() - 10), Some(300));
+    }
+
+    #[test]
+    fn zero_ttl_servfail_and_negative_without_soa_are_not_cached() {
+        assert!(cacheable(&answer(0)).is_none());
+        let mut sf = answer(300);
+        sf[3] = 0x82;
+        assert!(cacheable(&sf).is_none());
+        let mut nx = answer(300)[..33].to_vec();
+        nx[3] = 0x83;
+        nx[7] = 0;
+        assert!(cacheable(&nx).is_none());
+    }
+
+    #[test]
+    fn size_zero_disables_and_size_bounds_entries() {
+        let q = query();
+        let (f, name) = facts(&q);
+        let key = CacheKey::new(&name, &f);
+        let off = Cache::new(0);
+        off.insert(&key, &answer(300));
+        assert!(!off.get(&key, &q, &f, &mut Vec::new()));
+        let small = Cache::new(1);
+        let total: usize = small
+            .shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.map.len()).unwrap_or(0))
+            .sum();
+        assert_eq!(total, 0);
+    }
+}

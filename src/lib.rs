@@ -1,0 +1,78 @@
+//! Embargo: a forwarding DNS resolver that refuses seized, sanctioned and
+//! threat domains, and says which list refused them.
+//!
+//! ```text
+//!            config (TOML) ──► lists (parse, normalise, count) ──► matcher (DomainSet)
+//!                                                                  policy  (pre-built answers)
+//!                                                       state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
+//!                                                                │
+//!  client ─► server (UDP/TCP) ─► query::parse ─► Handler ─ lookup ┤
+//!                                                                 ├─ blocked ─► policy.respond ─► client
+//!                                                                 ├─ cached  ─► cache ─────────► client
+//!                                                                 └─ else ────► upstream ─► cache ─► client
+//! ```
+//!
+//! A query flows one way. `config`, `lists`, `matcher`, `policy` and `query`
+//! are synchronous and know nothing of sockets; `server`, `upstream` and
+//! `reload` are the async edges. Start reading at [`matcher`], then
+//! [`server`]'s handler.
+
+pub mod cache;
+pub mod config;
+pub mod lists;
+pub mod matcher;
+pub mod policy;
+pub mod query;
+pub mod reload;
+pub mod server;
+pub mod state;
+pub mod upstream;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use config::Config;
+pub use state::Snapshot;
+
+/// Everything that can stop `embargo run` from serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Build(#[from] state::BuildError),
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the handler for `config` around an already-built snapshot.
+pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
+    Arc::new(server::Handler::new(
+        Arc::new(ArcSwap::from_pointee(snapshot)),
+        cache::Cache::new(config.cache_size),
+        upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+    ))
+}
+
+/// Loads the lists, binds the configured addresses and serves until
+/// `shutdown` completes; SIGHUP reloads the lists from the same config.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let started = std::time::Instant::now();
+    let cfg = config.clone();
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&cfg))
+        .await
+        .map_err(std::io::Error::other)??;
+    reload::log_loaded(&snapshot, started.elapsed());
+    let handler = handler(&config, snapshot);
+    let server = server::Server::bind(&config.listen, handler.clone())?;
+    let reloader = tokio::spawn(reload::on_sighup(
+        config.path.clone(),
+        handler.state().clone(),
+    ));
+    let result = server.run(shutdown).await;
+    reloader.abort();
+    Ok(result?)
+}

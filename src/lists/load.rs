@@ -1,0 +1,207 @@
+//! Reads a list file line by line through its format's parser, normalises
+//! each name, and hands it to a sink. Bad lines are counted; the first
+//! [`MAX_WARNINGS`] are kept with their line numbers for the operator.
+//!
+//! The file is streamed (a reused line buffer), never read whole, so loading a
+//! million-line list peaks at the size of the matcher, not of the file.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::format::{EntryKind, Format, Outcome};
+use crate::matcher::{NameError, NameKey};
+
+/// How many bad lines are kept with their text; the rest are only counted.
+pub const MAX_WARNINGS: usize = 20;
+
+/// A list line that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineWarning {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LineWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// What loading one list found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListStats {
+    /// The format used (detected or configured).
+    pub format: Option<Format>,
+    pub lines: u64,
+    /// Names accepted (before removing duplicates).
+    pub names: u64,
+    /// Names already given by this or an earlier list (filled in after the build).
+    pub duplicates: u64,
+    /// Lines or names that are not valid in the format or not domain names.
+    pub invalid: u64,
+    /// Valid syntax that embargo does not implement (adblock exceptions, RPZ IP triggers...).
+    pub unsupported: u64,
+    /// The first bad lines, with their numbers.
+    pub warnings: Vec<LineWarning>,
+}
+
+impl ListStats {
+    /// Unique entries this list contributes.
+    pub fn entries(&self) -> u64 {
+        self.names.saturating_sub(self.duplicates)
+    }
+
+    fn warn(&mut self, line: usize, message: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(LineWarning { line, message });
+        }
+    }
+}
+
+/// A list file that could not be read at all.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Loads `path`, calling `sink` for every valid name with its entry kind.
+pub fn load_file(
+    path: &Path,
+    format: Option<Format>,
+    sink: &mut dyn FnMut(&NameKey, EntryKind),
+) -> Result<ListStats, LoadError> {
+    let err = |source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(err)?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let format = match format {
+        Some(f) => f,
+        None => {
+            let sample = reader.fill_buf().map_err(err)?;
+            Format::detect(&String::from_utf8_lossy(sample))
+        }
+    };
+    let mut stats = ListStats {
+        format: Some(format),
+        ..ListStats::default()
+    };
+    let mut parser = format.parser();
+    let mut buf = Vec::with_capacity(256);
+    let mut lineno = 0usize;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(err)? == 0 {
+            break;
+        }
+        lineno += 1;
+        stats.lines += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            stats.invalid += 1;
+            stats.warn(lineno, "not valid UTF-8".into());
+            continue;
+        };
+        let mut bad_names: Vec<(String, NameError)> = Vec::new();
+        let outcome = parser.parse_line(line, &mut |entry| match NameKey::from_text(
+            entry.name,
+            entry.wildcard,
+        ) {
+            Ok(key) => {
+                stats.names += 1;
+                sink(&key, entry.kind);
+            }
+            Err(e) => bad_names.push((entry.name.to_string(), e)),
+        });
+        match outcome {
+            Outcome::Entries | Outcome::Skip => {}
+            Outcome::Unsupported(what) => {
+                stats.unsupported += 1;
+                stats.warn(lineno, format!("unsupported: {what}"));
+            }
+            Outcome::Invalid(why) => {
+                stats.invalid += 1;
+                stats.warn(lineno, why);
+            }
+        }
+        for (name, e) in bad_names {
+            stats.invalid += 1;
+            stats.warn(lineno, format!("{name:?}: {e}"));
+        }
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(text: &str, format: Option<Format>) -> (Vec<(String, EntryKind)>, ListStats) {
+        let mut f = tempfile::NamedTempFile::new().expect("temp");
+        f.write_all(text.as_bytes()).expect("write");
+        let mut names = Vec::new();
+        let stats = load_file(f.path(), format, &mut |k, kind| {
+            names.push((k.to_string(), kind))
+        })
+        .expect("load");
+        (names, stats)
+    }
+
+    #[test]
+    fn bad_lines_are_counted_with_numbers_and_the_rest_loads() {
+        let (names, stats) = load(
+            "# header\nGood.Example\n1.2.3.4\nbad name.example\n*.wild.example\ncom\nlast.example.\r\n",
+            Some(Format::Domains),
+        );
+        let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["good.example", "wild.example", "last.example"]);
+        assert_eq!(stats.lines, 7);
+        assert_eq!(stats.names, 3);
+        assert_eq!(stats.invalid, 3);
+        let lines: Vec<usize> = stats.warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [3, 4, 6]);
+        assert!(
+            stats.warnings[2].message.contains("top-level"),
+            "{:?}",
+            stats.warnings
+        );
+    }
+
+    #[test]
+    fn detects_hosts_and_keeps_every_name_on_a_line() {
+        let (names, stats) = load(
+            "0.0.0.0 a.example b.example # two\n127.0.0.1 localhost\n",
+            None,
+        );
+        assert_eq!(stats.format, Some(Format::Hosts));
+        assert_eq!(names.len(), 2);
+    }
+
+    #[test]
+    fn invalid_utf8_is_one_bad_line() {
+        let mut f = tempfile::NamedTempFile::new().expect("temp");
+        f.write_all(b"ok.example\n\xff\xfe.example\nok2.example\n")
+            .expect("write");
+        let mut n = 0;
+        let stats = load_file(f.path(), Some(Format::Domains), &mut |_, _| n += 1).expect("load");
+        assert_eq!((n, stats.invalid), (2, 1));
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = load_file(Path::new("/nonexistent/list.txt"), None, &mut |_, _| {})
+            .expect_err("missing");
+        assert!(
+            err.to_string().starts_with("/nonexistent/list.txt:"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Domain lists: where they come from, what they say about themselves
+//! (provenance), and how their lines become names for the matcher.
+//!
+//! `format` holds one parser per syntax (plain domains, hosts, adblock, RPZ),
+//! pure functions of a line. `load` drives a parser over a file, normalises
+//! every name, and counts what it could not use, so that one bad line never
+//! costs the rest of the list.
+
+pub mod format;
+mod load;
+
+use std::path::PathBuf;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub use format::{EntryKind, Format};
+pub use load::{LineWarning, ListStats, LoadError, MAX_WARNINGS, load_file};
+
+use crate::config::Location;
+use crate::policy::{Action, EdeCode};
+
+/// Who says a list's names must be blocked, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub authority: String,
+    pub reason: String,
+    pub reference: String,
+}
+
+/// One configured list, validated.
+#[derive(Debug, Clone)]
+pub struct ListSpec {
+    pub name: String,
+    pub source: PathBuf,
+    /// `None` means detect from the content.
+    pub format: Option<Format>,
+    pub provenance: Provenance,
+    pub action: Action,
+    pub sinkhole_ipv4: Ipv4Addr,
+    pub sinkhole_ipv6: Ipv6Addr,
+    pub ttl: u32,
+    pub ede: EdeCode,
+    /// Where the list is declared in the config.
+    pub location: Location,
+}
+
+impl ListSpec {
+    /// The EDE extra text: list, authority and reason, so that a user who
+    /// sees only the DNS answer learns who blocked the name and why.
+    pub fn ede_text(&self) -> String {
+        let p = &self.provenance;
+        let mut text = format!("blocked by {}", self.name);
+        if !p.authority.is_empty() {
+            text.push_str(&format!(" ({})", p.authority));
+        }
+        if !p.reason.is_empty() {
+            text.push_str(": ");
+            text.push_str(&p.reason);
+        }
+        text
+    }
+}
+
+impl Format {
+    /// Parses the config spelling (`auto` is handled by the config as `None`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "domains" => Self::Domains,
+            "hosts" => Self::Hosts,
+            "adblock" => Self::Adblock,
+            "rpz" => Self::Rpz,
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! The `embargo` command line: parse flags, set up logging, call the library,
+//! map errors to exit codes. `println!` lives here and nowhere else.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use embargo::config::Config;
+use embargo::matcher::{Lookup, NameKey};
+use embargo::state::Snapshot;
+
+/// A DNS forwarder that refuses seized, sanctioned and threat domains and
+/// tells you which list refused them.
+#[derive(Debug, Parser)]
+#[command(name = "embargo", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "config/embargo.toml",
+        env = "EMBARGO_CONFIG"
+    )]
+    config: PathBuf,
+    /// Log level (error, warn, info, debug, trace) or a full tracing filter
+    /// such as "info,embargo::blocked=warn"; overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve DNS until SIGINT or SIGTERM; SIGHUP reloads the lists.
+    Run,
+    /// Say whether each name is blocked, by which list and entry, or allowed.
+    Check {
+        /// Domain names to check.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show every list: source, format, entries, duplicates, bad lines.
+    Lists,
+    /// Load the config and every list and report every problem (exit 1 if any is fatal).
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = init_logging(
+        cli.log_level.as_deref(),
+        matches!(cli.command, Command::Run),
+    );
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Run => run(config),
+        Command::Check { names } => with_snapshot(&config, |snap| check(snap, &names)),
+        Command::Lists => with_snapshot(&config, lists),
+        Command::Validate => with_snapshot(&config, validate),
+    }
+}
+
+/// Logs go to stderr through a non-blocking writer: a slow terminal or pipe
+/// drops log lines rather than stalling the query path.
+fn init_logging(level: Option<&str>, serving: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    let default = if serving { "info" } else { "warn" };
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default)),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("invalid log level: {e}; using {default}");
+        EnvFilter::new(default)
+    });
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(true)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    guard
+}
+
+fn run(config: Config) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(embargo::run(config, shutdown_signal())) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("embargo: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn with_snapshot(config: &Config, f: impl FnOnce(&Snapshot) -> ExitCode) -> ExitCode {
+    match Snapshot::build(config) {
+        Ok(snap) => f(&snap),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check(snap: &Snapshot, names: &[String]) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    for text in names {
+        let key = match NameKey::from_text(text, true) {
+            Ok(k) => k,
+            Err(e) => {
+                println!("{text}\tinvalid\t{e}");
+                code = ExitCode::from(2);
+                continue;
+            }
+        };
+        match snap.set.lookup(&key) {
+            Lookup::Miss => println!("{key}\tallowed"),
+            Lookup::Allowed { suffix } => {
+                println!("{key}\tallowed\tallowlist entry {}", key.suffix(suffix));
+            }
+            Lookup::Blocked(hit) => {
+                let Some(policy) = snap.policy(hit.policy) else {
+                    continue;
+                };
+                let Some(list) = snap.lists.get(policy.list) else {
+                    continue;
+                };
+                let p = &list.spec.provenance;
+                println!(
+                    "{key}\tblocked\tlist={} entry={} action={} ede={} ({})\n\tauthority: {}\n\treason: {}\n\treference: {}",
+                    list.spec.name,
+                    key.suffix(hit.suffix),
+                    policy.action.as_str(),
+                    policy.ede.code(),
+                    policy.ede.as_str(),
+                    p.authority,
+                    p.reason,
+                    p.reference,
+                );
+            }
+        }
+    }
+    code
+}
+
+fn lists(snap: &Snapshot) -> ExitCode {
+    println!(
+        "{:<28} {:<8} {:>9} {:>10} {:>8} {:>11}  source",
+        "name", "format", "entries", "duplicates", "invalid", "unsupported"
+    );
+    let rows = snap
+        .lists
+        .iter()
+        .map(|l| {
+            (
+                l.spec.name.clone(),
+                l.spec.source.display().to_string(),
+                &l.stats,
+            )
+        })
+        .chain(
+            snap.allow
+                .iter()
+                .map(|a| ("(allow)".to_string(), a.source.clone(), &a.stats)),
+        );
+    for (name, source, s) in rows {
+        println!(
+            "{:<28} {:<8} {:>9} {:>10} {:>8} {:>11}  {}",
+            name,
+            s.format.map_or("?", |f| f.as_str()),
+            s.entries(),
+            s.duplicates,
+            s.invalid,
+            s.unsupported,
+            source
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn validate(snap: &Snapshot) -> ExitCode {
+    let mut warnings = 0u64;
+    let sources = snap
+        .lists
+        .iter()
+        .map(|l| (l.spec.source.display().to_string(), &l.stats))
+        .chain(snap.allow.iter().map(|a| (a.source.clone(), &a.stats)));
+    for (source, s) in sources {
+        for w in &s.warnings {
+            println!("{source}:{}: {}", w.line, w.message);
+        }
+        let bad = s.invalid + s.unsupported;
+        if bad > s.warnings.len() as u64 {
+            println!(
+                "{source}: {} more bad lines not shown",
+                bad - s.warnings.len() as u64
+            );
+        }
+        warnings += bad;
+    }
+    println!(
+        "ok: {} lists, {} names, {} lines skipped (not fatal)",
+        snap.lists.len(),
+        snap.set.len(),
+        warnings
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,329 @@
+//! Turns the bytes of a request into the facts the handler decides on, or
+//! into the protocol error the RFCs prescribe for it.
+//!
+//! One pass, no allocation: the header, the question (lowercased into a
+//! stack `NameKey` on the way), then every remaining record is walked so
+//! that malformed packets are caught here and only here.
+
+use crate::matcher::NameKey;
+use crate::policy::QueryFacts;
+use crate::wire::{self, Edns, Header, Rcode};
+
+/// Why a request is not answered normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Not worth an answer: shorter than a header, or a response (QR=1),
+    /// which must never be answered (that is how reflection loops start).
+    Drop,
+    /// Answer with this RCODE. `question_end` is set when the question could
+    /// be read and is echoed; `edns` when an OPT record was read.
+    Error {
+        rcode: Rcode,
+        question_end: Option<usize>,
+        edns: Option<Edns>,
+    },
+    /// EDNS version above 0 (RFC 6891 section 6.1.3): extended RCODE 16.
+    BadVers { question_end: usize, edns: Edns },
+}
+
+/// Parses a request.
+pub fn parse(pkt: &[u8]) -> Result<(QueryFacts, NameKey), Reject> {
+    let hdr = Header::parse(pkt).ok_or(Reject::Drop)?;
+    if hdr.is_response() {
+        return Err(Reject::Drop);
+    }
+    let formerr = |question_end| Reject::Error {
+        rcode: Rcode::FormErr,
+        question_end,
+        edns: None,
+    };
+    if hdr.qdcount != 1 {
+        // RFC 9619: a QUERY carries exactly one question. Other opcodes
+        // are not implemented whatever they carry.
+        return Err(if hdr.opcode() != 0 {
+            Reject::Error {
+                rcode: Rcode::NotImp,
+                question_end: None,
+                edns: None,
+            }
+        } else {
+            formerr(None)
+        });
+    }
+
+    // Question: uncompressed (a pointer could only point into the header).
+    let mut name = NameKey::new();
+    let mut at = wire::HEADER_LEN;
+    loop {
+        let len = *pkt.get(at).ok_or(formerr(None))? as usize;
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        if len > 63 {
+            return Err(formerr(None));
+        }
+        let label = pkt.get(at + 1..at + 1 + len).ok_or(formerr(None))?;
+        if !name.push_label(label) {
+            return Err(formerr(None));
+        }
+        at += 1 + len;
+    }
+    let qtype = wire::u16_at(pkt, at).ok_or(formerr(None))?;
+    let qclass = wire::u16_at(pkt, at + 2).ok_or(formerr(None))?;
+    let question_end = at + 4;
+    if hdr.opcode() != 0 {
+        return Err(Reject::Error {
+            rcode: Rcode::NotImp,
+            question_end: Some(question_end),
+            edns: None,
+        });
+    }
+
+    // Answer and authority of a query are normally empty; walk them anyway.
+    let mut at = question_end;
+    for _ in 0..u32::from(hdr.ancount) + u32::from(hdr.nscount) {
+        let (rr, next) = wire::read_rr(pkt, at).ok_or(formerr(Some(question_end)))?;
+        if rr.rtype == wire::TYPE_OPT {
+            return Err(formerr(Some(question_end)));
+        }
+        at = next;
+    }
+    let mut edns: Option<Edns> = None;
+    let mut version = 0u8;
+    for _ in 0..hdr.arcount {
+        let (rr, next) = wire::read_rr(pkt, at).ok_or(formerr(Some(question_end)))?;
+        if rr.rtype == wire::TYPE_OPT {
+            // One OPT, owned by the root (RFC 6891 section 6.1.1).
+            if edns.is_some() || pkt.get(rr.name_at) != Some(&0) {
+                return Err(formerr(Some(question_end)));
+            }
+            let options = pkt
+                .get(rr.rdata_at..rr.rdata_at + rr.rdlen)
+                .ok_or(formerr(Some(question_end)))?;
+            if !options_well_formed(options) {
+                return Err(formerr(Some(question_end)));
+            }
+            version = (rr.ttl >> 16) as u8;
+            edns = Some(Edns {
+                udp_size: rr.class.max(512),
+                dnssec_ok: rr.ttl & 0x8000 != 0,
+                class_at: rr.ttl_at - 2,
+            });
+        }
+        at = next;
+    }
+    if at != pkt.len() {
+        return Err(Reject::Error {
+            rcode: Rcode::FormErr,
+            question_end: Some(question_end),
+            edns,
+        });
+    }
+    if let (Some(e), true) = (edns, version != 0) {
+        return Err(Reject::BadVers {
+            question_end,
+            edns: e,
+        });
+    }
+    if qtype == wire::TYPE_OPT {
+        return Err(Reject::Error {
+            rcode: Rcode::FormErr,
+            question_end: Some(question_end),
+            edns,
+        });
+    }
+    Ok((
+        QueryFacts {
+            id: hdr.id,
+            flags: hdr.flags,
+            qtype,
+            qclass,
+            question_end,
+            edns,
+        },
+        name,
+    ))
+}
+
+/// Every option's length fits inside the OPT RDATA.
+fn options_well_formed(mut opts: &[u8]) -> bool {
+    while !opts.is_empty() {
+        let Some(len) = wire::u16_at(opts, 2) else {
+            return false;
+        };
+        let end = 4 + len as usize;
+        if end > opts.len() {
+            return false;
+        }
+        opts = &opts[end..];
+    }
+    true
+}
+
+/// Writes the answer for a rejected request; false when nothing is sent.
+pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
+    let Some(hdr) = Header::parse(pkt) else {
+        return false;
+    };
+    let (rcode, ext, question_end, edns) = match reject {
+        Reject::Drop => return false,
+        Reject::Error {
+            rcode,
+            question_end,
+            edns,
+        } => (rcode as u16, 0u8, question_end, edns),
+        Reject::BadVers { question_end, edns } => (0, 1, Some(question_end), Some(edns)),
+    };
+    out.clear();
+    // Echo ID, OPCODE and RD; QR and RA set.
+    let flags = 0x8000 | 0x0080 | (hdr.flags & (0x7800 | 0x0100)) | rcode;
+    out.extend_from_slice(&hdr.id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    let qd = u16::from(question_end.is_some());
+    out.extend_from_slice(&qd.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    if let Some(end) = question_end {
+        out.extend_from_slice(pkt.get(wire::HEADER_LEN..end).unwrap_or(&[]));
+    }
+    if let Some(e) = edns {
+        wire::push_opt(out, ext, e.dnssec_ok, &[]);
+        wire::put_u16(out, 10, 1);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], qtype: u16, extra: &[u8], arcount: u16) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(&arcount.to_be_bytes());
+        p.extend_from_slice(name);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&[0, 1]);
+        p.extend_from_slice(extra);
+        p
+    }
+
+    const OPT_V0: &[u8] = &[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0];
+
+    #[test]
+    fn parses_a_plain_query_and_lowercases_the_name() {
+        let p = query(b"\x03WWW\x07example\x03com\x00", 1, &[], 0);
+        let (q, name) = parse(&p).expect("valid");
+        assert_eq!(name.to_string(), "www.example.com");
+        assert_eq!(
+            (q.id, q.qtype, q.qclass, q.question_end),
+            (0x1234, 1, 1, p.len())
+        );
+        assert!(q.edns.is_none());
+    }
+
+    #[test]
+    fn reads_edns_size_and_do_bit() {
+        let p = query(b"\x01a\x00", 1, OPT_V0, 1);
+        let (q, _) = parse(&p).expect("valid");
+        let e = q.edns.expect("edns");
+        assert_eq!((e.udp_size, e.dnssec_ok), (4096, true));
+    }
+
+    #[test]
+    fn rejects_as_the_rfcs_say() {
+        assert!(matches!(parse(&[0; 5]), Err(Reject::Drop)));
+        let mut resp = query(b"\x01a\x00", 1, &[], 0);
+        resp[2] |= 0x80;
+        assert!(matches!(parse(&resp), Err(Reject::Drop)));
+        let mut notify = query(b"\x01a\x00", 6, &[], 0);
+        notify[2] = 0x20; // opcode 4
+        assert!(matches!(
+            parse(&notify),
+            Err(Reject::Error {
+                rcode: Rcode::NotImp,
+                ..
+            })
+        ));
+        let mut two = query(b"\x01a\x00", 1, &[], 0);
+        two[5] = 2;
+        assert!(matches!(
+            parse(&two),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                question_end: None,
+                ..
+            })
+        ));
+        let cut = &query(b"\x01a\x00", 1, &[], 0)[..15];
+        assert!(matches!(
+            parse(cut),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                ..
+            })
+        ));
+        let ptr = query(b"\xc0\x0c", 1, &[], 0);
+        assert!(matches!(
+            parse(&ptr),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                ..
+            })
+        ));
+        let mut v1 = OPT_V0.to_vec();
+        v1[6] = 1;
+        assert!(matches!(
+            parse(&query(b"\x01a\x00", 1, &v1, 1)),
+            Err(Reject::BadVers { .. })
+        ));
+        let two_opts = [OPT_V0, OPT_V0].concat();
+        assert!(matches!(
+            parse(&query(b"\x01a\x00", 1, &two_opts, 2)),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                ..
+            })
+        ));
+        let trailing = query(b"\x01a\x00", 1, b"junk", 0);
+        assert!(matches!(
+            parse(&trailing),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                ..
+            })
+        ));
+        let bad_opt = query(
+            b"\x01a\x00",
+            1,
+            &[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 4, 0, 15, 0, 9],
+            1,
+        );
+        assert!(matches!(
+            parse(&bad_opt),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&query(b"\x01a\x00", 41, &[], 0)),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn badvers_answer_carries_extended_rcode_16() {
+        let mut v1 = OPT_V0.to_vec();
+        v1[6] = 1;
+        let p = query(b"\x01a\x00", 1, &v1, 1);
+        let reject = parse(&p).expect_err("badvers");
+        let mut out = Vec::new();
+        assert!(write_reject(&p, reject, &mut out));
+        let msg = hickory_proto::op::Message::from_vec(&out).expect("decodes");
+        assert_eq!(u16::from(msg.response_code), 16);
+        assert_eq!(msg.queries.len(), 1);
+    }
+}

@@ -1,0 +1,268 @@
+//! The per-query decision, in one straight line:
+//!
+//! 1. parse (malformed → FORMERR/NOTIMP/BADVERS or drop);
+//! 2. allowlist and blocklist, one matcher lookup (allow wins, so it is
+//!    decided inside the same lookup);
+//! 3. blocked → the policy's pre-built answer, never sent upstream, so
+//!    blocking does not depend on the upstream being up;
+//! 4. cache → the stored answer;
+//! 5. otherwise hand a [`Forward`] to the caller, which awaits
+//!    [`Handler::forward`] off the socket loop.
+//!
+//! Steps 1-4 are synchronous and allocate nothing but what the caller's
+//! reused buffer already holds, so a UDP worker answers them inline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::cache::{Cache, CacheKey};
+use crate::matcher::{Lookup, NameKey};
+use crate::policy::{QueryFacts, start_response};
+use crate::query::{self, Reject};
+use crate::state::Snapshot;
+use crate::upstream::Upstream;
+use crate::wire::{self, Rcode};
+
+/// The transport a request came in on: it sets the answer size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+/// Counters for the whole server, read by logs and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub queries: AtomicU64,
+    pub blocked: AtomicU64,
+    pub allowed_hits: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub servfail: AtomicU64,
+    pub rejected: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the caller does with a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `out` holds the answer: send it.
+    Reply,
+    /// Send nothing.
+    Drop,
+    /// Await [`Handler::forward`] with this, then send what it writes.
+    Forward(Box<Forward>),
+}
+
+/// A query that must go upstream, with what is needed to answer it later.
+#[derive(Debug)]
+pub struct Forward {
+    query: Vec<u8>,
+    facts: QueryFacts,
+    name: NameKey,
+    proto: Proto,
+}
+
+/// Decides and answers queries; shared by every socket.
+pub struct Handler {
+    state: Arc<ArcSwap<Snapshot>>,
+    cache: Cache,
+    upstream: Upstream,
+    pub counters: Counters,
+}
+
+impl Handler {
+    pub fn new(state: Arc<ArcSwap<Snapshot>>, cache: Cache, upstream: Upstream) -> Self {
+        Self {
+            state,
+            cache,
+            upstream,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The rules in force.
+    pub fn state(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.state
+    }
+
+    /// Steps 1-4 of the module doc. `out` is cleared and filled on `Reply`.
+    pub fn handle(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        proto: Proto,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        bump(&self.counters.queries);
+        let (facts, name) = match query::parse(pkt) {
+            Ok(parsed) => parsed,
+            Err(reject) => {
+                if reject == Reject::Drop {
+                    bump(&self.counters.dropped);
+                    return Outcome::Drop;
+                }
+                bump(&self.counters.rejected);
+                return if query::write_reject(pkt, reject, out) {
+                    Outcome::Reply
+                } else {
+                    Outcome::Drop
+                };
+            }
+        };
+
+        let snap = self.state.load();
+        match snap.set.lookup(&name) {
+            Lookup::Blocked(hit) => {
+                if let Some(policy) = snap.policy(hit.policy) {
+                    policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
+                    bump(&self.counters.blocked);
+                    snap.count_block(policy);
+                    if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
+                        let list = snap
+                            .lists
+                            .get(policy.list)
+                            .map_or("?", |l| l.spec.name.as_str());
+                        tracing::info!(
+                            target: "embargo::blocked",
+                            client = %client.ip(),
+                            query = %name,
+                            qtype = facts.qtype,
+                            list,
+                            entry = %name.suffix(hit.suffix),
+                            action = policy.action.as_str(),
+                            "blocked"
+                        );
+                    }
+                    truncate_for(&facts, proto, out);
+                    return Outcome::Reply;
+                }
+            }
+            Lookup::Allowed { .. } => bump(&self.counters.allowed_hits),
+            Lookup::Miss => {}
+        }
+        drop(snap);
+
+        // Zone transfers are for secondaries of a real primary, not a forwarder.
+        if matches!(facts.qtype, 251 | 252) {
+            start_response(pkt, &facts, Rcode::Refused, out);
+            finish_plain(&facts, out);
+            return Outcome::Reply;
+        }
+
+        if self
+            .cache
+            .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
+        {
+            bump(&self.counters.cache_hits);
+            truncate_for(&facts, proto, out);
+            return Outcome::Reply;
+        }
+
+        Outcome::Forward(Box::new(Forward {
+            query: pkt.to_vec(),
+            facts,
+            name,
+            proto,
+        }))
+    }
+
+    /// Step 5: asks the upstreams, caches the answer, and writes what the
+    /// client gets into `out` (SERVFAIL when no upstream answered in time).
+    pub async fn forward(&self, job: Box<Forward>, out: &mut Vec<u8>) {
+        bump(&self.counters.forwarded);
+        let Forward {
+            mut query,
+            facts,
+            name,
+            proto,
+        } = *job;
+        // Our own ID upstream, so answers cannot be matched by guessing the client's.
+        let upstream_id = fastrand::u16(..);
+        wire::put_u16(&mut query, 0, upstream_id);
+        if let Some(e) = facts.edns {
+            // We never accept more than 1232 bytes over UDP ourselves.
+            if e.udp_size > wire::EDNS_UDP_SIZE {
+                wire::put_u16(&mut query, e.class_at, wire::EDNS_UDP_SIZE);
+            }
+        }
+        match self.upstream.forward(&query).await {
+            Ok(mut resp) => {
+                // We are the client's recursive resolver: RA set, and AA clear
+                // even when the upstream is authoritative (as unbound and BIND do).
+                if let Some(flags) = resp.get_mut(2..4) {
+                    flags[0] &= !0x04;
+                    flags[1] |= 0x80;
+                }
+                self.cache.insert(&CacheKey::new(&name, &facts), &resp);
+                out.clear();
+                out.extend_from_slice(&resp);
+                wire::put_u16(out, 0, facts.id);
+                if let (Some(dst), Some(src)) = (
+                    out.get_mut(wire::HEADER_LEN..facts.question_end),
+                    query.get(wire::HEADER_LEN..facts.question_end),
+                ) && dst.eq_ignore_ascii_case(src)
+                {
+                    dst.copy_from_slice(src);
+                }
+                truncate_for(&facts, proto, out);
+            }
+            Err(e) => {
+                bump(&self.counters.servfail);
+                tracing::warn!(query = %name, qtype = facts.qtype, error = %e, "upstream failed: SERVFAIL");
+                start_response(&query, &facts, Rcode::ServFail, out);
+                wire::put_u16(out, 0, facts.id);
+                if let Some(edns) = facts.edns {
+                    // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23).
+                    let ede = wire::ede_option(22, &format!("{e}"));
+                    wire::push_opt(out, 0, edns.dnssec_ok, &ede);
+                    wire::put_u16(out, 10, 1);
+                }
+            }
+        }
+    }
+
+    /// The per-query deadline upstream (for draining on shutdown).
+    pub fn upstream_timeout(&self) -> std::time::Duration {
+        self.upstream.timeout()
+    }
+}
+
+/// Adds the OPT record to a header-and-question answer if the query had EDNS.
+fn finish_plain(facts: &QueryFacts, out: &mut Vec<u8>) {
+    if let Some(e) = facts.edns {
+        wire::push_opt(out, 0, e.dnssec_ok, &[]);
+        wire::put_u16(out, 10, 1);
+    }
+}
+
+/// Cuts a UDP answer that exceeds what the client can take down to header +
+/// question (+ OPT) with TC set, so it retries over TCP (RFC 1035 4.2.1,
+/// RFC 6891 7). Our own ceiling is 1232 bytes whatever the client offers.
+fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
+    if proto == Proto::Tcp {
+        return;
+    }
+    let limit = match facts.edns {
+        Some(e) => usize::from(e.udp_size.clamp(512, wire::EDNS_UDP_SIZE)),
+        None => 512,
+    };
+    if out.len() <= limit {
+        return;
+    }
+    out.truncate(facts.question_end);
+    if let Some(b) = out.get_mut(2) {
+        *b |= 0x02;
+    }
+    for at in [6, 8, 10] {
+        wire::put_u16(out, at, 0);
+    }
+    finish_plain(facts, out);
+}

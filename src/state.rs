@@ -1,0 +1,224 @@
+//! Everything a query needs to be decided, frozen together: the matcher, the
+//! policies its entries point at, and the lists they came from.
+//!
+//! A `Snapshot` is built off the serving path from the config, then published
+//! with one `ArcSwap::store`; each query loads it once and keeps it for its
+//! whole life, so a reload never changes the rules under a query in flight.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{Config, Location};
+use crate::lists::{self, EntryKind, Format, ListSpec, ListStats, LoadError};
+use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
+use crate::policy::{Action, Policy};
+
+/// A loaded list: its configuration, what loading found, and its block counter.
+#[derive(Debug)]
+pub struct ListInfo {
+    pub spec: ListSpec,
+    pub stats: ListStats,
+    /// Queries blocked by this list since the snapshot was built.
+    pub blocked: AtomicU64,
+}
+
+/// An allowlist source (the inline `[allow] domains` or one allow file).
+#[derive(Debug)]
+pub struct AllowInfo {
+    pub source: String,
+    pub stats: ListStats,
+}
+
+/// The frozen rules.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub set: DomainSet,
+    /// Indexed by `PolicyId`; index 0 is the allowlist and is never used to answer.
+    pub policies: Vec<Policy>,
+    pub lists: Vec<ListInfo>,
+    pub allow: Vec<AllowInfo>,
+}
+
+/// Why a snapshot could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("list {list:?} (declared at {location}): {source}")]
+    List {
+        list: String,
+        location: Location,
+        source: LoadError,
+    },
+    #[error("allow file {0}")]
+    Allow(LoadError),
+    #[error("more than {} distinct list actions", PolicyId::MAX)]
+    TooManyPolicies,
+}
+
+impl Snapshot {
+    /// An empty snapshot (blocks nothing): what a server starts from in tests.
+    pub fn empty() -> Self {
+        Self {
+            set: DomainSet::default(),
+            policies: vec![allow_placeholder()],
+            lists: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+
+    /// Loads every list and allow source of `config` and freezes them.
+    pub fn build(config: &Config) -> Result<Self, BuildError> {
+        let estimate: u64 = config
+            .lists
+            .iter()
+            .map(|l| l.source.as_path())
+            .chain(config.allow_files.iter().map(|p| p.as_path()))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len() / 20)
+            .sum();
+        let mut builder = DomainSetBuilder::new().with_capacity(estimate as usize);
+        let mut policies = vec![allow_placeholder()];
+        let mut lists = Vec::with_capacity(config.lists.len());
+
+        for (index, spec) in config.lists.iter().enumerate() {
+            // Each list's own action, plus RPZ per-record actions created on first use.
+            let mut ids: HashMap<Action, PolicyId> = HashMap::new();
+            let mut policy_for = |action: Action, policies: &mut Vec<Policy>| -> Option<PolicyId> {
+                if let Some(id) = ids.get(&action) {
+                    return Some(*id);
+                }
+                let id = PolicyId(
+                    u16::try_from(policies.len())
+                        .ok()
+                        .filter(|v| *v <= PolicyId::MAX)?,
+                );
+                policies.push(Policy::new(
+                    index,
+                    action,
+                    spec.ttl,
+                    spec.sinkhole_ipv4,
+                    spec.sinkhole_ipv6,
+                    spec.ede,
+                    &spec.ede_text(),
+                ));
+                ids.insert(action, id);
+                Some(id)
+            };
+            let default =
+                policy_for(spec.action, &mut policies).ok_or(BuildError::TooManyPolicies)?;
+            let mut overflow = false;
+            let stats = lists::load_file(&spec.source, spec.format, &mut |key, kind| {
+                let id = match kind {
+                    EntryKind::Block => Some(default),
+                    EntryKind::Passthru => Some(PolicyId::ALLOW),
+                    EntryKind::Nxdomain => policy_for(Action::Nxdomain, &mut policies),
+                    EntryKind::Nodata => policy_for(Action::Nodata, &mut policies),
+                };
+                match id {
+                    Some(id) => builder.insert(key, id),
+                    None => overflow = true,
+                }
+            })
+            .map_err(|source| BuildError::List {
+                list: spec.name.clone(),
+                location: spec.location.clone(),
+                source,
+            })?;
+            if overflow {
+                return Err(BuildError::TooManyPolicies);
+            }
+            lists.push(ListInfo {
+                spec: spec.clone(),
+                stats,
+                blocked: AtomicU64::new(0),
+            });
+        }
+
+        let mut allow = Vec::new();
+        if !config.allow_domains.is_empty() {
+            let mut stats = ListStats {
+                format: Some(Format::Domains),
+                ..ListStats::default()
+            };
+            for d in &config.allow_domains {
+                stats.lines += 1;
+                let (name, explicit) = match d.name.strip_prefix("*.") {
+                    Some(rest) => (rest, true),
+                    None => (d.name.as_str(), false),
+                };
+                match NameKey::from_text(name, explicit) {
+                    Ok(key) => {
+                        stats.names += 1;
+                        builder.insert(&key, PolicyId::ALLOW);
+                    }
+                    Err(e) => {
+                        stats.invalid += 1;
+                        stats.warnings.push(lists::LineWarning {
+                            line: d.location.line,
+                            message: format!("{:?}: {e}", d.name),
+                        });
+                    }
+                }
+            }
+            allow.push(AllowInfo {
+                source: config.path.display().to_string(),
+                stats,
+            });
+        }
+        for path in &config.allow_files {
+            // Every entry of an allow file allows, whatever its syntax says.
+            let stats = lists::load_file(path, None, &mut |key, _| {
+                builder.insert(key, PolicyId::ALLOW)
+            })
+            .map_err(BuildError::Allow)?;
+            allow.push(AllowInfo {
+                source: path.display().to_string(),
+                stats,
+            });
+        }
+
+        let (set, dups) = builder.build();
+        for (id, count) in dups.iter().enumerate() {
+            if *count == 0 {
+                continue;
+            }
+            if let Some(p) = policies.get(id).filter(|_| id != 0) {
+                lists[p.list].stats.duplicates += u64::from(*count);
+            } else if let Some(a) = allow.first_mut() {
+                a.stats.duplicates += u64::from(*count);
+            }
+        }
+        Ok(Self {
+            set,
+            policies,
+            lists,
+            allow,
+        })
+    }
+
+    /// The policy for an id from this snapshot's matcher.
+    #[inline]
+    pub fn policy(&self, id: PolicyId) -> Option<&Policy> {
+        self.policies.get(usize::from(id.0))
+    }
+
+    /// Counts a block against its list.
+    #[inline]
+    pub fn count_block(&self, policy: &Policy) {
+        if let Some(l) = self.lists.get(policy.list) {
+            l.blocked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn allow_placeholder() -> Policy {
+    use crate::policy::EdeCode;
+    Policy::new(
+        usize::MAX,
+        Action::Nodata,
+        0,
+        std::net::Ipv4Addr::UNSPECIFIED,
+        std::net::Ipv6Addr::UNSPECIFIED,
+        EdeCode::Blocked,
+        "",
+    )
+}

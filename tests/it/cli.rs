@@ -1,0 +1,210 @@
+//! The `embargo` binary as an operator runs it: `run` serves until SIGTERM
+//! and exits 0; `check`, `lists` and `validate` explain and report.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{SEIZED_LIST, Upstream, config, query, udp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_embargo");
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("seized.txt"), SEIZED_LIST).expect("list");
+    let path = dir.join("embargo.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+fn embargo(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run embargo");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_serves_until_sigterm_and_exits_zero() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), &config(up.addr, ""));
+    let mut child = Command::new(BIN)
+        .args(["run", "-c", path.to_str().expect("utf8")])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The bound port is in the "listening on udp" line.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut addr = None;
+    let mut log = Vec::new();
+    while addr.is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.contains("listening on udp") {
+                addr = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|s| s.parse::<std::net::SocketAddr>().ok());
+            }
+            log.push(line);
+        }
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no listening line in {log:#?}"));
+    let r = udp(addr, &query("www.seized.example.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    let r = udp(addr, &query("www.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    // The block was logged for the security team.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut blocked_line = None;
+    while blocked_line.is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("embargo::blocked")
+        {
+            blocked_line = Some(line);
+        }
+    }
+    let line = blocked_line.expect("a blocked-query log line");
+    for field in [
+        "client=127.0.0.1",
+        "query=www.seized.example",
+        "list=\"seized\"",
+        "entry=seized.example",
+        "action=\"nxdomain\"",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn check_explains_blocks_and_allows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+    );
+    let (code, out, err) = embargo(&[
+        "check",
+        "-c",
+        path.to_str().expect("utf8"),
+        "a.b.Seized.Example",
+        "allowed.seized.example",
+        "up.test",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "a.b.seized.example\tblocked\tlist=seized entry=seized.example action=nxdomain ede=16"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("authority: Test Court"), "{out}");
+    assert!(out.contains("reason: Seized by court order"), "{out}");
+    assert!(
+        out.contains("allowed.seized.example\tallowed\tallowlist entry allowed.seized.example"),
+        "{out}"
+    );
+    assert!(out.contains("up.test\tallowed"), "{out}");
+}
+
+#[test]
+fn lists_shows_counts_per_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+    );
+    std::fs::write(
+        dir.path().join("seized.txt"),
+        "a.example\nb.example\na.example\nnot a domain\n",
+    )
+    .expect("list");
+    let (code, out, err) = embargo(&["lists", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("seized "))
+        .expect("row for the list");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cols[..6],
+        ["seized", "domains", "2", "1", "1", "0"],
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\n[block]\naction = \"explode\"\nttl = 5\nede = \"nope\"\n",
+    );
+    let (code, _out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("embargo.toml:4:"), "{err}");
+    assert!(err.contains("embargo.toml:6:"), "{err}");
+    let path = write_config(
+        dir.path(),
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\nport = 53\n",
+    );
+    let (code, _out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("embargo.toml:3:") && err.contains("port"),
+        "{err}"
+    );
+
+    // Bad list lines are warnings with file:line, not fatal.
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+    );
+    std::fs::write(dir.path().join("seized.txt"), "ok.example\n999.1.1.1\n").expect("list");
+    let (code, out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("seized.txt:2:"), "{out}");
+    // A missing list is fatal and says which.
+    std::fs::remove_file(dir.path().join("seized.txt")).expect("rm");
+    let (code, _out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("seized.txt") && err.contains("\"seized\""),
+        "{err}"
+    );
+}

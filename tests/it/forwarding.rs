@@ -1,0 +1,190 @@
+//! Names that are not listed go upstream and come back faithfully; the
+//! cache serves repeats; big answers truncate over UDP and come whole over
+//! TCP; a dead upstream gives SERVFAIL in time.
+
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
+
+use crate::harness::{Embargo, Upstream, config, dead_addr, ede, query, tcp, tcp_many, udp};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_pass_through_faithfully() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+
+    let r = udp(e.addr, &query("WWW.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(
+        r.answers[0].data,
+        RData::A("192.0.2.10".parse().expect("ip"))
+    );
+    assert_eq!(
+        r.queries[0].name().to_string(),
+        "WWW.up.test.",
+        "question case preserved"
+    );
+    assert!(r.metadata.recursion_available);
+
+    let r = udp(e.addr, &query("chain.up.test.", RecordType::A, true)).await;
+    let types: Vec<RecordType> = r.answers.iter().map(|a| a.record_type()).collect();
+    assert_eq!(
+        types,
+        [RecordType::CNAME, RecordType::CNAME, RecordType::A],
+        "CNAME chain kept"
+    );
+
+    let r = udp(e.addr, &query("nope.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        r.authorities.first().map(|a| a.record_type()),
+        Some(RecordType::SOA)
+    );
+
+    let r = tcp(e.addr, &query("nodata.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.answers.is_empty());
+    assert_eq!(
+        r.authorities.first().map(|a| a.record_type()),
+        Some(RecordType::SOA)
+    );
+
+    let r = udp(e.addr, &query("mx.up.test.", RecordType::MX, false)).await;
+    assert_eq!(r.answers[0].record_type(), RecordType::MX);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_serves_repeats_with_ttls_counting_down() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    let first = udp(e.addr, &query("www.up.test.", RecordType::AAAA, false)).await;
+    assert_eq!(first.answers[0].ttl, 300);
+    let second = udp(e.addr, &query("Www.Up.Test.", RecordType::AAAA, false)).await;
+    assert_eq!(
+        second.answers,
+        first
+            .answers
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                a.name = second.answers[0].name.clone();
+                a
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(second.queries[0].name().to_string(), "Www.Up.Test.");
+    assert_eq!(
+        up.count("www.up.test"),
+        1,
+        "second answer came from the cache"
+    );
+
+    let short = udp(e.addr, &query("short.up.test.", RecordType::A, false)).await;
+    assert_eq!(short.answers[0].ttl, 5);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let again = udp(e.addr, &query("short.up.test.", RecordType::A, false)).await;
+    assert!(
+        again.answers[0].ttl <= 3,
+        "TTL counts down in the cache: {}",
+        again.answers[0].ttl
+    );
+    assert_eq!(up.count("short.up.test"), 1);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn big_answers_truncate_over_udp_and_come_whole_over_tcp() {
+    let txt: Vec<String> = (0..30)
+        .map(|i| format!("big IN TXT \"record {i:02} {}\"", "x".repeat(60)))
+        .collect();
+    let up = Upstream::start_with(&txt).await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    let r = udp(e.addr, &query("big.up.test.", RecordType::TXT, true)).await;
+    assert!(r.metadata.truncation, "TC set over UDP");
+    assert!(r.answers.is_empty());
+    assert_eq!(r.queries.len(), 1);
+    let r = udp(e.addr, &query("big.up.test.", RecordType::TXT, false)).await;
+    assert!(r.metadata.truncation, "TC set without EDNS too");
+    let r = tcp(e.addr, &query("big.up.test.", RecordType::TXT, true)).await;
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 30, "TCP carries the whole answer");
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_tcp_queries_are_all_answered() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    let msgs = vec![
+        query("www.up.test.", RecordType::A, false),
+        query("seized.example.", RecordType::A, true),
+        query("mx.up.test.", RecordType::MX, false),
+        query("a.sanctioned.example.", RecordType::AAAA, false),
+        query("nope.up.test.", RecordType::A, false),
+    ];
+    let replies = tcp_many(e.addr, &msgs).await;
+    for m in &msgs {
+        let r = replies
+            .iter()
+            .find(|r| r.metadata.id == m.metadata.id)
+            .expect("every query answered");
+        assert_eq!(r.queries[0].name(), m.queries[0].name());
+    }
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_upstream_gives_servfail_in_time_and_serving_goes_on() {
+    let dead = dead_addr().await;
+    let e = Embargo::start(&config(dead, ""), &[]).await;
+    let started = Instant::now();
+    let r = udp(e.addr, &query("www.up.test.", RecordType::A, true)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ede(&r).map(|(c, _)| c), Some(22));
+    let r = tcp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    let r = udp(e.addr, &query("seized.example.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_upstream_times_out_within_timeout_ms() {
+    // A socket that receives but never answers.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let e = Embargo::start(&config(silent.local_addr().expect("addr"), ""), &[]).await;
+    let started = Instant::now();
+    let r = udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+    let took = started.elapsed();
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_upstream_is_used_when_the_first_is_down_and_tcp_only_works() {
+    let up = Upstream::start().await;
+    let dead = dead_addr().await;
+    let cfg = config(up.addr, "").replace(
+        &format!("servers = [\"{}\"]", up.addr),
+        &format!("servers = [\"{dead}\", \"tcp://{}\"]", up.addr),
+    );
+    let e = Embargo::start(&cfg, &[]).await;
+    let r = udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers.len(), 1);
+    e.stop().await;
+}

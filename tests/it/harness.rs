@@ -1,0 +1,337 @@
+//! Real parts on loopback: an authoritative upstream (hickory-server with an
+//! in-memory zone, counting every query it receives) and embargo itself,
+//! both bound to 127.0.0.1:0, spoken to over real UDP and TCP sockets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::txt::Parser;
+use hickory_server::Server;
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// The upstream's zones. `seized.example` is here too, so that a blocked name
+/// that leaked upstream would get a real answer and be counted.
+const ZONES: &[(&str, &str)] = &[
+    (
+        "up.test.",
+        r#"$ORIGIN up.test.
+$TTL 300
+@        IN SOA ns.up.test. admin.up.test. 1 3600 600 86400 60
+@        IN NS ns
+ns       IN A 192.0.2.53
+www      IN A 192.0.2.10
+www      IN AAAA 2001:db8::10
+alias    IN CNAME www
+chain    IN CNAME alias
+txt      IN TXT "hello"
+nodata   IN TXT "only txt"
+mx       IN MX 10 mail
+mail     IN A 192.0.2.25
+short 5  IN A 192.0.2.5
+"#,
+    ),
+    (
+        "example.",
+        r#"$ORIGIN example.
+$TTL 300
+@                    IN SOA ns.example. admin.example. 1 3600 600 86400 60
+@                    IN NS ns
+ns                   IN A 192.0.2.53
+seized               IN A 192.0.2.66
+www.seized           IN A 192.0.2.66
+allowed.seized       IN A 192.0.2.77
+"#,
+    ),
+];
+
+/// Counts queries per name and delegates to the catalog.
+struct Counting {
+    catalog: Catalog,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Counting {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
+        if let (Ok(info), Ok(mut seen)) = (request.request_info(), self.seen.lock()) {
+            let name = info.query.name().to_string();
+            seen.push(name.trim_end_matches('.').to_ascii_lowercase());
+        }
+        self.catalog.handle_request::<R, T>(request, response).await
+    }
+}
+
+/// An authoritative upstream on 127.0.0.1 (UDP and TCP on one port).
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+    _server: Server<Counting>,
+}
+
+impl Upstream {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra zone text appended to `up.test.` (e.g. many TXT records).
+    pub(crate) async fn start_with(extra_up_test: &[String]) -> Self {
+        let mut catalog = Catalog::new();
+        for (origin, text) in ZONES {
+            let mut text = text.to_string();
+            if *origin == "up.test." {
+                for line in extra_up_test {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            let origin_name = Name::from_str(origin).expect("origin");
+            let (name, records) = Parser::new(text, None, Some(origin_name))
+                .parse()
+                .expect("zone parses");
+            let records: BTreeMap<_, _> = records.into_iter().collect();
+            let zone = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+                name.clone(),
+                records,
+                ZoneType::Primary,
+                AxfrPolicy::Deny,
+            )
+            .expect("zone");
+            catalog.upsert(name.into(), vec![Arc::new(zone)]);
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut server = Server::new(Counting {
+            catalog,
+            seen: seen.clone(),
+        });
+        let (udp, tcp) = bind_pair().await;
+        let addr = udp.local_addr().expect("addr");
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 64);
+        Self {
+            addr,
+            seen,
+            _server: server,
+        }
+    }
+
+    /// How many queries for `name` (lowercase, no trailing dot) reached the upstream.
+    pub(crate) fn count(&self, name: &str) -> usize {
+        self.seen
+            .lock()
+            .map(|s| s.iter().filter(|n| *n == name).count())
+            .unwrap_or(0)
+    }
+
+    /// Every name the upstream was asked.
+    pub(crate) fn seen(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+async fn bind_pair() -> (UdpSocket, tokio::net::TcpListener) {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("udp bind");
+        let addr = udp.local_addr().expect("addr");
+        if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no free port pair");
+}
+
+/// A loopback address where nothing listens (for "upstream down" tests).
+pub(crate) async fn dead_addr() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    s.local_addr().expect("addr")
+}
+
+/// Embargo, in-process, serving a config written to a temp dir.
+pub(crate) struct Embargo {
+    pub(crate) addr: SocketAddr,
+    pub(crate) handler: Arc<embargo::server::Handler>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// The list files most tests use.
+pub(crate) const SEIZED_LIST: &str =
+    "# test list\nseized.example\n*.wild.example\nsanctioned.example\n";
+
+/// A config forwarding to `upstream`, with the test lists; `extra` is appended.
+pub(crate) fn config(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+
+[upstream]
+servers = ["{upstream}"]
+timeout_ms = 1000
+
+[cache]
+size = 1000
+
+[block]
+action = "nxdomain"
+ttl = 300
+ede = "blocked"
+
+[[lists]]
+name = "seized"
+source = "seized.txt"
+authority = "Test Court"
+reason = "Seized by court order"
+reference = "case 1"
+ede = "censored"
+
+[allow]
+domains = ["allowed.seized.example"]
+{extra}
+"#
+    )
+}
+
+impl Embargo {
+    /// Starts with `config` text and the given files in a fresh temp dir
+    /// (`seized.txt` gets [`SEIZED_LIST`] unless given).
+    pub(crate) async fn start(config: &str, files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("seized.txt"), SEIZED_LIST).expect("write list");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write file");
+        }
+        let path: PathBuf = dir.path().join("embargo.toml");
+        std::fs::write(&path, config).expect("write config");
+        let config = embargo::Config::load(&path).expect("config loads");
+        let snapshot = embargo::Snapshot::build(&config).expect("lists load");
+        let handler = embargo::handler(&config, snapshot);
+        let server = embargo::server::Server::bind(&config.listen, handler.clone()).expect("bind");
+        let addr = server.local_addrs()[0];
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            handler,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub(crate) async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+impl Drop for Embargo {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A recursive query for `name`/`rtype`, optionally with EDNS (payload 1232).
+pub(crate) fn query(name: &str, rtype: RecordType, edns: bool) -> Message {
+    let mut m = Message::new(fastrand::u16(..), MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        m.set_edns(e);
+    }
+    m
+}
+
+/// Sends raw bytes over UDP and returns the reply, or None after `wait`.
+pub(crate) async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    sock.send_to(bytes, addr).await.expect("send");
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        _ => None,
+    }
+}
+
+/// Sends a message over UDP and decodes the reply (panics on no reply).
+pub(crate) async fn udp(addr: SocketAddr, msg: &Message) -> Message {
+    let bytes = msg.to_vec().expect("encode");
+    let reply = udp_raw(addr, &bytes, Duration::from_secs(3))
+        .await
+        .expect("a UDP reply");
+    let resp = Message::from_vec(&reply).expect("reply decodes");
+    assert_eq!(resp.metadata.id, msg.metadata.id, "reply ID");
+    resp
+}
+
+/// Sends messages over one TCP connection (pipelined) and returns the replies in arrival order.
+pub(crate) async fn tcp_many(addr: SocketAddr, msgs: &[Message]) -> Vec<Message> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut out = Vec::new();
+    for m in msgs {
+        let b = m.to_vec().expect("encode");
+        out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+        out.extend_from_slice(&b);
+    }
+    stream.write_all(&out).await.expect("write");
+    let mut replies = Vec::new();
+    for _ in msgs {
+        let len = tokio::time::timeout(Duration::from_secs(3), stream.read_u16())
+            .await
+            .expect("reply in time")
+            .expect("length") as usize;
+        let mut buf = vec![0u8; len];
+        stream.read_exact(&mut buf).await.expect("body");
+        replies.push(Message::from_vec(&buf).expect("reply decodes"));
+    }
+    replies
+}
+
+/// One query over TCP.
+pub(crate) async fn tcp(addr: SocketAddr, msg: &Message) -> Message {
+    let mut r = tcp_many(addr, std::slice::from_ref(msg)).await;
+    let resp = r.remove(0);
+    assert_eq!(resp.metadata.id, msg.metadata.id, "reply ID");
+    resp
+}
+
+/// The Extended DNS Error of a reply: (info code, extra text).
+pub(crate) fn ede(msg: &Message) -> Option<(u16, String)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let edns = msg.edns.as_ref()?;
+    match edns.option(EdnsCode::Unknown(15))? {
+        EdnsOption::Unknown(15, data) if data.len() >= 2 => Some((
+            u16::from_be_bytes([data[0], data[1]]),
+            String::from_utf8_lossy(&data[2..]).into_owned(),
+        )),
+        _ => None,
+    }
+}

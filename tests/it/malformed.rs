@@ -1,0 +1,166 @@
+//! Bad packets get the answer the RFCs prescribe (or none), never a panic,
+//! and the server keeps answering good queries afterwards.
+
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Embargo, Upstream, config, query, udp, udp_raw};
+
+fn raw(name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
+    query(name, rtype, edns).to_vec().expect("encode")
+}
+
+async fn still_serving(e: &Embargo) {
+    let r = udp(e.addr, &query("seized.example.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+}
+
+async fn reply_code(e: &Embargo, bytes: &[u8]) -> Option<(Message, ResponseCode)> {
+    let reply = udp_raw(e.addr, bytes, Duration::from_millis(500)).await?;
+    let m = Message::from_vec(&reply).expect("reply decodes");
+    let code = m.metadata.response_code;
+    Some((m, code))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_never_stops_the_server() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let good = raw("www.seized.example.", RecordType::A, true);
+    for i in 0..2000 {
+        let pkt: Vec<u8> = match i % 3 {
+            0 => (0..rng.usize(0..600)).map(|_| rng.u8(..)).collect(),
+            // Mutate a valid query: flip bytes, cut it short, or extend it.
+            1 => {
+                let mut p = good.clone();
+                for _ in 0..rng.usize(1..6) {
+                    let at = rng.usize(..p.len());
+                    p[at] = rng.u8(..);
+                }
+                p
+            }
+            _ => good[..rng.usize(..good.len())].to_vec(),
+        };
+        // Clear QR so most reach the parser rather than being dropped.
+        let mut pkt = pkt;
+        if pkt.len() > 2 {
+            pkt[2] &= 0x7f;
+        }
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let _ = sock.send_to(&pkt, e.addr);
+    }
+    still_serving(&e).await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protocol_errors_get_the_rfc_answers() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+
+    // A response sent to the server is ignored (no reflection).
+    let mut resp = raw("www.up.test.", RecordType::A, false);
+    resp[2] |= 0x80;
+    assert!(reply_code(&e, &resp).await.is_none());
+    // Too short for a header: dropped.
+    assert!(reply_code(&e, &[1, 2, 3]).await.is_none());
+
+    // Unknown opcode (NOTIFY = 4, UPDATE = 5, 15): NOTIMP, ID and opcode echoed.
+    for opcode in [4u8, 5, 15] {
+        let mut p = raw("www.up.test.", RecordType::SOA, false);
+        p[2] = (p[2] & 0x87) | (opcode << 3);
+        let (m, code) = reply_code(&e, &p).await.expect("reply");
+        assert_eq!(code, ResponseCode::NotImp, "opcode {opcode}");
+        assert_eq!(m.metadata.id, u16::from_be_bytes([p[0], p[1]]));
+        assert_eq!(u8::from(m.metadata.op_code), opcode);
+    }
+
+    // QDCOUNT 0 and 2: FORMERR.
+    let mut p = raw("www.up.test.", RecordType::A, false);
+    p[5] = 0;
+    p.truncate(12);
+    assert_eq!(
+        reply_code(&e, &p).await.expect("reply").1,
+        ResponseCode::FormErr
+    );
+    let mut p = raw("www.up.test.", RecordType::A, false);
+    let question = p[12..].to_vec();
+    p[5] = 2;
+    p.extend_from_slice(&question);
+    assert_eq!(
+        reply_code(&e, &p).await.expect("reply").1,
+        ResponseCode::FormErr
+    );
+
+    // Question cut in the middle: FORMERR.
+    let p = raw("www.up.test.", RecordType::A, false);
+    assert_eq!(
+        reply_code(&e, &p[..p.len() - 3]).await.expect("reply").1,
+        ResponseCode::FormErr
+    );
+
+    // EDNS version 1: BADVERS with an OPT of version 0.
+    let mut p = raw("www.up.test.", RecordType::A, true);
+    let n = p.len();
+    p[n - 5] = 1; // OPT TTL: ext-rcode, VERSION, flags
+    let (m, code) = reply_code(&e, &p).await.expect("reply");
+    // 16 is BADVERS in an OPT context (hickory names it BADSIG, the TSIG meaning).
+    assert_eq!(u16::from(code), 16);
+    assert_eq!(m.edns.as_ref().expect("opt").version(), 0);
+    assert_eq!(up.count("www.up.test"), 0, "none of this went upstream");
+
+    still_serving(&e).await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tcp_frames_close_only_their_connection() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    // A frame longer than what follows, then EOF.
+    let mut s = tokio::net::TcpStream::connect(e.addr)
+        .await
+        .expect("connect");
+    s.write_all(&[0x01, 0x00, 1, 2, 3]).await.expect("write");
+    drop(s);
+    // Garbage in a well-formed frame gets FORMERR (or nothing), then the connection still works.
+    let mut s = tokio::net::TcpStream::connect(e.addr)
+        .await
+        .expect("connect");
+    let junk = [0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f];
+    s.write_all(&(junk.len() as u16).to_be_bytes())
+        .await
+        .expect("write");
+    s.write_all(&junk).await.expect("write");
+    let len = s.read_u16().await.expect("reply length") as usize;
+    let mut buf = vec![0; len];
+    s.read_exact(&mut buf).await.expect("reply");
+    assert_eq!(
+        Message::from_vec(&buf)
+            .expect("decodes")
+            .metadata
+            .response_code,
+        ResponseCode::FormErr
+    );
+    let q = raw("seized.example.", RecordType::A, false);
+    s.write_all(&(q.len() as u16).to_be_bytes())
+        .await
+        .expect("write");
+    s.write_all(&q).await.expect("write");
+    let len = s.read_u16().await.expect("reply length") as usize;
+    let mut buf = vec![0; len];
+    s.read_exact(&mut buf).await.expect("reply");
+    assert_eq!(
+        Message::from_vec(&buf)
+            .expect("decodes")
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+    still_serving(&e).await;
+    e.stop().await;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# End-to-end check of the README's first command: the release binary serves
+# the shipped config/embargo.toml, and dig sees a listed name, a subdomain
+# of it and an allowlisted name answered as documented.
+#
+# The shipped config forwards to public resolvers, so this runs inside a
+# loopback-only network namespace (unshare -n): nothing can leave the machine.
+# Only listed names are asked; the one forwarded query fails inside the
+# namespace and must come back SERVFAIL within timeout_ms.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN="${EMBARGO_BIN:-target/release/embargo}"
+[ -x "$BIN" ] || { echo "smoke: build first (cargo build --release)"; exit 1; }
+if [ -z "${EMBARGO_SMOKE_INNER:-}" ]; then
+  exec unshare -n env EMBARGO_SMOKE_INNER=1 EMBARGO_BIN="$BIN" bash "$0"
+fi
+ip link set lo up
+log="$(mktemp)"
+"$BIN" run -c config/embargo.toml >"$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 100); do
+  grep -q "listening on udp" "$log" && break
+  sleep 0.1
+done
+fail=0
+expect() {  # expect NAME TYPE STATUS [EXTRA dig args]
+  local name=$1 type=$2 want=$3; shift 3
+  local out
+  out="$(dig @127.0.0.1 -p 5353 +time=3 +tries=1 "$@" "$name" "$type")"
+  if grep -q "status: $want" <<<"$out"; then
+    echo "smoke: ok   $name $type -> $want"
+  else
+    echo "smoke: FAIL $name $type: wanted $want"; echo "$out"; fail=1
+  fi
+  LAST="$out"
+}
+expect seized.example A NXDOMAIN
+grep -q "EDE: 15 (Blocked)" <<<"$LAST" || { echo "smoke: FAIL no EDE 15 in"; echo "$LAST"; fail=1; }
+grep -q "seized.example.*SOA" <<<"$LAST" || { echo "smoke: FAIL no SOA"; fail=1; }
+expect www.seized.example AAAA NXDOMAIN +tcp
+expect deep.a.tracker.example MX NXDOMAIN
+expect allowed.seized.example A SERVFAIL   # allowlisted: forwarded, and the namespace has no route out
+"$BIN" check -c config/embargo.toml www.seized.example | grep -q "blocked.*list=example-reserved entry=seized.example" \
+  || { echo "smoke: FAIL check"; fail=1; }
+kill -TERM $pid
+wait $pid || { echo "smoke: FAIL exit status $? after SIGTERM"; fail=1; }
+grep -q "embargo::blocked" "$log" || { echo "smoke: FAIL no blocked-query log line"; fail=1; }
+[ $fail -eq 0 ] && echo "smoke: passed"
+exit $fail
