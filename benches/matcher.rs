@@ -1,1 +1,157 @@
-fn main() {}
+//! Criterion benches for the hot path: matcher lookups (hit, miss, deep
+//! names) against 10k and 1M domains, building the set, loading a 1M-line
+//! list file, and one blocked query through the whole handler in-process.
+//!
+//! Run: `cargo bench --bench matcher` (add `-- lookup` to filter).
+
+use std::hint::black_box;
+use std::io::Write;
+use std::net::SocketAddr;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use embargo::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
+
+/// Deterministic pseudo-random registrable domains, like the lab's lists.
+fn domains(n: usize, seed: u64) -> Vec<String> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let tlds = ["com", "net", "org", "co.uk", "com.cn", "ru", "info", "io"];
+    (0..n)
+        .map(|i| {
+            let len = rng.usize(4..16);
+            let label: String = (0..len)
+                .map(|_| rng.alphanumeric().to_ascii_lowercase())
+                .collect();
+            let tld = tlds[rng.usize(..tlds.len())];
+            if i % 5 == 0 {
+                format!("cdn{}.{label}.{tld}", rng.u8(..))
+            } else {
+                format!("{label}.{tld}")
+            }
+        })
+        .collect()
+}
+
+fn build(names: &[String]) -> DomainSet {
+    let mut b = DomainSetBuilder::with_seed(1);
+    for n in names {
+        if let Ok(k) = NameKey::from_text(n, false) {
+            b.insert(&k, PolicyId(1));
+        }
+    }
+    b.build().0
+}
+
+fn key(s: &str) -> NameKey {
+    NameKey::from_text(s, true).expect("bench name")
+}
+
+fn lookups(c: &mut Criterion) {
+    for &n in &[10_000usize, 1_000_000] {
+        let names = domains(n, 7);
+        let set = build(&names);
+        // 5-label names: a hit two labels below a listed domain, and a miss.
+        let hits: Vec<NameKey> = names
+            .iter()
+            .step_by(97)
+            .take(1024)
+            .map(|d| key(&format!("a.b.{d}")))
+            .filter(|k| k.label_count() == 5)
+            .collect();
+        let misses: Vec<NameKey> = domains(1024, 99)
+            .iter()
+            .map(|d| key(&format!("www.x.y.{d}")))
+            .filter(|k| k.label_count() == 5)
+            .collect();
+        let deep = key(&format!("{}{}", "x.".repeat(30), names[0]));
+        let mut g = c.benchmark_group(format!("lookup/{n}"));
+        let mut i = 0usize;
+        g.bench_function("hit-5-labels", |b| {
+            b.iter(|| {
+                i = (i + 1) % hits.len();
+                black_box(set.lookup(black_box(&hits[i])))
+            })
+        });
+        g.bench_function("miss-5-labels", |b| {
+            b.iter(|| {
+                i = (i + 1) % misses.len();
+                black_box(set.lookup(black_box(&misses[i])))
+            })
+        });
+        g.bench_function("hit-32-labels", |b| {
+            b.iter(|| black_box(set.lookup(black_box(&deep))))
+        });
+        g.finish();
+    }
+}
+
+fn building(c: &mut Criterion) {
+    let names = domains(1_000_000, 7);
+    let keys: Vec<NameKey> = names
+        .iter()
+        .filter_map(|n| NameKey::from_text(n, false).ok())
+        .collect();
+    let mut g = c.benchmark_group("build");
+    g.sample_size(10);
+    g.bench_function("set-1M", |b| {
+        b.iter_batched(
+            || keys.clone(),
+            |keys| {
+                let mut bld = DomainSetBuilder::with_seed(1).with_capacity(keys.len());
+                for k in &keys {
+                    bld.insert(k, PolicyId(1));
+                }
+                black_box(bld.build())
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let mut file = tempfile::NamedTempFile::new().expect("temp");
+    for n in &names {
+        writeln!(file, "{n}").expect("write");
+    }
+    let path = file.path().to_path_buf();
+    g.bench_function("load-file-1M-domains", |b| {
+        b.iter(|| {
+            let mut bld = DomainSetBuilder::with_seed(1).with_capacity(names.len());
+            let stats =
+                embargo::lists::load_file(&path, None, &mut |k, _| bld.insert(k, PolicyId(1)))
+                    .expect("load");
+            black_box((stats, bld.build()))
+        })
+    });
+    g.finish();
+}
+
+fn request_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = domains(1_000_000, 7);
+    std::fs::write(dir.path().join("list.txt"), names.join("\n")).expect("list");
+    let cfg = "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"list.txt\"\nformat = \"domains\"\nauthority = \"bench\"\nreason = \"bench\"\n";
+    std::fs::write(dir.path().join("e.toml"), cfg).expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let snap = embargo::Snapshot::build(&config).expect("snapshot");
+    let handler = embargo::handler(&config, snap);
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in format!("a1b2c3.www.{}", names[10]).split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let mut out = Vec::with_capacity(1500);
+    c.bench_function("handle/blocked-nxdomain-edns-1M", |b| {
+        b.iter(|| {
+            let o = handler.handle(
+                black_box(&query),
+                client,
+                embargo::server::Proto::Udp,
+                &mut out,
+            );
+            black_box((o, out.len()))
+        })
+    });
+}
+
+criterion_group!(benches, lookups, building, request_path);
+criterion_main!(benches);

@@ -12,6 +12,7 @@
 //! [`Server::bind`] takes the addresses and [`Server::run`] a shutdown future,
 //! so tests bind `127.0.0.1:0` and stop the server when they are done.
 
+mod batch;
 mod handler;
 mod tcp;
 mod udp;

@@ -1,5 +1,5 @@
-//! The UDP worker: one OS thread per socket, blocking receive, answers
-//! written straight back from a reused buffer.
+//! The UDP worker: one OS thread per socket, batches of datagrams in and
+//! out (`recvmmsg`/`sendmmsg`), answers written into reused buffers.
 
 use std::io;
 use std::net::UdpSocket;
@@ -8,10 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::batch::Batch;
 use super::handler::{Handler, Outcome, Proto};
-
-/// Largest datagram read; anything longer is cut and then fails to parse.
-const MAX_DATAGRAM: usize = 65_535;
 
 /// Starts the worker thread for `sock`; it returns once `stop` is set.
 pub(super) fn spawn(
@@ -26,11 +24,10 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("embargo-udp".into())
         .spawn(move || {
-            let mut buf = vec![0u8; MAX_DATAGRAM];
-            let mut out = Vec::with_capacity(1500);
+            let mut batch = Batch::new();
             while !stop.load(Ordering::Relaxed) {
-                let (n, peer) = match sock.recv_from(&mut buf) {
-                    Ok(r) => r,
+                let n = match batch.recv(&sock) {
+                    Ok(n) => n,
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -47,25 +44,27 @@ pub(super) fn spawn(
                         continue;
                     }
                 };
-                match handler.handle(&buf[..n], peer, Proto::Udp, &mut out) {
-                    Outcome::Reply => {
-                        if let Err(e) = sock.send_to(&out, peer) {
-                            tracing::debug!(%peer, error = %e, "udp send failed");
+                for i in 0..n {
+                    let Some((pkt, peer, out)) = batch.slot(i) else {
+                        continue;
+                    };
+                    match handler.handle(pkt, peer, Proto::Udp, out) {
+                        Outcome::Reply => batch.commit_out(),
+                        Outcome::Drop => {}
+                        Outcome::Forward(job) => {
+                            let handler = handler.clone();
+                            let sock = sock.clone();
+                            rt.spawn(async move {
+                                let mut out = Vec::new();
+                                handler.forward(job, &mut out).await;
+                                if let Err(e) = sock.send_to(&out, peer) {
+                                    tracing::debug!(%peer, error = %e, "udp send failed");
+                                }
+                            });
                         }
                     }
-                    Outcome::Drop => {}
-                    Outcome::Forward(job) => {
-                        let handler = handler.clone();
-                        let sock = sock.clone();
-                        rt.spawn(async move {
-                            let mut out = Vec::new();
-                            handler.forward(job, &mut out).await;
-                            if let Err(e) = sock.send_to(&out, peer) {
-                                tracing::debug!(%peer, error = %e, "udp send failed");
-                            }
-                        });
-                    }
                 }
+                batch.flush(&sock);
             }
         })
 }

@@ -1,0 +1,85 @@
+//! The hot path allocates nothing: a counting global allocator watches a
+//! matcher lookup (hit, miss, deep) and a blocked query through the handler.
+//! Its own test binary, so no other test's allocations are counted.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use embargo::matcher::{DomainSetBuilder, Lookup, NameKey, PolicyId};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let before = ALLOCS.load(Ordering::SeqCst);
+    let r = f();
+    (ALLOCS.load(Ordering::SeqCst) - before, r)
+}
+
+#[test]
+fn lookups_and_blocked_answers_allocate_nothing() {
+    let mut b = DomainSetBuilder::with_seed(3);
+    for i in 0..10_000 {
+        let k = NameKey::from_text(&format!("d{i}.example.com"), false).expect("name");
+        b.insert(&k, PolicyId(1));
+    }
+    let (set, _) = b.build();
+    let hit = NameKey::from_text("a.b.c.d42.example.com", false).expect("name");
+    let miss = NameKey::from_text("a.b.c.e42.example.com", false).expect("name");
+    let deep =
+        NameKey::from_text(&format!("{}d7.example.com", "x.".repeat(40)), false).expect("name");
+    let (n, r) = allocations(|| [set.lookup(&hit), set.lookup(&miss), set.lookup(&deep)]);
+    assert_eq!(n, 0, "lookups allocated");
+    assert!(matches!(r[0], Lookup::Blocked(_)));
+    assert_eq!(r[1], Lookup::Miss);
+    assert!(matches!(r[2], Lookup::Blocked(_)));
+
+    // The whole handler, blocked answer with EDNS + EDE, into a reused buffer.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("l.txt"), "seized.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\nreason = \"test\"\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"));
+    let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let mut out = Vec::with_capacity(1500);
+    // Warm up once (tracing's callsite registration may allocate the first time).
+    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+    let (n, _) = allocations(|| {
+        for _ in 0..100 {
+            handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+        }
+    });
+    assert_eq!(n, 0, "blocked answers allocated");
+    assert_eq!(out[3] & 0x0f, 3, "NXDOMAIN");
+}
