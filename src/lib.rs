@@ -19,6 +19,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod fetch;
 pub mod lists;
 pub mod matcher;
 pub mod policy;
@@ -58,7 +59,8 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
 }
 
 /// Loads the lists, binds the configured addresses and serves until
-/// `shutdown` completes; SIGHUP reloads the lists from the same config.
+/// `shutdown` completes, keeping the lists current meanwhile (SIGHUP, file
+/// changes, remote refreshes: see [`reload`]).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let started = std::time::Instant::now();
     let cfg = config.clone();
@@ -68,11 +70,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     reload::log_loaded(&snapshot, started.elapsed());
     let handler = handler(&config, snapshot);
     let server = server::Server::bind(&config.listen, handler.clone())?;
-    let reloader = tokio::spawn(reload::on_sighup(
-        config.path.clone(),
-        handler.state().clone(),
-    ));
+    let pid_file = reload::pid_file(&config);
+    let wrote_pid = std::fs::create_dir_all(&config.state_dir)
+        .and_then(|()| fetch::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
+    if let Err(e) = &wrote_pid {
+        tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
+    }
+    let reloader = tokio::spawn(reload::maintain(config, handler.state().clone()));
     let result = server.run(shutdown).await;
     reloader.abort();
+    if wrote_pid.is_ok() {
+        let _ = std::fs::remove_file(&pid_file);
+    }
     Ok(result?)
 }

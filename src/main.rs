@@ -48,6 +48,18 @@ enum Command {
     Lists,
     /// Load the config and every list and report every problem (exit 1 if any is fatal).
     Validate,
+    /// Tell the running server (found by its pid file in the state directory) to reload.
+    Reload,
+    /// Download remote lists now into the state directory, then tell the
+    /// running server to reload. --force skips the conditional GET and the
+    /// max_shrink check (an operator's explicit decision).
+    Fetch {
+        /// Accept a new version even if it shrinks the list more than max_shrink.
+        #[arg(long)]
+        force: bool,
+        /// Only these lists (default: every remote list).
+        lists: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +80,8 @@ fn main() -> ExitCode {
         Command::Check { names } => with_snapshot(&config, |snap| check(snap, &names)),
         Command::Lists => with_snapshot(&config, lists),
         Command::Validate => with_snapshot(&config, validate),
+        Command::Reload => signal_reload(&config),
+        Command::Fetch { force, lists } => fetch(&config, force, &lists),
     }
 }
 
@@ -139,6 +153,96 @@ async fn shutdown_signal() {
     }
 }
 
+/// Sends SIGHUP to the server whose pid file is in the state directory.
+fn signal_reload(config: &Config) -> ExitCode {
+    let pid_file = embargo::reload::pid_file(config);
+    let pid = match std::fs::read_to_string(&pid_file) {
+        Ok(p) => p.trim().to_string(),
+        Err(e) => {
+            eprintln!(
+                "{}: {e}: is `embargo run -c {}` running?",
+                pid_file.display(),
+                config.path.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        eprintln!("{}: not a pid: {pid:?}", pid_file.display());
+        return ExitCode::from(1);
+    }
+    match std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+    {
+        Ok(s) if s.success() => {
+            println!("reload requested (pid {pid})");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            eprintln!("no server with pid {pid} (stale {}?)", pid_file.display());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("cannot run kill: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Refreshes remote lists from the command line.
+fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
+    use embargo::fetch::{self, Outcome};
+    use embargo::lists::Source;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let client = match fetch::client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot create the HTTP client: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    let mut updated = false;
+    for spec in &config.lists {
+        let Source::Http(url) = &spec.source else {
+            continue;
+        };
+        if !only.is_empty() && !only.contains(&spec.name) {
+            continue;
+        }
+        let outcome = rt.block_on(fetch::refresh(&client, spec, url, force));
+        match &outcome {
+            Outcome::Updated { entries } => {
+                updated = true;
+                println!("{}	updated	{entries} names", spec.name);
+            }
+            Outcome::NotModified => println!("{}	not modified", spec.name),
+            Outcome::Refused(why) => {
+                println!("{}	refused	{why} (use --force to accept it)", spec.name);
+                code = ExitCode::from(1);
+            }
+            Outcome::Failed(why) => {
+                println!("{}	failed	{why}", spec.name);
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    if updated && embargo::reload::pid_file(config).exists() {
+        let _ = signal_reload(config);
+    }
+    code
+}
+
 fn with_snapshot(config: &Config, f: impl FnOnce(&Snapshot) -> ExitCode) -> ExitCode {
     match Snapshot::build(config) {
         Ok(snap) => f(&snap),
@@ -198,13 +302,7 @@ fn lists(snap: &Snapshot) -> ExitCode {
     let rows = snap
         .lists
         .iter()
-        .map(|l| {
-            (
-                l.spec.name.clone(),
-                l.spec.source.display().to_string(),
-                &l.stats,
-            )
-        })
+        .map(|l| (l.spec.name.clone(), l.spec.source.to_string(), &l.stats))
         .chain(
             snap.allow
                 .iter()
@@ -222,6 +320,35 @@ fn lists(snap: &Snapshot) -> ExitCode {
             source
         );
     }
+    for l in &snap.lists {
+        if let embargo::lists::Source::Http(_) = &l.spec.source {
+            let meta = embargo::fetch::read_meta(&l.spec.path);
+            let age = |t: Option<u64>| {
+                t.and_then(|t| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(t)))
+                    .and_then(|t| t.elapsed().ok())
+                    .map_or("never".to_string(), |d| {
+                        format!(
+                            "{} ago",
+                            humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+                        )
+                    })
+            };
+            println!(
+                "  {}: copy downloaded {}, last checked {}: {}{}",
+                l.spec.name,
+                age(meta.fetched_at),
+                age(meta.checked_at),
+                if meta.last_result.is_empty() {
+                    "-"
+                } else {
+                    &meta.last_result
+                },
+                l.note
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(" ({n})")),
+            );
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -230,7 +357,7 @@ fn validate(snap: &Snapshot) -> ExitCode {
     let sources = snap
         .lists
         .iter()
-        .map(|l| (l.spec.source.display().to_string(), &l.stats))
+        .map(|l| (l.spec.path.display().to_string(), &l.stats))
         .chain(snap.allow.iter().map(|a| (a.source.clone(), &a.stats)));
     for (source, s) in sources {
         for w in &s.warnings {

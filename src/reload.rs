@@ -1,15 +1,30 @@
-//! Reloading lists while serving: build a new snapshot off the serving path,
-//! then publish it with one atomic swap. A reload that fails (bad config,
-//! unreadable list) keeps the rules in force and says why in the log.
+//! Keeping the rules current while serving: every trigger (SIGHUP, a change
+//! to a watched file, a remote list refreshed, `embargo reload`) pokes one
+//! reload loop, which re-reads the config and lists off the serving path,
+//! builds a new snapshot and publishes it with one atomic swap. Queries in
+//! flight keep the snapshot they loaded; none waits, none is dropped.
+//!
+//! A reload that fails (bad config, unreadable list) keeps the rules in
+//! force and says why. Settings that live in sockets or the handler
+//! (`listen`, `upstream`, `cache`) need a restart; a reload that sees them
+//! changed says so.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::fetch;
+use crate::lists::Source;
 use crate::state::Snapshot;
+
+/// Triggers closer together than this are one reload.
+const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Logs what a snapshot holds: one line per list, its bad lines as warnings.
 pub fn log_loaded(snap: &Snapshot, took: Duration) {
@@ -17,7 +32,7 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
         let s = &l.stats;
         tracing::info!(
             list = %l.spec.name,
-            source = %l.spec.source.display(),
+            source = %l.spec.source,
             format = s.format.map_or("?", |f| f.as_str()),
             entries = s.entries(),
             duplicates = s.duplicates,
@@ -26,7 +41,7 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
             "list loaded"
         );
         for w in &s.warnings {
-            tracing::warn!(list = %l.spec.name, "{}:{}: {}", l.spec.source.display(), w.line, w.message);
+            tracing::warn!(list = %l.spec.name, "{}:{}: {}", l.spec.path.display(), w.line, w.message);
         }
         let hidden = (s.invalid + s.unsupported).saturating_sub(s.warnings.len() as u64);
         if hidden > 0 {
@@ -46,18 +61,218 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
     );
 }
 
-/// Re-reads the config and its lists; on success swaps them in.
-pub fn reload(config_path: &Path, state: &ArcSwap<Snapshot>) -> Result<(), String> {
+/// Re-reads the config and its lists; on success swaps them in and returns
+/// the new config.
+pub fn reload(config_path: &Path, state: &ArcSwap<Snapshot>) -> Result<Config, String> {
     let started = Instant::now();
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let snap = Snapshot::build(&config).map_err(|e| e.to_string())?;
     log_loaded(&snap, started.elapsed());
     state.store(Arc::new(snap));
-    Ok(())
+    Ok(config)
 }
 
-/// Reloads on every SIGHUP until the task is aborted.
-pub async fn on_sighup(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>) {
+/// The pid file `embargo reload` signals.
+pub fn pid_file(config: &Config) -> PathBuf {
+    config.state_dir.join("embargo.pid")
+}
+
+/// Runs the reload loop and everything that triggers it, until aborted.
+pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>) {
+    let poke = Arc::new(Notify::new());
+    let _sighup = tokio::spawn(on_sighup(poke.clone()));
+    let mut helpers = Helpers::start(&config, &poke);
+    let mut current = config;
+    loop {
+        poke.notified().await;
+        // Let a burst of triggers (an editor's save, several lists) settle.
+        tokio::time::sleep(DEBOUNCE).await;
+        let path = current.path.clone();
+        let st = state.clone();
+        let result = tokio::task::spawn_blocking(move || reload(&path, &st)).await;
+        match result {
+            Ok(Ok(config)) => {
+                tracing::info!("reload done");
+                warn_restart_needed(&current, &config);
+                if helpers.inputs != Helpers::inputs(&config) {
+                    helpers = Helpers::start(&config, &poke);
+                }
+                current = config;
+            }
+            Ok(Err(e)) => tracing::error!("reload failed, keeping the lists in force: {e}"),
+            Err(e) => tracing::error!("reload task failed, keeping the lists in force: {e}"),
+        }
+    }
+}
+
+fn warn_restart_needed(old: &Config, new: &Config) {
+    if old.listen != new.listen
+        || old.upstreams != new.upstreams
+        || old.cache_size != new.cache_size
+    {
+        tracing::warn!("[server], [upstream] and [cache] changes take effect after a restart");
+    }
+}
+
+/// The file watcher and the remote-list refreshers of one config.
+struct Helpers {
+    inputs: Vec<String>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    fetchers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for f in &self.fetchers {
+            f.abort();
+        }
+    }
+}
+
+impl Helpers {
+    /// What the helpers depend on: when this changes, they are restarted.
+    fn inputs(config: &Config) -> Vec<String> {
+        config
+            .lists
+            .iter()
+            .map(|l| format!("{}|{}|{:?}", l.name, l.source, l.fetch))
+            .chain(config.allow_files.iter().map(|p| p.display().to_string()))
+            .collect()
+    }
+
+    fn start(config: &Config, poke: &Arc<Notify>) -> Self {
+        let watcher = watch_files(config, poke.clone())
+            .map_err(|e| tracing::warn!(error = %e, "cannot watch list files; reload with SIGHUP"))
+            .ok();
+        let mut fetchers = Vec::new();
+        if config
+            .lists
+            .iter()
+            .any(|l| matches!(l.source, Source::Http(_)))
+        {
+            match fetch::client() {
+                Ok(client) => {
+                    for spec in &config.lists {
+                        if let Source::Http(url) = &spec.source {
+                            fetchers.push(tokio::spawn(keep_fresh(
+                                client.clone(),
+                                spec.clone(),
+                                url.clone(),
+                                poke.clone(),
+                            )));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot create the HTTP client: remote lists stay as they are")
+                }
+            }
+        }
+        Self {
+            inputs: Self::inputs(config),
+            _watcher: watcher,
+            fetchers,
+        }
+    }
+}
+
+/// Refreshes one remote list on its timer, reloading when it changed.
+async fn keep_fresh(
+    client: reqwest::Client,
+    spec: crate::lists::ListSpec,
+    url: String,
+    poke: Arc<Notify>,
+) {
+    // First refresh at once unless the copy on disk is recent enough.
+    let meta = fetch::read_meta(&spec.path);
+    let age = meta
+        .checked_at
+        .and_then(|t| std::time::SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(t)))
+        .and_then(|t| t.elapsed().ok());
+    let mut wait = match age {
+        Some(age) if spec.path.exists() && meta.url == url => {
+            spec.fetch.refresh.saturating_sub(age)
+        }
+        _ => Duration::ZERO,
+    };
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = spec.fetch.refresh;
+        match fetch::refresh(&client, &spec, &url, false).await {
+            fetch::Outcome::Updated { entries } => {
+                tracing::info!(list = %spec.name, entries, "list downloaded");
+                poke.notify_one();
+            }
+            fetch::Outcome::NotModified => tracing::debug!(list = %spec.name, "list not modified"),
+            fetch::Outcome::Refused(why) => {
+                tracing::error!(list = %spec.name, "new version refused, keeping the last good copy: {why}")
+            }
+            fetch::Outcome::Failed(why) => {
+                tracing::error!(list = %spec.name, "refresh failed, keeping the last good copy: {why}");
+                // Try again sooner than a full period, but not in a tight loop.
+                wait = (spec.fetch.refresh / 8)
+                    .max(Duration::from_secs(30))
+                    .min(spec.fetch.refresh);
+            }
+        }
+    }
+}
+
+/// Watches the config file and every local list and allow file. Watching
+/// their directories catches editors and `mv` that replace the file.
+fn watch_files(config: &Config, poke: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut files: HashSet<PathBuf> = HashSet::new();
+    files.insert(config.path.clone());
+    for l in &config.lists {
+        if let Source::File(p) = &l.source {
+            files.insert(p.clone());
+        }
+    }
+    files.extend(config.allow_files.iter().cloned());
+    let files: HashSet<PathBuf> = files.iter().map(|p| absolute(p)).collect();
+    let dirs: HashSet<PathBuf> = files
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    let watched = files.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res
+            && !matches!(event.kind, notify::EventKind::Access(_))
+            && event.paths.iter().any(|p| watched.contains(&absolute(p)))
+        {
+            poke.notify_one();
+        }
+    })?;
+    for d in dirs {
+        if let Err(e) = watcher.watch(&d, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot watch");
+        }
+    }
+    Ok(watcher)
+}
+
+/// The path with its directory resolved (`..`, symlinks), so that a list
+/// named `config/../lists/x.txt` and the watcher's event for it compare equal.
+fn absolute(p: &Path) -> PathBuf {
+    let canonical_dir = p
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .and_then(|d| d.canonicalize().ok());
+    match (canonical_dir, p.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
+    }
+}
+
+/// Pokes the reload loop on every SIGHUP.
+async fn on_sighup(poke: Arc<Notify>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -66,20 +281,13 @@ pub async fn on_sighup(config_path: PathBuf, state: Arc<ArcSwap<Snapshot>>) {
             return;
         };
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading lists");
-            let path = config_path.clone();
-            let st = state.clone();
-            let result = tokio::task::spawn_blocking(move || reload(&path, &st)).await;
-            match result {
-                Ok(Ok(())) => tracing::info!("reload done"),
-                Ok(Err(e)) => tracing::error!("reload failed, keeping the lists in force: {e}"),
-                Err(e) => tracing::error!("reload task failed, keeping the lists in force: {e}"),
-            }
+            tracing::info!("SIGHUP: reloading");
+            poke.notify_one();
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (config_path, state);
+        let _ = poke;
         std::future::pending::<()>().await;
     }
 }

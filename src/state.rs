@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{Config, Location};
-use crate::lists::{self, EntryKind, Format, ListSpec, ListStats, LoadError};
+use crate::lists::{self, EntryKind, Format, ListSpec, ListStats, LoadError, Source};
 use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 
@@ -20,6 +20,8 @@ pub struct ListInfo {
     pub stats: ListStats,
     /// Queries blocked by this list since the snapshot was built.
     pub blocked: AtomicU64,
+    /// Why the list is not (fully) in force, if it is not.
+    pub note: Option<String>,
 }
 
 /// An allowlist source (the inline `[allow] domains` or one allow file).
@@ -70,7 +72,7 @@ impl Snapshot {
         let estimate: u64 = config
             .lists
             .iter()
-            .map(|l| l.source.as_path())
+            .map(|l| l.path.as_path())
             .chain(config.allow_files.iter().map(|p| p.as_path()))
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len() / 20)
@@ -106,7 +108,18 @@ impl Snapshot {
             let default =
                 policy_for(spec.action, &mut policies).ok_or(BuildError::TooManyPolicies)?;
             let mut overflow = false;
-            let stats = lists::load_file(&spec.source, spec.format, &mut |key, kind| {
+            if matches!(spec.source, Source::Http(_)) && !spec.path.exists() {
+                // Never fetched and no network yet: serve without it, say so.
+                tracing::error!(list = %spec.name, source = %spec.source, "no downloaded copy yet: list not enforced until the first fetch succeeds");
+                lists.push(ListInfo {
+                    spec: spec.clone(),
+                    stats: ListStats::default(),
+                    blocked: AtomicU64::new(0),
+                    note: Some("not downloaded yet".into()),
+                });
+                continue;
+            }
+            let stats = lists::load_file(&spec.path, spec.format, &mut |key, kind| {
                 let id = match kind {
                     EntryKind::Block => Some(default),
                     EntryKind::Passthru => Some(PolicyId::ALLOW),
@@ -130,6 +143,7 @@ impl Snapshot {
                 spec: spec.clone(),
                 stats,
                 blocked: AtomicU64::new(0),
+                note: None,
             });
         }
 

@@ -22,6 +22,15 @@ pub struct FileSpec {
     pub lists: Vec<ListFileSpec>,
     #[serde(default)]
     pub allow: AllowSpec,
+    #[serde(default)]
+    pub state: StateSpec,
+}
+
+/// `[state]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    pub dir: Option<String>,
 }
 
 /// `[server]`
@@ -71,6 +80,10 @@ pub struct ListFileSpec {
     pub sinkhole_ipv4: Option<Spanned<String>>,
     pub sinkhole_ipv6: Option<Spanned<String>>,
     pub ede: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub max_size_mb: Option<Spanned<u64>>,
+    pub max_shrink: Option<Spanned<toml::Value>>,
 }
 
 /// `[allow]`

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::lists::{Format, ListSpec, Provenance};
+use crate::lists::{Fetch, Format, ListSpec, Provenance, Source};
 use crate::policy::{Action, EdeCode};
 
 /// How embargo talks to one upstream resolver.
@@ -82,6 +82,8 @@ pub struct Config {
     pub lists: Vec<ListSpec>,
     pub allow_domains: Vec<AllowDomain>,
     pub allow_files: Vec<PathBuf>,
+    /// Where downloaded lists, their metadata and the pid file live.
+    pub state_dir: PathBuf,
 }
 
 /// Default listen addresses: loopback only, an unprivileged port.
@@ -231,6 +233,10 @@ impl Checker<'_> {
                 .unwrap_or(defaults.ede),
         };
 
+        let state_dir = match &spec.state.dir {
+            Some(d) => self.resolve(d),
+            None => self.base.join("embargo-state"),
+        };
         let mut lists: Vec<ListSpec> = Vec::new();
         for l in &spec.lists {
             let name = l.name.get_ref().trim().to_string();
@@ -248,16 +254,30 @@ impl Checker<'_> {
                     Format::parse,
                 ),
             };
-            let source = l.source.get_ref();
-            if source.contains("://") {
+            let raw = l.source.get_ref();
+            let source = if raw.starts_with("http://") || raw.starts_with("https://") {
+                Source::Http(raw.clone())
+            } else if raw.contains("://") {
                 self.problem(
                     &l.source,
-                    "remote list sources (URLs) are not supported yet: use a local file path",
+                    "unsupported source scheme (want a file path, http:// or https://)",
                 );
-            }
+                Source::File(PathBuf::new())
+            } else {
+                Source::File(self.resolve(raw))
+            };
+            let path = match &source {
+                Source::File(p) => p.clone(),
+                Source::Http(_) => state_dir
+                    .join("lists")
+                    .join(format!("{}.list", file_safe(&name))),
+            };
+            let fetch = self.fetch_settings(l);
             lists.push(ListSpec {
                 name,
-                source: self.resolve(source),
+                source,
+                path,
+                fetch,
                 format,
                 provenance: Provenance {
                     authority: l.authority.clone().unwrap_or_default(),
@@ -316,6 +336,7 @@ impl Checker<'_> {
         }
         Ok(Config {
             path: self.path.to_path_buf(),
+            state_dir,
             listen,
             upstreams,
             upstream_timeout,
@@ -327,6 +348,65 @@ impl Checker<'_> {
         })
     }
 
+    /// `refresh`, `timeout`, `max_size_mb` and `max_shrink` of a list.
+    fn fetch_settings(&mut self, l: &file::ListFileSpec) -> Fetch {
+        let d = Fetch::default();
+        let duration = |this: &mut Self, v: &Option<Spanned<String>>, what: &str, default| {
+            this.opt_parse(v, what, |s| {
+                humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
+            })
+            .unwrap_or(default)
+        };
+        let refresh = duration(
+            self,
+            &l.refresh,
+            "refresh (a duration such as \"6h\" or \"30m\")",
+            d.refresh,
+        );
+        let timeout = duration(
+            self,
+            &l.timeout,
+            "timeout (a duration such as \"60s\")",
+            d.timeout,
+        );
+        let max_size = match &l.max_size_mb {
+            Some(v) if *v.get_ref() == 0 => {
+                self.problem(v, "max_size_mb must be at least 1");
+                d.max_size
+            }
+            Some(v) => v.get_ref().saturating_mul(1024 * 1024),
+            None => d.max_size,
+        };
+        let max_shrink = match &l.max_shrink {
+            None => d.max_shrink,
+            Some(v) => {
+                let parsed = match v.get_ref() {
+                    toml::Value::Float(f) => Some(*f),
+                    toml::Value::Integer(i) => Some(*i as f64 / 100.0),
+                    toml::Value::String(s) => s
+                        .trim()
+                        .strip_suffix('%')
+                        .and_then(|p| p.trim().parse::<f64>().ok())
+                        .map(|p| p / 100.0),
+                    _ => None,
+                };
+                match parsed.filter(|f| (0.0..=1.0).contains(f)) {
+                    Some(f) => f,
+                    None => {
+                        self.problem(v, "max_shrink must be a percentage such as \"50%\" (or a fraction 0.0-1.0)");
+                        d.max_shrink
+                    }
+                }
+            }
+        };
+        Fetch {
+            refresh,
+            timeout,
+            max_size,
+            max_shrink,
+        }
+    }
+
     fn opt_parse<T>(
         &mut self,
         value: &Option<Spanned<String>>,
@@ -335,6 +415,19 @@ impl Checker<'_> {
     ) -> Option<T> {
         value.as_ref().and_then(|v| self.parse_with(v, what, parse))
     }
+}
+
+/// A list name made safe as a file name in the state directory.
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `ip:port`, `[ipv6]:port`, a bare IP (port 53), `udp://…` or `tcp://…`.
@@ -372,12 +465,14 @@ mod tests {
                 let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(!c.listen.is_empty());
                 for l in &c.lists {
-                    assert!(
-                        l.source.exists(),
-                        "{} names missing {}",
-                        path.display(),
-                        l.source.display()
-                    );
+                    if let Source::File(p) = &l.source {
+                        assert!(
+                            p.exists(),
+                            "{} names missing {}",
+                            path.display(),
+                            p.display()
+                        );
+                    }
                 }
                 seen += 1;
             }
@@ -426,12 +521,40 @@ mod tests {
         assert_eq!(c.upstreams[1].transport, Transport::Tcp);
         assert_eq!(c.upstreams[2].addr.port(), 53);
         assert_eq!(c.cache_size, 10_000);
-        assert_eq!(c.lists[0].source, Path::new("/etc/embargo/lists/l.txt"));
+        assert_eq!(
+            c.lists[0].source,
+            Source::File("/etc/embargo/lists/l.txt".into())
+        );
+        assert_eq!(c.state_dir, Path::new("/etc/embargo/embargo-state"));
         assert_eq!(c.lists[0].action, Action::Refused);
         assert_eq!(c.lists[0].ede, EdeCode::Censored);
         assert_eq!(c.lists[0].ttl, 60);
         assert_eq!(c.lists[1].action, Action::Sinkhole);
         assert_eq!(c.lists[1].format, Some(Format::Hosts));
+    }
+
+    #[test]
+    fn remote_lists_live_in_the_state_dir_with_their_fetch_settings() {
+        let c = parse(
+            "[state]\ndir = \"/var/lib/embargo\"\n[[lists]]\nname = \"ofac/sdn\"\nsource = \"https://example.org/sdn.xml\"\nrefresh = \"1h 30m\"\nmax_size_mb = 8\nmax_shrink = \"20%\"\n",
+        )
+        .expect("valid");
+        let l = &c.lists[0];
+        assert_eq!(l.source, Source::Http("https://example.org/sdn.xml".into()));
+        assert_eq!(l.path, Path::new("/var/lib/embargo/lists/ofac_sdn.list"));
+        assert_eq!(l.fetch.refresh, Duration::from_secs(5400));
+        assert_eq!(l.fetch.max_size, 8 * 1024 * 1024);
+        assert!((l.fetch.max_shrink - 0.2).abs() < 1e-9);
+        let err = parse("[[lists]]\nname = \"a\"\nsource = \"ftp://x/y\"\nrefresh = \"soon\"\nmax_shrink = \"150%\"\n")
+            .expect_err("invalid");
+        let Error::Invalid(problems) = err else {
+            panic!("not Invalid")
+        };
+        assert_eq!(
+            problems.iter().map(|p| p.location.line).collect::<Vec<_>>(),
+            [3, 4, 5],
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -27,11 +27,59 @@ pub struct Provenance {
     pub reference: String,
 }
 
+/// Where a list comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local file (watched for changes).
+    File(PathBuf),
+    /// An `http://` or `https://` URL, fetched into the state directory.
+    Http(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Http(u) => f.write_str(u),
+        }
+    }
+}
+
+/// How a remote list is kept current.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetch {
+    /// Time between refreshes.
+    pub refresh: std::time::Duration,
+    /// Time allowed for one download.
+    pub timeout: std::time::Duration,
+    /// Largest body accepted, in bytes.
+    pub max_size: u64,
+    /// Largest fraction of entries a new version may lose before it is
+    /// refused (the last good version stays loaded).
+    pub max_shrink: f64,
+}
+
+impl Default for Fetch {
+    fn default() -> Self {
+        Self {
+            refresh: std::time::Duration::from_secs(6 * 3600),
+            timeout: std::time::Duration::from_secs(60),
+            max_size: 256 * 1024 * 1024,
+            max_shrink: 0.5,
+        }
+    }
+}
+
 /// One configured list, validated.
 #[derive(Debug, Clone)]
 pub struct ListSpec {
     pub name: String,
-    pub source: PathBuf,
+    pub source: Source,
+    /// The file the list is loaded from: the source itself, or the last good
+    /// download in the state directory.
+    pub path: PathBuf,
+    /// Refresh settings (remote lists; a local list's `refresh` re-reads it).
+    pub fetch: Fetch,
     /// `None` means detect from the content.
     pub format: Option<Format>,
     pub provenance: Provenance,

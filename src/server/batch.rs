@@ -141,6 +141,7 @@ impl Batch {
             hdrs[k].msg_hdr.msg_iovlen = 1;
         }
         let mut sent = 0usize;
+        let mut failed_at = usize::MAX;
         while sent < n {
             // SAFETY: headers sent..n point at live buffers owned by self or
             // this frame; the kernel only reads them.
@@ -157,7 +158,13 @@ impl Batch {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                // The datagram at `sent` cannot go (e.g. its peer is unreachable): skip it.
+                // A pending ICMP error from an earlier send (a client that went
+                // away) is reported on this call, whatever datagram is first:
+                // retry that datagram once before giving it up.
+                if failed_at != sent {
+                    failed_at = sent;
+                    continue;
+                }
                 tracing::debug!(error = %e, "udp sendmmsg failed");
                 sent += 1;
             } else {

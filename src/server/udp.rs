@@ -57,7 +57,11 @@ pub(super) fn spawn(
                             rt.spawn(async move {
                                 let mut out = Vec::new();
                                 handler.forward(job, &mut out).await;
-                                if let Err(e) = sock.send_to(&out, peer) {
+                                // A failure may be a pending ICMP error meant for an
+                                // earlier datagram: one retry tells the two apart.
+                                if sock.send_to(&out, peer).is_err()
+                                    && let Err(e) = sock.send_to(&out, peer)
+                                {
                                     tracing::debug!(%peer, error = %e, "udp send failed");
                                 }
                             });

@@ -88,6 +88,18 @@ async fn run_serves_until_sigterm_and_exits_zero() {
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
+    // `embargo reload` finds the server through its pid file and signals it.
+    let (code, out, err) = embargo(&["reload", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("pid {}", child.id())), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut reloaded = false;
+    while !reloaded && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            reloaded = line.contains("reload done");
+        }
+    }
+    assert!(reloaded, "no reload after `embargo reload`");
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -108,6 +120,10 @@ async fn run_serves_until_sigterm_and_exits_zero() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
+    assert!(
+        !dir.path().join("embargo-state/embargo.pid").exists(),
+        "pid file removed at exit"
+    );
 }
 
 #[test]

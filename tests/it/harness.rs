@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -164,9 +164,10 @@ pub(crate) async fn dead_addr() -> SocketAddr {
 pub(crate) struct Embargo {
     pub(crate) addr: SocketAddr,
     pub(crate) handler: Arc<embargo::server::Handler>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    maintainer: tokio::task::JoinHandle<()>,
 }
 
 /// The list files most tests use.
@@ -215,13 +216,19 @@ impl Embargo {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write file");
         }
+        std::fs::write(dir.path().join("embargo.toml"), config).expect("write config");
+        Self::start_in(dir).await
+    }
+
+    /// Starts on the `embargo.toml` already in `dir` (a restart keeps its state).
+    pub(crate) async fn start_in(dir: tempfile::TempDir) -> Self {
         let path: PathBuf = dir.path().join("embargo.toml");
-        std::fs::write(&path, config).expect("write config");
         let config = embargo::Config::load(&path).expect("config loads");
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
         let handler = embargo::handler(&config, snapshot);
         let server = embargo::server::Server::bind(&config.listen, handler.clone()).expect("bind");
         let addr = server.local_addrs()[0];
+        let maintainer = tokio::spawn(embargo::reload::maintain(config, handler.state().clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -229,25 +236,40 @@ impl Embargo {
         Self {
             addr,
             handler,
-            _dir: dir,
+            dir,
             stop: Some(stop),
             task: Some(task),
+            maintainer,
         }
     }
 
+    /// The directory holding the config, lists and state.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Stops the server and waits for it to drain.
-    pub(crate) async fn stop(mut self) {
+    pub(crate) async fn stop(self) {
+        self.stop_keep_dir().await;
+    }
+
+    /// Stops the server and hands back its directory, for a restart.
+    pub(crate) async fn stop_keep_dir(mut self) -> tempfile::TempDir {
+        self.maintainer.abort();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.expect("server task").expect("server ran");
         }
+        let empty = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, empty)
     }
 }
 
 impl Drop for Embargo {
     fn drop(&mut self) {
+        self.maintainer.abort();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

@@ -6,3 +6,4 @@ mod cli;
 mod forwarding;
 mod harness;
 mod malformed;
+mod reload;

@@ -1,0 +1,282 @@
+//! Keeps remote lists current without ever losing what we know.
+//!
+//! ```text
+//!  timer / force ──► GET (If-None-Match, If-Modified-Since) ──► 304: nothing to do
+//!                          │ 200, streamed, size-limited
+//!                          ▼
+//!            <state>/lists/NAME.list.tmp ── parse: how many entries? ──► shrank > max_shrink: refuse
+//!                          │ fsync, rename                                 (last good copy stays)
+//!                          ▼
+//!            <state>/lists/NAME.list + NAME.meta.json ──► reload (snapshot rebuilt, swapped)
+//! ```
+//!
+//! Only a download that arrived whole, parsed, and did not shrink the list
+//! too much replaces the last good copy, and it does so atomically (write a
+//! temporary file, fsync, rename, fsync the directory), so a crash or a cut
+//! connection at any point leaves the previous copy intact. A restart with
+//! no network loads that copy and keeps blocking.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lists::{self, ListSpec};
+
+/// What is remembered about a list's downloads, next to the copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchMeta {
+    pub url: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// When the copy in use was downloaded (seconds since the epoch).
+    pub fetched_at: Option<u64>,
+    /// When the source was last asked.
+    pub checked_at: Option<u64>,
+    /// What the last attempt gave, for `embargo lists` and the log.
+    pub last_result: String,
+    /// Names in the copy in use.
+    pub entries: u64,
+    /// Failed attempts (download or parse) since the start of the state dir.
+    pub failures: u64,
+    /// Downloads refused because they shrank the list too much.
+    pub refused: u64,
+}
+
+/// The result of one refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new version replaced the copy: reload.
+    Updated { entries: u64 },
+    /// 304 Not Modified, or the same bytes.
+    NotModified,
+    /// Downloaded but refused; the last good copy stays.
+    Refused(String),
+    /// Could not download or parse; the last good copy stays.
+    Failed(String),
+}
+
+/// The metadata file of a list copy.
+pub fn meta_path(copy: &Path) -> PathBuf {
+    copy.with_extension("meta.json")
+}
+
+/// Reads a list's metadata (default when absent or unreadable).
+pub fn read_meta(copy: &Path) -> FetchMeta {
+    std::fs::read(meta_path(copy))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp-write");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    commit(&tmp, path)
+}
+
+/// Renames a finished temp file over `path` and makes the rename durable.
+fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The HTTP client for list downloads: rustls, no cookies, a user agent that names us.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("embargo/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// Why one attempt failed, and whether trying again may help.
+struct Attempt {
+    message: String,
+    retry: bool,
+}
+
+/// Refreshes one remote list. `force` skips the conditional GET and the
+/// shrink check (an operator's explicit decision).
+pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force: bool) -> Outcome {
+    let copy = &spec.path;
+    let mut meta = read_meta(copy);
+    if meta.url != url {
+        // A different source: its validators do not apply.
+        meta = FetchMeta {
+            url: url.to_string(),
+            entries: meta.entries,
+            failures: meta.failures,
+            refused: meta.refused,
+            ..FetchMeta::default()
+        };
+    }
+    if let Some(dir) = copy.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
+    }
+    let conditional = !force && copy.exists();
+    let mut delay = Duration::from_millis(500);
+    let mut outcome = Outcome::Failed("no attempt".into());
+    for attempt in 1..=3 {
+        match download(client, spec, url, &meta, conditional).await {
+            Ok(Some((tmp, etag, last_modified))) => {
+                outcome = adopt(spec, &tmp, &mut meta, force);
+                if matches!(outcome, Outcome::Updated { .. }) {
+                    meta.etag = etag;
+                    meta.last_modified = last_modified;
+                }
+                let _ = std::fs::remove_file(&tmp);
+                break;
+            }
+            Ok(None) => {
+                outcome = Outcome::NotModified;
+                break;
+            }
+            Err(a) => {
+                outcome = Outcome::Failed(format!("attempt {attempt}: {}", a.message));
+                if !a.retry || attempt == 3 {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+    }
+    meta.checked_at = Some(now());
+    meta.last_result = match &outcome {
+        Outcome::Updated { entries } => format!("updated ({entries} names)"),
+        Outcome::NotModified => "not modified".into(),
+        Outcome::Refused(why) => {
+            meta.refused += 1;
+            format!("refused: {why}")
+        }
+        Outcome::Failed(why) => {
+            meta.failures += 1;
+            format!("failed: {why}")
+        }
+    };
+    if let Ok(bytes) = serde_json::to_vec_pretty(&meta)
+        && let Err(e) = write_atomic(&meta_path(copy), &bytes)
+    {
+        tracing::warn!(list = %spec.name, error = %e, "cannot write list metadata");
+    }
+    outcome
+}
+
+type Downloaded = (PathBuf, Option<String>, Option<String>);
+
+/// GETs the list into a temp file next to the copy. `Ok(None)` is 304.
+async fn download(
+    client: &reqwest::Client,
+    spec: &ListSpec,
+    url: &str,
+    meta: &FetchMeta,
+    conditional: bool,
+) -> Result<Option<Downloaded>, Attempt> {
+    use tokio::io::AsyncWriteExt;
+    let fail = |message: String, retry: bool| Attempt { message, retry };
+    let mut req = client.get(url).timeout(spec.fetch.timeout);
+    if conditional {
+        if let Some(etag) = &meta.etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &meta.last_modified {
+            req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+        }
+    }
+    let mut resp = req.send().await.map_err(|e| fail(format!("{e}"), true))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(fail(format!("HTTP {status}"), status.is_server_error()));
+    }
+    let max = spec.fetch.max_size;
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(fail(
+            format!("body larger than the {max}-byte limit"),
+            false,
+        ));
+    }
+    let header = |h| {
+        resp.headers()
+            .get(h)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let etag = header(reqwest::header::ETAG);
+    let last_modified = header(reqwest::header::LAST_MODIFIED);
+    let tmp = spec.path.with_extension("download");
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(|e| fail(format!("cannot write {}: {e}", tmp.display()), false))?;
+    let mut total = 0u64;
+    loop {
+        // A body cut short of its Content-Length is an error here, not a short list.
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| fail(format!("body: {e}"), true))?;
+        let Some(chunk) = chunk else { break };
+        total += chunk.len() as u64;
+        if total > max {
+            drop(file);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(fail(
+                format!("body larger than the {max}-byte limit"),
+                false,
+            ));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| fail(format!("cannot write {}: {e}", tmp.display()), false))?;
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| fail(format!("cannot sync {}: {e}", tmp.display()), false))?;
+    Ok(Some((tmp, etag, last_modified)))
+}
+
+/// Parses the download; if it is acceptable, makes it the copy in use.
+fn adopt(spec: &ListSpec, tmp: &Path, meta: &mut FetchMeta, force: bool) -> Outcome {
+    let mut names = 0u64;
+    let stats = match lists::load_file(tmp, spec.format, &mut |_, _| names += 1) {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(format!("cannot read the download: {e}")),
+    };
+    let previous = meta.entries;
+    if !force && previous > 0 {
+        let floor = (previous as f64 * (1.0 - spec.fetch.max_shrink)).ceil() as u64;
+        if names < floor {
+            return Outcome::Refused(format!(
+                "new version has {names} names, the copy in use {previous}: more than {:.0}% fewer (max_shrink)",
+                spec.fetch.max_shrink * 100.0
+            ));
+        }
+    }
+    if stats.lines > 0 && names == 0 && stats.invalid == stats.lines {
+        return Outcome::Failed("no line of the download is a valid entry".into());
+    }
+    if let Err(e) = commit(tmp, &spec.path) {
+        return Outcome::Failed(format!("cannot replace {}: {e}", spec.path.display()));
+    }
+    meta.entries = names;
+    meta.fetched_at = Some(now());
+    Outcome::Updated { entries: names }
+}

@@ -1,0 +1,292 @@
+//! Lists that stay current: remote lists over real HTTP on loopback
+//! (conditional GET, failures, truncated bodies, a shrinking list), the last
+//! good copy surviving a restart with the source gone, and reloads on file
+//! change and SIGHUP that lose no query.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::harness::{Embargo, Upstream, config, query, udp};
+
+/// What the test HTTP server does with the next requests.
+#[derive(Clone)]
+enum Mode {
+    /// 200 with this body and ETag (304 when If-None-Match matches).
+    Serve(String, String),
+    /// 500 Internal Server Error.
+    Fail,
+    /// Content-Length of the whole body, then only half of it and close.
+    Truncate(String),
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1 serving one list.
+struct ListServer {
+    url: String,
+    mode: Arc<Mutex<Mode>>,
+    requests: Arc<AtomicUsize>,
+    not_modified: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ListServer {
+    async fn start(mode: Mode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/list.txt", listener.local_addr().expect("addr"));
+        let mode = Arc::new(Mutex::new(mode));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let not_modified = Arc::new(AtomicUsize::new(0));
+        let (m, r, nm) = (mode.clone(), requests.clone(), not_modified.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (m, r, nm) = (m.clone(), r.clone(), nm.clone());
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let req = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let mode = m.lock().expect("mode").clone();
+                    let resp = match mode {
+                        Mode::Serve(body, etag) => {
+                            if req
+                                .contains(&format!("if-none-match: {}", etag.to_ascii_lowercase()))
+                            {
+                                nm.fetch_add(1, Ordering::SeqCst);
+                                format!(
+                                    "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n"
+                                )
+                            } else {
+                                format!(
+                                    "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Length: {}\r\n\r\n{body}",
+                                    body.len()
+                                )
+                            }
+                        }
+                        Mode::Fail => {
+                            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".into()
+                        }
+                        Mode::Truncate(body) => format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+                            body.len(),
+                            &body[..body.len() / 2]
+                        ),
+                    };
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url,
+            mode,
+            requests,
+            not_modified,
+            task,
+        }
+    }
+
+    /// Waits until `n` more requests arrived (bounded: panics after 15 s).
+    async fn wait_for_requests(&self, n: usize) {
+        let target = self.requests.load(Ordering::SeqCst) + n;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.requests.load(Ordering::SeqCst) < target {
+            assert!(Instant::now() < deadline, "the list was not fetched again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let the fetcher finish with what it got.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+}
+
+impl Drop for ListServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn names(prefix: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{prefix}{i}.example\n")).collect()
+}
+
+async fn rcode(e: &Embargo, name: &str) -> ResponseCode {
+    udp(e.addr, &query(name, RecordType::A, false))
+        .await
+        .metadata
+        .response_code
+}
+
+/// Blocked by embargo (its EDE is there), not just NXDOMAIN from the upstream.
+async fn blocked(e: &Embargo, name: &str) -> bool {
+    let r = udp(e.addr, &query(name, RecordType::A, true)).await;
+    r.metadata.response_code == ResponseCode::NXDomain && crate::harness::ede(&r).is_some()
+}
+
+/// Polls until `name` is blocked (reloads are asynchronous), or panics.
+async fn eventually_blocked(e: &Embargo, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !blocked(e, name).await {
+        assert!(Instant::now() < deadline, "{name}: not blocked after 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn remote_config(upstream: std::net::SocketAddr, url: &str, refresh: &str) -> String {
+    config(upstream, "").replace(
+        "[allow]",
+        &format!(
+            "[[lists]]\nname = \"remote\"\nsource = \"{url}\"\nrefresh = \"{refresh}\"\nmax_shrink = \"50%\"\n\n[allow]"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_list_is_fetched_kept_and_survives_failures_and_restart() {
+    let up = Upstream::start().await;
+    let http = ListServer::start(Mode::Serve(names("r", 10), "\"v1\"".into())).await;
+    let e = Embargo::start(&remote_config(up.addr, &http.url, "1s"), &[]).await;
+    // Fetched at startup (no copy yet), then enforced.
+    eventually_blocked(&e, "www.r3.example.").await;
+    let seen = up.count("www.r3.example");
+    assert!(blocked(&e, "www.r3.example.").await);
+    assert_eq!(
+        up.count("www.r3.example"),
+        seen,
+        "enforced: no longer sent upstream"
+    );
+
+    // Refreshes every second: 304 while unchanged.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http.not_modified.load(Ordering::SeqCst) < 1 {
+        assert!(Instant::now() < deadline, "no conditional GET");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A failing server and a truncated body keep the last good copy.
+    http.set(Mode::Fail);
+    http.wait_for_requests(2).await;
+    assert!(blocked(&e, "r7.example.").await);
+    http.set(Mode::Truncate(names("t", 10)));
+    http.wait_for_requests(2).await;
+    assert!(blocked(&e, "r7.example.").await);
+    assert!(
+        !blocked(&e, "t1.example.").await,
+        "a cut body is never loaded"
+    );
+    let meta = embargo::fetch::read_meta(&e.dir().join("embargo-state/lists/remote.list"));
+    assert!(meta.failures >= 1, "{meta:?}");
+    assert!(meta.last_result.starts_with("failed"), "{meta:?}");
+
+    // A version with more than 50% fewer names is refused...
+    http.set(Mode::Serve(names("r", 3), "\"v2\"".into()));
+    http.wait_for_requests(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(blocked(&e, "r8.example.").await, "shrunk list refused");
+    // ...and a grown one is adopted: new names blocked, the old copy replaced.
+    http.set(Mode::Serve(
+        format!("{}{}", names("r", 10), names("n", 5)),
+        "\"v3\"".into(),
+    ));
+    eventually_blocked(&e, "n4.example.").await;
+
+    // An operator can force the shrunk version.
+    http.set(Mode::Serve(names("r", 3), "\"v4\"".into()));
+    let config = embargo::Config::load(&e.dir().join("embargo.toml")).expect("config");
+    let client = embargo::fetch::client().expect("client");
+    let embargo::lists::Source::Http(url) = &config.lists[1].source else {
+        panic!("remote list")
+    };
+    let outcome = embargo::fetch::refresh(&client, &config.lists[1], url, true).await;
+    assert_eq!(outcome, embargo::fetch::Outcome::Updated { entries: 3 });
+
+    // Restart with the source gone: the last good copy is loaded and enforced at once.
+    let dir = e.stop_keep_dir().await;
+    drop(http);
+    let e = Embargo::start_in(dir).await;
+    assert!(blocked(&e, "r2.example.").await);
+    assert!(blocked(&e, "www.seized.example.").await);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_list_change_reloads_without_losing_a_query() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    // Not listed yet: goes upstream (whose zone does not have it: NXDOMAIN without EDE).
+    rcode(&e, "new.example.").await;
+    let baseline_new = up.count("new.example");
+    assert_eq!(baseline_new, 1);
+
+    // Load: a steady stream of blocked queries while the list is replaced.
+    let addr = e.addr;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, answered, servfail) = (
+        stop.clone(),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (a2, s2) = (answered.clone(), servfail.clone());
+    let load = tokio::spawn(async move {
+        let mut sent = 0usize;
+        while !stop2.load(Ordering::SeqCst) {
+            let r = udp(addr, &query("x.sanctioned.example.", RecordType::A, false)).await;
+            sent += 1;
+            a2.fetch_add(1, Ordering::SeqCst);
+            if r.metadata.response_code == ResponseCode::ServFail {
+                s2.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        sent
+    });
+
+    // Replace the list the way tools do (write elsewhere, rename over it).
+    let list = e.dir().join("seized.txt");
+    let tmp = e.dir().join("seized.txt.new");
+    std::fs::write(&tmp, "seized.example\nsanctioned.example\nnew.example\n").expect("write");
+    std::fs::rename(&tmp, &list).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = udp(e.addr, &query("www.new.example.", RecordType::A, true)).await;
+        if crate::harness::ede(&r).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "file change not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = load.await.expect("load task");
+    assert!(sent > 10);
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        sent,
+        "every query answered"
+    );
+    assert_eq!(servfail.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        up.count("new.example"),
+        baseline_new,
+        "blocked after the swap"
+    );
+    let seen = up.count("www.new.example");
+    rcode(&e, "www.new.example.").await;
+    assert_eq!(
+        up.count("www.new.example"),
+        seen,
+        "enforced: no longer sent upstream"
+    );
+    e.stop().await;
+}
