@@ -41,6 +41,9 @@ pub struct FetchMeta {
     pub failures: u64,
     /// Downloads refused because they shrank the list too much.
     pub refused: u64,
+    /// SOA serial of the copy (zone-transfer lists).
+    #[serde(default)]
+    pub serial: Option<u32>,
 }
 
 /// The result of one refresh.
@@ -69,7 +72,8 @@ pub fn read_meta(copy: &Path) -> FetchMeta {
         .unwrap_or_default()
 }
 
-fn now() -> u64 {
+/// Seconds since the epoch.
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -157,8 +161,14 @@ pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force
             }
         }
     }
+    record_outcome(copy, &mut meta, &outcome, &spec.name);
+    outcome
+}
+
+/// Notes an attempt's outcome in the metadata next to `copy` and saves it.
+pub fn record_outcome(copy: &Path, meta: &mut FetchMeta, outcome: &Outcome, list: &str) {
     meta.checked_at = Some(now());
-    meta.last_result = match &outcome {
+    meta.last_result = match outcome {
         Outcome::Updated { entries } => format!("updated ({entries} names)"),
         Outcome::NotModified => "not modified".into(),
         Outcome::Refused(why) => {
@@ -173,9 +183,8 @@ pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force
     if let Ok(bytes) = serde_json::to_vec_pretty(&meta)
         && let Err(e) = write_atomic(&meta_path(copy), &bytes)
     {
-        tracing::warn!(list = %spec.name, error = %e, "cannot write list metadata");
+        tracing::warn!(list, error = %e, "cannot write list metadata");
     }
-    outcome
 }
 
 type Downloaded = (PathBuf, Option<String>, Option<String>);

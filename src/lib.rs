@@ -29,6 +29,7 @@ pub mod server;
 pub mod state;
 pub mod upstream;
 pub mod wire;
+pub mod xfr;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,7 +77,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
-    let reloader = tokio::spawn(reload::maintain(config, handler.state().clone()));
+    let reloader = tokio::spawn(reload::maintain(
+        config,
+        handler.state().clone(),
+        handler.notify_targets().clone(),
+    ));
     let result = server.run(shutdown).await;
     reloader.abort();
     if wrote_pid.is_ok() {

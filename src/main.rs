@@ -214,13 +214,14 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     let mut updated = false;
     for spec in &config.lists {
-        let Source::Http(url) = &spec.source else {
-            continue;
-        };
         if !only.is_empty() && !only.contains(&spec.name) {
             continue;
         }
-        let outcome = rt.block_on(fetch::refresh(&client, spec, url, force));
+        let outcome = match &spec.source {
+            Source::Http(url) => rt.block_on(fetch::refresh(&client, spec, url, force)),
+            Source::Axfr(src) => rt.block_on(embargo::xfr::refresh(spec, src)),
+            Source::File(_) => continue,
+        };
         match &outcome {
             Outcome::Updated { entries } => {
                 updated = true;
@@ -278,12 +279,13 @@ fn check(snap: &Snapshot, names: &[String]) -> ExitCode {
                 };
                 let p = &list.spec.provenance;
                 println!(
-                    "{key}\tblocked\tlist={} entry={} action={} ede={} ({})\n\tauthority: {}\n\treason: {}\n\treference: {}",
+                    "{key}\tblocked\tlist={} entry={} action={} ede={} ({})\n\twhy: {}\n\tauthority: {}\n\treason: {}\n\treference: {}",
                     list.spec.name,
                     key.suffix(hit.suffix),
                     policy.action.as_str(),
                     policy.ede.code(),
                     policy.ede.as_str(),
+                    policy.ede_text,
                     p.authority,
                     p.reason,
                     p.reference,
@@ -321,7 +323,7 @@ fn lists(snap: &Snapshot) -> ExitCode {
         );
     }
     for l in &snap.lists {
-        if let embargo::lists::Source::Http(_) = &l.spec.source {
+        if l.spec.source.is_remote() {
             let meta = embargo::fetch::read_meta(&l.spec.path);
             let age = |t: Option<u64>| {
                 t.and_then(|t| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(t)))

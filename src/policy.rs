@@ -97,6 +97,8 @@ pub struct Policy {
     pub sinkhole_ipv4: Ipv4Addr,
     pub sinkhole_ipv6: Ipv6Addr,
     pub ede: EdeCode,
+    /// The EDE extra text: who blocked the name and why.
+    pub ede_text: String,
     /// The encoded EDE option (code, length, info-code, extra text).
     ede_option: Vec<u8>,
     /// SOA RDATA after MNAME: RNAME, serial, refresh, retry, expire, minimum.
@@ -129,6 +131,7 @@ impl Policy {
             sinkhole_ipv4,
             sinkhole_ipv6,
             ede,
+            ede_text: ede_text.to_string(),
             ede_option: wire::ede_option(ede.code(), ede_text),
             soa_tail,
         }

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::fetch;
 use crate::lists::Source;
 use crate::state::Snapshot;
+use crate::xfr::{self, NotifyTargets, XfrSource};
 
 /// Triggers closer together than this are one reload.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -78,10 +79,10 @@ pub fn pid_file(config: &Config) -> PathBuf {
 }
 
 /// Runs the reload loop and everything that triggers it, until aborted.
-pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>) {
+pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc<NotifyTargets>) {
     let poke = Arc::new(Notify::new());
     let _sighup = tokio::spawn(on_sighup(poke.clone()));
-    let mut helpers = Helpers::start(&config, &poke);
+    let mut helpers = Helpers::start(&config, &poke, &notify);
     let mut current = config;
     loop {
         poke.notified().await;
@@ -95,7 +96,9 @@ pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>) {
                 tracing::info!("reload done");
                 warn_restart_needed(&current, &config);
                 if helpers.inputs != Helpers::inputs(&config) {
-                    helpers = Helpers::start(&config, &poke);
+                    drop(helpers);
+                    notify.clear();
+                    helpers = Helpers::start(&config, &poke, &notify);
                 }
                 current = config;
             }
@@ -140,11 +143,23 @@ impl Helpers {
             .collect()
     }
 
-    fn start(config: &Config, poke: &Arc<Notify>) -> Self {
+    fn start(config: &Config, poke: &Arc<Notify>, notify: &NotifyTargets) -> Self {
         let watcher = watch_files(config, poke.clone())
             .map_err(|e| tracing::warn!(error = %e, "cannot watch list files; reload with SIGHUP"))
             .ok();
         let mut fetchers = Vec::new();
+        for spec in &config.lists {
+            if let Source::Axfr(src) = &spec.source {
+                let wake = Arc::new(Notify::new());
+                notify.register(&src.zone, src.primary.ip(), wake.clone());
+                fetchers.push(tokio::spawn(keep_transferred(
+                    spec.clone(),
+                    src.clone(),
+                    wake,
+                    poke.clone(),
+                )));
+            }
+        }
         if config
             .lists
             .iter()
@@ -214,6 +229,34 @@ async fn keep_fresh(
                     .max(Duration::from_secs(30))
                     .min(spec.fetch.refresh);
             }
+        }
+    }
+}
+
+/// Keeps a zone-transfer list current: at start, on its refresh timer, and
+/// whenever its primary sends a NOTIFY.
+async fn keep_transferred(
+    spec: crate::lists::ListSpec,
+    src: XfrSource,
+    wake: Arc<Notify>,
+    poke: Arc<Notify>,
+) {
+    loop {
+        match xfr::refresh(&spec, &src).await {
+            fetch::Outcome::Updated { entries } => {
+                tracing::info!(list = %spec.name, entries, "zone transferred");
+                poke.notify_one();
+            }
+            fetch::Outcome::NotModified => {
+                tracing::debug!(list = %spec.name, "zone serial unchanged")
+            }
+            fetch::Outcome::Refused(why) | fetch::Outcome::Failed(why) => {
+                tracing::error!(list = %spec.name, "zone refresh failed, keeping the last good copy: {why}")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(spec.fetch.refresh) => {}
+            _ = wake.notified() => tracing::info!(list = %spec.name, zone = %src.zone, "NOTIFY from the primary"),
         }
     }
 }

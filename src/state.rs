@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{Config, Location};
-use crate::lists::{self, EntryKind, Format, ListSpec, ListStats, LoadError, Source};
+use crate::lists::{self, EntryKind, Format, ListSpec, ListStats, LoadError};
 use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 
@@ -108,7 +108,7 @@ impl Snapshot {
             let default =
                 policy_for(spec.action, &mut policies).ok_or(BuildError::TooManyPolicies)?;
             let mut overflow = false;
-            if matches!(spec.source, Source::Http(_)) && !spec.path.exists() {
+            if spec.source.is_remote() && !spec.path.exists() {
                 // Never fetched and no network yet: serve without it, say so.
                 tracing::error!(list = %spec.name, source = %spec.source, "no downloaded copy yet: list not enforced until the first fetch succeeds");
                 lists.push(ListInfo {
@@ -119,7 +119,55 @@ impl Snapshot {
                 });
                 continue;
             }
-            let stats = lists::load_file(&spec.path, spec.format, &mut |key, kind| {
+            let list_err = |source| BuildError::List {
+                list: spec.name.clone(),
+                location: spec.location.clone(),
+                source,
+            };
+            let format = lists::detect_file(&spec.path, spec.format).map_err(list_err)?;
+            if format == Format::OfacSdn {
+                // One policy per sanctioned entity, so the EDE and `check`
+                // name the entity and its programs; past the policy limit the
+                // list's own policy (and its provenance) is used.
+                let mut per_entity: HashMap<usize, PolicyId> = HashMap::new();
+                let mut warned = false;
+                let stats = lists::load_ofac(&spec.path, &mut |key, entity_index, entity| {
+                    let id = *per_entity.entry(entity_index).or_insert_with(|| {
+                        match u16::try_from(policies.len()).ok().filter(|v| *v <= PolicyId::MAX) {
+                            Some(id) => {
+                                let text = format!("{}: {}", spec.ede_text(), entity.describe());
+                                policies.push(Policy::new(
+                                    index,
+                                    spec.action,
+                                    spec.ttl,
+                                    spec.sinkhole_ipv4,
+                                    spec.sinkhole_ipv6,
+                                    spec.ede,
+                                    &text,
+                                ));
+                                PolicyId(id)
+                            }
+                            None => {
+                                if !warned {
+                                    tracing::warn!(list = %spec.name, "too many entities for one policy each: the rest share the list's");
+                                    warned = true;
+                                }
+                                default
+                            }
+                        }
+                    });
+                    builder.insert(key, id);
+                })
+                .map_err(list_err)?;
+                lists.push(ListInfo {
+                    spec: spec.clone(),
+                    stats,
+                    blocked: AtomicU64::new(0),
+                    note: None,
+                });
+                continue;
+            }
+            let stats = lists::load_file(&spec.path, Some(format), &mut |key, kind| {
                 let id = match kind {
                     EntryKind::Block => Some(default),
                     EntryKind::Passthru => Some(PolicyId::ALLOW),
@@ -131,11 +179,7 @@ impl Snapshot {
                     None => overflow = true,
                 }
             })
-            .map_err(|source| BuildError::List {
-                list: spec.name.clone(),
-                location: spec.location.clone(),
-                source,
-            })?;
+            .map_err(list_err)?;
             if overflow {
                 return Err(BuildError::TooManyPolicies);
             }

@@ -257,10 +257,29 @@ impl Checker<'_> {
             let raw = l.source.get_ref();
             let source = if raw.starts_with("http://") || raw.starts_with("https://") {
                 Source::Http(raw.clone())
+            } else if raw.starts_with("axfr://") {
+                match crate::xfr::XfrSource::parse(raw) {
+                    Some(x) => {
+                        if format != Some(Format::Rpz) {
+                            self.problem(
+                                &l.source,
+                                "a zone transfer source needs format = \"rpz\"",
+                            );
+                        }
+                        Source::Axfr(x)
+                    }
+                    None => {
+                        self.problem(
+                            &l.source,
+                            "invalid zone transfer source (want axfr://ip:port/zone.name)",
+                        );
+                        Source::File(PathBuf::new())
+                    }
+                }
             } else if raw.contains("://") {
                 self.problem(
                     &l.source,
-                    "unsupported source scheme (want a file path, http:// or https://)",
+                    "unsupported source scheme (want a file path, http://, https:// or axfr://)",
                 );
                 Source::File(PathBuf::new())
             } else {
@@ -268,7 +287,7 @@ impl Checker<'_> {
             };
             let path = match &source {
                 Source::File(p) => p.clone(),
-                Source::Http(_) => state_dir
+                Source::Http(_) | Source::Axfr(_) => state_dir
                     .join("lists")
                     .join(format!("{}.list", file_safe(&name))),
             };

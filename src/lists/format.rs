@@ -67,6 +67,9 @@ pub enum Format {
     Hosts,
     Adblock,
     Rpz,
+    /// The US Treasury OFAC SDN list (SDN.XML or sdn.csv), read as a whole
+    /// file by `super::ofac`, not line by line.
+    OfacSdn,
 }
 
 impl Format {
@@ -85,6 +88,9 @@ impl Format {
             Some(end) if !sample.ends_with('\n') => sample.get(..end).unwrap_or(sample),
             _ => sample,
         };
+        if super::ofac::looks_like(sample) {
+            return Self::OfacSdn;
+        }
         let mut adblock = false;
         let mut hosts = false;
         let mut looked = 0;
@@ -146,6 +152,7 @@ impl Format {
             Self::Hosts => "hosts",
             Self::Adblock => "adblock",
             Self::Rpz => "rpz",
+            Self::OfacSdn => "ofac-sdn",
         }
     }
 
@@ -227,6 +234,7 @@ impl Parser {
             Format::Hosts => parse_hosts(line, emit),
             Format::Adblock => parse_adblock(line, emit),
             Format::Rpz => self.rpz.parse(line, emit),
+            Format::OfacSdn => Outcome::Unsupported("OFAC SDN files are read whole, not by line"),
         }
     }
 }

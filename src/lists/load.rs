@@ -87,6 +87,10 @@ pub fn load_file(
             Format::detect(&String::from_utf8_lossy(sample))
         }
     };
+    if format == Format::OfacSdn {
+        drop(reader);
+        return load_ofac(path, &mut |key, _, _| sink(key, EntryKind::Block));
+    }
     let mut stats = ListStats {
         format: Some(format),
         ..ListStats::default()
@@ -134,6 +138,69 @@ pub fn load_file(
         for (name, e) in bad_names {
             stats.invalid += 1;
             stats.warn(lineno, format!("{name:?}: {e}"));
+        }
+    }
+    Ok(stats)
+}
+
+/// The format of a file: `configured`, or detected from its first 64 KiB.
+pub fn detect_file(path: &Path, configured: Option<Format>) -> Result<Format, LoadError> {
+    if let Some(f) = configured {
+        return Ok(f);
+    }
+    let err = |source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(err)?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let sample = reader.fill_buf().map_err(err)?;
+    Ok(Format::detect(&String::from_utf8_lossy(sample)))
+}
+
+/// Loads an OFAC SDN file (XML or CSV): `sink` gets each website's domain
+/// with the index and record of its entity, for per-entry provenance.
+pub fn load_ofac(
+    path: &Path,
+    sink: &mut dyn FnMut(&NameKey, usize, &super::ofac::Entity),
+) -> Result<ListStats, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut stats = ListStats {
+        format: Some(Format::OfacSdn),
+        ..ListStats::default()
+    };
+    let sdn = match super::ofac::parse(&text) {
+        Ok(sdn) => sdn,
+        Err(e) => {
+            // A broken file loads nothing, and says where it broke.
+            stats.invalid += 1;
+            stats.warn(1, e);
+            return Ok(stats);
+        }
+    };
+    stats.lines = sdn.records as u64;
+    for w in &sdn.websites {
+        let Some(entity) = sdn.entities.get(w.entity) else {
+            continue;
+        };
+        let parsed = super::ofac::website_domain(&w.address)
+            .ok_or(NameError::Empty)
+            .and_then(|d| NameKey::from_text(d, false));
+        match parsed {
+            Ok(key) => {
+                stats.names += 1;
+                sink(&key, w.entity, entity);
+            }
+            Err(e) => {
+                stats.invalid += 1;
+                stats.warn(
+                    w.line,
+                    format!("website {:?} of {}: {e}", w.address, entity.name),
+                );
+            }
         }
     }
     Ok(stats)

@@ -8,13 +8,16 @@
 
 pub mod format;
 mod load;
+pub mod ofac;
 
 use std::path::PathBuf;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub use format::{EntryKind, Format};
-pub use load::{LineWarning, ListStats, LoadError, MAX_WARNINGS, load_file};
+pub use load::{
+    LineWarning, ListStats, LoadError, MAX_WARNINGS, detect_file, load_file, load_ofac,
+};
 
 use crate::config::Location;
 use crate::policy::{Action, EdeCode};
@@ -34,6 +37,15 @@ pub enum Source {
     File(PathBuf),
     /// An `http://` or `https://` URL, fetched into the state directory.
     Http(String),
+    /// An RPZ zone received by zone transfer into the state directory.
+    Axfr(crate::xfr::XfrSource),
+}
+
+impl Source {
+    /// True when the list is kept in the state directory (downloaded or transferred).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Self::File(_))
+    }
 }
 
 impl std::fmt::Display for Source {
@@ -41,6 +53,7 @@ impl std::fmt::Display for Source {
         match self {
             Self::File(p) => write!(f, "{}", p.display()),
             Self::Http(u) => f.write_str(u),
+            Self::Axfr(x) => x.fmt(f),
         }
     }
 }
@@ -117,6 +130,7 @@ impl Format {
             "hosts" => Self::Hosts,
             "adblock" => Self::Adblock,
             "rpz" => Self::Rpz,
+            "ofac-sdn" => Self::OfacSdn,
             _ => return None,
         })
     }

@@ -25,6 +25,7 @@ use crate::query::{self, Reject};
 use crate::state::Snapshot;
 use crate::upstream::Upstream;
 use crate::wire::{self, Rcode};
+use crate::xfr::NotifyTargets;
 
 /// The transport a request came in on: it sets the answer size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,7 @@ pub struct Handler {
     state: Arc<ArcSwap<Snapshot>>,
     cache: Cache,
     upstream: Upstream,
+    notify: Arc<NotifyTargets>,
     pub counters: Counters,
 }
 
@@ -84,8 +86,51 @@ impl Handler {
             state,
             cache,
             upstream,
+            notify: Arc::new(NotifyTargets::default()),
             counters: Counters::default(),
         }
+    }
+
+    /// Zones whose primaries may NOTIFY this server.
+    pub fn notify_targets(&self) -> &Arc<NotifyTargets> {
+        &self.notify
+    }
+
+    /// A NOTIFY (RFC 1996): NOERROR and a refresh when it comes from the
+    /// primary of one of our zone-transfer lists, REFUSED otherwise.
+    fn notify(&self, pkt: &[u8], client: SocketAddr, out: &mut Vec<u8>) -> Outcome {
+        let Some(hdr) = wire::Header::parse(pkt) else {
+            return Outcome::Drop;
+        };
+        let question = (hdr.qdcount == 1)
+            .then(|| wire::read_name(pkt, wire::HEADER_LEN))
+            .flatten()
+            .filter(|(_, end)| *end + 4 <= pkt.len());
+        let (rcode, question_end) = match &question {
+            None => (Rcode::FormErr, None),
+            Some((zone, end)) => {
+                let accepted = self.notify.notified(&zone.to_string(), client.ip());
+                tracing::info!(zone = %zone, %client, accepted, "NOTIFY");
+                (
+                    if accepted {
+                        Rcode::NoError
+                    } else {
+                        Rcode::Refused
+                    },
+                    Some(end + 4),
+                )
+            }
+        };
+        out.clear();
+        // QR, the NOTIFY opcode, AA (we answer for our copy of the zone).
+        let flags = 0x8000 | (hdr.flags & 0x7800) | 0x0400 | rcode as u16;
+        out.extend_from_slice(&hdr.id.to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
+        out.extend_from_slice(&[0, u8::from(question_end.is_some()), 0, 0, 0, 0, 0, 0]);
+        if let Some(end) = question_end {
+            out.extend_from_slice(pkt.get(wire::HEADER_LEN..end).unwrap_or(&[]));
+        }
+        Outcome::Reply
     }
 
     /// The rules in force.
@@ -102,6 +147,10 @@ impl Handler {
         out: &mut Vec<u8>,
     ) -> Outcome {
         bump(&self.counters.queries);
+        // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
+        if pkt.len() >= 4 && pkt[2] & 0xf8 == 4 << 3 {
+            return self.notify(pkt, client, out);
+        }
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {

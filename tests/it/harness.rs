@@ -228,7 +228,11 @@ impl Embargo {
         let handler = embargo::handler(&config, snapshot);
         let server = embargo::server::Server::bind(&config.listen, handler.clone()).expect("bind");
         let addr = server.local_addrs()[0];
-        let maintainer = tokio::spawn(embargo::reload::maintain(config, handler.state().clone()));
+        let maintainer = tokio::spawn(embargo::reload::maintain(
+            config,
+            handler.state().clone(),
+            handler.notify_targets().clone(),
+        ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;

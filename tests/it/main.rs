@@ -6,4 +6,6 @@ mod cli;
 mod forwarding;
 mod harness;
 mod malformed;
+mod ofac;
 mod reload;
+mod xfr;

@@ -80,8 +80,15 @@ async fn protocol_errors_get_the_rfc_answers() {
     // Too short for a header: dropped.
     assert!(reply_code(&e, &[1, 2, 3]).await.is_none());
 
-    // Unknown opcode (NOTIFY = 4, UPDATE = 5, 15): NOTIMP, ID and opcode echoed.
-    for opcode in [4u8, 5, 15] {
+    // NOTIFY for a zone we are not a secondary of: REFUSED, opcode echoed.
+    let mut p = raw("www.up.test.", RecordType::SOA, false);
+    p[2] = (p[2] & 0x87) | (4 << 3);
+    let (m, code) = reply_code(&e, &p).await.expect("reply");
+    assert_eq!(code, ResponseCode::Refused);
+    assert_eq!(u8::from(m.metadata.op_code), 4);
+
+    // Unknown opcodes (IQUERY 1, STATUS 2, UPDATE 5, 15): NOTIMP, ID and opcode echoed.
+    for opcode in [1u8, 2, 5, 15] {
         let mut p = raw("www.up.test.", RecordType::SOA, false);
         p[2] = (p[2] & 0x87) | (opcode << 3);
         let (m, code) = reply_code(&e, &p).await.expect("reply");
