@@ -86,8 +86,10 @@ pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc
     let mut current = config;
     loop {
         poke.notified().await;
-        // Let a burst of triggers (an editor's save, several lists) settle.
+        // Let a burst of triggers (an editor's save, SIGHUP after an mv,
+        // several lists) settle, then take any poke that came meanwhile.
         tokio::time::sleep(DEBOUNCE).await;
+        let _ = tokio::time::timeout(Duration::ZERO, poke.notified()).await;
         let path = current.path.clone();
         let st = state.clone();
         let result = tokio::task::spawn_blocking(move || reload(&path, &st)).await;

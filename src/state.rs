@@ -69,15 +69,17 @@ impl Snapshot {
 
     /// Loads every list and allow source of `config` and freezes them.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
-        let estimate: u64 = config
+        // Size the builder from the line count (one name per line in most
+        // lists): a growing Vec would double past the need, and a reload's
+        // peak memory is the old set plus this builder.
+        let estimate: usize = config
             .lists
             .iter()
             .map(|l| l.path.as_path())
             .chain(config.allow_files.iter().map(|p| p.as_path()))
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len() / 20)
+            .map(count_lines)
             .sum();
-        let mut builder = DomainSetBuilder::new().with_capacity(estimate as usize);
+        let mut builder = DomainSetBuilder::new().with_capacity(estimate);
         let mut policies = vec![allow_placeholder()];
         let mut lists = Vec::with_capacity(config.lists.len());
 
@@ -266,6 +268,21 @@ impl Snapshot {
             l.blocked.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Lines in a file (0 if unreadable: loading reports that properly).
+fn count_lines(path: &std::path::Path) -> usize {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else { return 0 };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut lines = 1;
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+    }
+    lines
 }
 
 fn allow_placeholder() -> Policy {
