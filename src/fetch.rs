@@ -44,6 +44,9 @@ pub struct FetchMeta {
     /// SOA serial of the copy (zone-transfer lists).
     #[serde(default)]
     pub serial: Option<u32>,
+    /// How the copy was last transferred (AXFR, or IXFR with its counts).
+    #[serde(default)]
+    pub last_transfer: Option<String>,
 }
 
 /// The result of one refresh.

@@ -273,7 +273,9 @@ impl Snapshot {
 /// Lines in a file (0 if unreadable: loading reports that properly).
 fn count_lines(path: &std::path::Path) -> usize {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else { return 0 };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
     let mut buf = vec![0u8; 256 * 1024];
     let mut lines = 1;
     while let Ok(n) = f.read(&mut buf) {

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -106,35 +106,35 @@ pub fn serial_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 0x8000_0000
 }
 
-fn message(zone: &str, rtype: RecordType) -> Result<Vec<u8>, String> {
+fn message(zone: &str, rtype: RecordType, authority: Option<Record>) -> Result<Vec<u8>, String> {
     let name = Name::from_str(&format!("{zone}.")).map_err(|e| format!("zone name: {e}"))?;
     let mut m = Message::new(fastrand::u16(..), MessageType::Query, OpCode::Query);
     m.add_query(Query::query(name, rtype));
+    if let Some(soa) = authority {
+        m.add_authority(soa);
+    }
     m.to_vec().map_err(|e| format!("encode: {e}"))
 }
 
 /// The primary's current SOA serial (over TCP, which a primary always serves).
 pub async fn soa_serial(src: &XfrSource, timeout: Duration) -> Result<u32, String> {
-    let q = message(&src.zone, RecordType::SOA)?;
-    let replies = tokio::time::timeout(timeout, exchange(src.primary, &q, 1))
+    let q = message(&src.zone, RecordType::SOA, None)?;
+    let answers = tokio::time::timeout(timeout, exchange(src.primary, &q, |_| true))
         .await
         .map_err(|_| format!("{}: SOA query timed out", src.primary))??;
-    let m = replies.first().ok_or("no SOA answer")?;
-    if m.metadata.response_code != ResponseCode::NoError {
-        return Err(format!("SOA query: {}", m.metadata.response_code));
-    }
-    m.answers
+    answers
         .iter()
-        .find_map(|r| match &r.data {
-            RData::SOA(soa) => Some(soa.serial),
-            _ => None,
-        })
+        .find_map(soa_serial_of)
         .ok_or_else(|| "no SOA in the answer".to_string())
 }
 
-/// Sends `query` over TCP and reads messages until `done` says the reply
-/// is complete (`want` = 1: one message; 0: an AXFR, until the closing SOA).
-async fn exchange(server: SocketAddr, query: &[u8], want: usize) -> Result<Vec<Message>, String> {
+/// Sends `query` over TCP and reads messages until `complete` says the
+/// records received so far (all answers, in order) make a whole reply.
+async fn exchange(
+    server: SocketAddr,
+    query: &[u8],
+    complete: impl Fn(&[Record]) -> bool,
+) -> Result<Vec<Record>, String> {
     let mut s = tokio::net::TcpStream::connect(server)
         .await
         .map_err(|e| format!("{server}: {e}"))?;
@@ -144,9 +144,8 @@ async fn exchange(server: SocketAddr, query: &[u8], want: usize) -> Result<Vec<M
         .await
         .map_err(|e| format!("{server}: {e}"))?;
     let id = u16::from_be_bytes([query[0], query[1]]);
-    let mut out = Vec::new();
-    let mut soas = 0usize;
-    loop {
+    let mut records = Vec::new();
+    for _ in 0..1_000_000 {
         let len = s
             .read_u16()
             .await
@@ -162,43 +161,233 @@ async fn exchange(server: SocketAddr, query: &[u8], want: usize) -> Result<Vec<M
         if m.metadata.response_code != ResponseCode::NoError {
             return Err(format!("{server}: {}", m.metadata.response_code));
         }
-        soas += m
-            .answers
-            .iter()
-            .filter(|r| r.record_type() == RecordType::SOA)
-            .count();
-        out.push(m);
-        if want == 1 || soas >= 2 {
-            return Ok(out);
+        records.extend(m.answers);
+        if complete(&records) {
+            return Ok(records);
         }
-        if out.len() > 100_000 {
-            return Err(format!("{server}: transfer never ended"));
-        }
+    }
+    Err(format!("{server}: transfer never ended"))
+}
+
+fn soa_serial_of(r: &Record) -> Option<u32> {
+    match &r.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
     }
 }
 
-/// Transfers the whole zone: its serial and its records as zone-file text.
-pub async fn axfr(src: &XfrSource, timeout: Duration) -> Result<(u32, String, usize), String> {
-    let q = message(&src.zone, RecordType::AXFR)?;
-    let replies = tokio::time::timeout(timeout, exchange(src.primary, &q, 0))
-        .await
-        .map_err(|_| format!("{}: AXFR timed out", src.primary))??;
-    let mut text = format!("$ORIGIN {}.\n", src.zone);
+/// An AXFR-style reply is complete at the second SOA.
+fn axfr_complete(records: &[Record]) -> bool {
+    records
+        .iter()
+        .filter(|r| soa_serial_of(r).is_some())
+        .count()
+        >= 2
+}
+
+/// An IXFR reply (RFC 1995 4) is complete when it is a single SOA (up to
+/// date), an AXFR-style zone closed by its SOA, or a run of differences
+/// closed by the new SOA a third time.
+fn ixfr_complete(records: &[Record]) -> bool {
+    let Some(new) = records.first().and_then(soa_serial_of) else {
+        return true; // not an SOA: malformed, let the caller refuse it
+    };
+    match records.get(1) {
+        None => true,
+        Some(r) if soa_serial_of(r).is_some() => {
+            records.len() > 2
+                && records
+                    .iter()
+                    .filter(|r| soa_serial_of(r) == Some(new))
+                    .count()
+                    >= 3
+        }
+        Some(_) => axfr_complete(records),
+    }
+}
+
+/// Zone-file text of a transfer's records (the closing SOA left out).
+fn zone_text(zone: &str, records: &[Record]) -> (u32, String, usize) {
+    let mut text = format!("$ORIGIN {zone}.\n");
     let mut serial = None;
     let mut count = 0usize;
-    for r in replies.iter().flat_map(|m| m.answers.iter()) {
-        if let RData::SOA(soa) = &r.data {
+    for r in records {
+        if let Some(s) = soa_serial_of(r) {
             if serial.is_some() {
-                continue; // the closing SOA
+                continue;
             }
-            serial = Some(soa.serial);
+            serial = Some(s);
         }
         text.push_str(&r.to_string());
         text.push('\n');
         count += 1;
     }
-    let serial = serial.ok_or("the transfer did not start with an SOA")?;
-    Ok((serial, text, count))
+    (serial.unwrap_or(0), text, count)
+}
+
+/// Transfers the whole zone: its serial and its records as zone-file text.
+pub async fn axfr(src: &XfrSource, timeout: Duration) -> Result<(u32, String, usize), String> {
+    let q = message(&src.zone, RecordType::AXFR, None)?;
+    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, axfr_complete))
+        .await
+        .map_err(|_| format!("{}: AXFR timed out", src.primary))??;
+    if records.first().and_then(soa_serial_of).is_none() {
+        return Err("the transfer did not start with an SOA".into());
+    }
+    Ok(zone_text(&src.zone, &records))
+}
+
+/// The identity of a record in a zone-file line: everything but its TTL
+/// (RFC 2181 5.2: TTL is not part of what makes two records the same).
+fn record_key(line: &str) -> String {
+    let mut tokens = line.split_whitespace();
+    let owner = tokens.next().unwrap_or("").to_ascii_lowercase();
+    let _ttl = tokens.next();
+    let rest: Vec<&str> = tokens.collect();
+    format!("{owner} {}", rest.join(" "))
+}
+
+/// What an IXFR brought.
+enum Ixfr {
+    /// The primary has nothing newer.
+    UpToDate,
+    /// A full zone (the primary chose AXFR-style): its text.
+    Full(u32, String, usize),
+    /// Differences applied to our copy: the new text, and counts.
+    Applied(u32, String, usize, usize, usize),
+}
+
+/// Asks for the differences since `have` (our copy's serial, whose SOA is
+/// the first line of the copy) and applies them to `copy_text`.
+async fn ixfr(
+    src: &XfrSource,
+    have: u32,
+    copy_text: &str,
+    timeout: Duration,
+) -> Result<Ixfr, String> {
+    // Our SOA, from the copy, goes in the authority section (RFC 1995 3).
+    let soa_line = copy_text
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|t| t.eq_ignore_ascii_case("SOA"))
+        })
+        .ok_or("the copy has no SOA")?;
+    let ours = parse_record(&src.zone, soa_line)?;
+    let q = message(&src.zone, RecordType::IXFR, Some(ours))?;
+    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, ixfr_complete))
+        .await
+        .map_err(|_| format!("{}: IXFR timed out", src.primary))??;
+    let new = records
+        .first()
+        .and_then(soa_serial_of)
+        .ok_or("IXFR answer without an SOA")?;
+    if records.len() == 1 {
+        return Ok(Ixfr::UpToDate);
+    }
+    if records.get(1).and_then(soa_serial_of).is_none() {
+        let (serial, text, n) = zone_text(&src.zone, &records);
+        return Ok(Ixfr::Full(serial, text, n));
+    }
+    // Differences: [SOA old, deleted..., SOA next, added...]... then SOA new.
+    let mut lines: Vec<String> = copy_text.lines().skip(1).map(str::to_string).collect();
+    let mut expect = have;
+    let (mut deleted, mut added) = (0usize, 0usize);
+    let body = &records[1..records.len() - 1];
+    let mut i = 0;
+    while i < body.len() {
+        let from =
+            soa_serial_of(&body[i]).ok_or("IXFR: a difference does not start with an SOA")?;
+        if from != expect {
+            return Err(format!(
+                "IXFR: difference from serial {from}, our copy is at {expect}"
+            ));
+        }
+        i += 1;
+        let mut gone = std::collections::HashSet::new();
+        while i < body.len() && soa_serial_of(&body[i]).is_none() {
+            gone.insert(record_key(&body[i].to_string()));
+            i += 1;
+        }
+        let to_soa = body.get(i).ok_or("IXFR: a difference has no new SOA")?;
+        let to = soa_serial_of(to_soa).ok_or("IXFR: a difference has no new SOA")?;
+        i += 1;
+        let before = lines.len();
+        lines.retain(|l| !gone.contains(&record_key(l)) && !is_soa_line(l));
+        deleted += (before - lines.len()).saturating_sub(1);
+        lines.insert(0, to_soa.to_string());
+        while i < body.len() && soa_serial_of(&body[i]).is_none() {
+            lines.push(body[i].to_string());
+            added += 1;
+            i += 1;
+        }
+        expect = to;
+    }
+    if expect != new {
+        return Err(format!(
+            "IXFR: differences end at serial {expect}, not {new}"
+        ));
+    }
+    let n = lines.len();
+    let text = format!("$ORIGIN {}.\n{}\n", src.zone, lines.join("\n"));
+    Ok(Ixfr::Applied(new, text, n, deleted, added))
+}
+
+fn is_soa_line(l: &str) -> bool {
+    l.split_whitespace()
+        .nth(3)
+        .is_some_and(|t| t.eq_ignore_ascii_case("SOA"))
+}
+
+/// One record from a zone-file line of our copy.
+fn parse_record(zone: &str, line: &str) -> Result<Record, String> {
+    let origin = Name::from_str(&format!("{zone}.")).map_err(|e| e.to_string())?;
+    let (_, sets) =
+        hickory_proto::serialize::txt::Parser::new(line.to_string(), None, Some(origin))
+            .parse()
+            .map_err(|e| format!("our copy's SOA does not parse: {e}"))?;
+    sets.into_values()
+        .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
+        .next()
+        .ok_or_else(|| "our copy's SOA does not parse".to_string())
+}
+
+/// IXFR from our copy's serial when we have one, AXFR when not or when the
+/// IXFR fails (a primary without IXFR answers NOTIMP or a full zone).
+/// `None` when the primary has nothing newer.
+async fn transfer(
+    src: &XfrSource,
+    copy: &std::path::Path,
+    have: Option<u32>,
+    timeout: Duration,
+) -> Result<Option<(u32, String, usize, String)>, String> {
+    if let (Some(have), Ok(text)) = (have, std::fs::read_to_string(copy)) {
+        match ixfr(src, have, &text, timeout).await {
+            Ok(Ixfr::UpToDate) => return Ok(None),
+            Ok(Ixfr::Full(serial, text, n)) => {
+                return Ok(Some((
+                    serial,
+                    text,
+                    n,
+                    "IXFR answered with the full zone".into(),
+                )));
+            }
+            Ok(Ixfr::Applied(serial, text, n, del, add)) => {
+                return Ok(Some((
+                    serial,
+                    text,
+                    n,
+                    format!("IXFR: {del} records removed, {add} added"),
+                )));
+            }
+            Err(e) => {
+                tracing::info!(zone = %src.zone, "IXFR not usable ({e}); falling back to AXFR")
+            }
+        }
+    }
+    let (serial, text, n) = axfr(src, timeout).await?;
+    Ok(Some((serial, text, n, "AXFR".into())))
 }
 
 /// One refresh of a zone-transfer list (see the module doc).
@@ -219,18 +408,21 @@ pub async fn refresh(spec: &ListSpec, src: &XfrSource) -> Outcome {
         {
             Outcome::NotModified
         }
-        Ok(_) => match axfr(src, spec.fetch.timeout).await {
+        Ok(_) => match transfer(src, copy, meta.serial, spec.fetch.timeout).await {
             Err(e) => Outcome::Failed(e),
-            Ok((serial, text, records)) => {
+            Ok(None) => Outcome::NotModified,
+            Ok(Some((serial, text, records, how))) => {
                 let written = copy
                     .parent()
                     .map_or(Ok(()), std::fs::create_dir_all)
                     .and_then(|()| fetch::write_atomic(copy, text.as_bytes()));
                 match written {
                     Ok(()) => {
+                        tracing::info!(list = %spec.name, serial, records, "{how}");
                         meta.serial = Some(serial);
                         meta.entries = records as u64;
                         meta.fetched_at = Some(fetch::now());
+                        meta.last_transfer = Some(how);
                         Outcome::Updated {
                             entries: records as u64,
                         }
@@ -263,6 +455,34 @@ mod tests {
         assert!(!serial_newer(1, 1));
         assert!(serial_newer(1, u32::MAX), "wraps around (RFC 1982)");
         assert!(!serial_newer(u32::MAX, 1));
+    }
+
+    fn rec(line: &str) -> Record {
+        parse_record("rpz.test", line).expect("record")
+    }
+
+    #[test]
+    fn knows_when_a_transfer_is_complete() {
+        let soa = |n: u32| {
+            rec(&format!(
+                "@ 60 IN SOA ns.rpz.test. h.rpz.test. {n} 3600 600 86400 60"
+            ))
+        };
+        let a = rec("a 60 IN CNAME .");
+        assert!(ixfr_complete(&[soa(5)]), "up to date: one SOA");
+        assert!(!ixfr_complete(&[soa(5), a.clone()]));
+        assert!(ixfr_complete(&[soa(5), a.clone(), soa(5)]), "AXFR-style");
+        let diff = [soa(5), soa(4), a.clone(), soa(5), a.clone()];
+        assert!(!ixfr_complete(&diff));
+        assert!(
+            ixfr_complete(&[&diff[..], &[soa(5)]].concat()),
+            "differences closed by the new SOA"
+        );
+        assert!(axfr_complete(&[soa(1), a, soa(1)]));
+        assert_eq!(
+            record_key("A.rpz.test. 60 IN CNAME ."),
+            record_key("a.rpz.test. 300 IN CNAME .")
+        );
     }
 
     #[test]

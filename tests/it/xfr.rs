@@ -45,6 +45,7 @@ impl Primary {
             .expect("free port")
             .port();
         std::fs::write(dir.path().join("rpz.test.zone"), zone).expect("zone");
+        std::fs::create_dir_all(dir.path().join("db")).expect("journal dir");
         let d = dir.path().display();
         let remotes: String = secondaries
             .iter()
@@ -59,7 +60,7 @@ control:\n    listen: \"{d}/knot.sock\"\n\
 log:\n  - target: \"{d}/knot.log\"\n    any: info\n\
 remote:\n{remotes}\
 acl:\n  - id: xfr\n    address: 127.0.0.0/8\n    action: transfer\n\
-template:\n  - id: default\n    storage: \"{d}\"\n    semantic-checks: off\n    zonefile-sync: -1\n    zonefile-load: whole\n    journal-content: none\n\
+template:\n  - id: default\n    storage: \"{d}\"\n    semantic-checks: off\n    zonefile-sync: -1\n    zonefile-load: difference\n    journal-content: changes\n\
 zone:\n  - domain: rpz.test.\n    file: rpz.test.zone\n    acl: xfr\n    notify: [{}]\n",
             ids.join(", ")
         );
@@ -157,6 +158,14 @@ async fn two_secondaries_apply_a_serial_bump_within_seconds_of_the_notify() {
         until(e, "feed-b.example.", false, Duration::from_secs(5)).await;
         assert!(blocked(e, "feed-a.example.").await);
         eprintln!("applied within {took:?} of the zone reload");
+        // knot keeps the difference in its journal: it went by IXFR.
+        let meta = embargo::fetch::read_meta(&e.dir().join("embargo-state/lists/feed.list"));
+        assert_eq!(meta.serial, Some(2));
+        assert_eq!(
+            meta.last_transfer.as_deref(),
+            Some("IXFR: 2 records removed, 2 added"),
+            "{meta:?}"
+        );
     }
 
     // The copy survives a restart with the primary gone.
