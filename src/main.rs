@@ -107,16 +107,23 @@ fn init_logging(level: Option<&str>, serving: bool) -> tracing_appender::non_blo
     guard
 }
 
+/// A tokio runtime: multi-threaded to serve, one thread for CLI work.
+fn runtime(serving: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut b = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all().build().map_err(|e| {
+        eprintln!("cannot start the runtime: {e}");
+        ExitCode::from(1)
+    })
+}
+
 fn run(config: Config) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(true) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(embargo::run(config, shutdown_signal())) {
         Ok(()) => {
@@ -194,15 +201,9 @@ fn signal_reload(config: &Config) -> ExitCode {
 fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
     use embargo::fetch::{self, Outcome};
     use embargo::lists::Source;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(false) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let client = match fetch::client() {
         Ok(c) => c,

@@ -24,19 +24,77 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::{Name, RData, Record, RecordType, TSigVerifier, TSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::fetch::{self, Outcome};
 use crate::lists::ListSpec;
 
-/// A zone-transfer source: `axfr://ip:port/zone.name`.
+/// A TSIG key (RFC 8945) for transfers, written as dig's `-y` takes it:
+/// `[hmac-sha256:]name:base64-secret`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tsig {
+    pub name: String,
+    pub algorithm: String,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for Tsig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        write!(f, "Tsig({} {})", self.algorithm, self.name)
+    }
+}
+
+impl Tsig {
+    /// Parses `[algorithm:]name:secret`; algorithms: hmac-sha256 (default), hmac-sha384, hmac-sha512.
+    pub fn parse(s: &str) -> Option<Self> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (algorithm, name, secret) = match parts.as_slice() {
+            [name, secret] => ("hmac-sha256", *name, *secret),
+            [alg, name, secret] => (*alg, *name, *secret),
+            _ => return None,
+        };
+        let algorithm = algorithm.to_ascii_lowercase();
+        if !matches!(
+            algorithm.as_str(),
+            "hmac-sha256" | "hmac-sha384" | "hmac-sha512"
+        ) || name.is_empty()
+        {
+            return None;
+        }
+        let secret = data_encoding::BASE64
+            .decode(secret.trim().as_bytes())
+            .ok()?;
+        Some(Self {
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            algorithm,
+            secret,
+        })
+    }
+
+    fn signer(&self) -> Result<TSigner, String> {
+        let algorithm = match self.algorithm.as_str() {
+            "hmac-sha384" => TsigAlgorithm::HmacSha384,
+            "hmac-sha512" => TsigAlgorithm::HmacSha512,
+            _ => TsigAlgorithm::HmacSha256,
+        };
+        let name = Name::from_str(&format!("{}.", self.name))
+            .map_err(|e| format!("TSIG key name: {e}"))?;
+        TSigner::new(self.secret.clone(), algorithm, name, 300).map_err(|e| format!("TSIG: {e}"))
+    }
+}
+
+/// A zone-transfer source: `axfr://ip:port/zone.name`, and a TSIG key if the
+/// primary wants transfers signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XfrSource {
     pub primary: SocketAddr,
     /// Lowercase, without the trailing dot.
     pub zone: String,
+    pub tsig: Option<Tsig>,
 }
 
 impl XfrSource {
@@ -54,7 +112,11 @@ impl XfrSource {
         if zone.is_empty() || Name::from_ascii(&zone).is_err() {
             return None;
         }
-        Some(Self { primary, zone })
+        Some(Self {
+            primary,
+            zone,
+            tsig: None,
+        })
     }
 }
 
@@ -106,20 +168,37 @@ pub fn serial_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 0x8000_0000
 }
 
-fn message(zone: &str, rtype: RecordType, authority: Option<Record>) -> Result<Vec<u8>, String> {
+/// A query, TSIG-signed when a key is given (then with the verifier for
+/// the reply: every message of a transfer must carry a valid signature).
+fn message(
+    zone: &str,
+    rtype: RecordType,
+    authority: Option<Record>,
+    tsig: Option<&Tsig>,
+) -> Result<(Vec<u8>, Option<TSigVerifier>), String> {
     let name = Name::from_str(&format!("{zone}.")).map_err(|e| format!("zone name: {e}"))?;
     let mut m = Message::new(fastrand::u16(..), MessageType::Query, OpCode::Query);
     m.add_query(Query::query(name, rtype));
     if let Some(soa) = authority {
         m.add_authority(soa);
     }
-    m.to_vec().map_err(|e| format!("encode: {e}"))
+    let mut verifier = None;
+    if let Some(key) = tsig {
+        let signer = key.signer()?;
+        let (record, v) = signer
+            .sign_message(&m, fetch::now())
+            .map_err(|e| format!("TSIG signing: {e}"))?;
+        m.set_signature(record);
+        verifier = v;
+    }
+    let bytes = m.to_vec().map_err(|e| format!("encode: {e}"))?;
+    Ok((bytes, verifier))
 }
 
 /// The primary's current SOA serial (over TCP, which a primary always serves).
 pub async fn soa_serial(src: &XfrSource, timeout: Duration) -> Result<u32, String> {
-    let q = message(&src.zone, RecordType::SOA, None)?;
-    let answers = tokio::time::timeout(timeout, exchange(src.primary, &q, |_| true))
+    let (q, verifier) = message(&src.zone, RecordType::SOA, None, src.tsig.as_ref())?;
+    let answers = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, |_| true))
         .await
         .map_err(|_| format!("{}: SOA query timed out", src.primary))??;
     answers
@@ -133,6 +212,7 @@ pub async fn soa_serial(src: &XfrSource, timeout: Duration) -> Result<u32, Strin
 async fn exchange(
     server: SocketAddr,
     query: &[u8],
+    mut verifier: Option<TSigVerifier>,
     complete: impl Fn(&[Record]) -> bool,
 ) -> Result<Vec<Record>, String> {
     let mut s = tokio::net::TcpStream::connect(server)
@@ -154,6 +234,10 @@ async fn exchange(
         s.read_exact(&mut buf)
             .await
             .map_err(|e| format!("{server}: transfer cut: {e}"))?;
+        if let Some(v) = verifier.as_mut() {
+            v.verify(&buf)
+                .map_err(|e| format!("{server}: TSIG verification failed: {e}"))?;
+        }
         let m = Message::from_vec(&buf).map_err(|e| format!("{server}: malformed message: {e}"))?;
         if m.metadata.id != id {
             return Err(format!("{server}: answer with a wrong ID"));
@@ -227,8 +311,8 @@ fn zone_text(zone: &str, records: &[Record]) -> (u32, String, usize) {
 
 /// Transfers the whole zone: its serial and its records as zone-file text.
 pub async fn axfr(src: &XfrSource, timeout: Duration) -> Result<(u32, String, usize), String> {
-    let q = message(&src.zone, RecordType::AXFR, None)?;
-    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, axfr_complete))
+    let (q, verifier) = message(&src.zone, RecordType::AXFR, None, src.tsig.as_ref())?;
+    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, axfr_complete))
         .await
         .map_err(|_| format!("{}: AXFR timed out", src.primary))??;
     if records.first().and_then(soa_serial_of).is_none() {
@@ -275,8 +359,8 @@ async fn ixfr(
         })
         .ok_or("the copy has no SOA")?;
     let ours = parse_record(&src.zone, soa_line)?;
-    let q = message(&src.zone, RecordType::IXFR, Some(ours))?;
-    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, ixfr_complete))
+    let (q, verifier) = message(&src.zone, RecordType::IXFR, Some(ours), src.tsig.as_ref())?;
+    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, ixfr_complete))
         .await
         .map_err(|_| format!("{}: IXFR timed out", src.primary))??;
     let new = records
@@ -459,6 +543,26 @@ mod tests {
 
     fn rec(line: &str) -> Record {
         parse_record("rpz.test", line).expect("record")
+    }
+
+    #[test]
+    fn tsig_keys_parse_like_dig_y() {
+        let k = Tsig::parse("hmac-sha512:xfr.Key.:c2VjcmV0").expect("valid");
+        assert_eq!(
+            (k.algorithm.as_str(), k.name.as_str(), k.secret.as_slice()),
+            ("hmac-sha512", "xfr.key", &b"secret"[..])
+        );
+        assert_eq!(
+            Tsig::parse("k:c2VjcmV0").map(|k| k.algorithm),
+            Some("hmac-sha256".into())
+        );
+        assert!(Tsig::parse("hmac-md5:k:c2VjcmV0").is_none(), "MD5 refused");
+        assert!(Tsig::parse("k:not base64!").is_none());
+        assert!(
+            !format!("{k:?}").contains("c2Vj"),
+            "the secret never prints"
+        );
+        assert!(k.signer().is_ok());
     }
 
     #[test]

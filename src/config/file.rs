@@ -84,6 +84,7 @@ pub struct ListFileSpec {
     pub timeout: Option<Spanned<String>>,
     pub max_size_mb: Option<Spanned<u64>>,
     pub max_shrink: Option<Spanned<toml::Value>>,
+    pub tsig: Option<Spanned<String>>,
 }
 
 /// `[allow]`

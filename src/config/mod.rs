@@ -259,7 +259,14 @@ impl Checker<'_> {
                 Source::Http(raw.clone())
             } else if raw.starts_with("axfr://") {
                 match crate::xfr::XfrSource::parse(raw) {
-                    Some(x) => {
+                    Some(mut x) => {
+                        if let Some(t) = &l.tsig {
+                            x.tsig = self.parse_with(
+                                t,
+                                "tsig key (want [hmac-sha256|hmac-sha384|hmac-sha512:]name:base64-secret)",
+                                crate::xfr::Tsig::parse,
+                            );
+                        }
                         if format != Some(Format::Rpz) {
                             self.problem(
                                 &l.source,
@@ -285,6 +292,11 @@ impl Checker<'_> {
             } else {
                 Source::File(self.resolve(raw))
             };
+            if let Some(t) = &l.tsig
+                && !matches!(source, Source::Axfr(_))
+            {
+                self.problem(t, "tsig applies only to axfr:// sources");
+            }
             let path = match &source {
                 Source::File(p) => p.clone(),
                 Source::Http(_) | Source::Axfr(_) => state_dir
@@ -572,6 +584,30 @@ mod tests {
         assert_eq!(
             problems.iter().map(|p| p.location.line).collect::<Vec<_>>(),
             [3, 4, 5],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn zone_transfer_sources_take_a_tsig_key_and_need_rpz() {
+        let c = parse("[[lists]]\nname = \"feed\"\nsource = \"axfr://127.0.0.1:5300/rpz.test\"\nformat = \"rpz\"\ntsig = \"hmac-sha256:k:c2VjcmV0\"\n")
+            .expect("valid");
+        let Source::Axfr(x) = &c.lists[0].source else {
+            panic!("axfr")
+        };
+        assert_eq!(x.tsig.as_ref().map(|t| t.name.as_str()), Some("k"));
+        assert_eq!(
+            c.lists[0].path,
+            Path::new("/etc/embargo/embargo-state/lists/feed.list")
+        );
+        let err = parse("[[lists]]\nname = \"a\"\nsource = \"axfr://127.0.0.1/z\"\ntsig = \"md5:k:x\"\n[[lists]]\nname = \"b\"\nsource = \"b.txt\"\ntsig = \"k:c2VjcmV0\"\n")
+            .expect_err("invalid");
+        let Error::Invalid(problems) = err else {
+            panic!("not Invalid")
+        };
+        assert_eq!(
+            problems.iter().map(|p| p.location.line).collect::<Vec<_>>(),
+            [4, 3, 8],
             "{problems:?}"
         );
     }

@@ -135,6 +135,21 @@ async fn protocol_errors_get_the_rfc_answers() {
     e.stop().await;
 }
 
+/// One framed message on an open TCP connection; the reply's RCODE.
+async fn tcp_exchange(s: &mut tokio::net::TcpStream, msg: &[u8]) -> ResponseCode {
+    s.write_all(&(msg.len() as u16).to_be_bytes())
+        .await
+        .expect("write");
+    s.write_all(msg).await.expect("write");
+    let len = s.read_u16().await.expect("reply length") as usize;
+    let mut buf = vec![0; len];
+    s.read_exact(&mut buf).await.expect("reply");
+    Message::from_vec(&buf)
+        .expect("decodes")
+        .metadata
+        .response_code
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_tcp_frames_close_only_their_connection() {
     let up = Upstream::start().await;
@@ -150,35 +165,9 @@ async fn bad_tcp_frames_close_only_their_connection() {
         .await
         .expect("connect");
     let junk = [0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f];
-    s.write_all(&(junk.len() as u16).to_be_bytes())
-        .await
-        .expect("write");
-    s.write_all(&junk).await.expect("write");
-    let len = s.read_u16().await.expect("reply length") as usize;
-    let mut buf = vec![0; len];
-    s.read_exact(&mut buf).await.expect("reply");
-    assert_eq!(
-        Message::from_vec(&buf)
-            .expect("decodes")
-            .metadata
-            .response_code,
-        ResponseCode::FormErr
-    );
+    assert_eq!(tcp_exchange(&mut s, &junk).await, ResponseCode::FormErr);
     let q = raw("seized.example.", RecordType::A, false);
-    s.write_all(&(q.len() as u16).to_be_bytes())
-        .await
-        .expect("write");
-    s.write_all(&q).await.expect("write");
-    let len = s.read_u16().await.expect("reply length") as usize;
-    let mut buf = vec![0; len];
-    s.read_exact(&mut buf).await.expect("reply");
-    assert_eq!(
-        Message::from_vec(&buf)
-            .expect("decodes")
-            .metadata
-            .response_code,
-        ResponseCode::NXDomain
-    );
+    assert_eq!(tcp_exchange(&mut s, &q).await, ResponseCode::NXDomain);
     still_serving(&e).await;
     e.stop().await;
 }

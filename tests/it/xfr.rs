@@ -20,6 +20,9 @@ fn bin(name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} is not installed (.ci/run installs the knot package)"))
 }
 
+/// The TSIG secret the primary requires for transfers (base64).
+const SECRET: &str = "ZW1iYXJnby10ZXN0LXRzaWctc2VjcmV0LWtleS0zMmJ5";
+
 fn rpz(serial: u32, names: &[&str]) -> String {
     let mut z = format!(
         "$ORIGIN rpz.test.\n$TTL 60\n@ SOA ns.rpz.test. hostmaster.rpz.test. {serial} 3600 600 86400 60\n@ NS ns.rpz.test.\nns A 127.0.0.1\n"
@@ -59,7 +62,8 @@ database:\n    storage: \"{d}/db\"\n\
 control:\n    listen: \"{d}/knot.sock\"\n\
 log:\n  - target: \"{d}/knot.log\"\n    any: info\n\
 remote:\n{remotes}\
-acl:\n  - id: xfr\n    address: 127.0.0.0/8\n    action: transfer\n\
+key:\n  - id: xfr-key\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+acl:\n  - id: xfr\n    address: 127.0.0.0/8\n    key: xfr-key\n    action: transfer\n\
 template:\n  - id: default\n    storage: \"{d}\"\n    semantic-checks: off\n    zonefile-sync: -1\n    zonefile-load: difference\n    journal-content: changes\n\
 zone:\n  - domain: rpz.test.\n    file: rpz.test.zone\n    acl: xfr\n    notify: [{}]\n",
             ids.join(", ")
@@ -137,7 +141,7 @@ async fn two_secondaries_apply_a_serial_bump_within_seconds_of_the_notify() {
             .replace(
                 "[allow]",
                 &format!(
-                    "[[lists]]\nname = \"feed\"\nsource = \"axfr://{}/rpz.test\"\nformat = \"rpz\"\nrefresh = \"1h\"\nauthority = \"threat-intel vendor\"\n\n[allow]",
+                    "[[lists]]\nname = \"feed\"\nsource = \"axfr://{}/rpz.test\"\nformat = \"rpz\"\ntsig = \"hmac-sha256:xfr-key:{SECRET}\"\nrefresh = \"1h\"\nauthority = \"threat-intel vendor\"\n\n[allow]",
                     primary.addr
                 ),
             )
@@ -148,6 +152,34 @@ async fn two_secondaries_apply_a_serial_bump_within_seconds_of_the_notify() {
         until(e, "x.feed-a.example.", true, Duration::from_secs(10)).await;
         assert!(blocked(e, "feed-b.example.").await);
         assert!(!blocked(e, "feed-c.example.").await);
+    }
+
+    // Without the key, or with a wrong one, the primary refuses the transfer.
+    let config = embargo::Config::load(&a.dir().join("embargo.toml")).expect("config");
+    let spec = config
+        .lists
+        .iter()
+        .find(|l| l.name == "feed")
+        .expect("feed list");
+    let embargo::lists::Source::Axfr(src) = &spec.source else {
+        panic!("axfr source")
+    };
+    for tsig in [
+        None,
+        embargo::xfr::Tsig::parse("hmac-sha256:xfr-key:d3Jvbmcta2V5"),
+    ] {
+        let src = embargo::xfr::XfrSource {
+            tsig,
+            ..src.clone()
+        };
+        let err = embargo::xfr::axfr(&src, Duration::from_secs(5))
+            .await
+            .expect_err("refused");
+        let lower = err.to_ascii_lowercase();
+        assert!(
+            lower.contains("not authorized") || lower.contains("refused") || lower.contains("tsig"),
+            "{err}"
+        );
     }
 
     // Serial bump: feed-b removed, feed-c added; the refresh timer is an
