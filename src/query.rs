@@ -146,12 +146,16 @@ pub fn parse(pkt: &[u8]) -> Result<(QueryFacts, NameKey), Reject> {
     ))
 }
 
-/// Every option's length fits inside the OPT RDATA.
+/// Every option's length fits inside the OPT RDATA, and a COOKIE option
+/// has a length RFC 7873 5.2.2 allows (8, or 16 to 40).
 fn options_well_formed(mut opts: &[u8]) -> bool {
     while !opts.is_empty() {
-        let Some(len) = wire::u16_at(opts, 2) else {
+        let (Some(code), Some(len)) = (wire::u16_at(opts, 0), wire::u16_at(opts, 2)) else {
             return false;
         };
+        if code == 10 && !(len == 8 || (16..=40).contains(&len)) {
+            return false;
+        }
         let end = 4 + len as usize;
         if end > opts.len() {
             return false;
@@ -312,6 +316,35 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn cookie_lengths_follow_rfc_7873() {
+        // A 5-byte COOKIE is too short for a client cookie: FORMERR.
+        let bad = query(
+            b"\x01a\x00",
+            1,
+            &[
+                0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 9, 0, 10, 0, 5, 1, 2, 3, 4, 5,
+            ],
+            1,
+        );
+        assert!(matches!(
+            parse(&bad),
+            Err(Reject::Error {
+                rcode: Rcode::FormErr,
+                ..
+            })
+        ));
+        let good = query(
+            b"\x01a\x00",
+            1,
+            &[
+                0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+            ],
+            1,
+        );
+        assert!(parse(&good).is_ok());
     }
 
     #[test]
