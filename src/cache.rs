@@ -115,6 +115,15 @@ impl Cache {
         }
         drop(shard);
         wire::put_u16(out, 0, q.id);
+        if let Some(f) = out.get_mut(2..4) {
+            // RD and CD as this client asked (RFC 1035 4.1.1, RFC 4035
+            // 3.1.6); AD only for a client that asked for it (RFC 6840 5.8).
+            f[0] = (f[0] & !0x01) | ((q.flags >> 8) as u8 & 0x01);
+            f[1] = (f[1] & !0x10) | (q.flags as u8 & 0x10);
+            if q.flags & 0x0020 == 0 && !q.edns.is_some_and(|e| e.dnssec_ok) {
+                f[1] &= !0x20;
+            }
+        }
         // The client's question, byte for byte (same length: same name).
         if let (Some(dst), Some(src)) = (
             out.get_mut(wire::HEADER_LEN..q.question_end),
@@ -134,9 +143,18 @@ impl Cache {
         let Some((ttl, ttl_offsets)) = cacheable(response) else {
             return;
         };
+        // No TTL served may outlive the entry (RFC 2308 5: the SOA of a
+        // negative answer says MINIMUM; our one-day cap applies too).
+        let mut bytes: Box<[u8]> = response.into();
+        for &at in &ttl_offsets {
+            let at = usize::from(at);
+            if wire::u32_at(&bytes, at).is_some_and(|t| t > ttl) {
+                bytes[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+            }
+        }
         let now = Instant::now();
         let entry = Entry {
-            bytes: response.into(),
+            bytes,
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
             ttl_offsets: ttl_offsets.into(),
@@ -180,6 +198,10 @@ fn cacheable(resp: &[u8]) -> Option<(u32, Vec<u16>)> {
             at = next;
             if rr.rtype == wire::TYPE_OPT {
                 continue;
+            }
+            // RFC 2181 8: a TTL with the top bit set is to be read as zero.
+            if rr.ttl & 0x8000_0000 != 0 {
+                return None;
             }
             offsets.push(u16::try_from(rr.ttl_at).ok()?);
             if section < 2 {

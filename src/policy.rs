@@ -156,13 +156,19 @@ impl Policy {
         let sinkhole_answer = self.action == Action::Sinkhole
             && (q.qtype == wire::TYPE_A || q.qtype == wire::TYPE_AAAA);
         start_response(query, q, rcode, out);
+        // Records carry a real class: a query for class ANY or NONE gets IN ones.
+        let class = if matches!(q.qclass, 254 | 255) {
+            1
+        } else {
+            q.qclass
+        };
         let mut ancount = 0u16;
         let mut nscount = 0u16;
         if sinkhole_answer {
             // Owner: pointer to the qname at offset 12.
             out.extend_from_slice(&[0xc0, 12]);
             out.extend_from_slice(&q.qtype.to_be_bytes());
-            out.extend_from_slice(&q.qclass.to_be_bytes());
+            out.extend_from_slice(&class.to_be_bytes());
             out.extend_from_slice(&self.ttl.to_be_bytes());
             if q.qtype == wire::TYPE_A {
                 out.extend_from_slice(&4u16.to_be_bytes());
@@ -177,7 +183,7 @@ impl Policy {
             let ptr = [0xc0 | (suffix_at >> 8) as u8, suffix_at as u8];
             out.extend_from_slice(&ptr);
             out.extend_from_slice(&wire::TYPE_SOA.to_be_bytes());
-            out.extend_from_slice(&q.qclass.to_be_bytes());
+            out.extend_from_slice(&class.to_be_bytes());
             out.extend_from_slice(&self.ttl.to_be_bytes());
             out.extend_from_slice(&((2 + self.soa_tail.len()) as u16).to_be_bytes());
             out.extend_from_slice(&ptr);

@@ -72,54 +72,20 @@ pub fn parse(pkt: &[u8]) -> Result<(QueryFacts, NameKey), Reject> {
     let qtype = wire::u16_at(pkt, at).ok_or(formerr(None))?;
     let qclass = wire::u16_at(pkt, at + 2).ok_or(formerr(None))?;
     let question_end = at + 4;
+    let walked = walk_records(pkt, &hdr, question_end);
     if hdr.opcode() != 0 {
+        // Not implemented, but answered with an OPT if the request had one.
         return Err(Reject::Error {
             rcode: Rcode::NotImp,
             question_end: Some(question_end),
-            edns: None,
+            edns: walked.unwrap_or_else(|e| (e, 0)).0,
         });
     }
-
-    // Answer and authority of a query are normally empty; walk them anyway.
-    let mut at = question_end;
-    for _ in 0..u32::from(hdr.ancount) + u32::from(hdr.nscount) {
-        let (rr, next) = wire::read_rr(pkt, at).ok_or(formerr(Some(question_end)))?;
-        if rr.rtype == wire::TYPE_OPT {
-            return Err(formerr(Some(question_end)));
-        }
-        at = next;
-    }
-    let mut edns: Option<Edns> = None;
-    let mut version = 0u8;
-    for _ in 0..hdr.arcount {
-        let (rr, next) = wire::read_rr(pkt, at).ok_or(formerr(Some(question_end)))?;
-        if rr.rtype == wire::TYPE_OPT {
-            // One OPT, owned by the root (RFC 6891 section 6.1.1).
-            if edns.is_some() || pkt.get(rr.name_at) != Some(&0) {
-                return Err(formerr(Some(question_end)));
-            }
-            let options = pkt
-                .get(rr.rdata_at..rr.rdata_at + rr.rdlen)
-                .ok_or(formerr(Some(question_end)))?;
-            if !options_well_formed(options) {
-                return Err(formerr(Some(question_end)));
-            }
-            version = (rr.ttl >> 16) as u8;
-            edns = Some(Edns {
-                udp_size: rr.class.max(512),
-                dnssec_ok: rr.ttl & 0x8000 != 0,
-                class_at: rr.ttl_at - 2,
-            });
-        }
-        at = next;
-    }
-    if at != pkt.len() {
-        return Err(Reject::Error {
-            rcode: Rcode::FormErr,
-            question_end: Some(question_end),
-            edns,
-        });
-    }
+    let (edns, version) = walked.map_err(|edns| Reject::Error {
+        rcode: Rcode::FormErr,
+        question_end: Some(question_end),
+        edns,
+    })?;
     if let (Some(e), true) = (edns, version != 0) {
         return Err(Reject::BadVers {
             question_end,
@@ -144,6 +110,51 @@ pub fn parse(pkt: &[u8]) -> Result<(QueryFacts, NameKey), Reject> {
         },
         name,
     ))
+}
+
+/// Walks every record after the question. Returns the OPT facts and EDNS
+/// version, or, when something is malformed, the OPT facts found so far
+/// (so even a FORMERR carries an OPT when the request had a good one).
+fn walk_records(
+    pkt: &[u8],
+    hdr: &Header,
+    question_end: usize,
+) -> Result<(Option<Edns>, u8), Option<Edns>> {
+    // Answer and authority of a query are normally empty; walk them anyway.
+    let mut at = question_end;
+    for _ in 0..u32::from(hdr.ancount) + u32::from(hdr.nscount) {
+        let (rr, next) = wire::read_rr(pkt, at).ok_or(None)?;
+        if rr.rtype == wire::TYPE_OPT {
+            return Err(None);
+        }
+        at = next;
+    }
+    let mut edns: Option<Edns> = None;
+    let mut version = 0u8;
+    for _ in 0..hdr.arcount {
+        let (rr, next) = wire::read_rr(pkt, at).ok_or(edns)?;
+        if rr.rtype == wire::TYPE_OPT {
+            // One OPT, owned by the root (RFC 6891 section 6.1.1).
+            if edns.is_some() || pkt.get(rr.name_at) != Some(&0) {
+                return Err(None);
+            }
+            let options = pkt.get(rr.rdata_at..rr.rdata_at + rr.rdlen).ok_or(None)?;
+            if !options_well_formed(options) {
+                return Err(None);
+            }
+            version = (rr.ttl >> 16) as u8;
+            edns = Some(Edns {
+                udp_size: rr.class.max(512),
+                dnssec_ok: rr.ttl & 0x8000 != 0,
+                class_at: rr.ttl_at - 2,
+            });
+        }
+        at = next;
+    }
+    if at != pkt.len() {
+        return Err(edns);
+    }
+    Ok((edns, version))
 }
 
 /// Every option's length fits inside the OPT RDATA, and a COOKIE option
@@ -180,8 +191,8 @@ pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
         Reject::BadVers { question_end, edns } => (0, 1, Some(question_end), Some(edns)),
     };
     out.clear();
-    // Echo ID, OPCODE and RD; QR and RA set.
-    let flags = 0x8000 | 0x0080 | (hdr.flags & (0x7800 | 0x0100)) | rcode;
+    // Echo ID, OPCODE, RD and CD; QR and RA set.
+    let flags = 0x8000 | 0x0080 | (hdr.flags & (0x7800 | 0x0100 | 0x0010)) | rcode;
     out.extend_from_slice(&hdr.id.to_be_bytes());
     out.extend_from_slice(&flags.to_be_bytes());
     let qd = u16::from(question_end.is_some());

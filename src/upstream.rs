@@ -32,6 +32,23 @@ pub enum Error {
     },
     #[error("upstream {server} sent a malformed answer")]
     Malformed { server: SocketAddr },
+    #[error("upstream answer could not be walked")]
+    Unparsable,
+    #[error("too many queries waiting for the upstream")]
+    Busy,
+}
+
+impl Error {
+    /// What went wrong, without addresses: safe to tell any client.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoServers => "no upstream configured",
+            Self::Timeout { .. } => "upstream timed out",
+            Self::Io { .. } => "upstream unreachable",
+            Self::Malformed { .. } | Self::Unparsable => "upstream answer malformed",
+            Self::Busy => "too many queries in flight",
+        }
+    }
 }
 
 /// The upstream resolvers and the time allowed for one query.

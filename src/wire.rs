@@ -244,6 +244,51 @@ pub fn push_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool, options: &[u8
     out.extend_from_slice(options);
 }
 
+/// Rewrites a response's EDNS: drops the OPT record it came with (OPT is
+/// hop-by-hop, RFC 6891 6.1.1: the upstream's payload size, cookies and
+/// client-subnet answers are not the client's business and must not be
+/// cached) and, when the client used EDNS (`dnssec_ok` is `Some`), appends
+/// embargo's own: payload 1232, the upstream's extended RCODE, DO echoed,
+/// and the upstream's Extended DNS Errors, which are meant for the client.
+/// `None` when the response cannot be walked.
+pub fn replace_opt(resp: &[u8], dnssec_ok: Option<bool>) -> Option<Vec<u8>> {
+    let hdr = Header::parse(resp)?;
+    let mut at = HEADER_LEN;
+    for _ in 0..hdr.qdcount {
+        at = skip_name(resp, at)? + 4;
+    }
+    let mut out = Vec::with_capacity(resp.len() + 16);
+    out.extend_from_slice(resp.get(..at)?);
+    let (mut ext_rcode, mut ede) = (0u8, Vec::new());
+    let mut arcount = hdr.arcount;
+    let total = u32::from(hdr.ancount) + u32::from(hdr.nscount) + u32::from(hdr.arcount);
+    for i in 0..total {
+        let (rr, next) = read_rr(resp, at)?;
+        let in_additional = i >= u32::from(hdr.ancount) + u32::from(hdr.nscount);
+        if in_additional && rr.rtype == TYPE_OPT {
+            ext_rcode = (rr.ttl >> 24) as u8;
+            let mut opts = resp.get(rr.rdata_at..rr.rdata_at + rr.rdlen)?;
+            while let (Some(code), Some(len)) = (u16_at(opts, 0), u16_at(opts, 2)) {
+                let end = (4 + len as usize).min(opts.len());
+                if code == OPTION_EDE {
+                    ede.extend_from_slice(&opts[..end]);
+                }
+                opts = &opts[end..];
+            }
+            arcount -= 1;
+        } else {
+            out.extend_from_slice(resp.get(at..next)?);
+        }
+        at = next;
+    }
+    if let Some(dnssec_ok) = dnssec_ok {
+        push_opt(&mut out, ext_rcode, dnssec_ok, &ede);
+        arcount += 1;
+    }
+    put_u16(&mut out, 10, arcount);
+    Some(out)
+}
+
 /// Encodes an Extended DNS Error option (RFC 8914 section 2).
 pub fn ede_option(info_code: u16, text: &str) -> Vec<u8> {
     // Keep the whole answer well under 512 bytes even with a 255-byte qname.
@@ -294,6 +339,35 @@ mod tests {
         assert!(skip_name(&[3, b'a'], 0).is_none());
         assert!(read_rr(&[0, 0, 1], 0).is_none());
         assert!(Header::parse(&[0; 11]).is_none());
+    }
+
+    #[test]
+    fn replace_opt_keeps_ede_and_extended_rcode_drops_the_rest() {
+        // Header (1 question, 1 answer, 0, 1 additional) + question + A + OPT(cookie, EDE).
+        let mut r = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
+        r.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        let mut opts = vec![0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        opts.extend_from_slice(&ede_option(18, "x"));
+        r.extend_from_slice(&[0, 0, 41, 0x10, 0, 1, 0, 0, 0]);
+        r.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+        r.extend_from_slice(&opts);
+        let out = replace_opt(&r, Some(true)).expect("walks");
+        let end = 12 + 7 + 16;
+        assert_eq!(&out[..end], &r[..end], "everything but the OPT kept");
+        assert_eq!(&out[end..end + 3], &[0, 0, 41]);
+        assert_eq!(u16_at(&out, end + 3), Some(EDNS_UDP_SIZE));
+        assert_eq!(out[end + 5], 1, "extended RCODE kept");
+        assert_eq!(out[end + 7], 0x80, "DO echoed");
+        assert_eq!(
+            &out[end + 11..],
+            &ede_option(18, "x")[..],
+            "only the EDE option kept"
+        );
+        let plain = replace_opt(&r, None).expect("walks");
+        assert_eq!(plain.len(), end);
+        assert_eq!(u16_at(&plain, 10), Some(0));
+        assert!(replace_opt(&r[..20], None).is_none());
     }
 
     #[test]

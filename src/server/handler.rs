@@ -77,8 +77,14 @@ pub struct Handler {
     cache: Cache,
     upstream: Upstream,
     notify: Arc<NotifyTargets>,
+    /// Bounds the forwards in flight: a flood of random names must not take
+    /// every socket the process may open.
+    inflight: tokio::sync::Semaphore,
     pub counters: Counters,
 }
+
+/// Forwarded queries waiting for the upstream at once, at most.
+const MAX_INFLIGHT: usize = 10_000;
 
 impl Handler {
     pub fn new(state: Arc<ArcSwap<Snapshot>>, cache: Cache, upstream: Upstream) -> Self {
@@ -87,6 +93,7 @@ impl Handler {
             cache,
             upstream,
             notify: Arc::new(NotifyTargets::default()),
+            inflight: tokio::sync::Semaphore::new(MAX_INFLIGHT),
             counters: Counters::default(),
         }
     }
@@ -102,15 +109,24 @@ impl Handler {
         let Some(hdr) = wire::Header::parse(pkt) else {
             return Outcome::Drop;
         };
+        // The question must be plain labels: it is echoed byte for byte, and
+        // a compression pointer would point at nothing in our answer.
         let question = (hdr.qdcount == 1)
             .then(|| wire::read_name(pkt, wire::HEADER_LEN))
             .flatten()
-            .filter(|(_, end)| *end + 4 <= pkt.len());
+            .filter(|(name, end)| {
+                *end == wire::HEADER_LEN + name.as_bytes().len() + 1 && *end + 4 <= pkt.len()
+            });
         let (rcode, question_end) = match &question {
             None => (Rcode::FormErr, None),
             Some((zone, end)) => {
                 let accepted = self.notify.notified(&zone.to_string(), client.ip());
-                tracing::info!(zone = %zone, %client, accepted, "NOTIFY");
+                if accepted {
+                    tracing::info!(zone = %zone, %client, "NOTIFY from the primary");
+                } else {
+                    // Anyone can send these (spoofed too): keep them out of the default log.
+                    tracing::debug!(zone = %zone, %client, "NOTIFY refused");
+                }
                 (
                     if accepted {
                         Rcode::NoError
@@ -122,8 +138,9 @@ impl Handler {
             }
         };
         out.clear();
-        // QR, the NOTIFY opcode, AA (we answer for our copy of the zone).
-        let flags = 0x8000 | (hdr.flags & 0x7800) | 0x0400 | rcode as u16;
+        // QR, the NOTIFY opcode and RD echoed; AA when we accept it for our copy of the zone.
+        let aa = if rcode == Rcode::NoError { 0x0400 } else { 0 };
+        let flags = 0x8000 | (hdr.flags & (0x7800 | 0x0100)) | aa | rcode as u16;
         out.extend_from_slice(&hdr.id.to_be_bytes());
         out.extend_from_slice(&flags.to_be_bytes());
         out.extend_from_slice(&[0, u8::from(question_end.is_some()), 0, 0, 0, 0, 0, 0]);
@@ -233,16 +250,32 @@ impl Handler {
             name,
             proto,
         } = *job;
-        // Our own ID upstream, so answers cannot be matched by guessing the client's.
-        let upstream_id = fastrand::u16(..);
-        wire::put_u16(&mut query, 0, upstream_id);
-        if let Some(e) = facts.edns {
-            // We never accept more than 1232 bytes over UDP ourselves.
-            if e.udp_size > wire::EDNS_UDP_SIZE {
-                wire::put_u16(&mut query, e.class_at, wire::EDNS_UDP_SIZE);
+        // Upstream gets the question and, if the client used EDNS, our own
+        // OPT (1232, DO as asked): the client's options (cookies, client
+        // subnet) are hop-by-hop and stay here (RFC 6891 6.1.1).
+        query.truncate(facts.question_end);
+        let upstream_query = {
+            let mut q = query.clone();
+            // Our own ID, so answers cannot be matched by guessing the client's.
+            wire::put_u16(&mut q, 0, fastrand::u16(..));
+            for at in [6, 8, 10] {
+                wire::put_u16(&mut q, at, 0);
             }
+            if let Some(e) = facts.edns {
+                wire::push_opt(&mut q, 0, e.dnssec_ok, &[]);
+                wire::put_u16(&mut q, 10, 1);
+            }
+            q
+        };
+        let answer = match self.inflight.try_acquire() {
+            Ok(_permit) => self.upstream.forward(&upstream_query).await,
+            Err(_) => Err(crate::upstream::Error::Busy),
         }
-        match self.upstream.forward(&query).await {
+        .and_then(|resp| {
+            wire::replace_opt(&resp, facts.edns.map(|e| e.dnssec_ok))
+                .ok_or(crate::upstream::Error::Unparsable)
+        });
+        match answer {
             Ok(mut resp) => {
                 // We are the client's recursive resolver: RA set, and AA clear
                 // even when the upstream is authoritative (as unbound and BIND do).
@@ -269,8 +302,9 @@ impl Handler {
                 start_response(&query, &facts, Rcode::ServFail, out);
                 wire::put_u16(out, 0, facts.id);
                 if let Some(edns) = facts.edns {
-                    // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23).
-                    let ede = wire::ede_option(22, &format!("{e}"));
+                    // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
+                    // without naming the upstream's address to the client.
+                    let ede = wire::ede_option(22, e.kind());
                     wire::push_opt(out, 0, edns.dnssec_ok, &ede);
                     wire::put_u16(out, 10, 1);
                 }

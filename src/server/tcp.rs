@@ -15,6 +15,8 @@ use super::handler::{Handler, Outcome, Proto};
 const IDLE: Duration = Duration::from_secs(10);
 /// Answers queued per connection before reading pauses.
 const QUEUE: usize = 64;
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 1024;
 
 /// Accepts connections until `stop` turns true.
 pub(super) async fn serve(
@@ -22,12 +24,20 @@ pub(super) async fn serve(
     handler: Arc<Handler>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         tokio::select! {
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer, handler.clone(), stop.clone()));
+                    let (handler, stop) = (handler.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        connection(stream, peer, handler, stop).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "tcp accept failed");

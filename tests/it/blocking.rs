@@ -186,6 +186,24 @@ action = "refused"
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn class_any_queries_get_records_of_class_in() {
+    use hickory_proto::rr::DNSClass;
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    let mut q = query("seized.example.", RecordType::A, false);
+    q.queries[0].set_query_class(DNSClass::ANY);
+    let r = udp(e.addr, &q).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        r.queries[0].query_class(),
+        DNSClass::ANY,
+        "question echoed as asked"
+    );
+    assert_eq!(r.authorities[0].dns_class, DNSClass::IN);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn blocking_works_with_the_upstream_down() {
     let dead = crate::harness::dead_addr().await;
     let e = Embargo::start(&config(dead, ""), &[]).await;

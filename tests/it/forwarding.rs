@@ -188,3 +188,43 @@ async fn second_upstream_is_used_when_the_first_is_down_and_tcp_only_works() {
     assert_eq!(r.answers.len(), 1);
     e.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edns_is_hop_by_hop_and_cache_hits_take_the_clients_flags() {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let up = Upstream::start().await;
+    let e = Embargo::start(&config(up.addr, ""), &[]).await;
+    // A client cookie and an unknown option: neither comes back, nor reaches
+    // the next client through the cache; our payload size is 1232.
+    let mut q = query("www.up.test.", RecordType::A, true);
+    if let Some(edns) = q.edns.as_mut() {
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(65001, vec![9, 9]));
+        edns.set_max_payload(4096);
+    }
+    for _ in 0..2 {
+        let r = udp(e.addr, &q).await;
+        let opt = r.edns.as_ref().expect("OPT echoed");
+        assert_eq!(opt.max_payload(), 1232);
+        assert!(
+            opt.option(EdnsCode::Cookie).is_none(),
+            "no cookie of anyone's"
+        );
+        assert!(opt.option(EdnsCode::Unknown(65001)).is_none());
+        assert_eq!(r.answers.len(), 1);
+    }
+    assert_eq!(up.count("www.up.test"), 1, "second answer from the cache");
+    // Same name from the cache for a client that did not ask for recursion:
+    // RD as it asked (RFC 1035 4.1.1), RA still set.
+    let mut norec = query("www.up.test.", RecordType::A, true);
+    norec.metadata.recursion_desired = false;
+    let r = udp(e.addr, &norec).await;
+    assert!(!r.metadata.recursion_desired && r.metadata.recursion_available);
+    let mut cd = query("www.up.test.", RecordType::A, true);
+    cd.metadata.checking_disabled = true;
+    let r = udp(e.addr, &cd).await;
+    assert!(r.metadata.checking_disabled, "CD echoed");
+    e.stop().await;
+}

@@ -97,6 +97,21 @@ async fn protocol_errors_get_the_rfc_answers() {
         assert_eq!(u8::from(m.metadata.op_code), opcode);
     }
 
+    // An unknown opcode with EDNS still gets an OPT back (RFC 6891 6.1.1).
+    let mut p = raw("www.up.test.", RecordType::A, true);
+    p[2] = (p[2] & 0x87) | (5 << 3);
+    let (m, code) = reply_code(&e, &p).await.expect("reply");
+    assert_eq!(code, ResponseCode::NotImp);
+    assert!(m.edns.is_some(), "OPT in the NOTIMP answer");
+
+    // FORMERR echoes CD (RFC 4035 3.1.6) as well as RD.
+    let mut p = raw("www.up.test.", RecordType::A, false);
+    p[3] |= 0x10;
+    p.extend_from_slice(b"junk");
+    let (m, code) = reply_code(&e, &p).await.expect("reply");
+    assert_eq!(code, ResponseCode::FormErr);
+    assert!(m.metadata.checking_disabled && m.metadata.recursion_desired);
+
     // QDCOUNT 0 and 2: FORMERR.
     let mut p = raw("www.up.test.", RecordType::A, false);
     p[5] = 0;
