@@ -75,6 +75,23 @@ pub fn read_meta(copy: &Path) -> FetchMeta {
         .unwrap_or_default()
 }
 
+/// A list's metadata for `source`: what is on disk, except that when the
+/// copy came from another source its validators (ETag, Last-Modified, SOA
+/// serial) do not apply; the counts stay, so max_shrink still compares.
+pub fn meta_for(copy: &Path, source: &str) -> FetchMeta {
+    let meta = read_meta(copy);
+    if meta.url == source {
+        return meta;
+    }
+    FetchMeta {
+        url: source.to_string(),
+        entries: meta.entries,
+        failures: meta.failures,
+        refused: meta.refused,
+        ..FetchMeta::default()
+    }
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     SystemTime::now()
@@ -120,17 +137,7 @@ struct Attempt {
 /// shrink check (an operator's explicit decision).
 pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force: bool) -> Outcome {
     let copy = &spec.path;
-    let mut meta = read_meta(copy);
-    if meta.url != url {
-        // A different source: its validators do not apply.
-        meta = FetchMeta {
-            url: url.to_string(),
-            entries: meta.entries,
-            failures: meta.failures,
-            refused: meta.refused,
-            ..FetchMeta::default()
-        };
-    }
+    let mut meta = meta_for(copy, url);
     if let Some(dir) = copy.parent()
         && let Err(e) = std::fs::create_dir_all(dir)
     {

@@ -194,7 +194,6 @@ impl Policy {
         wire::put_u16(out, 8, nscount);
         if let Some(edns) = q.edns {
             wire::push_opt(out, 0, edns.dnssec_ok, &self.ede_option);
-            wire::put_u16(out, 10, 1);
         }
     }
 }

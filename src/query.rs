@@ -203,7 +203,6 @@ pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
     }
     if let Some(e) = edns {
         wire::push_opt(out, ext, e.dnssec_ok, &[]);
-        wire::put_u16(out, 10, 1);
     }
     true
 }

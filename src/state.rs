@@ -90,20 +90,7 @@ impl Snapshot {
                 if let Some(id) = ids.get(&action) {
                     return Some(*id);
                 }
-                let id = PolicyId(
-                    u16::try_from(policies.len())
-                        .ok()
-                        .filter(|v| *v <= PolicyId::MAX)?,
-                );
-                policies.push(Policy::new(
-                    index,
-                    action,
-                    spec.ttl,
-                    spec.sinkhole_ipv4,
-                    spec.sinkhole_ipv6,
-                    spec.ede,
-                    &spec.ede_text(),
-                ));
+                let id = push_policy(policies, index, spec, action, &spec.ede_text())?;
                 ids.insert(action, id);
                 Some(id)
             };
@@ -135,20 +122,9 @@ impl Snapshot {
                 let mut warned = false;
                 let stats = lists::load_ofac(&spec.path, &mut |key, entity_index, entity| {
                     let id = *per_entity.entry(entity_index).or_insert_with(|| {
-                        match u16::try_from(policies.len()).ok().filter(|v| *v <= PolicyId::MAX) {
-                            Some(id) => {
-                                let text = format!("{}: {}", spec.ede_text(), entity.describe());
-                                policies.push(Policy::new(
-                                    index,
-                                    spec.action,
-                                    spec.ttl,
-                                    spec.sinkhole_ipv4,
-                                    spec.sinkhole_ipv6,
-                                    spec.ede,
-                                    &text,
-                                ));
-                                PolicyId(id)
-                            }
+                        let text = format!("{}: {}", spec.ede_text(), entity.describe());
+                        match push_policy(&mut policies, index, spec, spec.action, &text) {
+                            Some(id) => id,
                             None => {
                                 if !warned {
                                     tracing::warn!(list = %spec.name, "too many entities for one policy each: the rest share the list's");
@@ -268,6 +244,30 @@ impl Snapshot {
             l.blocked.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Adds a policy for list `index` answering with `action` and the EDE text
+/// `text`; `None` once the 12-bit policy ids are used up.
+fn push_policy(
+    policies: &mut Vec<Policy>,
+    index: usize,
+    spec: &ListSpec,
+    action: Action,
+    text: &str,
+) -> Option<PolicyId> {
+    let id = u16::try_from(policies.len())
+        .ok()
+        .filter(|v| *v <= PolicyId::MAX)?;
+    policies.push(Policy::new(
+        index,
+        action,
+        spec.ttl,
+        spec.sinkhole_ipv4,
+        spec.sinkhole_ipv6,
+        spec.ede,
+        text,
+    ));
+    Some(PolicyId(id))
 }
 
 /// Lines in a file (0 if unreadable: loading reports that properly).

@@ -138,7 +138,9 @@ async fn udp_exchange(
     let sock = UdpSocket::bind(local).await.map_err(io)?;
     sock.connect(server).await.map_err(io)?;
     sock.send(query).await.map_err(io)?;
-    let mut buf = vec![0u8; 65535];
+    // We ask with a 1232-byte EDNS size or none (512), so a compliant answer
+    // fits with room to spare; a longer one is cut and fails to parse.
+    let mut buf = vec![0u8; 4096];
     loop {
         let n = timeout_at(deadline, sock.recv(&mut buf))
             .await

@@ -38,20 +38,6 @@ pub enum Rcode {
     Refused = 5,
 }
 
-impl Rcode {
-    /// The mnemonic used in logs and `embargo check`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NoError => "NOERROR",
-            Self::FormErr => "FORMERR",
-            Self::ServFail => "SERVFAIL",
-            Self::NxDomain => "NXDOMAIN",
-            Self::NotImp => "NOTIMP",
-            Self::Refused => "REFUSED",
-        }
-    }
-}
-
 /// Reads a big-endian u16 at `at`.
 #[inline]
 pub fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
@@ -231,8 +217,11 @@ pub struct Edns {
 }
 
 /// Appends an OPT record (root owner, our payload size, version 0) with the
-/// given options; `ext_rcode` is the upper 8 bits of a 12-bit RCODE.
+/// given options and counts it in the header's ARCOUNT; `ext_rcode` is the
+/// upper 8 bits of a 12-bit RCODE. `out` must start with a header.
 pub fn push_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool, options: &[u8]) {
+    let arcount = u16_at(out, 10).unwrap_or(0);
+    put_u16(out, 10, arcount.saturating_add(1));
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&EDNS_UDP_SIZE.to_be_bytes());
@@ -281,11 +270,10 @@ pub fn replace_opt(resp: &[u8], dnssec_ok: Option<bool>) -> Option<Vec<u8>> {
         }
         at = next;
     }
+    put_u16(&mut out, 10, arcount);
     if let Some(dnssec_ok) = dnssec_ok {
         push_opt(&mut out, ext_rcode, dnssec_ok, &ede);
-        arcount += 1;
     }
-    put_u16(&mut out, 10, arcount);
     Some(out)
 }
 

@@ -477,14 +477,7 @@ async fn transfer(
 /// One refresh of a zone-transfer list (see the module doc).
 pub async fn refresh(spec: &ListSpec, src: &XfrSource) -> Outcome {
     let copy = &spec.path;
-    let mut meta = fetch::read_meta(copy);
-    let source = src.to_string();
-    if meta.url != source {
-        meta = fetch::FetchMeta {
-            url: source,
-            ..fetch::FetchMeta::default()
-        };
-    }
+    let mut meta = fetch::meta_for(copy, &src.to_string());
     let outcome = match soa_serial(src, spec.fetch.timeout).await {
         Err(e) => Outcome::Failed(e),
         Ok(serial)

@@ -14,7 +14,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -32,23 +31,6 @@ use crate::xfr::NotifyTargets;
 pub enum Proto {
     Udp,
     Tcp,
-}
-
-/// Counters for the whole server, read by logs and tests.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub queries: AtomicU64,
-    pub blocked: AtomicU64,
-    pub allowed_hits: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub forwarded: AtomicU64,
-    pub servfail: AtomicU64,
-    pub rejected: AtomicU64,
-    pub dropped: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// What the caller does with a request.
@@ -80,7 +62,6 @@ pub struct Handler {
     /// Bounds the forwards in flight: a flood of random names must not take
     /// every socket the process may open.
     inflight: tokio::sync::Semaphore,
-    pub counters: Counters,
 }
 
 /// Forwarded queries waiting for the upstream at once, at most.
@@ -94,7 +75,6 @@ impl Handler {
             upstream,
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_INFLIGHT),
-            counters: Counters::default(),
         }
     }
 
@@ -163,7 +143,6 @@ impl Handler {
         proto: Proto,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        bump(&self.counters.queries);
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
         if pkt.len() >= 4 && pkt[2] & 0xf8 == 4 << 3 {
             return self.notify(pkt, client, out);
@@ -172,10 +151,8 @@ impl Handler {
             Ok(parsed) => parsed,
             Err(reject) => {
                 if reject == Reject::Drop {
-                    bump(&self.counters.dropped);
                     return Outcome::Drop;
                 }
-                bump(&self.counters.rejected);
                 return if query::write_reject(pkt, reject, out) {
                     Outcome::Reply
                 } else {
@@ -189,7 +166,6 @@ impl Handler {
             Lookup::Blocked(hit) => {
                 if let Some(policy) = snap.policy(hit.policy) {
                     policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
-                    bump(&self.counters.blocked);
                     snap.count_block(policy);
                     if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
                         let list = snap
@@ -211,8 +187,7 @@ impl Handler {
                     return Outcome::Reply;
                 }
             }
-            Lookup::Allowed { .. } => bump(&self.counters.allowed_hits),
-            Lookup::Miss => {}
+            Lookup::Allowed { .. } | Lookup::Miss => {}
         }
         drop(snap);
 
@@ -227,7 +202,6 @@ impl Handler {
             .cache
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
         {
-            bump(&self.counters.cache_hits);
             truncate_for(&facts, proto, out);
             return Outcome::Reply;
         }
@@ -243,7 +217,6 @@ impl Handler {
     /// Step 5: asks the upstreams, caches the answer, and writes what the
     /// client gets into `out` (SERVFAIL when no upstream answered in time).
     pub async fn forward(&self, job: Box<Forward>, out: &mut Vec<u8>) {
-        bump(&self.counters.forwarded);
         let Forward {
             mut query,
             facts,
@@ -253,22 +226,20 @@ impl Handler {
         // Upstream gets the question and, if the client used EDNS, our own
         // OPT (1232, DO as asked): the client's options (cookies, client
         // subnet) are hop-by-hop and stay here (RFC 6891 6.1.1).
+        // The client's buffer becomes the upstream query: its question bytes
+        // stay as asked (they are echoed from here), the rest is rewritten;
+        // answers carry `facts.id`, never this ID.
         query.truncate(facts.question_end);
-        let upstream_query = {
-            let mut q = query.clone();
-            // Our own ID, so answers cannot be matched by guessing the client's.
-            wire::put_u16(&mut q, 0, fastrand::u16(..));
-            for at in [6, 8, 10] {
-                wire::put_u16(&mut q, at, 0);
-            }
-            if let Some(e) = facts.edns {
-                wire::push_opt(&mut q, 0, e.dnssec_ok, &[]);
-                wire::put_u16(&mut q, 10, 1);
-            }
-            q
-        };
+        // Our own ID, so answers cannot be matched by guessing the client's.
+        wire::put_u16(&mut query, 0, fastrand::u16(..));
+        for at in [6, 8, 10] {
+            wire::put_u16(&mut query, at, 0);
+        }
+        if let Some(e) = facts.edns {
+            wire::push_opt(&mut query, 0, e.dnssec_ok, &[]);
+        }
         let answer = match self.inflight.try_acquire() {
-            Ok(_permit) => self.upstream.forward(&upstream_query).await,
+            Ok(_permit) => self.upstream.forward(&query).await,
             Err(_) => Err(crate::upstream::Error::Busy),
         }
         .and_then(|resp| {
@@ -297,16 +268,13 @@ impl Handler {
                 truncate_for(&facts, proto, out);
             }
             Err(e) => {
-                bump(&self.counters.servfail);
                 tracing::warn!(query = %name, qtype = facts.qtype, error = %e, "upstream failed: SERVFAIL");
                 start_response(&query, &facts, Rcode::ServFail, out);
-                wire::put_u16(out, 0, facts.id);
                 if let Some(edns) = facts.edns {
                     // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
                     // without naming the upstream's address to the client.
                     let ede = wire::ede_option(22, e.kind());
                     wire::push_opt(out, 0, edns.dnssec_ok, &ede);
-                    wire::put_u16(out, 10, 1);
                 }
             }
         }
@@ -316,13 +284,19 @@ impl Handler {
     pub fn upstream_timeout(&self) -> std::time::Duration {
         self.upstream.timeout()
     }
+
+    /// Waits until no forwarded query is waiting for the upstream, or
+    /// `limit` passes: every permit back means every forward has its answer.
+    pub async fn drain(&self, limit: std::time::Duration) {
+        let all = u32::try_from(MAX_INFLIGHT).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(limit, self.inflight.acquire_many(all)).await;
+    }
 }
 
 /// Adds the OPT record to a header-and-question answer if the query had EDNS.
 fn finish_plain(facts: &QueryFacts, out: &mut Vec<u8>) {
     if let Some(e) = facts.edns {
         wire::push_opt(out, 0, e.dnssec_ok, &[]);
-        wire::put_u16(out, 10, 1);
     }
 }
 

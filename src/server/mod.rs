@@ -17,7 +17,7 @@ mod handler;
 mod tcp;
 mod udp;
 
-pub use handler::{Counters, Forward, Handler, Outcome, Proto};
+pub use handler::{Forward, Handler, Outcome, Proto};
 
 use std::future::Future;
 use std::io;
@@ -74,7 +74,7 @@ impl Server {
             .collect()
     }
 
-    /// The shared handler (counters, rules).
+    /// The shared handler (rules, cache, upstream).
     pub fn handler(&self) -> &Arc<Handler> {
         &self.handler
     }
@@ -120,8 +120,10 @@ impl Server {
             }
         });
         let _ = tokio::time::timeout(drain, joined).await;
-        // Forwards still in flight finish within the upstream timeout.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Forwards still waiting for the upstream end within its timeout.
+        self.handler.drain(drain).await;
+        // Their answers are sent right after; give those sends a moment.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         Ok(())
     }
 }

@@ -138,7 +138,7 @@ source = "refused.txt"
 action = "refused"
 "#;
     let e = Embargo::start(
-        &config(up.addr, "").replace("[allow]", &format!("{lists}\n[allow]")),
+        &config(up.addr, lists),
         &[
             ("sink.txt", "sink.example\n"),
             ("nodata.txt", "nodata.example\n"),

@@ -174,8 +174,9 @@ pub(crate) struct Embargo {
 pub(crate) const SEIZED_LIST: &str =
     "# test list\nseized.example\n*.wild.example\nsanctioned.example\n";
 
-/// A config forwarding to `upstream`, with the test lists; `extra` is appended.
-pub(crate) fn config(upstream: SocketAddr, extra: &str) -> String {
+/// A config forwarding to `upstream`, with the test list "seized" and the
+/// `[[lists]]` tables in `lists` after it.
+pub(crate) fn config(upstream: SocketAddr, lists: &str) -> String {
     format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
@@ -200,9 +201,9 @@ reason = "Seized by court order"
 reference = "case 1"
 ede = "censored"
 
+{lists}
 [allow]
 domains = ["allowed.seized.example"]
-{extra}
 "#
     )
 }

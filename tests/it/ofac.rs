@@ -18,10 +18,10 @@ fn fixture(name: &str) -> String {
 }
 
 fn ofac_config(upstream: std::net::SocketAddr, file: &str, format: &str) -> String {
-    config(upstream, "").replace(
-        "[allow]",
+    config(
+        upstream,
         &format!(
-            "[[lists]]\nname = \"ofac-sdn\"\nsource = \"{file}\"\nformat = \"{format}\"\nauthority = \"US Treasury OFAC\"\nreason = \"Sanctioned entity\"\nede = \"censored\"\n\n[allow]"
+            "[[lists]]\nname = \"ofac-sdn\"\nsource = \"{file}\"\nformat = \"{format}\"\nauthority = \"US Treasury OFAC\"\nreason = \"Sanctioned entity\"\nede = \"censored\"\n"
         ),
     )
 }

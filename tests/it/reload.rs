@@ -146,10 +146,10 @@ async fn eventually_blocked(e: &Embargo, name: &str) {
 }
 
 fn remote_config(upstream: std::net::SocketAddr, url: &str, refresh: &str) -> String {
-    config(upstream, "").replace(
-        "[allow]",
+    config(
+        upstream,
         &format!(
-            "[[lists]]\nname = \"remote\"\nsource = \"{url}\"\nrefresh = \"{refresh}\"\nmax_shrink = \"50%\"\n\n[allow]"
+            "[[lists]]\nname = \"remote\"\nsource = \"{url}\"\nrefresh = \"{refresh}\"\nmax_shrink = \"50%\"\n"
         ),
     )
 }

@@ -136,15 +136,14 @@ async fn two_secondaries_apply_a_serial_bump_within_seconds_of_the_notify() {
         .collect();
     let primary = Primary::start(&rpz(1, &["feed-a.example", "feed-b.example"]), &ports);
     let cfg = |listen: SocketAddr| {
-        config(up.addr, "")
-            .replace("listen = [\"127.0.0.1:0\"]", &format!("listen = [\"{listen}\"]"))
-            .replace(
-                "[allow]",
-                &format!(
-                    "[[lists]]\nname = \"feed\"\nsource = \"axfr://{}/rpz.test\"\nformat = \"rpz\"\ntsig = \"hmac-sha256:xfr-key:{SECRET}\"\nrefresh = \"1h\"\nauthority = \"threat-intel vendor\"\n\n[allow]",
-                    primary.addr
-                ),
-            )
+        let feed = format!(
+            "[[lists]]\nname = \"feed\"\nsource = \"axfr://{}/rpz.test\"\nformat = \"rpz\"\ntsig = \"hmac-sha256:xfr-key:{SECRET}\"\nrefresh = \"1h\"\nauthority = \"threat-intel vendor\"\n",
+            primary.addr
+        );
+        config(up.addr, &feed).replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"{listen}\"]"),
+        )
     };
     let a = Embargo::start(&cfg(ports[0]), &[]).await;
     let b = Embargo::start(&cfg(ports[1]), &[]).await;
