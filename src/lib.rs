@@ -13,23 +13,35 @@
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy` and `query`
-//! are synchronous and know nothing of sockets; `server`, `upstream` and
-//! `reload` are the async edges. Start reading at [`matcher`], then
-//! [`server`]'s handler.
+//! are synchronous and know nothing of sockets; `server`, `upstream`,
+//! `source` and `reload` are the async edges. Start reading at [`matcher`],
+//! then [`server`]'s handler.
+//!
+//! How lists arrive, also one way (an arrow reads "imports"):
+//!
+//! ```text
+//!  reload ──► source {http, xfr, store} ──► config (ListSpec: a plain description) ──► lists (bytes → names)
+//!    │                                   └────────────────────────────────────────────► lists
+//!    └──► state (Snapshot::build) ──► config, lists, matcher, policy
+//! ```
+//!
+//! `config` says what a list is (name, source, format, provenance, action,
+//! refresh, TSIG key); `lists` turns bytes into names and imports nothing
+//! above `matcher`; `source` brings a remote list's bytes into the state
+//! directory; `reload` drives it and swaps the rebuilt snapshot in.
 
 pub mod cache;
 pub mod config;
-pub mod fetch;
 pub mod lists;
 pub mod matcher;
 pub mod policy;
 pub mod query;
 pub mod reload;
 pub mod server;
+pub mod source;
 pub mod state;
 pub mod upstream;
 pub mod wire;
-pub mod xfr;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,7 +85,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let server = server::Server::bind(&config.listen, handler.clone())?;
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)
-        .and_then(|()| fetch::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
+        .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }

@@ -199,13 +199,13 @@ fn signal_reload(config: &Config) -> ExitCode {
 
 /// Refreshes remote lists from the command line.
 fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
-    use embargo::fetch::{self, Outcome};
-    use embargo::lists::Source;
+    use embargo::config::Source;
+    use embargo::source::{Outcome, http, xfr};
     let rt = match runtime(false) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let client = match fetch::client() {
+    let client = match http::client() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot create the HTTP client: {e}");
@@ -219,8 +219,8 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
             continue;
         }
         let outcome = match &spec.source {
-            Source::Http(url) => rt.block_on(fetch::refresh(&client, spec, url, force)),
-            Source::Axfr(src) => rt.block_on(embargo::xfr::refresh(spec, src)),
+            Source::Http(url) => rt.block_on(http::refresh(&client, spec, url, force)),
+            Source::Axfr(src) => rt.block_on(xfr::refresh(spec, src)),
             Source::File(_) => continue,
         };
         match &outcome {
@@ -325,7 +325,7 @@ fn lists(snap: &Snapshot) -> ExitCode {
     }
     for l in &snap.lists {
         if l.spec.source.is_remote() {
-            let meta = embargo::fetch::read_meta(&l.spec.path);
+            let meta = embargo::source::read_meta(&l.spec.path);
             let age = |t: Option<u64>| {
                 t.and_then(|t| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(t)))
                     .and_then(|t| t.elapsed().ok())

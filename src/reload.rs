@@ -18,11 +18,10 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
-use crate::fetch;
-use crate::lists::Source;
+use crate::config::{Config, ListSpec, Source, XfrSource};
+use crate::source::xfr::{self, NotifyTargets};
+use crate::source::{self, http};
 use crate::state::Snapshot;
-use crate::xfr::{self, NotifyTargets, XfrSource};
 
 /// Triggers closer together than this are one reload.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -167,7 +166,7 @@ impl Helpers {
             .iter()
             .any(|l| matches!(l.source, Source::Http(_)))
         {
-            match fetch::client() {
+            match http::client() {
                 Ok(client) => {
                     for spec in &config.lists {
                         if let Source::Http(url) = &spec.source {
@@ -194,14 +193,9 @@ impl Helpers {
 }
 
 /// Refreshes one remote list on its timer, reloading when it changed.
-async fn keep_fresh(
-    client: reqwest::Client,
-    spec: crate::lists::ListSpec,
-    url: String,
-    poke: Arc<Notify>,
-) {
+async fn keep_fresh(client: reqwest::Client, spec: ListSpec, url: String, poke: Arc<Notify>) {
     // First refresh at once unless the copy on disk is recent enough.
-    let meta = fetch::read_meta(&spec.path);
+    let meta = source::read_meta(&spec.path);
     let age = meta
         .checked_at
         .and_then(|t| std::time::SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(t)))
@@ -215,16 +209,16 @@ async fn keep_fresh(
     loop {
         tokio::time::sleep(wait).await;
         wait = spec.fetch.refresh;
-        match fetch::refresh(&client, &spec, &url, false).await {
-            fetch::Outcome::Updated { entries } => {
+        match http::refresh(&client, &spec, &url, false).await {
+            source::Outcome::Updated { entries } => {
                 tracing::info!(list = %spec.name, entries, "list downloaded");
                 poke.notify_one();
             }
-            fetch::Outcome::NotModified => tracing::debug!(list = %spec.name, "list not modified"),
-            fetch::Outcome::Refused(why) => {
+            source::Outcome::NotModified => tracing::debug!(list = %spec.name, "list not modified"),
+            source::Outcome::Refused(why) => {
                 tracing::error!(list = %spec.name, "new version refused, keeping the last good copy: {why}")
             }
-            fetch::Outcome::Failed(why) => {
+            source::Outcome::Failed(why) => {
                 tracing::error!(list = %spec.name, "refresh failed, keeping the last good copy: {why}");
                 // Try again sooner than a full period, but not in a tight loop.
                 wait = (spec.fetch.refresh / 8)
@@ -237,22 +231,17 @@ async fn keep_fresh(
 
 /// Keeps a zone-transfer list current: at start, on its refresh timer, and
 /// whenever its primary sends a NOTIFY.
-async fn keep_transferred(
-    spec: crate::lists::ListSpec,
-    src: XfrSource,
-    wake: Arc<Notify>,
-    poke: Arc<Notify>,
-) {
+async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, poke: Arc<Notify>) {
     loop {
         match xfr::refresh(&spec, &src).await {
-            fetch::Outcome::Updated { entries } => {
+            source::Outcome::Updated { entries } => {
                 tracing::info!(list = %spec.name, entries, "zone transferred");
                 poke.notify_one();
             }
-            fetch::Outcome::NotModified => {
+            source::Outcome::NotModified => {
                 tracing::debug!(list = %spec.name, "zone serial unchanged")
             }
-            fetch::Outcome::Refused(why) | fetch::Outcome::Failed(why) => {
+            source::Outcome::Refused(why) | source::Outcome::Failed(why) => {
                 tracing::error!(list = %spec.name, "zone refresh failed, keeping the last good copy: {why}")
             }
         }

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{Config, Location};
-use crate::lists::{self, EntryKind, Format, ListSpec, ListStats, LoadError};
+use crate::config::{Config, ListSpec, Location};
+use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 

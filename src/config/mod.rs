@@ -9,9 +9,11 @@
 
 mod error;
 mod file;
+mod list;
 
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
+pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::lists::{Fetch, Format, ListSpec, Provenance, Source};
+use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
 
 /// How embargo talks to one upstream resolver.
@@ -258,13 +260,13 @@ impl Checker<'_> {
             let source = if raw.starts_with("http://") || raw.starts_with("https://") {
                 Source::Http(raw.clone())
             } else if raw.starts_with("axfr://") {
-                match crate::xfr::XfrSource::parse(raw) {
+                match XfrSource::parse(raw) {
                     Some(mut x) => {
                         if let Some(t) = &l.tsig {
                             x.tsig = self.parse_with(
                                 t,
                                 "tsig key (want [hmac-sha256|hmac-sha384|hmac-sha512:]name:base64-secret)",
-                                crate::xfr::Tsig::parse,
+                                Tsig::parse,
                             );
                         }
                         if format != Some(Format::Rpz) {

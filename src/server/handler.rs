@@ -21,10 +21,10 @@ use crate::cache::{Cache, CacheKey};
 use crate::matcher::{Lookup, NameKey};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
+use crate::source::xfr::NotifyTargets;
 use crate::state::Snapshot;
 use crate::upstream::Upstream;
 use crate::wire::{self, Rcode};
-use crate::xfr::NotifyTargets;
 
 /// The transport a request came in on: it sets the answer size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

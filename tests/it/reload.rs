@@ -187,7 +187,7 @@ async fn remote_list_is_fetched_kept_and_survives_failures_and_restart() {
         !blocked(&e, "t1.example.").await,
         "a cut body is never loaded"
     );
-    let meta = embargo::fetch::read_meta(&e.dir().join("embargo-state/lists/remote.list"));
+    let meta = embargo::source::read_meta(&e.dir().join("embargo-state/lists/remote.list"));
     assert!(meta.failures >= 1, "{meta:?}");
     assert!(meta.last_result.starts_with("failed"), "{meta:?}");
 
@@ -206,12 +206,12 @@ async fn remote_list_is_fetched_kept_and_survives_failures_and_restart() {
     // An operator can force the shrunk version.
     http.set(Mode::Serve(names("r", 3), "\"v4\"".into()));
     let config = embargo::Config::load(&e.dir().join("embargo.toml")).expect("config");
-    let client = embargo::fetch::client().expect("client");
-    let embargo::lists::Source::Http(url) = &config.lists[1].source else {
+    let client = embargo::source::http::client().expect("client");
+    let embargo::config::Source::Http(url) = &config.lists[1].source else {
         panic!("remote list")
     };
-    let outcome = embargo::fetch::refresh(&client, &config.lists[1], url, true).await;
-    assert_eq!(outcome, embargo::fetch::Outcome::Updated { entries: 3 });
+    let outcome = embargo::source::http::refresh(&client, &config.lists[1], url, true).await;
+    assert_eq!(outcome, embargo::source::Outcome::Updated { entries: 3 });
 
     // Restart with the source gone: the last good copy is loaded and enforced at once.
     let dir = e.stop_keep_dir().await;

@@ -160,18 +160,18 @@ async fn two_secondaries_apply_a_serial_bump_within_seconds_of_the_notify() {
         .iter()
         .find(|l| l.name == "feed")
         .expect("feed list");
-    let embargo::lists::Source::Axfr(src) = &spec.source else {
+    let embargo::config::Source::Axfr(src) = &spec.source else {
         panic!("axfr source")
     };
     for tsig in [
         None,
-        embargo::xfr::Tsig::parse("hmac-sha256:xfr-key:d3Jvbmcta2V5"),
+        embargo::config::Tsig::parse("hmac-sha256:xfr-key:d3Jvbmcta2V5"),
     ] {
-        let src = embargo::xfr::XfrSource {
+        let src = embargo::config::XfrSource {
             tsig,
             ..src.clone()
         };
-        let err = embargo::xfr::axfr(&src, Duration::from_secs(5))
+        let err = embargo::source::xfr::axfr(&src, Duration::from_secs(5))
             .await
             .expect_err("refused");
         let lower = err.to_ascii_lowercase();
@@ -190,7 +190,7 @@ async fn two_secondaries_apply_a_serial_bump_within_seconds_of_the_notify() {
         assert!(blocked(e, "feed-a.example.").await);
         eprintln!("applied within {took:?} of the zone reload");
         // knot keeps the difference in its journal: it went by IXFR.
-        let meta = embargo::fetch::read_meta(&e.dir().join("embargo-state/lists/feed.list"));
+        let meta = embargo::source::read_meta(&e.dir().join("embargo-state/lists/feed.list"));
         assert_eq!(meta.serial, Some(2));
         assert_eq!(
             meta.last_transfer.as_deref(),

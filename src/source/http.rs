@@ -1,4 +1,5 @@
-//! Keeps remote lists current without ever losing what we know.
+//! Lists over HTTP(S): conditional GETs, streamed and size-limited, that
+//! replace the copy in the state directory only when whole and sane.
 //!
 //! ```text
 //!  timer / force ──► GET (If-None-Match, If-Modified-Since) ──► 304: nothing to do
@@ -17,107 +18,12 @@
 //! no network loads that copy and keeps blocking.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::lists::{self, ListSpec};
-
-/// What is remembered about a list's downloads, next to the copy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchMeta {
-    pub url: String,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    /// When the copy in use was downloaded (seconds since the epoch).
-    pub fetched_at: Option<u64>,
-    /// When the source was last asked.
-    pub checked_at: Option<u64>,
-    /// What the last attempt gave, for `embargo lists` and the log.
-    pub last_result: String,
-    /// Names in the copy in use.
-    pub entries: u64,
-    /// Failed attempts (download or parse) since the start of the state dir.
-    pub failures: u64,
-    /// Downloads refused because they shrank the list too much.
-    pub refused: u64,
-    /// SOA serial of the copy (zone-transfer lists).
-    #[serde(default)]
-    pub serial: Option<u32>,
-    /// How the copy was last transferred (AXFR, or IXFR with its counts).
-    #[serde(default)]
-    pub last_transfer: Option<String>,
-}
-
-/// The result of one refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A new version replaced the copy: reload.
-    Updated { entries: u64 },
-    /// 304 Not Modified, or the same bytes.
-    NotModified,
-    /// Downloaded but refused; the last good copy stays.
-    Refused(String),
-    /// Could not download or parse; the last good copy stays.
-    Failed(String),
-}
-
-/// The metadata file of a list copy.
-pub fn meta_path(copy: &Path) -> PathBuf {
-    copy.with_extension("meta.json")
-}
-
-/// Reads a list's metadata (default when absent or unreadable).
-pub fn read_meta(copy: &Path) -> FetchMeta {
-    std::fs::read(meta_path(copy))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-/// A list's metadata for `source`: what is on disk, except that when the
-/// copy came from another source its validators (ETag, Last-Modified, SOA
-/// serial) do not apply; the counts stay, so max_shrink still compares.
-pub fn meta_for(copy: &Path, source: &str) -> FetchMeta {
-    let meta = read_meta(copy);
-    if meta.url == source {
-        return meta;
-    }
-    FetchMeta {
-        url: source.to_string(),
-        entries: meta.entries,
-        failures: meta.failures,
-        refused: meta.refused,
-        ..FetchMeta::default()
-    }
-}
-
-/// Seconds since the epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp-write");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    commit(&tmp, path)
-}
-
-/// Renames a finished temp file over `path` and makes the rename durable.
-fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
-    std::fs::rename(tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
+use super::Outcome;
+use super::store::{self, FetchMeta};
+use crate::config::ListSpec;
+use crate::lists;
 
 /// The HTTP client for list downloads: rustls, no cookies, a user agent that names us.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
@@ -137,7 +43,7 @@ struct Attempt {
 /// shrink check (an operator's explicit decision).
 pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force: bool) -> Outcome {
     let copy = &spec.path;
-    let mut meta = meta_for(copy, url);
+    let mut meta = store::meta_for(copy, url);
     if let Some(dir) = copy.parent()
         && let Err(e) = std::fs::create_dir_all(dir)
     {
@@ -171,30 +77,8 @@ pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force
             }
         }
     }
-    record_outcome(copy, &mut meta, &outcome, &spec.name);
+    store::record_outcome(copy, &mut meta, &outcome, &spec.name);
     outcome
-}
-
-/// Notes an attempt's outcome in the metadata next to `copy` and saves it.
-pub fn record_outcome(copy: &Path, meta: &mut FetchMeta, outcome: &Outcome, list: &str) {
-    meta.checked_at = Some(now());
-    meta.last_result = match outcome {
-        Outcome::Updated { entries } => format!("updated ({entries} names)"),
-        Outcome::NotModified => "not modified".into(),
-        Outcome::Refused(why) => {
-            meta.refused += 1;
-            format!("refused: {why}")
-        }
-        Outcome::Failed(why) => {
-            meta.failures += 1;
-            format!("failed: {why}")
-        }
-    };
-    if let Ok(bytes) = serde_json::to_vec_pretty(&meta)
-        && let Err(e) = write_atomic(&meta_path(copy), &bytes)
-    {
-        tracing::warn!(list, error = %e, "cannot write list metadata");
-    }
 }
 
 type Downloaded = (PathBuf, Option<String>, Option<String>);
@@ -292,10 +176,10 @@ fn adopt(spec: &ListSpec, tmp: &Path, meta: &mut FetchMeta, force: bool) -> Outc
     if stats.lines > 0 && names == 0 && stats.invalid == stats.lines {
         return Outcome::Failed("no line of the download is a valid entry".into());
     }
-    if let Err(e) = commit(tmp, &spec.path) {
+    if let Err(e) = store::commit(tmp, &spec.path) {
         return Outcome::Failed(format!("cannot replace {}: {e}", spec.path.display()));
     }
     meta.entries = names;
-    meta.fetched_at = Some(now());
+    meta.fetched_at = Some(store::now());
     Outcome::Updated { entries: names }
 }

@@ -1,0 +1,239 @@
+//! What the configuration says about one list: a plain description, no I/O.
+//!
+//! Name, source (file, URL or zone transfer), format, provenance, the answer
+//! it gives and how it is kept current. `lists` turns a list's bytes into
+//! names, `source` brings the bytes of remote lists; both read this
+//! description, neither is imported by it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Location;
+use crate::lists::Format;
+use crate::policy::{Action, EdeCode};
+
+/// Who says a list's names must be blocked, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub authority: String,
+    pub reason: String,
+    pub reference: String,
+}
+
+/// Where a list comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local file (watched for changes).
+    File(PathBuf),
+    /// An `http://` or `https://` URL, fetched into the state directory.
+    Http(String),
+    /// An RPZ zone received by zone transfer into the state directory.
+    Axfr(XfrSource),
+}
+
+impl Source {
+    /// True when the list is kept in the state directory (downloaded or transferred).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Self::File(_))
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Http(u) => f.write_str(u),
+            Self::Axfr(x) => x.fmt(f),
+        }
+    }
+}
+
+/// How a remote list is kept current.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetch {
+    /// Time between refreshes.
+    pub refresh: Duration,
+    /// Time allowed for one download.
+    pub timeout: Duration,
+    /// Largest body accepted, in bytes.
+    pub max_size: u64,
+    /// Largest fraction of entries a new version may lose before it is
+    /// refused (the last good version stays loaded).
+    pub max_shrink: f64,
+}
+
+impl Default for Fetch {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_secs(6 * 3600),
+            timeout: Duration::from_secs(60),
+            max_size: 256 * 1024 * 1024,
+            max_shrink: 0.5,
+        }
+    }
+}
+
+/// One configured list, validated.
+#[derive(Debug, Clone)]
+pub struct ListSpec {
+    pub name: String,
+    pub source: Source,
+    /// The file the list is loaded from: the source itself, or the last good
+    /// download in the state directory.
+    pub path: PathBuf,
+    /// Refresh settings (remote lists; a local list's `refresh` re-reads it).
+    pub fetch: Fetch,
+    /// `None` means detect from the content.
+    pub format: Option<Format>,
+    pub provenance: Provenance,
+    pub action: Action,
+    pub sinkhole_ipv4: Ipv4Addr,
+    pub sinkhole_ipv6: Ipv6Addr,
+    pub ttl: u32,
+    pub ede: EdeCode,
+    /// Where the list is declared in the config.
+    pub location: Location,
+}
+
+impl ListSpec {
+    /// The EDE extra text: list, authority and reason, so that a user who
+    /// sees only the DNS answer learns who blocked the name and why.
+    pub fn ede_text(&self) -> String {
+        let p = &self.provenance;
+        let mut text = format!("blocked by {}", self.name);
+        if !p.authority.is_empty() {
+            text.push_str(&format!(" ({})", p.authority));
+        }
+        if !p.reason.is_empty() {
+            text.push_str(": ");
+            text.push_str(&p.reason);
+        }
+        text
+    }
+}
+
+/// A TSIG key (RFC 8945) for transfers, written as dig's `-y` takes it:
+/// `[hmac-sha256:]name:base64-secret`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tsig {
+    pub name: String,
+    pub algorithm: String,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for Tsig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        write!(f, "Tsig({} {})", self.algorithm, self.name)
+    }
+}
+
+impl Tsig {
+    /// Parses `[algorithm:]name:secret`; algorithms: hmac-sha256 (default), hmac-sha384, hmac-sha512.
+    pub fn parse(s: &str) -> Option<Self> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (algorithm, name, secret) = match parts.as_slice() {
+            [name, secret] => ("hmac-sha256", *name, *secret),
+            [alg, name, secret] => (*alg, *name, *secret),
+            _ => return None,
+        };
+        let algorithm = algorithm.to_ascii_lowercase();
+        if !matches!(
+            algorithm.as_str(),
+            "hmac-sha256" | "hmac-sha384" | "hmac-sha512"
+        ) || name.is_empty()
+        {
+            return None;
+        }
+        let secret = data_encoding::BASE64
+            .decode(secret.trim().as_bytes())
+            .ok()?;
+        Some(Self {
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            algorithm,
+            secret,
+        })
+    }
+
+    /// The shared secret, for the signer that the zone transfer builds.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+}
+
+/// A zone-transfer source: `axfr://ip:port/zone.name`, and a TSIG key if the
+/// primary wants transfers signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XfrSource {
+    pub primary: SocketAddr,
+    /// Lowercase, without the trailing dot.
+    pub zone: String,
+    pub tsig: Option<Tsig>,
+}
+
+impl XfrSource {
+    /// Parses `axfr://ip:port/zone` (port 53 when omitted).
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix("axfr://")?;
+        let (host, zone) = rest.split_once('/')?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let primary = host.parse::<SocketAddr>().ok().or_else(|| {
+            bare.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })?;
+        let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+        if zone.is_empty() || hickory_proto::rr::Name::from_ascii(&zone).is_err() {
+            return None;
+        }
+        Some(Self {
+            primary,
+            zone,
+            tsig: None,
+        })
+    }
+}
+
+impl std::fmt::Display for XfrSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "axfr://{}/{}", self.primary, self.zone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_zone_transfer_sources() {
+        let s = XfrSource::parse("axfr://127.0.0.1:5300/RPZ.Example.").expect("valid");
+        assert_eq!(s.primary, "127.0.0.1:5300".parse().expect("addr"));
+        assert_eq!(s.zone, "rpz.example");
+        assert_eq!(
+            XfrSource::parse("axfr://[::1]/feed.test").map(|s| s.primary.port()),
+            Some(53)
+        );
+        assert!(XfrSource::parse("axfr://primary.example/zone").is_none());
+        assert!(XfrSource::parse("axfr://127.0.0.1/").is_none());
+    }
+
+    #[test]
+    fn tsig_keys_parse_like_dig_y() {
+        let k = Tsig::parse("hmac-sha512:xfr.Key.:c2VjcmV0").expect("valid");
+        assert_eq!(
+            (k.algorithm.as_str(), k.name.as_str(), k.secret()),
+            ("hmac-sha512", "xfr.key", &b"secret"[..])
+        );
+        assert_eq!(
+            Tsig::parse("k:c2VjcmV0").map(|k| k.algorithm),
+            Some("hmac-sha256".into())
+        );
+        assert!(Tsig::parse("hmac-md5:k:c2VjcmV0").is_none(), "MD5 refused");
+        assert!(Tsig::parse("k:not base64!").is_none());
+        assert!(
+            !format!("{k:?}").contains("c2Vj"),
+            "the secret never prints"
+        );
+    }
+}

@@ -1,0 +1,561 @@
+//! Line parsers for the four blocklist syntaxes embargo reads.
+//!
+//! Each parser turns one line into the names it mentions, borrowed from the
+//! line, and leaves normalisation (case, trailing dot, IDN, validity) to the
+//! caller: the per-line path must not allocate, because lists of a million
+//! lines are reloaded while the server keeps answering.
+//!
+//! Every line gets an [`Outcome`], so that the loader can tell the user *why*
+//! a list yields fewer names than it has lines. The distinction between
+//! [`Outcome::Unsupported`] and [`Outcome::Invalid`] matters for that report:
+//! a list full of cosmetic adblock rules is not broken, it is just aimed at a
+//! browser, and must not drown the log in warnings.
+//!
+//! One file per syntax ([`domains`], [`hosts`], [`adblock`], [`rpz`]); this
+//! file holds what they share ([`Entry`], [`Outcome`], [`Parser`]) and the
+//! detection of a file's syntax from its first lines.
+
+mod adblock;
+mod domains;
+mod hosts;
+mod rpz;
+
+use adblock::parse_adblock;
+use domains::parse_domains;
+use hosts::{is_ip, parse_hosts};
+use rpz::RpzState;
+
+/// The syntax of a list file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Domains,
+    Hosts,
+    Adblock,
+    Rpz,
+    /// The US Treasury OFAC SDN list (SDN.XML or sdn.csv), read as a whole
+    /// file by `super::ofac`, not line by line.
+    OfacSdn,
+}
+
+impl Format {
+    /// Guesses the format from the first lines of a file (a sample of up to
+    /// ~64 KiB, possibly cut mid-line at the end).
+    ///
+    /// Looks at every line of the sample rather than the first decisive one,
+    /// because adblock lists often start with plain domains and only later
+    /// show a `||` rule; the strongest evidence wins (RPZ, then adblock, then
+    /// hosts), and a list with no evidence at all is a plain domain list.
+    pub fn detect(sample: &str) -> Self {
+        let sample = sample.strip_prefix('\u{feff}').unwrap_or(sample);
+        // A cut-off last line could turn "0.0.0.0 example.com" into "0.0.0.0"
+        // and mislead the guess, so it only counts when it is the only line.
+        let sample = match sample.rfind('\n') {
+            Some(end) if !sample.ends_with('\n') => sample.get(..end).unwrap_or(sample),
+            _ => sample,
+        };
+        if super::ofac::looks_like(sample) {
+            return Self::OfacSdn;
+        }
+        let mut adblock = false;
+        let mut hosts = false;
+        let mut looked = 0;
+        for line in sample.lines() {
+            let line = line.trim_ascii();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if line.starts_with('!') {
+                adblock = true;
+                continue;
+            }
+            looked += 1;
+            if looked > 200 {
+                break;
+            }
+            if starts_with_ignore_case(line, "$ORIGIN") || starts_with_ignore_case(line, "$TTL") {
+                return Self::Rpz;
+            }
+            if line.starts_with("||")
+                || line.starts_with("@@")
+                || (line.starts_with('[') && line.ends_with(']'))
+            {
+                adblock = true;
+                continue;
+            }
+            let mut tokens = line
+                .split_ascii_whitespace()
+                .take_while(|t| !t.starts_with('#') && !t.starts_with(';'));
+            let Some(first) = tokens.next() else {
+                continue;
+            };
+            // An IP address first means hosts even if a name happens to be
+            // "cname" or "soa": an RPZ owner is never an address.
+            if is_ip(first) {
+                hosts |= tokens.next().is_some();
+                continue;
+            }
+            if tokens
+                .take(3)
+                .any(|t| t.eq_ignore_ascii_case("SOA") || t.eq_ignore_ascii_case("CNAME"))
+            {
+                return Self::Rpz;
+            }
+        }
+        if adblock {
+            Self::Adblock
+        } else if hosts {
+            Self::Hosts
+        } else {
+            Self::Domains
+        }
+    }
+
+    /// Parses the config spelling (`auto` is handled by the config as `None`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "domains" => Self::Domains,
+            "hosts" => Self::Hosts,
+            "adblock" => Self::Adblock,
+            "rpz" => Self::Rpz,
+            "ofac-sdn" => Self::OfacSdn,
+            _ => return None,
+        })
+    }
+
+    /// "domains" | "hosts" | "adblock" | "rpz" | "ofac-sdn"
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Domains => "domains",
+            Self::Hosts => "hosts",
+            Self::Adblock => "adblock",
+            Self::Rpz => "rpz",
+            Self::OfacSdn => "ofac-sdn",
+        }
+    }
+
+    /// A parser holding the per-file state (RPZ needs $ORIGIN, parentheses,
+    /// previous owner).
+    pub fn parser(self) -> Parser {
+        Parser {
+            format: self,
+            rpz: RpzState::default(),
+        }
+    }
+}
+
+/// What an RPZ record asks for a trigger name; other formats always give `Block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Block with the list's configured action.
+    Block,
+    /// RPZ `CNAME .`: answer NXDOMAIN.
+    Nxdomain,
+    /// RPZ `CNAME *.`: answer NODATA.
+    Nodata,
+    /// RPZ `CNAME rpz-passthru.`: never block this name (an allow entry).
+    Passthru,
+}
+
+/// One name found on a line, not yet normalised (case, trailing dot, IDN,
+/// validity are checked by the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The name as written, without a leading "*." (see `wildcard`), trailing
+    /// dot possibly present.
+    pub name: &'a str,
+    /// The line wrote "*.name" (explicit wildcard: the name and all its
+    /// subdomains).
+    pub wildcard: bool,
+    pub kind: EntryKind,
+}
+
+/// What a line amounts to, apart from the entries it emitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The line emitted one or more entries.
+    Entries,
+    /// Blank line, comment, header, directive or record that carries no
+    /// trigger (SOA, NS, $TTL, hosts "localhost" lines...).
+    Skip,
+    /// Valid syntax of the format that embargo does not implement (adblock
+    /// exception/cosmetic/regex rules or unknown modifiers, RPZ rpz-ip /
+    /// rpz-nsdname / rpz-client-ip / rpz-nsip triggers, RPZ local-data
+    /// (A/AAAA/TXT...) or rpz-drop / rpz-tcp-only actions...). The
+    /// &'static str says what, e.g. "adblock exception rule".
+    Unsupported(&'static str),
+    /// Not valid in this format; the String says what is wrong, for a
+    /// "file:line: ..." warning (allocation is fine here, it is the rare path).
+    Invalid(String),
+}
+
+/// Parses the lines of one file, in order.
+///
+/// Only RPZ needs state across lines, but every format goes through the same
+/// type so the loader does not care which one it reads.
+#[derive(Debug)]
+pub struct Parser {
+    format: Format,
+    rpz: RpzState,
+}
+
+impl Parser {
+    /// Parses one line (without its line terminator; may end in '\r', which
+    /// must be ignored). Calls `emit` for each entry found.
+    pub fn parse_line<'a>(&mut self, line: &'a str, emit: &mut dyn FnMut(Entry<'a>)) -> Outcome {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        // Editors on Windows put a BOM before the first line; it would
+        // otherwise become part of the first name.
+        let line = line.strip_prefix('\u{feff}').unwrap_or(line);
+        match self.format {
+            Format::Domains => parse_domains(line, emit),
+            Format::Hosts => parse_hosts(line, emit),
+            Format::Adblock => parse_adblock(line, emit),
+            Format::Rpz => self.rpz.parse(line, emit),
+            Format::OfacSdn => Outcome::Unsupported("OFAC SDN files are read whole, not by line"),
+        }
+    }
+}
+
+/// Splits an explicit `*.` wildcard off a name.
+pub(super) fn split_wildcard(token: &str) -> (&str, bool) {
+    match token.strip_prefix("*.") {
+        Some(name) => (name, true),
+        None => (token, false),
+    }
+}
+
+pub(super) fn block(token: &str) -> Entry<'_> {
+    let (name, wildcard) = split_wildcard(token);
+    Entry {
+        name,
+        wildcard,
+        kind: EntryKind::Block,
+    }
+}
+
+pub(super) fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// Builds a byte-class table at compile time: the hot loops look a byte up
+/// instead of running a chain of comparisons on it.
+pub(super) const fn byte_class(members: &[u8], non_ascii: bool) -> [bool; 256] {
+    let mut table = [non_ascii; 256];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = false;
+        b += 1;
+    }
+    let mut i = 0;
+    while i < members.len() {
+        table[members[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// Bytes that may appear in a host name as lists write it; non-ASCII bytes
+/// are let through for IDN names, which the caller converts.
+pub(super) const HOST_BYTES: [bool; 256] = byte_class(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._",
+    true,
+);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(super) mod test_support {
+    //! What every parser's tests use: feed lines, compare outcomes.
+    use super::*;
+
+    /// An RPZ zone header: comments, $TTL, $ORIGIN, a multi-line SOA, an NS, then one trigger.
+    pub(crate) const SOA_ZONE: [&str; 10] = [
+        "; RPZ test zone",
+        "$TTL 300",
+        "$ORIGIN rpz.test.",
+        "@ 3600 IN SOA ns.rpz.test. hostmaster.rpz.test. (",
+        "        2024010101 ; serial",
+        "        3600 600 ; refresh, retry",
+        "        86400 300 ) ; expire, minimum",
+        "  IN NS ns.rpz.test.",
+        "",
+        "bad.example CNAME .",
+    ];
+
+    /// Parses `lines` with one parser, returning each line's outcome and entries.
+    pub(super) fn parse_all<'a>(
+        format: Format,
+        lines: &[&'a str],
+    ) -> Vec<(Outcome, Vec<Entry<'a>>)> {
+        let mut parser = format.parser();
+        lines
+            .iter()
+            .map(|line| {
+                let mut entries = Vec::new();
+                let outcome = parser.parse_line(line, &mut |e| entries.push(e));
+                (outcome, entries)
+            })
+            .collect()
+    }
+
+    pub(super) fn one(format: Format, line: &str) -> (Outcome, Vec<Entry<'_>>) {
+        parse_all(format, &[line]).pop().unwrap()
+    }
+
+    pub(super) fn entry(name: &str, wildcard: bool, kind: EntryKind) -> Entry<'_> {
+        Entry {
+            name,
+            wildcard,
+            kind,
+        }
+    }
+
+    pub(super) fn blocks(names: &[&'static str]) -> (Outcome, Vec<Entry<'static>>) {
+        (
+            Outcome::Entries,
+            names
+                .iter()
+                .map(|n| entry(n, false, EntryKind::Block))
+                .collect(),
+        )
+    }
+
+    pub(super) fn skip() -> (Outcome, Vec<Entry<'static>>) {
+        (Outcome::Skip, Vec::new())
+    }
+
+    pub(super) fn unsupported(what: &'static str) -> (Outcome, Vec<Entry<'static>>) {
+        (Outcome::Unsupported(what), Vec::new())
+    }
+
+    pub(super) fn is_invalid(result: &(Outcome, Vec<Entry<'_>>)) -> bool {
+        matches!(result.0, Outcome::Invalid(_)) && result.1.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::hosts::is_hosts_boilerplate;
+    use super::rpz::RPZ_SPECIAL_TRIGGERS;
+    use super::test_support::*;
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn as_str_names() {
+        assert_eq!(Format::Domains.as_str(), "domains");
+        assert_eq!(Format::Hosts.as_str(), "hosts");
+        assert_eq!(Format::Adblock.as_str(), "adblock");
+        assert_eq!(Format::Rpz.as_str(), "rpz");
+    }
+
+    // ---- detect ----
+
+    #[test]
+    fn detect_each_format() {
+        assert_eq!(
+            Format::detect("# my list\nexample.com\nads.example.net\n"),
+            Format::Domains
+        );
+        assert_eq!(Format::detect(""), Format::Domains);
+        assert_eq!(
+            Format::detect("*.example.com\r\nexample.net\r\n"),
+            Format::Domains
+        );
+        assert_eq!(
+            Format::detect("# hosts\n127.0.0.1 localhost\n::1 localhost\n0.0.0.0 ads.com\n"),
+            Format::Hosts
+        );
+        assert_eq!(
+            Format::detect("0.0.0.0 cname\n0.0.0.0 soa\n"),
+            Format::Hosts
+        );
+        assert_eq!(Format::detect("0.0.0.0 a.com # CNAME x\n"), Format::Hosts);
+        assert_eq!(
+            Format::detect("[Adblock Plus 2.0]\n||ads.com^\n"),
+            Format::Adblock
+        );
+        assert_eq!(Format::detect("! Title: x\nads.com\n"), Format::Adblock);
+        assert_eq!(
+            Format::detect("a.com\nb.com\n@@||c.com^\n"),
+            Format::Adblock
+        );
+        assert_eq!(Format::detect("||ads.com^$important\n"), Format::Adblock);
+        assert_eq!(Format::detect(&SOA_ZONE.join("\n")), Format::Rpz);
+        assert_eq!(Format::detect("; zone\n$ttl 300\n"), Format::Rpz);
+        assert_eq!(Format::detect("@ IN SOA ns. h. 1 2 3 4 5\n"), Format::Rpz);
+        assert_eq!(
+            Format::detect("a.com 300 IN CNAME .\nb.com CNAME .\n"),
+            Format::Rpz
+        );
+        assert_eq!(Format::detect("\u{feff}$ORIGIN rpz.test.\n"), Format::Rpz);
+    }
+
+    #[test]
+    fn detect_ignores_a_cut_last_line_and_looks_at_200_lines() {
+        assert_eq!(Format::detect("a.com\nb.com\n0.0.0.0 c"), Format::Domains);
+        assert_eq!(Format::detect("0.0.0.0 c.com"), Format::Hosts);
+        let mut late = "a.com\n".repeat(200);
+        late.push_str("||b.com^\n");
+        assert_eq!(Format::detect(&late), Format::Domains);
+        let mut early = "a.com\n".repeat(199);
+        early.push_str("||b.com^\n");
+        assert_eq!(Format::detect(&early), Format::Adblock);
+        let mut commented = "# x\n\n; y\n".repeat(300);
+        commented.push_str("0.0.0.0 b.com\n");
+        assert_eq!(Format::detect(&commented), Format::Hosts);
+    }
+
+    // ---- properties ----
+
+    const FORMATS: [Format; 4] = [Format::Domains, Format::Hosts, Format::Adblock, Format::Rpz];
+
+    /// Lines built from the fragments the parsers branch on, so that random
+    /// input reaches the deep RPZ and adblock paths, not just "Invalid".
+    fn tricky_line() -> impl Strategy<Value = String> {
+        let fragment = prop::sample::select(vec![
+            " ",
+            "\t",
+            "\r",
+            "(",
+            ")",
+            ";",
+            "\"",
+            "\\",
+            "#",
+            "##",
+            "#@#",
+            "!",
+            "$",
+            "$$",
+            "|",
+            "||",
+            "^",
+            "@@",
+            "@",
+            "*.",
+            "*",
+            ".",
+            "/",
+            ":",
+            "%",
+            "a.com",
+            "rpz.test.",
+            "$ORIGIN",
+            "$TTL",
+            "$INCLUDE",
+            "SOA",
+            "NS",
+            "CNAME",
+            "IN",
+            "300",
+            "1h",
+            "rpz-passthru.",
+            "rpz-ip",
+            "A",
+            "0.0.0.0",
+            "::1",
+            "localhost",
+            "important",
+            ",",
+            "é",
+            "\u{feff}",
+        ]);
+        prop::collection::vec(fragment, 0..12).prop_map(|parts| parts.concat())
+    }
+
+    fn domain() -> impl Strategy<Value = String> {
+        prop::collection::vec("[a-z0-9-]{1,20}", 1..=4)
+            .prop_map(|labels| labels.join("."))
+            .prop_filter("boilerplate or special RPZ trigger", |d| {
+                !is_hosts_boilerplate(d)
+                    && !is_ip(d)
+                    && !RPZ_SPECIAL_TRIGGERS
+                        .iter()
+                        .any(|(label, _)| d.rsplit('.').next() == Some(label))
+            })
+    }
+
+    /// The entries of the last line, after feeding `lines` in order.
+    fn last_line_entries(
+        format: Format,
+        lines: &[&str],
+    ) -> (Outcome, Vec<(String, bool, EntryKind)>) {
+        let (outcome, entries) = parse_all(format, lines).pop().unwrap();
+        let entries = entries
+            .into_iter()
+            .map(|e| (e.name.to_owned(), e.wildcard, e.kind))
+            .collect();
+        (outcome, entries)
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_lines(
+            lines in prop::collection::vec(prop_oneof![".{0,60}", tricky_line()], 0..40)
+        ) {
+            for format in FORMATS {
+                let mut parser = format.parser();
+                for line in &lines {
+                    let mut count = 0usize;
+                    let outcome = parser.parse_line(line, &mut |e| {
+                        count += 1;
+                        // Entries are slices of the line, never copies.
+                        let range = line.as_bytes().as_ptr_range();
+                        assert!(range.contains(&e.name.as_ptr()) || e.name.is_empty());
+                    });
+                    prop_assert_eq!(count > 0, outcome == Outcome::Entries);
+                }
+            }
+            let _ = Format::detect(&lines.join("\n"));
+        }
+
+        #[test]
+        fn canonical_lines_give_one_entry(d in domain(), wildcard in any::<bool>()) {
+            let written = if wildcard { format!("*.{d}") } else { d.clone() };
+            let expected = |kind| (Outcome::Entries, vec![(d.clone(), wildcard, kind)]);
+            prop_assert_eq!(last_line_entries(Format::Domains, &[&written]), expected(EntryKind::Block));
+            prop_assert_eq!(
+                last_line_entries(Format::Hosts, &[&format!("0.0.0.0 {written}")]),
+                expected(EntryKind::Block)
+            );
+            prop_assert_eq!(
+                last_line_entries(Format::Adblock, &[&format!("||{written}^")]),
+                expected(EntryKind::Block)
+            );
+            for (target, kind) in [
+                (".", EntryKind::Nxdomain),
+                ("*.", EntryKind::Nodata),
+                ("rpz-passthru.", EntryKind::Passthru),
+            ] {
+                let relative = format!("{written} CNAME {target}");
+                let absolute = format!("{written}.rpz.test. CNAME {target}");
+                for line in [&relative, &absolute] {
+                    prop_assert_eq!(
+                        last_line_entries(Format::Rpz, &["$ORIGIN rpz.test.", line]),
+                        expected(kind)
+                    );
+                }
+            }
+            // Outside the zone, the name keeps its trailing dot.
+            prop_assert_eq!(
+                last_line_entries(Format::Rpz, &["$ORIGIN rpz.test.", &format!("{written}. CNAME .")]),
+                (Outcome::Entries, vec![(format!("{d}."), wildcard, EntryKind::Nxdomain)])
+            );
+        }
+
+        #[test]
+        fn detect_recognises_generated_lists(ds in prop::collection::vec(domain(), 1..20)) {
+            let domains: String = ds.iter().map(|d| format!("{d}\n")).collect();
+            let hosts: String = ds.iter().map(|d| format!("0.0.0.0 {d}\n")).collect();
+            let adblock: String = ds.iter().map(|d| format!("||{d}^\n")).collect();
+            let rpz: String = ds.iter().map(|d| format!("{d} CNAME .\n")).collect();
+            prop_assert_eq!(Format::detect(&domains), Format::Domains);
+            prop_assert_eq!(Format::detect(&hosts), Format::Hosts);
+            prop_assert_eq!(Format::detect(&adblock), Format::Adblock);
+            prop_assert_eq!(Format::detect(&rpz), Format::Rpz);
+        }
+    }
+}
