@@ -115,7 +115,7 @@ pub fn load_file(
         };
         let mut bad_names: Vec<(String, NameError)> = Vec::new();
         let outcome = parser.parse_line(line, &mut |entry| match NameKey::from_text(
-            entry.name,
+            &entry.name,
             entry.wildcard,
         ) {
             Ok(key) => {
@@ -220,6 +220,26 @@ mod tests {
         })
         .expect("load");
         (names, stats)
+    }
+
+    /// Issue 9 (1): the vendor's zone with a second $ORIGIN blocks the
+    /// qualified names, and an owner outside the zone is reported with its line.
+    #[test]
+    fn r9_rpz_second_origin_blocks_qualified_names() {
+        let (names, stats) = load(
+            "$TTL 300\n$ORIGIN rpz.vendor.test.\n@ SOA ns.vendor.test. h.vendor.test. 1 3600 600 86400 60\n  NS ns.vendor.test.\n$ORIGIN sub.example.rpz.vendor.test.\nwww CNAME .\nstray.other.test. CNAME .\n",
+            None,
+        );
+        assert_eq!(names, [("www.sub.example".to_string(), EntryKind::Nxdomain)]);
+        assert_eq!(stats.format, Some(Format::Rpz));
+        assert_eq!(stats.invalid, 1);
+        assert_eq!(stats.warnings[0].line, 7);
+        assert!(
+            stats.warnings[0].message.contains("stray.other.test.")
+                && stats.warnings[0].message.contains("outside the policy zone"),
+            "{:?}",
+            stats.warnings
+        );
     }
 
     #[test]

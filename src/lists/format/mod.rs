@@ -15,6 +15,8 @@
 //! file holds what they share ([`Entry`], [`Outcome`], [`Parser`]) and the
 //! detection of a file's syntax from its first lines.
 
+use std::borrow::Cow;
+
 mod adblock;
 mod domains;
 mod hosts;
@@ -158,11 +160,12 @@ pub enum EntryKind {
 
 /// One name found on a line, not yet normalised (case, trailing dot, IDN,
 /// validity are checked by the caller).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<'a> {
     /// The name as written, without a leading "*." (see `wildcard`), trailing
-    /// dot possibly present.
-    pub name: &'a str,
+    /// dot possibly present. Borrowed from the line, except an RPZ owner
+    /// under a `$ORIGIN` below the zone apex, which must be completed.
+    pub name: Cow<'a, str>,
     /// The line wrote "*.name" (explicit wildcard: the name and all its
     /// subdomains).
     pub wildcard: bool,
@@ -227,7 +230,7 @@ pub(super) fn split_wildcard(token: &str) -> (&str, bool) {
 pub(super) fn block(token: &str) -> Entry<'_> {
     let (name, wildcard) = split_wildcard(token);
     Entry {
-        name,
+        name: Cow::Borrowed(name),
         wildcard,
         kind: EntryKind::Block,
     }
@@ -305,7 +308,7 @@ pub(super) mod test_support {
 
     pub(super) fn entry(name: &str, wildcard: bool, kind: EntryKind) -> Entry<'_> {
         Entry {
-            name,
+            name: Cow::Borrowed(name),
             wildcard,
             kind,
         }
@@ -486,7 +489,7 @@ mod tests {
         let (outcome, entries) = parse_all(format, lines).pop().unwrap();
         let entries = entries
             .into_iter()
-            .map(|e| (e.name.to_owned(), e.wildcard, e.kind))
+            .map(|e| (e.name.into_owned(), e.wildcard, e.kind))
             .collect();
         (outcome, entries)
     }
@@ -502,9 +505,14 @@ mod tests {
                     let mut count = 0usize;
                     let outcome = parser.parse_line(line, &mut |e| {
                         count += 1;
-                        // Entries are slices of the line, never copies.
+                        // Entries are slices of the line, never copies, but
+                        // for an RPZ owner completed by a $ORIGIN below the apex.
                         let range = line.as_bytes().as_ptr_range();
-                        assert!(range.contains(&e.name.as_ptr()) || e.name.is_empty());
+                        if let Cow::Borrowed(name) = e.name {
+                            assert!(range.contains(&name.as_ptr()) || name.is_empty());
+                        } else {
+                            assert_eq!(format, Format::Rpz);
+                        }
                     });
                     prop_assert_eq!(count > 0, outcome == Outcome::Entries);
                 }

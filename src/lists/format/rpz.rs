@@ -3,23 +3,29 @@
 //! RPZ conventions of draft-vixie-dnsop-dns-rpz). `;` comments (outside quoted
 //! strings), `$ORIGIN`, `$TTL`, omitted owners (line starting with whitespace),
 //! `@`, TTLs (`3600`, `1h30m`) and classes in either order, and parentheses
-//! spanning lines are understood. The zone apex is the owner of the SOA
-//! record, or, before one is seen, the current `$ORIGIN`; records at the apex
-//! (SOA, NS...) carry no trigger. The trigger of any other owner is its name
-//! relative to the apex. Supported policies are the QNAME triggers with
+//! spanning lines are understood. Every owner is qualified by the `$ORIGIN`
+//! in force (RFC 1035 section 5.1, `@` included), as BIND, Unbound and
+//! PowerDNS read a zone; the trigger is that absolute name with the policy
+//! zone's apex removed. The apex is the owner of the SOA record; records at
+//! the apex (SOA, NS...) carry no trigger, and an owner outside the policy
+//! zone is an invalid line. A file without an SOA (a list written in RPZ
+//! syntax rather than a zone) takes each `$ORIGIN` as the apex of what
+//! follows, and reads absolute owners outside it as the names they are.
+//! Supported policies are the QNAME triggers with
 //! `CNAME .` (NXDOMAIN), `CNAME *.` (NODATA) and `CNAME rpz-passthru.` (or the
 //! legacy CNAME to the trigger name itself; both allow the name).
 //! Unsupported: `rpz-ip`, `rpz-nsdname`, `rpz-nsip` and `rpz-client-ip`
 //! triggers, `rpz-drop.` and `rpz-tcp-only.` actions, CNAME redirects, local
 //! data (A, AAAA, TXT...), `$INCLUDE`/`$GENERATE`, a `*` covering the whole
-//! zone, a record split over lines before its action, and owners relative to a
-//! `$ORIGIN` below or outside the apex (their trigger is not a slice of the
-//! line, and the borrowed-slice interface is what keeps parsing allocation
-//! free; dumps with absolute names, as `dig AXFR` writes them, are fine).
+//! zone, and a record split over lines before its action.
+//!
+//! Triggers are slices of the line (no allocation per line) except under a
+//! `$ORIGIN` below the apex, where the origin's part must be appended.
+
+use std::borrow::Cow;
 
 use super::{Entry, EntryKind, Outcome, byte_class, split_wildcard, starts_with_ignore_case};
 
-const RPZ_SUB_ORIGIN: &str = "RPZ owner relative to a $ORIGIN other than the zone apex";
 const RPZ_WHOLE_ZONE: &str = "RPZ wildcard covering every name";
 const RPZ_SPLIT: &str = "RPZ record split across lines before its action";
 const RPZ_LOCAL_DATA: &str = "RPZ local data";
@@ -48,6 +54,23 @@ enum PrevOwner {
     Apex,
     Trigger,
     Unsupported(&'static str),
+    /// Outside the policy zone: its records are invalid lines.
+    Outside,
+}
+
+/// Where the `$ORIGIN` in force stands against the apex; computed when
+/// either changes, because every relative owner asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum OriginAt {
+    /// The apex itself, or nothing known yet: a relative owner is its own trigger.
+    #[default]
+    Apex,
+    /// Below the apex: a relative owner's trigger is `owner.` + this
+    /// (the origin relative to the apex, without dots at either end).
+    Below(String),
+    /// Not at or below the apex (above it, or beside it): a relative owner
+    /// is inside the policy zone only if its whole name says so.
+    Elsewhere,
 }
 
 #[derive(Debug, Default)]
@@ -58,9 +81,8 @@ pub(super) struct RpzState {
     apex: Option<String>,
     /// Once the SOA has fixed the apex, a later `$ORIGIN` no longer moves it.
     soa_seen: bool,
-    /// `origin` and `apex` are both known and differ; cached because every
-    /// relative owner asks.
-    sub_origin: bool,
+    /// The origin against the apex.
+    origin_at: OriginAt,
     /// Open parentheses carried over from previous lines.
     depth: u32,
     /// Lines read since `depth` became non-zero.
@@ -72,12 +94,14 @@ pub(super) struct RpzState {
 enum Owner<'a> {
     Apex,
     Trigger {
-        name: &'a str,
+        name: Cow<'a, str>,
         wildcard: bool,
     },
     /// Omitted owner continuing a trigger of an earlier line.
     SameTrigger,
     Unsupported(&'static str),
+    /// An owner outside the policy zone; the message names both.
+    Outside(String),
 }
 
 /// Bytes that end an unquoted master-file token or need a closer look.
@@ -317,12 +341,16 @@ impl RpzState {
                 PrevOwner::Apex => Owner::Apex,
                 PrevOwner::Trigger => Owner::SameTrigger,
                 PrevOwner::Unsupported(what) => Owner::Unsupported(what),
+                PrevOwner::Outside => {
+                    Owner::Outside("record of an owner outside the policy zone".to_owned())
+                }
             },
         };
         self.prev = match owner {
             Owner::Apex => PrevOwner::Apex,
             Owner::Trigger { .. } | Owner::SameTrigger => PrevOwner::Trigger,
             Owner::Unsupported(what) => PrevOwner::Unsupported(what),
+            Owner::Outside(_) => PrevOwner::Outside,
         };
 
         let cname = rtype.eq_ignore_ascii_case("CNAME");
@@ -332,6 +360,7 @@ impl RpzState {
         let (name, wildcard) = match owner {
             Owner::Apex => return Outcome::Skip,
             Owner::Unsupported(what) => return Outcome::Unsupported(what),
+            Owner::Outside(why) => return Outcome::Invalid(why),
             Owner::SameTrigger if cname => {
                 return Outcome::Invalid("CNAME beside other records of the same owner".to_owned());
             }
@@ -356,7 +385,7 @@ impl RpzState {
         if tokens.overcloses() {
             return Outcome::Invalid("')' without a matching '('".to_owned());
         }
-        let kind = match rpz_action(target, name, wildcard) {
+        let kind = match rpz_action(target, &name, wildcard) {
             Ok(kind) => kind,
             Err(what) => return Outcome::Unsupported(what),
         };
@@ -397,43 +426,69 @@ impl RpzState {
         }
     }
 
-    /// Relative owners are only the trigger as written while the origin is
-    /// the apex (or unknown, in which case the apex is whatever the file was
-    /// configured as).
-    fn origin_is_apex(&self) -> bool {
-        !self.sub_origin
-    }
-
     fn origin_or_apex_changed(&mut self) {
-        self.sub_origin = match (&self.origin, &self.apex) {
-            (Some(origin), Some(apex)) => !origin.eq_ignore_ascii_case(apex),
-            _ => false,
+        self.origin_at = match (&self.origin, &self.apex) {
+            (Some(origin), Some(apex)) if !origin.eq_ignore_ascii_case(apex) => {
+                match strip_apex(origin, apex) {
+                    Some(below) => OriginAt::Below(below.to_owned()),
+                    None => OriginAt::Elsewhere,
+                }
+            }
+            _ => OriginAt::Apex,
         };
     }
 
+    /// What `owner`, as written on a line, means: qualified by the origin in
+    /// force, then taken relative to the apex.
     fn classify<'a>(&self, owner: &'a str) -> Owner<'a> {
-        let trigger = if owner == "@" {
-            return if self.origin_is_apex() {
-                Owner::Apex
-            } else {
-                Owner::Unsupported(RPZ_SUB_ORIGIN)
-            };
+        let trigger: Cow<'a, str> = if owner == "@" {
+            match &self.origin_at {
+                OriginAt::Apex => return Owner::Apex,
+                OriginAt::Below(below) => Cow::Owned(below.clone()),
+                OriginAt::Elsewhere => return self.outside(owner),
+            }
         } else if owner.ends_with('.') {
             match &self.apex {
                 Some(apex) if owner.eq_ignore_ascii_case(apex) => return Owner::Apex,
-                Some(apex) => strip_apex(owner, apex).unwrap_or(owner),
-                None => owner,
+                Some(apex) => match strip_apex(owner, apex) {
+                    Some(relative) => Cow::Borrowed(relative),
+                    // Without an SOA the apex is only a guess from $ORIGIN.
+                    None if !self.soa_seen => Cow::Borrowed(owner),
+                    None => return self.outside(owner),
+                },
+                None => Cow::Borrowed(owner),
             }
-        } else if self.origin_is_apex() {
-            owner
         } else {
-            return Owner::Unsupported(RPZ_SUB_ORIGIN);
+            match &self.origin_at {
+                OriginAt::Apex => Cow::Borrowed(owner),
+                OriginAt::Below(below) => Cow::Owned(format!("{owner}.{below}")),
+                // Above the apex or beside it: only the whole name tells.
+                OriginAt::Elsewhere => {
+                    let inside = absolute(owner, self.origin.as_deref()).and_then(|abs| {
+                        let apex = self.apex.as_deref()?;
+                        strip_apex(&abs, apex).map(str::to_owned)
+                    });
+                    match inside {
+                        Some(relative) => Cow::Owned(relative),
+                        None => return self.outside(owner),
+                    }
+                }
+            }
         };
         if trigger == "*" || trigger == "*." {
             return Owner::Unsupported(RPZ_WHOLE_ZONE);
         }
-        let (name, wildcard) = split_wildcard(trigger);
-        let base = name.strip_suffix('.').unwrap_or(name);
+        let (name, wildcard) = match trigger {
+            Cow::Borrowed(t) => {
+                let (name, wildcard) = split_wildcard(t);
+                (Cow::Borrowed(name), wildcard)
+            }
+            Cow::Owned(t) => match t.strip_prefix("*.") {
+                Some(name) => (Cow::Owned(name.to_owned()), true),
+                None => (Cow::Owned(t), false),
+            },
+        };
+        let base = name.strip_suffix('.').unwrap_or(&name);
         let last_label = base
             .bytes()
             .rposition(|b| b == b'.')
@@ -447,6 +502,15 @@ impl RpzState {
             }
         }
         Owner::Trigger { name, wildcard }
+    }
+
+    /// The error for an owner outside the policy zone, naming both.
+    fn outside<'a>(&self, owner: &str) -> Owner<'a> {
+        let absolute = absolute(owner, self.origin.as_deref()).unwrap_or_else(|| owner.to_owned());
+        let apex = self.apex.as_deref().unwrap_or(".");
+        Owner::Outside(format!(
+            "owner {absolute} is outside the policy zone {apex}"
+        ))
     }
 }
 
@@ -627,19 +691,14 @@ mod tests {
             rpz_one("*.a.com CNAME *."),
             rpz_entry("a.com", true, Nodata)
         );
-        // Absolute but outside the zone: the trailing dot stays for the caller.
-        assert_eq!(
-            rpz_one("a.com. CNAME ."),
-            rpz_entry("a.com.", false, Nxdomain)
-        );
-        assert_eq!(
-            rpz_one("*.a.com. CNAME ."),
-            rpz_entry("a.com.", true, Nxdomain)
-        );
-        assert_eq!(
-            rpz_one("a.com.xrpz.test. CNAME ."),
-            rpz_entry("a.com.xrpz.test.", false, Nxdomain)
-        );
+        // Absolute but outside the policy zone the SOA set: invalid lines.
+        for line in [
+            "a.com. CNAME .",
+            "*.a.com. CNAME .",
+            "a.com.xrpz.test. CNAME .",
+        ] {
+            assert!(is_invalid(&rpz_one(line)), "{line}: {:?}", rpz_one(line));
+        }
         // The apex itself carries no trigger.
         assert_eq!(rpz_one("rpz.test. CNAME ."), skip());
         assert_eq!(rpz_one("@ CNAME ."), skip());
@@ -784,10 +843,58 @@ mod tests {
         assert_eq!(r[2], skip());
         assert_eq!(r[3], skip());
         assert_eq!(r[5], rpz_entry("a.com", false, Nxdomain));
-        assert_eq!(r[7], unsupported(RPZ_SUB_ORIGIN));
-        assert_eq!(r[8], unsupported(RPZ_SUB_ORIGIN));
+        // Owners under a $ORIGIN below the apex are qualified by it.
+        assert_eq!(r[7], rpz_entry("www.com", false, Nxdomain));
+        assert_eq!(r[8], rpz_entry("com", false, Nxdomain));
         assert_eq!(r[9], rpz_entry("b.com", false, Passthru));
         assert_eq!(r[11], rpz_entry("c.com", false, Nodata));
+    }
+
+    /// Issue 9 (1): a second $ORIGIN below the apex, as vendors write
+    /// policy zones, qualifies the owners under it; nothing outside the
+    /// policy zone becomes a trigger.
+    #[test]
+    fn r9_owners_are_qualified_by_the_origin_in_force() {
+        use EntryKind::*;
+        let r = parse_all(
+            Format::Rpz,
+            &[
+                "$ORIGIN rpz.vendor.test.",
+                "@ SOA ns.vendor.test. h.vendor.test. 7 3600 600 86400 60",
+                "  NS ns.vendor.test.",
+                "$ORIGIN sub.example.rpz.vendor.test.",
+                "www CNAME .",
+                "*.deep CNAME *.",
+                "@ CNAME rpz-passthru.",
+                "$ORIGIN rpz-ip.rpz.vendor.test.",
+                "32.1.0.0.127 CNAME .",
+                "$ORIGIN rpz.vendor.test.",
+                "plain.example CNAME .",
+                "other.test. CNAME .",
+                "$ORIGIN elsewhere.test.",
+                "x CNAME .",
+                "  TXT \"also outside\"",
+                "$ORIGIN vendor.test.",
+                "www.sub2.example.rpz CNAME .",
+            ],
+        );
+        assert_eq!(r[4], rpz_entry("www.sub.example", false, Nxdomain));
+        assert_eq!(r[5], rpz_entry("deep.sub.example", true, Nodata));
+        assert_eq!(r[6], rpz_entry("sub.example", false, Passthru));
+        assert_eq!(r[8], unsupported("RPZ rpz-ip trigger"));
+        assert_eq!(r[10], rpz_entry("plain.example", false, Nxdomain));
+        for (i, owner) in [(11, "other.test."), (13, "x.elsewhere.test.")] {
+            let Outcome::Invalid(why) = &r[i].0 else {
+                panic!("line {i}: {:?}", r[i]);
+            };
+            assert_eq!(
+                why,
+                &format!("owner {owner} is outside the policy zone rpz.vendor.test.")
+            );
+        }
+        assert!(is_invalid(&r[14]), "{:?}", r[14]);
+        // A $ORIGIN above the apex: owners below the apex are still inside.
+        assert_eq!(r[16], rpz_entry("www.sub2.example", false, Nxdomain));
     }
 
     #[test]
