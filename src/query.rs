@@ -191,8 +191,15 @@ pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
         Reject::BadVers { question_end, edns } => (0, 1, Some(question_end), Some(edns)),
     };
     out.clear();
-    // Echo ID, OPCODE, RD and CD; QR and RA set.
-    let flags = 0x8000 | 0x0080 | (hdr.flags & (0x7800 | 0x0100 | 0x0010)) | rcode;
+    let flags = if rcode == Rcode::NotImp as u16 {
+        // An opcode we do not implement: RD, RA, AD, CD and AA are defined
+        // for QUERY only, so none is echoed or set; QR and the opcode are
+        // (as BIND answers, and as ISC's genreport `opcode`/`opcodeflg` check).
+        0x8000 | (hdr.flags & 0x7800) | rcode
+    } else {
+        // Echo ID, OPCODE, RD and CD; QR and RA set.
+        0x8000 | 0x0080 | (hdr.flags & (0x7800 | 0x0100 | 0x0010)) | rcode
+    };
     out.extend_from_slice(&hdr.id.to_be_bytes());
     out.extend_from_slice(&flags.to_be_bytes());
     let qd = u16::from(question_end.is_some());
@@ -326,6 +333,25 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Issue 9 (3): genreport's `opcode` and `opcodeflg` probes: opcode 15,
+    /// a bare header, with no flag or with every flag set. The answer is
+    /// NOTIMP with the opcode echoed and every flag but QR clear.
+    #[test]
+    fn r9_unknown_opcode_notimp_clears_every_flag_but_qr() {
+        for request_flags in [0x7800u16, 0x7800 | 0x07b0 | 0x0040] {
+            let mut p = vec![0xab, 0xcd];
+            p.extend_from_slice(&request_flags.to_be_bytes());
+            p.extend_from_slice(&[0; 8]);
+            let reject = parse(&p).expect_err("opcode 15");
+            let mut out = Vec::new();
+            assert!(write_reject(&p, reject, &mut out));
+            let flags = u16::from_be_bytes([out[2], out[3]]);
+            assert_eq!(flags, 0x8000 | 0x7800 | Rcode::NotImp as u16, "{flags:#06x}");
+            assert_eq!(&out[..2], &[0xab, 0xcd]);
+            assert_eq!(out.len(), wire::HEADER_LEN);
+        }
     }
 
     #[test]

@@ -97,6 +97,20 @@ async fn protocol_errors_get_the_rfc_answers() {
         assert_eq!(u8::from(m.metadata.op_code), opcode);
     }
 
+    // genreport's `opcodeflg`: opcode 15, every flag set, a bare header.
+    // NOTIMP, opcode echoed, every flag but QR clear (as BIND answers).
+    let mut p = raw("www.up.test.", RecordType::SOA, false);
+    p.truncate(12);
+    p[2] = (15 << 3) | 0x07; // opcode 15, AA, TC, RD
+    p[3] = 0xf0; // RA, Z, AD, CD
+    p[4] = 0;
+    p[5] = 0;
+    let reply = udp_raw(e.addr, &p, Duration::from_millis(500))
+        .await
+        .expect("reply");
+    assert_eq!(reply.len(), 12, "header only");
+    assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), 0x8000 | (15 << 11) | 4);
+
     // An unknown opcode with EDNS still gets an OPT back (RFC 6891 6.1.1).
     let mut p = raw("www.up.test.", RecordType::A, true);
     p[2] = (p[2] & 0x87) | (5 << 3);
