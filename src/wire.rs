@@ -38,6 +38,125 @@ pub enum Rcode {
     Refused = 5,
 }
 
+/// A record type as people read it: its mnemonic (`TXT`), or `TYPE65534`
+/// for one without (RFC 3597 section 5). Formats without allocating, so the
+/// log and `check` can show types the same way dig does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeName(pub u16);
+
+impl TypeName {
+    /// The mnemonic, if the type has one (IANA "Resource Record (RR) TYPEs").
+    pub fn mnemonic(self) -> Option<&'static str> {
+        Some(match self.0 {
+            1 => "A",
+            2 => "NS",
+            3 => "MD",
+            4 => "MF",
+            5 => "CNAME",
+            6 => "SOA",
+            7 => "MB",
+            8 => "MG",
+            9 => "MR",
+            10 => "NULL",
+            11 => "WKS",
+            12 => "PTR",
+            13 => "HINFO",
+            14 => "MINFO",
+            15 => "MX",
+            16 => "TXT",
+            17 => "RP",
+            18 => "AFSDB",
+            19 => "X25",
+            20 => "ISDN",
+            21 => "RT",
+            22 => "NSAP",
+            23 => "NSAP-PTR",
+            24 => "SIG",
+            25 => "KEY",
+            26 => "PX",
+            27 => "GPOS",
+            28 => "AAAA",
+            29 => "LOC",
+            30 => "NXT",
+            31 => "EID",
+            32 => "NIMLOC",
+            33 => "SRV",
+            34 => "ATMA",
+            35 => "NAPTR",
+            36 => "KX",
+            37 => "CERT",
+            38 => "A6",
+            39 => "DNAME",
+            40 => "SINK",
+            41 => "OPT",
+            42 => "APL",
+            43 => "DS",
+            44 => "SSHFP",
+            45 => "IPSECKEY",
+            46 => "RRSIG",
+            47 => "NSEC",
+            48 => "DNSKEY",
+            49 => "DHCID",
+            50 => "NSEC3",
+            51 => "NSEC3PARAM",
+            52 => "TLSA",
+            53 => "SMIMEA",
+            55 => "HIP",
+            56 => "NINFO",
+            57 => "RKEY",
+            58 => "TALINK",
+            59 => "CDS",
+            60 => "CDNSKEY",
+            61 => "OPENPGPKEY",
+            62 => "CSYNC",
+            63 => "ZONEMD",
+            64 => "SVCB",
+            65 => "HTTPS",
+            66 => "DSYNC",
+            99 => "SPF",
+            100 => "UINFO",
+            101 => "UID",
+            102 => "GID",
+            103 => "UNSPEC",
+            104 => "NID",
+            105 => "L32",
+            106 => "L64",
+            107 => "LP",
+            108 => "EUI48",
+            109 => "EUI64",
+            128 => "NXNAME",
+            249 => "TKEY",
+            250 => "TSIG",
+            251 => "IXFR",
+            252 => "AXFR",
+            253 => "MAILB",
+            254 => "MAILA",
+            255 => "ANY",
+            256 => "URI",
+            257 => "CAA",
+            258 => "AVC",
+            259 => "DOA",
+            260 => "AMTRELAY",
+            261 => "RESINFO",
+            262 => "WALLET",
+            263 => "CLA",
+            264 => "IPN",
+            32768 => "TA",
+            32769 => "DLV",
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for TypeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.mnemonic() {
+            Some(m) => f.write_str(m),
+            None => write!(f, "TYPE{}", self.0),
+        }
+    }
+}
+
 /// Reads a big-endian u16 at `at`.
 #[inline]
 pub fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
@@ -304,6 +423,17 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 9 (4): types are shown by mnemonic, RFC 3597 style otherwise.
+    #[test]
+    fn r9_type_names_are_mnemonics() {
+        assert_eq!(TypeName(16).to_string(), "TXT");
+        assert_eq!(TypeName(1).to_string(), "A");
+        assert_eq!(TypeName(65).to_string(), "HTTPS");
+        assert_eq!(TypeName(255).to_string(), "ANY");
+        assert_eq!(TypeName(65534).to_string(), "TYPE65534");
+        assert_eq!(TypeName(54).to_string(), "TYPE54");
+    }
 
     #[test]
     fn skip_and_read_names() {

@@ -176,7 +176,7 @@ impl Handler {
                             target: "embargo::blocked",
                             client = %client.ip(),
                             query = %name,
-                            qtype = facts.qtype,
+                            qtype = %wire::TypeName(facts.qtype),
                             list,
                             entry = %name.suffix(hit.suffix),
                             action = policy.action.as_str(),
@@ -268,7 +268,7 @@ impl Handler {
                 truncate_for(&facts, proto, out);
             }
             Err(e) => {
-                tracing::warn!(query = %name, qtype = facts.qtype, error = %e, "upstream failed: SERVFAIL");
+                tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, "upstream failed: SERVFAIL");
                 start_response(&query, &facts, Rcode::ServFail, out);
                 if let Some(edns) = facts.edns {
                     // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),

@@ -64,7 +64,7 @@ async fn run_serves_until_sigterm_and_exits_zero() {
         }
     }
     let addr = addr.unwrap_or_else(|| panic!("no listening line in {log:#?}"));
-    let r = udp(addr, &query("www.seized.example.", RecordType::A, false)).await;
+    let r = udp(addr, &query("www.seized.example.", RecordType::TXT, false)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     let r = udp(addr, &query("www.up.test.", RecordType::A, false)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
@@ -82,6 +82,8 @@ async fn run_serves_until_sigterm_and_exits_zero() {
     for field in [
         "client=127.0.0.1",
         "query=www.seized.example",
+        // Issue 9 (4): the type as an analyst reads it.
+        "qtype=TXT",
         "list=\"seized\"",
         "entry=seized.example",
         "action=\"nxdomain\"",
