@@ -280,17 +280,24 @@ fn check(snap: &Snapshot, names: &[String]) -> ExitCode {
                 };
                 let p = &list.spec.provenance;
                 println!(
-                    "{key}\tblocked\tlist={} entry={} action={} ede={} ({})\n\twhy: {}\n\tauthority: {}\n\treason: {}\n\treference: {}",
+                    "{key}\tblocked\tlist={} entry={} action={} ede={} ({})\n\twhy: {}",
                     list.spec.name,
                     key.suffix(hit.suffix),
                     policy.action.as_str(),
                     policy.ede.code(),
                     policy.ede.as_str(),
                     policy.ede_text,
-                    p.authority,
-                    p.reason,
-                    p.reference,
                 );
+                // What is known of the list's provenance, and nothing for what is not.
+                for (label, value) in [
+                    ("authority", &p.authority),
+                    ("reason", &p.reason),
+                    ("reference", &p.reference),
+                ] {
+                    if !value.trim().is_empty() {
+                        println!("\t{label}: {value}");
+                    }
+                }
             }
         }
     }

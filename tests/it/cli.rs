@@ -160,6 +160,40 @@ fn check_explains_blocks_and_allows() {
     assert!(out.contains("up.test\tallowed"), "{out}");
 }
 
+/// Issue 9 (5): a list without provenance prints no empty
+/// `authority:`, `reason:` or `reference:` lines; one with part of it
+/// prints that part.
+#[test]
+fn r9_check_prints_only_the_provenance_that_is_known() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bare.txt"), "bare.example\n").expect("list");
+    std::fs::write(dir.path().join("half.txt"), "half.example\n").expect("list");
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), "")
+            .replace("[[lists]]", "[[lists]]\nname = \"bare\"\nsource = \"bare.txt\"\n\n[[lists]]\nname = \"half\"\nsource = \"half.txt\"\nreference = \"https://example.org/why\"\n\n[[lists]]"),
+    );
+    let (code, out, err) = embargo(&[
+        "check",
+        "-c",
+        path.to_str().expect("utf8"),
+        "www.bare.example",
+        "half.example",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mut blocks = out.split("\n").filter(|l| !l.is_empty());
+    assert!(blocks.next().is_some_and(|l| l.contains("list=bare")), "{out}");
+    assert_eq!(blocks.next(), Some("\twhy: blocked by bare"), "{out}");
+    assert!(blocks.next().is_some_and(|l| l.contains("list=half")), "{out}");
+    assert_eq!(blocks.next(), Some("\twhy: blocked by half"), "{out}");
+    assert_eq!(
+        blocks.next(),
+        Some("\treference: https://example.org/why"),
+        "{out}"
+    );
+    assert_eq!(blocks.next(), None, "{out}");
+}
+
 #[test]
 fn lists_shows_counts_per_list() {
     let dir = tempfile::tempdir().expect("tempdir");
