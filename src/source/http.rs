@@ -5,7 +5,7 @@
 //!  timer / force ──► GET (If-None-Match, If-Modified-Since) ──► 304: nothing to do
 //!                          │ 200, streamed, size-limited
 //!                          ▼
-//!            <state>/lists/NAME.list.tmp ── parse: how many entries? ──► shrank > max_shrink: refuse
+//!            <state>/lists/NAME.download ── parse: how many entries? ──► shrank > max_shrink: refuse
 //!                          │ fsync, rename                                 (last good copy stays)
 //!                          ▼
 //!            <state>/lists/NAME.list + NAME.meta.json ──► reload (snapshot rebuilt, swapped)
@@ -17,11 +17,11 @@
 //! connection at any point leaves the previous copy intact. A restart with
 //! no network loads that copy and keeps blocking.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::Outcome;
-use super::store::{self, FetchMeta};
+use super::store::{self, FetchMeta, Scratch};
 use crate::config::ListSpec;
 use crate::lists;
 
@@ -55,12 +55,11 @@ pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force
     for attempt in 1..=3 {
         match download(client, spec, url, &meta, conditional).await {
             Ok(Some((tmp, etag, last_modified))) => {
-                outcome = adopt(spec, &tmp, &mut meta, force);
+                outcome = adopt(spec, tmp.path(), &mut meta, force);
                 if matches!(outcome, Outcome::Updated { .. }) {
                     meta.etag = etag;
                     meta.last_modified = last_modified;
                 }
-                let _ = std::fs::remove_file(&tmp);
                 break;
             }
             Ok(None) => {
@@ -81,7 +80,7 @@ pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force
     outcome
 }
 
-type Downloaded = (PathBuf, Option<String>, Option<String>);
+type Downloaded = (Scratch, Option<String>, Option<String>);
 
 /// GETs the list into a temp file next to the copy. `Ok(None)` is 304.
 async fn download(
@@ -125,10 +124,11 @@ async fn download(
     };
     let etag = header(reqwest::header::ETAG);
     let last_modified = header(reqwest::header::LAST_MODIFIED);
-    let tmp = spec.path.with_extension("download");
-    let mut file = tokio::fs::File::create(&tmp)
+    // Removed on every way out of here but success, and after `adopt`.
+    let tmp = Scratch::new(spec.path.with_extension("download"));
+    let mut file = tokio::fs::File::create(tmp.path())
         .await
-        .map_err(|e| fail(format!("cannot write {}: {e}", tmp.display()), false))?;
+        .map_err(|e| fail(format!("cannot write {}: {e}", tmp.path().display()), false))?;
     let mut total = 0u64;
     loop {
         // A body cut short of its Content-Length is an error here, not a short list.
@@ -139,8 +139,6 @@ async fn download(
         let Some(chunk) = chunk else { break };
         total += chunk.len() as u64;
         if total > max {
-            drop(file);
-            let _ = std::fs::remove_file(&tmp);
             return Err(fail(
                 format!("body larger than the {max}-byte limit"),
                 false,
@@ -148,11 +146,11 @@ async fn download(
         }
         file.write_all(&chunk)
             .await
-            .map_err(|e| fail(format!("cannot write {}: {e}", tmp.display()), false))?;
+            .map_err(|e| fail(format!("cannot write {}: {e}", tmp.path().display()), false))?;
     }
     file.sync_all()
         .await
-        .map_err(|e| fail(format!("cannot sync {}: {e}", tmp.display()), false))?;
+        .map_err(|e| fail(format!("cannot sync {}: {e}", tmp.path().display()), false))?;
     Ok(Some((tmp, etag, last_modified)))
 }
 

@@ -81,12 +81,36 @@ pub fn now() -> u64 {
 /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp-write");
-    let mut f = std::fs::File::create(&tmp)?;
+    let tmp = Scratch::new(path.with_extension("tmp-write"));
+    let mut f = std::fs::File::create(tmp.path())?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
-    commit(&tmp, path)
+    commit(tmp.path(), path)
+}
+
+/// A file being written next to a copy, removed when dropped unless it was
+/// renamed into place: whatever way an attempt fails (a cut download, a
+/// refused version, a full disk, a panic), nothing but the last good copy
+/// and its meta stays in the state directory.
+#[derive(Debug)]
+pub(super) struct Scratch(PathBuf);
+
+impl Scratch {
+    pub(super) fn new(path: PathBuf) -> Self {
+        Self(path)
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Gone already when it was committed (renamed over the copy).
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Renames a finished temp file over `path` and makes the rename durable.

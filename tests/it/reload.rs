@@ -190,6 +190,14 @@ async fn remote_list_is_fetched_kept_and_survives_failures_and_restart() {
     let meta = embargo::source::read_meta(&e.dir().join("embargo-state/lists/remote.list"));
     assert!(meta.failures >= 1, "{meta:?}");
     assert!(meta.last_result.starts_with("failed"), "{meta:?}");
+    // Issue 9 (6): the cut download left nothing behind: only the last good
+    // copy and its meta are in the state directory.
+    let mut files: Vec<String> = std::fs::read_dir(e.dir().join("embargo-state/lists"))
+        .expect("lists dir")
+        .map(|f| f.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["remote.list", "remote.meta.json"]);
 
     // A version with more than 50% fewer names is refused...
     http.set(Mode::Serve(names("r", 3), "\"v2\"".into()));
