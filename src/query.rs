@@ -348,7 +348,11 @@ mod tests {
             let mut out = Vec::new();
             assert!(write_reject(&p, reject, &mut out));
             let flags = u16::from_be_bytes([out[2], out[3]]);
-            assert_eq!(flags, 0x8000 | 0x7800 | Rcode::NotImp as u16, "{flags:#06x}");
+            assert_eq!(
+                flags,
+                0x8000 | 0x7800 | Rcode::NotImp as u16,
+                "{flags:#06x}"
+            );
             assert_eq!(&out[..2], &[0xab, 0xcd]);
             assert_eq!(out.len(), wire::HEADER_LEN);
         }

@@ -230,13 +230,18 @@ mod tests {
             "$TTL 300\n$ORIGIN rpz.vendor.test.\n@ SOA ns.vendor.test. h.vendor.test. 1 3600 600 86400 60\n  NS ns.vendor.test.\n$ORIGIN sub.example.rpz.vendor.test.\nwww CNAME .\nstray.other.test. CNAME .\n",
             None,
         );
-        assert_eq!(names, [("www.sub.example".to_string(), EntryKind::Nxdomain)]);
+        assert_eq!(
+            names,
+            [("www.sub.example".to_string(), EntryKind::Nxdomain)]
+        );
         assert_eq!(stats.format, Some(Format::Rpz));
         assert_eq!(stats.invalid, 1);
         assert_eq!(stats.warnings[0].line, 7);
         assert!(
             stats.warnings[0].message.contains("stray.other.test.")
-                && stats.warnings[0].message.contains("outside the policy zone"),
+                && stats.warnings[0]
+                    .message
+                    .contains("outside the policy zone"),
             "{:?}",
             stats.warnings
         );

@@ -182,9 +182,15 @@ fn r9_check_prints_only_the_provenance_that_is_known() {
     ]);
     assert_eq!(code, 0, "{err}");
     let mut blocks = out.split("\n").filter(|l| !l.is_empty());
-    assert!(blocks.next().is_some_and(|l| l.contains("list=bare")), "{out}");
+    assert!(
+        blocks.next().is_some_and(|l| l.contains("list=bare")),
+        "{out}"
+    );
     assert_eq!(blocks.next(), Some("\twhy: blocked by bare"), "{out}");
-    assert!(blocks.next().is_some_and(|l| l.contains("list=half")), "{out}");
+    assert!(
+        blocks.next().is_some_and(|l| l.contains("list=half")),
+        "{out}"
+    );
     assert_eq!(blocks.next(), Some("\twhy: blocked by half"), "{out}");
     assert_eq!(
         blocks.next(),

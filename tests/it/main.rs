@@ -8,4 +8,5 @@ mod harness;
 mod malformed;
 mod ofac;
 mod reload;
+mod shipped;
 mod xfr;

@@ -109,7 +109,10 @@ async fn protocol_errors_get_the_rfc_answers() {
         .await
         .expect("reply");
     assert_eq!(reply.len(), 12, "header only");
-    assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), 0x8000 | (15 << 11) | 4);
+    assert_eq!(
+        u16::from_be_bytes([reply[2], reply[3]]),
+        0x8000 | (15 << 11) | 4
+    );
 
     // An unknown opcode with EDNS still gets an OPT back (RFC 6891 6.1.1).
     let mut p = raw("www.up.test.", RecordType::A, true);
