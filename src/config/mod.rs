@@ -16,10 +16,13 @@ pub use file::FileSpec;
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
+
+use file::{Container, Raw, Section, Shaped, Value};
 
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
@@ -103,11 +106,19 @@ impl Config {
 
     /// Parses and validates config text; `path` names it in errors and anchors relative paths.
     pub fn parse(path: &Path, source: &str) -> Result<Self, Error> {
+        // What serde still rejects is the file's shape: TOML syntax and
+        // unknown keys, whose messages name the key. Values of the wrong
+        // type are left to the checker (see `file`).
         let spec: FileSpec = toml::from_str(source).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
+            let message = if e.message().contains(TOML_DATETIME_KEY) {
+                misplaced_datetime(source)
+            } else {
+                None
+            };
             Error::Invalid(vec![Problem {
                 location: Location::from_offset(path, source, offset),
-                message: e.message().trim().to_string(),
+                message: message.unwrap_or_else(|| e.message().trim().to_string()),
             }])
         })?;
         Checker {
@@ -120,12 +131,57 @@ impl Config {
     }
 }
 
+/// The key under which toml hands a date-time to serde, as a one-entry map.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+/// A date-time where a section's table belongs (`server = 1979-05-27`)
+/// reaches the section's struct as a map with toml's private key, so serde
+/// calls it an unknown field. This finds the section and says what it is.
+fn misplaced_datetime(source: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(source).ok()?;
+    table.iter().find_map(|(key, value)| match value {
+        toml::Value::Datetime(d) => Some(format!(
+            "{key}: expected a table of settings ([{key}]), got the date-time {d}"
+        )),
+        toml::Value::Array(items) if key == "lists" => {
+            items.iter().enumerate().find_map(|(i, item)| {
+                item.as_datetime().map(|d| {
+                    format!(
+                        "lists[{}]: expected a table of list settings ([[lists]]), got the date-time {d}",
+                        i + 1
+                    )
+                })
+            })
+        }
+        _ => None,
+    })
+}
+
 /// Turns a `FileSpec` into a `Config`, collecting problems as it goes.
+///
+/// Every problem about a value starts with the key's dotted path as the
+/// operator would look for it in the file: `upstream.timeout_ms`,
+/// `lists[2].refresh`, `server.listen[1]`. A position in an array counts
+/// from 1, as one counts the `[[lists]]` tables or the entries of a list, so
+/// `lists[2]` is the second `[[lists]]` table. Then comes what the key
+/// wants, in words, and what the file has there:
+/// `upstream.timeout_ms: expected a whole number of milliseconds, got the string "soon"`.
 struct Checker<'a> {
     path: &'a Path,
     source: &'a str,
     base: &'a Path,
     problems: Vec<Problem>,
+}
+
+/// What an action key accepts, shared by `[block]` and `[[lists]]`.
+const WANT_ACTION: &str = r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#;
+const WANT_IPV4: &str = r#"an IPv4 address such as "0.0.0.0""#;
+const WANT_IPV6: &str = r#"an IPv6 address such as "::""#;
+const WANT_EDE: &str = r#"one of "blocked", "censored" or "filtered""#;
+
+/// The path of key `field` in the `index`th (0-based) `[[lists]]` table.
+fn list_key(index: usize, field: &str) -> String {
+    format!("lists[{}].{field}", index + 1)
 }
 
 impl Checker<'_> {
@@ -140,18 +196,127 @@ impl Checker<'_> {
         Location::from_offset(self.path, self.source, at.span().start)
     }
 
-    /// Parses a spanned string with `parse`, recording a problem on failure.
+    /// Records that `key` holds something other than what it wants.
+    fn wrong(&mut self, key: &str, value: &Value, want: &str) {
+        let found = value.get_ref().found();
+        self.problem(value, format!("{key}: expected {want}, got {found}"));
+    }
+
+    /// A string that `parse` understands; anything else, of any type, is
+    /// reported as `key: expected WANT, got …`.
     fn parse_with<T>(
         &mut self,
-        value: &Spanned<String>,
-        what: &str,
+        key: &str,
+        value: &Value,
+        want: &str,
         parse: impl FnOnce(&str) -> Option<T>,
     ) -> Option<T> {
-        let parsed = parse(value.get_ref());
+        let parsed = match value.get_ref() {
+            Raw::String(s) => parse(s),
+            _ => None,
+        };
         if parsed.is_none() {
-            self.problem(value, format!("invalid {what}: {:?}", value.get_ref()));
+            self.wrong(key, value, want);
         }
         parsed
+    }
+
+    /// [`Self::parse_with`] for a key that may be absent.
+    fn opt_parse<T>(
+        &mut self,
+        key: &str,
+        value: &Option<Value>,
+        want: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<T> {
+        value
+            .as_ref()
+            .and_then(|v| self.parse_with(key, v, want, parse))
+    }
+
+    /// Free text: any string.
+    fn text(&mut self, key: &str, value: &Option<Value>, want: &str) -> Option<String> {
+        self.opt_parse(key, value, want, |s| Some(s.to_owned()))
+    }
+
+    /// A whole number of `unit` within `range`, converted to the type the
+    /// config holds. `range` must lie within that type's own range.
+    fn whole<T: TryFrom<i128>>(
+        &mut self,
+        key: &str,
+        value: &Value,
+        unit: &str,
+        range: RangeInclusive<i128>,
+    ) -> Option<T> {
+        let Raw::Integer(n) = *value.get_ref() else {
+            self.wrong(key, value, &format!("a whole number of {unit}"));
+            return None;
+        };
+        let converted = T::try_from(n).ok().filter(|_| range.contains(&n));
+        if converted.is_none() {
+            // TOML integers are 64-bit: a range that reaches that far has no
+            // upper bound worth printing.
+            let bounds = if *range.end() >= i128::from(i64::MAX) {
+                format!("{} or more", range.start())
+            } else {
+                format!("{} to {}", range.start(), range.end())
+            };
+            self.problem(
+                value,
+                format!("{key}: expected a whole number of {unit} ({bounds}), got the number {n}"),
+            );
+        }
+        converted
+    }
+
+    /// An array of strings that `parse` understands, each with its place.
+    /// A value that is not an array is one problem; each bad element is its
+    /// own (`key[2]: …`), and the good ones are still returned.
+    fn each<T>(
+        &mut self,
+        key: &str,
+        value: &Value,
+        want_array: &str,
+        want_item: &str,
+        mut parse: impl FnMut(&str) -> Option<T>,
+    ) -> Vec<(T, Location)> {
+        let Raw::Array(items) = value.get_ref() else {
+            self.wrong(key, value, want_array);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(t) =
+                self.parse_with(&format!("{key}[{}]", i + 1), item, want_item, &mut parse)
+            {
+                out.push((t, self.location(item)));
+            }
+        }
+        out
+    }
+
+    /// The contents of a section, or its defaults when it is absent or is
+    /// not the table (or array of tables) it should be.
+    fn section<T: Default + Section>(
+        &mut self,
+        key: &str,
+        section: Option<Spanned<Shaped<T>>>,
+    ) -> T {
+        let Some(section) = section else {
+            return T::default();
+        };
+        let span = section.span();
+        match section.into_inner() {
+            Shaped::Right(t) => t,
+            Shaped::Wrong(raw) => {
+                let want = match T::CONTAINER {
+                    Container::Table => format!("a table of settings ([{key}])"),
+                    Container::Array => format!("[[{key}]] tables"),
+                };
+                self.wrong(key, &Spanned::new(span, raw), &want);
+                T::default()
+            }
+        }
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -164,23 +329,29 @@ impl Checker<'_> {
     }
 
     fn convert(mut self, spec: FileSpec) -> Result<Config, Error> {
-        let listen = match &spec.server.listen {
+        let server = self.section("server", spec.server);
+        let upstream = self.section("upstream", spec.upstream);
+        let cache = self.section("cache", spec.cache);
+        let b = self.section("block", spec.block);
+        let list_specs = self.section("lists", spec.lists);
+        let allow = self.section("allow", spec.allow);
+        let state = self.section("state", spec.state);
+
+        let listen = match &server.listen {
             Some(addrs) => {
-                let mut out = Vec::new();
-                for a in addrs {
-                    if let Some(addr) =
-                        self.parse_with(a, "listen address (want ip:port, [ipv6]:port)", |s| {
-                            s.parse::<SocketAddr>().ok()
-                        })
-                    {
-                        out.push(addr);
-                    }
-                }
-                if addrs.is_empty() {
-                    self.problems.push(Problem {
-                        location: Location::from_offset(self.path, self.source, 0),
-                        message: "[server] listen is empty: embargo would serve nothing".into(),
-                    });
+                let out: Vec<SocketAddr> = self
+                    .each(
+                        "server.listen",
+                        addrs,
+                        r#"a list of addresses to listen on, such as ["127.0.0.1:5353"]"#,
+                        r#"an address to listen on, ip:port or [ipv6]:port, such as "127.0.0.1:5353""#,
+                        |s| s.parse().ok(),
+                    )
+                    .into_iter()
+                    .map(|(a, _)| a)
+                    .collect();
+                if matches!(addrs.get_ref(), Raw::Array(a) if a.is_empty()) {
+                    self.wrong("server.listen", addrs, "at least one address to listen on");
                 }
                 out
             }
@@ -190,156 +361,89 @@ impl Checker<'_> {
                 .collect(),
         };
 
-        let mut upstreams = Vec::new();
-        for s in spec.upstream.servers.iter().flatten() {
-            if let Some(u) = self.parse_with(
-                s,
-                "upstream (want ip:port, [ipv6]:port, or tcp://ip:port; hostnames need a bootstrap resolver and are not supported)",
-                parse_upstream,
-            ) {
-                upstreams.push(u);
-            }
-        }
-        let upstream_timeout = match &spec.upstream.timeout_ms {
-            Some(t) if *t.get_ref() == 0 || *t.get_ref() > 60_000 => {
-                self.problem(t, "timeout_ms must be between 1 and 60000");
-                Duration::from_millis(2000)
-            }
-            Some(t) => Duration::from_millis(*t.get_ref()),
-            None => Duration::from_millis(2000),
+        let upstreams = match &upstream.servers {
+            Some(servers) => self
+                .each(
+                    "upstream.servers",
+                    servers,
+                    r#"a list of resolver addresses, such as ["9.9.9.9:53"]"#,
+                    "a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported)",
+                    parse_upstream,
+                )
+                .into_iter()
+                .map(|(u, _)| u)
+                .collect(),
+            None => Vec::new(),
         };
+        let upstream_timeout = upstream
+            .timeout_ms
+            .as_ref()
+            .and_then(|t| self.whole("upstream.timeout_ms", t, "milliseconds", 1..=60_000))
+            .map_or(Duration::from_millis(2000), Duration::from_millis);
+
+        let cache_size = cache
+            .size
+            .as_ref()
+            .and_then(|s| {
+                self.whole(
+                    "cache.size",
+                    s,
+                    "answers to cache",
+                    0..=i128::try_from(usize::MAX).unwrap_or(i128::MAX),
+                )
+            })
+            .unwrap_or(10_000);
 
         let defaults = BlockConfig::default();
-        let b = &spec.block;
         let block = BlockConfig {
             action: self
-                .opt_parse(
-                    &b.action,
-                    "action (nxdomain | nodata | refused | sinkhole)",
-                    Action::parse,
-                )
+                .opt_parse("block.action", &b.action, WANT_ACTION, Action::parse)
                 .unwrap_or(defaults.action),
             sinkhole_ipv4: self
-                .opt_parse(&b.sinkhole_ipv4, "sinkhole_ipv4", |s| s.parse().ok())
+                .opt_parse("block.sinkhole_ipv4", &b.sinkhole_ipv4, WANT_IPV4, |s| {
+                    s.parse().ok()
+                })
                 .unwrap_or(defaults.sinkhole_ipv4),
             sinkhole_ipv6: self
-                .opt_parse(&b.sinkhole_ipv6, "sinkhole_ipv6", |s| s.parse().ok())
+                .opt_parse("block.sinkhole_ipv6", &b.sinkhole_ipv6, WANT_IPV6, |s| {
+                    s.parse().ok()
+                })
                 .unwrap_or(defaults.sinkhole_ipv6),
-            ttl: b.ttl.as_ref().map_or(defaults.ttl, |t| *t.get_ref()),
+            ttl: b
+                .ttl
+                .as_ref()
+                .and_then(|t| self.whole("block.ttl", t, "seconds", 0..=i128::from(u32::MAX)))
+                .unwrap_or(defaults.ttl),
             ede: self
-                .opt_parse(
-                    &b.ede,
-                    "ede (blocked | censored | filtered)",
-                    EdeCode::parse,
-                )
+                .opt_parse("block.ede", &b.ede, WANT_EDE, EdeCode::parse)
                 .unwrap_or(defaults.ede),
         };
 
-        let state_dir = match &spec.state.dir {
-            Some(d) => self.resolve(d),
+        let state_dir = match self.text(
+            "state.dir",
+            &state.dir,
+            r#"a directory path such as "/var/lib/embargo""#,
+        ) {
+            Some(d) => self.resolve(&d),
             None => self.base.join("embargo-state"),
         };
+
         let mut lists: Vec<ListSpec> = Vec::new();
-        for l in &spec.lists {
-            let name = l.name.get_ref().trim().to_string();
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                self.problem(&l.name, "list name must be non-empty and without spaces");
-            } else if lists.iter().any(|o| o.name == name) {
-                self.problem(&l.name, format!("duplicate list name {name:?}"));
-            }
-            let format = match &l.format {
-                None => None,
-                Some(f) if f.get_ref() == "auto" => None,
-                Some(f) => self.parse_with(
-                    f,
-                    "format (auto | domains | hosts | adblock | rpz)",
-                    Format::parse,
-                ),
-            };
-            let raw = l.source.get_ref();
-            let source = if raw.starts_with("http://") || raw.starts_with("https://") {
-                Source::Http(raw.clone())
-            } else if raw.starts_with("axfr://") {
-                match XfrSource::parse(raw) {
-                    Some(mut x) => {
-                        if let Some(t) = &l.tsig {
-                            x.tsig = self.parse_with(
-                                t,
-                                "tsig key (want [hmac-sha256|hmac-sha384|hmac-sha512:]name:base64-secret)",
-                                Tsig::parse,
-                            );
-                        }
-                        if format != Some(Format::Rpz) {
-                            self.problem(
-                                &l.source,
-                                "a zone transfer source needs format = \"rpz\"",
-                            );
-                        }
-                        Source::Axfr(x)
-                    }
-                    None => {
-                        self.problem(
-                            &l.source,
-                            "invalid zone transfer source (want axfr://ip:port/zone.name)",
-                        );
-                        Source::File(PathBuf::new())
-                    }
+        for (i, l) in list_specs.into_iter().enumerate() {
+            let span = l.span();
+            let l = match l.into_inner() {
+                Shaped::Right(l) => l,
+                Shaped::Wrong(raw) => {
+                    self.wrong(
+                        &format!("lists[{}]", i + 1),
+                        &Spanned::new(span, raw),
+                        "a table of list settings ([[lists]])",
+                    );
+                    continue;
                 }
-            } else if raw.contains("://") {
-                self.problem(
-                    &l.source,
-                    "unsupported source scheme (want a file path, http://, https:// or axfr://)",
-                );
-                Source::File(PathBuf::new())
-            } else {
-                Source::File(self.resolve(raw))
             };
-            if let Some(t) = &l.tsig
-                && !matches!(source, Source::Axfr(_))
-            {
-                self.problem(t, "tsig applies only to axfr:// sources");
-            }
-            let path = match &source {
-                Source::File(p) => p.clone(),
-                Source::Http(_) | Source::Axfr(_) => state_dir
-                    .join("lists")
-                    .join(format!("{}.list", file_safe(&name))),
-            };
-            let fetch = self.fetch_settings(l);
-            lists.push(ListSpec {
-                name,
-                source,
-                path,
-                fetch,
-                format,
-                provenance: Provenance {
-                    authority: l.authority.clone().unwrap_or_default(),
-                    reason: l.reason.clone().unwrap_or_default(),
-                    reference: l.reference.clone().unwrap_or_default(),
-                },
-                action: self
-                    .opt_parse(
-                        &l.action,
-                        "action (nxdomain | nodata | refused | sinkhole)",
-                        Action::parse,
-                    )
-                    .unwrap_or(block.action),
-                sinkhole_ipv4: self
-                    .opt_parse(&l.sinkhole_ipv4, "sinkhole_ipv4", |s| s.parse().ok())
-                    .unwrap_or(block.sinkhole_ipv4),
-                sinkhole_ipv6: self
-                    .opt_parse(&l.sinkhole_ipv6, "sinkhole_ipv6", |s| s.parse().ok())
-                    .unwrap_or(block.sinkhole_ipv6),
-                ttl: block.ttl,
-                ede: self
-                    .opt_parse(
-                        &l.ede,
-                        "ede (blocked | censored | filtered)",
-                        EdeCode::parse,
-                    )
-                    .unwrap_or(block.ede),
-                location: self.location(&l.name),
-            });
+            let list = self.list(i, span, &l, &state_dir, &block, &lists);
+            lists.push(list);
         }
         if lists.len() > 1000 {
             self.problems.push(Problem {
@@ -348,21 +452,34 @@ impl Checker<'_> {
             });
         }
 
-        let allow_domains = spec
-            .allow
-            .domains
-            .iter()
-            .map(|d| AllowDomain {
-                name: d.get_ref().clone(),
-                location: self.location(d),
-            })
-            .collect();
-        let allow_files = spec
-            .allow
-            .files
-            .iter()
-            .map(|f| self.resolve(f.get_ref()))
-            .collect();
+        let allow_domains = match &allow.domains {
+            Some(d) => self
+                .each(
+                    "allow.domains",
+                    d,
+                    r#"a list of domain names, such as ["example.org"]"#,
+                    r#"a domain name such as "example.org""#,
+                    |s| Some(s.to_owned()),
+                )
+                .into_iter()
+                .map(|(name, location)| AllowDomain { name, location })
+                .collect(),
+            None => Vec::new(),
+        };
+        let allow_files = match &allow.files {
+            Some(f) => self
+                .each(
+                    "allow.files",
+                    f,
+                    r#"a list of file paths, such as ["allow.txt"]"#,
+                    r#"a file path such as "allow.txt""#,
+                    |s| Some(s.to_owned()),
+                )
+                .into_iter()
+                .map(|(f, _)| self.resolve(&f))
+                .collect(),
+            None => Vec::new(),
+        };
 
         if !self.problems.is_empty() {
             return Err(Error::Invalid(self.problems));
@@ -373,7 +490,7 @@ impl Checker<'_> {
             listen,
             upstreams,
             upstream_timeout,
-            cache_size: spec.cache.size.unwrap_or(10_000),
+            cache_size,
             block,
             lists,
             allow_domains,
@@ -381,42 +498,225 @@ impl Checker<'_> {
         })
     }
 
-    /// `refresh`, `timeout`, `max_size_mb` and `max_shrink` of a list.
-    fn fetch_settings(&mut self, l: &file::ListFileSpec) -> Fetch {
-        let d = Fetch::default();
-        let duration = |this: &mut Self, v: &Option<Spanned<String>>, what: &str, default| {
-            this.opt_parse(v, what, |s| {
-                humantime::parse_duration(s).ok().filter(|d| !d.is_zero())
+    /// The `index`th (0-based) `[[lists]]` table, whose span is `span`.
+    /// Every key is checked even when another is missing or wrong, so one
+    /// pass reports them all; `earlier` are the lists before it, for the
+    /// duplicate-name check.
+    fn list(
+        &mut self,
+        index: usize,
+        span: std::ops::Range<usize>,
+        l: &file::ListFileSpec,
+        state_dir: &Path,
+        block: &BlockConfig,
+        earlier: &[ListSpec],
+    ) -> ListSpec {
+        let key = |field| list_key(index, field);
+        let table: Value = Spanned::new(span, Raw::Table);
+        let missing: Vec<&str> = [("name", &l.name), ("source", &l.source)]
+            .into_iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        if !missing.is_empty() {
+            self.problem(
+                &table,
+                format!(
+                    "lists[{}]: missing {}: every list needs a name and a source",
+                    index + 1,
+                    missing.join(" and ")
+                ),
+            );
+        }
+        let name = l
+            .name
+            .as_ref()
+            .and_then(|v| {
+                self.parse_with(
+                    &key("name"),
+                    v,
+                    r#"a list name without spaces, such as "seized-domains""#,
+                    |s| {
+                        let s = s.trim();
+                        (!s.is_empty() && !s.contains(char::is_whitespace)).then(|| s.to_owned())
+                    },
+                )
             })
-            .unwrap_or(default)
+            .unwrap_or_default();
+        if let Some(v) = &l.name
+            && !name.is_empty()
+            && earlier.iter().any(|o| o.name == name)
+        {
+            self.problem(v, format!("{}: duplicate list name {name:?}", key("name")));
+        }
+        let format = match &l.format {
+            Some(f) if f.get_ref() == &Raw::String("auto".into()) => None,
+            f => self.opt_parse(
+                &key("format"),
+                f,
+                r#"one of "auto", "domains", "hosts", "adblock", "rpz" or "ofac-sdn""#,
+                Format::parse,
+            ),
         };
-        let refresh = duration(
-            self,
-            &l.refresh,
-            "refresh (a duration such as \"6h\" or \"30m\")",
-            d.refresh,
+        let mut tsig = self.opt_parse(
+            &key("tsig"),
+            &l.tsig,
+            "a TSIG key, [hmac-sha256|hmac-sha384|hmac-sha512:]name:base64-secret",
+            Tsig::parse,
         );
-        let timeout = duration(
-            self,
-            &l.timeout,
-            "timeout (a duration such as \"60s\")",
-            d.timeout,
-        );
-        let max_size = match &l.max_size_mb {
-            Some(v) if *v.get_ref() == 0 => {
-                self.problem(v, "max_size_mb must be at least 1");
-                d.max_size
+        let source_value = l.source.as_ref().unwrap_or(&table);
+        let raw = self
+            .text(
+                &key("source"),
+                &l.source,
+                r#"a file path or URL, such as "lists/seized.txt" or "https://example.org/list.txt""#,
+            )
+            .unwrap_or_default();
+        let source = if raw.is_empty() {
+            // Missing or not a string: already reported.
+            Source::File(PathBuf::new())
+        } else if raw.starts_with("http://") || raw.starts_with("https://") {
+            Source::Http(raw)
+        } else if raw.starts_with("axfr://") {
+            match XfrSource::parse(&raw) {
+                Some(mut x) => {
+                    x.tsig = tsig.take();
+                    if format != Some(Format::Rpz) {
+                        self.problem(
+                            source_value,
+                            format!(
+                                "{}: a zone transfer source needs format = \"rpz\"",
+                                key("source")
+                            ),
+                        );
+                    }
+                    Source::Axfr(x)
+                }
+                None => {
+                    self.wrong(
+                        &key("source"),
+                        source_value,
+                        "a zone transfer source such as \"axfr://ip:port/zone.name\"",
+                    );
+                    Source::File(PathBuf::new())
+                }
             }
-            Some(v) => v.get_ref().saturating_mul(1024 * 1024),
-            None => d.max_size,
+        } else if raw.contains("://") {
+            self.wrong(
+                &key("source"),
+                source_value,
+                "a file path, or a source starting http://, https:// or axfr://",
+            );
+            Source::File(PathBuf::new())
+        } else {
+            Source::File(self.resolve(&raw))
         };
+        if let Some(t) = &l.tsig
+            && !matches!(source, Source::Axfr(_))
+        {
+            self.problem(
+                t,
+                format!("{}: tsig applies only to axfr:// sources", key("tsig")),
+            );
+        }
+        let path = match &source {
+            Source::File(p) => p.clone(),
+            Source::Http(_) | Source::Axfr(_) => state_dir
+                .join("lists")
+                .join(format!("{}.list", file_safe(&name))),
+        };
+        let fetch = self.fetch_settings(index, l);
+        let provenance = Provenance {
+            authority: self
+                .text(
+                    &key("authority"),
+                    &l.authority,
+                    r#"who ordered or publishes the block, such as "US Department of Justice""#,
+                )
+                .unwrap_or_default(),
+            reason: self
+                .text(
+                    &key("reason"),
+                    &l.reason,
+                    r#"why the names are blocked, such as "Seized by court order""#,
+                )
+                .unwrap_or_default(),
+            reference: self
+                .text(
+                    &key("reference"),
+                    &l.reference,
+                    r#"a URL or citation such as "https://example.org/press-release""#,
+                )
+                .unwrap_or_default(),
+        };
+        ListSpec {
+            name,
+            source,
+            path,
+            fetch,
+            format,
+            provenance,
+            action: self
+                .opt_parse(&key("action"), &l.action, WANT_ACTION, Action::parse)
+                .unwrap_or(block.action),
+            sinkhole_ipv4: self
+                .opt_parse(&key("sinkhole_ipv4"), &l.sinkhole_ipv4, WANT_IPV4, |s| {
+                    s.parse().ok()
+                })
+                .unwrap_or(block.sinkhole_ipv4),
+            sinkhole_ipv6: self
+                .opt_parse(&key("sinkhole_ipv6"), &l.sinkhole_ipv6, WANT_IPV6, |s| {
+                    s.parse().ok()
+                })
+                .unwrap_or(block.sinkhole_ipv6),
+            ttl: block.ttl,
+            ede: self
+                .opt_parse(&key("ede"), &l.ede, WANT_EDE, EdeCode::parse)
+                .unwrap_or(block.ede),
+            location: self.location(l.name.as_ref().unwrap_or(&table)),
+        }
+    }
+
+    /// `refresh`, `timeout`, `max_size_mb` and `max_shrink` of the `index`th list.
+    fn fetch_settings(&mut self, index: usize, l: &file::ListFileSpec) -> Fetch {
+        let key = |field| list_key(index, field);
+        let d = Fetch::default();
+        let duration = |s: &str| humantime::parse_duration(s).ok().filter(|d| !d.is_zero());
+        let refresh = self
+            .opt_parse(
+                &key("refresh"),
+                &l.refresh,
+                r#"a duration such as "6h" or "30m""#,
+                duration,
+            )
+            .unwrap_or(d.refresh);
+        let timeout = self
+            .opt_parse(
+                &key("timeout"),
+                &l.timeout,
+                r#"a duration such as "60s""#,
+                duration,
+            )
+            .unwrap_or(d.timeout);
+        let max_size = l
+            .max_size_mb
+            .as_ref()
+            .and_then(|v| {
+                self.whole::<u64>(
+                    &key("max_size_mb"),
+                    v,
+                    "megabytes",
+                    1..=i128::from(u64::MAX),
+                )
+            })
+            .map_or(d.max_size, |mb| mb.saturating_mul(1024 * 1024));
         let max_shrink = match &l.max_shrink {
             None => d.max_shrink,
             Some(v) => {
                 let parsed = match v.get_ref() {
-                    toml::Value::Float(f) => Some(*f),
-                    toml::Value::Integer(i) => Some(*i as f64 / 100.0),
-                    toml::Value::String(s) => s
+                    Raw::Float(f) => Some(*f),
+                    Raw::Integer(i) => Some(*i as f64 / 100.0),
+                    Raw::String(s) => s
                         .trim()
                         .strip_suffix('%')
                         .and_then(|p| p.trim().parse::<f64>().ok())
@@ -426,7 +726,11 @@ impl Checker<'_> {
                 match parsed.filter(|f| (0.0..=1.0).contains(f)) {
                     Some(f) => f,
                     None => {
-                        self.problem(v, "max_shrink must be a percentage such as \"50%\" (or a fraction 0.0-1.0)");
+                        self.wrong(
+                            &key("max_shrink"),
+                            v,
+                            r#"a percentage such as "50%" (or a fraction from 0.0 to 1.0)"#,
+                        );
                         d.max_shrink
                     }
                 }
@@ -438,15 +742,6 @@ impl Checker<'_> {
             max_size,
             max_shrink,
         }
-    }
-
-    fn opt_parse<T>(
-        &mut self,
-        value: &Option<Spanned<String>>,
-        what: &str,
-        parse: impl FnOnce(&str) -> Option<T>,
-    ) -> Option<T> {
-        value.as_ref().and_then(|v| self.parse_with(v, what, parse))
     }
 }
 
@@ -621,5 +916,251 @@ mod tests {
         )
         .expect_err("dup");
         assert!(err.to_string().contains(":5:"), "{err}");
+    }
+
+    /// The problems in `text`, read as `bad.toml`.
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::parse(Path::new("bad.toml"), text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(Error::Invalid(p)) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Issue 9: a value of the wrong type names the key, says what is
+    /// wanted in words and what was found, and points at the value.
+    #[test]
+    fn r9_wrong_type_names_the_key_in_the_users_words() {
+        let err = Config::parse(
+            Path::new("bad.toml"),
+            "[upstream]\nservers = [\"127.0.0.1:53\"]\ntimeout_ms = \"soon\"\n",
+        )
+        .expect_err("wrong type");
+        assert_eq!(
+            err.to_string(),
+            "bad.toml:3:14: upstream.timeout_ms: expected a whole number of milliseconds, got the string \"soon\""
+        );
+    }
+
+    /// Every key the file accepts: its section (`lists` for a `[[lists]]`
+    /// key), its name, a value of the wrong type, what the message says was
+    /// found, and words from what it says the key wants.
+    #[rustfmt::skip]
+    const KEYS: &[(&str, &str, &str, &str, &str)] = &[
+        ("server",   "listen",        r#""127.0.0.1:53""#,     r#"the string "127.0.0.1:53""#, "a list of addresses"),
+        ("upstream", "servers",       r#""9.9.9.9:53""#,       r#"the string "9.9.9.9:53""#,   "a list of resolver addresses"),
+        ("upstream", "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
+        ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),
+        ("block",    "action",        "5",                     "the number 5",                 r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#),
+        ("block",    "sinkhole_ipv4", "0",                     "the number 0",                 "an IPv4 address"),
+        ("block",    "sinkhole_ipv6", r#"["::"]"#,             "an array",                     "an IPv6 address"),
+        ("block",    "ttl",           r#""5m""#,               r#"the string "5m""#,           "a whole number of seconds"),
+        ("block",    "ede",           "16",                    "the number 16",                r#"one of "blocked", "censored" or "filtered""#),
+        ("state",    "dir",           "true",                  "true",                         "a directory path"),
+        ("lists",    "name",          "7",                     "the number 7",                 "a list name"),
+        ("lists",    "source",        r#"{ path = "a.txt" }"#, "a table",                      "a file path or URL"),
+        ("lists",    "format",        "false",                 "false",                        r#"one of "auto", "domains""#),
+        ("lists",    "authority",     "1",                     "the number 1",                 "who ordered or publishes the block"),
+        ("lists",    "reason",        "[]",                    "an empty array",               "why the names are blocked"),
+        ("lists",    "reference",     "2023-10-18",            "the date-time 2023-10-18",     "a URL or citation"),
+        ("lists",    "action",        "1.5",                   "the number 1.5",               r#"one of "nxdomain""#),
+        ("lists",    "sinkhole_ipv4", "127",                   "the number 127",               "an IPv4 address"),
+        ("lists",    "sinkhole_ipv6", "true",                  "true",                         "an IPv6 address"),
+        ("lists",    "ede",           "15",                    "the number 15",                r#"one of "blocked""#),
+        ("lists",    "refresh",       "3600",                  "the number 3600",              r#"a duration such as "6h""#),
+        ("lists",    "timeout",       "60",                    "the number 60",                r#"a duration such as "60s""#),
+        ("lists",    "max_size_mb",   r#""8MB""#,              r#"the string "8MB""#,          "a whole number of megabytes"),
+        ("lists",    "max_shrink",    "true",                  "true",                         r#"a percentage such as "50%""#),
+        ("lists",    "tsig",          "42",                    "the number 42",                "a TSIG key"),
+        ("allow",    "domains",       r#""example.org""#,      r#"the string "example.org""#,  "a list of domain names"),
+        ("allow",    "files",         r#""allow.txt""#,        r#"the string "allow.txt""#,    "a list of file paths"),
+    ];
+
+    /// Serde's words, which the operator never wrote and should never read.
+    const SERDE_WORDS: &[&str] = &[
+        "u64",
+        "u32",
+        "usize",
+        "i64",
+        "sequence",
+        "invalid type",
+        "struct",
+        "Spec",
+        "map",
+    ];
+
+    #[test]
+    fn every_key_reports_a_wrong_type_with_its_path_and_place() {
+        for &(section, key, value, found, want) in KEYS {
+            let path = if section == "lists" {
+                format!("lists[1].{key}")
+            } else {
+                format!("{section}.{key}")
+            };
+            // Each key sits on line 4, after lines that set other keys, so
+            // the line number proves the problem points at the key's own line.
+            let text = if section == "lists" {
+                let (a, b) = match key {
+                    "name" => ("source = \"a.txt\"", "format = \"auto\""),
+                    "source" => ("name = \"a\"", "format = \"auto\""),
+                    _ => ("name = \"a\"", "source = \"a.txt\""),
+                };
+                format!("[[lists]]\n{a}\n{b}\n{key} = {value}\n")
+            } else {
+                format!("# a config\n\n[{section}]\n{key} = {value}\n")
+            };
+            let line = 4;
+            let col = key.len() + " = ".len() + 1;
+            let problems = problems(&text);
+            let p = problems
+                .iter()
+                .find(|p| p.message.starts_with(&format!("{path}: ")))
+                .unwrap_or_else(|| panic!("{path}: no problem names it in {problems:#?}"));
+            let shown = p.to_string();
+            let expected_start = format!("bad.toml:{line}:{col}: {path}: expected ");
+            assert!(
+                shown.starts_with(&expected_start),
+                "{shown}\nwant {expected_start}…"
+            );
+            assert!(shown.contains(want), "{shown}\nwant words {want:?}");
+            assert!(
+                shown.ends_with(&format!(", got {found}")),
+                "{shown}\nwant found {found}"
+            );
+            for word in SERDE_WORDS {
+                assert!(!shown.contains(word), "{shown} speaks serde: {word}");
+            }
+        }
+    }
+
+    /// The table above covers every key the shipped configs use, so a key
+    /// added to them cannot escape the wrong-type test.
+    #[test]
+    fn every_shipped_key_is_in_the_wrong_type_table() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("config dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                let table: toml::Table = toml::from_str(&text).expect("toml");
+                for (section, value) in &table {
+                    let tables = match value {
+                        toml::Value::Table(t) => vec![t],
+                        toml::Value::Array(a) => a.iter().filter_map(|v| v.as_table()).collect(),
+                        other => panic!("{}: {section} = {other}", path.display()),
+                    };
+                    for t in tables {
+                        for key in t.keys() {
+                            paths.push((section.clone(), key.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(paths.len() > 20, "{paths:?}");
+        for (section, key) in paths {
+            assert!(
+                KEYS.iter().any(|k| k.0 == section && k.1 == key),
+                "{section}.{key} is shipped but not in KEYS"
+            );
+        }
+    }
+
+    #[test]
+    fn array_elements_of_the_wrong_type_name_their_position() {
+        let p = problems(
+            "[server]\nlisten = [\"127.0.0.1:53\", 53]\n[upstream]\nservers = [\n  \"9.9.9.9:53\",\n  true,\n]\n[allow]\ndomains = [\"ok.example\", [\"nested.example\"]]\nfiles = [{ path = \"a\" }]\n",
+        );
+        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "bad.toml:2:27: server.listen[2]: expected an address to listen on, ip:port or [ipv6]:port, such as \"127.0.0.1:5353\", got the number 53",
+                "bad.toml:6:3: upstream.servers[2]: expected a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported), got true",
+                "bad.toml:9:26: allow.domains[2]: expected a domain name such as \"example.org\", got an array",
+                "bad.toml:10:10: allow.files[1]: expected a file path such as \"allow.txt\", got a table",
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range_say_the_range() {
+        let p = problems(
+            "[upstream]\ntimeout_ms = 0\n[cache]\nsize = -5\n[block]\nttl = -1\n[[lists]]\nname = \"a\"\nsource = \"a.txt\"\nmax_size_mb = 0\n[[lists]]\nname = \"b\"\nsource = \"b.txt\"\nmax_size_mb = -1\n[[lists]]\nname = \"c\"\nsource = \"c.txt\"\nmax_shrink = -10\n",
+        );
+        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "bad.toml:2:14: upstream.timeout_ms: expected a whole number of milliseconds (1 to 60000), got the number 0",
+                "bad.toml:4:8: cache.size: expected a whole number of answers to cache (0 or more), got the number -5",
+                "bad.toml:6:7: block.ttl: expected a whole number of seconds (0 to 4294967295), got the number -1",
+                "bad.toml:10:15: lists[1].max_size_mb: expected a whole number of megabytes (1 or more), got the number 0",
+                "bad.toml:14:15: lists[2].max_size_mb: expected a whole number of megabytes (1 or more), got the number -1",
+                "bad.toml:18:14: lists[3].max_shrink: expected a percentage such as \"50%\" (or a fraction from 0.0 to 1.0), got the number -10",
+            ]
+        );
+        let p = problems("[upstream]\ntimeout_ms = 60001\n[block]\nttl = 4294967296\n");
+        assert_eq!(
+            p[1].message,
+            "block.ttl: expected a whole number of seconds (0 to 4294967295), got the number 4294967296"
+        );
+        assert_eq!(
+            p[0].message,
+            "upstream.timeout_ms: expected a whole number of milliseconds (1 to 60000), got the number 60001"
+        );
+    }
+
+    #[test]
+    fn sections_of_the_wrong_shape_are_named() {
+        let p = problems("server = 5\nblock = \"nxdomain\"\nlists = \"x\"\n");
+        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "bad.toml:1:10: server: expected a table of settings ([server]), got the number 5",
+                "bad.toml:2:9: block: expected a table of settings ([block]), got the string \"nxdomain\"",
+                "bad.toml:3:9: lists: expected [[lists]] tables, got the string \"x\"",
+            ]
+        );
+        let p = problems("lists = [\"a.txt\", { name = \"b\", source = \"b.txt\" }]\n");
+        assert_eq!(
+            p[0].to_string(),
+            "bad.toml:1:10: lists[1]: expected a table of list settings ([[lists]]), got the string \"a.txt\""
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
+    #[test]
+    fn all_wrong_types_are_reported_at_once() {
+        let p = problems(
+            "[upstream]\ntimeout_ms = \"soon\"\n[cache]\nsize = true\n[[lists]]\nname = \"a\"\nsource = 1\nrefresh = 60\n[[lists]]\nsource = \"b.txt\"\n",
+        );
+        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "bad.toml:2:14: upstream.timeout_ms: expected a whole number of milliseconds, got the string \"soon\"",
+                "bad.toml:4:8: cache.size: expected a whole number of answers to cache, got true",
+                "bad.toml:7:10: lists[1].source: expected a file path or URL, such as \"lists/seized.txt\" or \"https://example.org/list.txt\", got the number 1",
+                "bad.toml:8:11: lists[1].refresh: expected a duration such as \"6h\" or \"30m\", got the number 60",
+                "bad.toml:9:1: lists[2]: missing name: every list needs a name and a source",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_date_time_where_a_section_belongs_is_named() {
+        let p = problems("server = 1979-05-27\n");
+        assert_eq!(
+            p[0].to_string(),
+            "bad.toml:1:10: server: expected a table of settings ([server]), got the date-time 1979-05-27"
+        );
+        let p = problems("lists = [1979-05-27T07:32:00Z]\n");
+        assert_eq!(
+            p[0].to_string(),
+            "bad.toml:1:10: lists[1]: expected a table of list settings ([[lists]]), got the date-time 1979-05-27T07:32:00Z"
+        );
     }
 }
