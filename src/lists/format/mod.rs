@@ -11,7 +11,7 @@
 //! a list full of cosmetic adblock rules is not broken, it is just aimed at a
 //! browser, and must not drown the log in warnings.
 //!
-//! One file per syntax ([`domains`], [`hosts`], [`adblock`], [`rpz`]); this
+//! One file per syntax (`domains`, `hosts`, `adblock`, `rpz`); this
 //! file holds what they share ([`Entry`], [`Outcome`], [`Parser`]) and the
 //! detection of a file's syntax from its first lines.
 
