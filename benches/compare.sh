@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: embargo against the floor (limit) and the peers,
-# with the shared lab in ../shared/bench (see its README).
+# with the shared lab (LAB, default ../shared/bench; see its README).
 #
 #   benches/compare.sh [SIZE] [SYSTEM...]
 #     SIZE     listed domains (default 1000000)
@@ -16,7 +16,15 @@
 # few percent between runs.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# The peer lab (load generators, upstream, list generator, one adaptor per
+# system) is not in this repository: it lives in the team's shared
+# workbench, checked out as ../shared/bench beside the checkout. Set LAB
+# to use one elsewhere.
 LAB="${LAB:-$REPO/../shared/bench}"
+[ -d "$LAB" ] || {
+  echo "compare.sh: the peer lab is not at $LAB (it lives in the team's shared workbench, ../shared/bench beside the checkout; set LAB=...)" >&2
+  exit 2
+}
 SIZE="${1:-1000000}"
 shift || true
 SYSTEMS="${*:-limit embargo unbound dnsdist pdns-recursor knot-resolver hickory-dns}"

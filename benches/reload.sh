@@ -7,10 +7,19 @@
 # time and peak memory against steady state.
 #
 #   benches/reload.sh [SIZE]      env: RATE (qps, default 50000), SECS (default 20)
-# Uses ../shared/bench (lists, upstream, the embargo adaptor); loopback only.
+# Uses the shared lab (LAB, default ../shared/bench: lists, upstream, the
+# embargo adaptor); loopback only.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# The peer lab (load generators, upstream, list generator, one adaptor per
+# system) is not in this repository: it lives in the team's shared
+# workbench, checked out as ../shared/bench beside the checkout. Set LAB
+# to use one elsewhere.
 LAB="${LAB:-$REPO/../shared/bench}"
+[ -d "$LAB" ] || {
+  echo "reload.sh: the peer lab is not at $LAB (it lives in the team's shared workbench, ../shared/bench beside the checkout; set LAB=...)" >&2
+  exit 2
+}
 SIZE="${1:-1000000}"; RATE="${RATE:-50000}"; SECS="${SECS:-20}"
 export EMBARGO_REPO="$REPO" LAB_STATE="${LAB_STATE:-$HOME/.cache/embargo-bench}"
 export RUST_LOG="info,embargo::blocked=warn" SERVER_CPU=1

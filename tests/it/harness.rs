@@ -143,7 +143,8 @@ impl Upstream {
     }
 }
 
-async fn bind_pair() -> (UdpSocket, tokio::net::TcpListener) {
+/// A UDP socket and a TCP listener on the same free loopback port.
+pub(crate) async fn bind_pair() -> (UdpSocket, tokio::net::TcpListener) {
     for _ in 0..20 {
         let udp = UdpSocket::bind("127.0.0.1:0").await.expect("udp bind");
         let addr = udp.local_addr().expect("addr");
