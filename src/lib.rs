@@ -10,11 +10,12 @@
 //!                                                                 ├─ blocked ─► policy.respond ─► client
 //!                                                                 ├─ cached  ─► cache ─────────► client
 //!                                                                 └─ else ────► upstream ─► cache ─► client
+//!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy` and `query`
 //! are synchronous and know nothing of sockets; `server`, `upstream`,
-//! `source` and `reload` are the async edges. Start reading at [`matcher`],
+//! `source`, `observe` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
 //! How lists arrive, also one way (an arrow reads "imports"):
@@ -34,6 +35,7 @@ pub mod cache;
 pub mod config;
 pub mod lists;
 pub mod matcher;
+pub mod observe;
 pub mod policy;
 pub mod query;
 pub mod reload;
@@ -58,16 +60,23 @@ pub enum RunError {
     Build(#[from] state::BuildError),
     #[error(transparent)]
     Bind(#[from] server::BindError),
+    #[error(transparent)]
+    Observe(#[from] observe::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Builds the handler for `config` around an already-built snapshot.
-pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
-    Arc::new(server::Handler::new(
-        Arc::new(ArcSwap::from_pointee(snapshot)),
-        cache::Cache::new(config.cache_size),
-        upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+/// Builds the handler for `config` around an already-built snapshot, with
+/// the observer (query log, hit report) that `[log]` and `[hits]` ask for.
+pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handler>, RunError> {
+    let observer = observe::Observer::start(config, snapshot.slots.clone())?;
+    Ok(Arc::new(
+        server::Handler::new(
+            Arc::new(ArcSwap::from_pointee(snapshot)),
+            cache::Cache::new(config.cache_size),
+            upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+        )
+        .with_observer(observer),
     ))
 }
 
@@ -81,7 +90,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .await
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
-    let handler = handler(&config, snapshot);
+    let handler = handler(&config, snapshot)?;
     let server = server::Server::bind(&config.listen, handler.clone())?;
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)

@@ -69,8 +69,9 @@ impl Upstream {
     }
 
     /// Forwards `query` (ID already chosen by the caller) and returns the
-    /// first valid answer, trying each server in turn before the deadline.
-    pub async fn forward(&self, query: &[u8]) -> Result<Vec<u8>, Error> {
+    /// first valid answer with the index of the server that gave it (in
+    /// `[upstream] servers`), trying each server in turn before the deadline.
+    pub async fn forward(&self, query: &[u8]) -> Result<(usize, Vec<u8>), Error> {
         let deadline = Instant::now() + self.timeout;
         let mut last = Error::NoServers;
         let n = self.servers.len();
@@ -88,7 +89,7 @@ impl Upstream {
                 Transport::Tcp => tcp_exchange(server.addr, query, attempt_deadline).await,
             };
             match result {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok((i, resp)),
                 Err(e) => {
                     tracing::debug!(error = %e, "upstream attempt failed");
                     last = e;

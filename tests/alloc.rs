@@ -67,19 +67,33 @@ fn lookups_and_blocked_answers_allocate_nothing() {
     )
     .expect("config");
     let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
-    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"));
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    // The default config records blocks (query log, hit report): recording
+    // is part of the path that must not allocate.
+    let mut rec = handler.observer().recorder();
     let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
     let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let mut out = Vec::with_capacity(1500);
     // Warm up once (tracing's callsite registration may allocate the first time).
-    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+    rec.begin();
+    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+    rec.flush();
     let (n, _) = allocations(|| {
         for _ in 0..100 {
-            handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+            rec.begin();
+            handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+            rec.flush();
         }
     });
-    assert_eq!(n, 0, "blocked answers allocated");
+    assert_eq!(n, 0, "blocked answers and their records allocated");
+    assert!(
+        handler
+            .observer()
+            .wants(embargo::observe::Decision::Blocked),
+        "blocks are recorded by default"
+    );
     assert_eq!(out[3] & 0x0f, 3, "NXDOMAIN");
 }

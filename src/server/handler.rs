@@ -11,6 +11,11 @@
 //!
 //! Steps 1-4 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
+//!
+//! Each decision is also handed, as a fixed-size [`QueryEvent`], to the
+//! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
+//! the [`Observer`]: one `record` call per decision point, each behind a
+//! check of whether that decision is recorded at all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,10 +24,11 @@ use arc_swap::ArcSwap;
 
 use crate::cache::{Cache, CacheKey};
 use crate::matcher::{Lookup, NameKey};
+use crate::observe::{Decision, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
-use crate::state::Snapshot;
+use crate::state::{ListSlot, Snapshot};
 use crate::upstream::Upstream;
 use crate::wire::{self, Rcode};
 
@@ -31,6 +37,15 @@ use crate::wire::{self, Rcode};
 pub enum Proto {
     Udp,
     Tcp,
+}
+
+impl From<Proto> for Transport {
+    fn from(p: Proto) -> Self {
+        match p {
+            Proto::Udp => Self::Udp,
+            Proto::Tcp => Self::Tcp,
+        }
+    }
 }
 
 /// What the caller does with a request.
@@ -51,6 +66,9 @@ pub struct Forward {
     facts: QueryFacts,
     name: NameKey,
     proto: Proto,
+    client: SocketAddr,
+    /// When the query arrived (µs since the epoch), for its record.
+    received_us: u64,
 }
 
 /// Decides and answers queries; shared by every socket.
@@ -62,6 +80,7 @@ pub struct Handler {
     /// Bounds the forwards in flight: a flood of random names must not take
     /// every socket the process may open.
     inflight: tokio::sync::Semaphore,
+    observe: Observer,
 }
 
 /// Forwarded queries waiting for the upstream at once, at most.
@@ -75,7 +94,20 @@ impl Handler {
             upstream,
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_INFLIGHT),
+            observe: Observer::off(),
         }
+    }
+
+    /// Records decisions through `observer` (the query log, the hit report).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observe = observer;
+        self
+    }
+
+    /// Where decisions are recorded: serving threads and tasks take their
+    /// [`Recorder`] from here.
+    pub fn observer(&self) -> &Observer {
+        &self.observe
     }
 
     /// Zones whose primaries may NOTIFY this server.
@@ -135,13 +167,15 @@ impl Handler {
         &self.state
     }
 
-    /// Steps 1-4 of the module doc. `out` is cleared and filled on `Reply`.
+    /// Steps 1-4 of the module doc. `out` is cleared and filled on `Reply`;
+    /// the decision goes to `rec` (the caller sends the answer, then flushes it).
     pub fn handle(
         &self,
         pkt: &[u8],
         client: SocketAddr,
         proto: Proto,
         out: &mut Vec<u8>,
+        rec: &mut Recorder,
     ) -> Outcome {
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
         if pkt.len() >= 4 && pkt[2] & 0xf8 == 4 << 3 {
@@ -150,16 +184,22 @@ impl Handler {
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {
-                if reject == Reject::Drop {
+                if reject == Reject::Drop || !query::write_reject(pkt, reject, out) {
                     return Outcome::Drop;
                 }
-                return if query::write_reject(pkt, reject, out) {
-                    Outcome::Reply
-                } else {
-                    Outcome::Drop
-                };
+                if rec.wants(Decision::Error) {
+                    let rcode = match reject {
+                        Reject::BadVers { .. } => 16,
+                        _ => rcode_of(out),
+                    };
+                    let ev = QueryEvent::new(Decision::Error, client, proto.into(), None, 0);
+                    rec.record(ev.with_rcode(rcode), pkt, out);
+                }
+                return Outcome::Reply;
             }
         };
+        // + access control (`[access]`): a refused client is recorded here
+        // as `Decision::Refused`, like the zone transfers below.
 
         let snap = self.state.load();
         match snap.set.lookup(&name) {
@@ -167,23 +207,19 @@ impl Handler {
                 if let Some(policy) = snap.policy(hit.policy) {
                     policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
                     snap.count_block(policy);
-                    if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
-                        let list = snap
-                            .lists
-                            .get(policy.list)
-                            .map_or("?", |l| l.spec.name.as_str());
-                        tracing::info!(
-                            target: "embargo::blocked",
-                            client = %client.ip(),
-                            query = %name,
-                            qtype = %wire::TypeName(facts.qtype),
-                            list,
-                            entry = %name.suffix(hit.suffix),
-                            action = policy.action.as_str(),
-                            "blocked"
-                        );
-                    }
                     truncate_for(&facts, proto, out);
+                    if rec.wants(Decision::Blocked) {
+                        let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                        let ev = QueryEvent::new(
+                            Decision::Blocked,
+                            client,
+                            proto.into(),
+                            Some(&name),
+                            facts.qtype,
+                        );
+                        let ev = ev.with_block(slot, hit.suffix, policy.action);
+                        rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+                    }
                     return Outcome::Reply;
                 }
             }
@@ -195,6 +231,16 @@ impl Handler {
         if matches!(facts.qtype, 251 | 252) {
             start_response(pkt, &facts, Rcode::Refused, out);
             finish_plain(&facts, out);
+            if rec.wants(Decision::Refused) {
+                let ev = QueryEvent::new(
+                    Decision::Refused,
+                    client,
+                    proto.into(),
+                    Some(&name),
+                    facts.qtype,
+                );
+                rec.record(ev.with_rcode(Rcode::Refused as u16), pkt, out);
+            }
             return Outcome::Reply;
         }
 
@@ -203,6 +249,16 @@ impl Handler {
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
         {
             truncate_for(&facts, proto, out);
+            if rec.wants(Decision::Cached) {
+                let ev = QueryEvent::new(
+                    Decision::Cached,
+                    client,
+                    proto.into(),
+                    Some(&name),
+                    facts.qtype,
+                );
+                rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+            }
             return Outcome::Reply;
         }
 
@@ -211,6 +267,8 @@ impl Handler {
             facts,
             name,
             proto,
+            client,
+            received_us: rec.stamp_us(),
         }))
     }
 
@@ -222,6 +280,8 @@ impl Handler {
             facts,
             name,
             proto,
+            client,
+            received_us,
         } = *job;
         // Upstream gets the question and, if the client used EDNS, our own
         // OPT (1232, DO as asked): the client's options (cookies, client
@@ -242,12 +302,14 @@ impl Handler {
             Ok(_permit) => self.upstream.forward(&query).await,
             Err(_) => Err(crate::upstream::Error::Busy),
         }
-        .and_then(|resp| {
+        .and_then(|(i, resp)| {
             wire::replace_opt(&resp, facts.edns.map(|e| e.dnssec_ok))
+                .map(|resp| (i, resp))
                 .ok_or(crate::upstream::Error::Unparsable)
         });
+        let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         match answer {
-            Ok(mut resp) => {
+            Ok((_, mut resp)) => {
                 // We are the client's recursive resolver: RA set, and AA clear
                 // even when the upstream is authoritative (as unbound and BIND do).
                 if let Some(flags) = resp.get_mut(2..4) {
@@ -277,6 +339,22 @@ impl Handler {
                     wire::push_opt(out, 0, edns.dnssec_ok, &ede);
                 }
             }
+        }
+        let decision = match upstream {
+            Some(_) => Decision::Allowed,
+            None => Decision::Error,
+        };
+        if self.observe.wants(decision) {
+            let mut ev = QueryEvent::new(decision, client, proto.into(), Some(&name), facts.qtype)
+                .with_rcode(rcode_of(out));
+            if let Some(i) = upstream {
+                ev = ev.with_upstream(i);
+            }
+            // A query recorded without a stamp (none was wanted then) gets its answer's time.
+            let now = crate::observe::now_us();
+            ev.time_us = if received_us == 0 { now } else { received_us };
+            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
+            self.observe.record(ev);
         }
     }
 

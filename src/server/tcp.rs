@@ -78,6 +78,7 @@ async fn connection(
 
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::with_capacity(512);
+    let mut rec = handler.observer().task_recorder();
     loop {
         let len = tokio::select! {
             _ = stop.changed() => break,
@@ -91,7 +92,10 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => break,
         }
-        match handler.handle(&buf, peer, Proto::Tcp, &mut out) {
+        rec.begin();
+        let outcome = handler.handle(&buf, peer, Proto::Tcp, &mut out, &mut rec);
+        rec.flush();
+        match outcome {
             Outcome::Reply => {
                 if tx.send(out.clone()).await.is_err() {
                     break;

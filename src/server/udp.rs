@@ -25,6 +25,8 @@ pub(super) fn spawn(
         .name("embargo-udp".into())
         .spawn(move || {
             let mut batch = Batch::new();
+            // This worker's own ring to the observer.
+            let mut rec = handler.observer().recorder();
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
                     Ok(n) => n,
@@ -44,11 +46,12 @@ pub(super) fn spawn(
                         continue;
                     }
                 };
+                rec.begin();
                 for i in 0..n {
                     let Some((pkt, peer, out)) = batch.slot(i) else {
                         continue;
                     };
-                    match handler.handle(pkt, peer, Proto::Udp, out) {
+                    match handler.handle(pkt, peer, Proto::Udp, out, &mut rec) {
                         Outcome::Reply => batch.commit_out(),
                         Outcome::Drop => {}
                         Outcome::Forward(job) => {
@@ -69,6 +72,7 @@ pub(super) fn spawn(
                     }
                 }
                 batch.flush(&sock);
+                rec.flush();
             }
         })
 }

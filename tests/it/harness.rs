@@ -227,7 +227,7 @@ impl Embargo {
         let path: PathBuf = dir.path().join("embargo.toml");
         let config = embargo::Config::load(&path).expect("config loads");
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
-        let handler = embargo::handler(&config, snapshot);
+        let handler = embargo::handler(&config, snapshot).expect("handler");
         let server = embargo::server::Server::bind(&config.listen, handler.clone()).expect("bind");
         let addr = server.local_addrs()[0];
         let maintainer = tokio::spawn(embargo::reload::maintain(

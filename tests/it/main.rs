@@ -6,6 +6,7 @@ mod cli;
 mod forwarding;
 mod harness;
 mod malformed;
+mod observe;
 mod ofac;
 mod reload;
 mod shipped;
