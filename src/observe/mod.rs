@@ -580,6 +580,9 @@ impl Worker {
         let mut last_write = Instant::now();
         let mut last_save = Instant::now();
         let mut dirty = false;
+        // The log's counts at the last save: `embargo hits` shows them, so
+        // they are kept fresh even when no block changes the report.
+        let mut counts_saved = (0, 0);
         let mut warned: Option<Instant> = None;
         let mut dropped_seen = 0;
         loop {
@@ -593,12 +596,15 @@ impl Worker {
                 self.write();
                 last_write = Instant::now();
             }
+            let dropped = self.shared.dropped();
+            let counts = (self.shared.written.load(Ordering::Relaxed), dropped);
+            dirty |= counts != counts_saved;
             if dirty && (stopping || last_save.elapsed() >= SAVE_EVERY) {
                 self.save();
                 dirty = false;
+                counts_saved = counts;
                 last_save = Instant::now();
             }
-            let dropped = self.shared.dropped();
             if dropped > dropped_seen && warned.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
                 tracing::warn!(
                     dropped = dropped - dropped_seen,
