@@ -29,6 +29,11 @@
 //! refresh, TSIG key); `lists` turns bytes into names and imports nothing
 //! above `matcher`; `source` brings a remote list's bytes into the state
 //! directory; `reload` drives it and swaps the rebuilt snapshot in.
+//!
+//! How `embargo run` starts: [`prepare`] binds every address and gives up
+//! the privileges that took ([`privileges`]) while the process still has one
+//! thread; then the runtime starts and [`serve`] loads the lists and serves,
+//! as the unprivileged user.
 
 pub mod cache;
 pub mod config;
