@@ -111,6 +111,7 @@ pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc
 
 fn warn_restart_needed(old: &Config, new: &Config) {
     if old.listen != new.listen
+        || old.run_as.names() != new.run_as.names()
         || old.upstreams != new.upstreams
         || old.cache_size != new.cache_size
     {

@@ -52,6 +52,8 @@ pub struct StateSpec {
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
     pub listen: Option<Value>,
+    pub user: Option<Value>,
+    pub group: Option<Value>,
 }
 
 /// `[upstream]`

@@ -10,10 +10,12 @@
 mod error;
 mod file;
 mod list;
+mod run_as;
 
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
+pub use run_as::{Account, RunAs};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -79,6 +81,8 @@ pub struct Config {
     /// The file this came from (lists are resolved relative to it).
     pub path: PathBuf,
     pub listen: Vec<SocketAddr>,
+    /// Whom to serve as once the sockets are bound (`[server] user`, `group`).
+    pub run_as: RunAs,
     pub upstreams: Vec<UpstreamServer>,
     pub upstream_timeout: Duration,
     /// Answers cached; 0 disables the cache.
@@ -361,6 +365,8 @@ impl Checker<'_> {
                 .collect(),
         };
 
+        let run_as = self.run_as(&server.user, &server.group);
+
         let upstreams = match &upstream.servers {
             Some(servers) => self
                 .each(
@@ -488,6 +494,7 @@ impl Checker<'_> {
             path: self.path.to_path_buf(),
             state_dir,
             listen,
+            run_as,
             upstreams,
             upstream_timeout,
             cache_size,
@@ -948,6 +955,8 @@ mod tests {
     #[rustfmt::skip]
     const KEYS: &[(&str, &str, &str, &str, &str)] = &[
         ("server",   "listen",        r#""127.0.0.1:53""#,     r#"the string "127.0.0.1:53""#, "a list of addresses"),
+        ("server",   "user",          "65534",                 "the number 65534",             "a user name"),
+        ("server",   "group",         "[]",                    "an empty array",               "a group name"),
         ("upstream", "servers",       r#""9.9.9.9:53""#,       r#"the string "9.9.9.9:53""#,   "a list of resolver addresses"),
         ("upstream", "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
         ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),

@@ -10,7 +10,9 @@
 //! paths never wait, so an async reactor would only add a wake-up per packet.
 //! Forwarded queries are the only ones that wait, and they go to tokio.
 //! [`Server::bind`] takes the addresses and [`Server::run`] a shutdown future,
-//! so tests bind `127.0.0.1:0` and stop the server when they are done.
+//! so tests bind `127.0.0.1:0` and stop the server when they are done;
+//! `embargo run` binds [`Listeners`] first, drops its privileges, then serves
+//! them with [`Server::new`].
 
 mod batch;
 mod handler;
@@ -43,12 +45,21 @@ pub struct BindError {
     pub source: io::Error,
 }
 
-impl Server {
+/// UDP sockets and TCP listeners bound to the configured addresses and not
+/// yet served. Binding is split from serving so that `embargo run` can bind
+/// with the privileges it was started with (port 53), give them up, and
+/// only then start its threads (see [`crate::privileges`]).
+pub struct Listeners {
+    udp: Vec<std::net::UdpSocket>,
+    tcp: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
     /// Binds UDP and TCP on each address (the same port for both, also when
     /// the port is 0). An IPv6 address that the host does not have is
     /// skipped with a warning, so the default `[::1]` does not stop a host
     /// without IPv6; every other failure is an error.
-    pub fn bind(listen: &[SocketAddr], handler: Arc<Handler>) -> Result<Self, BindError> {
+    pub fn bind(listen: &[SocketAddr]) -> Result<Self, BindError> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for &addr in listen {
@@ -63,7 +74,31 @@ impl Server {
                 Err(source) => return Err(BindError { addr, source }),
             }
         }
-        Ok(Self { udp, tcp, handler })
+        Ok(Self { udp, tcp })
+    }
+
+    /// The addresses actually bound (with the real port when 0 was asked).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+}
+
+impl Server {
+    /// Binds `listen` (see [`Listeners::bind`]) for `handler`.
+    pub fn bind(listen: &[SocketAddr], handler: Arc<Handler>) -> Result<Self, BindError> {
+        Ok(Self::new(Listeners::bind(listen)?, handler))
+    }
+
+    /// Serves sockets bound earlier with `handler`.
+    pub fn new(listeners: Listeners, handler: Arc<Handler>) -> Self {
+        Self {
+            udp: listeners.udp,
+            tcp: listeners.tcp,
+            handler,
+        }
     }
 
     /// The addresses actually bound (with the real port when 0 was asked).

@@ -7,6 +7,7 @@ mod forwarding;
 mod harness;
 mod malformed;
 mod ofac;
+mod privileges;
 mod reload;
 mod shipped;
 mod xfr;
