@@ -52,6 +52,12 @@ pub struct StateSpec {
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
     pub listen: Option<Value>,
+    pub workers: Option<Value>,
+    pub tcp_max_connections: Option<Value>,
+    pub tcp_idle_timeout: Option<Value>,
+    pub tcp_message_timeout: Option<Value>,
+    pub tcp_max_inflight: Option<Value>,
+    pub max_forwards: Option<Value>,
 }
 
 /// `[upstream]`
