@@ -64,11 +64,14 @@ pub enum RunError {
 
 /// Builds the handler for `config` around an already-built snapshot.
 pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
-    Arc::new(server::Handler::new(
-        Arc::new(ArcSwap::from_pointee(snapshot)),
-        cache::Cache::new(config.cache_size),
-        upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
-    ))
+    Arc::new(
+        server::Handler::new(
+            Arc::new(ArcSwap::from_pointee(snapshot)),
+            cache::Cache::new(config.cache_size),
+            upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+        )
+        .with_max_forwards(config.server.max_forwards),
+    )
 }
 
 /// Loads the lists, binds the configured addresses and serves until
@@ -82,7 +85,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
     let handler = handler(&config, snapshot);
-    let server = server::Server::bind(&config.listen, handler.clone())?;
+    let server = server::Server::bind(&config.listen, &config.server, handler.clone())?;
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));

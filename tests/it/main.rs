@@ -9,4 +9,8 @@ mod malformed;
 mod ofac;
 mod reload;
 mod shipped;
+mod tcp;
+mod upstreams;
+mod wildcard;
+mod workers;
 mod xfr;
