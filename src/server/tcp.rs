@@ -19,11 +19,18 @@
 //!   answered at once; then the connection is not read until one answer has
 //!   been written (backpressure: the client's own socket buffer fills);
 //! - a client that stops reading its answers: a write that cannot finish
-//!   within `idle_timeout` closes the connection.
+//!   within `idle_timeout` closes the connection, and so do more than
+//!   [`MAX_QUEUED`] bytes of answers waiting to be written (the kernel's
+//!   send buffer is full by then).
+//!
+//! So one connection holds at most a message being read (64 KiB), the
+//! answer being built (4 KiB), the write buffer and `MAX_QUEUED` bytes
+//! of answers (plus the last one, at most 64 KiB), whatever the client
+//! does: the README's "Bounded resources" adds it up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +45,12 @@ use crate::config::TcpLimits;
 
 /// A read buffer grown past this by a rare big query is given back after it.
 const KEEP_BUFFER: usize = 4096;
+/// Bytes of answers waiting to be written beyond which the connection is
+/// closed: its client has stopped reading (the kernel's send buffer, which
+/// grows to megabytes for a reader, is already full).
+pub(super) const MAX_QUEUED: usize = 128 * 1024;
+/// Room to gather pipelined answers into segments.
+const WRITE_BUFFER: usize = 4096;
 
 /// The connections of one listener, for making room when a new one arrives.
 struct Connections {
@@ -57,8 +70,11 @@ struct Conn {
     last_active: AtomicU64,
     /// Queries being answered; all permits back means nothing in flight.
     inflight: Arc<Semaphore>,
-    /// Told to close, to make room for a newer connection.
-    evict: Notify,
+    /// Bytes of answers handed to the writer and not yet written.
+    queued: AtomicUsize,
+    /// Told to close at once: to make room for a newer connection, or
+    /// because its client does not read its answers.
+    close: Notify,
 }
 
 impl Connections {
@@ -86,7 +102,8 @@ impl Connections {
         let conn = Arc::new(Conn {
             last_active: AtomicU64::new(self.now_ms()),
             inflight: Arc::new(Semaphore::new(self.limits.max_inflight)),
-            evict: Notify::new(),
+            queued: AtomicUsize::new(0),
+            close: Notify::new(),
         });
         let Ok(mut open) = self.open.lock() else {
             return None;
@@ -110,7 +127,7 @@ impl Connections {
                 }
                 return None;
             };
-            victim.evict.notify_one();
+            victim.close.notify_one();
             let n = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -175,6 +192,17 @@ pub(super) async fn serve(
 /// An answer to write, and the in-flight slot it frees once written.
 type Answer = (Vec<u8>, OwnedSemaphorePermit);
 
+/// Hands `answer` to the writer, unless that would leave more than
+/// [`MAX_QUEUED`] bytes unwritten: then the connection is told to close.
+async fn queue(tx: &mpsc::Sender<Answer>, conn: &Conn, answer: Answer) -> bool {
+    let len = answer.0.len();
+    if conn.queued.fetch_add(len, Ordering::Relaxed) + len > MAX_QUEUED {
+        conn.close.notify_one();
+        return false;
+    }
+    tx.send(answer).await.is_ok()
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -222,18 +250,17 @@ async fn connection(
             };
             match handler.handle(&buf, peer, Proto::Tcp, &mut out) {
                 Outcome::Reply => {
-                    if tx.send((out.clone(), permit)).await.is_err() {
+                    if !queue(&tx, &conn, (out.clone(), permit)).await {
                         break;
                     }
                 }
                 Outcome::Drop => drop(permit),
                 Outcome::Forward(job) => {
-                    let handler = handler.clone();
-                    let tx = tx.clone();
+                    let (handler, tx, conn) = (handler.clone(), tx.clone(), conn.clone());
                     tokio::spawn(async move {
                         let mut out = Vec::new();
                         handler.forward(job, &mut out).await;
-                        let _ = tx.send((out, permit)).await;
+                        queue(&tx, &conn, (out, permit)).await;
                     });
                 }
             }
@@ -247,9 +274,10 @@ async fn connection(
     };
     tokio::pin!(writer);
     tokio::select! {
-        // Shutdown or eviction: stop reading; answers in flight still go out.
+        // Shutdown: stop reading; answers in flight still go out.
         _ = stop.changed() => {}
-        _ = conn.evict.notified() => {}
+        // Evicted (idle: nothing to write) or not reading its answers.
+        _ = conn.close.notified() => return,
         // The reader ended (EOF, timeout, bad frame): drain the answers.
         () = reader => {}
         // The writer gave up (the client stopped reading, or reset): close.
@@ -294,9 +322,10 @@ async fn write_answers(
     conns: &Connections,
     conn: &Conn,
 ) {
-    let mut wr = BufWriter::new(wr);
+    let mut wr = BufWriter::with_capacity(WRITE_BUFFER, wr);
     let stall = conns.limits.idle_timeout;
     while let Some((msg, permit)) = rx.recv().await {
+        conn.queued.fetch_sub(msg.len(), Ordering::Relaxed);
         let Ok(len) = u16::try_from(msg.len()) else {
             continue;
         };

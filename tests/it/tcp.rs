@@ -238,21 +238,29 @@ async fn deep_pipelining_is_all_answered_with_at_most_max_inflight_at_once() {
     e.stop().await;
 }
 
+/// The server's established TCP sockets on `port`, as `ss` lists them
+/// (Recv-Q Send-Q Local Peer).
+fn server_sockets(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-Htn", "state", "established", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Bytes waiting unread in the kernel for the server's end of the one
 /// connection on `port` (`ss`'s Recv-Q).
 fn server_recv_queue(port: u16) -> usize {
-    let out = std::process::Command::new("ss")
-        .args(["-Htn", &format!("sport = :{port}")])
-        .output()
-        .expect("ss (iproute2) runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "one connection: {text}");
+    let lines = server_sockets(port);
+    assert_eq!(lines.len(), 1, "one connection: {lines:?}");
     lines[0]
         .split_whitespace()
-        .nth(1)
+        .next()
         .and_then(|q| q.parse().ok())
-        .unwrap_or_else(|| panic!("Recv-Q in {text}"))
+        .unwrap_or_else(|| panic!("Recv-Q in {lines:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -332,6 +340,48 @@ async fn zero_length_and_garbage_frames_leave_the_connection_serving() {
         }
     }
     let r = ask(&mut c, "seized.example.").await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_reads_its_answers_is_closed() {
+    // 2.3 KB answers, many allowed in flight, a long idle timeout: only the
+    // cap on answers waiting to be written (128 KiB) can close it early.
+    let txt: Vec<String> = (0..30)
+        .map(|i| format!("big IN TXT \"record {i:02} {}\"", "x".repeat(60)))
+        .collect();
+    let up = Upstream::start_with(&txt).await;
+    let cfg = with_server(
+        &config(up.addr, ""),
+        "tcp_max_inflight = 1000\ntcp_idle_timeout = \"30s\"",
+    );
+    let e = Embargo::start(&cfg, &[]).await;
+    let q = frame(&query("big.up.test.", RecordType::TXT, false));
+    let c = connect(e.addr).await;
+    // Never read: a task writes 4,000 queries (9 MB of answers) and keeps
+    // the connection open from this side.
+    let (_rd, mut wr) = c.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..4000 {
+            if wr.write_all(&q).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let started = Instant::now();
+    while !server_sockets(e.addr.port()).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still open: {:?}",
+            server_sockets(e.addr.port())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.abort();
+    let mut other = connect(e.addr).await;
+    let r = ask(&mut other, "seized.example.").await;
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
     e.stop().await;
 }
