@@ -72,11 +72,14 @@ pub enum RunError {
 
 /// Builds the handler for `config` around an already-built snapshot.
 pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
-    Arc::new(server::Handler::new(
-        Arc::new(ArcSwap::from_pointee(snapshot)),
-        cache::Cache::new(config.cache_size),
-        upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
-    ))
+    Arc::new(
+        server::Handler::new(
+            Arc::new(ArcSwap::from_pointee(snapshot)),
+            cache::Cache::new(config.cache_size),
+            upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+        )
+        .with_max_forwards(config.server.max_forwards),
+    )
 }
 
 /// Everything `embargo run` does before it starts a thread: looks up
@@ -87,7 +90,7 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
 /// inherit them.
 pub fn prepare(config: &Config) -> Result<server::Listeners, RunError> {
     let identity = privileges::resolve(&config.run_as)?;
-    let listeners = server::Listeners::bind(&config.listen)?;
+    let listeners = server::Listeners::bind(&config.listen, &config.server)?;
     privileges::drop(config, identity.as_ref())?;
     Ok(listeners)
 }
@@ -116,7 +119,7 @@ pub async fn serve(
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
     let handler = handler(&config, snapshot);
-    let server = server::Server::new(listeners, handler.clone());
+    let server = server::Server::new(listeners, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));

@@ -6,7 +6,7 @@
 //!
 //! A reload that fails (bad config, unreadable list) keeps the rules in
 //! force and says why. Settings that live in sockets or the handler
-//! (`listen`, `upstream`, `cache`) need a restart; a reload that sees them
+//! (`[server]`, `upstream`, `cache`) need a restart; a reload that sees them
 //! changed says so.
 
 use std::collections::HashSet;
@@ -112,7 +112,9 @@ pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc
 fn warn_restart_needed(old: &Config, new: &Config) {
     if old.listen != new.listen
         || old.run_as.names() != new.run_as.names()
+        || old.server != new.server
         || old.upstreams != new.upstreams
+        || old.upstream_timeout != new.upstream_timeout
         || old.cache_size != new.cache_size
     {
         tracing::warn!("[server], [upstream] and [cache] changes take effect after a restart");

@@ -138,14 +138,22 @@ async fn udp_exchange(
     let sock = UdpSocket::bind(local).await.map_err(io)?;
     sock.connect(server).await.map_err(io)?;
     sock.send(query).await.map_err(io)?;
-    // We ask with a 1232-byte EDNS size or none (512), so a compliant answer
-    // fits with room to spare; a longer one is cut and fails to parse.
-    let mut buf = vec![0u8; 4096];
     loop {
-        let n = timeout_at(deadline, sock.recv(&mut buf))
+        timeout_at(deadline, sock.readable())
             .await
             .map_err(|_| Error::Timeout { server })?
             .map_err(io)?;
+        // The buffer exists only once something has arrived: a forward
+        // waiting for its answer holds no receive buffer (4 KiB each, times
+        // max_forwards). We ask with a 1232-byte EDNS size or none (512), so
+        // a compliant answer fits with room to spare; a longer one is cut
+        // and fails to parse.
+        let mut buf = vec![0u8; 4096];
+        let n = match sock.try_recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(io(e)),
+        };
         if answers(query, &buf[..n]) {
             buf.truncate(n);
             return Ok(buf);

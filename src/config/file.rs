@@ -54,6 +54,12 @@ pub struct ServerSpec {
     pub listen: Option<Value>,
     pub user: Option<Value>,
     pub group: Option<Value>,
+    pub workers: Option<Value>,
+    pub tcp_max_connections: Option<Value>,
+    pub tcp_idle_timeout: Option<Value>,
+    pub tcp_message_timeout: Option<Value>,
+    pub tcp_max_inflight: Option<Value>,
+    pub max_forwards: Option<Value>,
 }
 
 /// `[upstream]`

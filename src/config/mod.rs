@@ -11,11 +11,13 @@ mod error;
 mod file;
 mod list;
 mod run_as;
+mod server;
 
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 pub use run_as::{Account, RunAs};
+pub use server::{ServerConfig, TcpLimits};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -83,6 +85,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Whom to serve as once the sockets are bound (`[server] user`, `group`).
     pub run_as: RunAs,
+    /// Workers and bounds (`[server]` keys other than `listen`).
+    pub server: ServerConfig,
     pub upstreams: Vec<UpstreamServer>,
     pub upstream_timeout: Duration,
     /// Answers cached; 0 disables the cache.
@@ -364,6 +368,7 @@ impl Checker<'_> {
                 .filter_map(|s| s.parse().ok())
                 .collect(),
         };
+        let server_config = self.server_settings(&server);
 
         let run_as = self.run_as(&server.user, &server.group);
 
@@ -495,6 +500,7 @@ impl Checker<'_> {
             state_dir,
             listen,
             run_as,
+            server: server_config,
             upstreams,
             upstream_timeout,
             cache_size,
@@ -957,6 +963,12 @@ mod tests {
         ("server",   "listen",        r#""127.0.0.1:53""#,     r#"the string "127.0.0.1:53""#, "a list of addresses"),
         ("server",   "user",          "65534",                 "the number 65534",             "a user name"),
         ("server",   "group",         "[]",                    "an empty array",               "a group name"),
+        ("server",   "workers",       r#""auto""#,             r#"the string "auto""#,         "a whole number of UDP worker threads"),
+        ("server",   "tcp_max_connections", "1.5",             "the number 1.5",               "a whole number of connections"),
+        ("server",   "tcp_idle_timeout", "10",                 "the number 10",                r#"a duration such as "10s""#),
+        ("server",   "tcp_message_timeout", "true",            "true",                         r#"a duration such as "10s""#),
+        ("server",   "tcp_max_inflight", r#""32""#,            r#"the string "32""#,           "a whole number of queries in flight per connection"),
+        ("server",   "max_forwards",  "[10000]",               "an array",                     "a whole number of forwarded queries in flight"),
         ("upstream", "servers",       r#""9.9.9.9:53""#,       r#"the string "9.9.9.9:53""#,   "a list of resolver addresses"),
         ("upstream", "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
         ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),

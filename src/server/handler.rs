@@ -62,10 +62,15 @@ pub struct Handler {
     /// Bounds the forwards in flight: a flood of random names must not take
     /// every socket the process may open.
     inflight: tokio::sync::Semaphore,
+    /// The permits `inflight` started with (`[server] max_forwards`).
+    max_forwards: usize,
 }
 
-/// Forwarded queries waiting for the upstream at once, at most.
-const MAX_INFLIGHT: usize = 10_000;
+/// Forwarded queries waiting for the upstream at once, unless configured.
+const MAX_FORWARDS: usize = 10_000;
+/// An OPT record with no options (root name, type, class, TTL, RDLENGTH),
+/// which `forward` adds to an EDNS query.
+const OPT_LEN: usize = 11;
 
 impl Handler {
     pub fn new(state: Arc<ArcSwap<Snapshot>>, cache: Cache, upstream: Upstream) -> Self {
@@ -74,8 +79,17 @@ impl Handler {
             cache,
             upstream,
             notify: Arc::new(NotifyTargets::default()),
-            inflight: tokio::sync::Semaphore::new(MAX_INFLIGHT),
+            inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
+            max_forwards: MAX_FORWARDS,
         }
+    }
+
+    /// At most `n` forwarded queries wait for the upstream at once; one more
+    /// is answered SERVFAIL at once (`[server] max_forwards`).
+    pub fn with_max_forwards(mut self, n: usize) -> Self {
+        self.inflight = tokio::sync::Semaphore::new(n);
+        self.max_forwards = n;
+        self
     }
 
     /// Zones whose primaries may NOTIFY this server.
@@ -206,8 +220,13 @@ impl Handler {
             return Outcome::Reply;
         }
 
+        // Only the header and question are kept (`forward` sends no more):
+        // a forward in flight holds at most ~300 bytes of query, whatever
+        // the client sent after the question.
+        let mut query = Vec::with_capacity(facts.question_end + OPT_LEN);
+        query.extend_from_slice(pkt.get(..facts.question_end).unwrap_or(pkt));
         Outcome::Forward(Box::new(Forward {
-            query: pkt.to_vec(),
+            query,
             facts,
             name,
             proto,
@@ -288,7 +307,7 @@ impl Handler {
     /// Waits until no forwarded query is waiting for the upstream, or
     /// `limit` passes: every permit back means every forward has its answer.
     pub async fn drain(&self, limit: std::time::Duration) {
-        let all = u32::try_from(MAX_INFLIGHT).unwrap_or(u32::MAX);
+        let all = u32::try_from(self.max_forwards).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(limit, self.inflight.acquire_many(all)).await;
     }
 }

@@ -163,7 +163,12 @@ pub(crate) async fn dead_addr() -> SocketAddr {
 
 /// Embargo, in-process, serving a config written to a temp dir.
 pub(crate) struct Embargo {
+    /// The first listen address (with its real port).
     pub(crate) addr: SocketAddr,
+    /// Every listen address, in config order.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Each UDP worker's counters.
+    pub(crate) workers: Arc<[embargo::server::WorkerStats]>,
     pub(crate) handler: Arc<embargo::server::Handler>,
     dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -209,6 +214,11 @@ domains = ["allowed.seized.example"]
     )
 }
 
+/// `config` with `lines` added to its `[server]` section.
+pub(crate) fn with_server(config: &str, lines: &str) -> String {
+    config.replacen("[server]\n", &format!("[server]\n{lines}\n"), 1)
+}
+
 impl Embargo {
     /// Starts with `config` text and the given files in a fresh temp dir
     /// (`seized.txt` gets [`SEIZED_LIST`] unless given).
@@ -228,8 +238,11 @@ impl Embargo {
         let config = embargo::Config::load(&path).expect("config loads");
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
         let handler = embargo::handler(&config, snapshot);
-        let server = embargo::server::Server::bind(&config.listen, handler.clone()).expect("bind");
-        let addr = server.local_addrs()[0];
+        let server = embargo::server::Server::bind(&config.listen, &config.server, handler.clone())
+            .expect("bind");
+        let addrs = server.local_addrs();
+        let addr = addrs[0];
+        let workers = server.worker_stats();
         let maintainer = tokio::spawn(embargo::reload::maintain(
             config,
             handler.state().clone(),
@@ -241,12 +254,22 @@ impl Embargo {
         }));
         Self {
             addr,
+            addrs,
+            workers,
             handler,
             dir,
             stop: Some(stop),
             task: Some(task),
             maintainer,
         }
+    }
+
+    /// Answers each UDP worker has sent from its own batches so far.
+    pub(crate) fn answered(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| w.answered.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
     }
 
     /// The directory holding the config, lists and state.
@@ -361,5 +384,206 @@ pub(crate) fn ede(msg: &Message) -> Option<(u16, String)> {
             String::from_utf8_lossy(&data[2..]).into_owned(),
         )),
         _ => None,
+    }
+}
+
+/// One thing a [`ScriptedUpstream`] does with each query, in order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step {
+    /// Wait this long.
+    Wait(Duration),
+    /// The right answer: the question echoed, `A 192.0.2.99`.
+    Answer,
+    /// The right answer under another ID.
+    WrongId,
+    /// The right ID, an answer for another name.
+    WrongQuestion,
+    /// Random bytes.
+    Garbage,
+    /// The right ID and flags, the message cut inside the question (over
+    /// TCP: the length of the whole answer, half of it, then silence).
+    Cut,
+}
+
+/// The address a scripted upstream answers with.
+pub(crate) const SCRIPTED_ANSWER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 99);
+
+/// An upstream that misbehaves on purpose: each query it receives, over
+/// UDP or TCP (one port), gets the same script of steps. It counts the
+/// queries it has received and the most it was answering at once.
+pub(crate) struct ScriptedUpstream {
+    pub(crate) addr: SocketAddr,
+    received: Arc<std::sync::atomic::AtomicUsize>,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Counts a query in flight at a scripted upstream; uncounts it when dropped.
+struct InFlight {
+    now: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl InFlight {
+    fn start(
+        now: &Arc<std::sync::atomic::AtomicUsize>,
+        peak: &std::sync::atomic::AtomicUsize,
+        received: &std::sync::atomic::AtomicUsize,
+    ) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        received.fetch_add(1, SeqCst);
+        let n = now.fetch_add(1, SeqCst) + 1;
+        peak.fetch_max(n, SeqCst);
+        Self { now: now.clone() }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl ScriptedUpstream {
+    pub(crate) async fn start(script: &[Step]) -> Self {
+        use std::sync::atomic::AtomicUsize;
+        let (udp, tcp) = bind_pair().await;
+        let addr = udp.local_addr().expect("addr");
+        let udp = Arc::new(udp);
+        let received = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let now = Arc::new(AtomicUsize::new(0));
+        let script: Arc<[Step]> = script.into();
+        let (s, r, p, n) = (script.clone(), received.clone(), peak.clone(), now.clone());
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((len, peer)) = udp.recv_from(&mut buf).await {
+                let query = buf[..len].to_vec();
+                let flight = InFlight::start(&n, &p, &r);
+                let (udp, s) = (udp.clone(), s.clone());
+                tokio::spawn(async move {
+                    let mut flight = Some(flight);
+                    for (i, step) in s.iter().enumerate() {
+                        if i + 1 == s.len() {
+                            // Done before the last step goes out: the reply
+                            // can start the next query before this task ends.
+                            flight.take();
+                        }
+                        if let Step::Wait(d) = step {
+                            tokio::time::sleep(*d).await;
+                        } else {
+                            let _ = udp.send_to(&scripted(&query, *step), peer).await;
+                        }
+                    }
+                });
+            }
+        });
+        let (s, r, p, n) = (script, received.clone(), peak.clone(), now);
+        let tcp_task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = tcp.accept().await {
+                let (s, r, p, n) = (s.clone(), r.clone(), p.clone(), n.clone());
+                tokio::spawn(async move {
+                    while let Ok(len) = conn.read_u16().await {
+                        let mut query = vec![0u8; usize::from(len)];
+                        if conn.read_exact(&mut query).await.is_err() {
+                            return;
+                        }
+                        let mut flight = Some(InFlight::start(&n, &p, &r));
+                        for (i, step) in s.iter().enumerate() {
+                            if i + 1 == s.len() {
+                                flight.take();
+                            }
+                            let bytes = match step {
+                                Step::Wait(d) => {
+                                    tokio::time::sleep(*d).await;
+                                    continue;
+                                }
+                                Step::Cut => {
+                                    let whole = scripted(&query, Step::Answer);
+                                    let mut frame = (whole.len() as u16).to_be_bytes().to_vec();
+                                    frame.extend_from_slice(&whole[..whole.len() / 2]);
+                                    let _ = conn.write_all(&frame).await;
+                                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                                    return;
+                                }
+                                step => scripted(&query, *step),
+                            };
+                            let mut frame = (bytes.len() as u16).to_be_bytes().to_vec();
+                            frame.extend_from_slice(&bytes);
+                            if conn.write_all(&frame).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            peak,
+            tasks: vec![udp_task, tcp_task],
+        }
+    }
+
+    /// Queries received so far (UDP and TCP).
+    pub(crate) fn received(&self) -> usize {
+        self.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most queries it was working on at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ScriptedUpstream {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The bytes a scripted upstream sends for `query` at `step`.
+fn scripted(query: &[u8], step: Step) -> Vec<u8> {
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    let Ok(q) = Message::from_vec(query) else {
+        return vec![0xde, 0xad];
+    };
+    let question = q.queries.first().cloned().unwrap_or_default();
+    let id = match step {
+        Step::WrongId => q.metadata.id.wrapping_add(1),
+        _ => q.metadata.id,
+    };
+    let question = match step {
+        Step::WrongQuestion => Query::query(
+            Name::from_ascii("other.up.test.").expect("name"),
+            question.query_type(),
+        ),
+        _ => question,
+    };
+    let mut m = Message::new(id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = q.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.add_answer(Record::from_rdata(
+        question.name().clone(),
+        60,
+        RData::A(A(SCRIPTED_ANSWER)),
+    ));
+    m.add_query(question);
+    if let Some(e) = &q.edns {
+        let mut mine = Edns::new();
+        mine.set_max_payload(1232);
+        mine.set_dnssec_ok(e.flags().dnssec_ok);
+        m.set_edns(mine);
+    }
+    let bytes = m.to_vec().expect("encode");
+    match step {
+        Step::Garbage => (0..fastrand::usize(1..200))
+            .map(|_| fastrand::u8(..))
+            .collect(),
+        // The 12-byte header and 3 bytes of the question's name.
+        Step::Cut => bytes[..15].to_vec(),
+        _ => bytes,
     }
 }

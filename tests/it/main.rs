@@ -10,4 +10,8 @@ mod ofac;
 mod privileges;
 mod reload;
 mod shipped;
+mod tcp;
+mod upstreams;
+mod wildcard;
+mod workers;
 mod xfr;
