@@ -30,6 +30,7 @@
 //! above `matcher`; `source` brings a remote list's bytes into the state
 //! directory; `reload` drives it and swaps the rebuilt snapshot in.
 
+pub mod access;
 pub mod cache;
 pub mod config;
 pub mod lists;
@@ -81,6 +82,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .await
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
+    reload::log_warnings(&config);
     let handler = handler(&config, snapshot);
     let server = server::Server::bind(&config.listen, handler.clone())?;
     let pid_file = reload::pid_file(&config);

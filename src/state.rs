@@ -6,8 +6,10 @@
 //! whole life, so a reload never changes the rules under a query in flight.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::access::{Access, RateLimiter};
 use crate::config::{Config, ListSpec, Location};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
@@ -39,6 +41,11 @@ pub struct Snapshot {
     pub policies: Vec<Policy>,
     pub lists: Vec<ListInfo>,
     pub allow: Vec<AllowInfo>,
+    /// Who may ask (`[access]`).
+    pub access: Access,
+    /// The rate limiter, `None` when `[rate_limit]` is off. Shared by
+    /// every worker; a reload that keeps its settings keeps its table.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 /// Why a snapshot could not be built.
@@ -64,6 +71,8 @@ impl Snapshot {
             policies: vec![allow_placeholder()],
             lists: Vec::new(),
             allow: Vec::new(),
+            access: Access::default(),
+            limiter: None,
         }
     }
 
@@ -228,7 +237,19 @@ impl Snapshot {
             policies,
             lists,
             allow,
+            access: config.access.clone(),
+            limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
         })
+    }
+
+    /// Takes over `old`'s rate limiter when the settings are the same, so a
+    /// reload does not hand every limited client a fresh allowance.
+    pub fn keep_limiter(&mut self, old: &Self) {
+        if let (Some(new), Some(old)) = (&self.limiter, &old.limiter)
+            && new.settings() == old.settings()
+        {
+            self.limiter = Some(old.clone());
+        }
     }
 
     /// The policy for an id from this snapshot's matcher.
