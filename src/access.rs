@@ -496,8 +496,8 @@ pub struct RefusedReport {
 
 /// Counts refused queries per /24 (/56) and says when a line is due: at the
 /// first refusal from a prefix, then at most once a minute per prefix, and
-/// at most [`LOG_LINES_PER_MINUTE`] such lines a minute, with one summary
-/// line a minute for the rest. Memory is fixed ([`LOG_SLOTS`] slots); a
+/// at most 100 such lines a minute, with one summary
+/// line a minute for the rest. Memory is fixed (4096 slots); a
 /// prefix that loses its slot to another has its pending count summed into
 /// the summary, so every refused query is counted in some line.
 #[derive(Debug)]
@@ -652,7 +652,7 @@ impl RateSlot {
 /// limited until it has been quiet for as long as the window says.
 ///
 /// The table has a fixed number of slots (`table_size`, rounded up to a
-/// power of two), in buckets of [`WAYS`] behind one mutex each: a spoofed
+/// power of two), in buckets of 4 behind one mutex each: a spoofed
 /// flood from random sources costs [`RateLimiter::heap_bytes`] and no more,
 /// and evicts only the stalest prefixes, never one that keeps asking. It is
 /// shared by every UDP worker: a stub's queries come from random source

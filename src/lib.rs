@@ -4,16 +4,16 @@
 //! ```text
 //!            config (TOML) ──► lists (parse, normalise, count) ──► matcher (DomainSet)
 //!                                                                  policy  (pre-built answers)
-//!                                                       state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
+//!                        access (allow/deny), limiter ──► state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
 //!                                                                │
-//!  client ─► server (UDP/TCP) ─► query::parse ─► Handler ─ lookup ┤
-//!                                                                 ├─ blocked ─► policy.respond ─► client
-//!                                                                 ├─ cached  ─► cache ─────────► client
-//!                                                                 └─ else ────► upstream ─► cache ─► client
+//!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► lookup ┤
+//!                                           │                           │                ├─ blocked ─► policy.respond ─► client
+//!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
+//!                                                                                        └─ else ────► upstream ─► cache ─► client
 //! ```
 //!
-//! A query flows one way. `config`, `lists`, `matcher`, `policy` and `query`
-//! are synchronous and know nothing of sockets; `server`, `upstream`,
+//! A query flows one way. `config`, `lists`, `matcher`, `policy`, `access`
+//! and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
 //! `source` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!

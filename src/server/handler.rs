@@ -19,7 +19,7 @@
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -149,6 +149,50 @@ impl Handler {
         &self.state
     }
 
+    /// Counts a query (or TCP connection) from a client that may not ask
+    /// towards the log line about its network, and writes that line when due.
+    #[cold]
+    fn log_refused(&self, ip: IpAddr, action: AccessAction) {
+        if !tracing::enabled!(target: "embargo::access", tracing::Level::WARN) {
+            return;
+        }
+        let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
+        let report = match self.refused.lock() {
+            Ok(mut log) => log.record(ip, now),
+            Err(poisoned) => poisoned.into_inner().record(ip, now),
+        };
+        let action = action.as_str();
+        if let Some((network, queries)) = report.line {
+            tracing::warn!(
+                target: "embargo::access",
+                client = %network,
+                queries,
+                action,
+                "client not in [access] allow (one line a minute per network, counting the queries since the last)"
+            );
+        }
+        if let Some(queries) = report.unitemised {
+            tracing::warn!(
+                target: "embargo::access",
+                queries,
+                action,
+                "clients from too many networks not in [access] allow to name each"
+            );
+        }
+    }
+
+    /// Whether a TCP connection from `peer` is closed at once: with
+    /// `action = "drop"` a client that may not ask gets nothing, not even a
+    /// connection slot to sit on.
+    pub fn drops_connection(&self, peer: SocketAddr) -> bool {
+        let action = self.state.load().access.refuses(peer.ip());
+        if action == Some(AccessAction::Drop) {
+            self.log_refused(peer.ip(), AccessAction::Drop);
+            return true;
+        }
+        false
+    }
+
     /// A client that may not ask: REFUSED with EDE 18, or nothing, and a
     /// count towards the log line about its network. The primary of one of
     /// our zone-transfer lists is heard for its NOTIFYs alone.
@@ -163,31 +207,7 @@ impl Handler {
         if is_notify(pkt) && self.notify.is_primary(client.ip()) {
             return self.notify(pkt, client, out);
         }
-        if tracing::enabled!(target: "embargo::access", tracing::Level::WARN) {
-            let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
-            let report = match self.refused.lock() {
-                Ok(mut log) => log.record(client.ip(), now),
-                Err(poisoned) => poisoned.into_inner().record(client.ip(), now),
-            };
-            let action = action.as_str();
-            if let Some((network, queries)) = report.line {
-                tracing::warn!(
-                    target: "embargo::access",
-                    client = %network,
-                    queries,
-                    action,
-                    "client not in [access] allow (one line a minute per network, counting the queries since the last)"
-                );
-            }
-            if let Some(queries) = report.unitemised {
-                tracing::warn!(
-                    target: "embargo::access",
-                    queries,
-                    action,
-                    "clients from too many networks not in [access] allow to name each"
-                );
-            }
-        }
+        self.log_refused(client.ip(), action);
         match action {
             AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
             AccessAction::Refuse | AccessAction::Drop => Outcome::Drop,

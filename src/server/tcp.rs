@@ -33,6 +33,9 @@ pub(super) async fn serve(
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if handler.drops_connection(peer) {
+                        continue;
+                    }
                     let (handler, stop) = (handler.clone(), stop.clone());
                     tokio::spawn(async move {
                         connection(stream, peer, handler, stop).await;

@@ -119,7 +119,8 @@ pub(crate) async fn udp_from(
 }
 
 /// Sends `bytes` as one query over a TCP connection from `from` and returns
-/// the reply, or None when none came within `wait`.
+/// the reply, or None when none came within `wait` or the server closed
+/// the connection.
 pub(crate) async fn tcp_from(
     from: IpAddr,
     to: SocketAddr,
@@ -137,7 +138,8 @@ pub(crate) async fn tcp_from(
     let mut stream = sock.connect(to).await.expect("connect");
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
-    stream.write_all(&framed).await.expect("write");
+    // A server that closed the connection at once answers nothing.
+    stream.write_all(&framed).await.ok()?;
     let read = async {
         let len = stream.read_u16().await.ok()? as usize;
         let mut buf = vec![0u8; len];
