@@ -320,3 +320,32 @@ fn allow_placeholder() -> Policy {
         "",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(std::path::Path::new("/nonexistent/e.toml"), text).expect("config")
+    }
+
+    /// A reload that keeps the `[rate_limit]` settings keeps the limiter
+    /// (and what it counted); one that changes them starts a new one.
+    #[test]
+    fn a_reload_keeps_the_limiter_when_its_settings_stay() {
+        let on = config("[rate_limit]\nresponses_per_second = 5\n");
+        let old = Snapshot::build(&on).expect("build");
+        let mut same = Snapshot::build(&on).expect("build");
+        same.keep_limiter(&old);
+        let (a, b) = (old.limiter.as_ref(), same.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
+        let mut changed =
+            Snapshot::build(&config("[rate_limit]\nresponses_per_second = 6\n")).expect("build");
+        changed.keep_limiter(&old);
+        let (a, b) = (old.limiter.as_ref(), changed.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| !Arc::ptr_eq(a, b)));
+        let mut off = Snapshot::build(&config("")).expect("build");
+        off.keep_limiter(&old);
+        assert!(off.limiter.is_none());
+    }
+}

@@ -224,6 +224,8 @@ impl Handler {
     ) -> Outcome {
         // One load of the rules for the whole request.
         let snap = self.state.load();
+        // Who may ask, on the address alone, before a byte of the query is
+        // read: an outsider gets the refusal and nothing else.
         if let Some(action) = snap.access.refuses(client.ip()) {
             return self.refuse(pkt, client, action, out);
         }
