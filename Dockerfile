@@ -3,8 +3,15 @@
 # embargo container image.
 #
 #   docker build -t embargo .
-#   docker run -d --name embargo -p 53:53/udp -p 53:53/tcp embargo
+#   docker run -d --name embargo --network host embargo
 #   dig @127.0.0.1 seized.example        # -> NXDOMAIN
+#
+# The shipped [access] allow answers private networks only (loopback,
+# RFC 1918, CGNAT, link-local, ULA). With -p 53:53, Docker's userland proxy
+# relays some clients (IPv6 ones when the container has no IPv6, local ones,
+# every one with iptables off or rootless) from the bridge gateway, e.g.
+# 172.17.0.1, which that allow admits: read "Exposing embargo" in the
+# README before publishing the port.
 #
 # Config and lists live in /etc/embargo/; mount your own over them, e.g.
 #   -v ./my-embargo.toml:/etc/embargo/embargo.toml:ro

@@ -4,16 +4,16 @@
 //! ```text
 //!            config (TOML) ──► lists (parse, normalise, count) ──► matcher (DomainSet)
 //!                                                                  policy  (pre-built answers)
-//!                                                       state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
+//!                        access (allow/deny), limiter ──► state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
 //!                                                                │
-//!  client ─► server (UDP/TCP) ─► query::parse ─► Handler ─ lookup ┤
-//!                                                                 ├─ blocked ─► policy.respond ─► client
-//!                                                                 ├─ cached  ─► cache ─────────► client
-//!                                                                 └─ else ────► upstream ─► cache ─► client
+//!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► lookup ┤
+//!                                           │                           │                ├─ blocked ─► policy.respond ─► client
+//!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
+//!                                                                                        └─ else ────► upstream ─► cache ─► client
 //! ```
 //!
-//! A query flows one way. `config`, `lists`, `matcher`, `policy` and `query`
-//! are synchronous and know nothing of sockets; `server`, `upstream`,
+//! A query flows one way. `config`, `lists`, `matcher`, `policy`, `access`
+//! and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
 //! `source` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
@@ -35,6 +35,7 @@
 //! thread; then the runtime starts and [`serve`] loads the lists and serves,
 //! as the unprivileged user.
 
+pub mod access;
 pub mod cache;
 pub mod config;
 pub mod lists;
@@ -118,6 +119,7 @@ pub async fn serve(
         .await
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
+    reload::log_warnings(&config);
     let handler = handler(&config, snapshot);
     let server = server::Server::new(listeners, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);

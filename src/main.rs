@@ -2,6 +2,7 @@
 //! map errors to exit codes. `println!` lives here and nowhere else.
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use embargo::access::{AccessAction, Judgement};
 use embargo::config::Config;
 use embargo::matcher::{Lookup, NameKey};
 use embargo::state::Snapshot;
@@ -41,6 +43,10 @@ enum Command {
     Run,
     /// Say whether each name is blocked, by which list and entry, or allowed.
     Check {
+        /// Say first whether this client address would be answered at all
+        /// ([access] and [rate_limit]); a refused client gets no name.
+        #[arg(long, value_name = "IP")]
+        client: Option<IpAddr>,
         /// Domain names to check.
         #[arg(required = true)]
         names: Vec<String>,
@@ -78,9 +84,16 @@ fn main() -> ExitCode {
     let _log_guard = init_logging(&log_directives(cli.log_level.as_deref(), false));
     match cli.command {
         Command::Run => ExitCode::SUCCESS,
-        Command::Check { names } => with_snapshot(&config, |snap| check(snap, &names)),
+        Command::Check { client, names } => {
+            with_snapshot(&config, |snap| check(snap, client, &names))
+        }
         Command::Lists => with_snapshot(&config, lists),
-        Command::Validate => validate_all(&config),
+        Command::Validate => {
+            for w in &config.warnings {
+                println!("{}: warning: {}", w.location, w.message);
+            }
+            validate_all(&config)
+        }
         Command::Reload => signal_reload(&config),
         Command::Fetch { force, lists } => fetch(&config, force, &lists),
     }
@@ -293,8 +306,50 @@ fn with_snapshot(config: &Config, f: impl FnOnce(&Snapshot) -> ExitCode) -> Exit
     }
 }
 
-fn check(snap: &Snapshot, names: &[String]) -> ExitCode {
+/// What `[access]` and `[rate_limit]` make of `client`: the line `check`
+/// prints first, and `Some(word)` when its queries are not answered.
+fn judge_client(snap: &Snapshot, client: IpAddr) -> (String, Option<&'static str>) {
+    let not_answered = snap.access.refuses(client).map(|a| match a {
+        AccessAction::Refuse => "refused",
+        AccessAction::Drop => "dropped",
+    });
+    let line = match (snap.access.judge(client), not_answered) {
+        (Judgement::Denied(net), Some(word)) => {
+            format!("client {client}: {word} (denied by {net})")
+        }
+        (Judgement::NotAllowed, Some(word)) => {
+            format!("client {client}: {word} (not in [access] allow)")
+        }
+        (Judgement::Allowed(net), None) => {
+            let limit = match &snap.limiter {
+                None => String::new(),
+                Some(l) => {
+                    let s = l.settings();
+                    match s.exempt.find(client) {
+                        Some(net) => format!("; not rate limited (exempt by {net})"),
+                        None => format!(
+                            "; rate limited over UDP to {} answers a second per /{} (IPv4) or /{} (IPv6)",
+                            s.responses_per_second, s.ipv4_prefix, s.ipv6_prefix
+                        ),
+                    }
+                }
+            };
+            format!("client {client}: allowed by {net}{limit}")
+        }
+        // judge and refuses read the same rules; they cannot disagree.
+        (_, word) => format!("client {client}: {}", word.unwrap_or("allowed")),
+    };
+    (line, not_answered)
+}
+
+fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
+    let mut not_answered = None;
+    if let Some(client) = client {
+        let (line, word) = judge_client(snap, client);
+        println!("{line}");
+        not_answered = word;
+    }
     for text in names {
         let key = match NameKey::from_text(text, true) {
             Ok(k) => k,
@@ -304,6 +359,11 @@ fn check(snap: &Snapshot, names: &[String]) -> ExitCode {
                 continue;
             }
         };
+        if let Some(word) = not_answered {
+            // Nothing about the name reaches a client that may not ask.
+            println!("{key}\t{word}\tclient not allowed");
+            continue;
+        }
         match snap.set.lookup(&key) {
             Lookup::Miss => println!("{key}\tallowed"),
             Lookup::Allowed { suffix } => {

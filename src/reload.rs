@@ -59,6 +59,26 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
         ms = took.as_millis() as u64,
         "rules loaded"
     );
+    if let Some(l) = &snap.limiter {
+        let s = l.settings();
+        tracing::info!(
+            responses_per_second = s.responses_per_second,
+            window = s.window,
+            slip = s.slip,
+            ipv4_prefix = s.ipv4_prefix,
+            ipv6_prefix = s.ipv6_prefix,
+            prefixes = l.slots(),
+            bytes = l.heap_bytes(),
+            "rate limit on (UDP, per client prefix)"
+        );
+    }
+}
+
+/// Logs the config's warnings (a public `allow` with no rate limit...).
+pub fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
 }
 
 /// Re-reads the config and its lists; on success swaps them in and returns
@@ -66,8 +86,10 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
 pub fn reload(config_path: &Path, state: &ArcSwap<Snapshot>) -> Result<Config, String> {
     let started = Instant::now();
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
-    let snap = Snapshot::build(&config).map_err(|e| e.to_string())?;
+    let mut snap = Snapshot::build(&config).map_err(|e| e.to_string())?;
+    snap.keep_limiter(&state.load());
     log_loaded(&snap, started.elapsed());
+    log_warnings(&config);
     state.store(Arc::new(snap));
     Ok(config)
 }

@@ -6,8 +6,10 @@
 //! whole life, so a reload never changes the rules under a query in flight.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::access::{Access, RateLimiter};
 use crate::config::{Config, ListSpec, Location};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
@@ -39,6 +41,11 @@ pub struct Snapshot {
     pub policies: Vec<Policy>,
     pub lists: Vec<ListInfo>,
     pub allow: Vec<AllowInfo>,
+    /// Who may ask (`[access]`).
+    pub access: Access,
+    /// The rate limiter, `None` when `[rate_limit]` is off. Shared by
+    /// every worker; a reload that keeps its settings keeps its table.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 /// Why a snapshot could not be built.
@@ -64,6 +71,8 @@ impl Snapshot {
             policies: vec![allow_placeholder()],
             lists: Vec::new(),
             allow: Vec::new(),
+            access: Access::default(),
+            limiter: None,
         }
     }
 
@@ -228,7 +237,19 @@ impl Snapshot {
             policies,
             lists,
             allow,
+            access: config.access.clone(),
+            limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
         })
+    }
+
+    /// Takes over `old`'s rate limiter when the settings are the same, so a
+    /// reload does not hand every limited client a fresh allowance.
+    pub fn keep_limiter(&mut self, old: &Self) {
+        if let (Some(new), Some(old)) = (&self.limiter, &old.limiter)
+            && new.settings() == old.settings()
+        {
+            self.limiter = Some(old.clone());
+        }
     }
 
     /// The policy for an id from this snapshot's matcher.
@@ -298,4 +319,33 @@ fn allow_placeholder() -> Policy {
         EdeCode::Blocked,
         "",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(std::path::Path::new("/nonexistent/e.toml"), text).expect("config")
+    }
+
+    /// A reload that keeps the `[rate_limit]` settings keeps the limiter
+    /// (and what it counted); one that changes them starts a new one.
+    #[test]
+    fn a_reload_keeps_the_limiter_when_its_settings_stay() {
+        let on = config("[rate_limit]\nresponses_per_second = 5\n");
+        let old = Snapshot::build(&on).expect("build");
+        let mut same = Snapshot::build(&on).expect("build");
+        same.keep_limiter(&old);
+        let (a, b) = (old.limiter.as_ref(), same.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
+        let mut changed =
+            Snapshot::build(&config("[rate_limit]\nresponses_per_second = 6\n")).expect("build");
+        changed.keep_limiter(&old);
+        let (a, b) = (old.limiter.as_ref(), changed.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| !Arc::ptr_eq(a, b)));
+        let mut off = Snapshot::build(&config("")).expect("build");
+        off.keep_limiter(&old);
+        assert!(off.limiter.is_none());
+    }
 }

@@ -34,6 +34,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is global: tests that count run one at a time, so that one
+/// test's set-up is not counted against another's hot path.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
     let before = ALLOCS.load(Ordering::SeqCst);
     let r = f();
@@ -42,6 +46,7 @@ fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
 
 #[test]
 fn lookups_and_blocked_answers_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut b = DomainSetBuilder::with_seed(3);
     for i in 0..10_000 {
         let k = NameKey::from_text(&format!("d{i}.example.com"), false).expect("name");
@@ -82,4 +87,50 @@ fn lookups_and_blocked_answers_allocate_nothing() {
     });
     assert_eq!(n, 0, "blocked answers allocated");
     assert_eq!(out[3] & 0x0f, 3, "NXDOMAIN");
+}
+
+/// Issue 10: the access check, the rate limiter (answering, slipping and
+/// dropping) and the refusal of an outsider allocate nothing either.
+#[test]
+fn access_and_rate_limit_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("l.txt"), "seized.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n[access]\nallow = [\"127.0.0.0/8\"]\n[rate_limit]\nresponses_per_second = 10\nexempt = []\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"));
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let mut out = Vec::with_capacity(1500);
+    let insider: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let outsider: SocketAddr = "192.0.2.1:5000".parse().expect("addr");
+    // Warm up once (tracing's callsite registration may allocate the first time).
+    handler.handle(&q, outsider, embargo::server::Proto::Udp, &mut out);
+    handler.handle(&q, insider, embargo::server::Proto::Udp, &mut out);
+    let (n, replies) = allocations(|| {
+        let mut replies = [0usize; 2];
+        for _ in 0..100 {
+            // Ten answered, then slipped or dropped.
+            if let embargo::server::Outcome::Reply =
+                handler.handle(&q, insider, embargo::server::Proto::Udp, &mut out)
+            {
+                replies[usize::from(out[2] & 0x02 != 0)] += 1;
+            }
+        }
+        replies
+    });
+    assert_eq!(n, 0, "rate limited answers allocated");
+    assert!(replies[1] > 0 && replies[0] < 20, "{replies:?}");
+    let (n, _) = allocations(|| {
+        for _ in 0..100 {
+            handler.handle(&q, outsider, embargo::server::Proto::Udp, &mut out);
+        }
+    });
+    assert_eq!(n, 0, "refusals allocated");
+    assert_eq!(out[3] & 0x0f, 5, "REFUSED");
 }

@@ -31,6 +31,8 @@ pub struct FileSpec {
     pub lists: Option<Spanned<Shaped<ListTables>>>,
     pub allow: Option<Spanned<Shaped<AllowSpec>>>,
     pub state: Option<Spanned<Shaped<StateSpec>>>,
+    pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
+    pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
 }
 
 /// The `[[lists]]` tables, each of which may turn out not to be a table.

@@ -7,6 +7,7 @@
 //! directory of the config file, not the working directory, so a config
 //! works wherever the server is started from.
 
+mod access;
 mod error;
 mod file;
 mod list;
@@ -97,6 +98,12 @@ pub struct Config {
     pub allow_files: Vec<PathBuf>,
     /// Where downloaded lists, their metadata and the pid file live.
     pub state_dir: PathBuf,
+    /// Who may ask (`[access]`).
+    pub access: crate::access::Access,
+    /// How fast (`[rate_limit]`).
+    pub rate_limit: crate::access::RateLimit,
+    /// Valid settings that deserve a word (`validate` prints them, `run` logs them).
+    pub warnings: Vec<Problem>,
 }
 
 /// Default listen addresses: loopback only, an unprivileged port.
@@ -492,10 +499,15 @@ impl Checker<'_> {
             None => Vec::new(),
         };
 
+        let access = self.access_settings(spec.access, spec.rate_limit);
+
         if !self.problems.is_empty() {
             return Err(Error::Invalid(self.problems));
         }
         Ok(Config {
+            access: access.access,
+            rate_limit: access.rate_limit,
+            warnings: access.warnings,
             path: self.path.to_path_buf(),
             state_dir,
             listen,
@@ -995,6 +1007,16 @@ mod tests {
         ("lists",    "tsig",          "42",                    "the number 42",                "a TSIG key"),
         ("allow",    "domains",       r#""example.org""#,      r#"the string "example.org""#,  "a list of domain names"),
         ("allow",    "files",         r#""allow.txt""#,        r#"the string "allow.txt""#,    "a list of file paths"),
+        ("access",   "allow",         r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
+        ("access",   "deny",          "true",                  "true",                         "a list of networks"),
+        ("access",   "action",        "1",                     "the number 1",                 r#"one of "refuse" or "drop""#),
+        ("rate_limit", "responses_per_second", r#""10/s""#,    r#"the string "10/s""#,         "a whole number of answers per second"),
+        ("rate_limit", "window",      r#""15s""#,              r#"the string "15s""#,          "a whole number of seconds"),
+        ("rate_limit", "slip",        "true",                  "true",                         "a whole number of limited answers per truncated one"),
+        ("rate_limit", "ipv4_prefix", r#""/24""#,              r#"the string "/24""#,          "a whole number of bits"),
+        ("rate_limit", "ipv6_prefix", "56.0",                  "the number 56.0",              "a whole number of bits"),
+        ("rate_limit", "exempt",      r#""127.0.0.1""#,        r#"the string "127.0.0.1""#,    "a list of networks"),
+        ("rate_limit", "table_size",  r#""64k""#,              r#"the string "64k""#,          "a whole number of client prefixes to track"),
     ];
 
     /// Serde's words, which the operator never wrote and should never read.

@@ -1,22 +1,31 @@
 //! The per-query decision, in one straight line:
 //!
-//! 1. parse (malformed → FORMERR/NOTIMP/BADVERS or drop);
-//! 2. allowlist and blocklist, one matcher lookup (allow wins, so it is
+//! 1. who may ask ([`crate::access`]): a client outside `[access] allow`, or
+//!    inside `deny`, gets REFUSED with EDE 18 (or nothing) and no other
+//!    answer; first, so that blocked and cached answers, which cost nothing
+//!    to give, are not given to the internet;
+//! 2. parse (malformed → FORMERR/NOTIMP/BADVERS or drop);
+//! 3. how fast: over UDP, the rate limiter may drop the answer or send an
+//!    empty one with TC=1; before the lookup, so a limited flood does no
+//!    work upstream either;
+//! 4. allowlist and blocklist, one matcher lookup (allow wins, so it is
 //!    decided inside the same lookup);
-//! 3. blocked → the policy's pre-built answer, never sent upstream, so
+//! 5. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
-//! 4. cache → the stored answer;
-//! 5. otherwise hand a [`Forward`] to the caller, which awaits
+//! 6. cache → the stored answer;
+//! 7. otherwise hand a [`Forward`] to the caller, which awaits
 //!    [`Handler::forward`] off the socket loop.
 //!
-//! Steps 1-4 are synchronous and allocate nothing but what the caller's
+//! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey};
 use crate::matcher::{Lookup, NameKey};
 use crate::policy::{QueryFacts, start_response};
@@ -64,6 +73,9 @@ pub struct Handler {
     inflight: tokio::sync::Semaphore,
     /// The permits `inflight` started with (`[server] max_forwards`).
     max_forwards: usize,
+    /// Counts refused clients for the log; touched only on the refused path.
+    refused: Mutex<RefusedLog>,
+    started: Instant,
 }
 
 /// Forwarded queries waiting for the upstream at once, unless configured.
@@ -81,6 +93,8 @@ impl Handler {
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
+            refused: Mutex::new(RefusedLog::default()),
+            started: Instant::now(),
         }
     }
 
@@ -149,7 +163,72 @@ impl Handler {
         &self.state
     }
 
-    /// Steps 1-4 of the module doc. `out` is cleared and filled on `Reply`.
+    /// Counts a query (or TCP connection) from a client that may not ask
+    /// towards the log line about its network, and writes that line when due.
+    #[cold]
+    fn log_refused(&self, ip: IpAddr, action: AccessAction) {
+        if !tracing::enabled!(target: "embargo::access", tracing::Level::WARN) {
+            return;
+        }
+        let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
+        let report = match self.refused.lock() {
+            Ok(mut log) => log.record(ip, now),
+            Err(poisoned) => poisoned.into_inner().record(ip, now),
+        };
+        let action = action.as_str();
+        if let Some((network, queries)) = report.line {
+            tracing::warn!(
+                target: "embargo::access",
+                client = %network,
+                queries,
+                action,
+                "client not in [access] allow (one line a minute per network, counting the queries since the last)"
+            );
+        }
+        if let Some(queries) = report.unitemised {
+            tracing::warn!(
+                target: "embargo::access",
+                queries,
+                action,
+                "clients from too many networks not in [access] allow to name each"
+            );
+        }
+    }
+
+    /// Whether a TCP connection from `peer` is closed at once: with
+    /// `action = "drop"` a client that may not ask gets nothing, not even a
+    /// connection slot to sit on.
+    pub fn drops_connection(&self, peer: SocketAddr) -> bool {
+        let action = self.state.load().access.refuses(peer.ip());
+        if action == Some(AccessAction::Drop) {
+            self.log_refused(peer.ip(), AccessAction::Drop);
+            return true;
+        }
+        false
+    }
+
+    /// A client that may not ask: REFUSED with EDE 18, or nothing, and a
+    /// count towards the log line about its network. The primary of one of
+    /// our zone-transfer lists is heard for its NOTIFYs alone.
+    #[cold]
+    fn refuse(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        action: AccessAction,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if is_notify(pkt) && self.notify.is_primary(client.ip()) {
+            return self.notify(pkt, client, out);
+        }
+        self.log_refused(client.ip(), action);
+        match action {
+            AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
+            AccessAction::Refuse | AccessAction::Drop => Outcome::Drop,
+        }
+    }
+
+    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`.
     pub fn handle(
         &self,
         pkt: &[u8],
@@ -157,8 +236,15 @@ impl Handler {
         proto: Proto,
         out: &mut Vec<u8>,
     ) -> Outcome {
+        // One load of the rules for the whole request.
+        let snap = self.state.load();
+        // Who may ask, on the address alone, before a byte of the query is
+        // read: an outsider gets the refusal and nothing else.
+        if let Some(action) = snap.access.refuses(client.ip()) {
+            return self.refuse(pkt, client, action, out);
+        }
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
-        if pkt.len() >= 4 && pkt[2] & 0xf8 == 4 << 3 {
+        if is_notify(pkt) {
             return self.notify(pkt, client, out);
         }
         let (facts, name) = match query::parse(pkt) {
@@ -175,7 +261,20 @@ impl Handler {
             }
         };
 
-        let snap = self.state.load();
+        // TCP proves the source address, so only UDP is limited (as BIND does).
+        if proto == Proto::Udp
+            && let Some(limiter) = &snap.limiter
+        {
+            match limiter.check(client.ip()) {
+                Limit::Answer => {}
+                Limit::Slip => {
+                    write_truncated(pkt, &facts, out);
+                    return Outcome::Reply;
+                }
+                Limit::Drop => return Outcome::Drop,
+            }
+        }
+
         match snap.set.lookup(&name) {
             Lookup::Blocked(hit) => {
                 if let Some(policy) = snap.policy(hit.policy) {
@@ -310,6 +409,21 @@ impl Handler {
         let all = u32::try_from(self.max_forwards).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(limit, self.inflight.acquire_many(all)).await;
     }
+}
+
+/// Whether the message is a NOTIFY request (QR clear, OPCODE 4).
+fn is_notify(pkt: &[u8]) -> bool {
+    pkt.len() >= 4 && pkt[2] & 0xf8 == 4 << 3
+}
+
+/// An empty answer with TC=1 (header, question, OPT if asked): what a rate
+/// limited client gets every `slip`th time, so a real one retries over TCP.
+fn write_truncated(pkt: &[u8], facts: &QueryFacts, out: &mut Vec<u8>) {
+    start_response(pkt, facts, Rcode::NoError, out);
+    if let Some(b) = out.get_mut(2) {
+        *b |= 0x02;
+    }
+    finish_plain(facts, out);
 }
 
 /// Adds the OPT record to a header-and-question answer if the query had EDNS.

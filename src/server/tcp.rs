@@ -168,6 +168,9 @@ pub(super) async fn serve(
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if handler.drops_connection(peer) {
+                        continue;
+                    }
                     next_id += 1;
                     let id = next_id;
                     // Dropping the stream closes it at once.

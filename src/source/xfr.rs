@@ -67,6 +67,15 @@ impl NotifyTargets {
         }
     }
 
+    /// Whether `from` is the primary of one of our zones: its NOTIFYs are
+    /// heard even when `[access]` does not let it ask queries.
+    pub fn is_primary(&self, from: IpAddr) -> bool {
+        self.zones.lock().is_ok_and(|z| {
+            z.values()
+                .any(|(primary, _)| *primary == from.to_canonical())
+        })
+    }
+
     /// A NOTIFY for `zone` from `from`: true (and the refresher woken) when
     /// it is one of our zones and comes from its primary (RFC 1996 3.10).
     pub fn notified(&self, zone: &str, from: IpAddr) -> bool {
@@ -487,5 +496,8 @@ mod tests {
         assert!(t.notified("rpz.test", "127.0.0.1".parse().expect("ip")));
         assert!(!t.notified("rpz.test", "127.0.0.2".parse().expect("ip")));
         assert!(!t.notified("other.test", "127.0.0.1".parse().expect("ip")));
+        assert!(t.is_primary("127.0.0.1".parse().expect("ip")));
+        assert!(t.is_primary("::ffff:127.0.0.1".parse().expect("ip")));
+        assert!(!t.is_primary("127.0.0.2".parse().expect("ip")));
     }
 }

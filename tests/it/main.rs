@@ -1,11 +1,13 @@
 //! Integration tests: the real embargo server on loopback, a real upstream
 //! on loopback, real DNS over UDP and TCP. One binary, one module per area.
 
+mod access;
 mod blocking;
 mod cli;
 mod forwarding;
 mod harness;
 mod malformed;
+mod netns;
 mod ofac;
 mod privileges;
 mod reload;
