@@ -116,7 +116,11 @@ impl Server {
         settings: &ServerConfig,
         handler: Arc<Handler>,
     ) -> Result<Self, BindError> {
-        Ok(Self::new(Listeners::bind(listen, settings)?, settings, handler))
+        Ok(Self::new(
+            Listeners::bind(listen, settings)?,
+            settings,
+            handler,
+        ))
     }
 
     /// Serves sockets bound earlier with `handler`.

@@ -108,9 +108,14 @@ fn answers_leave_from_the_address_each_query_was_sent_to() {
         .expect("runtime");
     rt.block_on(async {
         let up = Upstream::start().await;
-        let cfg = config(up.addr, "").replace(
-            r#"listen = ["127.0.0.1:0"]"#,
-            r#"listen = ["0.0.0.0:0", "[::]:0"]"#,
+        // The documentation addresses the namespace's loopback holds are
+        // not private networks: [access] must admit them.
+        let cfg = format!(
+            "{}\n[access]\nallow = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n",
+            config(up.addr, "").replace(
+                r#"listen = ["127.0.0.1:0"]"#,
+                r#"listen = ["0.0.0.0:0", "[::]:0"]"#,
+            )
         );
         let e = Embargo::start(&cfg, &[]).await;
         assert_eq!(e.addrs.len(), 2);
