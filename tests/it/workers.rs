@@ -44,16 +44,26 @@ async fn two_workers_both_answer_and_both_see_a_reload() {
     let up = Upstream::start().await;
     let e = Embargo::start(&with_server(&config(up.addr, ""), "workers = 2"), &[]).await;
     assert_eq!(e.workers.len(), 2, "two sockets on the one address");
-    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .expect("threads")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|c| c.trim().to_string())
-        .collect();
-    for want in ["embargo-udp-0", "embargo-udp-1"] {
+    // The worker threads start as the server starts serving: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("threads")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|c| c.trim().to_string())
+            .collect();
+        let missing: Vec<&str> = ["embargo-udp-0", "embargo-udp-1"]
+            .into_iter()
+            .filter(|want| !names.iter().any(|n| n == want))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
         assert!(
-            names.iter().any(|n| n == want),
-            "thread {want} in {names:?}"
+            Instant::now() < deadline,
+            "threads {missing:?} not in {names:?}"
         );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
     let before = e.answered();
