@@ -32,6 +32,8 @@
 
 pub mod cache;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lists;
 pub mod matcher;
 pub mod policy;

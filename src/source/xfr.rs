@@ -145,7 +145,7 @@ async fn exchange(
         .map_err(|e| format!("{server}: {e}"))?;
     let id = u16::from_be_bytes([query[0], query[1]]);
     let mut records = Vec::new();
-    for _ in 0..1_000_000 {
+    for _ in 0..MAX_MESSAGES {
         let len = s
             .read_u16()
             .await
@@ -154,23 +154,40 @@ async fn exchange(
         s.read_exact(&mut buf)
             .await
             .map_err(|e| format!("{server}: transfer cut: {e}"))?;
-        if let Some(v) = verifier.as_mut() {
-            v.verify(&buf)
-                .map_err(|e| format!("{server}: TSIG verification failed: {e}"))?;
-        }
-        let m = Message::from_vec(&buf).map_err(|e| format!("{server}: malformed message: {e}"))?;
-        if m.metadata.id != id {
-            return Err(format!("{server}: answer with a wrong ID"));
-        }
-        if m.metadata.response_code != ResponseCode::NoError {
-            return Err(format!("{server}: {}", m.metadata.response_code));
-        }
-        records.extend(m.answers);
+        read_message(&buf, id, verifier.as_mut(), &mut records)
+            .map_err(|e| format!("{server}: {e}"))?;
         if complete(&records) {
             return Ok(records);
         }
     }
     Err(format!("{server}: transfer never ended"))
+}
+
+/// Messages of one reply read at most: a primary that never closes its
+/// transfer must not keep us reading forever.
+const MAX_MESSAGES: usize = 1_000_000;
+
+/// One message of a reply: checks its TSIG (when the query was signed), its
+/// ID and its RCODE, and appends its answers to `records`.
+fn read_message(
+    buf: &[u8],
+    id: u16,
+    verifier: Option<&mut TSigVerifier>,
+    records: &mut Vec<Record>,
+) -> Result<(), String> {
+    if let Some(v) = verifier {
+        v.verify(buf)
+            .map_err(|e| format!("TSIG verification failed: {e}"))?;
+    }
+    let m = Message::from_vec(buf).map_err(|e| format!("malformed message: {e}"))?;
+    if m.metadata.id != id {
+        return Err("answer with a wrong ID".into());
+    }
+    if m.metadata.response_code != ResponseCode::NoError {
+        return Err(m.metadata.response_code.to_string());
+    }
+    records.extend(m.answers);
+    Ok(())
 }
 
 fn soa_serial_of(r: &Record) -> Option<u32> {
@@ -235,10 +252,15 @@ pub async fn axfr(src: &XfrSource, timeout: Duration) -> Result<(u32, String, us
     let records = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, axfr_complete))
         .await
         .map_err(|_| format!("{}: AXFR timed out", src.primary))??;
+    axfr_zone(&src.zone, &records)
+}
+
+/// The zone an AXFR reply's records make.
+fn axfr_zone(zone: &str, records: &[Record]) -> Result<(u32, String, usize), String> {
     if records.first().and_then(soa_serial_of).is_none() {
         return Err("the transfer did not start with an SOA".into());
     }
-    Ok(zone_text(&src.zone, &records))
+    Ok(zone_text(zone, records))
 }
 
 /// The identity of a record in a zone-file line: everything but its TTL
@@ -252,7 +274,9 @@ fn record_key(line: &str) -> String {
 }
 
 /// What an IXFR brought.
-enum Ixfr {
+#[doc(hidden)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ixfr {
     /// The primary has nothing newer.
     UpToDate,
     /// A full zone (the primary chose AXFR-style): its text.
@@ -270,19 +294,16 @@ async fn ixfr(
     timeout: Duration,
 ) -> Result<Ixfr, String> {
     // Our SOA, from the copy, goes in the authority section (RFC 1995 3).
-    let soa_line = copy_text
-        .lines()
-        .find(|l| {
-            l.split_whitespace()
-                .nth(3)
-                .is_some_and(|t| t.eq_ignore_ascii_case("SOA"))
-        })
-        .ok_or("the copy has no SOA")?;
-    let ours = parse_record(&src.zone, soa_line)?;
+    let ours = copy_soa(&src.zone, copy_text)?;
     let (q, verifier) = message(&src.zone, RecordType::IXFR, Some(ours), src.tsig.as_ref())?;
     let records = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, ixfr_complete))
         .await
         .map_err(|_| format!("{}: IXFR timed out", src.primary))??;
+    apply_ixfr(&src.zone, have, copy_text, &records)
+}
+
+/// Applies an IXFR reply's records to our copy (`copy_text`, at serial `have`).
+fn apply_ixfr(zone: &str, have: u32, copy_text: &str, records: &[Record]) -> Result<Ixfr, String> {
     let new = records
         .first()
         .and_then(soa_serial_of)
@@ -291,7 +312,7 @@ async fn ixfr(
         return Ok(Ixfr::UpToDate);
     }
     if records.get(1).and_then(soa_serial_of).is_none() {
-        let (serial, text, n) = zone_text(&src.zone, &records);
+        let (serial, text, n) = zone_text(zone, records);
         return Ok(Ixfr::Full(serial, text, n));
     }
     // Differences: [SOA old, deleted..., SOA next, added...]... then SOA new.
@@ -334,8 +355,54 @@ async fn ixfr(
         ));
     }
     let n = lines.len();
-    let text = format!("$ORIGIN {}.\n{}\n", src.zone, lines.join("\n"));
+    let text = format!("$ORIGIN {zone}.\n{}\n", lines.join("\n"));
     Ok(Ixfr::Applied(new, text, n, deleted, added))
+}
+
+/// The SOA record of our copy (its first SOA line).
+#[doc(hidden)]
+pub fn copy_soa(zone: &str, copy_text: &str) -> Result<Record, String> {
+    let soa_line = copy_text
+        .lines()
+        .find(|l| is_soa_line(l))
+        .ok_or("the copy has no SOA")?;
+    parse_record(zone, soa_line)
+}
+
+/// The pure half of a transfer, which the fuzzer drives (`fuzz/`, replayed
+/// by `tests/corpus.rs`): reads a reply's `messages` (each as it arrives
+/// after its TCP length prefix) to a query with ID `id`, as `exchange` does,
+/// and makes of them what `axfr` (`have` is `None`) or `ixfr` (our copy,
+/// `copy_text`, is at serial `have`) would.
+#[doc(hidden)]
+pub fn read_transfer<'a>(
+    zone: &str,
+    have: Option<u32>,
+    copy_text: &str,
+    id: u16,
+    messages: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Ixfr, String> {
+    if have.is_some() {
+        copy_soa(zone, copy_text)?;
+    }
+    let complete: fn(&[Record]) -> bool = if have.is_some() {
+        ixfr_complete
+    } else {
+        axfr_complete
+    };
+    let mut records = Vec::new();
+    for m in messages.into_iter().take(MAX_MESSAGES) {
+        read_message(m, id, None, &mut records)?;
+        if complete(&records) {
+            return match have {
+                Some(have) => apply_ixfr(zone, have, copy_text, &records),
+                None => {
+                    axfr_zone(zone, &records).map(|(serial, text, n)| Ixfr::Full(serial, text, n))
+                }
+            };
+        }
+    }
+    Err("transfer cut".into())
 }
 
 fn is_soa_line(l: &str) -> bool {
