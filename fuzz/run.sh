@@ -3,6 +3,7 @@
 # committed, minimised corpus fuzz/corpus/TARGET (README "Fuzzing").
 #
 #   fuzz/run.sh TARGET SECONDS     e.g. fuzz/run.sh request 600
+#   fuzz/run.sh TARGET 0           only merge what fuzz/work/TARGET holds
 #   fuzz/run.sh list               the targets
 #
 # The route: cargo-fuzz (libFuzzer) on the stable toolchain with
@@ -29,12 +30,19 @@ work=work/$target seeds=seeds/$target corpus=corpus/$target
 mkdir -p "$work" "$corpus" "regressions/$target"
 rm -rf "$seeds" && python3 seeds.py seeds "$target"
 # New inputs go to the first directory (work/, ignored by git); the others are read.
-run "$work" "$corpus" "$seeds" "regressions/$target" -- \
-  -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
-  -print_final_stats=1 2>&1 | tee "work/$target.log"
+if [ "$seconds" -gt 0 ]; then
+  run "$work" "$corpus" "$seeds" "regressions/$target" -- \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+    -print_final_stats=1 2>&1 | tee "work/$target.log"
+fi
 
-# Merge into a fresh directory: the smallest set that keeps every feature.
-merged=$(mktemp -d)
-run "$merged" "$corpus" "$work" "$seeds" -- -merge=1 2>&1 | tail -n 3
-rm -rf "$corpus" && mv "$merged" "$corpus" && chmod 755 "$corpus"
-echo "corpus/$target: $(ls "$corpus" | wc -l) files, $(du -sh "$corpus" | cut -f1)"
+# Merge: the smallest set that keeps every feature, or, past $CAP files,
+# the $CAP inputs that keep the most (cap.py reads the merge's control file).
+CAP=${CAP:-300}
+merged=$(mktemp -d) control=$(mktemp)
+run "$merged" "$corpus" "$work" "$seeds" -- -merge=1 -merge_control_file="$control" 2>&1 | tail -n 3
+if [ "$(ls "$merged" | wc -l)" -gt "$CAP" ]; then
+  rm -rf "$merged" && python3 cap.py "$control" "$merged" "$CAP"
+fi
+rm -rf "$corpus" "$control" && mv "$merged" "$corpus" && chmod 755 "$corpus"
+echo "corpus/$target: $(ls "$corpus" | wc -l) files, $(du -cb "$corpus"/* | tail -n 1 | cut -f1) bytes"

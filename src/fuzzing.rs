@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use hickory_proto::op::{Message, MessageType};
+use hickory_proto::rr::RData;
 
 use crate::config::{self, Config};
 use crate::lists::{self, Format, MAX_WARNINGS, ofac};
@@ -148,7 +149,7 @@ fn cache_filler() -> SocketAddr {
                     answer.add_answer(hickory_proto::rr::Record::from_rdata(
                         q.name().clone(),
                         300,
-                        hickory_proto::rr::RData::A(Ipv4Addr::new(192, 0, 2, i).into()),
+                        RData::A(Ipv4Addr::new(192, 0, 2, i).into()),
                     ));
                 }
             }
@@ -377,8 +378,8 @@ pub const XFR_ZONE: &str = "rpz.test";
 /// serial (u32), the query ID (u16), our copy's length (u16) and text, then
 /// the primary's TCP stream (each message after its u16 length), as
 /// [`xfr_input`] writes it. A new copy always starts with its `$ORIGIN`,
-/// holds an SOA that parses back (the next IXFR asks with it), and loads
-/// through the RPZ parser as the reload will.
+/// holds an SOA that reads back with the new serial (the next IXFR asks
+/// with it), and loads through the RPZ parser as the reload will.
 pub fn transfer(data: &[u8]) {
     let Some(input) = XfrInput::split(data) else {
         return;
@@ -393,14 +394,18 @@ pub fn transfer(data: &[u8]) {
         messages.push(m);
         rest = &rest[2 + usize::from(len)..];
     }
-    let text = match xfr::read_transfer(XFR_ZONE, input.have, &copy, input.id, messages) {
+    let (serial, text) = match xfr::read_transfer(XFR_ZONE, input.have, &copy, input.id, messages) {
         Ok(Ixfr::UpToDate) | Err(_) => return,
-        Ok(Ixfr::Full(_, text, _) | Ixfr::Applied(_, text, ..)) => text,
+        Ok(Ixfr::Full(serial, text, _) | Ixfr::Applied(serial, text, ..)) => (serial, text),
     };
     let origin = format!("$ORIGIN {XFR_ZONE}.\n");
     assert!(text.starts_with(&origin), "{text:?}");
-    if let Err(e) = xfr::copy_soa(XFR_ZONE, &text) {
-        panic!("the new copy's SOA does not parse back: {e}\n{text}");
+    match xfr::copy_soa(XFR_ZONE, &text) {
+        Ok(soa) => assert!(
+            matches!(&soa.data, RData::SOA(s) if s.serial == serial),
+            "the next IXFR would ask from {soa}, not serial {serial}"
+        ),
+        Err(e) => panic!("the new copy's SOA does not parse back: {e}\n{text}"),
     }
     list(Format::Rpz, text.as_bytes());
 }
