@@ -38,6 +38,8 @@
 pub mod access;
 pub mod cache;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lists;
 pub mod matcher;
 pub mod policy;
