@@ -67,7 +67,7 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
     Arc::new(server::Handler::new(
         Arc::new(ArcSwap::from_pointee(snapshot)),
         cache::Cache::new(config.cache_size),
-        upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+        upstream::Upstream::new(&config.upstream),
     ))
 }
 

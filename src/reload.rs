@@ -110,9 +110,7 @@ pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc
 }
 
 fn warn_restart_needed(old: &Config, new: &Config) {
-    if old.listen != new.listen
-        || old.upstreams != new.upstreams
-        || old.cache_size != new.cache_size
+    if old.listen != new.listen || old.upstream != new.upstream || old.cache_size != new.cache_size
     {
         tracing::warn!("[server], [upstream] and [cache] changes take effect after a restart");
     }

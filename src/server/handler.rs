@@ -228,10 +228,9 @@ impl Handler {
         // subnet) are hop-by-hop and stay here (RFC 6891 6.1.1).
         // The client's buffer becomes the upstream query: its question bytes
         // stay as asked (they are echoed from here), the rest is rewritten;
-        // answers carry `facts.id`, never this ID.
+        // answers carry `facts.id`, never the ID the upstream module picks
+        // (its own unpredictable one per attempt).
         query.truncate(facts.question_end);
-        // Our own ID, so answers cannot be matched by guessing the client's.
-        wire::put_u16(&mut query, 0, fastrand::u16(..));
         for at in [6, 8, 10] {
             wire::put_u16(&mut query, at, 0);
         }
@@ -239,7 +238,7 @@ impl Handler {
             wire::push_opt(&mut query, 0, e.dnssec_ok, &[]);
         }
         let answer = match self.inflight.try_acquire() {
-            Ok(_permit) => self.upstream.forward(&query).await,
+            Ok(_permit) => self.upstream.forward(&mut query).await,
             Err(_) => Err(crate::upstream::Error::Busy),
         }
         .and_then(|resp| {
