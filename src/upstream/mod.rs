@@ -600,6 +600,59 @@ mod tests {
         assert!(!answers(&q, &q), "a query is not an answer");
     }
 
+    fn upstream(strategy: Strategy, n: usize) -> Upstream {
+        let servers = (0..n)
+            .map(|i| crate::config::UpstreamServer {
+                addr: SocketAddr::from(([127, 0, 0, 1], 5300 + u16::try_from(i).expect("small"))),
+                transport: Transport::Udp,
+            })
+            .collect();
+        Upstream::new(&UpstreamConfig {
+            servers,
+            strategy,
+            ..UpstreamConfig::default()
+        })
+    }
+
+    #[test]
+    fn fastest_orders_by_round_trip_and_explores_one_query_in_sixteen() {
+        let u = upstream(Strategy::Fastest, 3);
+        for (i, rtt) in [(0, 900), (1, 100), (2, 500)] {
+            u.servers[i].health.srtt_us.store(rtt, Ordering::Relaxed);
+        }
+        let mut explored = 0;
+        for _ in 0..3200 {
+            let order = u.order();
+            assert_eq!(order.len(), 3);
+            if order[0] == 1 {
+                assert_eq!(order, [1, 2, 0], "by round-trip time");
+            } else {
+                explored += 1;
+            }
+        }
+        // 3200 / 16 = 200 expected.
+        assert!((120..300).contains(&explored), "explored {explored} times");
+    }
+
+    #[test]
+    fn down_servers_are_skipped_unless_all_are_down() {
+        let u = upstream(Strategy::RoundRobin, 3);
+        let firsts: Vec<usize> = (0..6).map(|_| u.order()[0]).collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
+        let now = u.now_ms();
+        u.servers[1]
+            .health
+            .down_until
+            .store(now + 60_000, Ordering::Relaxed);
+        for _ in 0..4 {
+            assert!(!u.order().contains(&1));
+        }
+        for s in &u.servers[..] {
+            s.health.down_until.store(now + 60_000, Ordering::Relaxed);
+        }
+        assert_eq!(u.order(), [0, 1, 2], "all down: all tried, in config order");
+    }
+
     #[test]
     fn health_goes_down_after_failures_and_backs_off() {
         let h = Health::default();

@@ -8,5 +8,7 @@ mod harness;
 mod malformed;
 mod ofac;
 mod reload;
+mod secure;
 mod shipped;
+mod upstreams;
 mod xfr;
