@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::batch::Batch;
 use super::handler::{Handler, Outcome, Proto};
+use crate::upstream::Upstream;
 
 /// Starts the worker thread for `sock`; it returns once `stop` is set.
 pub(super) fn spawn(
@@ -24,6 +25,9 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("embargo-udp".into())
         .spawn(move || {
+            // Forwards start from this thread (`Handler::forward_udp`), which
+            // makes sockets and spawns their reader tasks: in the runtime.
+            let _runtime = rt.enter();
             let mut batch = Batch::new();
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
@@ -44,30 +48,38 @@ pub(super) fn spawn(
                         continue;
                     }
                 };
-                for i in 0..n {
-                    let Some((pkt, peer, out)) = batch.slot(i) else {
-                        continue;
-                    };
-                    match handler.handle(pkt, peer, Proto::Udp, out) {
-                        Outcome::Reply => batch.commit_out(),
-                        Outcome::Drop => {}
-                        Outcome::Forward(job) => {
-                            let handler = handler.clone();
-                            let sock = sock.clone();
-                            rt.spawn(async move {
-                                let mut out = Vec::new();
-                                handler.forward(job, &mut out).await;
-                                // A failure may be a pending ICMP error meant for an
-                                // earlier datagram: one retry tells the two apart.
-                                if sock.send_to(&out, peer).is_err()
-                                    && let Err(e) = sock.send_to(&out, peer)
-                                {
-                                    tracing::debug!(%peer, error = %e, "udp send failed");
-                                }
-                            });
+                // Forwarded queries of this batch leave together at its end.
+                Upstream::batched(|| {
+                    for i in 0..n {
+                        let Some((pkt, peer, out)) = batch.slot(i) else {
+                            continue;
+                        };
+                        match handler.handle(pkt, peer, Proto::Udp, out) {
+                            Outcome::Reply => batch.commit_out(),
+                            Outcome::Drop => {}
+                            Outcome::Forward(job) => {
+                                // Plain UDP upstreams: sent from here, answered by
+                                // the task that reads the upstream's answer.
+                                let Some(job) = handler.forward_udp(job, &sock, peer) else {
+                                    continue;
+                                };
+                                let handler = handler.clone();
+                                let sock = sock.clone();
+                                rt.spawn(async move {
+                                    let mut out = Vec::new();
+                                    handler.forward(job, &mut out).await;
+                                    // A failure may be a pending ICMP error meant for an
+                                    // earlier datagram: one retry tells the two apart.
+                                    if sock.send_to(&out, peer).is_err()
+                                        && let Err(e) = sock.send_to(&out, peer)
+                                    {
+                                        tracing::debug!(%peer, error = %e, "udp send failed");
+                                    }
+                                });
+                            }
                         }
                     }
-                }
+                });
                 batch.flush(&sock);
             }
         })

@@ -11,6 +11,14 @@
 //!                        https.rs DNS over HTTPS (RFC 8484), HTTP/2, one connection, reused
 //! ```
 //!
+//! Two ways in: [`Upstream::forward`], awaited by a task (TCP clients, and
+//! upstreams other than plain UDP), and [`Upstream::send`], the UDP fast
+//! path: the server's UDP worker thread sends the query itself and the
+//! upstream socket's reader task answers the client, so a forwarded query
+//! costs no task, no wake-up of one, and no hop between threads. A first
+//! attempt that fails (timeout, error, truncation) carries on in a task with
+//! the same deadline, so both ways behave alike.
+//!
 //! Every answer is checked against the question asked (ID, QR, question
 //! compared case-insensitively) before it is believed. Servers are tried
 //! within one overall deadline (`timeout_ms`), each attempt getting its share
@@ -21,6 +29,7 @@
 //! SERVFAIL is never given without asking.
 
 mod https;
+mod mmsg;
 mod tcp;
 mod tls;
 mod udp;
@@ -36,7 +45,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{Strategy, Transport, UpstreamConfig};
+
 use crate::wire::{self, Header};
+pub use mmsg::send_answer;
 
 /// Why no upstream answered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -81,6 +92,15 @@ impl Error {
     }
 }
 
+/// The task-free path's caller: the query to send, and what to do with
+/// the answer (or the error) when it comes, on whichever task has it.
+pub trait Reply: Send + 'static {
+    /// The query, ready to go upstream; its ID is ours to set.
+    fn query(&mut self) -> &mut [u8];
+    /// Called once, with the answer (its ID is the one we set) or why none came.
+    fn answer(self: Box<Self>, answer: Result<Vec<u8>, Error>);
+}
+
 /// Consecutive failures after which a server is skipped for a backoff.
 pub const FAILS_TO_DOWN: u32 = 3;
 /// The first backoff; each failed probe doubles it, up to [`MAX_BACKOFF`].
@@ -100,6 +120,8 @@ pub struct Upstream {
     /// Health times are milliseconds since this instant.
     epoch: Instant,
     flights: Flights,
+    /// Every server is plain UDP: [`Upstream::send`] can take every query.
+    udp_only: bool,
 }
 
 /// One upstream and what we know of it.
@@ -129,7 +151,9 @@ impl Upstream {
             .map(|s| {
                 let label: Arc<str> = s.to_string().into();
                 let link = match &s.transport {
-                    Transport::Udp => Link::Udp(udp::Pool::new(s.addr, config.udp_sockets)),
+                    Transport::Udp => {
+                        Link::Udp(udp::Pool::new(s.addr, config.udp_sockets, label.clone()))
+                    }
                     Transport::Tcp => Link::Tcp(s.addr),
                     Transport::Tls { server_name } => Link::Secure(tls::Connection::new(
                         s.addr,
@@ -155,7 +179,10 @@ impl Upstream {
                 }
             })
             .collect();
+        let udp_only = !config.servers.is_empty()
+            && config.servers.iter().all(|s| s.transport == Transport::Udp);
         Self {
+            udp_only,
             servers,
             strategy: config.strategy,
             timeout: config.timeout,
@@ -197,13 +224,79 @@ impl Upstream {
         }
     }
 
+    /// Runs `f` (a UDP worker's pass over one receive batch): the queries
+    /// [`Upstream::send`] starts on this thread meanwhile leave together,
+    /// one `sendmmsg` per upstream socket, when `f` returns.
+    pub fn batched<R>(f: impl FnOnce() -> R) -> R {
+        udp::batched(f)
+    }
+
+    /// True when [`Upstream::send`] may be used: every server is plain UDP.
+    pub fn udp_only(&self) -> bool {
+        self.udp_only
+    }
+
+    /// Forwards without a task of its own (the caller's thread sends, the
+    /// socket's reader task answers): the UDP fast path. Same behaviour as
+    /// [`Upstream::forward`]: coalescing, strategy, health, failover (the
+    /// first attempt goes out from here; if it fails, a task tries the
+    /// others within what is left of the deadline), TCP on truncation.
+    /// Only for [`Upstream::udp_only`] upstreams; must run inside the
+    /// runtime's context.
+    pub fn send(self: &Arc<Self>, mut reply: Box<dyn Reply>) {
+        let mut flight = None;
+        if let Some(key) = FlightKey::of(reply.query()) {
+            match self.flights.join_reply(&key, reply) {
+                Some(r) => {
+                    reply = r;
+                    flight = Some(key);
+                }
+                None => return,
+            }
+        }
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let order = self.order();
+        let fast = Box::new(Fast {
+            upstream: self.clone(),
+            reply,
+            flight,
+            deadline,
+            server: order.first().copied().unwrap_or(0),
+            started,
+            attempt: started + self.timeout / u32::try_from(order.len().max(1)).unwrap_or(1),
+            resend: Some(
+                started + self.timeout / u32::try_from(2 * order.len().max(1)).unwrap_or(2),
+            ),
+        });
+        match self.servers.get(fast.server).map(|s| &s.link) {
+            Some(Link::Udp(pool)) => pool.start(fast),
+            Some(_) => fast.retry(),
+            None => fast.finish(Err(Error::NoServers)),
+        }
+    }
+
     /// Tries the servers in the order the strategy and health give, each
     /// attempt with a share of the time left.
     async fn resolve(&self, query: &mut [u8]) -> Result<Vec<u8>, Error> {
-        let deadline = Instant::now() + self.timeout;
-        let order = self.order();
+        self.resolve_until(query, Instant::now() + self.timeout, None, Error::NoServers)
+            .await
+    }
+
+    /// [`Upstream::resolve`] until `deadline`, leaving out server `skip`
+    /// (just tried), with `last` as the error if nothing is left to try.
+    async fn resolve_until(
+        &self,
+        query: &mut [u8],
+        deadline: Instant,
+        skip: Option<usize>,
+        mut last: Error,
+    ) -> Result<Vec<u8>, Error> {
+        let mut order = self.order();
+        if let Some(skip) = skip {
+            order.retain(|&s| s != skip);
+        }
         let n = order.len();
-        let mut last = Error::NoServers;
         for (i, &s) in order.iter().enumerate() {
             let Some(server) = self.servers.get(s) else {
                 continue;
@@ -420,7 +513,22 @@ struct Flights {
     hasher: RandomState,
 }
 
-type Waiter = oneshot::Sender<Result<Vec<u8>, Error>>;
+/// A query waiting for another's answer: a task, or a fast-path reply.
+enum Waiter {
+    Task(oneshot::Sender<Result<Vec<u8>, Error>>),
+    Reply(Box<dyn Reply>),
+}
+
+impl Waiter {
+    fn land(self, result: &Result<Vec<u8>, Error>) {
+        match self {
+            Self::Task(tx) => {
+                let _ = tx.send(result.clone());
+            }
+            Self::Reply(r) => r.answer(result.clone()),
+        }
+    }
+}
 type Shard = Mutex<HashMap<Box<[u8]>, Vec<Waiter>>>;
 
 const FLIGHT_SHARDS: usize = 16;
@@ -488,7 +596,7 @@ impl Flights {
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(waiters) = map.get_mut(key.as_bytes()) {
             let (tx, rx) = oneshot::channel();
-            waiters.push(tx);
+            waiters.push(Waiter::Task(tx));
             return Joined::Follower(rx);
         }
         map.insert(key.as_bytes().into(), Vec::new());
@@ -498,6 +606,131 @@ impl Flights {
             key,
             landed: false,
         })
+    }
+}
+
+impl Flights {
+    /// [`Flights::join`] for the fast path: `reply` waits in the flight
+    /// (None), or comes back to lead it (the caller then owes a
+    /// [`Flights::land`] with the same key).
+    fn join_reply(&self, key: &FlightKey, reply: Box<dyn Reply>) -> Option<Box<dyn Reply>> {
+        let mut map = self
+            .shard(key.as_bytes())
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(waiters) = map.get_mut(key.as_bytes()) {
+            waiters.push(Waiter::Reply(reply));
+            return None;
+        }
+        map.insert(key.as_bytes().into(), Vec::new());
+        Some(reply)
+    }
+
+    /// Ends the flight of `key`, handing a copy of `result` to every waiter.
+    fn land(&self, key: &FlightKey, result: &Result<Vec<u8>, Error>) {
+        let waiters = self
+            .shard(key.as_bytes())
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key.as_bytes())
+            .unwrap_or_default();
+        for w in waiters {
+            w.land(result);
+        }
+    }
+}
+
+/// A query on the fast path: sent from the caller's thread, answered by the
+/// socket's reader task, or carried on by a task of its own when the first
+/// attempt fails.
+pub(crate) struct Fast {
+    upstream: Arc<Upstream>,
+    reply: Box<dyn Reply>,
+    /// The flight this query leads, if it was coalescable.
+    flight: Option<FlightKey>,
+    deadline: Instant,
+    /// The server of the first attempt, and when it started and ends.
+    server: usize,
+    started: Instant,
+    attempt: Instant,
+    /// When to send the query once more if no answer came (then None).
+    resend: Option<Instant>,
+}
+
+impl Fast {
+    fn label(&self) -> Arc<str> {
+        self.upstream
+            .servers
+            .get(self.server)
+            .map_or_else(|| "?".into(), |s| s.label.clone())
+    }
+
+    /// Answers the client and every follower.
+    fn finish(self: Box<Self>, result: Result<Vec<u8>, Error>) {
+        let Self {
+            upstream,
+            reply,
+            flight,
+            ..
+        } = *self;
+        if let Some(key) = &flight {
+            upstream.flights.land(key, &result);
+        }
+        reply.answer(result);
+    }
+
+    /// The first attempt got `resp`.
+    fn answered(self: Box<Self>, resp: Vec<u8>) {
+        let upstream = self.upstream.clone();
+        if let Some(s) = upstream.servers.get(self.server) {
+            s.health
+                .success(self.started.elapsed(), upstream.now_ms(), &s.label);
+        }
+        if !Header::parse(&resp).is_some_and(|h| h.truncated()) {
+            return self.finish(Ok(resp));
+        }
+        // Truncated: the whole answer over TCP, from a task.
+        let Some(Link::Udp(pool)) = upstream.servers.get(self.server).map(|s| &s.link) else {
+            return self.finish(Ok(resp));
+        };
+        let addr = pool.server();
+        let label = self.label();
+        let mut fast = self;
+        tokio::spawn(async move {
+            let deadline = fast.deadline;
+            let result = tcp::exchange(addr, fast.reply.query(), deadline, &label).await;
+            fast.finish(result);
+        });
+    }
+
+    /// The first attempt failed (timeout, unreachable): counts against the
+    /// server, then a task tries the others within what is left.
+    fn failed(self: Box<Self>, error: Error) {
+        if let Some(s) = self.upstream.servers.get(self.server) {
+            tracing::debug!(upstream = %s.label, error = %error, "upstream attempt failed");
+            s.health
+                .failure(self.started.elapsed(), self.upstream.now_ms(), &s.label);
+        }
+        let skip = Some(self.server);
+        self.carry_on(skip, error);
+    }
+
+    /// The first attempt could not be sent from here (a full socket
+    /// buffer): a task does it all, this server included.
+    fn retry(self: Box<Self>) {
+        self.carry_on(None, Error::Busy);
+    }
+
+    fn carry_on(self: Box<Self>, skip: Option<usize>, last: Error) {
+        let mut fast = self;
+        tokio::spawn(async move {
+            let upstream = fast.upstream.clone();
+            let deadline = fast.deadline;
+            let result = upstream
+                .resolve_until(fast.reply.query(), deadline, skip, last)
+                .await;
+            fast.finish(result);
+        });
     }
 }
 
@@ -520,7 +753,7 @@ impl FlightGuard<'_> {
     fn land(mut self, result: &Result<Vec<u8>, Error>) {
         self.landed = true;
         for w in self.take() {
-            let _ = w.send(result.clone());
+            w.land(result);
         }
     }
 }
@@ -528,7 +761,13 @@ impl FlightGuard<'_> {
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         if !self.landed {
-            drop(self.take());
+            // Waiting tasks see their channel close and ask upstream
+            // themselves; a fast-path reply cannot wait, so it is told.
+            for w in self.take() {
+                if let Waiter::Reply(r) = w {
+                    r.answer(Err(Error::Busy));
+                }
+            }
         }
     }
 }

@@ -27,7 +27,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, timeout_at};
 
-use super::{Error, question_end, same_question};
+use std::cell::RefCell;
+use std::os::fd::AsRawFd;
+
+use super::{Error, Fast, mmsg, question_end, same_question};
 use crate::wire::{self, Header};
 
 /// Queries sent on one socket before it is replaced.
@@ -37,14 +40,14 @@ const MAX_AGE: Duration = Duration::from_secs(30);
 /// Queries waiting on one socket at most: IDs stay easy to find, and a
 /// flood cannot fill the 16-bit space.
 const MAX_PENDING: usize = 16_384;
-/// Largest answer read: we ask with a 1232-byte EDNS size (or 512), so a
-/// compliant answer fits with room to spare; a longer one is cut and fails
-/// to parse.
-const RECV_SIZE: usize = 4096;
+/// Longest query sent: header, a 255-byte name, type, class and our OPT.
+const MAX_QUERY: usize = 512;
 
 /// The sockets to one upstream.
 pub(super) struct Pool {
     server: SocketAddr,
+    /// The server as configured, for errors.
+    label: Arc<str>,
     slots: Box<[Mutex<Option<Arc<Sock>>>]>,
 }
 
@@ -52,8 +55,10 @@ pub(super) struct Pool {
 /// task watches.
 struct Sock {
     socket: tokio::net::UdpSocket,
+    /// The server as configured, for errors.
+    label: Arc<str>,
     /// Queries waiting, by ID.
-    pending: Mutex<HashMap<u16, Pending>>,
+    pending: Mutex<HashMap<u16, Pending, IdHash>>,
     uses: AtomicU32,
     born: Instant,
     /// Replaced: the reader stops once nothing is pending.
@@ -62,19 +67,48 @@ struct Sock {
 }
 
 /// A query waiting for its answer.
-struct Pending {
-    /// Header-less question as sent (name, type, class), to check answers.
-    question: Box<[u8]>,
-    tx: oneshot::Sender<Answer>,
+enum Pending {
+    /// A task awaits it ([`Pool::exchange`]).
+    Task {
+        /// Header-less question as sent (name, type, class), to check answers.
+        question: Box<[u8]>,
+        tx: oneshot::Sender<Answer>,
+    },
+    /// The fast path ([`Pool::start`]): the reader task answers it.
+    Fast(Box<Fast>),
 }
+
+impl Pending {
+    /// True when `resp` carries the question this query asked.
+    fn asked(&mut self, resp: &[u8]) -> bool {
+        match self {
+            Self::Task { question, .. } => answers_question(question, resp),
+            Self::Fast(f) => same_question(f.reply.query(), resp),
+        }
+    }
+
+    fn fail(self, kind: io::ErrorKind, label: &Arc<str>) {
+        match self {
+            Self::Task { tx, .. } => {
+                let _ = tx.send(Err(kind));
+            }
+            Self::Fast(f) => f.failed(Error::io(label, kind.into())),
+        }
+    }
+}
+
+/// How often the reader task looks for fast-path queries past their
+/// attempt deadline (tasks time out on their own).
+const SWEEP: Duration = Duration::from_millis(25);
 
 /// An answer's bytes, or why the socket gave up on every query it had.
 type Answer = Result<Vec<u8>, io::ErrorKind>;
 
 impl Pool {
-    pub(super) fn new(server: SocketAddr, sockets: usize) -> Self {
+    pub(super) fn new(server: SocketAddr, sockets: usize, label: Arc<str>) -> Self {
         Self {
             server,
+            label,
             slots: (0..sockets.max(1)).map(|_| Mutex::new(None)).collect(),
         }
     }
@@ -118,6 +152,62 @@ impl Pool {
         }
     }
 
+    /// The fast path: registers `fast` on a socket and sends its query from
+    /// this thread; the socket's reader task takes it from there.
+    pub(super) fn start(&self, mut fast: Box<Fast>) {
+        let label = self.label.clone();
+        // Inside a batch, its queries to this upstream share one socket, so
+        // that one sendmmsg carries them (each still has its random ID).
+        let sock = match batch_socket(self).map_or_else(|| self.socket(), Ok) {
+            Ok(s) => s,
+            Err(e) => return fast.failed(Error::io(&label, e)),
+        };
+        // A copy to send from once the query is in the table: the lock is
+        // not held across the system call (the reader would wait on it).
+        let mut wire = [0u8; MAX_QUERY];
+        let len = fast.reply.query().len();
+        if question_end(fast.reply.query()).is_none() || len > MAX_QUERY {
+            return fast.finish(Err(Error::Unparsable));
+        }
+        let mut pending = sock.pending();
+        if pending.len() >= MAX_PENDING {
+            drop(pending);
+            return fast.retry();
+        }
+        let id = free_id(&pending);
+        let query = fast.reply.query();
+        wire::put_u16(query, 0, id);
+        wire[..len].copy_from_slice(query);
+        pending.insert(id, Pending::Fast(fast));
+        drop(pending);
+        let wire = &wire[..len];
+        if queue(&sock, id, wire) {
+            return;
+        }
+        // Straight to send(2): tokio's `try_send` first asks the reactor,
+        // which has not seen a fresh socket writable yet.
+        let raw = socket2::SockRef::from(&sock.socket);
+        let sent = raw.send(wire).or_else(|e| {
+            // A pending ICMP error meant for an earlier datagram: once more.
+            if e.kind() == io::ErrorKind::ConnectionRefused {
+                raw.send(wire)
+            } else {
+                Err(e)
+            }
+        });
+        if let Err(e) = sent {
+            // Not sent: take it back, unless the sweeper already has.
+            let Some(Pending::Fast(fast)) = sock.pending().remove(&id) else {
+                return;
+            };
+            if e.kind() == io::ErrorKind::WouldBlock {
+                fast.retry();
+            } else {
+                fast.failed(Error::io(&label, e));
+            }
+        }
+    }
+
     /// A random slot's socket, replaced first if it is worn or old.
     fn socket(&self) -> io::Result<Arc<Sock>> {
         let i = rand::random_range(0..self.slots.len());
@@ -129,8 +219,8 @@ impl Pool {
         {
             return Ok(s.clone());
         }
-        let fresh = Arc::new(Sock::bind(self.server)?);
-        tokio::spawn(read(fresh.clone()));
+        let fresh = Arc::new(Sock::bind(self.server, self.label.clone())?);
+        tokio::spawn(read(fresh.clone(), self.label.clone()));
         if let Some(old) = current.replace(fresh.clone()) {
             old.retire();
         }
@@ -150,7 +240,7 @@ impl Drop for Pool {
 
 impl Sock {
     /// A socket on a random local port, connected to `server`.
-    fn bind(server: SocketAddr) -> io::Result<Self> {
+    fn bind(server: SocketAddr, label: Arc<str>) -> io::Result<Self> {
         let local: SocketAddr = if server.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -161,7 +251,8 @@ impl Sock {
         std.set_nonblocking(true)?;
         Ok(Self {
             socket: tokio::net::UdpSocket::from_std(std)?,
-            pending: Mutex::new(HashMap::new()),
+            label,
+            pending: Mutex::new(HashMap::default()),
             uses: AtomicU32::new(1),
             born: Instant::now(),
             retired: AtomicBool::new(false),
@@ -169,7 +260,7 @@ impl Sock {
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Pending>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Pending, IdHash>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -181,15 +272,10 @@ impl Sock {
         if pending.len() >= MAX_PENDING {
             return None;
         }
-        let id = loop {
-            let id: u16 = rand::random();
-            if !pending.contains_key(&id) {
-                break id;
-            }
-        };
+        let id = free_id(&pending);
         pending.insert(
             id,
-            Pending {
+            Pending::Task {
                 question: question.into(),
                 tx,
             },
@@ -226,26 +312,62 @@ impl Sock {
             return;
         }
         let mut pending = self.pending();
-        let Some(p) = pending.get(&h.id) else {
+        let Some(p) = pending.get_mut(&h.id) else {
             tracing::debug!(id = h.id, "upstream answer for no query waiting: ignored");
             return;
         };
-        if !answers_question(&p.question, resp) {
+        if !p.asked(resp) {
             tracing::debug!(id = h.id, "upstream answer to another question: ignored");
             return;
         }
-        if let Some(p) = pending.remove(&h.id) {
-            drop(pending);
-            let _ = p.tx.send(Ok(resp.to_vec()));
+        let Some(p) = pending.remove(&h.id) else {
+            return;
+        };
+        drop(pending);
+        match p {
+            Pending::Task { tx, .. } => {
+                let _ = tx.send(Ok(resp.to_vec()));
+            }
+            Pending::Fast(f) => f.answered(resp.to_vec()),
+        }
+    }
+
+    /// Sends again the fast-path queries halfway through their attempt (a
+    /// datagram lost on the way is a delay, not a SERVFAIL) and fails those
+    /// whose attempt is over.
+    fn sweep(&self, label: &Arc<str>) {
+        let now = Instant::now();
+        let mut pending = self.pending();
+        for p in pending.values_mut() {
+            if let Pending::Fast(f) = p
+                && f.resend.is_some_and(|at| at <= now)
+            {
+                f.resend = None;
+                let _ = socket2::SockRef::from(&self.socket).send(f.reply.query());
+            }
+        }
+        let late: Vec<u16> = pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Fast(f) if f.attempt <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        let late: Vec<Pending> = late.iter().filter_map(|id| pending.remove(id)).collect();
+        drop(pending);
+        for p in late {
+            if let Pending::Fast(f) = p {
+                f.failed(Error::Timeout {
+                    server: label.clone(),
+                });
+            }
         }
     }
 
     /// The port is closed (ICMP port unreachable): every query waiting on
     /// this socket fails now rather than at its timeout.
-    fn fail_all(&self, kind: io::ErrorKind) {
+    fn fail_all(&self, kind: io::ErrorKind, label: &Arc<str>) {
         let waiting: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
         for p in waiting {
-            let _ = p.tx.send(Err(kind));
+            p.fail(kind, label);
         }
     }
 
@@ -256,6 +378,153 @@ impl Sock {
 
     fn done(&self) -> bool {
         self.retired.load(Ordering::Relaxed) && self.pending().is_empty()
+    }
+}
+
+/// Fast-path queries queued on this thread inside [`batched`].
+struct Outgoing {
+    active: bool,
+    /// The socket the batch uses for each pool (by the pool's address).
+    sockets: Vec<(usize, Arc<Sock>)>,
+    /// Each query: its socket, ID, and place in `bytes`.
+    queued: Vec<(Arc<Sock>, u16, usize, usize)>,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static OUTGOING: RefCell<Outgoing> = const {
+        RefCell::new(Outgoing { active: false, sockets: Vec::new(), queued: Vec::new(), bytes: Vec::new() })
+    };
+}
+
+/// Runs `f` (the server's UDP worker over one receive batch); fast-path
+/// queries it starts are queued, then sent with one `sendmmsg` per socket.
+pub(super) fn batched<R>(f: impl FnOnce() -> R) -> R {
+    OUTGOING.with_borrow_mut(|o| o.active = true);
+    let r = f();
+    let (queued, bytes) = OUTGOING.with_borrow_mut(|o| {
+        o.active = false;
+        o.sockets.clear();
+        (std::mem::take(&mut o.queued), std::mem::take(&mut o.bytes))
+    });
+    let mut rest: &[(Arc<Sock>, u16, usize, usize)] = &queued;
+    while let Some((sock, _, _, _)) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|q| Arc::ptr_eq(&q.0, sock))
+            .count()
+            .min(mmsg::BATCH);
+        let msgs: Vec<&[u8]> = rest[..run]
+            .iter()
+            .map(|&(_, _, s, l)| bytes.get(s..s + l).unwrap_or_default())
+            .collect();
+        let fd = sock.socket.as_raw_fd();
+        let mut sent = 0;
+        let mut error = None;
+        let mut refused_once = false;
+        while sent < run {
+            match mmsg::send_connected(fd, &msgs[sent..]) {
+                Ok(0) => break,
+                Ok(k) => sent += k,
+                // A pending ICMP error meant for an earlier datagram: once more.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && !refused_once => {
+                    refused_once = true;
+                }
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        for &(_, id, _, _) in &rest[sent..run] {
+            let Some(Pending::Fast(fast)) = sock.pending().remove(&id) else {
+                continue;
+            };
+            match &error {
+                Some(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    fast.failed(Error::io(
+                        &sock.label,
+                        io::Error::new(e.kind(), e.to_string()),
+                    ));
+                }
+                _ => fast.retry(),
+            }
+        }
+        rest = &rest[run..];
+    }
+    // Keep the buffers' capacity for the next batch.
+    OUTGOING.with_borrow_mut(|o| {
+        let (mut q, mut b) = (queued, bytes);
+        q.clear();
+        b.clear();
+        o.queued = q;
+        o.bytes = b;
+    });
+    r
+}
+
+/// The socket this thread's batch already uses for `pool`, if any.
+fn batch_socket(pool: &Pool) -> Option<Arc<Sock>> {
+    let key = std::ptr::from_ref(pool) as usize;
+    OUTGOING.with_borrow_mut(|o| {
+        if !o.active {
+            return None;
+        }
+        let found = o.sockets.iter().find(|(k, _)| *k == key).map(|(_, s)| {
+            s.uses.fetch_add(1, Ordering::Relaxed);
+            s.clone()
+        });
+        if found.is_none() {
+            o.sockets.push((key, pool.socket().ok()?));
+        }
+        found.or_else(|| o.sockets.last().map(|(_, s)| s.clone()))
+    })
+}
+
+/// Queues `wire` (query `id` on `sock`) inside [`batched`]; false outside.
+fn queue(sock: &Arc<Sock>, id: u16, wire: &[u8]) -> bool {
+    OUTGOING.with_borrow_mut(|o| {
+        if !o.active {
+            return false;
+        }
+        let start = o.bytes.len();
+        o.bytes.extend_from_slice(wire);
+        o.queued.push((sock.clone(), id, start, wire.len()));
+        true
+    })
+}
+
+/// Hashes the IDs of the pending table. They are random already (and the
+/// table is per socket, its keys chosen by us), so one multiplication
+/// spreads them; SipHash's resistance to chosen keys buys nothing here.
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// An unpredictable ID (a CSPRNG) that no query on this socket waits for.
+fn free_id(pending: &HashMap<u16, Pending, IdHash>) -> u16 {
+    loop {
+        let id: u16 = rand::random();
+        if !pending.contains_key(&id) {
+            return id;
+        }
     }
 }
 
@@ -289,10 +558,14 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// The reader task of one socket: drains every datagram that is ready,
-/// then waits for more; ends once the socket is retired and idle.
-async fn read(sock: Arc<Sock>) {
-    let mut buf = vec![0u8; RECV_SIZE];
+/// The reader task of one socket: drains every datagram that is ready
+/// (`recvmmsg`), answers their clients in one batch, then waits for more;
+/// ends once the socket is retired and idle.
+async fn read(sock: Arc<Sock>, label: Arc<str>) {
+    let mut batch = mmsg::RecvBatch::new();
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let fd = sock.socket.as_raw_fd();
     loop {
         if sock.done() {
             return;
@@ -300,26 +573,51 @@ async fn read(sock: Arc<Sock>) {
         tokio::select! {
             ready = sock.socket.readable() => {
                 if ready.is_err() {
-                    sock.fail_all(io::ErrorKind::BrokenPipe);
+                    sock.fail_all(io::ErrorKind::BrokenPipe, &label);
                     return;
                 }
             }
             () = sock.wake.notified() => continue,
-        }
-        loop {
-            match sock.socket.try_recv(&mut buf) {
-                Ok(n) => sock.dispatch(buf.get(..n).unwrap_or_default()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    sock.fail_all(e.kind());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "upstream socket receive error");
-                    break;
-                }
+            _ = sweep.tick() => {
+                sock.sweep(&label);
+                continue;
             }
         }
+        mmsg::answering(|| {
+            loop {
+                match sock
+                    .socket
+                    .try_io(tokio::io::Interest::READABLE, || batch.recv(fd))
+                {
+                    Ok(n) => {
+                        for i in 0..n {
+                            if let Some(d) = batch.get(i) {
+                                sock.dispatch(d);
+                            }
+                        }
+                        if n < mmsg::BATCH {
+                            // Short batch: the queue is empty. Tell the
+                            // reactor without another system call to hear
+                            // it again (a datagram that came meanwhile is a
+                            // new event, so nothing is missed).
+                            let _ = sock.socket.try_io(tokio::io::Interest::READABLE, || {
+                                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                            });
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        sock.fail_all(e.kind(), &label);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "upstream socket receive error");
+                        break;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -340,7 +638,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_reach_their_query_and_nothing_else_does() {
-        let sock = Sock::bind("127.0.0.1:9".parse().expect("addr")).expect("bind");
+        let sock = Sock::bind("127.0.0.1:9".parse().expect("addr"), "test".into()).expect("bind");
         let q = question();
         let (id, mut rx) = sock.register(&q).expect("registered");
         // Unknown ID, a query instead of an answer, another question: ignored.
@@ -363,7 +661,7 @@ mod tests {
 
     #[tokio::test]
     async fn ids_are_spread_and_never_shared_on_a_socket() {
-        let sock = Sock::bind("127.0.0.1:9".parse().expect("addr")).expect("bind");
+        let sock = Sock::bind("127.0.0.1:9".parse().expect("addr"), "test".into()).expect("bind");
         let mut ids = std::collections::HashSet::new();
         let mut keep = Vec::new();
         for _ in 0..2000 {
@@ -380,7 +678,7 @@ mod tests {
 
     #[tokio::test]
     async fn sockets_get_random_ports_and_are_replaced_when_worn() {
-        let pool = Pool::new("127.0.0.1:9".parse().expect("addr"), 1);
+        let pool = Pool::new("127.0.0.1:9".parse().expect("addr"), 1, "test".into());
         let first = pool.socket().expect("socket");
         let port = first.socket.local_addr().expect("addr").port();
         first.uses.store(MAX_USES, Ordering::Relaxed);

@@ -301,10 +301,11 @@ impl rustls::server::ResolvesServerCert for CountingCert {
     }
 }
 
-/// A UDP socket that reads every query and never answers, counting them.
+/// A UDP socket that reads every query and never answers, noting the
+/// names asked.
 pub(crate) struct BlackHole {
     pub(crate) addr: SocketAddr,
-    count: Arc<AtomicUsize>,
+    names: Arc<Mutex<std::collections::BTreeSet<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -312,24 +313,71 @@ impl BlackHole {
     pub(crate) async fn start() -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = sock.local_addr().expect("addr");
-        let count = Arc::new(AtomicUsize::new(0));
-        let seen = count.clone();
+        let names = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+        let seen = names.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
-            while sock.recv_from(&mut buf).await.is_ok() {
-                seen.fetch_add(1, Ordering::SeqCst);
+            while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                if let (Ok(m), Ok(mut seen)) = (Message::from_vec(&buf[..n]), seen.lock())
+                    && let Some(q) = m.queries.first()
+                {
+                    seen.insert(q.name().to_string().to_ascii_lowercase());
+                }
             }
         });
-        Self { addr, count, task }
+        Self { addr, names, task }
     }
 
-    /// Queries received so far.
+    /// Different questions received so far (a query sent again counts once).
     pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
+        self.names.lock().map(|n| n.len()).unwrap_or(0)
     }
 }
 
 impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A UDP relay to `upstream` that loses the first datagram of every
+/// query (by ID) and passes on every later one: a lossy path.
+pub(crate) struct Lossy {
+    pub(crate) addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lossy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Self {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let addr = sock.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let mut dropped = std::collections::HashSet::new();
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, client)) = sock.recv_from(&mut buf).await {
+                let pkt = buf[..n].to_vec();
+                if n < 2 || dropped.insert((client, pkt[0], pkt[1])) {
+                    continue;
+                }
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    let relay = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+                    relay.send_to(&pkt, upstream).await.expect("relay");
+                    let mut answer = vec![0u8; 4096];
+                    if let Ok(Ok((n, _))) =
+                        tokio::time::timeout(Duration::from_secs(2), relay.recv_from(&mut answer))
+                            .await
+                    {
+                        let _ = sock.send_to(&answer[..n], client).await;
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Lossy {
     fn drop(&mut self) {
         self.task.abort();
     }

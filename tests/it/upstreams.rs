@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{BlackHole, Embargo, Upstream, config, query, udp};
+use crate::harness::{BlackHole, Embargo, Lossy, Upstream, config, query, udp};
 
 /// The harness config with `servers` (as written) and `[upstream]` extras.
 fn config_with(servers: &[String], upstream_extra: &str) -> String {
@@ -192,5 +192,25 @@ async fn identical_questions_in_flight_go_upstream_once() {
         2,
         "one A and one AAAA query upstream"
     );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_datagram_is_sent_again_within_the_attempt() {
+    let up = Upstream::start().await;
+    let lossy = Lossy::start(up.addr).await;
+    let e = Embargo::start(
+        &config_with(&[lossy.addr.to_string()], "timeout_ms = 1000"),
+        &[],
+    )
+    .await;
+    // The first datagram is lost; halfway through the attempt it goes again.
+    let (rcode, took) = ask(&e, "www.up.test.").await;
+    assert_eq!(rcode, ResponseCode::NoError, "answered, not SERVFAIL");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+    assert_eq!(up.count("www.up.test"), 1);
     e.stop().await;
 }
