@@ -26,8 +26,10 @@ pub(super) fn spawn(
         .name("embargo-udp".into())
         .spawn(move || {
             // Forwards start from this thread (`Handler::forward_udp`), which
-            // makes sockets and spawns their reader tasks: in the runtime.
+            // makes sockets and spawns their reader tasks: in the runtime;
+            // those of one batch leave together after it.
             let _runtime = rt.enter();
+            Upstream::queue_on_this_thread();
             let mut batch = Batch::new();
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
@@ -48,38 +50,36 @@ pub(super) fn spawn(
                         continue;
                     }
                 };
-                // Forwarded queries of this batch leave together at its end.
-                Upstream::batched(|| {
-                    for i in 0..n {
-                        let Some((pkt, peer, out)) = batch.slot(i) else {
-                            continue;
-                        };
-                        match handler.handle(pkt, peer, Proto::Udp, out) {
-                            Outcome::Reply => batch.commit_out(),
-                            Outcome::Drop => {}
-                            Outcome::Forward(job) => {
-                                // Plain UDP upstreams: sent from here, answered by
-                                // the task that reads the upstream's answer.
-                                let Some(job) = handler.forward_udp(job, &sock, peer) else {
-                                    continue;
-                                };
-                                let handler = handler.clone();
-                                let sock = sock.clone();
-                                rt.spawn(async move {
-                                    let mut out = Vec::new();
-                                    handler.forward(job, &mut out).await;
-                                    // A failure may be a pending ICMP error meant for an
-                                    // earlier datagram: one retry tells the two apart.
-                                    if sock.send_to(&out, peer).is_err()
-                                        && let Err(e) = sock.send_to(&out, peer)
-                                    {
-                                        tracing::debug!(%peer, error = %e, "udp send failed");
-                                    }
-                                });
-                            }
+                for i in 0..n {
+                    let Some((pkt, peer, out)) = batch.slot(i) else {
+                        continue;
+                    };
+                    match handler.handle(pkt, peer, Proto::Udp, out) {
+                        Outcome::Reply => batch.commit_out(),
+                        Outcome::Drop => {}
+                        Outcome::Forward(job) => {
+                            // Plain UDP upstreams: sent from here, answered by
+                            // the task that reads the upstream's answer.
+                            let Some(job) = handler.forward_udp(job, &sock, peer) else {
+                                continue;
+                            };
+                            let handler = handler.clone();
+                            let sock = sock.clone();
+                            rt.spawn(async move {
+                                let mut out = Vec::new();
+                                handler.forward(job, &mut out).await;
+                                // A failure may be a pending ICMP error meant for an
+                                // earlier datagram: one retry tells the two apart.
+                                if sock.send_to(&out, peer).is_err()
+                                    && let Err(e) = sock.send_to(&out, peer)
+                                {
+                                    tracing::debug!(%peer, error = %e, "udp send failed");
+                                }
+                            });
                         }
                     }
-                });
+                }
+                Upstream::flush_queued();
                 batch.flush(&sock);
             }
         })

@@ -9,9 +9,8 @@
 //! the answers read in one pass go back in one, so every side does a batch
 //! per wake-up (the measurements are in the README).
 //!
-//! - `udp::batched` runs a closure (the server's UDP worker, over one
-//!   receive batch) during which fast-path queries queue instead of going
-//!   out, then sends each socket's queue with one [`send_connected`].
+//! - `udp::flush_queued` sends what the server's UDP worker queued over one
+//!   receive batch, each socket's queue with one [`send_connected`].
 //! - [`answering`] does the same for answers to clients while a reader task
 //!   drains an upstream socket ([`send_answer`] queues or sends).
 //!

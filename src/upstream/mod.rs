@@ -224,11 +224,16 @@ impl Upstream {
         }
     }
 
-    /// Runs `f` (a UDP worker's pass over one receive batch): the queries
-    /// [`Upstream::send`] starts on this thread meanwhile leave together,
-    /// one `sendmmsg` per upstream socket, when `f` returns.
-    pub fn batched<R>(f: impl FnOnce() -> R) -> R {
-        udp::batched(f)
+    /// Makes the queries [`Upstream::send`] starts on this thread (a UDP
+    /// worker) wait for [`Upstream::flush_queued`], so that those of one
+    /// receive batch leave together, one `sendmmsg` per upstream socket.
+    pub fn queue_on_this_thread() {
+        udp::queue_on_this_thread();
+    }
+
+    /// Sends the queries this thread queued.
+    pub fn flush_queued() {
+        udp::flush_queued();
     }
 
     /// True when [`Upstream::send`] may be used: every server is plain UDP.

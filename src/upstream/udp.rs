@@ -381,7 +381,7 @@ impl Sock {
     }
 }
 
-/// Fast-path queries queued on this thread inside [`batched`].
+/// Fast-path queries queued on this thread until [`flush_queued`].
 struct Outgoing {
     active: bool,
     /// The socket the batch uses for each pool (by the pool's address).
@@ -397,16 +397,22 @@ thread_local! {
     };
 }
 
-/// Runs `f` (the server's UDP worker over one receive batch); fast-path
-/// queries it starts are queued, then sent with one `sendmmsg` per socket.
-pub(super) fn batched<R>(f: impl FnOnce() -> R) -> R {
+/// From now on, fast-path queries started on this thread (the server's
+/// UDP worker) queue until [`flush_queued`].
+pub(super) fn queue_on_this_thread() {
     OUTGOING.with_borrow_mut(|o| o.active = true);
-    let r = f();
+}
+
+/// Sends what this thread queued, one `sendmmsg` per socket.
+pub(super) fn flush_queued() {
     let (queued, bytes) = OUTGOING.with_borrow_mut(|o| {
-        o.active = false;
         o.sockets.clear();
         (std::mem::take(&mut o.queued), std::mem::take(&mut o.bytes))
     });
+    if queued.is_empty() {
+        OUTGOING.with_borrow_mut(|o| o.bytes = bytes);
+        return;
+    }
     let mut rest: &[(Arc<Sock>, u16, usize, usize)] = &queued;
     while let Some((sock, _, _, _)) = rest.first() {
         let run = rest
@@ -460,7 +466,6 @@ pub(super) fn batched<R>(f: impl FnOnce() -> R) -> R {
         o.queued = q;
         o.bytes = b;
     });
-    r
 }
 
 /// The socket this thread's batch already uses for `pool`, if any.
@@ -481,7 +486,7 @@ fn batch_socket(pool: &Pool) -> Option<Arc<Sock>> {
     })
 }
 
-/// Queues `wire` (query `id` on `sock`) inside [`batched`]; false outside.
+/// Queues `wire` (query `id` on `sock`) on a queueing thread; false elsewhere.
 fn queue(sock: &Arc<Sock>, id: u16, wire: &[u8]) -> bool {
     OUTGOING.with_borrow_mut(|o| {
         if !o.active {
