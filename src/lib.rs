@@ -79,7 +79,7 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
             cache::Cache::new(config.cache_size),
-            upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+            upstream::Upstream::new(&config.upstream),
         )
         .with_max_forwards(config.server.max_forwards),
     )

@@ -135,8 +135,7 @@ fn warn_restart_needed(old: &Config, new: &Config) {
     if old.listen != new.listen
         || old.run_as.names() != new.run_as.names()
         || old.server != new.server
-        || old.upstreams != new.upstreams
-        || old.upstream_timeout != new.upstream_timeout
+        || old.upstream != new.upstream
         || old.cache_size != new.cache_size
     {
         tracing::warn!("[server], [upstream] and [cache] changes take effect after a restart");

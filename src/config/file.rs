@@ -70,6 +70,9 @@ pub struct ServerSpec {
 pub struct UpstreamSpec {
     pub servers: Option<Value>,
     pub timeout_ms: Option<Value>,
+    pub strategy: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub udp_sockets: Option<Value>,
 }
 
 /// `[cache]`

@@ -13,17 +13,18 @@ mod file;
 mod list;
 mod run_as;
 mod server;
+mod upstream;
 
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 pub use run_as::{Account, RunAs};
 pub use server::{ServerConfig, TcpLimits};
+pub use upstream::{Strategy, Transport, UpstreamConfig, UpstreamServer};
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use toml::Spanned;
 
@@ -31,22 +32,6 @@ use file::{Container, Raw, Section, Shaped, Value};
 
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
-
-/// How embargo talks to one upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP, retried over TCP when the answer is truncated.
-    Udp,
-    /// TCP only.
-    Tcp,
-}
-
-/// One upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpstreamServer {
-    pub addr: SocketAddr,
-    pub transport: Transport,
-}
 
 /// What a block looks like by default; each list may override it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +73,7 @@ pub struct Config {
     pub run_as: RunAs,
     /// Workers and bounds (`[server]` keys other than `listen`).
     pub server: ServerConfig,
-    pub upstreams: Vec<UpstreamServer>,
-    pub upstream_timeout: Duration,
+    pub upstream: UpstreamConfig,
     /// Answers cached; 0 disables the cache.
     pub cache_size: usize,
     pub block: BlockConfig,
@@ -379,25 +363,7 @@ impl Checker<'_> {
 
         let run_as = self.run_as(&server.user, &server.group);
 
-        let upstreams = match &upstream.servers {
-            Some(servers) => self
-                .each(
-                    "upstream.servers",
-                    servers,
-                    r#"a list of resolver addresses, such as ["9.9.9.9:53"]"#,
-                    "a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported)",
-                    parse_upstream,
-                )
-                .into_iter()
-                .map(|(u, _)| u)
-                .collect(),
-            None => Vec::new(),
-        };
-        let upstream_timeout = upstream
-            .timeout_ms
-            .as_ref()
-            .and_then(|t| self.whole("upstream.timeout_ms", t, "milliseconds", 1..=60_000))
-            .map_or(Duration::from_millis(2000), Duration::from_millis);
+        let upstream = self.upstream(&upstream);
 
         let cache_size = cache
             .size
@@ -513,8 +479,7 @@ impl Checker<'_> {
             listen,
             run_as,
             server: server_config,
-            upstreams,
-            upstream_timeout,
+            upstream,
             cache_size,
             block,
             lists,
@@ -783,26 +748,10 @@ pub fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// `ip:port`, `[ipv6]:port`, a bare IP (port 53), `udp://…` or `tcp://…`.
-fn parse_upstream(s: &str) -> Option<UpstreamServer> {
-    let (transport, rest) = if let Some(r) = s.strip_prefix("tcp://") {
-        (Transport::Tcp, r)
-    } else if let Some(r) = s.strip_prefix("udp://") {
-        (Transport::Udp, r)
-    } else {
-        (Transport::Udp, s)
-    };
-    let addr = rest.parse::<SocketAddr>().ok().or_else(|| {
-        rest.parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, 53))
-    })?;
-    Some(UpstreamServer { addr, transport })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Result<Config, Error> {
         Config::parse(Path::new("/etc/embargo/test.toml"), text)
@@ -871,8 +820,9 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.listen.len(), 2);
-        assert_eq!(c.upstreams[1].transport, Transport::Tcp);
-        assert_eq!(c.upstreams[2].addr.port(), 53);
+        assert_eq!(c.upstream.servers[1].transport, Transport::Tcp);
+        assert_eq!(c.upstream.servers[2].addr.port(), 53);
+        assert_eq!(c.upstream.strategy, Strategy::Failover);
         assert_eq!(c.cache_size, 10_000);
         assert_eq!(
             c.lists[0].source,
@@ -983,6 +933,9 @@ mod tests {
         ("server",   "max_forwards",  "[10000]",               "an array",                     "a whole number of forwarded queries in flight"),
         ("upstream", "servers",       r#""9.9.9.9:53""#,       r#"the string "9.9.9.9:53""#,   "a list of resolver addresses"),
         ("upstream", "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
+        ("upstream", "strategy",      "1",                     "the number 1",                 r#"one of "failover", "fastest" or "round_robin""#),
+        ("upstream", "ca_file",       "[]",                    "an empty array",               "a PEM file path"),
+        ("upstream", "udp_sockets",   r#""many""#,             r#"the string "many""#,         "a whole number of sockets"),
         ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),
         ("block",    "action",        "5",                     "the number 5",                 r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#),
         ("block",    "sinkhole_ipv4", "0",                     "the number 0",                 "an IPv4 address"),
@@ -1120,7 +1073,7 @@ mod tests {
             shown,
             [
                 "bad.toml:2:27: server.listen[2]: expected an address to listen on, ip:port or [ipv6]:port, such as \"127.0.0.1:5353\", got the number 53",
-                "bad.toml:6:3: upstream.servers[2]: expected a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported), got true",
+                "bad.toml:6:3: upstream.servers[2]: expected a resolver address: ip:port, [ipv6]:port, tcp://ip:port, tls://ip:port#server.name or https://ip:port/dns-query#server.name (hostnames need a bootstrap resolver and are not supported), got true",
                 "bad.toml:9:26: allow.domains[2]: expected a domain name such as \"example.org\", got an array",
                 "bad.toml:10:10: allow.files[1]: expected a file path such as \"allow.txt\", got a table",
             ]

@@ -32,7 +32,7 @@ use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
 use crate::state::Snapshot;
-use crate::upstream::Upstream;
+use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
 
 /// The transport a request came in on: it sets the answer size limit.
@@ -62,11 +62,68 @@ pub struct Forward {
     proto: Proto,
 }
 
+impl Forward {
+    /// Rewrites the client's query into the upstream's, in place.
+    ///
+    /// Upstream gets the question and, if the client used EDNS, our own
+    /// OPT (1232, DO as asked): the client's options (cookies, client
+    /// subnet) are hop-by-hop and stay here (RFC 6891 6.1.1). The client's
+    /// buffer becomes the upstream query: its question bytes stay as asked
+    /// (they are echoed from here), the rest is rewritten; answers carry
+    /// `facts.id`, never the ID the upstream module picks (its own
+    /// unpredictable one per attempt).
+    fn rewrite_for_upstream(&mut self) {
+        self.query.truncate(self.facts.question_end);
+        for at in [6, 8, 10] {
+            wire::put_u16(&mut self.query, at, 0);
+        }
+        if let Some(e) = self.facts.edns {
+            wire::push_opt(&mut self.query, 0, e.dnssec_ok, &[]);
+        }
+    }
+}
+
+/// A forwarded UDP query on the task-free path: what the upstream module
+/// calls back with the answer, to answer the client on its socket.
+struct UdpReply {
+    handler: Arc<Handler>,
+    job: Box<Forward>,
+    sock: Arc<std::net::UdpSocket>,
+    peer: SocketAddr,
+    /// Holds one of `handler.inflight`'s permits until answered.
+    permit: bool,
+}
+
+impl Reply for UdpReply {
+    fn query(&mut self) -> &mut [u8] {
+        &mut self.job.query
+    }
+
+    fn answer(mut self: Box<Self>, answer: Result<Vec<u8>, crate::upstream::Error>) {
+        let mut out = Vec::new();
+        self.handler.answer(&self.job, answer, &mut out);
+        // Sent now, or with the other answers the same read brought.
+        crate::upstream::send_answer(&self.sock, self.peer, &out);
+        if std::mem::take(&mut self.permit) {
+            self.handler.inflight.add_permits(1);
+        }
+    }
+}
+
+impl Drop for UdpReply {
+    fn drop(&mut self) {
+        // Dropped unanswered (shutdown): give the permit back all the same.
+        if self.permit {
+            self.handler.inflight.add_permits(1);
+        }
+    }
+}
+
 /// Decides and answers queries; shared by every socket.
 pub struct Handler {
     state: Arc<ArcSwap<Snapshot>>,
     cache: Cache,
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     notify: Arc<NotifyTargets>,
     /// Bounds the forwards in flight: a flood of random names must not take
     /// every socket the process may open.
@@ -89,7 +146,7 @@ impl Handler {
         Self {
             state,
             cache,
-            upstream,
+            upstream: Arc::new(upstream),
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
@@ -334,33 +391,67 @@ impl Handler {
 
     /// Step 5: asks the upstreams, caches the answer, and writes what the
     /// client gets into `out` (SERVFAIL when no upstream answered in time).
-    pub async fn forward(&self, job: Box<Forward>, out: &mut Vec<u8>) {
+    pub async fn forward(&self, mut job: Box<Forward>, out: &mut Vec<u8>) {
+        job.rewrite_for_upstream();
+        let answer = match self.inflight.try_acquire() {
+            Ok(_permit) => self.upstream.forward(&mut job.query).await,
+            Err(_) => Err(crate::upstream::Error::Busy),
+        };
+        self.answer(&job, answer, out);
+    }
+
+    /// Step 5 for a UDP client without a task of its own: the upstream
+    /// module sends the query now, from the worker's thread, and the task
+    /// that reads the upstream's answer writes the client's answer and sends
+    /// it on `sock`. Gives the job back when it must take
+    /// [`Handler::forward`] instead (an upstream that is not plain UDP).
+    /// Must run inside the runtime's context (`Handle::enter`).
+    pub fn forward_udp(
+        self: &Arc<Self>,
+        mut job: Box<Forward>,
+        sock: &Arc<std::net::UdpSocket>,
+        peer: SocketAddr,
+    ) -> Option<Box<Forward>> {
+        if !self.upstream.udp_only() {
+            return Some(job);
+        }
+        job.rewrite_for_upstream();
+        let reply = Box::new(UdpReply {
+            handler: self.clone(),
+            job,
+            sock: sock.clone(),
+            peer,
+            permit: self
+                .inflight
+                .try_acquire()
+                .ok()
+                .map(|p| p.forget())
+                .is_some(),
+        });
+        if !reply.permit {
+            reply.answer(Err(crate::upstream::Error::Busy));
+            return None;
+        }
+        self.upstream.send(reply);
+        None
+    }
+
+    /// Writes into `out` what the client of `job` gets for `answer`, and
+    /// caches a good answer.
+    fn answer(
+        &self,
+        job: &Forward,
+        answer: Result<Vec<u8>, crate::upstream::Error>,
+        out: &mut Vec<u8>,
+    ) {
         let Forward {
-            mut query,
+            query,
             facts,
             name,
             proto,
-        } = *job;
-        // Upstream gets the question and, if the client used EDNS, our own
-        // OPT (1232, DO as asked): the client's options (cookies, client
-        // subnet) are hop-by-hop and stay here (RFC 6891 6.1.1).
-        // The client's buffer becomes the upstream query: its question bytes
-        // stay as asked (they are echoed from here), the rest is rewritten;
-        // answers carry `facts.id`, never this ID.
-        query.truncate(facts.question_end);
-        // Our own ID, so answers cannot be matched by guessing the client's.
-        wire::put_u16(&mut query, 0, fastrand::u16(..));
-        for at in [6, 8, 10] {
-            wire::put_u16(&mut query, at, 0);
-        }
-        if let Some(e) = facts.edns {
-            wire::push_opt(&mut query, 0, e.dnssec_ok, &[]);
-        }
-        let answer = match self.inflight.try_acquire() {
-            Ok(_permit) => self.upstream.forward(&query).await,
-            Err(_) => Err(crate::upstream::Error::Busy),
-        }
-        .and_then(|resp| {
+        } = job;
+        let (facts, proto) = (*facts, *proto);
+        let answer = answer.and_then(|resp| {
             wire::replace_opt(&resp, facts.edns.map(|e| e.dnssec_ok))
                 .ok_or(crate::upstream::Error::Unparsable)
         });
@@ -372,7 +463,7 @@ impl Handler {
                     flags[0] &= !0x04;
                     flags[1] |= 0x80;
                 }
-                self.cache.insert(&CacheKey::new(&name, &facts), &resp);
+                self.cache.insert(&CacheKey::new(name, &facts), &resp);
                 out.clear();
                 out.extend_from_slice(&resp);
                 wire::put_u16(out, 0, facts.id);
@@ -387,7 +478,7 @@ impl Handler {
             }
             Err(e) => {
                 tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, "upstream failed: SERVFAIL");
-                start_response(&query, &facts, Rcode::ServFail, out);
+                start_response(query, &facts, Rcode::ServFail, out);
                 if let Some(edns) = facts.edns {
                     // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
                     // without naming the upstream's address to the client.

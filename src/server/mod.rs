@@ -3,7 +3,9 @@
 //! ```text
 //!  UDP sockets (N per address, SO_REUSEPORT)
 //!   └─► worker thread each: recv ─► Handler::handle ─┬─► send (blocked, cached, errors)
-//!                                                     └─► tokio task: Handler::forward ─► send
+//!                                                     ├─► Handler::forward_udp: query sent from here;
+//!                                                     │   the upstream socket's reader task answers ─► send
+//!                                                     └─► tokio task: Handler::forward ─► send (DoT, DoH, TCP)
 //!  TCP listener ─► task per connection: read frames ─► same Handler ─► writer task (any order, RFC 7766)
 //! ```
 //!

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::batch::{self, Batch};
 use super::handler::{Handler, Outcome, Proto};
+use crate::upstream::Upstream;
 
 /// What one UDP worker has done. Each worker's counters sit on their own
 /// cache lines (128 bytes: x86 prefetches lines in pairs), written by that
@@ -64,6 +65,11 @@ pub(super) fn spawn(
             let Some(mine) = stats.get(index) else {
                 return;
             };
+            // Forwards start from this thread (`Handler::forward_udp`), which
+            // makes sockets and spawns their reader tasks: in the runtime;
+            // those of one batch leave together after it.
+            let _runtime = rt.enter();
+            Upstream::queue_on_this_thread();
             let mut batch = Batch::new(pktinfo);
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
@@ -95,6 +101,18 @@ pub(super) fn spawn(
                         Outcome::Drop => {}
                         Outcome::Forward(job) => {
                             forwarded += 1;
+                            // Plain UDP upstreams: sent from here, answered by
+                            // the task that reads the upstream's answer. A
+                            // wildcard socket's answers must say which address
+                            // they leave from: those take the task below.
+                            let job = if matches!(local, batch::Local::Bound) {
+                                let Some(job) = handler.forward_udp(job, &sock, peer) else {
+                                    continue;
+                                };
+                                job
+                            } else {
+                                job
+                            };
                             let handler = handler.clone();
                             let sock = sock.clone();
                             rt.spawn(async move {
@@ -111,6 +129,7 @@ pub(super) fn spawn(
                         }
                     }
                 }
+                Upstream::flush_queued();
                 let answered = batch.flush(&sock);
                 if answered > 0 {
                     WorkerStats::add(&mine.answered, answered as u64);
