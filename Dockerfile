@@ -3,12 +3,36 @@
 # embargo container image.
 #
 #   docker build -t embargo .
-#   docker run -d --name embargo -p 53:53/udp -p 53:53/tcp embargo
+#   docker run -d --name embargo --network host embargo
 #   dig @127.0.0.1 seized.example        # -> NXDOMAIN
+#
+# The shipped [access] allow answers private networks only (loopback,
+# RFC 1918, CGNAT, link-local, ULA). With -p 53:53, Docker's userland proxy
+# relays some clients (IPv6 ones when the container has no IPv6, local ones,
+# every one with iptables off or rootless) from the bridge gateway, e.g.
+# 172.17.0.1, which that allow admits: read "Exposing embargo" in the
+# README before publishing the port.
 #
 # Config and lists live in /etc/embargo/; mount your own over them, e.g.
 #   -v ./my-embargo.toml:/etc/embargo/embargo.toml:ro
 #   -v ./blocklists:/etc/embargo/blocklists:ro
+# They must be readable by the user embargo (uid 10053), e.g. mode 0644.
+# The state directory (downloaded lists, pid file) is /var/lib/embargo; a
+# volume keeps the last good copies of remote lists across containers:
+#   -v embargo-state:/var/lib/embargo
+#
+# Privileges: the container runs as the unprivileged user embargo from the
+# start (USER below), never as root. The binary carries one file capability,
+# cap_net_bind_service, to bind port 53; embargo clears it, and sets
+# no_new_privs, as soon as its sockets are bound, before it starts a thread.
+# So the image's config leaves [server] user unset: that setting is for
+# starting embargo as root and having it switch user after binding, which
+# would need root in the container (and CAP_SETUID/CAP_SETGID) for nothing.
+#
+# Who may ask: the image listens on every interface, port 53; which clients
+# are answered is the config's access control, which refuses outside
+# clients unless the config allows them (see README): mount a config that
+# names your networks.
 
 # ---------------------------------------------------------------------------
 # Build stage
@@ -77,15 +101,25 @@ COPY blocklists/ /etc/embargo/blocklists/
 # The shipped config sits in config/ and names its lists "../blocklists/...",
 # relative to itself; here the lists sit next to the config, so rewrite the
 # paths to "blocklists/...". Also listen on every interface, port 53, over
-# IPv4 and IPv6 (each address serves UDP and TCP).
+# IPv4 and IPv6 (each address serves UDP and TCP), and keep state in
+# /var/lib/embargo, the one directory the user embargo may write. The checks
+# after sed fail the build if the shipped config changed shape, or sets a
+# [server] user that the unprivileged container could not switch to.
 RUN sed -i \
         -e 's#\.\./blocklists/#blocklists/#g' \
         -e 's#^listen = .*#listen = ["0.0.0.0:53", "[::]:53"]#' \
         /etc/embargo/embargo.toml \
+ && printf '\n[state]\ndir = "/var/lib/embargo"\n' >> /etc/embargo/embargo.toml \
  && grep -q '^listen = \["0.0.0.0:53", "\[::\]:53"\]' /etc/embargo/embargo.toml \
- && ! grep -q '\.\./blocklists/' /etc/embargo/embargo.toml
+ && ! grep -q '\.\./blocklists/' /etc/embargo/embargo.toml \
+ && ! grep -Eq '^user *=' /etc/embargo/embargo.toml \
+ && [ "$(grep -c '^\[state\]' /etc/embargo/embargo.toml)" = 1 ] \
+ && install -d -m 0750 -o embargo -g embargo /var/lib/embargo
 
 USER embargo:embargo
+
+# The config parses and every list loads, read as the user that will serve.
+RUN ["embargo", "validate", "-c", "/etc/embargo/embargo.toml"]
 
 EXPOSE 53/udp 53/tcp
 

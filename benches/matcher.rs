@@ -124,15 +124,22 @@ fn building(c: &mut Criterion) {
     g.finish();
 }
 
+/// A handler over the 1M-name list `list.txt` in `dir`, with `extra` config.
+fn bench_handler(dir: &std::path::Path, extra: &str) -> std::sync::Arc<embargo::server::Handler> {
+    let cfg = format!(
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"list.txt\"\nformat = \"domains\"\nauthority = \"bench\"\nreason = \"bench\"\n{extra}"
+    );
+    std::fs::write(dir.join("e.toml"), cfg).expect("config");
+    let config = embargo::Config::load(&dir.join("e.toml")).expect("config");
+    let snap = embargo::Snapshot::build(&config).expect("snapshot");
+    embargo::handler(&config, snap).expect("handler")
+}
+
 fn request_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let names = domains(1_000_000, 7);
     std::fs::write(dir.path().join("list.txt"), names.join("\n")).expect("list");
-    let cfg = "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"list.txt\"\nformat = \"domains\"\nauthority = \"bench\"\nreason = \"bench\"\n";
-    std::fs::write(dir.path().join("e.toml"), cfg).expect("config");
-    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
-    let snap = embargo::Snapshot::build(&config).expect("snapshot");
-    let handler = embargo::handler(&config, snap).expect("handler");
+    let handler = bench_handler(dir.path(), "");
     let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
     let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     for label in format!("a1b2c3.www.{}", names[10]).split('.') {
@@ -183,6 +190,56 @@ fn request_path(c: &mut Criterion) {
             })
         });
     }
+    drop(handler);
+
+    // The same query from 65,536 clients in turn, each its own prefix in
+    // the rate limiter's table (which holds 65,536), none of them limited.
+    let limited = bench_handler(
+        dir.path(),
+        "[access]\nallow = [\"10.0.0.0/8\"]\n[rate_limit]\nresponses_per_second = 1000\nipv4_prefix = 32\nexempt = []\n",
+    );
+    let clients: Vec<SocketAddr> = (0..65_536u32)
+        .map(|i| SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 40000)))
+        .collect();
+    let o = limited.handle(
+        &query,
+        clients[0],
+        embargo::server::Proto::Udp,
+        &mut out,
+        &mut off,
+    );
+    assert!(
+        matches!(o, embargo::server::Outcome::Reply) && out[3] & 0x0f == 3,
+        "answered NXDOMAIN"
+    );
+    let mut i = 0usize;
+    c.bench_function("handle/blocked-rate-limit-65536-clients", |b| {
+        b.iter(|| {
+            i = (i + 1) & 0xffff;
+            let o = limited.handle(
+                black_box(&query),
+                clients[i],
+                embargo::server::Proto::Udp,
+                &mut out,
+                &mut off,
+            );
+            black_box((o, out.len()))
+        })
+    });
+    // An outsider: REFUSED + EDE 18 (no log subscriber here).
+    let outsider: SocketAddr = "192.0.2.1:40000".parse().expect("addr");
+    c.bench_function("handle/refused-outsider", |b| {
+        b.iter(|| {
+            let o = limited.handle(
+                black_box(&query),
+                outsider,
+                embargo::server::Proto::Udp,
+                &mut out,
+                &mut off,
+            );
+            black_box((o, out.len()))
+        })
+    });
 }
 
 criterion_group!(benches, lookups, building, request_path);

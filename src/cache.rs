@@ -18,6 +18,13 @@ use crate::wire::{self, Header};
 const SHARDS: usize = 16;
 /// Longest time an answer is kept, whatever its TTL says (one day, as unbound's cache-max-ttl).
 const MAX_TTL: u32 = 86_400;
+/// Largest answer kept, in bytes: what one UDP answer from the upstream can
+/// be (`upstream` reads 4096). Bigger ones come only over TCP and are rare
+/// (long TXT sets, DNSSEC keys); they are forwarded each time rather than
+/// let one name pin 64 KiB. With it the cache's memory has a real ceiling:
+/// `size` × (4096 + the per-entry overhead), see the README's "Bounded
+/// resources".
+pub const MAX_ENTRY_BYTES: usize = 4096;
 
 /// Lookup key: wire name, type, class and a flags byte.
 pub struct CacheKey {
@@ -137,6 +144,9 @@ impl Cache {
     /// Stores an upstream answer if it may be cached (RFC 2308 for negative
     /// answers: only with an SOA, for min(SOA TTL, SOA MINIMUM)).
     pub fn insert(&self, key: &CacheKey, response: &[u8]) {
+        if response.len() > MAX_ENTRY_BYTES {
+            return;
+        }
         let Some(shard) = self.shard(key.as_bytes()) else {
             return;
         };
@@ -288,5 +298,29 @@ mod tests {
             .map(|s| s.lock().map(|s| s.map.len()).unwrap_or(0))
             .sum();
         assert_eq!(total, 0);
+    }
+
+    #[test]
+    fn answers_over_max_entry_bytes_are_not_kept() {
+        let q = query();
+        let (f, name) = facts(&q);
+        let key = CacheKey::new(&name, &f);
+        let cache = Cache::new(10);
+        // The same answer padded with a big additional record (type 65280).
+        let big = |rdlen: usize| {
+            let mut a = answer(300);
+            a[11] = 1;
+            a.extend_from_slice(&[0, 0xff, 0, 0, 1, 0, 0, 0, 60]);
+            a.extend_from_slice(&(rdlen as u16).to_be_bytes());
+            a.extend(std::iter::repeat_n(0u8, rdlen));
+            a
+        };
+        let fits = big(MAX_ENTRY_BYTES - answer(300).len() - 11);
+        assert_eq!(fits.len(), MAX_ENTRY_BYTES);
+        cache.insert(&key, &fits);
+        assert!(cache.get(&key, &q, &f, &mut Vec::new()));
+        let other = Cache::new(10);
+        other.insert(&key, &big(MAX_ENTRY_BYTES));
+        assert!(!other.get(&key, &q, &f, &mut Vec::new()));
     }
 }

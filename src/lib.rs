@@ -4,17 +4,17 @@
 //! ```text
 //!            config (TOML) ──► lists (parse, normalise, count) ──► matcher (DomainSet)
 //!                                                                  policy  (pre-built answers)
-//!                                                       state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
+//!                        access (allow/deny), limiter ──► state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
 //!                                                                │
-//!  client ─► server (UDP/TCP) ─► query::parse ─► Handler ─ lookup ┤
-//!                                                                 ├─ blocked ─► policy.respond ─► client
-//!                                                                 ├─ cached  ─► cache ─────────► client
-//!                                                                 └─ else ────► upstream ─► cache ─► client
+//!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► lookup ┤
+//!                                           │                           │                ├─ blocked ─► policy.respond ─► client
+//!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
+//!                                                                                        └─ else ────► upstream ─► cache ─► client
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //! ```
 //!
-//! A query flows one way. `config`, `lists`, `matcher`, `policy` and `query`
-//! are synchronous and know nothing of sockets; `server`, `upstream`,
+//! A query flows one way. `config`, `lists`, `matcher`, `policy`, `access`
+//! and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
 //! `source`, `observe` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
@@ -30,13 +30,22 @@
 //! refresh, TSIG key); `lists` turns bytes into names and imports nothing
 //! above `matcher`; `source` brings a remote list's bytes into the state
 //! directory; `reload` drives it and swaps the rebuilt snapshot in.
+//!
+//! How `embargo run` starts: [`prepare`] binds every address and gives up
+//! the privileges that took ([`privileges`]) while the process still has one
+//! thread; then the runtime starts and [`serve`] loads the lists and serves,
+//! as the unprivileged user.
 
+pub mod access;
 pub mod cache;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lists;
 pub mod matcher;
 pub mod observe;
 pub mod policy;
+pub mod privileges;
 pub mod query;
 pub mod reload;
 pub mod server;
@@ -62,6 +71,8 @@ pub enum RunError {
     Bind(#[from] server::BindError),
     #[error(transparent)]
     Observe(#[from] observe::Error),
+    #[error(transparent)]
+    Privileges(#[from] privileges::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -74,24 +85,52 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handle
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
             cache::Cache::new(config.cache_size),
-            upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+            upstream::Upstream::new(&config.upstream),
         )
+        .with_max_forwards(config.server.max_forwards)
         .with_observer(observer),
     ))
 }
 
-/// Loads the lists, binds the configured addresses and serves until
-/// `shutdown` completes, keeping the lists current meanwhile (SIGHUP, file
-/// changes, remote refreshes: see [`reload`]).
+/// Everything `embargo run` does before it starts a thread: looks up
+/// `[server] user`, binds every configured address, then becomes that user
+/// and keeps no capability (see [`privileges`]). Call it while the process
+/// has one thread, before the tokio runtime: capabilities and
+/// `no_new_privs` are per thread, and the threads started afterwards
+/// inherit them.
+pub fn prepare(config: &Config) -> Result<server::Listeners, RunError> {
+    let identity = privileges::resolve(&config.run_as)?;
+    let listeners = server::Listeners::bind(&config.listen, &config.server)?;
+    privileges::drop(config, identity.as_ref())?;
+    Ok(listeners)
+}
+
+/// [`prepare`], then [`serve`]. Changing user needs a single-threaded
+/// process, so a program that starts threads first (any tokio runtime but
+/// the current-thread one) calls the two itself, as `embargo run` does.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let listeners = prepare(&config)?;
+    serve(config, listeners, shutdown).await
+}
+
+/// Loads the lists, serves `listeners` until `shutdown` completes, keeping
+/// the lists current meanwhile (SIGHUP, file changes, remote refreshes: see
+/// [`reload`]). Everything here runs as whoever [`prepare`] left: the lists
+/// are read, and the pid file written, as the serving user.
+pub async fn serve(
+    config: Config,
+    listeners: server::Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let started = std::time::Instant::now();
     let cfg = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&cfg))
         .await
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
+    reload::log_warnings(&config);
     let handler = handler(&config, snapshot)?;
-    let server = server::Server::bind(&config.listen, handler.clone())?;
+    let server = server::Server::new(listeners, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));

@@ -2,12 +2,15 @@
 //! map errors to exit codes. `println!` lives here and nowhere else.
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
 
+use embargo::access::{AccessAction, Judgement};
 use embargo::config::Config;
 use embargo::matcher::{Lookup, NameKey};
 use embargo::state::Snapshot;
@@ -41,6 +44,10 @@ enum Command {
     Run,
     /// Say whether each name is blocked, by which list and entry, or allowed.
     Check {
+        /// Say first whether this client address would be answered at all
+        /// ([access] and [rate_limit]); a refused client gets no name.
+        #[arg(long, value_name = "IP")]
+        client: Option<IpAddr>,
         /// Domain names to check.
         #[arg(required = true)]
         names: Vec<String>,
@@ -76,10 +83,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log_guard = init_logging(
-        cli.log_level.as_deref(),
-        matches!(cli.command, Command::Run),
-    );
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -87,36 +90,67 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Command::Run = cli.command {
+        return run(config, cli.log_level.as_deref());
+    }
+    let _log_guard = init_logging(&log_directives(cli.log_level.as_deref(), false));
     match cli.command {
-        Command::Run => run(config),
-        Command::Check { names } => with_snapshot(&config, |snap| check(snap, &names)),
+        Command::Run => ExitCode::SUCCESS,
+        Command::Check { client, names } => {
+            with_snapshot(&config, |snap| check(snap, client, &names))
+        }
         Command::Lists => with_snapshot(&config, lists),
-        Command::Validate => with_snapshot(&config, validate),
+        Command::Validate => {
+            for w in &config.warnings {
+                println!("{}: warning: {}", w.location, w.message);
+            }
+            validate_all(&config)
+        }
         Command::Reload => signal_reload(&config),
         Command::Fetch { force, lists } => fetch(&config, force, &lists),
         Command::Hits { list, json } => hits(&config, list.as_deref(), json),
     }
 }
 
-/// Logs go to stderr through a non-blocking writer: a slow terminal or pipe
-/// drops log lines rather than stalling the query path.
-fn init_logging(level: Option<&str>, serving: bool) -> tracing_appender::non_blocking::WorkerGuard {
+/// The tracing filter's directives: `--log-level`, else `RUST_LOG`, else
+/// `info` to serve and `warn` for the other commands. Returned as text so
+/// that `run` can build its two filters (before and after the drop of
+/// privileges) from one choice and warn about a bad level once.
+fn log_directives(level: Option<&str>, serving: bool) -> String {
     let default = if serving { "info" } else { "warn" };
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default)),
+    match level {
+        Some(l) => match EnvFilter::try_new(l) {
+            Ok(_) => l.to_owned(),
+            Err(e) => {
+                eprintln!("invalid log level: {e}; using {default}");
+                default.to_owned()
+            }
+        },
+        None => std::env::var(EnvFilter::DEFAULT_ENV)
+            .ok()
+            .filter(|env| EnvFilter::try_new(env).is_ok())
+            .unwrap_or_else(|| default.to_owned()),
     }
-    .unwrap_or_else(|e| {
-        eprintln!("invalid log level: {e}; using {default}");
-        EnvFilter::new(default)
-    });
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+}
+
+/// Log lines with their target, to `writer`, coloured on a terminal.
+fn log_subscriber<W>(directives: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::new(directives))
         .with_writer(writer)
         .with_target(true)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .finish()
+}
+
+/// Logs go to stderr through a non-blocking writer: a slow terminal or pipe
+/// drops log lines rather than stalling the query path.
+fn init_logging(directives: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    log_subscriber(directives, writer).init();
     guard
 }
 
@@ -133,12 +167,29 @@ fn runtime(serving: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run(config: Config) -> ExitCode {
+/// `embargo run`. Binding and dropping privileges come first, while this is
+/// the only thread: the kernel keeps capabilities and no_new_privs per
+/// thread, so the logging thread, the runtime and the UDP workers, all
+/// started afterwards, inherit the unprivileged state (see
+/// `embargo::privileges`). Until then log lines are written to stderr
+/// directly, since the non-blocking writer is a thread of its own.
+fn run(config: Config, level: Option<&str>) -> ExitCode {
+    let directives = log_directives(level, true);
+    let early = log_subscriber(&directives, std::io::stderr);
+    let prepared = tracing::subscriber::with_default(early, || embargo::prepare(&config));
+    let listeners = match prepared {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("embargo: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let _log_guard = init_logging(&directives);
     let rt = match runtime(true) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(embargo::run(config, shutdown_signal())) {
+    match rt.block_on(embargo::serve(config, listeners, shutdown_signal())) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -313,6 +364,12 @@ fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
         "hit report of pid {}, written {age}{stale}; query log: {} records written, {} dropped",
         file.pid, file.log_written, file.log_dropped
     );
+    if file.rate_limited_dropped > 0 || file.rate_limited_truncated > 0 {
+        println!(
+            "rate limiter: {} answers dropped, {} sent truncated (not in the query log)",
+            file.rate_limited_dropped, file.rate_limited_truncated
+        );
+    }
     // Seconds are enough to read; the JSON keeps the milliseconds.
     let short = |t: &str| match t.split_once('.') {
         Some((head, _)) => format!("{head}Z"),
@@ -390,8 +447,50 @@ fn with_snapshot(config: &Config, f: impl FnOnce(&Snapshot) -> ExitCode) -> Exit
     }
 }
 
-fn check(snap: &Snapshot, names: &[String]) -> ExitCode {
+/// What `[access]` and `[rate_limit]` make of `client`: the line `check`
+/// prints first, and `Some(word)` when its queries are not answered.
+fn judge_client(snap: &Snapshot, client: IpAddr) -> (String, Option<&'static str>) {
+    let not_answered = snap.access.refuses(client).map(|a| match a {
+        AccessAction::Refuse => "refused",
+        AccessAction::Drop => "dropped",
+    });
+    let line = match (snap.access.judge(client), not_answered) {
+        (Judgement::Denied(net), Some(word)) => {
+            format!("client {client}: {word} (denied by {net})")
+        }
+        (Judgement::NotAllowed, Some(word)) => {
+            format!("client {client}: {word} (not in [access] allow)")
+        }
+        (Judgement::Allowed(net), None) => {
+            let limit = match &snap.limiter {
+                None => String::new(),
+                Some(l) => {
+                    let s = l.settings();
+                    match s.exempt.find(client) {
+                        Some(net) => format!("; not rate limited (exempt by {net})"),
+                        None => format!(
+                            "; rate limited over UDP to {} answers a second per /{} (IPv4) or /{} (IPv6)",
+                            s.responses_per_second, s.ipv4_prefix, s.ipv6_prefix
+                        ),
+                    }
+                }
+            };
+            format!("client {client}: allowed by {net}{limit}")
+        }
+        // judge and refuses read the same rules; they cannot disagree.
+        (_, word) => format!("client {client}: {}", word.unwrap_or("allowed")),
+    };
+    (line, not_answered)
+}
+
+fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
+    let mut not_answered = None;
+    if let Some(client) = client {
+        let (line, word) = judge_client(snap, client);
+        println!("{line}");
+        not_answered = word;
+    }
     for text in names {
         let key = match NameKey::from_text(text, true) {
             Ok(k) => k,
@@ -401,6 +500,11 @@ fn check(snap: &Snapshot, names: &[String]) -> ExitCode {
                 continue;
             }
         };
+        if let Some(word) = not_answered {
+            // Nothing about the name reaches a client that may not ask.
+            println!("{key}\t{word}\tclient not allowed");
+            continue;
+        }
         match snap.set.lookup(&key) {
             Lookup::Miss => println!("{key}\tallowed"),
             Lookup::Allowed { suffix } => {
@@ -495,6 +599,21 @@ fn lists(snap: &Snapshot) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `embargo validate`: the config (already loaded), `[server] user` and
+/// `group` on this system, then every list.
+fn validate_all(config: &Config) -> ExitCode {
+    let user = embargo::privileges::resolve(&config.run_as);
+    if let Err(e) = &user {
+        eprintln!("{e}");
+    }
+    let lists = with_snapshot(config, validate);
+    if user.is_err() {
+        ExitCode::from(1)
+    } else {
+        lists
+    }
 }
 
 fn validate(snap: &Snapshot) -> ExitCode {

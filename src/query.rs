@@ -178,9 +178,6 @@ fn options_well_formed(mut opts: &[u8]) -> bool {
 
 /// Writes the answer for a rejected request; false when nothing is sent.
 pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
-    let Some(hdr) = Header::parse(pkt) else {
-        return false;
-    };
     let (rcode, ext, question_end, edns) = match reject {
         Reject::Drop => return false,
         Reject::Error {
@@ -189,6 +186,52 @@ pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
             edns,
         } => (rcode as u16, 0u8, question_end, edns),
         Reject::BadVers { question_end, edns } => (0, 1, Some(question_end), Some(edns)),
+    };
+    write_error(pkt, rcode, ext, question_end, edns, &[], out)
+}
+
+/// The EDNS option of Extended DNS Error 18, Prohibited (RFC 8914 4.19),
+/// with no extra text: a refused outsider learns nothing more, and the
+/// answer stays about the size of the query.
+const EDE_PROHIBITED: [u8; 6] = [0, 15, 0, 2, 0, 18];
+
+/// Writes REFUSED for a client that may not ask (`[access]`): the question
+/// echoed when it can be read, and EDE 18 when the query has EDNS. Nothing
+/// else is reported, not even what is wrong with a malformed query. False
+/// when nothing is sent (shorter than a header, or a response).
+pub fn write_refused(pkt: &[u8], out: &mut Vec<u8>) -> bool {
+    let (question_end, edns) = match parse(pkt) {
+        Ok((facts, _)) => (Some(facts.question_end), facts.edns),
+        Err(Reject::Drop) => return false,
+        Err(Reject::Error {
+            question_end, edns, ..
+        }) => (question_end, edns),
+        Err(Reject::BadVers { question_end, edns }) => (Some(question_end), Some(edns)),
+    };
+    write_error(
+        pkt,
+        Rcode::Refused as u16,
+        0,
+        question_end,
+        edns,
+        &EDE_PROHIBITED,
+        out,
+    )
+}
+
+/// Header, question (if known) and OPT (if the request had one, with
+/// `options`) of an error answer.
+fn write_error(
+    pkt: &[u8],
+    rcode: u16,
+    ext: u8,
+    question_end: Option<usize>,
+    edns: Option<Edns>,
+    options: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(hdr) = Header::parse(pkt) else {
+        return false;
     };
     out.clear();
     let flags = if rcode == Rcode::NotImp as u16 {
@@ -209,7 +252,7 @@ pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
         out.extend_from_slice(pkt.get(wire::HEADER_LEN..end).unwrap_or(&[]));
     }
     if let Some(e) = edns {
-        wire::push_opt(out, ext, e.dnssec_ok, &[]);
+        wire::push_opt(out, ext, e.dnssec_ok, options);
     }
     true
 }
@@ -385,6 +428,41 @@ mod tests {
             1,
         );
         assert!(parse(&good).is_ok());
+    }
+
+    #[test]
+    fn refused_outsiders_get_ede_18_and_nothing_else() {
+        use hickory_proto::op::{Message, ResponseCode};
+        use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+        let mut out = Vec::new();
+        // With EDNS: REFUSED, question echoed, EDE 18 without text.
+        let p = query(b"\x06Seized\x07example\x00", 1, OPT_V0, 1);
+        assert!(write_refused(&p, &mut out));
+        let msg = Message::from_vec(&out).expect("decodes");
+        assert_eq!(msg.metadata.response_code, ResponseCode::Refused);
+        assert_eq!(msg.queries[0].name().to_string(), "Seized.example.");
+        assert!(msg.metadata.recursion_available);
+        let edns = msg.edns.as_ref().expect("edns");
+        assert!(edns.flags().dnssec_ok, "DO echoed");
+        assert_eq!(
+            edns.option(EdnsCode::Unknown(15)),
+            Some(&EdnsOption::Unknown(15, vec![0, 18]))
+        );
+        // Without EDNS: no OPT at all.
+        let p = query(b"\x01a\x00", 1, &[], 0);
+        assert!(write_refused(&p, &mut out));
+        assert_eq!(out.len(), p.len());
+        assert_eq!(wire::u16_at(&out, 10), Some(0));
+        // A malformed query is refused too, never FORMERR'd to an outsider.
+        let mut two = query(b"\x01a\x00", 1, &[], 0);
+        two[5] = 2;
+        assert!(write_refused(&two, &mut out));
+        assert_eq!(out[3] & 0x0f, Rcode::Refused as u8);
+        // Responses and runts get nothing.
+        let mut resp = query(b"\x01a\x00", 1, &[], 0);
+        resp[2] |= 0x80;
+        assert!(!write_refused(&resp, &mut out));
+        assert!(!write_refused(&[0; 5], &mut out));
     }
 
     #[test]

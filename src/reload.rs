@@ -6,8 +6,8 @@
 //!
 //! A reload that fails (bad config, unreadable list) keeps the rules in
 //! force and says why. Settings that live in sockets, the handler or the
-//! observer (`listen`, `upstream`, `cache`, `log`, `hits`) need a restart;
-//! a reload that sees them changed says so.
+//! observer (`[server]`, `upstream`, `cache`, `log`, `hits`) need a
+//! restart; a reload that sees them changed says so.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,26 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
         ms = took.as_millis() as u64,
         "rules loaded"
     );
+    if let Some(l) = &snap.limiter {
+        let s = l.settings();
+        tracing::info!(
+            responses_per_second = s.responses_per_second,
+            window = s.window,
+            slip = s.slip,
+            ipv4_prefix = s.ipv4_prefix,
+            ipv6_prefix = s.ipv6_prefix,
+            prefixes = l.slots(),
+            bytes = l.heap_bytes(),
+            "rate limit on (UDP, per client prefix)"
+        );
+    }
+}
+
+/// Logs the config's warnings (a public `allow` with no rate limit...).
+pub fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
 }
 
 /// Re-reads the config and its lists; on success swaps them in and returns
@@ -67,9 +87,11 @@ pub fn reload(config_path: &Path, state: &ArcSwap<Snapshot>) -> Result<Config, S
     let started = Instant::now();
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     // Lists that stay keep their slots, so events recorded before the swap
-    // still name the right list after it.
-    let snap = Snapshot::rebuild(&config, &state.load_full()).map_err(|e| e.to_string())?;
+    // still name the right list after it; the rate limiter keeps what it
+    // counted if its settings stay.
+    let snap = Snapshot::rebuild(&config, &state.load()).map_err(|e| e.to_string())?;
     log_loaded(&snap, started.elapsed());
+    log_warnings(&config);
     state.store(Arc::new(snap));
     Ok(config)
 }
@@ -113,7 +135,9 @@ pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc
 
 fn warn_restart_needed(old: &Config, new: &Config) {
     if old.listen != new.listen
-        || old.upstreams != new.upstreams
+        || old.run_as.names() != new.run_as.names()
+        || old.server != new.server
+        || old.upstream != new.upstream
         || old.cache_size != new.cache_size
     {
         tracing::warn!("[server], [upstream] and [cache] changes take effect after a restart");

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::access::{Access, RateLimiter};
 use crate::config::{Config, ListSpec, Location};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
@@ -113,6 +114,11 @@ pub struct Snapshot {
     pub allow: Vec<AllowInfo>,
     /// List name → slot, shared with the snapshots before and after this one.
     pub slots: Arc<ListSlots>,
+    /// Who may ask (`[access]`).
+    pub access: Access,
+    /// The rate limiter, `None` when `[rate_limit]` is off. Shared by
+    /// every worker; a reload that keeps its settings keeps its table.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 /// Why a snapshot could not be built.
@@ -139,6 +145,8 @@ impl Snapshot {
             lists: Vec::new(),
             allow: Vec::new(),
             slots: Arc::default(),
+            access: Access::default(),
+            limiter: None,
         }
     }
 
@@ -147,9 +155,13 @@ impl Snapshot {
         Self::build_with(config, Arc::default())
     }
 
-    /// Builds the snapshot that replaces `previous`: lists keep their slots.
+    /// Builds the snapshot that replaces `previous`: lists keep their
+    /// slots, and the rate limiter its table if its settings stay (see
+    /// [`Snapshot::keep_limiter`]).
     pub fn rebuild(config: &Config, previous: &Self) -> Result<Self, BuildError> {
-        Self::build_with(config, previous.slots.clone())
+        let mut snap = Self::build_with(config, previous.slots.clone())?;
+        snap.keep_limiter(previous);
+        Ok(snap)
     }
 
     fn build_with(config: &Config, slots: Arc<ListSlots>) -> Result<Self, BuildError> {
@@ -316,7 +328,19 @@ impl Snapshot {
             lists,
             allow,
             slots,
+            access: config.access.clone(),
+            limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
         })
+    }
+
+    /// Takes over `old`'s rate limiter when the settings are the same, so a
+    /// reload does not hand every limited client a fresh allowance.
+    pub fn keep_limiter(&mut self, old: &Self) {
+        if let (Some(new), Some(old)) = (&self.limiter, &old.limiter)
+            && new.settings() == old.settings()
+        {
+            self.limiter = Some(old.clone());
+        }
     }
 
     /// The policy for an id from this snapshot's matcher.
@@ -448,5 +472,34 @@ mod tests {
             slot(&Snapshot::build(&config(&["c"])).expect("build"), "c"),
             ListSlot(0)
         );
+    }
+
+    fn config(text: &str) -> Config {
+        Config::parse(std::path::Path::new("/nonexistent/e.toml"), text).expect("config")
+    }
+
+    /// A reload that keeps the `[rate_limit]` settings keeps the limiter
+    /// (and what it counted); one that changes them starts a new one.
+    #[test]
+    fn a_reload_keeps_the_limiter_when_its_settings_stay() {
+        let on = config("[rate_limit]\nresponses_per_second = 5\n");
+        let old = Snapshot::build(&on).expect("build");
+        let mut same = Snapshot::build(&on).expect("build");
+        same.keep_limiter(&old);
+        let (a, b) = (old.limiter.as_ref(), same.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
+        let mut changed =
+            Snapshot::build(&config("[rate_limit]\nresponses_per_second = 6\n")).expect("build");
+        changed.keep_limiter(&old);
+        let (a, b) = (old.limiter.as_ref(), changed.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| !Arc::ptr_eq(a, b)));
+        let mut off = Snapshot::build(&config("")).expect("build");
+        off.keep_limiter(&old);
+        assert!(off.limiter.is_none());
+        // The reload path: `rebuild` keeps both the list slots and the limiter.
+        let rebuilt = Snapshot::rebuild(&on, &old).expect("rebuild");
+        let (a, b) = (old.limiter.as_ref(), rebuilt.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
+        assert!(Arc::ptr_eq(&old.slots, &rebuilt.slots));
     }
 }

@@ -12,11 +12,23 @@ struct Counting;
 
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Set on the thread being measured: the test harness's other threads
+    /// (printing another test's result, say) must not be counted.
+    static MEASURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn count() {
+    if MEASURING.with(std::cell::Cell::get) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -25,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -34,14 +46,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is global: tests that count run one at a time, so that one
+/// test's set-up is not counted against another's hot path.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
     let before = ALLOCS.load(Ordering::SeqCst);
+    MEASURING.with(|m| m.set(true));
     let r = f();
+    MEASURING.with(|m| m.set(false));
     (ALLOCS.load(Ordering::SeqCst) - before, r)
 }
 
 #[test]
 fn lookups_and_blocked_answers_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut b = DomainSetBuilder::with_seed(3);
     for i in 0..10_000 {
         let k = NameKey::from_text(&format!("d{i}.example.com"), false).expect("name");
@@ -96,4 +115,72 @@ fn lookups_and_blocked_answers_allocate_nothing() {
         "blocks are recorded by default"
     );
     assert_eq!(out[3] & 0x0f, 3, "NXDOMAIN");
+}
+
+/// Issue 10: the access check, the rate limiter (answering, slipping and
+/// dropping) and the refusal of an outsider allocate nothing either, with
+/// every decision recorded (issue 11: `[log] queries = "all"`).
+#[test]
+fn access_and_rate_limit_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("l.txt"), "seized.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n[access]\nallow = [\"127.0.0.0/8\"]\n[rate_limit]\nresponses_per_second = 10\nexempt = []\n[log]\nqueries = \"all\"\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    assert!(
+        handler
+            .observer()
+            .wants(embargo::observe::Decision::Refused),
+        "refusals are recorded"
+    );
+    let mut rec = handler.observer().recorder();
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let mut out = Vec::with_capacity(1500);
+    let insider: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let outsider: SocketAddr = "192.0.2.1:5000".parse().expect("addr");
+    // As a UDP worker runs it: stamped, handled, the records handed on.
+    let mut handle = |client: SocketAddr, out: &mut Vec<u8>| {
+        rec.begin();
+        let o = handler.handle(&q, client, embargo::server::Proto::Udp, out, &mut rec);
+        rec.flush();
+        o
+    };
+    // Warm up once (tracing's callsite registration may allocate the first time).
+    handle(outsider, &mut out);
+    handle(insider, &mut out);
+    let (n, replies) = allocations(|| {
+        let mut replies = [0usize; 2];
+        for _ in 0..100 {
+            // Ten answered, then slipped or dropped.
+            if let embargo::server::Outcome::Reply = handle(insider, &mut out) {
+                replies[usize::from(out[2] & 0x02 != 0)] += 1;
+            }
+        }
+        replies
+    });
+    assert_eq!(n, 0, "rate limited answers allocated");
+    assert!(replies[1] > 0 && replies[0] < 20, "{replies:?}");
+    // Limited answers are counted, not recorded one by one.
+    let limited = handler.observer().rate_limited();
+    assert_eq!(limited.truncated, replies[1] as u64, "{limited:?}");
+    assert_eq!(
+        limited.dropped,
+        (100 - replies[0] - replies[1]) as u64,
+        "{limited:?}"
+    );
+    let (n, _) = allocations(|| {
+        for _ in 0..100 {
+            handle(outsider, &mut out);
+        }
+    });
+    assert_eq!(n, 0, "refusals allocated");
+    assert_eq!(out[3] & 0x0f, 5, "REFUSED");
 }

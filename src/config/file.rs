@@ -33,6 +33,8 @@ pub struct FileSpec {
     pub state: Option<Spanned<Shaped<StateSpec>>>,
     pub log: Option<Spanned<Shaped<super::observe::LogSpec>>>,
     pub hits: Option<Spanned<Shaped<super::observe::HitsSpec>>>,
+    pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
+    pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
 }
 
 /// The `[[lists]]` tables, each of which may turn out not to be a table.
@@ -54,6 +56,14 @@ pub struct StateSpec {
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
     pub listen: Option<Value>,
+    pub user: Option<Value>,
+    pub group: Option<Value>,
+    pub workers: Option<Value>,
+    pub tcp_max_connections: Option<Value>,
+    pub tcp_idle_timeout: Option<Value>,
+    pub tcp_message_timeout: Option<Value>,
+    pub tcp_max_inflight: Option<Value>,
+    pub max_forwards: Option<Value>,
 }
 
 /// `[upstream]`
@@ -62,6 +72,9 @@ pub struct ServerSpec {
 pub struct UpstreamSpec {
     pub servers: Option<Value>,
     pub timeout_ms: Option<Value>,
+    pub strategy: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub udp_sockets: Option<Value>,
 }
 
 /// `[cache]`

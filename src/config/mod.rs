@@ -7,20 +7,26 @@
 //! directory of the config file, not the working directory, so a config
 //! works wherever the server is started from.
 
+mod access;
 mod error;
 mod file;
 mod list;
 mod observe;
+mod run_as;
+mod server;
+mod upstream;
 
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
+pub use run_as::{Account, RunAs};
+pub use server::{ServerConfig, TcpLimits};
+pub use upstream::{Strategy, Transport, UpstreamConfig, UpstreamServer};
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use toml::Spanned;
 
@@ -28,22 +34,6 @@ use file::{Container, Raw, Section, Shaped, Value};
 
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
-
-/// How embargo talks to one upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP, retried over TCP when the answer is truncated.
-    Udp,
-    /// TCP only.
-    Tcp,
-}
-
-/// One upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpstreamServer {
-    pub addr: SocketAddr,
-    pub transport: Transport,
-}
 
 /// What a block looks like by default; each list may override it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +71,11 @@ pub struct Config {
     /// The file this came from (lists are resolved relative to it).
     pub path: PathBuf,
     pub listen: Vec<SocketAddr>,
-    pub upstreams: Vec<UpstreamServer>,
-    pub upstream_timeout: Duration,
+    /// Whom to serve as once the sockets are bound (`[server] user`, `group`).
+    pub run_as: RunAs,
+    /// Workers and bounds (`[server]` keys other than `listen`).
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
     /// Answers cached; 0 disables the cache.
     pub cache_size: usize,
     pub block: BlockConfig,
@@ -95,6 +88,12 @@ pub struct Config {
     pub log: LogConfig,
     /// The hit report (`[hits]`).
     pub hits: HitsConfig,
+    /// Who may ask (`[access]`).
+    pub access: crate::access::Access,
+    /// How fast (`[rate_limit]`).
+    pub rate_limit: crate::access::RateLimit,
+    /// Valid settings that deserve a word (`validate` prints them, `run` logs them).
+    pub warnings: Vec<Problem>,
 }
 
 /// Default listen addresses: loopback only, an unprivileged port.
@@ -368,26 +367,11 @@ impl Checker<'_> {
                 .filter_map(|s| s.parse().ok())
                 .collect(),
         };
+        let server_config = self.server_settings(&server);
 
-        let upstreams = match &upstream.servers {
-            Some(servers) => self
-                .each(
-                    "upstream.servers",
-                    servers,
-                    r#"a list of resolver addresses, such as ["9.9.9.9:53"]"#,
-                    "a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported)",
-                    parse_upstream,
-                )
-                .into_iter()
-                .map(|(u, _)| u)
-                .collect(),
-            None => Vec::new(),
-        };
-        let upstream_timeout = upstream
-            .timeout_ms
-            .as_ref()
-            .and_then(|t| self.whole("upstream.timeout_ms", t, "milliseconds", 1..=60_000))
-            .map_or(Duration::from_millis(2000), Duration::from_millis);
+        let run_as = self.run_as(&server.user, &server.group);
+
+        let upstream = self.upstream(&upstream);
 
         let cache_size = cache
             .size
@@ -491,15 +475,21 @@ impl Checker<'_> {
             None => Vec::new(),
         };
 
+        let access = self.access_settings(spec.access, spec.rate_limit);
+
         if !self.problems.is_empty() {
             return Err(Error::Invalid(self.problems));
         }
         Ok(Config {
+            access: access.access,
+            rate_limit: access.rate_limit,
+            warnings: access.warnings,
             path: self.path.to_path_buf(),
             state_dir,
             listen,
-            upstreams,
-            upstream_timeout,
+            run_as,
+            server: server_config,
+            upstream,
             cache_size,
             block,
             lists,
@@ -770,26 +760,10 @@ pub fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// `ip:port`, `[ipv6]:port`, a bare IP (port 53), `udp://…` or `tcp://…`.
-fn parse_upstream(s: &str) -> Option<UpstreamServer> {
-    let (transport, rest) = if let Some(r) = s.strip_prefix("tcp://") {
-        (Transport::Tcp, r)
-    } else if let Some(r) = s.strip_prefix("udp://") {
-        (Transport::Udp, r)
-    } else {
-        (Transport::Udp, s)
-    };
-    let addr = rest.parse::<SocketAddr>().ok().or_else(|| {
-        rest.parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, 53))
-    })?;
-    Some(UpstreamServer { addr, transport })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Result<Config, Error> {
         Config::parse(Path::new("/etc/embargo/test.toml"), text)
@@ -858,8 +832,9 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.listen.len(), 2);
-        assert_eq!(c.upstreams[1].transport, Transport::Tcp);
-        assert_eq!(c.upstreams[2].addr.port(), 53);
+        assert_eq!(c.upstream.servers[1].transport, Transport::Tcp);
+        assert_eq!(c.upstream.servers[2].addr.port(), 53);
+        assert_eq!(c.upstream.strategy, Strategy::Failover);
         assert_eq!(c.cache_size, 10_000);
         assert_eq!(
             c.lists[0].source,
@@ -960,8 +935,19 @@ mod tests {
     #[rustfmt::skip]
     const KEYS: &[(&str, &str, &str, &str, &str)] = &[
         ("server",   "listen",        r#""127.0.0.1:53""#,     r#"the string "127.0.0.1:53""#, "a list of addresses"),
+        ("server",   "user",          "65534",                 "the number 65534",             "a user name"),
+        ("server",   "group",         "[]",                    "an empty array",               "a group name"),
+        ("server",   "workers",       r#""auto""#,             r#"the string "auto""#,         "a whole number of UDP worker threads"),
+        ("server",   "tcp_max_connections", "1.5",             "the number 1.5",               "a whole number of connections"),
+        ("server",   "tcp_idle_timeout", "10",                 "the number 10",                r#"a duration such as "10s""#),
+        ("server",   "tcp_message_timeout", "true",            "true",                         r#"a duration such as "10s""#),
+        ("server",   "tcp_max_inflight", r#""32""#,            r#"the string "32""#,           "a whole number of queries in flight per connection"),
+        ("server",   "max_forwards",  "[10000]",               "an array",                     "a whole number of forwarded queries in flight"),
         ("upstream", "servers",       r#""9.9.9.9:53""#,       r#"the string "9.9.9.9:53""#,   "a list of resolver addresses"),
         ("upstream", "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
+        ("upstream", "strategy",      "1",                     "the number 1",                 r#"one of "failover", "fastest" or "round_robin""#),
+        ("upstream", "ca_file",       "[]",                    "an empty array",               "a PEM file path"),
+        ("upstream", "udp_sockets",   r#""many""#,             r#"the string "many""#,         "a whole number of sockets"),
         ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),
         ("block",    "action",        "5",                     "the number 5",                 r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#),
         ("block",    "sinkhole_ipv4", "0",                     "the number 0",                 "an IPv4 address"),
@@ -994,6 +980,16 @@ mod tests {
         ("log",      "client_ip",     r#""anonymous""#,        r#"the string "anonymous""#,    r#"one of "full", "truncate" or "hash""#),
         ("log",      "queue",         r#"["big"]"#,            "an array",                     "a whole number of records"),
         ("hits",     "max_clients",   r#""all""#,              r#"the string "all""#,          "a whole number of clients per list"),
+        ("access",   "allow",         r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
+        ("access",   "deny",          "true",                  "true",                         "a list of networks"),
+        ("access",   "action",        "1",                     "the number 1",                 r#"one of "refuse" or "drop""#),
+        ("rate_limit", "responses_per_second", r#""10/s""#,    r#"the string "10/s""#,         "a whole number of answers per second"),
+        ("rate_limit", "window",      r#""15s""#,              r#"the string "15s""#,          "a whole number of seconds"),
+        ("rate_limit", "slip",        "true",                  "true",                         "a whole number of limited answers per truncated one"),
+        ("rate_limit", "ipv4_prefix", r#""/24""#,              r#"the string "/24""#,          "a whole number of bits"),
+        ("rate_limit", "ipv6_prefix", "56.0",                  "the number 56.0",              "a whole number of bits"),
+        ("rate_limit", "exempt",      r#""127.0.0.1""#,        r#"the string "127.0.0.1""#,    "a list of networks"),
+        ("rate_limit", "table_size",  r#""64k""#,              r#"the string "64k""#,          "a whole number of client prefixes to track"),
     ];
 
     /// Serde's words, which the operator never wrote and should never read.
@@ -1097,7 +1093,7 @@ mod tests {
             shown,
             [
                 "bad.toml:2:27: server.listen[2]: expected an address to listen on, ip:port or [ipv6]:port, such as \"127.0.0.1:5353\", got the number 53",
-                "bad.toml:6:3: upstream.servers[2]: expected a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported), got true",
+                "bad.toml:6:3: upstream.servers[2]: expected a resolver address: ip:port, [ipv6]:port, tcp://ip:port, tls://ip:port#server.name or https://ip:port/dns-query#server.name (hostnames need a bootstrap resolver and are not supported), got true",
                 "bad.toml:9:26: allow.domains[2]: expected a domain name such as \"example.org\", got an array",
                 "bad.toml:10:10: allow.files[1]: expected a file path such as \"allow.txt\", got a table",
             ]

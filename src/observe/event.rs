@@ -98,6 +98,9 @@ impl Transport {
 
 /// No upstream was involved.
 pub const NO_UPSTREAM: u8 = u8::MAX;
+/// No answer was sent (`rcode` of a query refused by `[access] action =
+/// "drop"`): the log writes `null` (JSON) or `-` (text).
+pub const NO_RCODE: u16 = u16::MAX;
 /// No question could be read (`name_len` of an event without one).
 const NO_NAME: u8 = u8::MAX;
 /// No block matched (`entry` of an event that is not a block).
@@ -119,7 +122,8 @@ pub struct QueryEvent {
     pub client: IpAddr,
     pub port: u16,
     pub qtype: u16,
-    /// The answer's RCODE (with the EDNS extended bits: BADVERS is 16).
+    /// The answer's RCODE (with the EDNS extended bits: BADVERS is 16), or
+    /// [`NO_RCODE`] when none was sent.
     pub rcode: u16,
     /// The list that blocked it, or [`ListSlot::NONE`].
     pub list: ListSlot,

@@ -58,6 +58,12 @@ pub struct HitsFile {
     /// Query log records written and dropped since that server started.
     pub log_written: u64,
     pub log_dropped: u64,
+    /// Answers the rate limiter (`[rate_limit]`) dropped, or sent empty
+    /// with TC=1, since that server started (absent in older files).
+    #[serde(default)]
+    pub rate_limited_dropped: u64,
+    #[serde(default)]
+    pub rate_limited_truncated: u64,
     pub lists: Vec<ListSummary>,
     pub hits: Vec<HitRow>,
 }
@@ -380,6 +386,8 @@ mod tests {
             max_clients: 10,
             log_written: 0,
             log_dropped: 0,
+            rate_limited_dropped: 0,
+            rate_limited_truncated: 0,
             lists: r.summary(&slots),
             hits: r.rows(&slots, None),
         };

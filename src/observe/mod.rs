@@ -23,7 +23,10 @@
 //! What is recorded: with `[log] queries = "all"` every query; with
 //! `"blocked"` the blocks; with `"off"` the blocks only if the hit report
 //! is on (`[hits] max_clients > 0`); nothing at all, and no thread, when
-//! both are off.
+//! both are off. Answers the rate limiter (`[rate_limit]`) dropped or
+//! truncated are never recorded one by one, which would fill the log with
+//! the very flood the limiter keeps quiet: each recorder counts them, and
+//! the counts go to `hits.json` ([`Observer::rate_limited`]).
 //!
 //! A later dnstap output needs each query's and answer's bytes: they reach
 //! [`Recorder::record`] already, where a second sink can copy them into
@@ -33,7 +36,7 @@ pub mod event;
 pub mod hits;
 pub mod querylog;
 
-pub use event::{Decision, Decisions, QueryEvent, Transport, rcode_of};
+pub use event::{Decision, Decisions, NO_RCODE, QueryEvent, Transport, rcode_of};
 pub use hits::{HitRow, HitsFile, ListSummary};
 
 use std::collections::VecDeque;
@@ -88,18 +91,32 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// A drop counter written by one producer only, on its own cache lines
-/// (x86 fetches lines in pairs), so counting costs no contention.
+/// One recorder's counters, written by that recorder only, on their own
+/// cache lines (x86 fetches lines in pairs), so counting costs no
+/// contention: records dropped (ring full), and answers the rate limiter
+/// dropped or sent truncated.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct DropCount(AtomicU64);
+struct Counts {
+    dropped: AtomicU64,
+    limited: AtomicU64,
+    slipped: AtomicU64,
+}
 
-impl DropCount {
+impl Counts {
     /// For the single writer: a plain load and store, no locked instruction.
-    fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
+}
+
+/// Answers the rate limiter kept from their clients since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimited {
+    /// Not answered at all.
+    pub dropped: u64,
+    /// Answered empty with TC=1 (`slip`), so a real client retries over TCP.
+    pub truncated: u64,
 }
 
 /// A recorder's ring, as the observer thread holds it.
@@ -122,11 +139,15 @@ struct Shared {
     capacity: usize,
     /// Rings of recorders made since the thread last looked.
     new_rings: Mutex<Vec<Ring>>,
-    /// Every own-ring recorder's drop counter (never removed: a handful).
-    drop_counts: Mutex<Vec<Arc<DropCount>>>,
+    /// Every own-ring recorder's counters (never removed: a handful).
+    counts: Mutex<Vec<Arc<Counts>>>,
     /// The ring for tasks (TCP, forwards): one producer behind a lock.
     tasks: Mutex<rtrb::Producer<QueryEvent>>,
     tasks_dropped: AtomicU64,
+    /// Rate-limited answers counted by task recorders (none today: TCP is
+    /// not limited).
+    tasks_limited: AtomicU64,
+    tasks_slipped: AtomicU64,
     /// Records lost because the log could not be written.
     failed: AtomicU64,
     written: AtomicU64,
@@ -248,9 +269,11 @@ impl Observer {
             new_rings: Mutex::new(vec![Ring {
                 events: tasks_events,
             }]),
-            drop_counts: Mutex::new(Vec::new()),
+            counts: Mutex::new(Vec::new()),
             tasks: Mutex::new(tasks),
             tasks_dropped: AtomicU64::new(0),
+            tasks_limited: AtomicU64::new(0),
+            tasks_slipped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             written: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -261,10 +284,12 @@ impl Observer {
             }),
             clients: ClientView::new(log.client_ip),
             slots,
+            // As written in the config (`tls://9.9.9.9:853#dns.quad9.net`).
             upstreams: config
-                .upstreams
+                .upstream
+                .servers
                 .iter()
-                .map(|u| u.addr.to_string())
+                .map(ToString::to_string)
                 .collect(),
             max_clients: config.hits.max_clients,
             hits_path,
@@ -303,18 +328,18 @@ impl Observer {
             return Recorder::off();
         };
         let (ring, events) = rtrb::RingBuffer::new(shared.capacity);
-        let dropped = Arc::new(DropCount::default());
+        let counts = Arc::new(Counts::default());
         shared
-            .drop_counts
+            .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(dropped.clone());
+            .push(counts.clone());
         shared
             .new_rings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Ring { events });
-        Recorder::new(shared.wants, Sink::Own { ring, dropped })
+        Recorder::new(shared.wants, Sink::Own { ring, counts })
     }
 
     /// A recorder on the shared ring, for a task (a TCP connection).
@@ -349,6 +374,8 @@ impl Observer {
                 max_clients: 0,
                 log_written: 0,
                 log_dropped: 0,
+                rate_limited_dropped: 0,
+                rate_limited_truncated: 0,
                 lists: Vec::new(),
                 hits: Vec::new(),
             },
@@ -394,6 +421,13 @@ impl Observer {
         self.shared.as_ref().map_or(0, |s| s.dropped())
     }
 
+    /// Answers the rate limiter dropped or truncated so far.
+    pub fn rate_limited(&self) -> RateLimited {
+        self.shared
+            .as_ref()
+            .map_or_else(RateLimited::default, |s| s.rate_limited())
+    }
+
     /// Query log records written so far.
     pub fn written(&self) -> u64 {
         self.shared
@@ -417,13 +451,30 @@ impl Shared {
 
     fn dropped(&self) -> u64 {
         let rings: u64 = self
-            .drop_counts
+            .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|c| c.0.load(Ordering::Relaxed))
+            .map(|c| c.dropped.load(Ordering::Relaxed))
             .sum();
         rings + self.tasks_dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
+    fn rate_limited(&self) -> RateLimited {
+        let mut sum = RateLimited {
+            dropped: self.tasks_limited.load(Ordering::Relaxed),
+            truncated: self.tasks_slipped.load(Ordering::Relaxed),
+        };
+        for c in self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            sum.dropped += c.limited.load(Ordering::Relaxed);
+            sum.truncated += c.slipped.load(Ordering::Relaxed);
+        }
+        sum
     }
 
     /// Pushes onto the tasks' ring; what does not fit is counted.
@@ -446,12 +497,15 @@ impl Shared {
             None => (Vec::new(), Vec::new()),
         };
         drop(view);
+        let limited = self.rate_limited();
         HitsFile {
             written: hits::rfc3339_ms(now_us() / 1000),
             pid: std::process::id(),
             max_clients: self.max_clients,
             log_written: self.written.load(Ordering::Relaxed),
             log_dropped: self.dropped(),
+            rate_limited_dropped: limited.dropped,
+            rate_limited_truncated: limited.truncated,
             lists,
             hits,
         }
@@ -464,7 +518,7 @@ enum Sink {
     /// A ring of its own (one UDP worker).
     Own {
         ring: rtrb::Producer<QueryEvent>,
-        dropped: Arc<DropCount>,
+        counts: Arc<Counts>,
     },
     /// The shared ring (tasks).
     Tasks(Arc<Shared>),
@@ -480,6 +534,9 @@ pub struct Recorder {
     pending: Vec<QueryEvent>,
     /// When the current batch (or message) arrived, µs since the epoch.
     stamp_us: u64,
+    /// Rate-limited answers (dropped, truncated) since the last flush.
+    limited: u32,
+    slipped: u32,
 }
 
 impl Recorder {
@@ -490,6 +547,8 @@ impl Recorder {
             // One recvmmsg batch; grows once if a caller records more.
             pending: Vec::with_capacity(32),
             stamp_us: 0,
+            limited: 0,
+            slipped: 0,
         }
     }
 
@@ -502,8 +561,8 @@ impl Recorder {
     #[doc(hidden)]
     pub fn detached(wants: Decisions, capacity: usize) -> (Self, rtrb::Consumer<QueryEvent>) {
         let (ring, events) = rtrb::RingBuffer::new(capacity.max(1));
-        let dropped = Arc::new(DropCount::default());
-        (Self::new(wants, Sink::Own { ring, dropped }), events)
+        let counts = Arc::new(Counts::default());
+        (Self::new(wants, Sink::Own { ring, counts }), events)
     }
 
     /// Queries arrived: stamps them with the time (one clock read per batch).
@@ -537,10 +596,24 @@ impl Recorder {
         self.pending.push(ev);
     }
 
+    /// The rate limiter kept an answer from its client: sent empty with
+    /// TC=1 (`truncated`) or not at all. Counted, never recorded one by one.
+    #[inline]
+    pub fn limited(&mut self, truncated: bool) {
+        if truncated {
+            self.slipped += 1;
+        } else {
+            self.limited += 1;
+        }
+    }
+
     /// The answers are sent: stamps the latency and hands the events on.
     /// What does not fit in the ring is dropped and counted.
     #[inline]
     pub fn flush(&mut self) {
+        if self.limited != 0 || self.slipped != 0 {
+            self.count_limited();
+        }
         if self.pending.is_empty() {
             return;
         }
@@ -550,15 +623,36 @@ impl Recorder {
         }
         match &mut self.sink {
             Sink::Off => {}
-            Sink::Own { ring, dropped } => {
+            Sink::Own { ring, counts } => {
                 let (_, rest) = ring.push_partial_slice(&self.pending);
                 if !rest.is_empty() {
-                    dropped.add(rest.len() as u64);
+                    Counts::add(&counts.dropped, rest.len() as u64);
                 }
             }
             Sink::Tasks(shared) => shared.push(&self.pending),
         }
         self.pending.clear();
+    }
+
+    /// Hands the rate-limit counts of this batch on (only when there are
+    /// any: a flood's batches, not ordinary ones).
+    #[cold]
+    fn count_limited(&mut self) {
+        let (limited, slipped) = (
+            u64::from(std::mem::take(&mut self.limited)),
+            u64::from(std::mem::take(&mut self.slipped)),
+        );
+        match &self.sink {
+            Sink::Off => {}
+            Sink::Own { counts, .. } => {
+                Counts::add(&counts.limited, limited);
+                Counts::add(&counts.slipped, slipped);
+            }
+            Sink::Tasks(shared) => {
+                shared.tasks_limited.fetch_add(limited, Ordering::Relaxed);
+                shared.tasks_slipped.fetch_add(slipped, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -580,9 +674,10 @@ impl Worker {
         let mut last_write = Instant::now();
         let mut last_save = Instant::now();
         let mut dirty = false;
-        // The log's counts at the last save: `embargo hits` shows them, so
-        // they are kept fresh even when no block changes the report.
-        let mut counts_saved = (0, 0);
+        // The log's and the rate limiter's counts at the last save:
+        // `embargo hits` shows them, so they are kept fresh even when no
+        // block changes the report.
+        let mut counts_saved = (0, 0, RateLimited::default());
         let mut warned: Option<Instant> = None;
         let mut dropped_seen = 0;
         loop {
@@ -597,7 +692,11 @@ impl Worker {
                 last_write = Instant::now();
             }
             let dropped = self.shared.dropped();
-            let counts = (self.shared.written.load(Ordering::Relaxed), dropped);
+            let counts = (
+                self.shared.written.load(Ordering::Relaxed),
+                dropped,
+                self.shared.rate_limited(),
+            );
             dirty |= counts != counts_saved;
             if dirty && (stopping || last_save.elapsed() >= SAVE_EVERY) {
                 self.save();
@@ -621,6 +720,8 @@ impl Worker {
                 tracing::info!(
                     written = self.shared.written.load(Ordering::Relaxed),
                     log_dropped = dropped,
+                    rate_limited_dropped = counts.2.dropped,
+                    rate_limited_truncated = counts.2.truncated,
                     "observer stopped"
                 );
                 return;

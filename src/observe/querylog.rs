@@ -24,7 +24,7 @@ use crate::config::{ClientIp, LogFormat};
 use crate::state::{ListSlot, ListSlots};
 use crate::wire::TypeName;
 
-use super::event::{NO_UPSTREAM, QueryEvent, push_name, rcode_name};
+use super::event::{NO_RCODE, NO_UPSTREAM, QueryEvent, push_name, rcode_name};
 
 /// A client as the log and the hit report show it, after `client_ip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,14 +183,32 @@ impl Formatter {
             }
             None => out.extend_from_slice(b"null"),
         }
-        out.extend_from_slice(b",\"rcode\":\"");
-        push_rcode(out, ev.rcode);
-        out.extend_from_slice(b"\",\"upstream\":");
+        out.extend_from_slice(b",\"rcode\":");
+        if ev.rcode == NO_RCODE {
+            out.extend_from_slice(b"null");
+        } else {
+            out.push(b'"');
+            push_rcode(out, ev.rcode);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b",\"upstream\":");
         match self.upstream(ev.upstream) {
             Some(u) => {
-                // Addresses need no JSON escaping.
                 out.push(b'"');
-                out.extend_from_slice(u.as_bytes());
+                // An address needs no escaping; a DoH path might.
+                for &b in u.as_bytes() {
+                    match b {
+                        b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+                        0..0x20 => {
+                            out.extend_from_slice(b"\\u00");
+                            out.extend_from_slice(&[
+                                HEX[usize::from(b >> 4)],
+                                HEX[usize::from(b & 15)],
+                            ]);
+                        }
+                        _ => out.push(b),
+                    }
+                }
                 out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),
@@ -235,7 +253,11 @@ impl Formatter {
             out.extend_from_slice(a.as_str().as_bytes());
         }
         out.extend_from_slice(b" rcode=");
-        push_rcode(out, ev.rcode);
+        if ev.rcode == NO_RCODE {
+            out.push(b'-');
+        } else {
+            push_rcode(out, ev.rcode);
+        }
         if let Some(u) = self.upstream(ev.upstream) {
             out.extend_from_slice(b" upstream=");
             out.extend_from_slice(u.as_bytes());
@@ -307,6 +329,8 @@ impl Formatter {
         self.upstreams.get(usize::from(index)).map(String::as_str)
     }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `n` in decimal.
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
@@ -578,6 +602,49 @@ mod tests {
         f.write(&ev, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["name"], key.to_string());
+    }
+
+    #[test]
+    fn a_dropped_refusal_has_no_rcode_and_an_upstream_label_stays_valid_json() {
+        let key = NameKey::from_text("www.seized.example", false).expect("name");
+        let ev = QueryEvent::new(
+            Decision::Refused,
+            "198.51.100.7:53".parse().expect("addr"),
+            Transport::Udp,
+            Some(&key),
+            1,
+        )
+        .with_rcode(NO_RCODE);
+        let mut out = Vec::new();
+        formatter(LogFormat::Json, ClientIp::Full).write(&ev, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["decision"], "refused");
+        assert!(v["rcode"].is_null(), "{v}");
+        out.clear();
+        formatter(LogFormat::Text, ClientIp::Full).write(&ev, &mut out);
+        let text = String::from_utf8(out.clone()).expect("utf8");
+        assert!(text.contains(" refused rcode=- latency_us="), "{text}");
+
+        // A DoH server as the config writes it, with what JSON must escape.
+        let label = "https://192.0.2.53:443/dns-\"q\\\u{1}#dns.example";
+        let mut f = Formatter::new(
+            LogFormat::Json,
+            ClientView::new(ClientIp::Full),
+            Arc::new(ListSlots::default()),
+            vec![label.into()],
+        );
+        let ev = QueryEvent::new(
+            Decision::Allowed,
+            "127.0.0.1:1".parse().expect("addr"),
+            Transport::Udp,
+            Some(&key),
+            1,
+        )
+        .with_upstream(0);
+        out.clear();
+        f.write(&ev, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["upstream"], label);
     }
 
     #[test]

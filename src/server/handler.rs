@@ -1,35 +1,47 @@
 //! The per-query decision, in one straight line:
 //!
-//! 1. parse (malformed → FORMERR/NOTIMP/BADVERS or drop);
-//! 2. allowlist and blocklist, one matcher lookup (allow wins, so it is
+//! 1. who may ask ([`crate::access`]): a client outside `[access] allow`, or
+//!    inside `deny`, gets REFUSED with EDE 18 (or nothing) and no other
+//!    answer; first, so that blocked and cached answers, which cost nothing
+//!    to give, are not given to the internet;
+//! 2. parse (malformed → FORMERR/NOTIMP/BADVERS or drop);
+//! 3. how fast: over UDP, the rate limiter may drop the answer or send an
+//!    empty one with TC=1; before the lookup, so a limited flood does no
+//!    work upstream either;
+//! 4. allowlist and blocklist, one matcher lookup (allow wins, so it is
 //!    decided inside the same lookup);
-//! 3. blocked → the policy's pre-built answer, never sent upstream, so
+//! 5. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
-//! 4. cache → the stored answer;
-//! 5. otherwise hand a [`Forward`] to the caller, which awaits
+//! 6. cache → the stored answer;
+//! 7. otherwise hand a [`Forward`] to the caller, which awaits
 //!    [`Handler::forward`] off the socket loop.
 //!
-//! Steps 1-4 are synchronous and allocate nothing but what the caller's
+//! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
 //!
 //! Each decision is also handed, as a fixed-size [`QueryEvent`], to the
 //! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
-//! the [`Observer`]: one `record` call per decision point, each behind a
-//! check of whether that decision is recorded at all.
+//! the [`Observer`] once the upstream answered (on either forward path):
+//! one `record` call per decision point, each behind a check of whether
+//! that decision is recorded at all. Rate-limited answers are not
+//! recorded, only counted ([`Recorder::limited`]): a limited flood would
+//! otherwise fill the query log that the limiter keeps quiet.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey};
 use crate::matcher::{Lookup, NameKey};
-use crate::observe::{Decision, Observer, QueryEvent, Recorder, Transport, rcode_of};
+use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
 use crate::state::{ListSlot, Snapshot};
-use crate::upstream::Upstream;
+use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
 
 /// The transport a request came in on: it sets the answer size limit.
@@ -67,33 +79,102 @@ pub struct Forward {
     name: NameKey,
     proto: Proto,
     client: SocketAddr,
-    /// When the query arrived (µs since the epoch), for its record.
+    /// When the query arrived (µs since the epoch), for its record; 0 when
+    /// the caller's recorder keeps nothing.
     received_us: u64,
+}
+
+impl Forward {
+    /// Rewrites the client's query into the upstream's, in place.
+    ///
+    /// Upstream gets the question and, if the client used EDNS, our own
+    /// OPT (1232, DO as asked): the client's options (cookies, client
+    /// subnet) are hop-by-hop and stay here (RFC 6891 6.1.1). The client's
+    /// buffer becomes the upstream query: its question bytes stay as asked
+    /// (they are echoed from here), the rest is rewritten; answers carry
+    /// `facts.id`, never the ID the upstream module picks (its own
+    /// unpredictable one per attempt).
+    fn rewrite_for_upstream(&mut self) {
+        self.query.truncate(self.facts.question_end);
+        for at in [6, 8, 10] {
+            wire::put_u16(&mut self.query, at, 0);
+        }
+        if let Some(e) = self.facts.edns {
+            wire::push_opt(&mut self.query, 0, e.dnssec_ok, &[]);
+        }
+    }
+}
+
+/// A forwarded UDP query on the task-free path: what the upstream module
+/// calls back with the answer, to answer the client on its socket.
+struct UdpReply {
+    handler: Arc<Handler>,
+    job: Box<Forward>,
+    sock: Arc<std::net::UdpSocket>,
+    peer: SocketAddr,
+    /// Holds one of `handler.inflight`'s permits until answered.
+    permit: bool,
+}
+
+impl Reply for UdpReply {
+    fn query(&mut self) -> &mut [u8] {
+        &mut self.job.query
+    }
+
+    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
+        let mut out = Vec::new();
+        self.handler.answer(&self.job, answer, &mut out);
+        // Sent now, or with the other answers the same read brought.
+        crate::upstream::send_answer(&self.sock, self.peer, &out);
+        if std::mem::take(&mut self.permit) {
+            self.handler.inflight.add_permits(1);
+        }
+    }
+}
+
+impl Drop for UdpReply {
+    fn drop(&mut self) {
+        // Dropped unanswered (shutdown): give the permit back all the same.
+        if self.permit {
+            self.handler.inflight.add_permits(1);
+        }
+    }
 }
 
 /// Decides and answers queries; shared by every socket.
 pub struct Handler {
     state: Arc<ArcSwap<Snapshot>>,
     cache: Cache,
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     notify: Arc<NotifyTargets>,
     /// Bounds the forwards in flight: a flood of random names must not take
     /// every socket the process may open.
     inflight: tokio::sync::Semaphore,
+    /// The permits `inflight` started with (`[server] max_forwards`).
+    max_forwards: usize,
+    /// Counts refused clients for the log; touched only on the refused path.
+    refused: Mutex<RefusedLog>,
+    started: Instant,
     observe: Observer,
 }
 
-/// Forwarded queries waiting for the upstream at once, at most.
-const MAX_INFLIGHT: usize = 10_000;
+/// Forwarded queries waiting for the upstream at once, unless configured.
+const MAX_FORWARDS: usize = 10_000;
+/// An OPT record with no options (root name, type, class, TTL, RDLENGTH),
+/// which `forward` adds to an EDNS query.
+const OPT_LEN: usize = 11;
 
 impl Handler {
     pub fn new(state: Arc<ArcSwap<Snapshot>>, cache: Cache, upstream: Upstream) -> Self {
         Self {
             state,
             cache,
-            upstream,
+            upstream: Arc::new(upstream),
             notify: Arc::new(NotifyTargets::default()),
-            inflight: tokio::sync::Semaphore::new(MAX_INFLIGHT),
+            inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
+            max_forwards: MAX_FORWARDS,
+            refused: Mutex::new(RefusedLog::default()),
+            started: Instant::now(),
             observe: Observer::off(),
         }
     }
@@ -108,6 +189,14 @@ impl Handler {
     /// [`Recorder`] from here.
     pub fn observer(&self) -> &Observer {
         &self.observe
+    }
+
+    /// At most `n` forwarded queries wait for the upstream at once; one more
+    /// is answered SERVFAIL at once (`[server] max_forwards`).
+    pub fn with_max_forwards(mut self, n: usize) -> Self {
+        self.inflight = tokio::sync::Semaphore::new(n);
+        self.max_forwards = n;
+        self
     }
 
     /// Zones whose primaries may NOTIFY this server.
@@ -167,7 +256,93 @@ impl Handler {
         &self.state
     }
 
-    /// Steps 1-4 of the module doc. `out` is cleared and filled on `Reply`;
+    /// Counts a query (or TCP connection) from a client that may not ask
+    /// towards the log line about its network, and writes that line when due.
+    #[cold]
+    fn log_refused(&self, ip: IpAddr, action: AccessAction) {
+        if !tracing::enabled!(target: "embargo::access", tracing::Level::WARN) {
+            return;
+        }
+        let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
+        let report = match self.refused.lock() {
+            Ok(mut log) => log.record(ip, now),
+            Err(poisoned) => poisoned.into_inner().record(ip, now),
+        };
+        let action = action.as_str();
+        if let Some((network, queries)) = report.line {
+            tracing::warn!(
+                target: "embargo::access",
+                client = %network,
+                queries,
+                action,
+                "client not in [access] allow (one line a minute per network, counting the queries since the last)"
+            );
+        }
+        if let Some(queries) = report.unitemised {
+            tracing::warn!(
+                target: "embargo::access",
+                queries,
+                action,
+                "clients from too many networks not in [access] allow to name each"
+            );
+        }
+    }
+
+    /// Whether a TCP connection from `peer` is closed at once: with
+    /// `action = "drop"` a client that may not ask gets nothing, not even a
+    /// connection slot to sit on.
+    pub fn drops_connection(&self, peer: SocketAddr) -> bool {
+        let action = self.state.load().access.refuses(peer.ip());
+        if action == Some(AccessAction::Drop) {
+            self.log_refused(peer.ip(), AccessAction::Drop);
+            return true;
+        }
+        false
+    }
+
+    /// A client that may not ask: REFUSED with EDE 18, or nothing, and a
+    /// count towards the log line about its network. The primary of one of
+    /// our zone-transfer lists is heard for its NOTIFYs alone.
+    ///
+    /// Recorded as [`Decision::Refused`], with the question if it can be
+    /// read, RCODE REFUSED when that answer went out and no RCODE when
+    /// nothing did (`action = "drop"`, or a query too broken to answer).
+    #[cold]
+    fn refuse(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        proto: Proto,
+        action: AccessAction,
+        out: &mut Vec<u8>,
+        rec: &mut Recorder,
+    ) -> Outcome {
+        if is_notify(pkt) && self.notify.is_primary(client.ip()) {
+            return self.notify(pkt, client, out);
+        }
+        self.log_refused(client.ip(), action);
+        let outcome = match action {
+            AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
+            AccessAction::Refuse | AccessAction::Drop => Outcome::Drop,
+        };
+        if rec.wants(Decision::Refused) {
+            // Only read for the record: an outsider's query is never served.
+            let question = query::parse(pkt).ok();
+            let (name, qtype) = match &question {
+                Some((facts, name)) => (Some(name), facts.qtype),
+                None => (None, 0),
+            };
+            let rcode = match outcome {
+                Outcome::Reply => Rcode::Refused as u16,
+                _ => NO_RCODE,
+            };
+            let ev = QueryEvent::new(Decision::Refused, client, proto.into(), name, qtype);
+            rec.record(ev.with_rcode(rcode), pkt, out);
+        }
+        outcome
+    }
+
+    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`;
     /// the decision goes to `rec` (the caller sends the answer, then flushes it).
     pub fn handle(
         &self,
@@ -177,8 +352,15 @@ impl Handler {
         out: &mut Vec<u8>,
         rec: &mut Recorder,
     ) -> Outcome {
+        // One load of the rules for the whole request.
+        let snap = self.state.load();
+        // Who may ask, on the address alone, before a byte of the query is
+        // read: an outsider gets the refusal and nothing else.
+        if let Some(action) = snap.access.refuses(client.ip()) {
+            return self.refuse(pkt, client, proto, action, out, rec);
+        }
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
-        if pkt.len() >= 4 && pkt[2] & 0xf8 == 4 << 3 {
+        if is_notify(pkt) {
             return self.notify(pkt, client, out);
         }
         let (facts, name) = match query::parse(pkt) {
@@ -198,10 +380,25 @@ impl Handler {
                 return Outcome::Reply;
             }
         };
-        // + access control (`[access]`): a refused client is recorded here
-        // as `Decision::Refused`, like the zone transfers below.
 
-        let snap = self.state.load();
+        // TCP proves the source address, so only UDP is limited (as BIND does).
+        if proto == Proto::Udp
+            && let Some(limiter) = &snap.limiter
+        {
+            match limiter.check(client.ip()) {
+                Limit::Answer => {}
+                Limit::Slip => {
+                    write_truncated(pkt, &facts, out);
+                    rec.limited(true);
+                    return Outcome::Reply;
+                }
+                Limit::Drop => {
+                    rec.limited(false);
+                    return Outcome::Drop;
+                }
+            }
+        }
+
         match snap.set.lookup(&name) {
             Lookup::Blocked(hit) => {
                 if let Some(policy) = snap.policy(hit.policy) {
@@ -262,8 +459,13 @@ impl Handler {
             return Outcome::Reply;
         }
 
+        // Only the header and question are kept (`forward` sends no more):
+        // a forward in flight holds at most ~300 bytes of query, whatever
+        // the client sent after the question.
+        let mut query = Vec::with_capacity(facts.question_end + OPT_LEN);
+        query.extend_from_slice(pkt.get(..facts.question_end).unwrap_or(pkt));
         Outcome::Forward(Box::new(Forward {
-            query: pkt.to_vec(),
+            query,
             facts,
             name,
             proto,
@@ -274,35 +476,65 @@ impl Handler {
 
     /// Step 5: asks the upstreams, caches the answer, and writes what the
     /// client gets into `out` (SERVFAIL when no upstream answered in time).
-    pub async fn forward(&self, job: Box<Forward>, out: &mut Vec<u8>) {
+    pub async fn forward(&self, mut job: Box<Forward>, out: &mut Vec<u8>) {
+        job.rewrite_for_upstream();
+        let answer = match self.inflight.try_acquire() {
+            Ok(_permit) => self.upstream.forward(&mut job.query).await,
+            Err(_) => Err(crate::upstream::Error::Busy),
+        };
+        self.answer(&job, answer, out);
+    }
+
+    /// Step 5 for a UDP client without a task of its own: the upstream
+    /// module sends the query now, from the worker's thread, and the task
+    /// that reads the upstream's answer writes the client's answer and sends
+    /// it on `sock`. Gives the job back when it must take
+    /// [`Handler::forward`] instead (an upstream that is not plain UDP).
+    /// Must run inside the runtime's context (`Handle::enter`).
+    pub fn forward_udp(
+        self: &Arc<Self>,
+        mut job: Box<Forward>,
+        sock: &Arc<std::net::UdpSocket>,
+        peer: SocketAddr,
+    ) -> Option<Box<Forward>> {
+        if !self.upstream.udp_only() {
+            return Some(job);
+        }
+        job.rewrite_for_upstream();
+        let reply = Box::new(UdpReply {
+            handler: self.clone(),
+            job,
+            sock: sock.clone(),
+            peer,
+            permit: self
+                .inflight
+                .try_acquire()
+                .ok()
+                .map(|p| p.forget())
+                .is_some(),
+        });
+        if !reply.permit {
+            reply.answer(Err(crate::upstream::Error::Busy));
+            return None;
+        }
+        self.upstream.send(reply);
+        None
+    }
+
+    /// Writes into `out` what the client of `job` gets for `answer` (the
+    /// index of the upstream that gave it, and its bytes), caches a good
+    /// answer, and records the decision: both forward paths end here.
+    fn answer(&self, job: &Forward, answer: crate::upstream::Answered, out: &mut Vec<u8>) {
         let Forward {
-            mut query,
+            query,
             facts,
             name,
             proto,
             client,
             received_us,
-        } = *job;
-        // Upstream gets the question and, if the client used EDNS, our own
-        // OPT (1232, DO as asked): the client's options (cookies, client
-        // subnet) are hop-by-hop and stay here (RFC 6891 6.1.1).
-        // The client's buffer becomes the upstream query: its question bytes
-        // stay as asked (they are echoed from here), the rest is rewritten;
-        // answers carry `facts.id`, never this ID.
-        query.truncate(facts.question_end);
-        // Our own ID, so answers cannot be matched by guessing the client's.
-        wire::put_u16(&mut query, 0, fastrand::u16(..));
-        for at in [6, 8, 10] {
-            wire::put_u16(&mut query, at, 0);
-        }
-        if let Some(e) = facts.edns {
-            wire::push_opt(&mut query, 0, e.dnssec_ok, &[]);
-        }
-        let answer = match self.inflight.try_acquire() {
-            Ok(_permit) => self.upstream.forward(&query).await,
-            Err(_) => Err(crate::upstream::Error::Busy),
-        }
-        .and_then(|(i, resp)| {
+        } = job;
+        let (facts, proto) = (*facts, *proto);
+        let answer = answer.and_then(|(i, resp)| {
             wire::replace_opt(&resp, facts.edns.map(|e| e.dnssec_ok))
                 .map(|resp| (i, resp))
                 .ok_or(crate::upstream::Error::Unparsable)
@@ -316,7 +548,7 @@ impl Handler {
                     flags[0] &= !0x04;
                     flags[1] |= 0x80;
                 }
-                self.cache.insert(&CacheKey::new(&name, &facts), &resp);
+                self.cache.insert(&CacheKey::new(name, &facts), &resp);
                 out.clear();
                 out.extend_from_slice(&resp);
                 wire::put_u16(out, 0, facts.id);
@@ -331,7 +563,7 @@ impl Handler {
             }
             Err(e) => {
                 tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, "upstream failed: SERVFAIL");
-                start_response(&query, &facts, Rcode::ServFail, out);
+                start_response(query, &facts, Rcode::ServFail, out);
                 if let Some(edns) = facts.edns {
                     // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
                     // without naming the upstream's address to the client.
@@ -345,14 +577,14 @@ impl Handler {
             None => Decision::Error,
         };
         if self.observe.wants(decision) {
-            let mut ev = QueryEvent::new(decision, client, proto.into(), Some(&name), facts.qtype)
+            let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
                 .with_rcode(rcode_of(out));
             if let Some(i) = upstream {
                 ev = ev.with_upstream(i);
             }
             // A query recorded without a stamp (none was wanted then) gets its answer's time.
             let now = crate::observe::now_us();
-            ev.time_us = if received_us == 0 { now } else { received_us };
+            ev.time_us = if *received_us == 0 { now } else { *received_us };
             ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
             self.observe.record(ev);
         }
@@ -366,9 +598,24 @@ impl Handler {
     /// Waits until no forwarded query is waiting for the upstream, or
     /// `limit` passes: every permit back means every forward has its answer.
     pub async fn drain(&self, limit: std::time::Duration) {
-        let all = u32::try_from(MAX_INFLIGHT).unwrap_or(u32::MAX);
+        let all = u32::try_from(self.max_forwards).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(limit, self.inflight.acquire_many(all)).await;
     }
+}
+
+/// Whether the message is a NOTIFY request (QR clear, OPCODE 4).
+fn is_notify(pkt: &[u8]) -> bool {
+    pkt.len() >= 4 && pkt[2] & 0xf8 == 4 << 3
+}
+
+/// An empty answer with TC=1 (header, question, OPT if asked): what a rate
+/// limited client gets every `slip`th time, so a real one retries over TCP.
+fn write_truncated(pkt: &[u8], facts: &QueryFacts, out: &mut Vec<u8>) {
+    start_response(pkt, facts, Rcode::NoError, out);
+    if let Some(b) = out.get_mut(2) {
+        *b |= 0x02;
+    }
+    finish_plain(facts, out);
 }
 
 /// Adds the OPT record to a header-and-question answer if the query had EDNS.

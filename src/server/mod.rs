@@ -1,8 +1,11 @@
 //! Sockets in, answers out.
 //!
 //! ```text
-//!  UDP socket ──► worker thread: recv ─► Handler::handle ─┬─► send (blocked, cached, errors)
-//!                                                          └─► tokio task: Handler::forward ─► send
+//!  UDP sockets (N per address, SO_REUSEPORT)
+//!   └─► worker thread each: recv ─► Handler::handle ─┬─► send (blocked, cached, errors)
+//!                                                     ├─► Handler::forward_udp: query sent from here;
+//!                                                     │   the upstream socket's reader task answers ─► send
+//!                                                     └─► tokio task: Handler::forward ─► send (DoT, DoH, TCP)
 //!  TCP listener ─► task per connection: read frames ─► same Handler ─► writer task (any order, RFC 7766)
 //! ```
 //!
@@ -10,7 +13,14 @@
 //! paths never wait, so an async reactor would only add a wake-up per packet.
 //! Forwarded queries are the only ones that wait, and they go to tokio.
 //! [`Server::bind`] takes the addresses and [`Server::run`] a shutdown future,
-//! so tests bind `127.0.0.1:0` and stop the server when they are done.
+//! so tests bind `127.0.0.1:0` and stop the server when they are done;
+//! `embargo run` binds [`Listeners`] first, drops its privileges, then serves
+//! them with [`Server::new`].
+//!
+//! Everything a client can make the server hold is bounded: TCP connections,
+//! their idle time, the time a message may take to arrive and the queries in
+//! flight on each (`tcp`), and the forwards waiting upstream (`handler`).
+//! The README's "Bounded resources" says how much memory each can take.
 
 mod batch;
 mod handler;
@@ -18,6 +28,7 @@ mod tcp;
 mod udp;
 
 pub use handler::{Forward, Handler, Outcome, Proto};
+pub use udp::WorkerStats;
 
 use std::future::Future;
 use std::io;
@@ -28,10 +39,15 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::config::{ServerConfig, TcpLimits};
+
 /// Bound sockets and the handler that answers on them.
 pub struct Server {
-    udp: Vec<std::net::UdpSocket>,
+    udp: Vec<udp::Socket>,
     tcp: Vec<std::net::TcpListener>,
+    tcp_limits: TcpLimits,
+    /// One per UDP socket, in the order of `udp`.
+    stats: Arc<[WorkerStats]>,
     handler: Arc<Handler>,
 }
 
@@ -43,18 +59,36 @@ pub struct BindError {
     pub source: io::Error,
 }
 
-impl Server {
-    /// Binds UDP and TCP on each address (the same port for both, also when
-    /// the port is 0). An IPv6 address that the host does not have is
-    /// skipped with a warning, so the default `[::1]` does not stop a host
-    /// without IPv6; every other failure is an error.
-    pub fn bind(listen: &[SocketAddr], handler: Arc<Handler>) -> Result<Self, BindError> {
+/// UDP sockets and TCP listeners bound to the configured addresses and not
+/// yet served. Binding is split from serving so that `embargo run` can bind
+/// with the privileges it was started with (port 53), give them up, and
+/// only then start its threads (see [`crate::privileges`]).
+pub struct Listeners {
+    udp: Vec<udp::Socket>,
+    tcp: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds, on each address, one TCP listener and `settings.udp_workers()`
+    /// UDP sockets (the same port for all, also when the port is 0). An
+    /// IPv6 address that the host does not have is skipped with a warning,
+    /// so the default `[::1]` does not stop a host without IPv6; every
+    /// other failure is an error.
+    pub fn bind(listen: &[SocketAddr], settings: &ServerConfig) -> Result<Self, BindError> {
+        let workers = settings.udp_workers();
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for &addr in listen {
-            match bind_pair(addr) {
+            match bind_group(addr, workers) {
                 Ok((u, t)) => {
-                    udp.push(u);
+                    let pktinfo = batch::is_wildcard(addr);
+                    for sock in u {
+                        if pktinfo {
+                            batch::enable_pktinfo(&sock)
+                                .map_err(|source| BindError { addr, source })?;
+                        }
+                        udp.push(udp::Socket { sock, pktinfo });
+                    }
                     tcp.push(t);
                 }
                 Err(e) if addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable => {
@@ -63,15 +97,62 @@ impl Server {
                 Err(source) => return Err(BindError { addr, source }),
             }
         }
-        Ok(Self { udp, tcp, handler })
+        warn_if_too_few_files(settings, udp.len() + tcp.len());
+        Ok(Self { udp, tcp })
     }
 
-    /// The addresses actually bound (with the real port when 0 was asked).
+    /// The addresses actually bound (with the real port when 0 was asked),
+    /// one per listen address.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.udp
+        self.tcp
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+}
+
+impl Server {
+    /// Binds `listen` (see [`Listeners::bind`]) for `handler`.
+    pub fn bind(
+        listen: &[SocketAddr],
+        settings: &ServerConfig,
+        handler: Arc<Handler>,
+    ) -> Result<Self, BindError> {
+        Ok(Self::new(
+            Listeners::bind(listen, settings)?,
+            settings,
+            handler,
+        ))
+    }
+
+    /// Serves sockets bound earlier with `handler`.
+    pub fn new(listeners: Listeners, settings: &ServerConfig, handler: Arc<Handler>) -> Self {
+        let stats = (0..listeners.udp.len())
+            .map(|_| WorkerStats::default())
+            .collect();
+        Self {
+            udp: listeners.udp,
+            tcp: listeners.tcp,
+            tcp_limits: settings.tcp,
+            stats,
+            handler,
+        }
+    }
+
+    /// The addresses actually bound (with the real port when 0 was asked),
+    /// one per listen address.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Each UDP worker's counters, in the order the workers are numbered
+    /// (thread `embargo-udp-N` counts into entry N): every worker of the
+    /// first address, then of the next. Readable while the server runs.
+    pub fn worker_stats(&self) -> Arc<[WorkerStats]> {
+        self.stats.clone()
     }
 
     /// The shared handler (rules, cache, upstream).
@@ -86,10 +167,23 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let rt = tokio::runtime::Handle::current();
         let mut threads = Vec::new();
-        for sock in self.udp {
-            tracing::info!(addr = %sock.local_addr()?, "listening on udp");
+        let udp_addrs = self
+            .udp
+            .iter()
+            .map(|s| s.sock.local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
+        for (i, addr) in udp_addrs.iter().enumerate() {
+            if udp_addrs[..i].contains(addr) {
+                continue;
+            }
+            let workers = udp_addrs.iter().filter(|a| *a == addr).count();
+            tracing::info!(%addr, workers, "listening on udp");
+        }
+        for (index, socket) in self.udp.into_iter().enumerate() {
             threads.push(udp::spawn(
-                sock,
+                socket,
+                index,
+                self.stats.clone(),
                 self.handler.clone(),
                 rt.clone(),
                 stop.clone(),
@@ -102,6 +196,7 @@ impl Server {
             let listener = tokio::net::TcpListener::from_std(l)?;
             tasks.push(tokio::spawn(tcp::serve(
                 listener,
+                self.tcp_limits,
                 self.handler.clone(),
                 stop_rx.clone(),
             )));
@@ -131,22 +226,76 @@ impl Server {
     }
 }
 
-fn bind_pair(addr: SocketAddr) -> io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
-    // With port 0 the kernel picks the UDP port; TCP may find it taken, so retry.
+/// Says so when the open-file limit is below what the configured bounds
+/// may take: every forward in flight has its own socket and every TCP
+/// connection is one, so with a soft limit of 1024 (a common default) the
+/// default bounds would fail as "upstream unreachable" and refused accepts
+/// long before they are reached.
+fn warn_if_too_few_files(settings: &ServerConfig, sockets: usize) {
+    // Files, the watcher, the runtime's own descriptors, downloads.
+    const SPARE: usize = 64;
+    let need = settings.max_forwards + settings.tcp.max_connections + sockets + SPARE;
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    if limit < need {
+        tracing::warn!(
+            limit,
+            need,
+            "the open-file limit is below what max_forwards + tcp_max_connections may take: \
+             raise it (ulimit -n, systemd LimitNOFILE=) or lower them"
+        );
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .strip_prefix("Max open files")?
+        .split_whitespace()
+        .next()?;
+    if soft == "unlimited" {
+        return Some(usize::MAX);
+    }
+    soft.parse().ok()
+}
+
+/// One TCP listener and `workers` UDP sockets on `addr`, all on one port.
+///
+/// TCP is bound first, without SO_REUSEPORT: it claims the port, so a
+/// second server on the same port fails here instead of silently sharing
+/// the UDP sockets' reuseport group. With port 0 the kernel picks TCP's
+/// port, which no other of our servers can hold (they all hold TCP on
+/// their UDP port); if something else holds that port for UDP, try again.
+fn bind_group(
+    addr: SocketAddr,
+    workers: usize,
+) -> io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
-        udp.bind(&addr.into())?;
-        let udp: std::net::UdpSocket = udp.into();
-        let bound = udp.local_addr()?;
-        let tcp = new_socket(bound, Type::STREAM, Protocol::TCP)?;
-        match tcp.bind(&bound.into()) {
-            Ok(()) => {
-                tcp.listen(1024)?;
-                return Ok((udp, tcp.into()));
+        let tcp = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+        tcp.bind(&addr.into())?;
+        let bound = tcp.local_addr()?.as_socket().unwrap_or(addr);
+        let mut udp = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let sock = new_socket(bound, Type::DGRAM, Protocol::UDP)?;
+            if workers > 1 {
+                sock.set_reuse_port(true)?;
             }
-            Err(e) => last = Some(e),
+            match sock.bind(&bound.into()) {
+                Ok(()) => udp.push(sock.into()),
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
+        }
+        if udp.len() == workers {
+            tcp.listen(1024)?;
+            return Ok((udp, tcp.into()));
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("bind failed")))
@@ -162,4 +311,15 @@ fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket>
         s.set_reuse_address(true)?;
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_open_file_limit() {
+        // This process has one; whatever it is, it is a number or unlimited.
+        assert!(open_file_limit().is_some_and(|n| n > 0));
+    }
 }

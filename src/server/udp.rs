@@ -1,30 +1,76 @@
 //! The UDP worker: one OS thread per socket, batches of datagrams in and
 //! out (`recvmmsg`/`sendmmsg`), answers written into reused buffers.
+//!
+//! With `[server] workers = N`, each listen address has N sockets bound to
+//! the same port (SO_REUSEPORT): the kernel spreads clients over them by
+//! address and port, and each socket has its own worker thread, so the
+//! blocked and cached paths scale with the cores.
 
 use std::io;
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::batch::Batch;
+use super::batch::{self, Batch};
 use super::handler::{Handler, Outcome, Proto};
+use crate::upstream::Upstream;
 
-/// Starts the worker thread for `sock`; it returns once `stop` is set.
+/// What one UDP worker has done. Each worker's counters sit on their own
+/// cache lines (128 bytes: x86 prefetches lines in pairs), written by that
+/// worker only, so counting never makes two workers' cores contend.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct WorkerStats {
+    /// Answers the worker sent from its own batches: blocked, cached, errors.
+    pub answered: AtomicU64,
+    /// Queries it handed to the runtime to forward upstream (each of which
+    /// is answered from there, SERVFAIL at worst).
+    pub forwarded: AtomicU64,
+}
+
+impl WorkerStats {
+    /// Adds `n` to a counter that only this worker writes: a plain load
+    /// and store, no locked instruction, and readers still see whole values.
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// A bound UDP socket and how it must answer.
+pub(super) struct Socket {
+    pub(super) sock: UdpSocket,
+    /// Bound to a wildcard address: answers say which address they are from.
+    pub(super) pktinfo: bool,
+}
+
+/// Starts worker `index` on `socket`; it counts into `stats[index]` and
+/// returns once `stop` is set.
 pub(super) fn spawn(
-    sock: UdpSocket,
+    socket: Socket,
+    index: usize,
+    stats: Arc<[WorkerStats]>,
     handler: Arc<Handler>,
     rt: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
+    let Socket { sock, pktinfo } = socket;
     // Wake up now and then to notice `stop`.
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     let sock = Arc::new(sock);
     std::thread::Builder::new()
-        .name("embargo-udp".into())
+        .name(format!("embargo-udp-{index}"))
         .spawn(move || {
-            let mut batch = Batch::new();
+            let Some(mine) = stats.get(index) else {
+                return;
+            };
+            // Forwards start from this thread (`Handler::forward_udp`), which
+            // makes sockets and spawns their reader tasks: in the runtime;
+            // those of one batch leave together after it.
+            let _runtime = rt.enter();
+            Upstream::queue_on_this_thread();
+            let mut batch = Batch::new(pktinfo);
             // This worker's own ring to the observer.
             let mut rec = handler.observer().recorder();
             while !stop.load(Ordering::Relaxed) {
@@ -47,14 +93,29 @@ pub(super) fn spawn(
                     }
                 };
                 rec.begin();
+                let mut forwarded = 0;
                 for i in 0..n {
-                    let Some((pkt, peer, out)) = batch.slot(i) else {
+                    let Some(slot) = batch.slot(i) else {
                         continue;
                     };
-                    match handler.handle(pkt, peer, Proto::Udp, out, &mut rec) {
+                    let (peer, local) = (slot.peer, slot.local);
+                    match handler.handle(slot.query, peer, Proto::Udp, slot.out, &mut rec) {
                         Outcome::Reply => batch.commit_out(),
                         Outcome::Drop => {}
                         Outcome::Forward(job) => {
+                            forwarded += 1;
+                            // Plain UDP upstreams: sent from here, answered by
+                            // the task that reads the upstream's answer. A
+                            // wildcard socket's answers must say which address
+                            // they leave from: those take the task below.
+                            let job = if matches!(local, batch::Local::Bound) {
+                                let Some(job) = handler.forward_udp(job, &sock, peer) else {
+                                    continue;
+                                };
+                                job
+                            } else {
+                                job
+                            };
                             let handler = handler.clone();
                             let sock = sock.clone();
                             rt.spawn(async move {
@@ -62,8 +123,8 @@ pub(super) fn spawn(
                                 handler.forward(job, &mut out).await;
                                 // A failure may be a pending ICMP error meant for an
                                 // earlier datagram: one retry tells the two apart.
-                                if sock.send_to(&out, peer).is_err()
-                                    && let Err(e) = sock.send_to(&out, peer)
+                                if batch::send_from(&sock, &out, peer, local).is_err()
+                                    && let Err(e) = batch::send_from(&sock, &out, peer, local)
                                 {
                                     tracing::debug!(%peer, error = %e, "udp send failed");
                                 }
@@ -71,8 +132,15 @@ pub(super) fn spawn(
                         }
                     }
                 }
-                batch.flush(&sock);
+                Upstream::flush_queued();
+                let answered = batch.flush(&sock);
                 rec.flush();
+                if answered > 0 {
+                    WorkerStats::add(&mine.answered, answered as u64);
+                }
+                if forwarded > 0 {
+                    WorkerStats::add(&mine.forwarded, forwarded);
+                }
             }
         })
 }

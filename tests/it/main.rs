@@ -1,13 +1,22 @@
 //! Integration tests: the real embargo server on loopback, a real upstream
 //! on loopback, real DNS over UDP and TCP. One binary, one module per area.
 
+mod access;
 mod blocking;
 mod cli;
 mod forwarding;
 mod harness;
 mod malformed;
+mod netns;
 mod observe;
 mod ofac;
+mod privileges;
 mod reload;
+mod secure;
 mod shipped;
+mod strategies;
+mod tcp;
+mod upstreams;
+mod wildcard;
+mod workers;
 mod xfr;

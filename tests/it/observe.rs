@@ -274,16 +274,27 @@ async fn hashed_clients_are_stable_and_distinct() {
     let up = Upstream::start().await;
     let cfg = config(up.addr, "") + "\n[log]\nclient_ip = \"hash\"\n";
     let e = Embargo::start(&cfg, &[]).await;
+    let mut ports = Vec::new();
     for from in ["127.0.0.1:0", "127.0.0.1:0", "127.0.0.2:0"] {
-        udp_from(
+        let (_, me) = udp_from(
             from,
             e.addr,
             &query("www.seized.example.", RecordType::A, false),
         )
         .await;
+        ports.push(me.port());
     }
     let recs = records(&log_path(&e), 3).await;
-    let clients: Vec<&str> = recs.iter().filter_map(|r| r["client"].as_str()).collect();
+    // Each client by its port: with several UDP workers (SO_REUSEPORT),
+    // records of different workers need not be written in arrival order.
+    let clients: Vec<&str> = ports
+        .iter()
+        .filter_map(|p| {
+            recs.iter()
+                .find(|r| r["port"] == *p)
+                .and_then(|r| r["client"].as_str())
+        })
+        .collect();
     assert_eq!(clients.len(), 3, "{recs:#?}");
     for c in &clients {
         assert_eq!(c.len(), 16, "{c}");
@@ -623,4 +634,294 @@ async fn records_are_dropped_and_counted_when_the_writer_falls_behind_never_quer
     )
     .expect("JSON");
     assert_eq!(saved["log_dropped"], dropped);
+}
+
+// ---- the paths main grew after issue 11: [access], [rate_limit], the
+// upstream module's two forward paths, wildcard sockets ----
+
+/// Waits until the log has `n` records and then a moment more, so that a
+/// record that should not be there would have arrived too.
+async fn settled_records(path: &Path, n: usize) -> Vec<Value> {
+    let recs = records(path, n).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let later = records(path, n).await;
+    assert_eq!(later.len(), recs.len(), "more records came: {later:#?}");
+    later
+}
+
+#[test]
+fn refused_clients_are_recorded_with_their_question() {
+    crate::netns::run(
+        concat!(
+            module_path!(),
+            "::refused_clients_are_recorded_with_their_question"
+        ),
+        || async {
+            use crate::netns::{OUTSIDER, ip, tcp_from, udp_from};
+            let outsider = ip(OUTSIDER);
+            let wait = Duration::from_secs(3);
+            let up = Upstream::start().await;
+            let cfg = config(up.addr, "") + "\n[log]\nqueries = \"all\"\n";
+            let e = Embargo::start(&cfg, &[]).await;
+            let blocked = query("www.seized.example.", RecordType::A, true);
+            let r = udp_from(outsider, e.addr, &blocked.to_vec().expect("encode"), wait)
+                .await
+                .expect("a UDP answer");
+            assert_eq!(r[3] & 0x0f, 5, "REFUSED");
+            let fwd = query("www.up.test.", RecordType::AAAA, false);
+            let r = tcp_from(outsider, e.addr, &fwd.to_vec().expect("encode"), wait)
+                .await
+                .expect("a TCP answer");
+            assert_eq!(r[3] & 0x0f, 5, "REFUSED");
+            // No question at all: refused all the same, recorded without a name.
+            let r = udp_from(
+                outsider,
+                e.addr,
+                &[0xab, 0xcd, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                wait,
+            )
+            .await
+            .expect("a UDP answer");
+            assert_eq!(r[3] & 0x0f, 5, "REFUSED");
+            let recs = settled_records(&log_path(&e), 3).await;
+            assert_eq!(recs.len(), 3, "{recs:#?}");
+            for r in &recs {
+                assert_eq!(r["decision"], "refused", "{r}");
+                assert_eq!(r["client"], OUTSIDER, "{r}");
+                assert_eq!(r["rcode"], "REFUSED", "{r}");
+                assert!(r["list"].is_null() && r["upstream"].is_null(), "{r}");
+            }
+            let udp = find(&recs, "www.seized.example", "refused");
+            assert_eq!((&udp["type"], &udp["proto"]), (&"A".into(), &"udp".into()));
+            let tcp = find(&recs, "www.up.test", "refused");
+            assert_eq!(
+                (&tcp["type"], &tcp["proto"]),
+                (&"AAAA".into(), &"tcp".into())
+            );
+            assert!(
+                recs.iter()
+                    .any(|r| r["name"].is_null() && r["type"].is_null()),
+                "{recs:#?}"
+            );
+            // A refusal is not a block: the outsider is in no hit report.
+            assert!(e.handler.observer().hits(None).hits.is_empty());
+            assert_eq!(up.count("www.up.test"), 0);
+            e.stop().await;
+
+            // `action = "drop"`: recorded, with no RCODE, since nothing was sent.
+            let cfg = config(up.addr, "[access]\naction = \"drop\"\n")
+                + "\n[log]\nqueries = \"all\"\nformat = \"text\"\n";
+            let e = Embargo::start(&cfg, &[]).await;
+            let silence = Duration::from_millis(600);
+            let q = blocked.to_vec().expect("encode");
+            assert_eq!(udp_from(outsider, e.addr, &q, silence).await, None);
+            let got = lines(&log_path(&e), 1).await;
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert!(
+                got[0].contains(&format!(" {OUTSIDER}#"))
+                    && got[0].contains(" udp www.seized.example A refused rcode=- "),
+                "{got:?}"
+            );
+            e.stop().await;
+        },
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_answers_are_counted_not_logged() {
+    let up = Upstream::start().await;
+    let cfg = config(
+        up.addr,
+        "[rate_limit]\nresponses_per_second = 2\nslip = 2\nexempt = []\n",
+    ) + "\n[log]\nqueries = \"all\"\n";
+    let e = Embargo::start(&cfg, &[]).await;
+    // A burst from one client: a few answered, then every 2nd limited
+    // answer truncated and the rest dropped.
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let sent = 40u16;
+    for id in 0..sent {
+        let mut q = query("www.seized.example.", RecordType::A, false);
+        q.metadata.id = id;
+        sock.send_to(&q.to_vec().expect("encode"), e.addr)
+            .await
+            .expect("send");
+    }
+    let (mut answered, mut truncated) = (0u64, 0u64);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await
+    {
+        let r = Message::from_vec(&buf[..n]).expect("decodes");
+        if r.metadata.truncation {
+            truncated += 1;
+        } else {
+            assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+            answered += 1;
+        }
+    }
+    let dropped = u64::from(sent) - answered - truncated;
+    assert!(
+        answered > 0 && truncated > 0 && dropped > 0,
+        "{answered} {truncated} {dropped}"
+    );
+    // Only what was answered is in the log (and the hit report)...
+    let recs = settled_records(&log_path(&e), answered as usize).await;
+    assert_eq!(recs.len() as u64, answered, "{recs:#?}");
+    assert!(recs.iter().all(|r| r["decision"] == "blocked"));
+    assert_eq!(wait_for_hits(&e, answered).await.hits[0].count, answered);
+    // ...and the limited answers are counted.
+    let limited = e.handler.observer().rate_limited();
+    assert_eq!((limited.dropped, limited.truncated), (dropped, truncated));
+    let dir = e.stop_keep_dir().await;
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("embargo-state/hits.json")).expect("hits.json"),
+    )
+    .expect("json");
+    assert_eq!(saved["rate_limited_dropped"], dropped);
+    assert_eq!(saved["rate_limited_truncated"], truncated);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .arg("hits")
+        .arg("-c")
+        .arg(dir.path().join("embargo.toml"))
+        .output()
+        .expect("embargo hits runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "rate limiter: {dropped} answers dropped, {truncated} sent truncated"
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_answers_name_the_upstream_that_gave_them_on_either_path() {
+    let up = Upstream::start().await;
+    let dead = dead_addr().await;
+    // Failover: the dead server first, so the answer comes from the second.
+    let cfg = config(up.addr, "").replace(
+        &format!("servers = [\"{}\"]", up.addr),
+        &format!("servers = [\"{dead}\", \"{}\"]", up.addr),
+    ) + "\n[log]\nqueries = \"all\"\n";
+    let e = Embargo::start(&cfg, &[]).await;
+    // UDP with plain UDP upstreams: the fast path (the worker sends, the
+    // upstream socket's reader answers); TCP: a task.
+    let (r, _) = udp_from(
+        "127.0.0.1:0",
+        e.addr,
+        &query("www.up.test.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let (r, _) = tcp_from(e.addr, &query("mail.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let recs = settled_records(&log_path(&e), 2).await;
+    let fast = find(&recs, "www.up.test", "allowed");
+    assert_eq!(fast["proto"], "udp");
+    assert_eq!(fast["upstream"], up.addr.to_string(), "{fast}");
+    assert!(fast["latency_us"].as_u64().is_some_and(|l| l > 0), "{fast}");
+    let task = find(&recs, "mail.up.test", "allowed");
+    assert_eq!(task["proto"], "tcp");
+    assert_eq!(task["upstream"], up.addr.to_string(), "{task}");
+    e.stop().await;
+
+    // An upstream over TCP: UDP clients' forwards take a task too, and the
+    // record names the server as the config writes it.
+    let cfg = config(up.addr, "").replace(
+        &format!("servers = [\"{}\"]", up.addr),
+        &format!("servers = [\"tcp://{}\"]", up.addr),
+    ) + "\n[log]\nqueries = \"all\"\n";
+    let e = Embargo::start(&cfg, &[]).await;
+    let (r, _) = udp_from(
+        "127.0.0.1:0",
+        e.addr,
+        &query("ns.up.test.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let recs = settled_records(&log_path(&e), 1).await;
+    let allowed = find(&recs, "ns.up.test", "allowed");
+    assert_eq!(allowed["upstream"], format!("tcp://{}", up.addr));
+    e.stop().await;
+
+    // Two live servers in turn: each record names the one that was asked,
+    // the second as well as the first, on the fast path's first attempt.
+    let up2 = Upstream::start().await;
+    let cfg = config(up.addr, "").replace(
+        &format!("servers = [\"{}\"]", up.addr),
+        &format!(
+            "servers = [\"{}\", \"{}\"]\nstrategy = \"round_robin\"",
+            up.addr, up2.addr
+        ),
+    ) + "\n[log]\nqueries = \"all\"\n";
+    let e = Embargo::start(&cfg, &[]).await;
+    let names = ["www.up.test", "mail.up.test", "txt.up.test", "mx.up.test"];
+    // `up` answered some of these names above.
+    let before: Vec<usize> = names.iter().map(|n| up.count(n)).collect();
+    for name in names {
+        let (r, _) = udp_from(
+            "127.0.0.1:0",
+            e.addr,
+            &query(&format!("{name}."), RecordType::A, false),
+        )
+        .await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    }
+    let recs = settled_records(&log_path(&e), names.len()).await;
+    let mut seen = std::collections::HashSet::new();
+    for (name, before) in names.into_iter().zip(before) {
+        let asked = match (up.count(name) - before, up2.count(name)) {
+            (1, 0) => up.addr,
+            (0, 1) => up2.addr,
+            counts => panic!("{name} asked {counts:?} times"),
+        };
+        let rec = find(&recs, name, "allowed");
+        assert_eq!(rec["upstream"], asked.to_string(), "{rec}");
+        seen.insert(asked);
+    }
+    assert_eq!(seen.len(), 2, "round robin asked both");
+    e.stop().await;
+}
+
+#[test]
+fn a_wildcard_socket_records_its_forwards_and_answers_from_the_address_asked() {
+    crate::netns::run(
+        concat!(
+            module_path!(),
+            "::a_wildcard_socket_records_its_forwards_and_answers_from_the_address_asked"
+        ),
+        || async {
+            use crate::netns::{NEIGHBOUR, OUTSIDER};
+            let up = Upstream::start().await;
+            let cfg = config(up.addr, "[access]\nallow = [\"198.51.100.0/24\"]\n")
+                .replace(r#"listen = ["127.0.0.1:0"]"#, r#"listen = ["0.0.0.0:0"]"#)
+                + "\n[log]\nqueries = \"all\"\n";
+            let e = Embargo::start(&cfg, &[]).await;
+            // Asked on one of the host's addresses from another: the
+            // forwarded answer (a task, for a wildcard socket) must come
+            // from the address asked.
+            let to = SocketAddr::new(NEIGHBOUR.parse().expect("ip"), e.addr.port());
+            let sock = UdpSocket::bind((OUTSIDER.parse::<std::net::IpAddr>().expect("ip"), 0))
+                .await
+                .expect("bind");
+            let q = query("www.up.test.", RecordType::A, false);
+            sock.send_to(&q.to_vec().expect("encode"), to)
+                .await
+                .expect("send");
+            let mut buf = vec![0u8; 4096];
+            let (n, from) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+                .await
+                .expect("an answer in time")
+                .expect("recv");
+            assert_eq!(from, to, "answered from the address asked");
+            let r = Message::from_vec(&buf[..n]).expect("decodes");
+            assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+            let recs = settled_records(&log_path(&e), 1).await;
+            let allowed = find(&recs, "www.up.test", "allowed");
+            assert_eq!(allowed["client"], OUTSIDER);
+            assert_eq!(allowed["upstream"], up.addr.to_string());
+            e.stop().await;
+        },
+    );
 }

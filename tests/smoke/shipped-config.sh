@@ -46,9 +46,9 @@ grep -q "seized.example.*SOA" <<<"$LAST" || { echo "smoke: FAIL no SOA"; fail=1;
 expect www.seized.example AAAA NXDOMAIN +tcp
 expect deep.a.tracker.example MX NXDOMAIN
 expect allowed.seized.example A SERVFAIL   # allowlisted: forwarded, and the namespace has no route out
-# grep reads all of the output (no -q): a reader that quits early would make
-# the writer's next print fail with EPIPE.
-"$BIN" check -c config/embargo.toml www.seized.example | grep "blocked.*list=example-reserved entry=seized.example" >/dev/null \
+# Captured first: grep -q closing the pipe early would fail `check` (pipefail).
+checked="$("$BIN" check -c config/embargo.toml www.seized.example)"
+grep -q "blocked.*list=example-reserved entry=seized.example" <<<"$checked" \
   || { echo "smoke: FAIL check"; fail=1; }
 kill -TERM $pid
 wait $pid || { echo "smoke: FAIL exit status $? after SIGTERM"; fail=1; }
