@@ -22,7 +22,8 @@
 #      each minute; the reload is at 10 s), SOAK_LOG (the server's log
 #      filter, default "info,embargo::blocked=warn"), PORT (15375: the
 #      server; the upstream is PORT-1, the stalling proxy PORT+1),
-#      SERVER_CPU (1), CLIENT_CPU (0), LAB, LAB_STATE.
+#      SERVER_CPU (1), CLIENT_CPU (0), LAB, LAB_STATE, SOAK_BIN (an embargo
+#      binary to soak instead of this checkout's release build, for A/B runs).
 #
 # The mix (benches/soak.rs, run with cargo bench --bench soak): blocked
 # names (the lab's q-blocked.txt), a hot cached set (q-hot.txt), distinct
@@ -82,8 +83,13 @@ for p in "$UPORT" "$PORT" "$PPORT"; do
 done
 
 echo "soak: building (release)" >&2
-(cd "$REPO" && cargo build --release --locked --quiet)
-BIN="$REPO/target/release/embargo"
+if [ -n "${SOAK_BIN:-}" ]; then
+  BIN="$(cd "$(dirname "$SOAK_BIN")" && pwd)/$(basename "$SOAK_BIN")"
+  [ -x "$BIN" ] || { echo "soak.sh: SOAK_BIN=$SOAK_BIN is not an executable" >&2; exit 2; }
+else
+  (cd "$REPO" && cargo build --release --locked --quiet)
+  BIN="$REPO/target/release/embargo"
+fi
 GEN="$(cd "$REPO" && cargo bench --locked --bench soak --no-run 2>&1 | sed -n 's/.*Executable benches\/soak.rs (\(.*\))/\1/p')"
 [ -n "$GEN" ] && [ -x "$REPO/$GEN" ] && GEN="$REPO/$GEN"
 [ -x "$GEN" ] || { echo "soak.sh: no soak generator binary (cargo bench --bench soak --no-run)" >&2; exit 1; }
@@ -97,6 +103,7 @@ fi
 STAMP="$(date +%Y%m%d-%H%M%S)"
 COMMIT="$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(cd "$REPO" && git status --porcelain --untracked-files=no 2>/dev/null)" ]; then COMMIT="$COMMIT+dirty"; fi
+[ -z "${SOAK_BIN:-}" ] || COMMIT="$(basename "$SOAK_BIN")"
 WD="$STATE/work/soak/$STAMP"
 RESULTS="$STATE/results"
 mkdir -p "$WD" "$RESULTS"
