@@ -7,21 +7,23 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::access::{Access, RateLimiter};
 use crate::config::{Config, ListSpec, Location};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
+use crate::observe::metrics::{NO_SLOT, list_slot};
 use crate::policy::{Action, Policy};
 
-/// A loaded list: its configuration, what loading found, and its block counter.
+/// A loaded list: its configuration, what loading found, and where its
+/// blocks are counted.
 #[derive(Debug)]
 pub struct ListInfo {
     pub spec: ListSpec,
     pub stats: ListStats,
-    /// Queries blocked by this list since the snapshot was built.
-    pub blocked: AtomicU64,
+    /// The list's counter slot ([`crate::observe::metrics::list_slot`]):
+    /// the same for its name across reloads, so its block count goes on.
+    pub slot: u16,
     /// Why the list is not (fully) in force, if it is not.
     pub note: Option<String>,
 }
@@ -46,6 +48,9 @@ pub struct Snapshot {
     /// The rate limiter, `None` when `[rate_limit]` is off. Shared by
     /// every worker; a reload that keeps its settings keeps its table.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// When this snapshot was built, seconds since the epoch: when its
+    /// local lists were last read.
+    pub loaded_at: u64,
 }
 
 /// Why a snapshot could not be built.
@@ -73,6 +78,7 @@ impl Snapshot {
             allow: Vec::new(),
             access: Access::default(),
             limiter: None,
+            loaded_at: unix_now(),
         }
     }
 
@@ -112,7 +118,7 @@ impl Snapshot {
                 lists.push(ListInfo {
                     spec: spec.clone(),
                     stats: ListStats::default(),
-                    blocked: AtomicU64::new(0),
+                    slot: list_slot(&spec.name),
                     note: Some("not downloaded yet".into()),
                 });
                 continue;
@@ -149,7 +155,7 @@ impl Snapshot {
                 lists.push(ListInfo {
                     spec: spec.clone(),
                     stats,
-                    blocked: AtomicU64::new(0),
+                    slot: list_slot(&spec.name),
                     note: None,
                 });
                 continue;
@@ -173,7 +179,7 @@ impl Snapshot {
             lists.push(ListInfo {
                 spec: spec.clone(),
                 stats,
-                blocked: AtomicU64::new(0),
+                slot: list_slot(&spec.name),
                 note: None,
             });
         }
@@ -239,6 +245,7 @@ impl Snapshot {
             allow,
             access: config.access.clone(),
             limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
+            loaded_at: unix_now(),
         })
     }
 
@@ -258,12 +265,10 @@ impl Snapshot {
         self.policies.get(usize::from(id.0))
     }
 
-    /// Counts a block against its list.
+    /// The counter slot of the list a policy belongs to.
     #[inline]
-    pub fn count_block(&self, policy: &Policy) {
-        if let Some(l) = self.lists.get(policy.list) {
-            l.blocked.fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn slot(&self, policy: &Policy) -> u16 {
+        self.lists.get(policy.list).map_or(NO_SLOT, |l| l.slot)
     }
 }
 
@@ -289,6 +294,13 @@ fn push_policy(
         text,
     ));
     Some(PolicyId(id))
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Lines in a file (0 if unreadable: loading reports that properly).

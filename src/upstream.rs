@@ -9,6 +9,7 @@
 //! back (SERVFAIL at worst) within `timeout_ms`.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +17,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::{Transport, UpstreamServer};
+use crate::observe::metrics::UpstreamStats;
 use crate::wire::{self, Header};
 
 /// Why no upstream answered.
@@ -56,11 +58,31 @@ impl Error {
 pub struct Upstream {
     servers: Vec<UpstreamServer>,
     timeout: Duration,
+    /// One per server, in the order of `servers`.
+    stats: Arc<[UpstreamStats]>,
 }
 
 impl Upstream {
     pub fn new(servers: Vec<UpstreamServer>, timeout: Duration) -> Self {
-        Self { servers, timeout }
+        let stats = servers
+            .iter()
+            .map(|s| {
+                UpstreamStats::new(match s.transport {
+                    Transport::Udp => s.addr.to_string(),
+                    Transport::Tcp => format!("tcp://{}", s.addr),
+                })
+            })
+            .collect();
+        Self {
+            servers,
+            timeout,
+            stats,
+        }
+    }
+
+    /// Each server's counters, in the configured order.
+    pub fn stats(&self) -> &Arc<[UpstreamStats]> {
+        &self.stats
     }
 
     /// The overall deadline per query.
@@ -78,6 +100,11 @@ impl Upstream {
             // Share what is left of the deadline among the servers not yet tried.
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt_deadline = Instant::now() + left / (n - i) as u32;
+            let stats = self.stats.get(i);
+            if let Some(s) = stats {
+                s.record_query();
+            }
+            let sent = Instant::now();
             let result = match server.transport {
                 Transport::Udp => match udp_exchange(server.addr, query, attempt_deadline).await {
                     Ok(resp) if Header::parse(&resp).is_some_and(|h| h.truncated()) => {
@@ -88,8 +115,16 @@ impl Upstream {
                 Transport::Tcp => tcp_exchange(server.addr, query, attempt_deadline).await,
             };
             match result {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    if let Some(s) = stats {
+                        s.record_answer(sent.elapsed());
+                    }
+                    return Ok(resp);
+                }
                 Err(e) => {
+                    if let Some(s) = stats {
+                        s.record_error();
+                    }
                     tracing::debug!(error = %e, "upstream attempt failed");
                     last = e;
                 }

@@ -92,15 +92,23 @@ fn lookups_and_blocked_answers_allocate_nothing() {
     q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let mut out = Vec::with_capacity(1500);
+    let stats = embargo::server::WorkerStats::default();
     // Warm up once (tracing's callsite registration may allocate the first time).
-    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+    handler.handle(&q, client, embargo::server::Proto::Udp, &stats, &mut out);
     let (n, _) = allocations(|| {
         for _ in 0..100 {
-            handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+            handler.handle(&q, client, embargo::server::Proto::Udp, &stats, &mut out);
         }
     });
     assert_eq!(n, 0, "blocked answers allocated");
     assert_eq!(out[3] & 0x0f, 3, "NXDOMAIN");
+    // ...and were counted, by list, in the caller's block.
+    let slot = handler.state().load().lists[0].slot;
+    let counted = embargo::server::ServerStats {
+        udp: std::sync::Arc::new([stats]),
+        tcp: std::sync::Arc::default(),
+    };
+    assert_eq!(counted.blocked(slot), 101);
 }
 
 /// Issue 10: the access check, the rate limiter (answering, slipping and
@@ -121,17 +129,18 @@ fn access_and_rate_limit_allocate_nothing() {
     q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let mut out = Vec::with_capacity(1500);
+    let stats = embargo::server::WorkerStats::default();
     let insider: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
     let outsider: SocketAddr = "192.0.2.1:5000".parse().expect("addr");
     // Warm up once (tracing's callsite registration may allocate the first time).
-    handler.handle(&q, outsider, embargo::server::Proto::Udp, &mut out);
-    handler.handle(&q, insider, embargo::server::Proto::Udp, &mut out);
+    handler.handle(&q, outsider, embargo::server::Proto::Udp, &stats, &mut out);
+    handler.handle(&q, insider, embargo::server::Proto::Udp, &stats, &mut out);
     let (n, replies) = allocations(|| {
         let mut replies = [0usize; 2];
         for _ in 0..100 {
             // Ten answered, then slipped or dropped.
             if let embargo::server::Outcome::Reply =
-                handler.handle(&q, insider, embargo::server::Proto::Udp, &mut out)
+                handler.handle(&q, insider, embargo::server::Proto::Udp, &stats, &mut out)
             {
                 replies[usize::from(out[2] & 0x02 != 0)] += 1;
             }
@@ -142,7 +151,7 @@ fn access_and_rate_limit_allocate_nothing() {
     assert!(replies[1] > 0 && replies[0] < 20, "{replies:?}");
     let (n, _) = allocations(|| {
         for _ in 0..100 {
-            handler.handle(&q, outsider, embargo::server::Proto::Udp, &mut out);
+            handler.handle(&q, outsider, embargo::server::Proto::Udp, &stats, &mut out);
         }
     });
     assert_eq!(n, 0, "refusals allocated");

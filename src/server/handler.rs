@@ -28,6 +28,7 @@ use arc_swap::ArcSwap;
 use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey};
 use crate::matcher::{Lookup, NameKey};
+use crate::observe::metrics::{Decision, WorkerStats};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
@@ -198,9 +199,10 @@ impl Handler {
     /// Whether a TCP connection from `peer` is closed at once: with
     /// `action = "drop"` a client that may not ask gets nothing, not even a
     /// connection slot to sit on.
-    pub fn drops_connection(&self, peer: SocketAddr) -> bool {
+    pub fn drops_connection(&self, peer: SocketAddr, stats: &WorkerStats) -> bool {
         let action = self.state.load().access.refuses(peer.ip());
         if action == Some(AccessAction::Drop) {
+            stats.count_refused_client(AccessAction::Drop);
             self.log_refused(peer.ip(), AccessAction::Drop);
             return true;
         }
@@ -216,11 +218,13 @@ impl Handler {
         pkt: &[u8],
         client: SocketAddr,
         action: AccessAction,
+        stats: &WorkerStats,
         out: &mut Vec<u8>,
     ) -> Outcome {
         if is_notify(pkt) && self.notify.is_primary(client.ip()) {
             return self.notify(pkt, client, out);
         }
+        stats.count_refused_client(action);
         self.log_refused(client.ip(), action);
         match action {
             AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
@@ -229,11 +233,14 @@ impl Handler {
     }
 
     /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`.
+    /// The decision is counted in `stats`, the caller's own counter block
+    /// (a UDP worker's, or the one the TCP tasks share).
     pub fn handle(
         &self,
         pkt: &[u8],
         client: SocketAddr,
         proto: Proto,
+        stats: &WorkerStats,
         out: &mut Vec<u8>,
     ) -> Outcome {
         // One load of the rules for the whole request.
@@ -241,7 +248,7 @@ impl Handler {
         // Who may ask, on the address alone, before a byte of the query is
         // read: an outsider gets the refusal and nothing else.
         if let Some(action) = snap.access.refuses(client.ip()) {
-            return self.refuse(pkt, client, action, out);
+            return self.refuse(pkt, client, action, stats, out);
         }
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
         if is_notify(pkt) {
@@ -250,6 +257,7 @@ impl Handler {
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {
+                stats.count_query(proto as usize, 0, Decision::Error);
                 if reject == Reject::Drop {
                     return Outcome::Drop;
                 }
@@ -268,10 +276,16 @@ impl Handler {
             match limiter.check(client.ip()) {
                 Limit::Answer => {}
                 Limit::Slip => {
+                    stats.count_query(proto as usize, facts.qtype, Decision::Limited);
+                    stats.count_limited(true);
                     write_truncated(pkt, &facts, out);
                     return Outcome::Reply;
                 }
-                Limit::Drop => return Outcome::Drop,
+                Limit::Drop => {
+                    stats.count_query(proto as usize, facts.qtype, Decision::Limited);
+                    stats.count_limited(false);
+                    return Outcome::Drop;
+                }
             }
         }
 
@@ -279,7 +293,8 @@ impl Handler {
             Lookup::Blocked(hit) => {
                 if let Some(policy) = snap.policy(hit.policy) {
                     policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
-                    snap.count_block(policy);
+                    stats.count_query(proto as usize, facts.qtype, Decision::Blocked);
+                    stats.count_block(snap.slot(policy));
                     if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
                         let list = snap
                             .lists
@@ -306,6 +321,7 @@ impl Handler {
 
         // Zone transfers are for secondaries of a real primary, not a forwarder.
         if matches!(facts.qtype, 251 | 252) {
+            stats.count_query(proto as usize, facts.qtype, Decision::Refused);
             start_response(pkt, &facts, Rcode::Refused, out);
             finish_plain(&facts, out);
             return Outcome::Reply;
@@ -315,9 +331,11 @@ impl Handler {
             .cache
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
         {
+            stats.count_query(proto as usize, facts.qtype, Decision::Cached);
             truncate_for(&facts, proto, out);
             return Outcome::Reply;
         }
+        stats.count_query(proto as usize, facts.qtype, Decision::Forwarded);
 
         // Only the header and question are kept (`forward` sends no more):
         // a forward in flight holds at most ~300 bytes of query, whatever
@@ -396,6 +414,16 @@ impl Handler {
                 }
             }
         }
+    }
+
+    /// The answer cache (for its size in the metrics).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The upstreams (for their counters, and the readiness probe).
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// The per-query deadline upstream (for draining on shutdown).

@@ -9,33 +9,13 @@
 use std::io;
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::batch::{self, Batch};
 use super::handler::{Handler, Outcome, Proto};
-
-/// What one UDP worker has done. Each worker's counters sit on their own
-/// cache lines (128 bytes: x86 prefetches lines in pairs), written by that
-/// worker only, so counting never makes two workers' cores contend.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub struct WorkerStats {
-    /// Answers the worker sent from its own batches: blocked, cached, errors.
-    pub answered: AtomicU64,
-    /// Queries it handed to the runtime to forward upstream (each of which
-    /// is answered from there, SERVFAIL at worst).
-    pub forwarded: AtomicU64,
-}
-
-impl WorkerStats {
-    /// Adds `n` to a counter that only this worker writes: a plain load
-    /// and store, no locked instruction, and readers still see whole values.
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-    }
-}
+use crate::observe::metrics::WorkerStats;
 
 /// A bound UDP socket and how it must answer.
 pub(super) struct Socket {
@@ -90,7 +70,7 @@ pub(super) fn spawn(
                         continue;
                     };
                     let (peer, local) = (slot.peer, slot.local);
-                    match handler.handle(slot.query, peer, Proto::Udp, slot.out) {
+                    match handler.handle(slot.query, peer, Proto::Udp, mine, slot.out) {
                         Outcome::Reply => batch.commit_out(),
                         Outcome::Drop => {}
                         Outcome::Forward(job) => {
@@ -113,10 +93,10 @@ pub(super) fn spawn(
                 }
                 let answered = batch.flush(&sock);
                 if answered > 0 {
-                    WorkerStats::add(&mine.answered, answered as u64);
+                    mine.add_answered(answered as u64);
                 }
                 if forwarded > 0 {
-                    WorkerStats::add(&mine.forwarded, forwarded);
+                    mine.add_forwarded(forwarded);
                 }
             }
         })

@@ -1,0 +1,546 @@
+//! The HTTP side (issue 11): `/metrics` counts exactly what the test sent
+//! over real UDP and TCP, the JSON API says what `embargo check` says,
+//! `/readyz` follows the upstream and the lists, and the token rule holds:
+//! `POST` always needs the token, and outside loopback everything but
+//! `/healthz` and `/metrics` does (tested on a listener in a network
+//! namespace of the test's own).
+//!
+//! Two tests need Debian's `prometheus` package and are ignored by a plain
+//! `cargo test`: `promtool check metrics` on a real scrape, and a real
+//! Prometheus server scraping embargo, asked through its own API for
+//! `embargo_blocked_total`. `.ci/run` installs the package and runs them.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use serde_json::Value;
+
+use crate::harness::{
+    Embargo, Upstream, config, dead_addr, query, tcp, tcp_many, udp, udp_raw, with_http,
+};
+use crate::netns::{self, OUTSIDER};
+
+/// A token long enough for `[http] token`.
+const TOKEN: &str = "test-token-0123456789";
+
+fn client() -> reqwest::Client {
+    // Never through a proxy the environment may name: loopback only.
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// GET `path`, with the bearer token if given: (status, body).
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = client().get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = client().post(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The value of the series written exactly as `series` (name and labels).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+fn assert_sample(text: &str, series: &str, want: f64) {
+    assert_eq!(sample(text, series), Some(want), "{series} in\n{text}");
+}
+
+/// The harness config with HTTP on a free loopback port and `lines` added.
+fn http_config(upstream: SocketAddr, lists: &str, lines: &str) -> String {
+    with_http(
+        &config(upstream, lists),
+        &format!("listen = \"127.0.0.1:0\"\n{lines}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_exactly_what_was_sent_over_udp_and_tcp() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&http_config(up.addr, "", ""), &[]).await;
+    let http = e.http[0];
+
+    for _ in 0..3 {
+        let r = udp(e.addr, &query("seized.example.", RecordType::A, false)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    }
+    let blocked_tcp = [
+        query("www.seized.example.", RecordType::AAAA, true),
+        query("sanctioned.example.", RecordType::AAAA, false),
+    ];
+    for r in tcp_many(e.addr, &blocked_tcp).await {
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    }
+    // Forwarded once, then from the cache.
+    for _ in 0..2 {
+        let r = udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+        assert_eq!(r.answers.len(), 1);
+    }
+    tcp(e.addr, &query("txt.up.test.", RecordType::TXT, false)).await;
+    tcp(e.addr, &query("up.test.", RecordType::AXFR, false)).await;
+    // A malformed query (header only, QDCOUNT 1): FORMERR, counted as an error.
+    let bad = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    udp_raw(e.addr, &bad, Duration::from_secs(3))
+        .await
+        .expect("FORMERR");
+
+    let (status, text) = get(http, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let q = |proto: &str, ty: &str, d: &str| {
+        format!("embargo_queries_total{{proto=\"{proto}\",type=\"{ty}\",decision=\"{d}\"}}")
+    };
+    assert_sample(&text, &q("udp", "A", "blocked"), 3.0);
+    assert_sample(&text, &q("tcp", "AAAA", "blocked"), 2.0);
+    assert_sample(&text, &q("udp", "A", "forwarded"), 1.0);
+    assert_sample(&text, &q("udp", "A", "cached"), 1.0);
+    assert_sample(&text, &q("tcp", "TXT", "forwarded"), 1.0);
+    assert_sample(&text, &q("tcp", "other", "refused"), 1.0);
+    assert_sample(&text, &q("udp", "other", "error"), 1.0);
+    assert_sample(&text, &q("tcp", "A", "blocked"), 0.0);
+    assert_sample(&text, "embargo_blocked_total{list=\"seized\"}", 5.0);
+    assert_sample(&text, "embargo_cache_hits_total", 1.0);
+    assert_sample(&text, "embargo_cache_misses_total", 2.0);
+    assert_sample(&text, "embargo_cache_entries", 2.0);
+    assert!(sample(&text, "embargo_cache_bytes").is_some_and(|b| b > 50.0));
+    let u = format!("upstream=\"{}\"", up.addr);
+    assert_sample(
+        &text,
+        &format!("embargo_upstream_queries_total{{{u}}}"),
+        2.0,
+    );
+    assert_sample(&text, &format!("embargo_upstream_errors_total{{{u}}}"), 0.0);
+    assert_sample(
+        &text,
+        &format!("embargo_upstream_latency_seconds_count{{{u}}}"),
+        2.0,
+    );
+    assert_sample(
+        &text,
+        &format!("embargo_upstream_latency_seconds_bucket{{{u},le=\"+Inf\"}}"),
+        2.0,
+    );
+    assert_sample(&text, "embargo_list_entries{list=\"seized\"}", 3.0);
+    assert_sample(&text, "embargo_list_in_force{list=\"seized\"}", 1.0);
+    assert!(
+        sample(
+            &text,
+            "embargo_list_last_refresh_timestamp_seconds{list=\"seized\"}"
+        )
+        .is_some_and(|t| t > 1.7e9),
+        "a local list's last refresh is its load time"
+    );
+    assert_sample(&text, "embargo_reloads_total{result=\"ok\"}", 0.0);
+    assert_sample(
+        &text,
+        "embargo_clients_refused_total{action=\"refuse\"}",
+        0.0,
+    );
+    assert_sample(&text, "embargo_log_dropped_total", 0.0);
+    assert_sample(&text, "embargo_dnstap_dropped_total", 0.0);
+    // Nothing was counted twice: the per-decision series add up to what was sent.
+    let total: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("embargo_queries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 10.0, "{text}");
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_lists_checks_and_says_what_is_not_built_yet() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&http_config(up.addr, "", ""), &[]).await;
+    let http = e.http[0];
+    udp(e.addr, &query("a.wild.example.", RecordType::A, false)).await;
+
+    let (status, body) = get(http, "/healthz", None).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    let (status, body) = get(http, "/api/lists", None).await;
+    assert_eq!(status, 200, "{body}");
+    let lists = json(&body);
+    let seized = &lists["lists"][0];
+    assert_eq!(seized["name"], "seized");
+    assert_eq!(seized["format"], "domains");
+    assert_eq!(seized["entries"], 3);
+    assert_eq!(seized["action"], "nxdomain");
+    assert_eq!(seized["provenance"]["authority"], "Test Court");
+    assert_eq!(seized["provenance"]["reason"], "Seized by court order");
+    assert_eq!(seized["in_force"], true);
+    assert_eq!(seized["blocked"], 1);
+    assert!(
+        seized["last_refresh"]
+            .as_u64()
+            .is_some_and(|t| t > 1_700_000_000)
+    );
+
+    let (status, body) = get(http, "/api/check?name=WWW.Seized.Example.", None).await;
+    assert_eq!(status, 200, "{body}");
+    let c = json(&body);
+    assert_eq!(c["client"], Value::Null);
+    assert_eq!(c["name"]["name"], "www.seized.example");
+    assert_eq!(c["name"]["verdict"], "blocked");
+    assert_eq!(c["name"]["block"]["list"], "seized");
+    assert_eq!(c["name"]["block"]["entry"], "seized.example");
+    assert_eq!(c["name"]["block"]["ede"], 16);
+    assert_eq!(c["name"]["block"]["authority"], "Test Court");
+
+    let (_, body) = get(http, "/api/check?name=allowed.seized.example", None).await;
+    let c = json(&body);
+    assert_eq!(c["name"]["verdict"], "allowed");
+    assert_eq!(
+        c["name"]["detail"],
+        "allowlist entry allowed.seized.example"
+    );
+
+    // A client outside [access] allow learns nothing about the name.
+    let (_, body) = get(
+        http,
+        "/api/check?name=seized.example&client=203.0.113.9",
+        None,
+    )
+    .await;
+    let c = json(&body);
+    assert_eq!(c["client"]["verdict"], "refused");
+    assert_eq!(
+        c["client"]["detail"],
+        "client 203.0.113.9: refused (not in [access] allow)"
+    );
+    assert_eq!(c["name"]["verdict"], "refused");
+    assert!(c["name"].get("block").is_none(), "{c}");
+
+    let (status, body) = get(http, "/api/check?name=a..b", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["name"]["verdict"], "invalid");
+    for bad in ["/api/check", "/api/check?name=x.example&client=nope"] {
+        let (status, body) = get(http, bad, None).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(json(&body)["error"].is_string());
+    }
+    for stub in ["/api/hits?list=seized", "/api/log?limit=10"] {
+        let (status, body) = get(http, stub, None).await;
+        assert_eq!(status, 501, "{stub}: {body}");
+        assert!(
+            json(&body)["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not implemented yet")),
+            "{body}"
+        );
+    }
+    let (status, _) = get(http, "/nothing-here", None).await;
+    assert_eq!(status, 404);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_needs_the_token_even_on_loopback_and_waits_for_the_result() {
+    let up = Upstream::start().await;
+    // No token configured: POST is refused, and says what to configure.
+    let e = Embargo::start(&http_config(up.addr, "", ""), &[]).await;
+    let (status, body) = post(e.http[0], "/api/reload", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("set [http] token"), "{body}");
+    let (status, _) = post(e.http[0], "/api/reload", Some(TOKEN)).await;
+    assert_eq!(status, 401, "no token configured: none is right");
+    e.stop().await;
+
+    let text = http_config(up.addr, "", &format!("token = \"{TOKEN}\""));
+    let e = Embargo::start(&text, &[]).await;
+    let http = e.http[0];
+    for token in [None, Some("test-token-0123456780"), Some("x")] {
+        let (status, body) = post(http, "/api/reload", token).await;
+        assert_eq!(status, 401, "{token:?}: {body}");
+    }
+    // Reading on loopback needs no token, even when one is configured.
+    assert_eq!(get(http, "/api/lists", None).await.0, 200);
+
+    // A reload with a new list file: the answer comes once it is in force.
+    std::fs::write(e.dir().join("seized.txt"), "newly.example\n").expect("list");
+    let (status, body) = post(http, "/api/reload", Some(TOKEN)).await;
+    assert_eq!(
+        (status, json(&body)["result"].clone()),
+        (200, "ok".into()),
+        "{body}"
+    );
+    let r = udp(e.addr, &query("newly.example.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+
+    // A broken config: the reload fails, says why, and the rules stay.
+    std::fs::write(e.dir().join("embargo.toml"), "[server\n").expect("config");
+    let (status, body) = post(http, "/api/reload", Some(TOKEN)).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(json(&body)["result"], "failed");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("embargo.toml"))
+    );
+    let r = udp(e.addr, &query("newly.example.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+
+    let (_, text) = get(http, "/metrics", None).await;
+    // The file watcher may have reloaded too: at least ours were counted.
+    assert!(sample(&text, "embargo_reloads_total{result=\"ok\"}").is_some_and(|n| n >= 1.0));
+    assert!(
+        sample(&text, "embargo_reloads_total{result=\"failed\"}").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_follows_the_upstream_and_the_lists() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&http_config(up.addr, "", ""), &[]).await;
+    // Nothing forwarded yet: /readyz asks the upstream itself.
+    let (status, body) = get(e.http[0], "/readyz", None).await;
+    assert_eq!(
+        (status, json(&body)),
+        (200, serde_json::json!({ "ready": true }))
+    );
+    assert_eq!(up.count(""), 1, "one probe, for the root: {:?}", up.seen());
+    // An answer in the last minute is enough: no second probe.
+    assert_eq!(get(e.http[0], "/readyz", None).await.0, 200);
+    assert_eq!(up.count(""), 1);
+    e.stop().await;
+
+    // A dead upstream and a remote list that cannot be downloaded.
+    let dead = dead_addr().await;
+    let lists = "[[lists]]\nname = \"remote\"\nsource = \"http://127.0.0.1:9/list.txt\"\n";
+    let e = Embargo::start(&http_config(dead, lists, ""), &[]).await;
+    assert_eq!(get(e.http[0], "/healthz", None).await.0, 200, "serving");
+    let (status, body) = get(e.http[0], "/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    let reasons = json(&body)["reasons"].clone();
+    let reasons: Vec<&str> = reasons
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0], "list remote: not downloaded yet");
+    assert!(
+        reasons[1]
+            .starts_with("no upstream answered in the last 60 s, nor a probe just now: upstream "),
+        "{reasons:?}"
+    );
+    // The failed download is counted once its attempt is recorded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = get(e.http[0], "/metrics", None).await;
+        assert_sample(&text, "embargo_list_in_force{list=\"remote\"}", 0.0);
+        assert_sample(&text, "embargo_list_entries{list=\"remote\"}", 0.0);
+        let series = "embargo_list_refresh_errors_total{list=\"remote\"}";
+        if sample(&text, series).is_some_and(|n| n >= 1.0) {
+            assert_sample(
+                &text,
+                "embargo_list_last_refresh_timestamp_seconds{list=\"remote\"}",
+                0.0,
+            );
+            let u = format!("upstream=\"{dead}\"");
+            assert_sample(&text, &format!("embargo_upstream_errors_total{{{u}}}"), 1.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refresh error counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    e.stop().await;
+}
+
+/// Outside loopback only `/healthz` and `/metrics` are open; the rest needs
+/// the token, and without a configured token it is never let through.
+#[test]
+fn outside_loopback_everything_but_health_and_metrics_needs_the_token() {
+    netns::run(
+        concat!(
+            module_path!(),
+            "::outside_loopback_everything_but_health_and_metrics_needs_the_token"
+        ),
+        || async {
+            let up = Upstream::start().await;
+            let listen = format!("listen = [\"{OUTSIDER}:0\"]");
+            let text = with_http(
+                &config(up.addr, ""),
+                &format!("{listen}\ntoken = \"{TOKEN}\""),
+            );
+            let e = Embargo::start(&text, &[]).await;
+            let http = e.http[0];
+            assert_eq!(http.ip().to_string(), OUTSIDER);
+            for open in ["/healthz", "/metrics"] {
+                assert_eq!(get(http, open, None).await.0, 200, "{open}");
+            }
+            for guarded in ["/readyz", "/api/lists", "/api/check?name=seized.example"] {
+                let (status, body) = get(http, guarded, None).await;
+                assert_eq!(status, 401, "{guarded}: {body}");
+                assert_eq!(get(http, guarded, Some("wrong-token-0123456")).await.0, 401);
+                assert_eq!(get(http, guarded, Some(TOKEN)).await.0, 200, "{guarded}");
+            }
+            assert_eq!(post(http, "/api/reload", None).await.0, 401);
+            assert_eq!(post(http, "/api/reload", Some(TOKEN)).await.0, 200);
+            e.stop().await;
+
+            // No token configured (a warning, not an error): only the open paths answer.
+            let text = with_http(&config(up.addr, ""), &listen);
+            let e = Embargo::start(&text, &[]).await;
+            let http = e.http[0];
+            assert_eq!(get(http, "/metrics", None).await.0, 200);
+            let (status, body) = get(http, "/api/lists", None).await;
+            assert_eq!(status, 401);
+            assert!(body.contains("none is configured"), "{body}");
+            e.stop().await;
+        },
+    );
+}
+
+/// Sends `n` blocked queries and returns the metrics text afterwards.
+async fn blocked_traffic(e: &Embargo, n: usize) -> String {
+    for i in 0..n {
+        let r = udp(
+            e.addr,
+            &query(&format!("q{i}.seized.example."), RecordType::A, false),
+        )
+        .await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    }
+    get(e.http[0], "/metrics", None).await.1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs prometheus (promtool): .ci/run runs it"]
+async fn promtool_accepts_the_metrics() {
+    let up = Upstream::start().await;
+    // A name that needs escaping in a label value.
+    let lists = "[[lists]]\nname = \"re\\\"mote\\\\x\"\nsource = \"http://127.0.0.1:9/x\"\n";
+    let e = Embargo::start(&http_config(up.addr, lists, ""), &[]).await;
+    udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+    let text = blocked_traffic(&e, 3).await;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("write");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {said}\n{text}");
+    // promtool's lint complaints come with exit 0 in some versions: none either.
+    assert!(said.trim().is_empty(), "promtool: {said}");
+    e.stop().await;
+}
+
+/// A free TCP port on loopback (for Prometheus's own listener).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Prometheus, run for one test; killed when dropped.
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs prometheus (promtool): .ci/run runs it"]
+async fn prometheus_scrapes_the_blocked_count_the_test_sent() {
+    const SENT: usize = 7;
+    let up = Upstream::start().await;
+    let e = Embargo::start(&http_config(up.addr, "", ""), &[]).await;
+    let text = blocked_traffic(&e, SENT).await;
+    assert_sample(&text, "embargo_blocked_total{list=\"seized\"}", SENT as f64);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: embargo\n    static_configs:\n      - targets: [\"{}\"]\n",
+            e.http[0]
+        ),
+    )
+    .expect("config");
+    let web = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let reply = client()
+            .get(format!("http://{web}/api/v1/query"))
+            .query(&[("query", "embargo_blocked_total")])
+            .send()
+            .await;
+        if let Ok(r) = reply
+            && let Ok(body) = r.text().await
+            && let Ok(v) = serde_json::from_str::<Value>(&body)
+            && let Some(series) = v["data"]["result"].as_array()
+            && let Some(s) = series.iter().find(|s| s["metric"]["list"] == "seized")
+        {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had embargo_blocked_total"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(found["metric"]["job"], "embargo");
+    assert_eq!(found["value"][1], SENT.to_string(), "{found}");
+    e.stop().await;
+}
