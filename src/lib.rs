@@ -141,12 +141,7 @@ pub async fn serve(
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
     let control = Arc::new(reload::Control::default());
-    let api = http::Api {
-        handler: handler.clone(),
-        stats: server.stats(),
-        reload: control.clone(),
-        started: source::store::now(),
-    };
+    let api = http::Api::new(handler.clone(), server.stats(), control.clone());
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
         config,

@@ -28,6 +28,31 @@ pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// The dashboard, built into the binary: no build step, no other file.
+const DASHBOARD: &str = include_str!("assets/dashboard.html");
+
+pub(super) async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Everything it needs is in the page and this server's API.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
+}
+
+pub(super) async fn series(
+    State(api): State<Arc<Api>>,
+) -> Json<crate::observe::series::SeriesView> {
+    Json(api.series.view())
+}
+
 /// What each list's refreshes came to: the remote ones from their meta
 /// files in the state directory, the local ones from the snapshot.
 fn refreshes(snap: &Snapshot) -> Vec<(Refresh, Option<source::FetchMeta>)> {

@@ -3,6 +3,7 @@
 //! worker thread).
 //!
 //! ```text
+//!  GET  /               the dashboard: one page, embedded         no token (the data it reads needs one)
 //!  GET  /healthz        200 "ok" while serving                      no token
 //!  GET  /metrics        Prometheus text (observe::metrics::render)  no token
 //!  GET  /readyz         200 when every list is in force and an upstream answered in the last minute
@@ -10,12 +11,13 @@
 //!  GET  /api/check      ?name=&client=: what `embargo check` says, as JSON
 //!  GET  /api/hits       ?list=: the hit report             (501 until the query-event stream lands)
 //!  GET  /api/log        ?limit=: the latest query records  (501 until the query-event stream lands)
+//!  GET  /api/series     blocked and allowed per second over the last hour (the chart)
 //!  POST /api/reload     reload now; 200 when done, 202 if it takes longer than 30 s
 //! ```
 //!
 //! Who may ask ([`auth`]): on a loopback listener anyone on the host may
-//! read; on any other listener every request but `/healthz` and `/metrics`
-//! needs `Authorization: Bearer TOKEN` (`[http] token` or `token_file`);
+//! read; on any other listener every request but `/healthz`, `/metrics`
+//! and the dashboard page itself (which holds no data) needs `Authorization: Bearer TOKEN` (`[http] token` or `token_file`);
 //! and a `POST` always needs it, on loopback too, so that a page open in a
 //! local browser cannot make the server reload. Without a configured token
 //! those requests are refused (401), never let through.
@@ -35,6 +37,7 @@ use axum::routing::{get, post};
 
 use crate::config::{HttpConfig, TokenSource};
 use crate::observe::metrics::ServerStats;
+use crate::observe::series::{self, Series};
 use crate::reload;
 use crate::server::Handler;
 
@@ -99,7 +102,15 @@ impl Listeners {
 
     /// Serves every listener until the task is dropped or aborted.
     pub async fn serve(self, api: Api) -> io::Result<()> {
+        if self.listeners.is_empty() {
+            return Ok(());
+        }
         let api = Arc::new(api);
+        // Stops with this future: the sampler lives as long as the listeners.
+        let sampler = AbortOnDrop(tokio::spawn(series::keep(
+            api.series.clone(),
+            api.stats.clone(),
+        )));
         let mut tasks = Vec::new();
         for l in self.listeners {
             let addr = l.local_addr()?;
@@ -119,17 +130,42 @@ impl Listeners {
         for t in tasks {
             let _ = t.await;
         }
+        drop(sampler);
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped (when the future that owns it is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 /// What the endpoints read: the server's parts, shared with the DNS side.
 pub struct Api {
-    pub handler: Arc<Handler>,
-    pub stats: ServerStats,
-    pub reload: Arc<reload::Control>,
+    handler: Arc<Handler>,
+    stats: ServerStats,
+    reload: Arc<reload::Control>,
     /// When serving started, seconds since the epoch.
-    pub started: u64,
+    started: u64,
+    /// The last hour per second, for the dashboard.
+    series: Arc<Series>,
+}
+
+impl Api {
+    /// The API over a server's handler, counters and reload loop.
+    pub fn new(handler: Arc<Handler>, stats: ServerStats, reload: Arc<reload::Control>) -> Self {
+        Self {
+            handler,
+            stats,
+            reload,
+            started: crate::source::store::now(),
+            series: Arc::default(),
+        }
+    }
 }
 
 /// One listener's rule for who may ask.
@@ -141,6 +177,7 @@ struct Guard {
 
 fn router(api: Arc<Api>, guard: Arc<Guard>) -> Router {
     Router::new()
+        .route("/", get(api::dashboard))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -148,13 +185,15 @@ fn router(api: Arc<Api>, guard: Arc<Guard>) -> Router {
         .route("/api/check", get(api::check))
         .route("/api/hits", get(api::hits))
         .route("/api/log", get(api::log))
+        .route("/api/series", get(api::series))
         .route("/api/reload", post(api::reload))
         .layer(middleware::from_fn_with_state(guard, auth))
         .with_state(api)
 }
 
-/// Paths anyone who can reach the listener may read.
-const OPEN: [&str; 2] = ["/healthz", "/metrics"];
+/// Paths anyone who can reach the listener may read. The dashboard page
+/// holds no data: it asks for the token when the API answers 401.
+const OPEN: [&str; 3] = ["/", "/healthz", "/metrics"];
 
 /// Lets a request through, or answers 401 (see the module doc).
 async fn auth(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {

@@ -8,6 +8,8 @@
 //!  forwards     ──► UpstreamStats per upstream (fetch_add)
 //!                         │
 //!  scrape ◄── metrics::render: sums the blocks, reads the snapshot, cache, lists' meta
+//!  series::keep, once a second ──► the last hour per second (the dashboard's chart)
 //! ```
 
 pub mod metrics;
+pub mod series;

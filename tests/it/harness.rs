@@ -264,12 +264,11 @@ impl Embargo {
         let reloads = Arc::new(embargo::reload::Control::default());
         let http = embargo::http::Listeners::bind(&config.http).expect("http bind");
         let http_addrs = http.local_addrs();
-        let http_task = tokio::spawn(http.serve(embargo::http::Api {
-            handler: handler.clone(),
-            stats: stats.clone(),
-            reload: reloads.clone(),
-            started: embargo::source::store::now(),
-        }));
+        let http_task = tokio::spawn(http.serve(embargo::http::Api::new(
+            handler.clone(),
+            stats.clone(),
+            reloads.clone(),
+        )));
         let maintainer = tokio::spawn(embargo::reload::maintain(
             config,
             handler.state().clone(),

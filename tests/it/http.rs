@@ -255,6 +255,37 @@ async fn the_api_lists_checks_and_says_what_is_not_built_yet() {
     }
     let (status, _) = get(http, "/nothing-here", None).await;
     assert_eq!(status, 404);
+
+    // The chart's series: one entry a second, once the first has passed.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = get(http, "/api/series", None).await;
+    assert_eq!(status, 200);
+    let s = json(&body);
+    let blocked = s["blocked"].as_array().expect("blocked");
+    assert!(!blocked.is_empty() && blocked.len() <= 4, "{s}");
+    assert_eq!(
+        blocked.len(),
+        s["allowed"].as_array().expect("allowed").len()
+    );
+    assert!(s["end"].as_u64().is_some_and(|t| t > 1_700_000_000));
+    // The dashboard page, with nothing from elsewhere.
+    let resp = client()
+        .get(format!("http://{http}/"))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(resp.status().as_u16(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("<title>embargo</title>"));
+    assert!(
+        !page.contains(" src=") && !page.contains("<link"),
+        "no resource loaded from a file or elsewhere"
+    );
     e.stop().await;
 }
 
@@ -396,10 +427,15 @@ fn outside_loopback_everything_but_health_and_metrics_needs_the_token() {
             let e = Embargo::start(&text, &[]).await;
             let http = e.http[0];
             assert_eq!(http.ip().to_string(), OUTSIDER);
-            for open in ["/healthz", "/metrics"] {
+            for open in ["/healthz", "/metrics", "/"] {
                 assert_eq!(get(http, open, None).await.0, 200, "{open}");
             }
-            for guarded in ["/readyz", "/api/lists", "/api/check?name=seized.example"] {
+            for guarded in [
+                "/readyz",
+                "/api/lists",
+                "/api/series",
+                "/api/check?name=seized.example",
+            ] {
                 let (status, body) = get(http, guarded, None).await;
                 assert_eq!(status, 401, "{guarded}: {body}");
                 assert_eq!(get(http, guarded, Some("wrong-token-0123456")).await.0, 401);
@@ -542,5 +578,109 @@ async fn prometheus_scrapes_the_blocked_count_the_test_sent() {
     };
     assert_eq!(found["metric"]["job"], "embargo");
     assert_eq!(found["value"][1], SENT.to_string(), "{found}");
+    e.stop().await;
+}
+
+/// Headless Chromium, with the flags that keep it off the network and out
+/// of the user's profile; `args` add what to do.
+fn chromium(args: &[String]) -> std::process::Output {
+    let profile = tempfile::tempdir().expect("profile dir");
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("chromium (Debian package chromium)")
+}
+
+/// The dashboard in a real browser: it loads with no script error and no
+/// failed request, draws a chart with non-zero points from the traffic
+/// sent, lists the lists, and runs a check from its search box. Its
+/// screenshot is kept as target/dashboard.png (docs/dashboard.png is one).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs chromium: .ci/run runs it"]
+async fn dashboard_draws_traffic_lists_and_checks_in_headless_chromium() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(&http_config(up.addr, "", ""), &[]).await;
+    // Three seconds of traffic, so that the per-second series has points.
+    for second in 0..3 {
+        for i in 0..5 {
+            let name = format!("s{second}n{i}.seized.example.");
+            udp(e.addr, &query(&name, RecordType::A, false)).await;
+            udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let url = format!("http://{}/?check=www.seized.example", e.http[0]);
+    let dom = tokio::task::spawn_blocking(move || chromium(&["--dump-dom".into(), url]))
+        .await
+        .expect("chromium ran");
+    let html = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(
+        dom.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let attr = |name: &str| -> String {
+        let key = format!("{name}=\"");
+        let at = html
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in\n{html}"));
+        let rest = &html[at + key.len()..];
+        rest[..rest.find('"').expect("closing quote")].to_owned()
+    };
+    assert_eq!(
+        attr("data-loaded"),
+        "1",
+        "the page finished loading:\n{html}"
+    );
+    assert_eq!(
+        attr("data-errors"),
+        "[]",
+        "no script error, no failed request"
+    );
+    let points: usize = attr("data-points").parse().expect("a number");
+    assert!(points > 0, "the chart has traffic in it:\n{html}");
+    assert_eq!(attr("data-verdict"), "blocked", "the check ran");
+    assert!(html.contains("<td>seized</td>"), "the list table:\n{html}");
+    assert!(html.contains("Test Court"), "its provenance");
+    assert!(
+        html.contains("not implemented yet"),
+        "the hit report says it is not there yet"
+    );
+
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!("http://{}/?check=www.seized.example", e.http[0]);
+    let args = vec![
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1280,1500".into(),
+        url,
+    ];
+    let out = tokio::task::spawn_blocking(move || chromium(&args))
+        .await
+        .expect("chromium ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
     e.stop().await;
 }
