@@ -43,6 +43,9 @@ pub enum Proto {
     Tcp,
 }
 
+// The metrics index their transport label by `proto as usize`.
+const _: () = assert!(Proto::Udp as usize == 0 && Proto::Tcp as usize == 1);
+
 /// What the caller does with a request.
 #[derive(Debug)]
 pub enum Outcome {
