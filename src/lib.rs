@@ -10,11 +10,13 @@
 //!                                           │                           │                ├─ blocked ─► policy.respond ─► client
 //!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
 //!                                                                                        └─ else ────► upstream ─► cache ─► client
+//!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
+//!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy`, `access`
 //! and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
-//! `source` and `reload` are the async edges. Start reading at [`matcher`],
+//! `source`, `observe`, `http` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
 //! How lists arrive, also one way (an arrow reads "imports"):
@@ -39,6 +41,8 @@ pub mod access;
 pub mod cache;
 pub mod check;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod lists;
 pub mod matcher;
@@ -69,6 +73,8 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] server::BindError),
     #[error(transparent)]
+    Observe(#[from] observe::Error),
+    #[error(transparent)]
     Privileges(#[from] privileges::Error),
     #[error(transparent)]
     Http(#[from] http::Error),
@@ -76,16 +82,19 @@ pub enum RunError {
     Io(#[from] std::io::Error),
 }
 
-/// Builds the handler for `config` around an already-built snapshot.
-pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
-    Arc::new(
+/// Builds the handler for `config` around an already-built snapshot, with
+/// the observer (query log, hit report) that `[log]` and `[hits]` ask for.
+pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handler>, RunError> {
+    let observer = observe::Observer::start(config, snapshot.slots.clone())?;
+    Ok(Arc::new(
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
             cache::Cache::new(config.cache_size),
-            upstream::Upstream::new(config.upstreams.clone(), config.upstream_timeout),
+            upstream::Upstream::new(&config.upstream),
         )
-        .with_max_forwards(config.server.max_forwards),
-    )
+        .with_max_forwards(config.server.max_forwards)
+        .with_observer(observer),
+    ))
 }
 
 /// Every socket `embargo run` serves, bound: DNS and HTTP.
@@ -132,7 +141,7 @@ pub async fn serve(
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
     reload::log_warnings(&config);
-    let handler = handler(&config, snapshot);
+    let handler = handler(&config, snapshot)?;
     let server = server::Server::new(listeners.dns, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)

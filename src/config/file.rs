@@ -31,6 +31,8 @@ pub struct FileSpec {
     pub lists: Option<Spanned<Shaped<ListTables>>>,
     pub allow: Option<Spanned<Shaped<AllowSpec>>>,
     pub state: Option<Spanned<Shaped<StateSpec>>>,
+    pub log: Option<Spanned<Shaped<super::observe::LogSpec>>>,
+    pub hits: Option<Spanned<Shaped<super::observe::HitsSpec>>>,
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
     pub http: Option<Spanned<Shaped<super::http::HttpSpec>>>,
@@ -71,6 +73,9 @@ pub struct ServerSpec {
 pub struct UpstreamSpec {
     pub servers: Option<Value>,
     pub timeout_ms: Option<Value>,
+    pub strategy: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub udp_sockets: Option<Value>,
 }
 
 /// `[cache]`

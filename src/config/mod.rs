@@ -12,20 +12,23 @@ mod error;
 mod file;
 mod http;
 mod list;
+mod observe;
 mod run_as;
 mod server;
+mod upstream;
 
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
+pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
 pub use run_as::{Account, RunAs};
 pub use server::{ServerConfig, TcpLimits};
+pub use upstream::{Strategy, Transport, UpstreamConfig, UpstreamServer};
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use toml::Spanned;
 
@@ -33,22 +36,6 @@ use file::{Container, Raw, Section, Shaped, Value};
 
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
-
-/// How embargo talks to one upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP, retried over TCP when the answer is truncated.
-    Udp,
-    /// TCP only.
-    Tcp,
-}
-
-/// One upstream resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpstreamServer {
-    pub addr: SocketAddr,
-    pub transport: Transport,
-}
 
 /// What a block looks like by default; each list may override it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +77,7 @@ pub struct Config {
     pub run_as: RunAs,
     /// Workers and bounds (`[server]` keys other than `listen`).
     pub server: ServerConfig,
-    pub upstreams: Vec<UpstreamServer>,
-    pub upstream_timeout: Duration,
+    pub upstream: UpstreamConfig,
     /// Answers cached; 0 disables the cache.
     pub cache_size: usize,
     pub block: BlockConfig,
@@ -100,6 +86,10 @@ pub struct Config {
     pub allow_files: Vec<PathBuf>,
     /// Where downloaded lists, their metadata and the pid file live.
     pub state_dir: PathBuf,
+    /// The query log (`[log]`).
+    pub log: LogConfig,
+    /// The hit report (`[hits]`).
+    pub hits: HitsConfig,
     /// Who may ask (`[access]`).
     pub access: crate::access::Access,
     /// How fast (`[rate_limit]`).
@@ -355,6 +345,8 @@ impl Checker<'_> {
         let list_specs = self.section("lists", spec.lists);
         let allow = self.section("allow", spec.allow);
         let state = self.section("state", spec.state);
+        let log = self.section("log", spec.log);
+        let hits = self.section("hits", spec.hits);
 
         let listen = match &server.listen {
             Some(addrs) => {
@@ -383,25 +375,7 @@ impl Checker<'_> {
 
         let run_as = self.run_as(&server.user, &server.group);
 
-        let upstreams = match &upstream.servers {
-            Some(servers) => self
-                .each(
-                    "upstream.servers",
-                    servers,
-                    r#"a list of resolver addresses, such as ["9.9.9.9:53"]"#,
-                    "a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported)",
-                    parse_upstream,
-                )
-                .into_iter()
-                .map(|(u, _)| u)
-                .collect(),
-            None => Vec::new(),
-        };
-        let upstream_timeout = upstream
-            .timeout_ms
-            .as_ref()
-            .and_then(|t| self.whole("upstream.timeout_ms", t, "milliseconds", 1..=60_000))
-            .map_or(Duration::from_millis(2000), Duration::from_millis);
+        let upstream = self.upstream(&upstream);
 
         let cache_size = cache
             .size
@@ -449,6 +423,8 @@ impl Checker<'_> {
             Some(d) => self.resolve(&d),
             None => self.base.join("embargo-state"),
         };
+        let log = self.log(&log, &state_dir);
+        let hits = self.hits(&hits);
 
         let mut lists: Vec<ListSpec> = Vec::new();
         for (i, l) in list_specs.into_iter().enumerate() {
@@ -519,13 +495,14 @@ impl Checker<'_> {
             listen,
             run_as,
             server: server_config,
-            upstreams,
-            upstream_timeout,
+            upstream,
             cache_size,
             block,
             lists,
             allow_domains,
             allow_files,
+            log,
+            hits,
         })
     }
 
@@ -789,26 +766,10 @@ pub fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// `ip:port`, `[ipv6]:port`, a bare IP (port 53), `udp://…` or `tcp://…`.
-fn parse_upstream(s: &str) -> Option<UpstreamServer> {
-    let (transport, rest) = if let Some(r) = s.strip_prefix("tcp://") {
-        (Transport::Tcp, r)
-    } else if let Some(r) = s.strip_prefix("udp://") {
-        (Transport::Udp, r)
-    } else {
-        (Transport::Udp, s)
-    };
-    let addr = rest.parse::<SocketAddr>().ok().or_else(|| {
-        rest.parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, 53))
-    })?;
-    Some(UpstreamServer { addr, transport })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Result<Config, Error> {
         Config::parse(Path::new("/etc/embargo/test.toml"), text)
@@ -877,8 +838,9 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.listen.len(), 2);
-        assert_eq!(c.upstreams[1].transport, Transport::Tcp);
-        assert_eq!(c.upstreams[2].addr.port(), 53);
+        assert_eq!(c.upstream.servers[1].transport, Transport::Tcp);
+        assert_eq!(c.upstream.servers[2].addr.port(), 53);
+        assert_eq!(c.upstream.strategy, Strategy::Failover);
         assert_eq!(c.cache_size, 10_000);
         assert_eq!(
             c.lists[0].source,
@@ -989,6 +951,9 @@ mod tests {
         ("server",   "max_forwards",  "[10000]",               "an array",                     "a whole number of forwarded queries in flight"),
         ("upstream", "servers",       r#""9.9.9.9:53""#,       r#"the string "9.9.9.9:53""#,   "a list of resolver addresses"),
         ("upstream", "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
+        ("upstream", "strategy",      "1",                     "the number 1",                 r#"one of "failover", "fastest" or "round_robin""#),
+        ("upstream", "ca_file",       "[]",                    "an empty array",               "a PEM file path"),
+        ("upstream", "udp_sockets",   r#""many""#,             r#"the string "many""#,         "a whole number of sockets"),
         ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),
         ("block",    "action",        "5",                     "the number 5",                 r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#),
         ("block",    "sinkhole_ipv4", "0",                     "the number 0",                 "an IPv4 address"),
@@ -1013,6 +978,14 @@ mod tests {
         ("lists",    "tsig",          "42",                    "the number 42",                "a TSIG key"),
         ("allow",    "domains",       r#""example.org""#,      r#"the string "example.org""#,  "a list of domain names"),
         ("allow",    "files",         r#""allow.txt""#,        r#"the string "allow.txt""#,    "a list of file paths"),
+        ("log",      "queries",       "true",                  "true",                         r#"one of "off", "blocked" or "all""#),
+        ("log",      "format",        r#""yaml""#,             r#"the string "yaml""#,         r#"one of "json" or "text""#),
+        ("log",      "path",          "1",                     "the number 1",                 r#"a file path such as "/var/log/embargo/queries.log", or "-""#),
+        ("log",      "max_size_mb",   r#""64MB""#,             r#"the string "64MB""#,         "a whole number of megabytes"),
+        ("log",      "keep",          "2.5",                   "the number 2.5",               "a whole number of rotated files to keep"),
+        ("log",      "client_ip",     r#""anonymous""#,        r#"the string "anonymous""#,    r#"one of "full", "truncate" or "hash""#),
+        ("log",      "queue",         r#"["big"]"#,            "an array",                     "a whole number of records"),
+        ("hits",     "max_clients",   r#""all""#,              r#"the string "all""#,          "a whole number of clients per list"),
         ("access",   "allow",         r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
         ("access",   "deny",          "true",                  "true",                         "a list of networks"),
         ("access",   "action",        "1",                     "the number 1",                 r#"one of "refuse" or "drop""#),
@@ -1129,7 +1102,7 @@ mod tests {
             shown,
             [
                 "bad.toml:2:27: server.listen[2]: expected an address to listen on, ip:port or [ipv6]:port, such as \"127.0.0.1:5353\", got the number 53",
-                "bad.toml:6:3: upstream.servers[2]: expected a resolver address, ip:port, [ipv6]:port or tcp://ip:port (hostnames need a bootstrap resolver and are not supported), got true",
+                "bad.toml:6:3: upstream.servers[2]: expected a resolver address: ip:port, [ipv6]:port, tcp://ip:port, tls://ip:port#server.name or https://ip:port/dns-query#server.name (hostnames need a bootstrap resolver and are not supported), got true",
                 "bad.toml:9:26: allow.domains[2]: expected a domain name such as \"example.org\", got an array",
                 "bad.toml:10:10: allow.files[1]: expected a file path such as \"allow.txt\", got a table",
             ]

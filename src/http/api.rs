@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Api;
-use crate::observe::metrics::{self, CacheUsage, Refresh, ReloadCounts, Scrape};
+use crate::observe::metrics::{self, CacheUsage, ObserverCounts, Refresh, ReloadCounts, Scrape};
+use crate::observe::{Decision, LATEST};
 use crate::source;
 use crate::state::Snapshot;
 
@@ -88,13 +89,19 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Response {
         let snap = api.handler.state().load_full();
         let refresh: Vec<Refresh> = refreshes(&snap).into_iter().map(|(r, _)| r).collect();
         let (cache, reloads) = cache_and_reloads(&api);
+        let observer = api.handler.observer();
         metrics::render(&Scrape {
             stats: &api.stats,
             snapshot: &snap,
             refresh: &refresh,
             cache,
-            upstreams: api.handler.upstream().stats(),
+            upstreams: &api.handler.upstream().stats(),
             reloads,
+            observer: ObserverCounts {
+                log_written: observer.written(),
+                log_dropped: observer.dropped(),
+                hit_lists: observer.hit_summary(),
+            },
             started: api.started,
         })
     })
@@ -124,13 +131,9 @@ pub(super) async fn readyz(State(api): State<Arc<Api>>) -> Response {
     }
     drop(snap);
     let upstream = api.handler.upstream();
-    let now = metrics::now_ms();
-    let fresh = upstream
-        .stats()
-        .iter()
-        .filter_map(|u| u.last_answer_ms())
-        .any(|t| now.saturating_sub(t) <= FRESH_ANSWER.as_millis() as u64);
-    if !fresh && let Err(e) = upstream.forward(&probe_query()).await {
+    if !upstream.answered_within(FRESH_ANSWER)
+        && let Err(e) = upstream.forward(&mut probe_query()).await
+    {
         reasons.push(format!(
             "no upstream answered in the last {} s, nor a probe just now: {}",
             FRESH_ANSWER.as_secs(),
@@ -223,27 +226,92 @@ pub(super) async fn check(
     Json(json!({ "client": asker, "name": verdict })).into_response()
 }
 
-/// The answer of an endpoint whose data source is not built yet.
-fn not_yet(what: &str) -> Response {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        Json(json!({
-            "error": format!("{what} is not implemented yet: it comes with the query-event stream (src/observe)")
-        })),
-    )
-        .into_response()
+#[derive(Debug, Deserialize)]
+pub(super) struct HitsParams {
+    list: Option<String>,
+    /// At most this many rows (the most recent); all when absent.
+    limit: Option<usize>,
 }
 
-// STUB (501) until the query-event stream lands: the hit report will be
-// served from the observer thread's `hits(list: Option<&str>) -> Value`.
-pub(super) async fn hits() -> Response {
-    not_yet("the hit report")
+/// The hit report as `embargo hits --json` prints it, but live from the
+/// observer rather than from `hits.json` (saved every 5 s): per list, each
+/// client that asked for its names, rows most recent first.
+pub(super) async fn hits(
+    State(api): State<Arc<Api>>,
+    Query(params): Query<HitsParams>,
+) -> Response {
+    let list = params.list.filter(|l| !l.is_empty());
+    if let Some(l) = &list
+        && !api
+            .handler
+            .state()
+            .load()
+            .lists
+            .iter()
+            .any(|info| &info.spec.name == l)
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no list named {l:?}") })),
+        )
+            .into_response();
+    }
+    // Rows for every client of every list are built under the observer's
+    // lock: off the runtime's threads.
+    let report = tokio::task::spawn_blocking(move || {
+        let mut report = api.handler.observer().hits(list.as_deref());
+        if let Some(n) = params.limit {
+            report.hits.truncate(n);
+        }
+        report
+    })
+    .await;
+    match report {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
-// STUB (501) until the query-event stream lands: the latest records will
-// come from the observer's ring, `recent(limit) -> Vec<Record>`.
-pub(super) async fn log() -> Response {
-    not_yet("the query log")
+#[derive(Debug, Deserialize)]
+pub(super) struct LogParams {
+    limit: Option<usize>,
+}
+
+/// Records `/api/log` gives when no `limit` is asked.
+const LOG_DEFAULT: usize = 100;
+
+/// The latest query-log records, newest first, in the log's JSON form:
+/// the last [`LATEST`] the observer keeps in memory, whether or not the
+/// log goes to a file. `logged` says which decisions `[log] queries`
+/// records (none: the list is empty).
+pub(super) async fn log(State(api): State<Arc<Api>>, Query(params): Query<LogParams>) -> Response {
+    let limit = params.limit.unwrap_or(LOG_DEFAULT);
+    if limit > LATEST {
+        return bad_request(format!(
+            "limit: at most {LATEST} records are kept, {limit} asked"
+        ));
+    }
+    let observer = api.handler.observer();
+    // Each record as the log writes it (its keys in the log's order), not
+    // parsed and written again.
+    let records: Vec<Box<serde_json::value::RawValue>> = observer
+        .latest(limit)
+        .into_iter()
+        .filter_map(|r| serde_json::value::RawValue::from_string(r).ok())
+        .collect();
+    let logs = observer.logged();
+    let logged: Vec<&str> = Decision::ALL
+        .into_iter()
+        .filter(|d| logs.contains(*d))
+        .map(Decision::as_str)
+        .collect();
+    // Serialized as it is: `json!` would parse the raw records into maps.
+    #[derive(serde::Serialize)]
+    struct Latest<'a> {
+        logged: Vec<&'a str>,
+        records: Vec<Box<serde_json::value::RawValue>>,
+    }
+    Json(Latest { logged, records }).into_response()
 }
 
 pub(super) async fn reload(State(api): State<Arc<Api>>) -> Response {

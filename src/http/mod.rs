@@ -9,8 +9,8 @@
 //!  GET  /readyz         200 when every list is in force and an upstream answered in the last minute
 //!  GET  /api/lists      every list: source, format, entries, provenance, last refresh, blocks
 //!  GET  /api/check      ?name=&client=: what `embargo check` says, as JSON
-//!  GET  /api/hits       ?list=: the hit report             (501 until the query-event stream lands)
-//!  GET  /api/log        ?limit=: the latest query records  (501 until the query-event stream lands)
+//!  GET  /api/hits       ?list=&limit=: the hit report, live (`embargo hits --json`), most recent first
+//!  GET  /api/log        ?limit=: the latest query-log records, newest first (the observer keeps 1000)
 //!  GET  /api/series     blocked and allowed per second over the last hour (the chart)
 //!  POST /api/reload     reload now; 200 when done, 202 if it takes longer than 30 s
 //! ```

@@ -91,6 +91,17 @@ pub fn load_file(
         drop(reader);
         return load_ofac(path, &mut |key, _, _| sink(key, EntryKind::Block));
     }
+    load_lines(&mut reader, format, sink).map_err(err)
+}
+
+/// Reads a list's lines from `reader` through `format`'s parser (an OFAC SDN
+/// file is read whole by [`load_ofac`] instead): what [`load_file`] does
+/// once the file is open and its format known.
+pub fn load_lines(
+    reader: &mut dyn BufRead,
+    format: Format,
+    sink: &mut dyn FnMut(&NameKey, EntryKind),
+) -> std::io::Result<ListStats> {
     let mut stats = ListStats {
         format: Some(format),
         ..ListStats::default()
@@ -100,7 +111,7 @@ pub fn load_file(
     let mut lineno = 0usize;
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(err)? == 0 {
+        if reader.read_until(b'\n', &mut buf)? == 0 {
             break;
         }
         lineno += 1;
@@ -168,17 +179,25 @@ pub fn load_ofac(
         path: path.to_path_buf(),
         source,
     })?;
+    Ok(load_ofac_text(&text, sink))
+}
+
+/// What [`load_ofac`] does with the file's text.
+pub fn load_ofac_text(
+    text: &str,
+    sink: &mut dyn FnMut(&NameKey, usize, &super::ofac::Entity),
+) -> ListStats {
     let mut stats = ListStats {
         format: Some(Format::OfacSdn),
         ..ListStats::default()
     };
-    let sdn = match super::ofac::parse(&text) {
+    let sdn = match super::ofac::parse(text) {
         Ok(sdn) => sdn,
         Err(e) => {
             // A broken file loads nothing, and says where it broke.
             stats.invalid += 1;
             stats.warn(1, e);
-            return Ok(stats);
+            return stats;
         }
     };
     stats.lines = sdn.records as u64;
@@ -203,7 +222,7 @@ pub fn load_ofac(
             }
         }
     }
-    Ok(stats)
+    stats
 }
 
 #[cfg(test)]
@@ -275,6 +294,19 @@ mod tests {
         );
         assert_eq!(stats.format, Some(Format::Hosts));
         assert_eq!(names.len(), 2);
+    }
+
+    /// Found by fuzzing: the warning for "*." named an empty name, not the line's token.
+    #[test]
+    fn fuzz_bare_wildcard_is_warned_about_by_its_text() {
+        let (names, stats) = load("a.example\n*.\n", Some(Format::Domains));
+        assert_eq!(names.len(), 1);
+        assert_eq!(stats.invalid, 1);
+        assert!(
+            stats.warnings[0].message.starts_with("\"*.\": "),
+            "{:?}",
+            stats.warnings
+        );
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod ofac;
 
 pub use format::{EntryKind, Format};
 pub use load::{
-    LineWarning, ListStats, LoadError, MAX_WARNINGS, detect_file, load_file, load_ofac,
+    LineWarning, ListStats, LoadError, MAX_WARNINGS, detect_file, load_file, load_lines, load_ofac,
+    load_ofac_text,
 };

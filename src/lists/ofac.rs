@@ -153,8 +153,11 @@ fn parse_xml(text: &str) -> Result<Sdn, String> {
                         ))
                     }
                     "id" => {
+                        // An id without an idNumber is an empty address
+                        // reported at the id's own line (found by fuzzing:
+                        // it was line 0).
                         id_type.clear();
-                        id_number = (String::new(), 0);
+                        id_number = (String::new(), line_of(text, at));
                     }
                     _ => {}
                 }
@@ -381,6 +384,22 @@ mod tests {
             sdn.entities[0]
                 .describe()
                 .contains("uid 90001, program DPRK3, CYBER2")
+        );
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/ofac/`): a Website id without an
+    /// idNumber was a website on line 0.
+    #[test]
+    fn fuzz_website_id_without_number_is_reported_at_its_line() {
+        let xml = "<sdnList>\n<sdnEntry><uid>1</uid><lastName>X</lastName>\n<idList>\n<id>\n<idType>Website</idType>\n</id>\n</idList></sdnEntry>\n</sdnList>\n";
+        let sdn = parse(xml).expect("parses");
+        assert_eq!(
+            sdn.websites,
+            [Website {
+                entity: 0,
+                address: String::new(),
+                line: 4
+            }]
         );
     }
 

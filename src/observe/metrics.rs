@@ -1,16 +1,21 @@
 //! Counters, and the Prometheus text they become at scrape time.
 //!
-//! The hot path writes only its own [`WorkerStats`] block: a UDP worker
-//! owns one (plain load + store, no locked instruction, no cache line
-//! shared with another core), the TCP tasks share one (`fetch_add`: TCP is
-//! a slower path). Nothing is summed until `/metrics` is scraped, when
-//! [`render`] adds the blocks up and reads what else is known (the
-//! snapshot's lists, the cache, the upstreams, the reloads).
+//! The hot path writes only its own [`WorkerStats`] block, which it reaches
+//! through its [`Recorder`](super::Recorder): a UDP worker owns one (plain
+//! load + store, no locked instruction, no cache line shared with another
+//! core), the TCP tasks share one (`fetch_add`: TCP is a slower path).
+//! Nothing is summed until `/metrics` is scraped, when [`render`] adds the
+//! blocks up and reads what else is known (the snapshot's lists, the cache,
+//! the upstreams' own counters, the reloads, the observer's drops and the
+//! hit report's evictions).
 //!
-//! Blocks per list are counted by a list's *slot*, a number the process
-//! gives each list name the first time it sees it ([`list_slot`]) and never
-//! changes: a reload builds new `ListInfo`s but the same names get the same
-//! slots, so their counts go on.
+//! Blocks per list are counted by the list's [`ListSlot`], the number the
+//! process gives each list name the first time it sees it and never
+//! changes: a reload builds new `ListInfo`s but the same names keep their
+//! slots, so their counts go on. The first [`MAX_LIST_SLOTS`] slots are
+//! counted; a process that has seen more list names than that (renamed
+//! lists, reload after reload) leaves the newer ones uncounted until a
+//! restart, and says so once.
 //!
 //! The text format is written here by hand (Prometheus text exposition
 //! 0.0.4): the `prometheus-client` crate writes OpenMetrics only, which
@@ -18,14 +23,14 @@
 //! API would still leave the summing to us. [`Text`] is the few lines the
 //! format needs: HELP, TYPE, samples with escaped label values.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::hits::ListSummary;
 use crate::access::AccessAction;
-use crate::state::Snapshot;
+use crate::state::{ListSlot, Snapshot};
 
 /// What became of a query, for `embargo_queries_total{decision}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,44 +99,13 @@ fn type_index(qtype: u16) -> usize {
     }
 }
 
-/// List slots a process hands out. The config allows 1000 lists; a
-/// long-lived process whose lists are renamed now and then has room for
-/// as many names again before new names go uncounted (with a warning).
+/// List slots counted per worker. The config allows 1000 lists; a
+/// long-lived process whose lists are renamed now and then has room for as
+/// many names again.
 pub const MAX_LIST_SLOTS: usize = 2048;
-/// The slot of a list that has none (the registry is full).
-pub const NO_SLOT: u16 = u16::MAX;
 
-static SLOTS: LazyLock<Mutex<HashMap<String, u16>>> = LazyLock::new(Default::default);
-
-/// The counter slot of the list called `name`: the same for the life of
-/// the process, whatever reloads do. [`NO_SLOT`] once every slot is taken.
-pub fn list_slot(name: &str) -> u16 {
-    let mut slots = match SLOTS.lock() {
-        Ok(s) => s,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if let Some(&slot) = slots.get(name) {
-        return slot;
-    }
-    let taken = slots.len();
-    match u16::try_from(taken) {
-        Ok(slot) if taken < MAX_LIST_SLOTS => {
-            slots.insert(name.to_owned(), slot);
-            slot
-        }
-        _ => {
-            if taken == MAX_LIST_SLOTS {
-                tracing::warn!(
-                    list = name,
-                    "more list names than counter slots since start: blocks by new lists are not counted until a restart"
-                );
-                // Taken once, so the warning is said once (no list is named "").
-                slots.insert(String::new(), NO_SLOT);
-            }
-            NO_SLOT
-        }
-    }
-}
+/// Whether the "more list names than counters" warning was given.
+static WARNED_SLOTS: AtomicBool = AtomicBool::new(false);
 
 /// The counters of one UDP worker (or of all TCP tasks together).
 ///
@@ -154,10 +128,6 @@ pub struct WorkerStats {
     refused_clients: [AtomicU64; 2],
     /// Rate-limited answers, by what was done (dropped, slipped).
     limited: [AtomicU64; 2],
-    /// Query-log records the worker could not queue.
-    log_dropped: AtomicU64,
-    /// dnstap records the worker could not queue.
-    dnstap_dropped: AtomicU64,
     /// Blocks, by list slot.
     blocked: [AtomicU64; MAX_LIST_SLOTS],
 }
@@ -183,8 +153,6 @@ impl WorkerStats {
             queries: std::array::from_fn(|_| std::array::from_fn(|_| zeros())),
             refused_clients: zeros(),
             limited: zeros(),
-            log_dropped: AtomicU64::new(0),
-            dnstap_dropped: AtomicU64::new(0),
             blocked: zeros(),
         }
     }
@@ -227,8 +195,8 @@ impl WorkerStats {
 
     /// A block by the list in `slot`.
     #[inline]
-    pub fn count_block(&self, slot: u16) {
-        if let Some(c) = self.blocked.get(usize::from(slot)) {
+    pub fn count_block(&self, slot: ListSlot) {
+        if let Some(c) = self.blocked.get(usize::from(slot.0)) {
             self.add(c, 1);
         }
     }
@@ -248,22 +216,13 @@ impl WorkerStats {
     pub fn count_limited(&self, slipped: bool) {
         self.add(&self.limited[usize::from(slipped)], 1);
     }
-
-    /// A query-log record that found its queue full.
-    pub fn count_log_dropped(&self) {
-        self.add(&self.log_dropped, 1);
-    }
-
-    /// A dnstap record that found its queue full.
-    pub fn count_dnstap_dropped(&self) {
-        self.add(&self.dnstap_dropped, 1);
-    }
 }
 
 /// Every counter block of a server: one per UDP worker, one for TCP.
 #[derive(Debug, Clone)]
 pub struct ServerStats {
-    pub udp: Arc<[WorkerStats]>,
+    /// One per UDP worker, which its [`Recorder`](super::Recorder) holds.
+    pub udp: Arc<[Arc<WorkerStats>]>,
     pub tcp: Arc<WorkerStats>,
 }
 
@@ -271,26 +230,32 @@ impl ServerStats {
     /// Blocks for `udp_workers` workers and the TCP tasks.
     pub fn new(udp_workers: usize) -> Self {
         Self {
-            udp: (0..udp_workers).map(|_| WorkerStats::new(false)).collect(),
+            udp: (0..udp_workers)
+                .map(|_| Arc::new(WorkerStats::new(false)))
+                .collect(),
             tcp: Arc::new(WorkerStats::new(true)),
         }
     }
 
     fn blocks(&self) -> impl Iterator<Item = &WorkerStats> {
-        self.udp.iter().chain(std::iter::once(&*self.tcp))
+        self.udp
+            .iter()
+            .map(|b| &**b)
+            .chain(std::iter::once(&*self.tcp))
     }
 
     fn sum(&self, f: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
         self.blocks().map(|b| f(b).load(Ordering::Relaxed)).sum()
     }
 
-    /// Blocks by the list in `slot`, all blocks together.
-    pub fn blocked(&self, slot: u16) -> u64 {
-        let i = usize::from(slot);
+    /// Blocks by the list in `slot`, all blocks together; `None` for a
+    /// slot past those counted.
+    pub fn blocked(&self, slot: ListSlot) -> Option<u64> {
+        let i = usize::from(slot.0);
         if i >= MAX_LIST_SLOTS {
-            return 0;
+            return None;
         }
-        self.sum(|b| &b.blocked[i])
+        Some(self.sum(|b| &b.blocked[i]))
     }
 
     /// Queries with `decision`, every transport and type together.
@@ -311,39 +276,19 @@ const LATENCY_BOUNDS_US: [u64; 12] = [
     5_000_000,
 ];
 
-/// What one upstream has been asked and how it answered. Forwards run on
-/// many tokio threads, so these are `fetch_add`s: the forward path already
-/// waits for a network round trip.
-#[derive(Debug)]
+/// How one upstream's attempts ended, kept by the upstream module next to
+/// its health (`upstream::Health`), where every attempt ends on either
+/// forward path. Forwards end on many threads, so these are `fetch_add`s:
+/// the forward path already waits for a network round trip.
+#[derive(Debug, Default)]
 pub struct UpstreamStats {
-    /// The upstream's label: its address, `tcp://` first for TCP only.
-    pub name: String,
-    queries: AtomicU64,
     errors: AtomicU64,
     /// Answers by latency bucket (not cumulative; the last is +Inf).
     buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
     sum_us: AtomicU64,
-    /// When it last answered, milliseconds since the epoch (0: never).
-    last_answer_ms: AtomicU64,
 }
 
 impl UpstreamStats {
-    pub fn new(name: String) -> Self {
-        Self {
-            name,
-            queries: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            buckets: zeros(),
-            sum_us: AtomicU64::new(0),
-            last_answer_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// A query sent to it.
-    pub fn record_query(&self) {
-        self.queries.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// A valid answer after `took`.
     pub fn record_answer(&self, took: Duration) {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
@@ -353,7 +298,6 @@ impl UpstreamStats {
             .unwrap_or(LATENCY_BOUNDS_US.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.last_answer_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     /// No valid answer (timeout, network error, malformed answer).
@@ -361,10 +305,22 @@ impl UpstreamStats {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// When it last answered (milliseconds since the epoch), if ever.
-    pub fn last_answer_ms(&self) -> Option<u64> {
-        Some(self.last_answer_ms.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    /// Valid answers so far.
+    pub fn answers(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
+}
+
+/// One upstream as a scrape sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamRow<'a> {
+    /// As written in the config (`tls://9.9.9.9:853#dns.quad9.net`).
+    pub name: &'a str,
+    pub stats: &'a UpstreamStats,
+    /// Not skipped for failing (see `upstream::FAILS_TO_DOWN`).
+    pub up: bool,
+    /// How long ago it last answered, if it has.
+    pub last_answer: Option<Duration>,
 }
 
 /// Milliseconds since the epoch.
@@ -398,6 +354,17 @@ pub struct Refresh {
     pub errors: u64,
 }
 
+/// What the observer (query log, hit report) has kept and lost.
+#[derive(Debug, Clone, Default)]
+pub struct ObserverCounts {
+    /// Query-log records written.
+    pub log_written: u64,
+    /// Records dropped: a ring full, or the log not writable.
+    pub log_dropped: u64,
+    /// The hit report's lists, with the clients each evicted.
+    pub hit_lists: Vec<ListSummary>,
+}
+
 /// Everything a scrape reads.
 pub struct Scrape<'a> {
     pub stats: &'a ServerStats,
@@ -405,8 +372,9 @@ pub struct Scrape<'a> {
     /// One per list of the snapshot, in its order.
     pub refresh: &'a [Refresh],
     pub cache: CacheUsage,
-    pub upstreams: &'a [UpstreamStats],
+    pub upstreams: &'a [UpstreamRow<'a>],
     pub reloads: ReloadCounts,
+    pub observer: ObserverCounts,
     /// When the process started serving, seconds since the epoch.
     pub started: u64,
 }
@@ -494,11 +462,17 @@ pub fn render(s: &Scrape<'_>) -> String {
         "Queries blocked, by the list that blocked them (counts go on across reloads).",
     );
     for l in &s.snapshot.lists {
-        t.sample(
-            "embargo_blocked_total",
-            &[("list", &l.spec.name)],
-            stats.blocked(l.slot),
-        );
+        match stats.blocked(l.slot) {
+            Some(n) => t.sample("embargo_blocked_total", &[("list", &l.spec.name)], n),
+            None => {
+                if !WARNED_SLOTS.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        list = %l.spec.name,
+                        "more list names than block counters since start: blocks by the newer lists are not counted until a restart"
+                    );
+                }
+            }
+        }
     }
 
     t.family(
@@ -558,13 +532,13 @@ pub fn render(s: &Scrape<'_>) -> String {
     t.family(
         "embargo_upstream_queries_total",
         "counter",
-        "Queries sent to each upstream (each attempt).",
+        "Attempts at each upstream that have ended (answered or failed).",
     );
     for u in s.upstreams {
         t.sample(
             "embargo_upstream_queries_total",
-            &[("upstream", &u.name)],
-            u.queries.load(Ordering::Relaxed),
+            &[("upstream", u.name)],
+            u.stats.answers() + u.stats.errors.load(Ordering::Relaxed),
         );
     }
     t.family(
@@ -575,8 +549,8 @@ pub fn render(s: &Scrape<'_>) -> String {
     for u in s.upstreams {
         t.sample(
             "embargo_upstream_errors_total",
-            &[("upstream", &u.name)],
-            u.errors.load(Ordering::Relaxed),
+            &[("upstream", u.name)],
+            u.stats.errors.load(Ordering::Relaxed),
         );
     }
     t.family(
@@ -587,29 +561,41 @@ pub fn render(s: &Scrape<'_>) -> String {
     for u in s.upstreams {
         let mut cumulative = 0;
         for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += u.buckets[i].load(Ordering::Relaxed);
+            cumulative += u.stats.buckets[i].load(Ordering::Relaxed);
             let le = format!("{}", *bound as f64 / 1e6);
             t.sample(
                 "embargo_upstream_latency_seconds_bucket",
-                &[("upstream", &u.name), ("le", &le)],
+                &[("upstream", u.name), ("le", &le)],
                 cumulative,
             );
         }
-        cumulative += u.buckets[LATENCY_BOUNDS_US.len()].load(Ordering::Relaxed);
+        cumulative += u.stats.buckets[LATENCY_BOUNDS_US.len()].load(Ordering::Relaxed);
         t.sample(
             "embargo_upstream_latency_seconds_bucket",
-            &[("upstream", &u.name), ("le", "+Inf")],
+            &[("upstream", u.name), ("le", "+Inf")],
             cumulative,
         );
         t.sample(
             "embargo_upstream_latency_seconds_sum",
-            &[("upstream", &u.name)],
-            u.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            &[("upstream", u.name)],
+            u.stats.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
         t.sample(
             "embargo_upstream_latency_seconds_count",
-            &[("upstream", &u.name)],
+            &[("upstream", u.name)],
             cumulative,
+        );
+    }
+    t.family(
+        "embargo_upstream_up",
+        "gauge",
+        "1 while an upstream is tried, 0 while it is skipped for failing (until a probe answers).",
+    );
+    for u in s.upstreams {
+        t.sample(
+            "embargo_upstream_up",
+            &[("upstream", u.name)],
+            u8::from(u.up),
         );
     }
     t.family(
@@ -617,11 +603,15 @@ pub fn render(s: &Scrape<'_>) -> String {
         "gauge",
         "When each upstream last gave a valid answer (0: never).",
     );
+    let now = now_ms();
     for u in s.upstreams {
+        let at = u.last_answer.map_or(0, |ago| {
+            now.saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)) / 1000
+        });
         t.sample(
             "embargo_upstream_last_answer_timestamp_seconds",
-            &[("upstream", &u.name)],
-            u.last_answer_ms().unwrap_or(0) / 1000,
+            &[("upstream", u.name)],
+            at,
         );
     }
 
@@ -687,25 +677,37 @@ pub fn render(s: &Scrape<'_>) -> String {
     );
 
     t.family(
-        "embargo_log_dropped_total",
+        "embargo_log_written_total",
         "counter",
-        "Query-log records dropped because their queue was full (the queries were answered).",
+        "Query-log records written ([log] queries).",
     );
-    t.sample(
-        "embargo_log_dropped_total",
-        &[],
-        stats.sum(|b| &b.log_dropped),
-    );
+    t.sample("embargo_log_written_total", &[], s.observer.log_written);
     t.family(
-        "embargo_dnstap_dropped_total",
+        "embargo_log_dropped_total",
         "counter",
-        "dnstap records dropped because their queue was full (the queries were answered).",
+        "Query records dropped, never the queries: a ring to the observer was full, or the log could not be written.",
     );
-    t.sample(
-        "embargo_dnstap_dropped_total",
-        &[],
-        stats.sum(|b| &b.dnstap_dropped),
+    t.sample("embargo_log_dropped_total", &[], s.observer.log_dropped);
+    t.family(
+        "embargo_hits_evicted_total",
+        "counter",
+        "Clients the hit report forgot to make room ([hits] max_clients per list), by list.",
     );
+    for l in &s.observer.hit_lists {
+        t.sample(
+            "embargo_hits_evicted_total",
+            &[("list", &l.list)],
+            l.evicted,
+        );
+    }
+    t.family(
+        "embargo_hits_clients",
+        "gauge",
+        "Clients the hit report holds, by list.",
+    );
+    for l in &s.observer.hit_lists {
+        t.sample("embargo_hits_clients", &[("list", &l.list)], l.clients);
+    }
 
     t.family(
         "embargo_start_time_seconds",
@@ -729,15 +731,6 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_stable_and_distinct() {
-        let a = list_slot("metrics-test-a");
-        let b = list_slot("metrics-test-b");
-        assert_ne!(a, b);
-        assert_eq!(list_slot("metrics-test-a"), a);
-        assert!(usize::from(a) < MAX_LIST_SLOTS && usize::from(b) < MAX_LIST_SLOTS);
-    }
-
-    #[test]
     fn blocks_do_not_share_cache_lines() {
         assert_eq!(align_of::<WorkerStats>(), 128);
         assert_eq!(size_of::<WorkerStats>() % 128, 0);
@@ -749,19 +742,21 @@ mod tests {
         stats.udp[0].count_query(0, 1, Decision::Blocked);
         stats.udp[1].count_query(0, 1, Decision::Blocked);
         stats.tcp.count_query(1, 99, Decision::Cached);
-        stats.udp[0].count_block(3);
-        stats.tcp.count_block(3);
-        stats.udp[1].count_block(NO_SLOT);
+        stats.udp[0].count_block(ListSlot(3));
+        stats.tcp.count_block(ListSlot(3));
+        stats.udp[1].count_block(ListSlot::NONE);
+        stats.udp[1].count_block(ListSlot(MAX_LIST_SLOTS as u16));
         assert_eq!(stats.decided(Decision::Blocked), 2);
         assert_eq!(stats.decided(Decision::Cached), 1);
-        assert_eq!(stats.blocked(3), 2);
-        assert_eq!(stats.blocked(NO_SLOT), 0);
+        assert_eq!(stats.blocked(ListSlot(3)), Some(2));
+        assert_eq!(stats.blocked(ListSlot(4)), Some(0));
+        assert_eq!(stats.blocked(ListSlot::NONE), None);
     }
 
     #[test]
     fn latency_lands_in_its_bucket_and_the_text_is_cumulative() {
-        let u = UpstreamStats::new("127.0.0.1:53".into());
-        u.record_query();
+        let u = UpstreamStats::default();
+        u.record_error();
         u.record_answer(Duration::from_micros(800));
         u.record_answer(Duration::from_millis(30));
         u.record_answer(Duration::from_secs(9));
@@ -772,8 +767,14 @@ mod tests {
             snapshot: &snap,
             refresh: &[],
             cache: CacheUsage::default(),
-            upstreams: std::slice::from_ref(&u),
+            upstreams: &[UpstreamRow {
+                name: "127.0.0.1:53",
+                stats: &u,
+                up: true,
+                last_answer: None,
+            }],
             reloads: ReloadCounts::default(),
+            observer: ObserverCounts::default(),
             started: 0,
         });
         for line in [
@@ -784,7 +785,10 @@ mod tests {
             "embargo_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"+Inf\"} 3\n",
             "embargo_upstream_latency_seconds_count{upstream=\"127.0.0.1:53\"} 3\n",
             "embargo_upstream_latency_seconds_sum{upstream=\"127.0.0.1:53\"} 9.0308\n",
-            "embargo_upstream_queries_total{upstream=\"127.0.0.1:53\"} 1\n",
+            "embargo_upstream_queries_total{upstream=\"127.0.0.1:53\"} 4\n",
+            "embargo_upstream_errors_total{upstream=\"127.0.0.1:53\"} 1\n",
+            "embargo_upstream_up{upstream=\"127.0.0.1:53\"} 1\n",
+            "embargo_upstream_last_answer_timestamp_seconds{upstream=\"127.0.0.1:53\"} 0\n",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }

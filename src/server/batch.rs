@@ -3,7 +3,7 @@
 //! On a saturated core the UDP worker spends most of its time entering and
 //! leaving the kernel; one call per batch instead of two per query is the
 //! largest single gain on the blocked and cached paths (see the README's
-//! bench table). This is the crate's one `unsafe` module: the calls take raw
+//! bench table). This and `upstream::mmsg` are the crate's `unsafe` modules: the calls take raw
 //! pointers into buffers owned by [`Batch`], which outlive every call.
 //!
 //! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) must answer

@@ -18,6 +18,17 @@
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
+//!
+//! Every query is counted in the caller's own counter block
+//! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
+//! by transport, type and decision: a plain add on a cache line no other
+//! core writes. Each decision is also handed, as a fixed-size [`QueryEvent`], to the
+//! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
+//! the [`Observer`] once the upstream answered (on either forward path):
+//! one `record` call per decision point, each behind a check of whether
+//! that decision is recorded at all. Rate-limited answers are not
+//! recorded, only counted ([`Recorder::limited`]): a limited flood would
+//! otherwise fill the query log that the limiter keeps quiet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -28,12 +39,13 @@ use arc_swap::ArcSwap;
 use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey};
 use crate::matcher::{Lookup, NameKey};
-use crate::observe::metrics::{Decision, WorkerStats};
+use crate::observe::metrics::{self, WorkerStats};
+use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
-use crate::state::Snapshot;
-use crate::upstream::Upstream;
+use crate::state::{ListSlot, Snapshot};
+use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
 
 /// The transport a request came in on: it sets the answer size limit.
@@ -45,6 +57,15 @@ pub enum Proto {
 
 // The metrics index their transport label by `proto as usize`.
 const _: () = assert!(Proto::Udp as usize == 0 && Proto::Tcp as usize == 1);
+
+impl From<Proto> for Transport {
+    fn from(p: Proto) -> Self {
+        match p {
+            Proto::Udp => Self::Udp,
+            Proto::Tcp => Self::Tcp,
+        }
+    }
+}
 
 /// What the caller does with a request.
 #[derive(Debug)]
@@ -64,13 +85,74 @@ pub struct Forward {
     facts: QueryFacts,
     name: NameKey,
     proto: Proto,
+    client: SocketAddr,
+    /// When the query arrived (µs since the epoch), for its record; 0 when
+    /// the caller's recorder keeps nothing.
+    received_us: u64,
+}
+
+impl Forward {
+    /// Rewrites the client's query into the upstream's, in place.
+    ///
+    /// Upstream gets the question and, if the client used EDNS, our own
+    /// OPT (1232, DO as asked): the client's options (cookies, client
+    /// subnet) are hop-by-hop and stay here (RFC 6891 6.1.1). The client's
+    /// buffer becomes the upstream query: its question bytes stay as asked
+    /// (they are echoed from here), the rest is rewritten; answers carry
+    /// `facts.id`, never the ID the upstream module picks (its own
+    /// unpredictable one per attempt).
+    fn rewrite_for_upstream(&mut self) {
+        self.query.truncate(self.facts.question_end);
+        for at in [6, 8, 10] {
+            wire::put_u16(&mut self.query, at, 0);
+        }
+        if let Some(e) = self.facts.edns {
+            wire::push_opt(&mut self.query, 0, e.dnssec_ok, &[]);
+        }
+    }
+}
+
+/// A forwarded UDP query on the task-free path: what the upstream module
+/// calls back with the answer, to answer the client on its socket.
+struct UdpReply {
+    handler: Arc<Handler>,
+    job: Box<Forward>,
+    sock: Arc<std::net::UdpSocket>,
+    peer: SocketAddr,
+    /// Holds one of `handler.inflight`'s permits until answered.
+    permit: bool,
+}
+
+impl Reply for UdpReply {
+    fn query(&mut self) -> &mut [u8] {
+        &mut self.job.query
+    }
+
+    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
+        let mut out = Vec::new();
+        self.handler.answer(&self.job, answer, &mut out);
+        // Sent now, or with the other answers the same read brought.
+        crate::upstream::send_answer(&self.sock, self.peer, &out);
+        if std::mem::take(&mut self.permit) {
+            self.handler.inflight.add_permits(1);
+        }
+    }
+}
+
+impl Drop for UdpReply {
+    fn drop(&mut self) {
+        // Dropped unanswered (shutdown): give the permit back all the same.
+        if self.permit {
+            self.handler.inflight.add_permits(1);
+        }
+    }
 }
 
 /// Decides and answers queries; shared by every socket.
 pub struct Handler {
     state: Arc<ArcSwap<Snapshot>>,
     cache: Cache,
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     notify: Arc<NotifyTargets>,
     /// Bounds the forwards in flight: a flood of random names must not take
     /// every socket the process may open.
@@ -80,6 +162,7 @@ pub struct Handler {
     /// Counts refused clients for the log; touched only on the refused path.
     refused: Mutex<RefusedLog>,
     started: Instant,
+    observe: Observer,
 }
 
 /// Forwarded queries waiting for the upstream at once, unless configured.
@@ -93,13 +176,26 @@ impl Handler {
         Self {
             state,
             cache,
-            upstream,
+            upstream: Arc::new(upstream),
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
             refused: Mutex::new(RefusedLog::default()),
             started: Instant::now(),
+            observe: Observer::off(),
         }
+    }
+
+    /// Records decisions through `observer` (the query log, the hit report).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observe = observer;
+        self
+    }
+
+    /// Where decisions are recorded: serving threads and tasks take their
+    /// [`Recorder`] from here.
+    pub fn observer(&self) -> &Observer {
+        &self.observe
     }
 
     /// At most `n` forwarded queries wait for the upstream at once; one more
@@ -215,43 +311,62 @@ impl Handler {
     /// A client that may not ask: REFUSED with EDE 18, or nothing, and a
     /// count towards the log line about its network. The primary of one of
     /// our zone-transfer lists is heard for its NOTIFYs alone.
+    ///
+    /// Recorded as [`Decision::Refused`], with the question if it can be
+    /// read, RCODE REFUSED when that answer went out and no RCODE when
+    /// nothing did (`action = "drop"`, or a query too broken to answer).
     #[cold]
     fn refuse(
         &self,
         pkt: &[u8],
         client: SocketAddr,
+        proto: Proto,
         action: AccessAction,
-        stats: &WorkerStats,
         out: &mut Vec<u8>,
+        rec: &mut Recorder,
     ) -> Outcome {
         if is_notify(pkt) && self.notify.is_primary(client.ip()) {
             return self.notify(pkt, client, out);
         }
-        stats.count_refused_client(action);
+        rec.stats().count_refused_client(action);
         self.log_refused(client.ip(), action);
-        match action {
+        let outcome = match action {
             AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
             AccessAction::Refuse | AccessAction::Drop => Outcome::Drop,
+        };
+        if rec.wants(Decision::Refused) {
+            // Only read for the record: an outsider's query is never served.
+            let question = query::parse(pkt).ok();
+            let (name, qtype) = match &question {
+                Some((facts, name)) => (Some(name), facts.qtype),
+                None => (None, 0),
+            };
+            let rcode = match outcome {
+                Outcome::Reply => Rcode::Refused as u16,
+                _ => NO_RCODE,
+            };
+            let ev = QueryEvent::new(Decision::Refused, client, proto.into(), name, qtype);
+            rec.record(ev.with_rcode(rcode), pkt, out);
         }
+        outcome
     }
 
-    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`.
-    /// The decision is counted in `stats`, the caller's own counter block
-    /// (a UDP worker's, or the one the TCP tasks share).
+    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`;
+    /// the decision goes to `rec` (the caller sends the answer, then flushes it).
     pub fn handle(
         &self,
         pkt: &[u8],
         client: SocketAddr,
         proto: Proto,
-        stats: &WorkerStats,
         out: &mut Vec<u8>,
+        rec: &mut Recorder,
     ) -> Outcome {
         // One load of the rules for the whole request.
         let snap = self.state.load();
         // Who may ask, on the address alone, before a byte of the query is
         // read: an outsider gets the refusal and nothing else.
         if let Some(action) = snap.access.refuses(client.ip()) {
-            return self.refuse(pkt, client, action, stats, out);
+            return self.refuse(pkt, client, proto, action, out, rec);
         }
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
         if is_notify(pkt) {
@@ -260,15 +375,20 @@ impl Handler {
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {
-                stats.count_query(proto as usize, 0, Decision::Error);
-                if reject == Reject::Drop {
+                rec.stats()
+                    .count_query(proto as usize, 0, metrics::Decision::Error);
+                if reject == Reject::Drop || !query::write_reject(pkt, reject, out) {
                     return Outcome::Drop;
                 }
-                return if query::write_reject(pkt, reject, out) {
-                    Outcome::Reply
-                } else {
-                    Outcome::Drop
-                };
+                if rec.wants(Decision::Error) {
+                    let rcode = match reject {
+                        Reject::BadVers { .. } => 16,
+                        _ => rcode_of(out),
+                    };
+                    let ev = QueryEvent::new(Decision::Error, client, proto.into(), None, 0);
+                    rec.record(ev.with_rcode(rcode), pkt, out);
+                }
+                return Outcome::Reply;
             }
         };
 
@@ -279,14 +399,22 @@ impl Handler {
             match limiter.check(client.ip()) {
                 Limit::Answer => {}
                 Limit::Slip => {
-                    stats.count_query(proto as usize, facts.qtype, Decision::Limited);
-                    stats.count_limited(true);
+                    rec.stats().count_query(
+                        proto as usize,
+                        facts.qtype,
+                        metrics::Decision::Limited,
+                    );
                     write_truncated(pkt, &facts, out);
+                    rec.limited(true);
                     return Outcome::Reply;
                 }
                 Limit::Drop => {
-                    stats.count_query(proto as usize, facts.qtype, Decision::Limited);
-                    stats.count_limited(false);
+                    rec.stats().count_query(
+                        proto as usize,
+                        facts.qtype,
+                        metrics::Decision::Limited,
+                    );
+                    rec.limited(false);
                     return Outcome::Drop;
                 }
             }
@@ -296,25 +424,22 @@ impl Handler {
             Lookup::Blocked(hit) => {
                 if let Some(policy) = snap.policy(hit.policy) {
                     policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
-                    stats.count_query(proto as usize, facts.qtype, Decision::Blocked);
-                    stats.count_block(snap.slot(policy));
-                    if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
-                        let list = snap
-                            .lists
-                            .get(policy.list)
-                            .map_or("?", |l| l.spec.name.as_str());
-                        tracing::info!(
-                            target: "embargo::blocked",
-                            client = %client.ip(),
-                            query = %name,
-                            qtype = %wire::TypeName(facts.qtype),
-                            list,
-                            entry = %name.suffix(hit.suffix),
-                            action = policy.action.as_str(),
-                            "blocked"
-                        );
-                    }
                     truncate_for(&facts, proto, out);
+                    let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                    let stats = rec.stats();
+                    stats.count_query(proto as usize, facts.qtype, metrics::Decision::Blocked);
+                    stats.count_block(slot);
+                    if rec.wants(Decision::Blocked) {
+                        let ev = QueryEvent::new(
+                            Decision::Blocked,
+                            client,
+                            proto.into(),
+                            Some(&name),
+                            facts.qtype,
+                        );
+                        let ev = ev.with_block(slot, hit.suffix, policy.action);
+                        rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+                    }
                     return Outcome::Reply;
                 }
             }
@@ -324,9 +449,20 @@ impl Handler {
 
         // Zone transfers are for secondaries of a real primary, not a forwarder.
         if matches!(facts.qtype, 251 | 252) {
-            stats.count_query(proto as usize, facts.qtype, Decision::Refused);
+            rec.stats()
+                .count_query(proto as usize, facts.qtype, metrics::Decision::Refused);
             start_response(pkt, &facts, Rcode::Refused, out);
             finish_plain(&facts, out);
+            if rec.wants(Decision::Refused) {
+                let ev = QueryEvent::new(
+                    Decision::Refused,
+                    client,
+                    proto.into(),
+                    Some(&name),
+                    facts.qtype,
+                );
+                rec.record(ev.with_rcode(Rcode::Refused as u16), pkt, out);
+            }
             return Outcome::Reply;
         }
 
@@ -334,11 +470,24 @@ impl Handler {
             .cache
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
         {
-            stats.count_query(proto as usize, facts.qtype, Decision::Cached);
+            rec.stats()
+                .count_query(proto as usize, facts.qtype, metrics::Decision::Cached);
             truncate_for(&facts, proto, out);
+            if rec.wants(Decision::Cached) {
+                let ev = QueryEvent::new(
+                    Decision::Cached,
+                    client,
+                    proto.into(),
+                    Some(&name),
+                    facts.qtype,
+                );
+                rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+            }
             return Outcome::Reply;
         }
-        stats.count_query(proto as usize, facts.qtype, Decision::Forwarded);
+
+        rec.stats()
+            .count_query(proto as usize, facts.qtype, metrics::Decision::Forwarded);
 
         // Only the header and question are kept (`forward` sends no more):
         // a forward in flight holds at most ~300 bytes of query, whatever
@@ -350,50 +499,86 @@ impl Handler {
             facts,
             name,
             proto,
+            client,
+            received_us: rec.stamp_us(),
         }))
     }
 
     /// Step 5: asks the upstreams, caches the answer, and writes what the
     /// client gets into `out` (SERVFAIL when no upstream answered in time).
-    pub async fn forward(&self, job: Box<Forward>, out: &mut Vec<u8>) {
+    pub async fn forward(&self, mut job: Box<Forward>, out: &mut Vec<u8>) {
+        job.rewrite_for_upstream();
+        let answer = match self.inflight.try_acquire() {
+            Ok(_permit) => self.upstream.forward(&mut job.query).await,
+            Err(_) => Err(crate::upstream::Error::Busy),
+        };
+        self.answer(&job, answer, out);
+    }
+
+    /// Step 5 for a UDP client without a task of its own: the upstream
+    /// module sends the query now, from the worker's thread, and the task
+    /// that reads the upstream's answer writes the client's answer and sends
+    /// it on `sock`. Gives the job back when it must take
+    /// [`Handler::forward`] instead (an upstream that is not plain UDP).
+    /// Must run inside the runtime's context (`Handle::enter`).
+    pub fn forward_udp(
+        self: &Arc<Self>,
+        mut job: Box<Forward>,
+        sock: &Arc<std::net::UdpSocket>,
+        peer: SocketAddr,
+    ) -> Option<Box<Forward>> {
+        if !self.upstream.udp_only() {
+            return Some(job);
+        }
+        job.rewrite_for_upstream();
+        let reply = Box::new(UdpReply {
+            handler: self.clone(),
+            job,
+            sock: sock.clone(),
+            peer,
+            permit: self
+                .inflight
+                .try_acquire()
+                .ok()
+                .map(|p| p.forget())
+                .is_some(),
+        });
+        if !reply.permit {
+            reply.answer(Err(crate::upstream::Error::Busy));
+            return None;
+        }
+        self.upstream.send(reply);
+        None
+    }
+
+    /// Writes into `out` what the client of `job` gets for `answer` (the
+    /// index of the upstream that gave it, and its bytes), caches a good
+    /// answer, and records the decision: both forward paths end here.
+    fn answer(&self, job: &Forward, answer: crate::upstream::Answered, out: &mut Vec<u8>) {
         let Forward {
-            mut query,
+            query,
             facts,
             name,
             proto,
-        } = *job;
-        // Upstream gets the question and, if the client used EDNS, our own
-        // OPT (1232, DO as asked): the client's options (cookies, client
-        // subnet) are hop-by-hop and stay here (RFC 6891 6.1.1).
-        // The client's buffer becomes the upstream query: its question bytes
-        // stay as asked (they are echoed from here), the rest is rewritten;
-        // answers carry `facts.id`, never this ID.
-        query.truncate(facts.question_end);
-        // Our own ID, so answers cannot be matched by guessing the client's.
-        wire::put_u16(&mut query, 0, fastrand::u16(..));
-        for at in [6, 8, 10] {
-            wire::put_u16(&mut query, at, 0);
-        }
-        if let Some(e) = facts.edns {
-            wire::push_opt(&mut query, 0, e.dnssec_ok, &[]);
-        }
-        let answer = match self.inflight.try_acquire() {
-            Ok(_permit) => self.upstream.forward(&query).await,
-            Err(_) => Err(crate::upstream::Error::Busy),
-        }
-        .and_then(|resp| {
+            client,
+            received_us,
+        } = job;
+        let (facts, proto) = (*facts, *proto);
+        let answer = answer.and_then(|(i, resp)| {
             wire::replace_opt(&resp, facts.edns.map(|e| e.dnssec_ok))
+                .map(|resp| (i, resp))
                 .ok_or(crate::upstream::Error::Unparsable)
         });
+        let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         match answer {
-            Ok(mut resp) => {
+            Ok((_, mut resp)) => {
                 // We are the client's recursive resolver: RA set, and AA clear
                 // even when the upstream is authoritative (as unbound and BIND do).
                 if let Some(flags) = resp.get_mut(2..4) {
                     flags[0] &= !0x04;
                     flags[1] |= 0x80;
                 }
-                self.cache.insert(&CacheKey::new(&name, &facts), &resp);
+                self.cache.insert(&CacheKey::new(name, &facts), &resp);
                 out.clear();
                 out.extend_from_slice(&resp);
                 wire::put_u16(out, 0, facts.id);
@@ -408,7 +593,7 @@ impl Handler {
             }
             Err(e) => {
                 tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, "upstream failed: SERVFAIL");
-                start_response(&query, &facts, Rcode::ServFail, out);
+                start_response(query, &facts, Rcode::ServFail, out);
                 if let Some(edns) = facts.edns {
                     // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
                     // without naming the upstream's address to the client.
@@ -416,6 +601,22 @@ impl Handler {
                     wire::push_opt(out, 0, edns.dnssec_ok, &ede);
                 }
             }
+        }
+        let decision = match upstream {
+            Some(_) => Decision::Allowed,
+            None => Decision::Error,
+        };
+        if self.observe.wants(decision) {
+            let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
+                .with_rcode(rcode_of(out));
+            if let Some(i) = upstream {
+                ev = ev.with_upstream(i);
+            }
+            // A query recorded without a stamp (none was wanted then) gets its answer's time.
+            let now = crate::observe::now_us();
+            ev.time_us = if *received_us == 0 { now } else { *received_us };
+            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
+            self.observe.record(ev);
         }
     }
 

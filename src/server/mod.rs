@@ -3,7 +3,9 @@
 //! ```text
 //!  UDP sockets (N per address, SO_REUSEPORT)
 //!   └─► worker thread each: recv ─► Handler::handle ─┬─► send (blocked, cached, errors)
-//!                                                     └─► tokio task: Handler::forward ─► send
+//!                                                     ├─► Handler::forward_udp: query sent from here;
+//!                                                     │   the upstream socket's reader task answers ─► send
+//!                                                     └─► tokio task: Handler::forward ─► send (DoT, DoH, TCP)
 //!  TCP listener ─► task per connection: read frames ─► same Handler ─► writer task (any order, RFC 7766)
 //! ```
 //!
@@ -147,7 +149,7 @@ impl Server {
     /// Each UDP worker's counters, in the order the workers are numbered
     /// (thread `embargo-udp-N` counts into entry N): every worker of the
     /// first address, then of the next. Readable while the server runs.
-    pub fn worker_stats(&self) -> Arc<[WorkerStats]> {
+    pub fn worker_stats(&self) -> Arc<[Arc<WorkerStats>]> {
         self.stats.udp.clone()
     }
 
@@ -221,6 +223,9 @@ impl Server {
         self.handler.drain(drain).await;
         // Their answers are sent right after; give those sends a moment.
         tokio::time::sleep(Duration::from_millis(20)).await;
+        // Every query is answered: write the last records and the hit report.
+        let observer = self.handler.observer().clone();
+        let _ = tokio::task::spawn_blocking(move || observer.stop()).await;
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use super::handler::{Handler, Outcome, Proto};
 use crate::config::TcpLimits;
-use crate::observe::metrics::WorkerStats;
+use crate::observe::WorkerStats;
 
 /// A read buffer grown past this by a rare big query is given back after it.
 const KEEP_BUFFER: usize = 4096;
@@ -182,7 +182,7 @@ pub(super) async fn serve(
                     let (handler, stop, conns) = (handler.clone(), stop.clone(), conns.clone());
                     let stats = stats.clone();
                     tokio::spawn(async move {
-                        connection(stream, peer, handler, &stats, &conns, conn, stop).await;
+                        connection(stream, peer, handler, stats, &conns, conn, stop).await;
                         conns.remove(id);
                     });
                 }
@@ -213,7 +213,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     handler: Arc<Handler>,
-    stats: &WorkerStats,
+    stats: Arc<WorkerStats>,
     conns: &Connections,
     conn: Arc<Conn>,
     mut stop: watch::Receiver<bool>,
@@ -227,6 +227,7 @@ async fn connection(
     let reader = async {
         let mut buf = Vec::with_capacity(512);
         let mut out = Vec::with_capacity(512);
+        let mut rec = handler.observer().task_recorder(stats);
         loop {
             // Backpressure: no free slot, no read. Only this reader takes
             // slots, so the one seen free here is still free below; the
@@ -255,7 +256,10 @@ async fn connection(
             let Ok(permit) = conn.inflight.clone().try_acquire_owned() else {
                 break;
             };
-            match handler.handle(&buf, peer, Proto::Tcp, stats, &mut out) {
+            rec.begin();
+            let outcome = handler.handle(&buf, peer, Proto::Tcp, &mut out, &mut rec);
+            rec.flush();
+            match outcome {
                 Outcome::Reply => {
                     if !queue(&tx, &conn, (out.clone(), permit)).await {
                         break;

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use super::batch::{self, Batch};
 use super::handler::{Handler, Outcome, Proto};
-use crate::observe::metrics::WorkerStats;
+use crate::observe::WorkerStats;
+use crate::upstream::Upstream;
 
 /// A bound UDP socket and how it must answer.
 pub(super) struct Socket {
@@ -29,7 +30,7 @@ pub(super) struct Socket {
 pub(super) fn spawn(
     socket: Socket,
     index: usize,
-    stats: Arc<[WorkerStats]>,
+    stats: Arc<[Arc<WorkerStats>]>,
     handler: Arc<Handler>,
     rt: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
@@ -41,10 +42,17 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name(format!("embargo-udp-{index}"))
         .spawn(move || {
-            let Some(mine) = stats.get(index) else {
+            let Some(mine) = stats.get(index).cloned() else {
                 return;
             };
+            // Forwards start from this thread (`Handler::forward_udp`), which
+            // makes sockets and spawns their reader tasks: in the runtime;
+            // those of one batch leave together after it.
+            let _runtime = rt.enter();
+            Upstream::queue_on_this_thread();
             let mut batch = Batch::new(pktinfo);
+            // This worker's own ring to the observer, and its own counters.
+            let mut rec = handler.observer().recorder(mine.clone());
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
                     Ok(n) => n,
@@ -64,17 +72,30 @@ pub(super) fn spawn(
                         continue;
                     }
                 };
+                rec.begin();
                 let mut forwarded = 0;
                 for i in 0..n {
                     let Some(slot) = batch.slot(i) else {
                         continue;
                     };
                     let (peer, local) = (slot.peer, slot.local);
-                    match handler.handle(slot.query, peer, Proto::Udp, mine, slot.out) {
+                    match handler.handle(slot.query, peer, Proto::Udp, slot.out, &mut rec) {
                         Outcome::Reply => batch.commit_out(),
                         Outcome::Drop => {}
                         Outcome::Forward(job) => {
                             forwarded += 1;
+                            // Plain UDP upstreams: sent from here, answered by
+                            // the task that reads the upstream's answer. A
+                            // wildcard socket's answers must say which address
+                            // they leave from: those take the task below.
+                            let job = if matches!(local, batch::Local::Bound) {
+                                let Some(job) = handler.forward_udp(job, &sock, peer) else {
+                                    continue;
+                                };
+                                job
+                            } else {
+                                job
+                            };
                             let handler = handler.clone();
                             let sock = sock.clone();
                             rt.spawn(async move {
@@ -91,7 +112,9 @@ pub(super) fn spawn(
                         }
                     }
                 }
+                Upstream::flush_queued();
                 let answered = batch.flush(&sock);
+                rec.flush();
                 if answered > 0 {
                     mine.add_answered(answered as u64);
                 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,10 +56,12 @@ allowed.seized       IN A 192.0.2.77
     ),
 ];
 
-/// Counts queries per name and delegates to the catalog.
+/// Counts queries per name and delegates to the catalog, after `delay`
+/// (an upstream that answers slowly).
 struct Counting {
     catalog: Catalog,
     seen: Arc<Mutex<Vec<String>>>,
+    delay: Duration,
 }
 
 #[async_trait::async_trait]
@@ -72,24 +75,54 @@ impl RequestHandler for Counting {
             let name = info.query.name().to_string();
             seen.push(name.trim_end_matches('.').to_ascii_lowercase());
         }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         self.catalog.handle_request::<R, T>(request, response).await
     }
 }
 
-/// An authoritative upstream on 127.0.0.1 (UDP and TCP on one port).
+/// An authoritative upstream on 127.0.0.1 (UDP and TCP on one port; DoT
+/// and DoH on ports of their own when started with [`Upstream::start_secure`]).
 pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
+    /// DNS over TLS, when started with a certificate.
+    pub(crate) tls_addr: Option<SocketAddr>,
+    /// DNS over HTTPS (`/dns-query`), when started with a certificate.
+    pub(crate) https_addr: Option<SocketAddr>,
+    /// Full TLS handshakes the DoT and DoH listeners made (no resumption).
+    pub(crate) handshakes: Arc<AtomicUsize>,
+    /// The CA that signed the DoT/DoH certificate, PEM (for `ca_file`).
+    pub(crate) ca_pem: Option<String>,
     seen: Arc<Mutex<Vec<String>>>,
     _server: Server<Counting>,
 }
 
 impl Upstream {
     pub(crate) async fn start() -> Self {
-        Self::start_with(&[]).await
+        Self::start_full(&[], Duration::ZERO, None).await
     }
 
     /// Starts with extra zone text appended to `up.test.` (e.g. many TXT records).
     pub(crate) async fn start_with(extra_up_test: &[String]) -> Self {
+        Self::start_full(extra_up_test, Duration::ZERO, None).await
+    }
+
+    /// An upstream that waits `delay` before each answer.
+    pub(crate) async fn start_slow(delay: Duration) -> Self {
+        Self::start_full(&[], delay, None).await
+    }
+
+    /// Also serving DoT and DoH with `cert`.
+    pub(crate) async fn start_secure(cert: &TestCert) -> Self {
+        Self::start_full(&[], Duration::ZERO, Some(cert)).await
+    }
+
+    async fn start_full(
+        extra_up_test: &[String],
+        delay: Duration,
+        cert: Option<&TestCert>,
+    ) -> Self {
         let mut catalog = Catalog::new();
         for (origin, text) in ZONES {
             let mut text = text.to_string();
@@ -117,13 +150,46 @@ impl Upstream {
         let mut server = Server::new(Counting {
             catalog,
             seen: seen.clone(),
+            delay,
         });
         let (udp, tcp) = bind_pair().await;
         let addr = udp.local_addr().expect("addr");
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64);
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let (mut tls_addr, mut https_addr) = (None, None);
+        if let Some(cert) = cert {
+            let tls = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind tls");
+            tls_addr = Some(tls.local_addr().expect("addr"));
+            server
+                .register_tls_listener_with_tls_config(
+                    tls,
+                    Duration::from_secs(5),
+                    cert.server_config(b"dot", &handshakes),
+                )
+                .expect("tls listener");
+            let https = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind https");
+            https_addr = Some(https.local_addr().expect("addr"));
+            server
+                .register_https_listener_with_tls_config(
+                    https,
+                    Duration::from_secs(5),
+                    cert.server_config(b"h2", &handshakes),
+                    Some(cert.name.clone()),
+                    "/dns-query".into(),
+                )
+                .expect("https listener");
+        }
         Self {
             addr,
+            tls_addr,
+            https_addr,
+            handshakes,
+            ca_pem: cert.map(|c| c.ca_pem.clone()),
             seen,
             _server: server,
         }
@@ -155,6 +221,169 @@ pub(crate) async fn bind_pair() -> (UdpSocket, tokio::net::TcpListener) {
     panic!("no free port pair");
 }
 
+/// A private CA and a server certificate it signed, made for one test.
+pub(crate) struct TestCert {
+    /// The name the server certificate is for.
+    pub(crate) name: String,
+    /// The CA certificate, PEM: what `ca_file` holds.
+    pub(crate) ca_pem: String,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: Vec<u8>,
+}
+
+impl TestCert {
+    pub(crate) fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "embargo test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("ca key"))
+            .expect("ca cert");
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("cert");
+        Self {
+            name: name.into(),
+            ca_pem: ca.pem(),
+            cert: cert.der().clone(),
+            key: key.serialize_der(),
+        }
+    }
+
+    /// A server config for `alpn` that counts its full handshakes: no
+    /// tickets and no session cache, so every new connection is one.
+    fn server_config(
+        &self,
+        alpn: &[u8],
+        handshakes: &Arc<AtomicUsize>,
+    ) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivateKeyDer::try_from(self.key.clone()).expect("key der");
+        let signer = provider
+            .key_provider
+            .load_private_key(key)
+            .expect("signing key");
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(
+            vec![self.cert.clone()],
+            signer,
+        ));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(CountingCert {
+                certified,
+                handshakes: handshakes.clone(),
+            }));
+        config.alpn_protocols = vec![alpn.to_vec()];
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        Arc::new(config)
+    }
+}
+
+/// Hands out the one certificate and counts how often (once per handshake).
+#[derive(Debug)]
+struct CountingCert {
+    certified: Arc<rustls::sign::CertifiedKey>,
+    handshakes: Arc<AtomicUsize>,
+}
+
+impl rustls::server::ResolvesServerCert for CountingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.handshakes.fetch_add(1, Ordering::SeqCst);
+        Some(self.certified.clone())
+    }
+}
+
+/// A UDP socket that reads every query and never answers, noting the
+/// names asked.
+pub(crate) struct BlackHole {
+    pub(crate) addr: SocketAddr,
+    names: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    pub(crate) async fn start() -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = sock.local_addr().expect("addr");
+        let names = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+        let seen = names.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                if let (Ok(m), Ok(mut seen)) = (Message::from_vec(&buf[..n]), seen.lock())
+                    && let Some(q) = m.queries.first()
+                {
+                    seen.insert(q.name().to_string().to_ascii_lowercase());
+                }
+            }
+        });
+        Self { addr, names, task }
+    }
+
+    /// Different questions received so far (a query sent again counts once).
+    pub(crate) fn count(&self) -> usize {
+        self.names.lock().map(|n| n.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A UDP relay to `upstream` that loses the first datagram of every
+/// query (by ID) and passes on every later one: a lossy path.
+pub(crate) struct Lossy {
+    pub(crate) addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lossy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Self {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let addr = sock.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let mut dropped = std::collections::HashSet::new();
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, client)) = sock.recv_from(&mut buf).await {
+                let pkt = buf[..n].to_vec();
+                if n < 2 || dropped.insert((client, pkt[0], pkt[1])) {
+                    continue;
+                }
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    let relay = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+                    relay.send_to(&pkt, upstream).await.expect("relay");
+                    let mut answer = vec![0u8; 4096];
+                    if let Ok(Ok((n, _))) =
+                        tokio::time::timeout(Duration::from_secs(2), relay.recv_from(&mut answer))
+                            .await
+                    {
+                        let _ = sock.send_to(&answer[..n], client).await;
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Lossy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A loopback address where nothing listens (for "upstream down" tests).
 pub(crate) async fn dead_addr() -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
@@ -168,7 +397,7 @@ pub(crate) struct Embargo {
     /// Every listen address, in config order.
     pub(crate) addrs: Vec<SocketAddr>,
     /// Each UDP worker's counters.
-    pub(crate) workers: Arc<[embargo::server::WorkerStats]>,
+    pub(crate) workers: Arc<[Arc<embargo::server::WorkerStats>]>,
     pub(crate) handler: Arc<embargo::server::Handler>,
     /// Every counter block (UDP workers and TCP).
     pub(crate) stats: embargo::server::ServerStats,
@@ -254,7 +483,7 @@ impl Embargo {
         let path: PathBuf = dir.path().join("embargo.toml");
         let config = embargo::Config::load(&path).expect("config loads");
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
-        let handler = embargo::handler(&config, snapshot);
+        let handler = embargo::handler(&config, snapshot).expect("handler");
         let server = embargo::server::Server::bind(&config.listen, &config.server, handler.clone())
             .expect("bind");
         let addrs = server.local_addrs();
@@ -298,7 +527,7 @@ impl Embargo {
     pub(crate) fn answered(&self) -> Vec<u64> {
         self.workers
             .iter()
-            .map(|w| w.answered.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|w| w.answered.load(Ordering::Relaxed))
             .collect()
     }
 
@@ -445,23 +674,19 @@ pub(crate) const SCRIPTED_ANSWER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(1
 /// queries it has received and the most it was answering at once.
 pub(crate) struct ScriptedUpstream {
     pub(crate) addr: SocketAddr,
-    received: Arc<std::sync::atomic::AtomicUsize>,
-    peak: Arc<std::sync::atomic::AtomicUsize>,
+    received: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Counts a query in flight at a scripted upstream; uncounts it when dropped.
 struct InFlight {
-    now: Arc<std::sync::atomic::AtomicUsize>,
+    now: Arc<AtomicUsize>,
 }
 
 impl InFlight {
-    fn start(
-        now: &Arc<std::sync::atomic::AtomicUsize>,
-        peak: &std::sync::atomic::AtomicUsize,
-        received: &std::sync::atomic::AtomicUsize,
-    ) -> Self {
-        use std::sync::atomic::Ordering::SeqCst;
+    fn start(now: &Arc<AtomicUsize>, peak: &AtomicUsize, received: &AtomicUsize) -> Self {
+        use Ordering::SeqCst;
         received.fetch_add(1, SeqCst);
         let n = now.fetch_add(1, SeqCst) + 1;
         peak.fetch_max(n, SeqCst);
@@ -471,13 +696,13 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl ScriptedUpstream {
     pub(crate) async fn start(script: &[Step]) -> Self {
-        use std::sync::atomic::AtomicUsize;
+        use AtomicUsize;
         let (udp, tcp) = bind_pair().await;
         let addr = udp.local_addr().expect("addr");
         let udp = Arc::new(udp);
@@ -559,12 +784,12 @@ impl ScriptedUpstream {
 
     /// Queries received so far (UDP and TCP).
     pub(crate) fn received(&self) -> usize {
-        self.received.load(std::sync::atomic::Ordering::SeqCst)
+        self.received.load(Ordering::SeqCst)
     }
 
     /// The most queries it was working on at once.
     pub(crate) fn peak(&self) -> usize {
-        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+        self.peak.load(Ordering::SeqCst)
     }
 }
 

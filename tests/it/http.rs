@@ -1,6 +1,8 @@
 //! The HTTP side (issue 11): `/metrics` counts exactly what the test sent
 //! over real UDP and TCP, the JSON API says what `embargo check` says,
-//! `/readyz` follows the upstream and the lists, and the token rule holds:
+//! `/api/hits` is the hit report `embargo hits` prints and `/api/log` the
+//! latest query-log records, `/readyz` follows the upstream and the lists,
+//! and the token rule holds:
 //! `POST` always needs the token, and outside loopback everything but
 //! `/healthz` and `/metrics` does (tested on a listener in a network
 //! namespace of the test's own).
@@ -14,7 +16,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
 
@@ -160,8 +162,16 @@ async fn metrics_count_exactly_what_was_sent_over_udp_and_tcp() {
         "embargo_clients_refused_total{action=\"refuse\"}",
         0.0,
     );
+    assert_sample(&text, &format!("embargo_upstream_up{{{u}}}"), 1.0);
+    assert!(
+        sample(
+            &text,
+            &format!("embargo_upstream_last_answer_timestamp_seconds{{{u}}}")
+        )
+        .is_some_and(|t| t > 1.7e9),
+        "the upstream answered just now"
+    );
     assert_sample(&text, "embargo_log_dropped_total", 0.0);
-    assert_sample(&text, "embargo_dnstap_dropped_total", 0.0);
     // Nothing was counted twice: the per-decision series add up to what was sent.
     let total: f64 = text
         .lines()
@@ -169,11 +179,261 @@ async fn metrics_count_exactly_what_was_sent_over_udp_and_tcp() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(total, 10.0, "{text}");
+
+    // The observer's side, once its thread has drained the five blocks
+    // (`[log] queries = "blocked"` by default): all written, none dropped,
+    // one client (127.0.0.1, over UDP and TCP) in the hit report.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, text) = get(http, "/metrics", None).await;
+        if sample(&text, "embargo_log_written_total") == Some(5.0)
+            && sample(&text, "embargo_hits_clients{list=\"seized\"}") == Some(1.0)
+        {
+            assert_sample(&text, "embargo_log_dropped_total", 0.0);
+            assert_sample(&text, "embargo_hits_evicted_total{list=\"seized\"}", 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the observer never caught up:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     e.stop().await;
 }
 
+/// The hit report's evictions and the query records dropped are counted in
+/// `/metrics`: one client kept per list, and a queue of one record for a
+/// burst of blocks.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_api_lists_checks_and_says_what_is_not_built_yet() {
+async fn metrics_count_hit_report_evictions_and_dropped_records() {
+    let up = Upstream::start().await;
+    let text = http_config(up.addr, "", "") + "\n[hits]\nmax_clients = 1\n";
+    let e = Embargo::start(&text, &[]).await;
+    let http = e.http[0];
+    for (i, from) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().enumerate() {
+        let r = udp_from(
+            from,
+            e.addr,
+            &query(&format!("c{i}.seized.example."), RecordType::A, false),
+        )
+        .await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        // Each seen by the report before the next comes, so that the
+        // eviction order is the order sent.
+        wait_for_log(http, i + 1).await;
+    }
+    let (_, text) = get(http, "/metrics", None).await;
+    assert_sample(&text, "embargo_hits_evicted_total{list=\"seized\"}", 2.0);
+    assert_sample(&text, "embargo_hits_clients{list=\"seized\"}", 1.0);
+    let (_, body) = get(http, "/api/hits", None).await;
+    let report = json(&body);
+    assert_eq!(report["lists"][0]["evicted"], 2, "{report}");
+    assert_eq!(report["hits"][0]["client"], "127.0.0.4", "{report}");
+    e.stop().await;
+
+    let text = http_config(up.addr, "", "") + "\n[log]\nqueue = 1\n";
+    let e = Embargo::start(&text, &[]).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sent = 64;
+    for i in 0..sent {
+        let mut q = query(&format!("q{i}.seized.example."), RecordType::A, false);
+        q.metadata.id = i;
+        sock.send_to(&q.to_vec().expect("encode"), e.addr)
+            .await
+            .expect("send");
+    }
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..sent {
+        tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+            .await
+            .expect("every query answered")
+            .expect("recv");
+    }
+    let observer = e.handler.observer().clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, text) = get(e.http[0], "/metrics", None).await;
+        let written = sample(&text, "embargo_log_written_total").unwrap_or(0.0);
+        let dropped = sample(&text, "embargo_log_dropped_total").unwrap_or(0.0);
+        if written + dropped == f64::from(sent) {
+            assert!(
+                dropped > 0.0,
+                "a queue of one took a burst of {sent}:\n{text}"
+            );
+            assert_eq!(dropped, observer.dropped() as f64);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{written} + {dropped} of {sent}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    e.stop().await;
+}
+
+/// A query from `from` (an address on loopback, port 0) over UDP.
+async fn udp_from(from: &str, addr: SocketAddr, msg: &Message) -> Message {
+    let sock = tokio::net::UdpSocket::bind(format!("{from}:0"))
+        .await
+        .expect("bind");
+    sock.send_to(&msg.to_vec().expect("encode"), addr)
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .expect("answered in time")
+        .expect("recv");
+    Message::from_vec(&buf[..n]).expect("reply")
+}
+
+/// `/api/log` once it holds at least `n` records (waits up to 5 s).
+async fn wait_for_log(http: SocketAddr, n: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = get(http, "/api/log?limit=1000", None).await;
+        assert_eq!(status, 200, "{body}");
+        let log = json(&body);
+        if log["records"].as_array().is_some_and(|r| r.len() >= n) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "never {n} records: {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `/api/hits` and `/api/log` against real traffic: the test's clients
+/// appear in the hit report with their counts, most recent first, as
+/// `embargo hits --json` prints the report saved at stop; the log gives
+/// the latest records newest first, as many as asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn hits_and_log_show_the_clients_and_queries_the_test_sent() {
+    let up = Upstream::start().await;
+    let text = http_config(up.addr, "", "") + "\n[log]\nqueries = \"all\"\n";
+    let e = Embargo::start(&text, &[]).await;
+    let http = e.http[0];
+
+    // Three blocks from 127.0.0.2 over UDP, then one from 127.0.0.1 over
+    // TCP, then a forwarded query: each drained before the next is sent,
+    // so the newest-first order is the order sent.
+    for _ in 0..3 {
+        let r = udp_from(
+            "127.0.0.2",
+            e.addr,
+            &query("a.seized.example.", RecordType::A, false),
+        )
+        .await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    }
+    wait_for_log(http, 3).await;
+    let r = tcp(e.addr, &query("b.seized.example.", RecordType::AAAA, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    wait_for_log(http, 4).await;
+    udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+    let log = wait_for_log(http, 5).await;
+
+    let logged = log["logged"].as_array().expect("logged");
+    assert_eq!(logged.len(), 5, "queries = \"all\": {log}");
+    let records = log["records"].as_array().expect("records");
+    assert_eq!(records.len(), 5, "{log}");
+    let what: Vec<(&str, &str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("?"),
+                r["decision"].as_str().unwrap_or("?"),
+                r["proto"].as_str().unwrap_or("?"),
+                r["client"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        what,
+        [
+            ("www.up.test", "allowed", "udp", "127.0.0.1"),
+            ("b.seized.example", "blocked", "tcp", "127.0.0.1"),
+            ("a.seized.example", "blocked", "udp", "127.0.0.2"),
+            ("a.seized.example", "blocked", "udp", "127.0.0.2"),
+            ("a.seized.example", "blocked", "udp", "127.0.0.2"),
+        ]
+    );
+    assert_eq!(records[1]["list"], "seized");
+    assert_eq!(records[1]["entry"], "seized.example");
+    assert_eq!(records[1]["type"], "AAAA");
+    assert_eq!(records[1]["rcode"], "NXDOMAIN");
+    assert_eq!(records[0]["upstream"], up.addr.to_string());
+    // As many as asked, the newest.
+    let (_, body) = get(http, "/api/log?limit=2", None).await;
+    let two = json(&body)["records"].clone();
+    assert_eq!(two.as_array().map(Vec::len), Some(2));
+    assert_eq!(two[0], records[0]);
+    assert_eq!(two[1], records[1]);
+    for bad in ["/api/log?limit=1001", "/api/log?limit=many"] {
+        let (status, body) = get(http, bad, None).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // The hit report: the TCP client is the most recent.
+    let (status, body) = get(http, "/api/hits", None).await;
+    assert_eq!(status, 200, "{body}");
+    let live = json(&body);
+    let rows: Vec<(&str, &str, u64, &str, &str)> = live["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| {
+            (
+                h["list"].as_str().unwrap_or("?"),
+                h["client"].as_str().unwrap_or("?"),
+                h["count"].as_u64().unwrap_or(0),
+                h["last_name"].as_str().unwrap_or("?"),
+                h["last_type"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("seized", "127.0.0.1", 1, "b.seized.example", "AAAA"),
+            ("seized", "127.0.0.2", 3, "a.seized.example", "A"),
+        ]
+    );
+    assert_eq!(live["lists"][0]["list"], "seized");
+    assert_eq!(live["lists"][0]["clients"], 2);
+    assert_eq!(live["log_dropped"], 0);
+    assert_eq!(live["max_clients"], 10_000);
+    let (_, body) = get(http, "/api/hits?list=seized&limit=1", None).await;
+    let one = json(&body);
+    assert_eq!(one["hits"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["hits"][0], live["hits"][0]);
+    let (status, body) = get(http, "/api/hits?list=nope", None).await;
+    assert_eq!(status, 404, "{body}");
+
+    // The same report as `embargo hits --json` prints from what the server
+    // saved when it stopped (nothing was sent since).
+    let dir = e.stop_keep_dir().await;
+    let conf = dir.path().join("embargo.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_embargo"))
+        .args(["hits", "-c", conf.to_str().expect("utf8"), "--json"])
+        .output()
+        .expect("run embargo hits");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(saved["hits"], live["hits"]);
+    assert_eq!(saved["lists"], live["lists"]);
+    assert_eq!(saved["pid"], live["pid"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_lists_and_checks() {
     let up = Upstream::start().await;
     let e = Embargo::start(&http_config(up.addr, "", ""), &[]).await;
     let http = e.http[0];
@@ -242,16 +502,6 @@ async fn the_api_lists_checks_and_says_what_is_not_built_yet() {
         let (status, body) = get(http, bad, None).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(json(&body)["error"].is_string());
-    }
-    for stub in ["/api/hits?list=seized", "/api/log?limit=10"] {
-        let (status, body) = get(http, stub, None).await;
-        assert_eq!(status, 501, "{stub}: {body}");
-        assert!(
-            json(&body)["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("not implemented yet")),
-            "{body}"
-        );
     }
     let (status, _) = get(http, "/nothing-here", None).await;
     assert_eq!(status, 404);
@@ -435,6 +685,8 @@ fn outside_loopback_everything_but_health_and_metrics_needs_the_token() {
                 "/api/lists",
                 "/api/series",
                 "/api/check?name=seized.example",
+                "/api/hits",
+                "/api/log",
             ] {
                 let (status, body) = get(http, guarded, None).await;
                 assert_eq!(status, 401, "{guarded}: {body}");
@@ -606,7 +858,8 @@ fn chromium(args: &[String]) -> std::process::Output {
 
 /// The dashboard in a real browser: it loads with no script error and no
 /// failed request, draws a chart with non-zero points from the traffic
-/// sent, lists the lists, and runs a check from its search box. Its
+/// sent, lists the lists, shows the hit report with the test's client and
+/// the latest blocked queries, and runs a check from its search box. Its
 /// screenshot is kept as target/dashboard.png (docs/dashboard.png is one).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs chromium: .ci/run runs it"]
@@ -655,9 +908,23 @@ async fn dashboard_draws_traffic_lists_and_checks_in_headless_chromium() {
     assert_eq!(attr("data-verdict"), "blocked", "the check ran");
     assert!(html.contains("<td>seized</td>"), "the list table:\n{html}");
     assert!(html.contains("Test Court"), "its provenance");
+    // The hit report: the test's one client, with every block it asked for.
+    let section = |id: &str| -> &str {
+        let at = html
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no #{id} in\n{html}"));
+        let rest = &html[at..];
+        &rest[..rest.find("</section>").unwrap_or(rest.len())]
+    };
+    let hits = section("hits");
     assert!(
-        html.contains("not implemented yet"),
-        "the hit report says it is not there yet"
+        hits.contains("<td>seized</td><td>127.0.0.1</td><td class=\"num\">15</td>"),
+        "the hit report row of the test's client:\n{hits}"
+    );
+    let latest = section("latest");
+    assert!(
+        latest.contains("<td>s2n4.seized.example</td>"),
+        "the latest blocked query:\n{latest}"
     );
 
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");

@@ -228,7 +228,12 @@ pub(super) fn split_wildcard(token: &str) -> (&str, bool) {
 }
 
 pub(super) fn block(token: &str) -> Entry<'_> {
-    let (name, wildcard) = split_wildcard(token);
+    // A bare "*." names nothing: emitted whole, it is refused by the caller
+    // as the name it is, never as an empty one (found by fuzzing).
+    let (name, wildcard) = match split_wildcard(token) {
+        ("", _) => (token, false),
+        split => split,
+    };
     Entry {
         name: Cow::Borrowed(name),
         wildcard,
@@ -411,6 +416,29 @@ mod tests {
         assert_eq!(Format::detect(&commented), Format::Hosts);
     }
 
+    /// Found by fuzzing (`fuzz/regressions/domains/`): "*." emitted an empty name.
+    #[test]
+    fn fuzz_bare_wildcard_is_emitted_whole_not_as_an_empty_name() {
+        assert_eq!(
+            one(Format::Domains, "*."),
+            (Outcome::Entries, vec![entry("*.", false, EntryKind::Block)])
+        );
+        assert_eq!(
+            one(Format::Hosts, "0.0.0.0 a.example *."),
+            (
+                Outcome::Entries,
+                vec![
+                    entry("a.example", false, EntryKind::Block),
+                    entry("*.", false, EntryKind::Block)
+                ]
+            )
+        );
+        assert_eq!(
+            one(Format::Domains, "*.a"),
+            (Outcome::Entries, vec![entry("a", true, EntryKind::Block)])
+        );
+    }
+
     // ---- properties ----
 
     const FORMATS: [Format; 4] = [Format::Domains, Format::Hosts, Format::Adblock, Format::Rpz];
@@ -508,8 +536,9 @@ mod tests {
                         // Entries are slices of the line, never copies, but
                         // for an RPZ owner completed by a $ORIGIN below the apex.
                         let range = line.as_bytes().as_ptr_range();
+                        assert!(!e.name.is_empty(), "empty name from {line:?}");
                         if let Cow::Borrowed(name) = e.name {
-                            assert!(range.contains(&name.as_ptr()) || name.is_empty());
+                            assert!(range.contains(&name.as_ptr()));
                         } else {
                             assert_eq!(format, Format::Rpz);
                         }
