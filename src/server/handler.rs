@@ -19,7 +19,10 @@
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
 //!
-//! Each decision is also handed, as a fixed-size [`QueryEvent`], to the
+//! Every query is counted in the caller's own counter block
+//! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
+//! by transport, type and decision: a plain add on a cache line no other
+//! core writes. Each decision is also handed, as a fixed-size [`QueryEvent`], to the
 //! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
 //! the [`Observer`] once the upstream answered (on either forward path):
 //! one `record` call per decision point, each behind a check of whether
@@ -36,6 +39,7 @@ use arc_swap::ArcSwap;
 use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey};
 use crate::matcher::{Lookup, NameKey};
+use crate::observe::metrics::{self, WorkerStats};
 use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
@@ -50,6 +54,9 @@ pub enum Proto {
     Udp,
     Tcp,
 }
+
+// The metrics index their transport label by `proto as usize`.
+const _: () = assert!(Proto::Udp as usize == 0 && Proto::Tcp as usize == 1);
 
 impl From<Proto> for Transport {
     fn from(p: Proto) -> Self {
@@ -291,9 +298,10 @@ impl Handler {
     /// Whether a TCP connection from `peer` is closed at once: with
     /// `action = "drop"` a client that may not ask gets nothing, not even a
     /// connection slot to sit on.
-    pub fn drops_connection(&self, peer: SocketAddr) -> bool {
+    pub fn drops_connection(&self, peer: SocketAddr, stats: &WorkerStats) -> bool {
         let action = self.state.load().access.refuses(peer.ip());
         if action == Some(AccessAction::Drop) {
+            stats.count_refused_client(AccessAction::Drop);
             self.log_refused(peer.ip(), AccessAction::Drop);
             return true;
         }
@@ -320,6 +328,7 @@ impl Handler {
         if is_notify(pkt) && self.notify.is_primary(client.ip()) {
             return self.notify(pkt, client, out);
         }
+        rec.stats().count_refused_client(action);
         self.log_refused(client.ip(), action);
         let outcome = match action {
             AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
@@ -366,6 +375,8 @@ impl Handler {
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {
+                rec.stats()
+                    .count_query(proto as usize, 0, metrics::Decision::Error);
                 if reject == Reject::Drop || !query::write_reject(pkt, reject, out) {
                     return Outcome::Drop;
                 }
@@ -388,11 +399,21 @@ impl Handler {
             match limiter.check(client.ip()) {
                 Limit::Answer => {}
                 Limit::Slip => {
+                    rec.stats().count_query(
+                        proto as usize,
+                        facts.qtype,
+                        metrics::Decision::Limited,
+                    );
                     write_truncated(pkt, &facts, out);
                     rec.limited(true);
                     return Outcome::Reply;
                 }
                 Limit::Drop => {
+                    rec.stats().count_query(
+                        proto as usize,
+                        facts.qtype,
+                        metrics::Decision::Limited,
+                    );
                     rec.limited(false);
                     return Outcome::Drop;
                 }
@@ -403,10 +424,12 @@ impl Handler {
             Lookup::Blocked(hit) => {
                 if let Some(policy) = snap.policy(hit.policy) {
                     policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
-                    snap.count_block(policy);
                     truncate_for(&facts, proto, out);
+                    let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                    let stats = rec.stats();
+                    stats.count_query(proto as usize, facts.qtype, metrics::Decision::Blocked);
+                    stats.count_block(slot);
                     if rec.wants(Decision::Blocked) {
-                        let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
                         let ev = QueryEvent::new(
                             Decision::Blocked,
                             client,
@@ -426,6 +449,8 @@ impl Handler {
 
         // Zone transfers are for secondaries of a real primary, not a forwarder.
         if matches!(facts.qtype, 251 | 252) {
+            rec.stats()
+                .count_query(proto as usize, facts.qtype, metrics::Decision::Refused);
             start_response(pkt, &facts, Rcode::Refused, out);
             finish_plain(&facts, out);
             if rec.wants(Decision::Refused) {
@@ -445,6 +470,8 @@ impl Handler {
             .cache
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
         {
+            rec.stats()
+                .count_query(proto as usize, facts.qtype, metrics::Decision::Cached);
             truncate_for(&facts, proto, out);
             if rec.wants(Decision::Cached) {
                 let ev = QueryEvent::new(
@@ -458,6 +485,9 @@ impl Handler {
             }
             return Outcome::Reply;
         }
+
+        rec.stats()
+            .count_query(proto as usize, facts.qtype, metrics::Decision::Forwarded);
 
         // Only the header and question are kept (`forward` sends no more):
         // a forward in flight holds at most ~300 bytes of query, whatever
@@ -590,6 +620,16 @@ impl Handler {
             ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
             self.observe.record(ev);
         }
+    }
+
+    /// The answer cache (for its size in the metrics).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The upstreams (for their counters, and the readiness probe).
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// The per-query deadline upstream (for draining on shutdown).

@@ -6,6 +6,7 @@ mod blocking;
 mod cli;
 mod forwarding;
 mod harness;
+mod http;
 mod malformed;
 mod netns;
 mod observe;
