@@ -239,6 +239,9 @@ fn warn_restart_needed(old: &Config, new: &Config) {
     if old.log != new.log || old.hits != new.hits {
         tracing::warn!("[log] and [hits] changes take effect after a restart");
     }
+    if old.dnstap != new.dnstap {
+        tracing::warn!("[dnstap] changes take effect after a restart");
+    }
 }
 
 /// The file watcher and the remote-list refreshers of one config.

@@ -8,6 +8,7 @@
 //! works wherever the server is started from.
 
 mod access;
+mod dnstap;
 mod error;
 mod file;
 mod http;
@@ -17,6 +18,7 @@ mod run_as;
 mod server;
 mod upstream;
 
+pub use dnstap::{DnstapConfig, DnstapTarget};
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
@@ -90,6 +92,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The hit report (`[hits]`).
     pub hits: HitsConfig,
+    /// dnstap output (`[dnstap]`), off when absent.
+    pub dnstap: Option<DnstapConfig>,
     /// Who may ask (`[access]`).
     pub access: crate::access::Access,
     /// How fast (`[rate_limit]`).
@@ -425,6 +429,7 @@ impl Checker<'_> {
         };
         let log = self.log(&log, &state_dir);
         let hits = self.hits(&hits);
+        let dnstap = self.dnstap(spec.dnstap);
 
         let mut lists: Vec<ListSpec> = Vec::new();
         for (i, l) in list_specs.into_iter().enumerate() {
@@ -503,6 +508,7 @@ impl Checker<'_> {
             allow_files,
             log,
             hits,
+            dnstap,
         })
     }
 
@@ -985,6 +991,11 @@ mod tests {
         ("log",      "keep",          "2.5",                   "the number 2.5",               "a whole number of rotated files to keep"),
         ("log",      "client_ip",     r#""anonymous""#,        r#"the string "anonymous""#,    r#"one of "full", "truncate" or "hash""#),
         ("log",      "queue",         r#"["big"]"#,            "an array",                     "a whole number of records"),
+        ("dnstap",   "socket",        "true",                  "true",                         "a unix socket path"),
+        ("dnstap",   "tcp",           "6000",                  "the number 6000",              "a collector address"),
+        ("dnstap",   "identity",      "1",                     "the number 1",                 "the identity to send"),
+        ("dnstap",   "version",       "[]",                    "an empty array",               "the version to send"),
+        ("dnstap",   "queue_kb",      r#""1MB""#,              r#"the string "1MB""#,          "a whole number of KiB"),
         ("hits",     "max_clients",   r#""all""#,              r#"the string "all""#,          "a whole number of clients per list"),
         ("access",   "allow",         r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
         ("access",   "deny",          "true",                  "true",                         "a list of networks"),

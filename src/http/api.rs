@@ -100,6 +100,8 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Response {
             observer: ObserverCounts {
                 log_written: observer.written(),
                 log_dropped: observer.dropped(),
+                dnstap_sent: observer.dnstap_sent(),
+                dnstap_dropped: observer.dnstap_dropped(),
                 hit_lists: observer.hit_summary(),
             },
             started: api.started,

@@ -361,6 +361,10 @@ pub struct ObserverCounts {
     pub log_written: u64,
     /// Records dropped: a ring full, or the log not writable.
     pub log_dropped: u64,
+    /// dnstap messages sent to the collector, and dropped (a ring full or
+    /// no collector connected); both 0 without `[dnstap]`.
+    pub dnstap_sent: u64,
+    pub dnstap_dropped: u64,
     /// The hit report's lists, with the clients each evicted.
     pub hit_lists: Vec<ListSummary>,
 }
@@ -688,6 +692,22 @@ pub fn render(s: &Scrape<'_>) -> String {
         "Query records dropped, never the queries: a ring to the observer was full, or the log could not be written.",
     );
     t.sample("embargo_log_dropped_total", &[], s.observer.log_dropped);
+    t.family(
+        "embargo_dnstap_sent_total",
+        "counter",
+        "dnstap messages (CLIENT_QUERY, CLIENT_RESPONSE) written to the collector ([dnstap]).",
+    );
+    t.sample("embargo_dnstap_sent_total", &[], s.observer.dnstap_sent);
+    t.family(
+        "embargo_dnstap_dropped_total",
+        "counter",
+        "dnstap messages dropped, never the queries: the ring to the writer was full, or no collector was connected.",
+    );
+    t.sample(
+        "embargo_dnstap_dropped_total",
+        &[],
+        s.observer.dnstap_dropped,
+    );
     t.family(
         "embargo_hits_evicted_total",
         "counter",

@@ -41,10 +41,13 @@
 //! the very flood the limiter keeps quiet: each recorder counts them, and
 //! the counts go to `hits.json` ([`Observer::rate_limited`]).
 //!
-//! A later dnstap output needs each query's and answer's bytes: they reach
-//! [`Recorder::record`] already, where a second sink can copy them into
-//! its own byte ring when (and only when) dnstap is on.
+//! dnstap (`[dnstap]`) needs each query's and answer's bytes: they reach
+//! [`Recorder::record`], which copies them into a byte ring of its own
+//! when (and only when) dnstap is on; a writer thread of its own sends
+//! them ([`dnstap`]). With dnstap on, every decision is recorded for it,
+//! and the query log and hit report still keep only what they want.
 
+pub mod dnstap;
 pub mod event;
 pub mod hits;
 pub mod metrics;
@@ -97,6 +100,8 @@ pub enum Error {
     },
     #[error("cannot start the observer thread: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot start the dnstap writer thread: {0}")]
+    Dnstap(std::io::Error),
 }
 
 /// The current time in microseconds since the Unix epoch.
@@ -148,8 +153,12 @@ struct View {
 
 /// What the serving side and the observer thread share.
 struct Shared {
-    /// Decisions recorded at all.
+    /// Decisions recorded at all (every one when dnstap is on).
     wants: Decisions,
+    /// Decisions the event ring keeps (for the log and the hit report).
+    keeps: Decisions,
+    /// The dnstap output, when `[dnstap]` is on.
+    tap: Option<dnstap::Tap>,
     /// Decisions written to the query log.
     logs: Decisions,
     capacity: usize,
@@ -194,6 +203,9 @@ impl Owner {
             self.shared.stop.store(true, Ordering::SeqCst);
             handle.thread().unpark();
             let _ = handle.join();
+        }
+        if let Some(tap) = &self.shared.tap {
+            tap.stop();
         }
     }
 }
@@ -240,7 +252,12 @@ impl Observer {
             LogQueries::All => Decisions::ALL,
         };
         let hits_on = config.hits.max_clients > 0;
-        let wants = Decisions(logs.0 | if hits_on { Decisions::BLOCKED.0 } else { 0 });
+        let keeps = Decisions(logs.0 | if hits_on { Decisions::BLOCKED.0 } else { 0 });
+        let wants = if config.dnstap.is_some() {
+            Decisions::ALL
+        } else {
+            keeps
+        };
         if wants.is_empty() {
             return Ok(Self::off());
         }
@@ -276,10 +293,19 @@ impl Observer {
             }
             report
         });
+        // Last of what may fail but the observer's own thread, which stops it if it fails.
+        let tap = config
+            .dnstap
+            .as_ref()
+            .map(dnstap::Tap::start)
+            .transpose()
+            .map_err(Error::Dnstap)?;
         let capacity = log.queue.max(1);
         let (tasks, tasks_events) = rtrb::RingBuffer::new(capacity);
         let shared = Arc::new(Shared {
             wants,
+            keeps,
+            tap,
             logs,
             capacity,
             new_rings: Mutex::new(vec![Ring {
@@ -327,7 +353,12 @@ impl Observer {
         let handle = std::thread::Builder::new()
             .name("embargo-observe".into())
             .spawn(move || worker.run())
-            .map_err(Error::Spawn)?;
+            .map_err(|e| {
+                if let Some(tap) = &shared.tap {
+                    tap.stop();
+                }
+                Error::Spawn(e)
+            })?;
         let _ = shared.thread.set(handle.thread().clone());
         Ok(Self {
             owner: Some(Arc::new(Owner {
@@ -356,14 +387,26 @@ impl Observer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Ring { events });
-        Recorder::new(shared.wants, Sink::Own { ring, counts }, stats)
+        Recorder::new(
+            shared.wants,
+            shared.keeps,
+            Sink::Own { ring, counts },
+            stats,
+        )
+        .with_tap(shared.tap.as_ref().map(dnstap::Tap::recorder))
     }
 
     /// A recorder on the shared ring, for a task (a TCP connection),
     /// counting into `stats` (the block the TCP tasks share).
     pub fn task_recorder(&self, stats: Arc<WorkerStats>) -> Recorder {
         match &self.shared {
-            Some(shared) => Recorder::new(shared.wants, Sink::Tasks(shared.clone()), stats),
+            Some(shared) => Recorder::new(
+                shared.wants,
+                shared.keeps,
+                Sink::Tasks(shared.clone()),
+                stats,
+            )
+            .with_tap(shared.tap.as_ref().map(dnstap::Tap::task_recorder)),
             None => Recorder::counting(stats),
         }
     }
@@ -374,12 +417,36 @@ impl Observer {
         self.shared.as_ref().is_some_and(|s| s.wants.contains(d))
     }
 
-    /// Records one event from a task (a forwarded query's answer): its
-    /// time and latency already set.
-    pub fn record(&self, ev: QueryEvent) {
+    /// Records one event from a task (a forwarded query's answer, whose
+    /// query [`Recorder::forwarded`] recorded): its time and latency
+    /// already set; `response` is the answer the client got.
+    pub fn record(&self, ev: QueryEvent, response: &[u8]) {
         if let Some(shared) = &self.shared {
-            shared.push(std::slice::from_ref(&ev));
+            if let Some(tap) = &shared.tap {
+                let client = std::net::SocketAddr::new(ev.client, ev.port);
+                tap.answered(client, ev.transport, ev.time_us, response);
+            }
+            if shared.keeps.contains(ev.decision) {
+                shared.push(std::slice::from_ref(&ev));
+            }
         }
+    }
+
+    /// dnstap messages dropped so far: rings full, or no collector
+    /// (`dnstap_dropped`).
+    pub fn dnstap_dropped(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .and_then(|s| s.tap.as_ref())
+            .map_or(0, dnstap::Tap::dropped)
+    }
+
+    /// dnstap messages written to the collector so far.
+    pub fn dnstap_sent(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .and_then(|s| s.tap.as_ref())
+            .map_or(0, dnstap::Tap::sent)
     }
 
     /// The hit report, rows most recent first (`list` alone if given).
@@ -567,8 +634,12 @@ enum Sink {
 /// [`stats`](Self::stats) are the caller's counter block, which every
 /// query is counted in whatever is recorded.
 pub struct Recorder {
+    /// Decisions recorded at all (every one when dnstap is on).
     wants: Decisions,
+    /// Decisions whose events go to the ring.
+    keeps: Decisions,
     sink: Sink,
+    tap: Option<dnstap::TapRecorder>,
     pending: Vec<QueryEvent>,
     /// When the current batch (or message) arrived, µs since the epoch.
     stamp_us: u64,
@@ -579,17 +650,24 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    fn new(wants: Decisions, sink: Sink, stats: Arc<WorkerStats>) -> Self {
+    fn new(wants: Decisions, keeps: Decisions, sink: Sink, stats: Arc<WorkerStats>) -> Self {
         Self {
             wants,
+            keeps,
             sink,
             stats,
+            tap: None,
             // One recvmmsg batch; grows once if a caller records more.
             pending: Vec::with_capacity(32),
             stamp_us: 0,
             limited: 0,
             slipped: 0,
         }
+    }
+
+    fn with_tap(mut self, tap: Option<dnstap::TapRecorder>) -> Self {
+        self.tap = tap;
+        self
     }
 
     /// Records nothing, and counts into a block of its own that nobody
@@ -600,7 +678,7 @@ impl Recorder {
 
     /// Records nothing; counts into `stats`.
     pub fn counting(stats: Arc<WorkerStats>) -> Self {
-        Self::new(Decisions::NONE, Sink::Off, stats)
+        Self::new(Decisions::NONE, Decisions::NONE, Sink::Off, stats)
     }
 
     /// A recorder whose ring the caller drains itself (benches, tests).
@@ -609,7 +687,10 @@ impl Recorder {
         let (ring, events) = rtrb::RingBuffer::new(capacity.max(1));
         let counts = Arc::new(Counts::default());
         let stats = Arc::new(WorkerStats::new(false));
-        (Self::new(wants, Sink::Own { ring, counts }, stats), events)
+        (
+            Self::new(wants, wants, Sink::Own { ring, counts }, stats),
+            events,
+        )
     }
 
     /// The caller's counter block (`/metrics`).
@@ -639,14 +720,35 @@ impl Recorder {
     }
 
     /// Keeps `ev` for [`flush`](Self::flush). `query` and `response` are
-    /// the message bytes, for a dnstap sink (not yet built) to copy.
+    /// the message bytes, which dnstap (when on) copies; `response` is
+    /// ignored when `ev` says none was sent ([`NO_RCODE`]).
     #[inline]
-    pub fn record(&mut self, mut ev: QueryEvent, _query: &[u8], _response: &[u8]) {
+    pub fn record(&mut self, mut ev: QueryEvent, query: &[u8], response: &[u8]) {
         if !self.wants.contains(ev.decision) {
             return;
         }
         ev.time_us = self.stamp_us;
-        self.pending.push(ev);
+        if let Some(tap) = &mut self.tap {
+            let response = if ev.rcode == NO_RCODE {
+                &[][..]
+            } else {
+                response
+            };
+            let client = std::net::SocketAddr::new(ev.client, ev.port);
+            tap.record(client, ev.transport, ev.time_us, query, response);
+        }
+        if self.keeps.contains(ev.decision) {
+            self.pending.push(ev);
+        }
+    }
+
+    /// A query goes upstream: dnstap (when on) gets its CLIENT_QUERY now,
+    /// and its CLIENT_RESPONSE from [`Observer::record`] with the answer.
+    #[inline]
+    pub fn forwarded(&mut self, query: &[u8], client: std::net::SocketAddr, transport: Transport) {
+        if let Some(tap) = &mut self.tap {
+            tap.record(client, transport, self.stamp_us, query, &[]);
+        }
     }
 
     /// The rate limiter kept an answer from its client: sent empty with
@@ -667,6 +769,9 @@ impl Recorder {
     pub fn flush(&mut self) {
         if self.limited != 0 || self.slipped != 0 {
             self.count_limited();
+        }
+        if let Some(tap) = &mut self.tap {
+            tap.flush();
         }
         if self.pending.is_empty() {
             return;

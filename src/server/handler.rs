@@ -494,6 +494,7 @@ impl Handler {
         // the client sent after the question.
         let mut query = Vec::with_capacity(facts.question_end + OPT_LEN);
         query.extend_from_slice(pkt.get(..facts.question_end).unwrap_or(pkt));
+        rec.forwarded(pkt, client, proto.into());
         Outcome::Forward(Box::new(Forward {
             query,
             facts,
@@ -618,7 +619,7 @@ impl Handler {
             let now = crate::observe::now_us();
             ev.time_us = if *received_us == 0 { now } else { *received_us };
             ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
-            self.observe.record(ev);
+            self.observe.record(ev, out);
         }
     }
 

@@ -4,6 +4,7 @@
 mod access;
 mod blocking;
 mod cli;
+mod dnstap;
 mod forwarding;
 mod harness;
 mod http;
