@@ -78,7 +78,7 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
     Arc::new(
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
-            cache::Cache::new(config.cache_size),
+            cache::Cache::new(&config.cache),
             upstream::Upstream::new(&config.upstream),
         )
         .with_max_forwards(config.server.max_forwards),
