@@ -20,6 +20,14 @@
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
+//!
+//! Each decision is also handed, as a fixed-size [`QueryEvent`], to the
+//! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
+//! the [`Observer`] once the upstream answered (on either forward path):
+//! one `record` call per decision point, each behind a check of whether
+//! that decision is recorded at all. Rate-limited answers are not
+//! recorded, only counted ([`Recorder::limited`]): a limited flood would
+//! otherwise fill the query log that the limiter keeps quiet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -30,10 +38,11 @@ use arc_swap::ArcSwap;
 use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey, Found};
 use crate::matcher::{Lookup, NameKey};
+use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
-use crate::state::Snapshot;
+use crate::state::{ListSlot, Snapshot};
 use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
 
@@ -42,6 +51,15 @@ use crate::wire::{self, Rcode};
 pub enum Proto {
     Udp,
     Tcp,
+}
+
+impl From<Proto> for Transport {
+    fn from(p: Proto) -> Self {
+        match p {
+            Proto::Udp => Self::Udp,
+            Proto::Tcp => Self::Tcp,
+        }
+    }
 }
 
 /// What the caller does with a request.
@@ -62,6 +80,10 @@ pub struct Forward {
     facts: QueryFacts,
     name: NameKey,
     proto: Proto,
+    client: SocketAddr,
+    /// When the query arrived (µs since the epoch), for its record; 0 when
+    /// the caller's recorder keeps nothing.
+    received_us: u64,
 }
 
 impl Forward {
@@ -101,7 +123,7 @@ impl Reply for UdpReply {
         &mut self.job.query
     }
 
-    fn answer(mut self: Box<Self>, answer: Result<Vec<u8>, crate::upstream::Error>) {
+    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
         let mut out = Vec::new();
         self.handler.answer(&self.job, answer, &mut out);
         // Sent now, or with the other answers the same read brought.
@@ -136,6 +158,7 @@ pub struct Handler {
     /// Counts refused clients for the log; touched only on the refused path.
     refused: Mutex<RefusedLog>,
     started: Instant,
+    observe: Observer,
 }
 
 /// Forwarded queries waiting for the upstream at once, unless configured.
@@ -155,7 +178,20 @@ impl Handler {
             max_forwards: MAX_FORWARDS,
             refused: Mutex::new(RefusedLog::default()),
             started: Instant::now(),
+            observe: Observer::off(),
         }
+    }
+
+    /// Records decisions through `observer` (the query log, the hit report).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observe = observer;
+        self
+    }
+
+    /// Where decisions are recorded: serving threads and tasks take their
+    /// [`Recorder`] from here.
+    pub fn observer(&self) -> &Observer {
+        &self.observe
     }
 
     /// At most `n` forwarded queries wait for the upstream at once; one more
@@ -276,38 +312,61 @@ impl Handler {
     /// A client that may not ask: REFUSED with EDE 18, or nothing, and a
     /// count towards the log line about its network. The primary of one of
     /// our zone-transfer lists is heard for its NOTIFYs alone.
+    ///
+    /// Recorded as [`Decision::Refused`], with the question if it can be
+    /// read, RCODE REFUSED when that answer went out and no RCODE when
+    /// nothing did (`action = "drop"`, or a query too broken to answer).
     #[cold]
     fn refuse(
         &self,
         pkt: &[u8],
         client: SocketAddr,
+        proto: Proto,
         action: AccessAction,
         out: &mut Vec<u8>,
+        rec: &mut Recorder,
     ) -> Outcome {
         if is_notify(pkt) && self.notify.is_primary(client.ip()) {
             return self.notify(pkt, client, out);
         }
         self.log_refused(client.ip(), action);
-        match action {
+        let outcome = match action {
             AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
             AccessAction::Refuse | AccessAction::Drop => Outcome::Drop,
+        };
+        if rec.wants(Decision::Refused) {
+            // Only read for the record: an outsider's query is never served.
+            let question = query::parse(pkt).ok();
+            let (name, qtype) = match &question {
+                Some((facts, name)) => (Some(name), facts.qtype),
+                None => (None, 0),
+            };
+            let rcode = match outcome {
+                Outcome::Reply => Rcode::Refused as u16,
+                _ => NO_RCODE,
+            };
+            let ev = QueryEvent::new(Decision::Refused, client, proto.into(), name, qtype);
+            rec.record(ev.with_rcode(rcode), pkt, out);
         }
+        outcome
     }
 
-    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`.
+    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`;
+    /// the decision goes to `rec` (the caller sends the answer, then flushes it).
     pub fn handle(
         &self,
         pkt: &[u8],
         client: SocketAddr,
         proto: Proto,
         out: &mut Vec<u8>,
+        rec: &mut Recorder,
     ) -> Outcome {
         // One load of the rules for the whole request.
         let snap = self.state.load();
         // Who may ask, on the address alone, before a byte of the query is
         // read: an outsider gets the refusal and nothing else.
         if let Some(action) = snap.access.refuses(client.ip()) {
-            return self.refuse(pkt, client, action, out);
+            return self.refuse(pkt, client, proto, action, out, rec);
         }
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
         if is_notify(pkt) {
@@ -316,14 +375,18 @@ impl Handler {
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {
-                if reject == Reject::Drop {
+                if reject == Reject::Drop || !query::write_reject(pkt, reject, out) {
                     return Outcome::Drop;
                 }
-                return if query::write_reject(pkt, reject, out) {
-                    Outcome::Reply
-                } else {
-                    Outcome::Drop
-                };
+                if rec.wants(Decision::Error) {
+                    let rcode = match reject {
+                        Reject::BadVers { .. } => 16,
+                        _ => rcode_of(out),
+                    };
+                    let ev = QueryEvent::new(Decision::Error, client, proto.into(), None, 0);
+                    rec.record(ev.with_rcode(rcode), pkt, out);
+                }
+                return Outcome::Reply;
             }
         };
 
@@ -335,9 +398,13 @@ impl Handler {
                 Limit::Answer => {}
                 Limit::Slip => {
                     write_truncated(pkt, &facts, out);
+                    rec.limited(true);
                     return Outcome::Reply;
                 }
-                Limit::Drop => return Outcome::Drop,
+                Limit::Drop => {
+                    rec.limited(false);
+                    return Outcome::Drop;
+                }
             }
         }
 
@@ -346,23 +413,19 @@ impl Handler {
                 if let Some(policy) = snap.policy(hit.policy) {
                     policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
                     snap.count_block(policy);
-                    if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
-                        let list = snap
-                            .lists
-                            .get(policy.list)
-                            .map_or("?", |l| l.spec.name.as_str());
-                        tracing::info!(
-                            target: "embargo::blocked",
-                            client = %client.ip(),
-                            query = %name,
-                            qtype = %wire::TypeName(facts.qtype),
-                            list,
-                            entry = %name.suffix(hit.suffix),
-                            action = policy.action.as_str(),
-                            "blocked"
-                        );
-                    }
                     truncate_for(&facts, proto, out);
+                    if rec.wants(Decision::Blocked) {
+                        let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                        let ev = QueryEvent::new(
+                            Decision::Blocked,
+                            client,
+                            proto.into(),
+                            Some(&name),
+                            facts.qtype,
+                        );
+                        let ev = ev.with_block(slot, hit.suffix, policy.action);
+                        rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+                    }
                     return Outcome::Reply;
                 }
             }
@@ -374,6 +437,16 @@ impl Handler {
         if matches!(facts.qtype, 251 | 252) {
             start_response(pkt, &facts, Rcode::Refused, out);
             finish_plain(&facts, out);
+            if rec.wants(Decision::Refused) {
+                let ev = QueryEvent::new(
+                    Decision::Refused,
+                    client,
+                    proto.into(),
+                    Some(&name),
+                    facts.qtype,
+                );
+                rec.record(ev.with_rcode(Rcode::Refused as u16), pkt, out);
+            }
             return Outcome::Reply;
         }
 
@@ -384,9 +457,22 @@ impl Handler {
             Found::Miss => {}
             found => {
                 if found == Found::Refresh {
-                    self.prefetch(pkt, facts, &name);
+                    self.prefetch(pkt, facts, &name, client);
                 }
                 truncate_for(&facts, proto, out);
+                if rec.wants(Decision::Cached) {
+                    let ev = QueryEvent::new(
+                        Decision::Cached,
+                        client,
+                        proto.into(),
+                        Some(&name),
+                        facts.qtype,
+                    );
+                    let ev = ev
+                        .with_rcode(rcode_of(out))
+                        .with_stale(found == Found::Stale);
+                    rec.record(ev, pkt, out);
+                }
                 return Outcome::Reply;
             }
         }
@@ -401,6 +487,8 @@ impl Handler {
             facts,
             name,
             proto,
+            client,
+            received_us: rec.stamp_us(),
         }))
     }
 
@@ -410,7 +498,7 @@ impl Handler {
     /// UDP workers enter it; the TCP tasks run in it); without one, nothing
     /// is refreshed and the entry expires as it would have.
     #[cold]
-    fn prefetch(&self, pkt: &[u8], facts: QueryFacts, name: &NameKey) {
+    fn prefetch(&self, pkt: &[u8], facts: QueryFacts, name: &NameKey, client: SocketAddr) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.cache.prefetch_done();
             return;
@@ -421,11 +509,14 @@ impl Handler {
             name: name.clone(),
             // Nobody is answered: no size limit applies.
             proto: Proto::Tcp,
+            // The client whose hit started it; nothing is recorded for it.
+            client,
+            received_us: 0,
         };
         job.rewrite_for_upstream();
         let (cache, upstream) = (self.cache.clone(), self.upstream.clone());
         runtime.spawn(async move {
-            if let Ok(resp) = upstream.forward(&mut job.query).await
+            if let Ok((_, resp)) = upstream.forward(&mut job.query).await
                 && let Some(mut resp) = for_the_client(&resp, &job.facts)
             {
                 cache.insert(&CacheKey::new(&job.name, &job.facts), &mut resp);
@@ -482,43 +573,43 @@ impl Handler {
         None
     }
 
-    /// Writes into `out` what the client of `job` gets for `answer`, and
-    /// caches a good answer.
-    fn answer(
-        &self,
-        job: &Forward,
-        answer: Result<Vec<u8>, crate::upstream::Error>,
-        out: &mut Vec<u8>,
-    ) {
+    /// Writes into `out` what the client of `job` gets for `answer` (the
+    /// index of the upstream that gave it, and its bytes), caches a good
+    /// answer, and records the decision: both forward paths end here.
+    fn answer(&self, job: &Forward, answer: crate::upstream::Answered, out: &mut Vec<u8>) {
         let Forward {
             query,
             facts,
             name,
             proto,
+            client,
+            received_us,
         } = job;
         let (facts, proto) = (*facts, *proto);
-        let answer = answer.and_then(|resp| {
-            for_the_client(&resp, &facts).ok_or(crate::upstream::Error::Unparsable)
+        let answer = answer.and_then(|(i, resp)| {
+            for_the_client(&resp, &facts)
+                .map(|resp| (i, resp))
+                .ok_or(crate::upstream::Error::Unparsable)
         });
         // Every upstream failed, or answered SERVFAIL: an expired answer kept
         // for the question is better than none (RFC 8767).
         let failed = match &answer {
             Err(e) => Some(e.kind()),
-            Ok(resp) => wire::Header::parse(resp)
+            Ok((_, resp)) => wire::Header::parse(resp)
                 .is_some_and(|h| h.rcode() == Rcode::ServFail as u8)
                 .then_some("upstream answered SERVFAIL"),
         };
-        if let Some(why) = failed
-            && self
-                .cache
+        let stale = failed.is_some_and(|why| {
+            self.cache
                 .stale(&CacheKey::new(name, &facts), query, &facts, why, out)
-        {
-            tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why, "upstream failed: stale answer");
-            truncate_for(&facts, proto, out);
-            return;
-        }
+        });
+        let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         match answer {
-            Ok(mut resp) => {
+            _ if stale => {
+                tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why = failed.unwrap_or_default(), "upstream failed: stale answer");
+                truncate_for(&facts, proto, out);
+            }
+            Ok((_, mut resp)) => {
                 // Caching clamps its TTLs: this client sees what the next ones will.
                 self.cache.insert(&CacheKey::new(name, &facts), &mut resp);
                 out.clear();
@@ -543,6 +634,25 @@ impl Handler {
                     wire::push_opt(out, 0, edns.dnssec_ok, &ede);
                 }
             }
+        }
+        // A stale answer comes from the cache (marked stale), not the upstream.
+        let decision = match upstream {
+            _ if stale => Decision::Cached,
+            Some(_) => Decision::Allowed,
+            None => Decision::Error,
+        };
+        if self.observe.wants(decision) {
+            let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
+                .with_rcode(rcode_of(out))
+                .with_stale(stale);
+            if let Some(i) = upstream.filter(|_| !stale) {
+                ev = ev.with_upstream(i);
+            }
+            // A query recorded without a stamp (none was wanted then) gets its answer's time.
+            let now = crate::observe::now_us();
+            ev.time_us = if *received_us == 0 { now } else { *received_us };
+            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
+            self.observe.record(ev);
         }
     }
 

@@ -19,6 +19,22 @@ fn with_cache(up: &Upstream, cache: &str) -> String {
         .replace("timeout_ms = 1000", "timeout_ms = 400")
 }
 
+/// The query log's records, once it has at least `n` (waits up to 5 s).
+async fn log_records(e: &Embargo, n: usize) -> Vec<serde_json::Value> {
+    let path = e.dir().join("embargo-state/queries.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= n || Instant::now() > deadline {
+            return text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("{err}: {l}")))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn a_record(msg: &hickory_proto::op::Message) -> Option<std::net::Ipv4Addr> {
     msg.answers.iter().find_map(|r| match &r.data {
         RData::A(a) => Some(a.0),
@@ -78,7 +94,8 @@ async fn stale_answers_when_the_upstream_is_silent_then_servfail_past_stale_max(
         "stale-b 1 IN A 192.0.2.32".into(),
     ])
     .await;
-    let e = Embargo::start(&with_cache(&up, "size = 1000\nstale_max = \"4s\""), &[]).await;
+    let cfg = with_cache(&up, "size = 1000\nstale_max = \"4s\"") + "\n[log]\nqueries = \"all\"\n";
+    let e = Embargo::start(&cfg, &[]).await;
     let cached = Instant::now();
     let a = udp(e.addr, &query("stale-a.up.test.", RecordType::A, true)).await;
     assert_eq!(a.answers[0].ttl, 1);
@@ -108,6 +125,24 @@ async fn stale_answers_when_the_upstream_is_silent_then_servfail_past_stale_max(
     assert_eq!(ede(&again).map(|e| e.0), Some(3));
     assert_eq!(again.answers[0].ttl, 30);
     assert_eq!(up.count("stale-a.up.test"), asked, "not forwarded again");
+    // The query log says so: both stale answers (after the failed forward,
+    // and at once) are `cached` and `stale`; the fresh ones are not stale.
+    let log = log_records(&e, 5).await;
+    let of_a: Vec<(&str, bool)> = log
+        .iter()
+        .filter(|r| r["name"] == "stale-a.up.test")
+        .map(|r| (r["decision"].as_str().unwrap_or(""), r["stale"] == true))
+        .collect();
+    assert_eq!(
+        of_a,
+        [
+            ("allowed", false),
+            ("allowed", false),
+            ("cached", true),
+            ("cached", true)
+        ],
+        "{log:#?}"
+    );
     // Without EDNS: the stale answer and no OPT.
     let plain = udp(e.addr, &query("stale-a.up.test.", RecordType::A, false)).await;
     assert_eq!(a_record(&plain), Some("192.0.2.31".parse().expect("ip")));

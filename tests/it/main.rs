@@ -9,6 +9,7 @@ mod forwarding;
 mod harness;
 mod malformed;
 mod netns;
+mod observe;
 mod ofac;
 mod privileges;
 mod reload;
