@@ -746,6 +746,16 @@ impl Cache {
         s.insert(entry, now)
     }
 
+    /// The answers held and the bytes counted against `max_bytes` (fixed
+    /// tables included), for the metrics: each shard locked in turn.
+    pub fn usage(&self) -> crate::observe::metrics::CacheUsage {
+        let st = self.stats();
+        crate::observe::metrics::CacheUsage {
+            entries: st.entries as u64,
+            bytes: st.bytes as u64,
+        }
+    }
+
     /// What the cache holds and has done.
     pub fn stats(&self) -> CacheStats {
         let mut st = CacheStats {

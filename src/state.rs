@@ -6,7 +6,6 @@
 //! whole life, so a reload never changes the rules under a query in flight.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::access::{Access, RateLimiter};
@@ -16,7 +15,7 @@ use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 
 /// A list's number for the life of the process: what a query event and
-/// (later) per-worker counters carry instead of the list's name or its
+/// the per-worker block counters carry instead of the list's name or its
 /// place in one snapshot, which a reload may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListSlot(pub u16);
@@ -84,15 +83,14 @@ impl ListSlots {
     }
 }
 
-/// A loaded list: its configuration, what loading found, and its block counter.
+/// A loaded list: its configuration, what loading found, and its slot
+/// (where its blocks are counted: `observe::metrics`).
 #[derive(Debug)]
 pub struct ListInfo {
     pub spec: ListSpec,
     /// The list's number for the life of the process.
     pub slot: ListSlot,
     pub stats: ListStats,
-    /// Queries blocked by this list since the snapshot was built.
-    pub blocked: AtomicU64,
     /// Why the list is not (fully) in force, if it is not.
     pub note: Option<String>,
 }
@@ -119,6 +117,9 @@ pub struct Snapshot {
     /// The rate limiter, `None` when `[rate_limit]` is off. Shared by
     /// every worker; a reload that keeps its settings keeps its table.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// When this snapshot was built, seconds since the epoch: when its
+    /// local lists were last read.
+    pub loaded_at: u64,
 }
 
 /// Why a snapshot could not be built.
@@ -147,6 +148,7 @@ impl Snapshot {
             slots: Arc::default(),
             access: Access::default(),
             limiter: None,
+            loaded_at: unix_now(),
         }
     }
 
@@ -200,7 +202,6 @@ impl Snapshot {
                     slot: slots.slot(&spec.name),
                     spec: spec.clone(),
                     stats: ListStats::default(),
-                    blocked: AtomicU64::new(0),
                     note: Some("not downloaded yet".into()),
                 });
                 continue;
@@ -238,7 +239,6 @@ impl Snapshot {
                     slot: slots.slot(&spec.name),
                     spec: spec.clone(),
                     stats,
-                    blocked: AtomicU64::new(0),
                     note: None,
                 });
                 continue;
@@ -263,7 +263,6 @@ impl Snapshot {
                 slot: slots.slot(&spec.name),
                 spec: spec.clone(),
                 stats,
-                blocked: AtomicU64::new(0),
                 note: None,
             });
         }
@@ -330,6 +329,7 @@ impl Snapshot {
             slots,
             access: config.access.clone(),
             limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
+            loaded_at: unix_now(),
         })
     }
 
@@ -353,14 +353,6 @@ impl Snapshot {
     #[inline]
     pub fn list_of(&self, policy: &Policy) -> Option<&ListInfo> {
         self.lists.get(policy.list)
-    }
-
-    /// Counts a block against its list.
-    #[inline]
-    pub fn count_block(&self, policy: &Policy) {
-        if let Some(l) = self.lists.get(policy.list) {
-            l.blocked.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -386,6 +378,13 @@ fn push_policy(
         text,
     ));
     Some(PolicyId(id))
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Lines in a file (0 if unreadable: loading reports that properly).

@@ -35,6 +35,7 @@ pub struct FileSpec {
     pub hits: Option<Spanned<Shaped<super::observe::HitsSpec>>>,
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
+    pub http: Option<Spanned<Shaped<super::http::HttpSpec>>>,
 }
 
 /// The `[[lists]]` tables, each of which may turn out not to be a table.

@@ -11,6 +11,7 @@ mod access;
 mod cache;
 mod error;
 mod file;
+mod http;
 mod list;
 mod observe;
 mod run_as;
@@ -20,6 +21,7 @@ mod upstream;
 pub use cache::CacheConfig;
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
+pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
 pub use run_as::{Account, RunAs};
@@ -94,6 +96,8 @@ pub struct Config {
     pub access: crate::access::Access,
     /// How fast (`[rate_limit]`).
     pub rate_limit: crate::access::RateLimit,
+    /// Metrics, health checks and the JSON API (`[http]`).
+    pub http: HttpConfig,
     /// Valid settings that deserve a word (`validate` prints them, `run` logs them).
     pub warnings: Vec<Problem>,
 }
@@ -466,7 +470,8 @@ impl Checker<'_> {
             None => Vec::new(),
         };
 
-        let access = self.access_settings(spec.access, spec.rate_limit);
+        let mut access = self.access_settings(spec.access, spec.rate_limit);
+        let http = self.http_settings(spec.http, &mut access.warnings);
 
         if !self.problems.is_empty() {
             return Err(Error::Invalid(self.problems));
@@ -475,6 +480,7 @@ impl Checker<'_> {
             access: access.access,
             rate_limit: access.rate_limit,
             warnings: access.warnings,
+            http,
             path: self.path.to_path_buf(),
             state_dir,
             listen,
@@ -987,6 +993,9 @@ mod tests {
         ("rate_limit", "ipv6_prefix", "56.0",                  "the number 56.0",              "a whole number of bits"),
         ("rate_limit", "exempt",      r#""127.0.0.1""#,        r#"the string "127.0.0.1""#,    "a list of networks"),
         ("rate_limit", "table_size",  r#""64k""#,              r#"the string "64k""#,          "a whole number of client prefixes to track"),
+        ("http",     "listen",        "8053",                  "the number 8053",              "an address to listen on"),
+        ("http",     "token",         "12345",                 "the number 12345",             "a secret of at least 16 characters"),
+        ("http",     "token_file",    "true",                  "true",                         "a file path"),
     ];
 
     /// Serde's words, which the operator never wrote and should never read.

@@ -1,4 +1,17 @@
-//! What each query became, recorded without slowing the query down.
+//! What each query became, recorded without slowing the query down: the
+//! counters behind `/metrics` ([`metrics`]), and the query log and hit
+//! report (this module, [`querylog`], [`hits`]).
+//!
+//! ```text
+//!  UDP worker N ──► WorkerStats[N]  (plain load + store: one writer)  ┐
+//!  TCP tasks    ──► WorkerStats tcp (fetch_add: many writers)         ├─ summed only when
+//!  upstream     ──► its own stats per server (fetch_add)              ┘  /metrics is scraped
+//!  series::keep, once a second ──► the last hour per second (the dashboard's chart)
+//! ```
+//!
+//! Every query is counted ([`WorkerStats`], reached through the caller's
+//! [`Recorder`]); the records below are kept only as `[log]` and `[hits]`
+//! say.
 //!
 //! ```text
 //!  UDP worker ──► Recorder ─► its own SPSC ring ───────────┐
@@ -34,10 +47,13 @@
 
 pub mod event;
 pub mod hits;
+pub mod metrics;
 pub mod querylog;
+pub mod series;
 
 pub use event::{Decision, Decisions, NO_RCODE, QueryEvent, Transport, rcode_of};
 pub use hits::{HitRow, HitsFile, ListSummary};
+pub use metrics::WorkerStats;
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -54,7 +70,7 @@ use hits::HitReport;
 use querylog::{ClientView, Formatter, LogOut, RotatingFile};
 
 /// Records kept for `/api/log`.
-const LATEST: usize = 1000;
+pub const LATEST: usize = 1000;
 /// How long the thread sleeps when there was nothing to do, at first and at most.
 const NAP: Duration = Duration::from_millis(5);
 const NAP_MAX: Duration = Duration::from_millis(40);
@@ -322,10 +338,11 @@ impl Observer {
         })
     }
 
-    /// A recorder with a ring of its own, for one UDP worker thread.
-    pub fn recorder(&self) -> Recorder {
+    /// A recorder with a ring of its own, for one UDP worker thread,
+    /// counting into `stats` (that worker's own block).
+    pub fn recorder(&self, stats: Arc<WorkerStats>) -> Recorder {
         let Some(shared) = &self.shared else {
-            return Recorder::off();
+            return Recorder::counting(stats);
         };
         let (ring, events) = rtrb::RingBuffer::new(shared.capacity);
         let counts = Arc::new(Counts::default());
@@ -339,14 +356,15 @@ impl Observer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Ring { events });
-        Recorder::new(shared.wants, Sink::Own { ring, counts })
+        Recorder::new(shared.wants, Sink::Own { ring, counts }, stats)
     }
 
-    /// A recorder on the shared ring, for a task (a TCP connection).
-    pub fn task_recorder(&self) -> Recorder {
+    /// A recorder on the shared ring, for a task (a TCP connection),
+    /// counting into `stats` (the block the TCP tasks share).
+    pub fn task_recorder(&self, stats: Arc<WorkerStats>) -> Recorder {
         match &self.shared {
-            Some(shared) => Recorder::new(shared.wants, Sink::Tasks(shared.clone())),
-            None => Recorder::off(),
+            Some(shared) => Recorder::new(shared.wants, Sink::Tasks(shared.clone()), stats),
+            None => Recorder::counting(stats),
         }
     }
 
@@ -386,19 +404,37 @@ impl Observer {
         }
     }
 
-    /// The latest query log records (at most `limit`, newest first), as JSON.
+    /// The hit report's lists, with the clients each holds and evicted:
+    /// the report's summary without its rows (`/metrics`).
+    pub fn hit_summary(&self) -> Vec<ListSummary> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        let view = shared.view();
+        view.hits
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.summary(&shared.slots))
+    }
+
+    /// The decisions whose records reach the query log and [`latest`](Self::latest)
+    /// (`[log] queries`).
+    pub fn logged(&self) -> Decisions {
+        self.shared.as_ref().map_or(Decisions::NONE, |s| s.logs)
+    }
+
+    /// The latest query log records (at most `limit`, newest first), as JSON:
+    /// the last [`LATEST`] the observer kept, whether or not the log is
+    /// written to a file.
     pub fn latest(&self, limit: usize) -> Vec<String> {
         let Some(shared) = &self.shared else {
             return Vec::new();
         };
-        let events: Vec<QueryEvent> = shared
-            .view()
-            .latest
-            .iter()
-            .rev()
-            .take(limit)
-            .copied()
-            .collect();
+        let mut events: Vec<QueryEvent> = shared.view().latest.iter().rev().copied().collect();
+        // Kept in the order the rings were drained, one worker's ring after
+        // another: newest first means by arrival (a stable sort keeps the
+        // order within a batch, which shares its stamp).
+        events.sort_by_key(|e| std::cmp::Reverse(e.time_us));
+        events.truncate(limit);
         let mut f = Formatter::new(
             LogFormat::Json,
             shared.clients.clone(),
@@ -527,7 +563,9 @@ enum Sink {
 /// One serving thread's or task's way in: [`begin`](Self::begin) when
 /// queries arrive, [`record`](Self::record) at each decision,
 /// [`flush`](Self::flush) once the answers are sent. Never blocks; the
-/// events of a batch wait in a small buffer of its own.
+/// events of a batch wait in a small buffer of its own. Its
+/// [`stats`](Self::stats) are the caller's counter block, which every
+/// query is counted in whatever is recorded.
 pub struct Recorder {
     wants: Decisions,
     sink: Sink,
@@ -537,13 +575,15 @@ pub struct Recorder {
     /// Rate-limited answers (dropped, truncated) since the last flush.
     limited: u32,
     slipped: u32,
+    stats: Arc<WorkerStats>,
 }
 
 impl Recorder {
-    fn new(wants: Decisions, sink: Sink) -> Self {
+    fn new(wants: Decisions, sink: Sink, stats: Arc<WorkerStats>) -> Self {
         Self {
             wants,
             sink,
+            stats,
             // One recvmmsg batch; grows once if a caller records more.
             pending: Vec::with_capacity(32),
             stamp_us: 0,
@@ -552,9 +592,15 @@ impl Recorder {
         }
     }
 
-    /// Records nothing.
+    /// Records nothing, and counts into a block of its own that nobody
+    /// reads (tools, benches, fuzzing).
     pub fn off() -> Self {
-        Self::new(Decisions::NONE, Sink::Off)
+        Self::counting(Arc::new(WorkerStats::new(false)))
+    }
+
+    /// Records nothing; counts into `stats`.
+    pub fn counting(stats: Arc<WorkerStats>) -> Self {
+        Self::new(Decisions::NONE, Sink::Off, stats)
     }
 
     /// A recorder whose ring the caller drains itself (benches, tests).
@@ -562,7 +608,14 @@ impl Recorder {
     pub fn detached(wants: Decisions, capacity: usize) -> (Self, rtrb::Consumer<QueryEvent>) {
         let (ring, events) = rtrb::RingBuffer::new(capacity.max(1));
         let counts = Arc::new(Counts::default());
-        (Self::new(wants, Sink::Own { ring, counts }), events)
+        let stats = Arc::new(WorkerStats::new(false));
+        (Self::new(wants, Sink::Own { ring, counts }, stats), events)
+    }
+
+    /// The caller's counter block (`/metrics`).
+    #[inline]
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
     }
 
     /// Queries arrived: stamps them with the time (one clock read per batch).
@@ -600,6 +653,7 @@ impl Recorder {
     /// TC=1 (`truncated`) or not at all. Counted, never recorded one by one.
     #[inline]
     pub fn limited(&mut self, truncated: bool) {
+        self.stats.count_limited(truncated);
         if truncated {
             self.slipped += 1;
         } else {

@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod forwarding;
 mod harness;
+mod http;
 mod malformed;
 mod netns;
 mod observe;
