@@ -244,5 +244,72 @@ fn request_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, lookups, building, request_path);
+/// An upstream answer for `query` (ID 0): the question and one A record
+/// with TTL 300, and our OPT when the query has one.
+fn upstream_answer(query: &[u8], facts: &embargo::policy::QueryFacts) -> Vec<u8> {
+    let mut a = query[..facts.question_end].to_vec();
+    a[0] = 0;
+    a[1] = 0;
+    a[2] = 0x81;
+    a[3] = 0x80;
+    a[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+    a.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+    if let Some(e) = facts.edns {
+        embargo::wire::push_opt(&mut a, 0, e.dnssec_ok, &[]);
+    }
+    a
+}
+
+/// A cached answer through the whole handler (access, parse, matcher miss
+/// over 1M names, cache hit and its patches), and the cache's own `get`.
+fn cached_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = domains(1_000_000, 7);
+    std::fs::write(dir.path().join("list.txt"), names.join("\n")).expect("list");
+    let handler = bench_handler(dir.path(), "");
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    query.extend_from_slice(b"\x03www\x0bbench-cache\x04test\x00\x00\x01\x00\x01");
+    query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let (facts, name) = embargo::query::parse(&query).expect("query");
+    let key = embargo::cache::CacheKey::new(&name, &facts);
+    handler
+        .cache()
+        .insert(&key, &mut upstream_answer(&query, &facts));
+    let mut out = Vec::with_capacity(1500);
+    let mut off = Recorder::off();
+    let o = handler.handle(
+        &query,
+        client,
+        embargo::server::Proto::Udp,
+        &mut out,
+        &mut off,
+    );
+    assert!(
+        matches!(o, embargo::server::Outcome::Reply) && out[7] == 1,
+        "answered from the cache"
+    );
+    c.bench_function("handle/cached-a-edns-1M", |b| {
+        b.iter(|| {
+            let o = handler.handle(
+                black_box(&query),
+                client,
+                embargo::server::Proto::Udp,
+                &mut out,
+                &mut off,
+            );
+            black_box((o, out.len()))
+        })
+    });
+    c.bench_function("cache/get-hit", |b| {
+        b.iter(|| {
+            let found = handler
+                .cache()
+                .get(black_box(&key), &query, &facts, &mut out);
+            black_box((found, out.len()))
+        })
+    });
+}
+
+criterion_group!(benches, lookups, building, request_path, cached_path);
 criterion_main!(benches);

@@ -89,7 +89,7 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handle
     Ok(Arc::new(
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
-            cache::Cache::new(config.cache_size),
+            cache::Cache::new(&config.cache),
             upstream::Upstream::new(&config.upstream),
         )
         .with_max_forwards(config.server.max_forwards)

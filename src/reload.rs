@@ -229,7 +229,7 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         || old.run_as.names() != new.run_as.names()
         || old.server != new.server
         || old.upstream != new.upstream
-        || old.cache_size != new.cache_size
+        || old.cache != new.cache
         || old.http != new.http
     {
         tracing::warn!(

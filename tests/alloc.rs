@@ -203,3 +203,60 @@ fn access_and_rate_limit_allocate_nothing() {
     assert_eq!(n, 0, "refusals allocated");
     assert_eq!(out[3] & 0x0f, 5, "REFUSED");
 }
+
+/// Issue 12: a cache hit through the handler (lookup, sketch, copy, TTL
+/// and header patches), recorded as every decision is with `[log] queries
+/// = "all"`, allocates nothing either.
+#[test]
+fn cached_answers_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("l.txt"), "seized.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n[cache]\nsize = 1000\n[log]\nqueries = \"all\"\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    assert!(
+        handler.observer().wants(embargo::observe::Decision::Cached),
+        "cached answers are recorded"
+    );
+    let stats = std::sync::Arc::new(embargo::server::WorkerStats::default());
+    let mut rec = handler.observer().recorder(stats);
+    let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(b"\x03www\x06cached\x07example\x00\x00\x01\x00\x01");
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let (facts, name) = embargo::query::parse(&q).expect("query");
+    // What the upstream would have said: one A record, TTL 300, our OPT.
+    let mut answer = q[..facts.question_end].to_vec();
+    answer[2] = 0x81;
+    answer[3] = 0x80;
+    answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+    answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+    embargo::wire::push_opt(&mut answer, 0, false, &[]);
+    handler
+        .cache()
+        .insert(&embargo::cache::CacheKey::new(&name, &facts), &mut answer);
+    let mut out = Vec::with_capacity(1500);
+    rec.begin();
+    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+    rec.flush();
+    let (n, answered) = allocations(|| {
+        (0..100)
+            .filter(|_| {
+                rec.begin();
+                let o = handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+                rec.flush();
+                matches!(o, embargo::server::Outcome::Reply)
+            })
+            .count()
+    });
+    assert_eq!(n, 0, "cached answers and their records allocated");
+    assert_eq!(answered, 100);
+    assert_eq!(&out[6..8], &[0, 1], "the cached A record");
+    assert_eq!(handler.cache().stats().hits, 101);
+}

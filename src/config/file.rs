@@ -26,7 +26,7 @@ use toml::Spanned;
 pub struct FileSpec {
     pub server: Option<Spanned<Shaped<ServerSpec>>>,
     pub upstream: Option<Spanned<Shaped<UpstreamSpec>>>,
-    pub cache: Option<Spanned<Shaped<CacheSpec>>>,
+    pub cache: Option<Spanned<Shaped<super::cache::CacheSpec>>>,
     pub block: Option<Spanned<Shaped<BlockSpec>>>,
     pub lists: Option<Spanned<Shaped<ListTables>>>,
     pub allow: Option<Spanned<Shaped<AllowSpec>>>,
@@ -77,13 +77,6 @@ pub struct UpstreamSpec {
     pub strategy: Option<Value>,
     pub ca_file: Option<Value>,
     pub udp_sockets: Option<Value>,
-}
-
-/// `[cache]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheSpec {
-    pub size: Option<Value>,
 }
 
 /// `[block]`
@@ -250,7 +243,6 @@ macro_rules! tables {
 tables!(
     ServerSpec,
     UpstreamSpec,
-    CacheSpec,
     BlockSpec,
     ListFileSpec,
     AllowSpec,

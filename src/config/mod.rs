@@ -8,6 +8,7 @@
 //! works wherever the server is started from.
 
 mod access;
+mod cache;
 mod dnstap;
 mod error;
 mod file;
@@ -18,6 +19,7 @@ mod run_as;
 mod server;
 mod upstream;
 
+pub use cache::CacheConfig;
 pub use dnstap::{DnstapConfig, DnstapTarget};
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
@@ -80,8 +82,8 @@ pub struct Config {
     /// Workers and bounds (`[server]` keys other than `listen`).
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
-    /// Answers cached; 0 disables the cache.
-    pub cache_size: usize,
+    /// The answer cache's bounds and TTL rules (`[cache]`).
+    pub cache: CacheConfig,
     pub block: BlockConfig,
     pub lists: Vec<ListSpec>,
     pub allow_domains: Vec<AllowDomain>,
@@ -381,18 +383,7 @@ impl Checker<'_> {
 
         let upstream = self.upstream(&upstream);
 
-        let cache_size = cache
-            .size
-            .as_ref()
-            .and_then(|s| {
-                self.whole(
-                    "cache.size",
-                    s,
-                    "answers to cache",
-                    0..=i128::try_from(usize::MAX).unwrap_or(i128::MAX),
-                )
-            })
-            .unwrap_or(10_000);
+        let cache = self.cache_settings(&cache);
 
         let defaults = BlockConfig::default();
         let block = BlockConfig {
@@ -501,7 +492,7 @@ impl Checker<'_> {
             run_as,
             server: server_config,
             upstream,
-            cache_size,
+            cache,
             block,
             lists,
             allow_domains,
@@ -847,7 +838,7 @@ mod tests {
         assert_eq!(c.upstream.servers[1].transport, Transport::Tcp);
         assert_eq!(c.upstream.servers[2].addr.port(), 53);
         assert_eq!(c.upstream.strategy, Strategy::Failover);
-        assert_eq!(c.cache_size, 10_000);
+        assert_eq!(c.cache, CacheConfig::default());
         assert_eq!(
             c.lists[0].source,
             Source::File("/etc/embargo/lists/l.txt".into())
@@ -961,6 +952,12 @@ mod tests {
         ("upstream", "ca_file",       "[]",                    "an empty array",               "a PEM file path"),
         ("upstream", "udp_sockets",   r#""many""#,             r#"the string "many""#,         "a whole number of sockets"),
         ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),
+        ("cache",    "max_bytes",     r#""64MiB""#,            r#"the string "64MiB""#,        "a whole number of bytes"),
+        ("cache",    "min_ttl",       r#""1m""#,               r#"the string "1m""#,           "a whole number of seconds"),
+        ("cache",    "max_ttl",       "86400.0",               "the number 86400.0",           "a whole number of seconds"),
+        ("cache",    "negative_ttl_max", "[3600]",             "an array",                     "a whole number of seconds"),
+        ("cache",    "stale_max",     "86400",                 "the number 86400",             r#"a duration such as "1d""#),
+        ("cache",    "prefetch",      r#""yes""#,              r#"the string "yes""#,          "true or false"),
         ("block",    "action",        "5",                     "the number 5",                 r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#),
         ("block",    "sinkhole_ipv4", "0",                     "the number 0",                 "an IPv4 address"),
         ("block",    "sinkhole_ipv6", r#"["::"]"#,             "an array",                     "an IPv6 address"),
@@ -1130,7 +1127,7 @@ mod tests {
             shown,
             [
                 "bad.toml:2:14: upstream.timeout_ms: expected a whole number of milliseconds (1 to 60000), got the number 0",
-                "bad.toml:4:8: cache.size: expected a whole number of answers to cache (0 or more), got the number -5",
+                "bad.toml:4:8: cache.size: expected a whole number of answers to cache (0 to 10000000), got the number -5",
                 "bad.toml:6:7: block.ttl: expected a whole number of seconds (0 to 4294967295), got the number -1",
                 "bad.toml:10:15: lists[1].max_size_mb: expected a whole number of megabytes (1 or more), got the number 0",
                 "bad.toml:14:15: lists[2].max_size_mb: expected a whole number of megabytes (1 or more), got the number -1",

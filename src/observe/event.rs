@@ -129,6 +129,9 @@ pub struct QueryEvent {
     pub list: ListSlot,
     pub transport: Transport,
     pub decision: Decision,
+    /// A [`Decision::Cached`] answer served past its expiry because every
+    /// upstream failed (RFC 8767 serve-stale, TTL 30, EDE 3).
+    pub stale: bool,
     /// The blocking policy's action.
     pub action: Option<Action>,
     /// Index of the upstream that answered (`[upstream] servers`), or [`NO_UPSTREAM`].
@@ -163,6 +166,7 @@ impl QueryEvent {
             list: ListSlot::NONE,
             transport,
             decision,
+            stale: false,
             action: None,
             upstream: NO_UPSTREAM,
             entry: NO_ENTRY,
@@ -190,6 +194,13 @@ impl QueryEvent {
     #[inline]
     pub fn with_rcode(mut self, rcode: u16) -> Self {
         self.rcode = rcode;
+        self
+    }
+
+    /// Marks a cached answer as stale (see [`QueryEvent::stale`]).
+    #[inline]
+    pub fn with_stale(mut self, stale: bool) -> Self {
+        self.stale = stale;
         self
     }
 

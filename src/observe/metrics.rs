@@ -529,7 +529,7 @@ pub fn render(s: &Scrape<'_>) -> String {
     t.family(
         "embargo_cache_bytes",
         "gauge",
-        "Bytes of answers in the cache (the answers themselves, without the map's overhead).",
+        "Bytes the cache holds, as counted against cache.max_bytes: its fixed tables and every entry.",
     );
     t.sample("embargo_cache_bytes", &[], s.cache.bytes);
 

@@ -3,7 +3,7 @@
 //! is rotated by size (or to standard output).
 //!
 //! ```text
-//! {"time":"2026-11-29T21:30:31.123Z","client":"127.0.0.1","port":53124,"proto":"udp","name":"www.seized.example","type":"A","decision":"blocked","list":"seized","entry":"seized.example","action":"nxdomain","rcode":"NXDOMAIN","upstream":null,"latency_us":3}
+//! {"time":"2026-11-29T21:30:31.123Z","client":"127.0.0.1","port":53124,"proto":"udp","name":"www.seized.example","type":"A","decision":"blocked","stale":false,"list":"seized","entry":"seized.example","action":"nxdomain","rcode":"NXDOMAIN","upstream":null,"latency_us":3}
 //! 2026-11-29T21:30:31.123Z 127.0.0.1#53124 udp www.seized.example A blocked list=seized entry=seized.example action=nxdomain rcode=NXDOMAIN latency_us=3
 //! ```
 //!
@@ -164,7 +164,12 @@ impl Formatter {
         }
         out.extend_from_slice(b",\"decision\":\"");
         out.extend_from_slice(ev.decision.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"list\":");
+        out.extend_from_slice(if ev.stale {
+            b"\",\"stale\":true"
+        } else {
+            b"\",\"stale\":false"
+        });
+        out.extend_from_slice(b",\"list\":");
         match self.list(ev.list) {
             Some((_, json)) => out.extend_from_slice(json),
             None => out.extend_from_slice(b"null"),
@@ -237,6 +242,9 @@ impl Formatter {
         }
         out.push(b' ');
         out.extend_from_slice(ev.decision.as_str().as_bytes());
+        if ev.stale {
+            out.extend_from_slice(b" stale");
+        }
         if ev.list != ListSlot::NONE {
             out.extend_from_slice(b" list=");
             match self.list(ev.list) {
@@ -532,10 +540,10 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         assert_eq!(
             text.trim_end(),
-            r#"{"time":"2026-11-29T21:30:31.123Z","client":"127.0.0.1","port":53124,"proto":"udp","name":"www.seized.example","type":"TXT","decision":"blocked","list":"doj-dprk","entry":"seized.example","action":"nxdomain","rcode":"NXDOMAIN","upstream":null,"latency_us":3}"#
+            r#"{"time":"2026-11-29T21:30:31.123Z","client":"127.0.0.1","port":53124,"proto":"udp","name":"www.seized.example","type":"TXT","decision":"blocked","stale":false,"list":"doj-dprk","entry":"seized.example","action":"nxdomain","rcode":"NXDOMAIN","upstream":null,"latency_us":3}"#
         );
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        assert_eq!(v.as_object().map(|o| o.len()), Some(13));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(14));
     }
 
     #[test]

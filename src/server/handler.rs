@@ -12,9 +12,11 @@
 //!    decided inside the same lookup);
 //! 5. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
-//! 6. cache → the stored answer;
+//! 6. cache → the stored answer (and, for a popular answer about to
+//!    expire, a background refresh: [`Handler::prefetch`]);
 //! 7. otherwise hand a [`Forward`] to the caller, which awaits
-//!    [`Handler::forward`] off the socket loop.
+//!    [`Handler::forward`] off the socket loop; when every upstream fails,
+//!    an expired answer still kept is better than SERVFAIL (RFC 8767).
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
@@ -37,7 +39,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::access::{AccessAction, Limit, RefusedLog};
-use crate::cache::{Cache, CacheKey};
+use crate::cache::{Cache, CacheKey, Found};
 use crate::matcher::{Lookup, NameKey};
 use crate::observe::metrics::{self, WorkerStats};
 use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
@@ -151,7 +153,8 @@ impl Drop for UdpReply {
 /// Decides and answers queries; shared by every socket.
 pub struct Handler {
     state: Arc<ArcSwap<Snapshot>>,
-    cache: Cache,
+    /// Shared with the background refreshes ([`Handler::prefetch`]).
+    cache: Arc<Cache>,
     upstream: Arc<Upstream>,
     notify: Arc<NotifyTargets>,
     /// Bounds the forwards in flight: a flood of random names must not take
@@ -175,7 +178,7 @@ impl Handler {
     pub fn new(state: Arc<ArcSwap<Snapshot>>, cache: Cache, upstream: Upstream) -> Self {
         Self {
             state,
-            cache,
+            cache: Arc::new(cache),
             upstream: Arc::new(upstream),
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
@@ -256,6 +259,12 @@ impl Handler {
             out.extend_from_slice(pkt.get(wire::HEADER_LEN..end).unwrap_or(&[]));
         }
         Outcome::Reply
+    }
+
+    /// The answer cache (for its size in the metrics, its statistics, and
+    /// for tests and benches that fill it).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     /// The rules in force.
@@ -466,24 +475,33 @@ impl Handler {
             return Outcome::Reply;
         }
 
-        if self
+        match self
             .cache
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
         {
-            rec.stats()
-                .count_query(proto as usize, facts.qtype, metrics::Decision::Cached);
-            truncate_for(&facts, proto, out);
-            if rec.wants(Decision::Cached) {
-                let ev = QueryEvent::new(
-                    Decision::Cached,
-                    client,
-                    proto.into(),
-                    Some(&name),
-                    facts.qtype,
-                );
-                rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+            Found::Miss => {}
+            found => {
+                if found == Found::Refresh {
+                    self.prefetch(pkt, facts, &name, client);
+                }
+                rec.stats()
+                    .count_query(proto as usize, facts.qtype, metrics::Decision::Cached);
+                truncate_for(&facts, proto, out);
+                if rec.wants(Decision::Cached) {
+                    let ev = QueryEvent::new(
+                        Decision::Cached,
+                        client,
+                        proto.into(),
+                        Some(&name),
+                        facts.qtype,
+                    );
+                    let ev = ev
+                        .with_rcode(rcode_of(out))
+                        .with_stale(found == Found::Stale);
+                    rec.record(ev, pkt, out);
+                }
+                return Outcome::Reply;
             }
-            return Outcome::Reply;
         }
 
         rec.stats()
@@ -505,8 +523,42 @@ impl Handler {
         }))
     }
 
+    /// A popular answer is about to expire ([`Found::Refresh`]): asks the
+    /// upstreams for it again on a task of its own, no client waiting, so
+    /// that the next client still finds it cached. Needs the runtime (the
+    /// UDP workers enter it; the TCP tasks run in it); without one, nothing
+    /// is refreshed and the entry expires as it would have.
+    #[cold]
+    fn prefetch(&self, pkt: &[u8], facts: QueryFacts, name: &NameKey, client: SocketAddr) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.cache.prefetch_done();
+            return;
+        };
+        let mut job = Forward {
+            query: pkt.get(..facts.question_end).unwrap_or(pkt).to_vec(),
+            facts,
+            name: name.clone(),
+            // Nobody is answered: no size limit applies.
+            proto: Proto::Tcp,
+            // The client whose hit started it; nothing is recorded for it.
+            client,
+            received_us: 0,
+        };
+        job.rewrite_for_upstream();
+        let (cache, upstream) = (self.cache.clone(), self.upstream.clone());
+        runtime.spawn(async move {
+            if let Ok((_, resp)) = upstream.forward(&mut job.query).await
+                && let Some(mut resp) = for_the_client(&resp, &job.facts)
+            {
+                cache.insert(&CacheKey::new(&job.name, &job.facts), &mut resp);
+            }
+            cache.prefetch_done();
+        });
+    }
+
     /// Step 5: asks the upstreams, caches the answer, and writes what the
-    /// client gets into `out` (SERVFAIL when no upstream answered in time).
+    /// client gets into `out` (SERVFAIL when no upstream answered in time,
+    /// unless a stale answer may be served).
     pub async fn forward(&self, mut job: Box<Forward>, out: &mut Vec<u8>) {
         job.rewrite_for_upstream();
         let answer = match self.inflight.try_acquire() {
@@ -566,20 +618,31 @@ impl Handler {
         } = job;
         let (facts, proto) = (*facts, *proto);
         let answer = answer.and_then(|(i, resp)| {
-            wire::replace_opt(&resp, facts.edns.map(|e| e.dnssec_ok))
+            for_the_client(&resp, &facts)
                 .map(|resp| (i, resp))
                 .ok_or(crate::upstream::Error::Unparsable)
         });
+        // Every upstream failed, or answered SERVFAIL: an expired answer kept
+        // for the question is better than none (RFC 8767).
+        let failed = match &answer {
+            Err(e) => Some(e.kind()),
+            Ok((_, resp)) => wire::Header::parse(resp)
+                .is_some_and(|h| h.rcode() == Rcode::ServFail as u8)
+                .then_some("upstream answered SERVFAIL"),
+        };
+        let stale = failed.is_some_and(|why| {
+            self.cache
+                .stale(&CacheKey::new(name, &facts), query, &facts, why, out)
+        });
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         match answer {
+            _ if stale => {
+                tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why = failed.unwrap_or_default(), "upstream failed: stale answer");
+                truncate_for(&facts, proto, out);
+            }
             Ok((_, mut resp)) => {
-                // We are the client's recursive resolver: RA set, and AA clear
-                // even when the upstream is authoritative (as unbound and BIND do).
-                if let Some(flags) = resp.get_mut(2..4) {
-                    flags[0] &= !0x04;
-                    flags[1] |= 0x80;
-                }
-                self.cache.insert(&CacheKey::new(name, &facts), &resp);
+                // Caching clamps its TTLs: this client sees what the next ones will.
+                self.cache.insert(&CacheKey::new(name, &facts), &mut resp);
                 out.clear();
                 out.extend_from_slice(&resp);
                 wire::put_u16(out, 0, facts.id);
@@ -605,14 +668,17 @@ impl Handler {
                 }
             }
         }
+        // A stale answer comes from the cache (marked stale), not the upstream.
         let decision = match upstream {
+            _ if stale => Decision::Cached,
             Some(_) => Decision::Allowed,
             None => Decision::Error,
         };
         if self.observe.wants(decision) {
             let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
-                .with_rcode(rcode_of(out));
-            if let Some(i) = upstream {
+                .with_rcode(rcode_of(out))
+                .with_stale(stale);
+            if let Some(i) = upstream.filter(|_| !stale) {
                 ev = ev.with_upstream(i);
             }
             // A query recorded without a stamp (none was wanted then) gets its answer's time.
@@ -621,11 +687,6 @@ impl Handler {
             ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
             self.observe.record(ev, out);
         }
-    }
-
-    /// The answer cache (for its size in the metrics).
-    pub fn cache(&self) -> &Cache {
-        &self.cache
     }
 
     /// The upstreams (for their counters, and the readiness probe).
@@ -644,6 +705,19 @@ impl Handler {
         let all = u32::try_from(self.max_forwards).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(limit, self.inflight.acquire_many(all)).await;
     }
+}
+
+/// An upstream's answer as our clients get it and the cache keeps it: its
+/// OPT replaced by ours (`wire::replace_opt`), RA set and AA clear, since we
+/// are the client's recursive resolver even when the upstream is
+/// authoritative (as unbound and BIND do). `None` when it cannot be walked.
+fn for_the_client(resp: &[u8], facts: &QueryFacts) -> Option<Vec<u8>> {
+    let mut resp = wire::replace_opt(resp, facts.edns.map(|e| e.dnssec_ok))?;
+    if let Some(flags) = resp.get_mut(2..4) {
+        flags[0] &= !0x04;
+        flags[1] |= 0x80;
+    }
+    Some(resp)
 }
 
 /// Whether the message is a NOTIFY request (QR clear, OPCODE 4).

@@ -56,12 +56,24 @@ allowed.seized       IN A 192.0.2.77
     ),
 ];
 
+/// How a harness upstream behaves now (see [`Upstream::set_outage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outage {
+    /// Answers from its zones.
+    None,
+    /// Counts each query and answers nothing (in time): a dead server.
+    Silent,
+    /// Answers SERVFAIL to everything: a resolver that cannot resolve.
+    ServFail,
+}
+
 /// Counts queries per name and delegates to the catalog, after `delay`
-/// (an upstream that answers slowly).
+/// (an upstream that answers slowly), unless an outage is staged.
 struct Counting {
     catalog: Catalog,
     seen: Arc<Mutex<Vec<String>>>,
     delay: Duration,
+    outage: Arc<Mutex<Outage>>,
 }
 
 #[async_trait::async_trait]
@@ -77,6 +89,23 @@ impl RequestHandler for Counting {
         }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
+        }
+        let outage = self.outage.lock().map_or(Outage::None, |o| *o);
+        match outage {
+            Outage::None => {}
+            // Far longer than any test's upstream timeout; the answer that
+            // comes after it is for a query long given up on.
+            Outage::Silent => tokio::time::sleep(Duration::from_secs(60)).await,
+            Outage::ServFail => {
+                use hickory_server::zone_handler::MessageResponseBuilder;
+                let msg = MessageResponseBuilder::from_message_request(request)
+                    .error_msg(&request.metadata, hickory_proto::op::ResponseCode::ServFail);
+                let mut response = response;
+                return match response.send_response(msg).await {
+                    Ok(info) => info,
+                    Err(e) => panic!("the upstream could not send SERVFAIL: {e}"),
+                };
+            }
         }
         self.catalog.handle_request::<R, T>(request, response).await
     }
@@ -95,6 +124,7 @@ pub(crate) struct Upstream {
     /// The CA that signed the DoT/DoH certificate, PEM (for `ca_file`).
     pub(crate) ca_pem: Option<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    outage: Arc<Mutex<Outage>>,
     _server: Server<Counting>,
 }
 
@@ -147,10 +177,12 @@ impl Upstream {
             catalog.upsert(name.into(), vec![Arc::new(zone)]);
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let outage = Arc::new(Mutex::new(Outage::None));
         let mut server = Server::new(Counting {
             catalog,
             seen: seen.clone(),
             delay,
+            outage: outage.clone(),
         });
         let (udp, tcp) = bind_pair().await;
         let addr = udp.local_addr().expect("addr");
@@ -191,6 +223,7 @@ impl Upstream {
             handshakes,
             ca_pem: cert.map(|c| c.ca_pem.clone()),
             seen,
+            outage,
             _server: server,
         }
     }
@@ -201,6 +234,13 @@ impl Upstream {
             .lock()
             .map(|s| s.iter().filter(|n| *n == name).count())
             .unwrap_or(0)
+    }
+
+    /// Stages an outage (or ends it): queries are still counted.
+    pub(crate) fn set_outage(&self, outage: Outage) {
+        if let Ok(mut o) = self.outage.lock() {
+            *o = outage;
+        }
     }
 
     /// Every name the upstream was asked.

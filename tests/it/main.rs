@@ -3,6 +3,7 @@
 
 mod access;
 mod blocking;
+mod cache;
 mod cli;
 mod dnstap;
 mod forwarding;

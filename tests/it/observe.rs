@@ -133,7 +133,7 @@ async fn blocked_queries_over_udp_and_tcp_are_logged_as_json_with_every_field() 
     assert_eq!(u["rcode"], "NXDOMAIN");
     assert!(u["upstream"].is_null());
     assert!(u["latency_us"].as_u64().is_some());
-    assert_eq!(u.as_object().map(|o| o.len()), Some(13), "{u}");
+    assert_eq!(u.as_object().map(|o| o.len()), Some(14), "{u}");
 
     let t = find(&recs, "a.b.sanctioned.example", "blocked");
     assert_time_is_rfc3339_ms(t);

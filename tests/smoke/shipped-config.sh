@@ -57,7 +57,7 @@ else
 fi
 # The query log's latest records and the live hit report, on the same listener.
 if latest="$(curl -sf 'http://127.0.0.1:8053/api/log?limit=10')" \
-  && grep -q '"name":"seized.example","type":"A","decision":"blocked","list":"example-reserved"' <<<"$latest"; then
+  && grep -q '"name":"seized.example","type":"A","decision":"blocked","stale":false,"list":"example-reserved"' <<<"$latest"; then
   echo "smoke: ok   /api/log has the block"
 else
   echo "smoke: FAIL /api/log has no record of the block: $latest"; fail=1
@@ -75,7 +75,7 @@ grep -q "blocked.*list=example-reserved entry=seized.example" <<<"$checked" \
 kill -TERM $pid
 wait $pid || { echo "smoke: FAIL exit status $? after SIGTERM"; fail=1; }
 tail -n +"$((before + 1))" "$qlog" 2>/dev/null \
-  | grep '"name":"seized.example","type":"A","decision":"blocked","list":"example-reserved","entry":"seized.example","action":"nxdomain","rcode":"NXDOMAIN"' >/dev/null \
+  | grep '"name":"seized.example","type":"A","decision":"blocked","stale":false,"list":"example-reserved","entry":"seized.example","action":"nxdomain","rcode":"NXDOMAIN"' >/dev/null \
   || { echo "smoke: FAIL no query log record for the block in $qlog"; fail=1; }
 "$BIN" hits -c config/embargo.toml | grep "^example-reserved  *127.0.0.1 " >/dev/null \
   || { echo "smoke: FAIL embargo hits shows no client of example-reserved"; fail=1; }
