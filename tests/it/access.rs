@@ -327,12 +327,14 @@ async fn rate_limit_answers_a_burst_then_slips_every_second_limited_query() {
         assert!(m.answers.is_empty() && m.authorities.is_empty());
         assert!(m.edns.is_some(), "OPT kept, as in any truncated answer");
     }
-    // Limited queries did no work upstream.
+    // Limited queries did no work upstream. Distinct names: on a loaded
+    // machine a forward may be sent once more before its answer arrives.
     let forwarded = up
         .seen()
         .iter()
         .filter(|n| n.starts_with('n') && n.ends_with(".up.test"))
-        .count();
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     assert_eq!(forwarded, full.len(), "{:?}", up.seen());
     e.stop().await;
 }
@@ -494,7 +496,7 @@ async fn access_and_rate_limit_apply_on_reload() {
     )
     .expect("config");
     let names: Vec<String> = (0..10).map(|_| "www.seized.example.".to_string()).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (full, truncated) = burst(e.addr, &names).await;
         if full.len() < names.len() {
@@ -514,7 +516,7 @@ async fn access_and_rate_limit_apply_on_reload() {
         config(up.addr, "[access]\nallow = [\"10.0.0.0/8\"]\n"),
     )
     .expect("config");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let bytes = q.to_vec().expect("encode");
     loop {
         // Until the reload lands the limiter may still drop or slip it.
