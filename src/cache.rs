@@ -57,6 +57,9 @@ impl CacheKey {
 
 struct Entry {
     bytes: Box<[u8]>,
+    /// The answer's CNAME chain passes through a name some client group
+    /// blocks: each hit is inspected again for the asking client's group.
+    inspect: bool,
     stored: Instant,
     expires: Instant,
     ttl_offsets: Box<[u16]>,
@@ -67,6 +70,16 @@ struct Shard {
     map: HashMap<Box<[u8]>, Entry>,
     /// Insertion order, for evicting the oldest when full.
     order: VecDeque<Box<[u8]>>,
+}
+
+/// A cached answer was written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    /// As it is, for any client.
+    Plain,
+    /// Its CNAME chain must be inspected for the client's group
+    /// ([`Cache::insert_marked`]).
+    Inspect,
 }
 
 /// A bounded cache of upstream answers.
@@ -96,21 +109,22 @@ impl Cache {
 
     /// Writes the cached answer for `key` into `out`, with the ID and question
     /// of `query` and TTLs reduced by the time spent in the cache.
-    pub fn get(&self, key: &CacheKey, query: &[u8], q: &QueryFacts, out: &mut Vec<u8>) -> bool {
-        let Some(shard) = self.shard(key.as_bytes()) else {
-            return false;
-        };
+    pub fn get(
+        &self,
+        key: &CacheKey,
+        query: &[u8],
+        q: &QueryFacts,
+        out: &mut Vec<u8>,
+    ) -> Option<Hit> {
+        let shard = self.shard(key.as_bytes())?;
         let now = Instant::now();
-        let Ok(mut shard) = shard.lock() else {
-            return false;
-        };
-        let Some(entry) = shard.map.get(key.as_bytes()) else {
-            return false;
-        };
+        let mut shard = shard.lock().ok()?;
+        let entry = shard.map.get(key.as_bytes())?;
         if entry.expires <= now {
             shard.map.remove(key.as_bytes());
-            return false;
+            return None;
         }
+        let hit = if entry.inspect { Hit::Inspect } else { Hit::Plain };
         out.clear();
         out.extend_from_slice(&entry.bytes);
         let elapsed = now.duration_since(entry.stored).as_secs() as u32;
@@ -138,12 +152,19 @@ impl Cache {
         ) {
             dst.copy_from_slice(src);
         }
-        true
+        Some(hit)
     }
 
     /// Stores an upstream answer if it may be cached (RFC 2308 for negative
     /// answers: only with an SOA, for min(SOA TTL, SOA MINIMUM)).
     pub fn insert(&self, key: &CacheKey, response: &[u8]) {
+        self.insert_marked(key, response, false);
+    }
+
+    /// [`Cache::insert`], marking the entry for inspection on every hit
+    /// (`inspect`): its CNAME chain passes through a name that some client
+    /// groups block and others do not.
+    pub fn insert_marked(&self, key: &CacheKey, response: &[u8], inspect: bool) {
         if response.len() > MAX_ENTRY_BYTES {
             return;
         }
@@ -165,6 +186,7 @@ impl Cache {
         let now = Instant::now();
         let entry = Entry {
             bytes,
+            inspect,
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
             ttl_offsets: ttl_offsets.into(),
@@ -263,9 +285,11 @@ mod tests {
         let (f, name) = facts(&q);
         let key = CacheKey::new(&name, &f);
         let mut out = Vec::new();
-        assert!(!cache.get(&key, &q, &f, &mut out));
+        assert_eq!(cache.get(&key, &q, &f, &mut out), None);
         cache.insert(&key, &answer(300));
-        assert!(cache.get(&key, &q, &f, &mut out));
+        assert_eq!(cache.get(&key, &q, &f, &mut out), Some(Hit::Plain));
+        cache.insert_marked(&key, &answer(300), true);
+        assert_eq!(cache.get(&key, &q, &f, &mut out), Some(Hit::Inspect));
         assert_eq!(&out[..2], &[0xab, 0xcd]);
         assert_eq!(&out[13..16], b"WWW");
         assert_eq!(wire::u32_at(&out, out.len() - 10), Some(300));
@@ -290,7 +314,7 @@ mod tests {
         let key = CacheKey::new(&name, &f);
         let off = Cache::new(0);
         off.insert(&key, &answer(300));
-        assert!(!off.get(&key, &q, &f, &mut Vec::new()));
+        assert!(off.get(&key, &q, &f, &mut Vec::new()).is_none());
         let small = Cache::new(1);
         let total: usize = small
             .shards
@@ -318,9 +342,9 @@ mod tests {
         let fits = big(MAX_ENTRY_BYTES - answer(300).len() - 11);
         assert_eq!(fits.len(), MAX_ENTRY_BYTES);
         cache.insert(&key, &fits);
-        assert!(cache.get(&key, &q, &f, &mut Vec::new()));
+        assert!(cache.get(&key, &q, &f, &mut Vec::new()).is_some());
         let other = Cache::new(10);
         other.insert(&key, &big(MAX_ENTRY_BYTES));
-        assert!(!other.get(&key, &q, &f, &mut Vec::new()));
+        assert!(other.get(&key, &q, &f, &mut Vec::new()).is_none());
     }
 }

@@ -37,9 +37,11 @@
 
 pub mod access;
 pub mod cache;
+pub mod cname;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod groups;
 pub mod lists;
 pub mod matcher;
 pub mod policy;

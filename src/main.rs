@@ -13,7 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use embargo::access::{AccessAction, Judgement};
 use embargo::config::Config;
 use embargo::matcher::{Lookup, NameKey};
-use embargo::state::Snapshot;
+use embargo::state::{Snapshot, Verdict};
 
 /// A DNS forwarder that refuses seized, sanctioned and threat domains and
 /// tells you which list refused them.
@@ -44,7 +44,8 @@ enum Command {
     /// Say whether each name is blocked, by which list and entry, or allowed.
     Check {
         /// Say first whether this client address would be answered at all
-        /// ([access] and [rate_limit]); a refused client gets no name.
+        /// ([access] and [rate_limit]); a refused client gets no name. With
+        /// [[groups]], say its group and answer each name for that group.
         #[arg(long, value_name = "IP")]
         client: Option<IpAddr>,
         /// Domain names to check.
@@ -350,6 +351,25 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
         println!("{line}");
         not_answered = word;
     }
+    let group = match client {
+        Some(ip) => snap.groups.of(ip).1,
+        None => snap.groups.default_group(),
+    };
+    if snap.groups.configured() && not_answered.is_none() {
+        match client {
+            Some(ip) => match snap.groups.network_of(ip) {
+                Some(net) => println!("client {ip}: group {} ({net})", group.name),
+                None => println!(
+                    "client {ip}: group {} (in no group's networks)",
+                    group.name
+                ),
+            },
+            None => println!(
+                "group {} (clients in no group's networks; --client IP for another)",
+                group.name
+            ),
+        }
+    }
     for text in names {
         let key = match NameKey::from_text(text, true) {
             Ok(k) => k,
@@ -364,15 +384,28 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
             println!("{key}\t{word}\tclient not allowed");
             continue;
         }
-        match snap.set.lookup(&key) {
-            Lookup::Miss => println!("{key}\tallowed"),
-            Lookup::Allowed { suffix } => {
+        match snap.verdict(&key, group) {
+            Verdict::Miss => match snap.set.lookup(&key) {
+                // Listed, but by lists this client's group does not apply.
+                Lookup::Blocked(hit) if snap.groups.configured() => {
+                    let lists: Vec<&str> = snap
+                        .lists_of(hit.policy)
+                        .iter()
+                        .map(|l| l.spec.name.as_str())
+                        .collect();
+                    println!(
+                        "{key}\tallowed\tgroup {} does not apply {} (entry {})",
+                        group.name,
+                        lists.join(", "),
+                        key.suffix(hit.suffix)
+                    );
+                }
+                _ => println!("{key}\tallowed"),
+            },
+            Verdict::Allowed { suffix } => {
                 println!("{key}\tallowed\tallowlist entry {}", key.suffix(suffix));
             }
-            Lookup::Blocked(hit) => {
-                let Some(policy) = snap.policy(hit.policy) else {
-                    continue;
-                };
+            Verdict::Blocked { policy, suffix } => {
                 let Some(list) = snap.lists.get(policy.list) else {
                     continue;
                 };
@@ -380,7 +413,7 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
                 println!(
                     "{key}\tblocked\tlist={} entry={} action={} ede={} ({})\n\twhy: {}",
                     list.spec.name,
-                    key.suffix(hit.suffix),
+                    key.suffix(suffix),
                     policy.action.as_str(),
                     policy.ede.code(),
                     policy.ede.as_str(),

@@ -33,6 +33,7 @@ pub struct FileSpec {
     pub state: Option<Spanned<Shaped<StateSpec>>>,
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
+    pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,
 }
 
 /// The `[[lists]]` tables, each of which may turn out not to be a table.
@@ -114,6 +115,7 @@ pub struct ListFileSpec {
     pub max_size_mb: Option<Value>,
     pub max_shrink: Option<Value>,
     pub tsig: Option<Value>,
+    pub inspect_cname: Option<Value>,
 }
 
 /// `[allow]`

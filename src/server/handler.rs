@@ -9,12 +9,16 @@
 //!    empty one with TC=1; before the lookup, so a limited flood does no
 //!    work upstream either;
 //! 4. allowlist and blocklist, one matcher lookup (allow wins, so it is
-//!    decided inside the same lookup);
+//!    decided inside the same lookup); with `[[groups]]`, the client's
+//!    group (one search of its address) says which lists it sees and
+//!    which policy answers;
 //! 5. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
-//! 6. cache → the stored answer;
+//! 6. cache → the stored answer (one whose CNAME chain some groups block
+//!    is inspected again for this client's group);
 //! 7. otherwise hand a [`Forward`] to the caller, which awaits
-//!    [`Handler::forward`] off the socket loop.
+//!    [`Handler::forward`] off the socket loop; its answer's CNAME chain
+//!    is inspected ([`crate::cname`]) before it is cached and sent.
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
@@ -26,12 +30,14 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::access::{AccessAction, Limit, RefusedLog};
-use crate::cache::{Cache, CacheKey};
-use crate::matcher::{Lookup, NameKey};
+use crate::cache::{Cache, CacheKey, Hit};
+use crate::cname::{self, Through};
+use crate::groups::Group;
+use crate::matcher::NameKey;
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
-use crate::state::Snapshot;
+use crate::state::{Snapshot, Verdict};
 use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
 
@@ -60,6 +66,10 @@ pub struct Forward {
     facts: QueryFacts,
     name: NameKey,
     proto: Proto,
+    /// Whose query: its group decides what the answer's CNAME chain may lead to.
+    client: SocketAddr,
+    /// The name is allowlisted: its answer's chain is not inspected.
+    allowed: bool,
 }
 
 impl Forward {
@@ -332,34 +342,35 @@ impl Handler {
             }
         }
 
-        match snap.set.lookup(&name) {
-            Lookup::Blocked(hit) => {
-                if let Some(policy) = snap.policy(hit.policy) {
-                    policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
-                    snap.count_block(policy);
-                    if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
-                        let list = snap
-                            .lists
-                            .get(policy.list)
-                            .map_or("?", |l| l.spec.name.as_str());
-                        tracing::info!(
-                            target: "embargo::blocked",
-                            client = %client.ip(),
-                            query = %name,
-                            qtype = %wire::TypeName(facts.qtype),
-                            list,
-                            entry = %name.suffix(hit.suffix),
-                            action = policy.action.as_str(),
-                            "blocked"
-                        );
-                    }
-                    truncate_for(&facts, proto, out);
-                    return Outcome::Reply;
+        // Without [[groups]] this is the default group, with no search.
+        let (_, group) = snap.groups.of(client.ip());
+        let allowed = match snap.verdict(&name, group) {
+            Verdict::Blocked { policy, suffix } => {
+                policy.respond(pkt, &facts, wire::HEADER_LEN + suffix, out);
+                snap.count_block(policy);
+                if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
+                    let list = snap
+                        .lists
+                        .get(policy.list)
+                        .map_or("?", |l| l.spec.name.as_str());
+                    tracing::info!(
+                        target: "embargo::blocked",
+                        client = %client.ip(),
+                        group = group.name.as_str(),
+                        query = %name,
+                        qtype = %wire::TypeName(facts.qtype),
+                        list,
+                        entry = %name.suffix(suffix),
+                        action = policy.action.as_str(),
+                        "blocked"
+                    );
                 }
+                truncate_for(&facts, proto, out);
+                return Outcome::Reply;
             }
-            Lookup::Allowed { .. } | Lookup::Miss => {}
-        }
-        drop(snap);
+            Verdict::Allowed { .. } => true,
+            Verdict::Miss => false,
+        };
 
         // Zone transfers are for secondaries of a real primary, not a forwarder.
         if matches!(facts.qtype, 251 | 252) {
@@ -368,13 +379,25 @@ impl Handler {
             return Outcome::Reply;
         }
 
-        if self
+        match self
             .cache
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
         {
-            truncate_for(&facts, proto, out);
-            return Outcome::Reply;
+            None => {}
+            Some(hit) => {
+                // Only with [[groups]]: a chain that some groups block.
+                if hit == Hit::Inspect
+                    && !allowed
+                    && let Some(through) = cname::inspect(out, &snap, group)
+                {
+                    through.respond(pkt, &facts, out);
+                    self.blocked_through(&snap, &through, &name, &facts, client, group);
+                }
+                truncate_for(&facts, proto, out);
+                return Outcome::Reply;
+            }
         }
+        drop(snap);
 
         // Only the header and question are kept (`forward` sends no more):
         // a forward in flight holds at most ~300 bytes of query, whatever
@@ -386,7 +409,40 @@ impl Handler {
             facts,
             name,
             proto,
+            client,
+            allowed,
         }))
+    }
+
+    /// Counts and logs a block found in an answer's CNAME chain.
+    fn blocked_through(
+        &self,
+        snap: &Snapshot,
+        through: &Through<'_>,
+        name: &NameKey,
+        facts: &QueryFacts,
+        client: SocketAddr,
+        group: &Group,
+    ) {
+        snap.count_block(through.policy);
+        if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
+            let list = snap
+                .lists
+                .get(through.policy.list)
+                .map_or("?", |l| l.spec.name.as_str());
+            tracing::info!(
+                target: "embargo::blocked",
+                client = %client.ip(),
+                group = group.name.as_str(),
+                query = %name,
+                qtype = %wire::TypeName(facts.qtype),
+                list,
+                entry = %through.name.suffix(through.suffix),
+                action = through.policy.action.as_str(),
+                via = %format_args!("{} {} -> {}", through.kind, through.owner, through.target),
+                "blocked"
+            );
+        }
     }
 
     /// Step 5: asks the upstreams, caches the answer, and writes what the
@@ -449,6 +505,8 @@ impl Handler {
             facts,
             name,
             proto,
+            client,
+            allowed,
         } = job;
         let (facts, proto) = (*facts, *proto);
         let answer = answer.and_then(|resp| {
@@ -463,7 +521,34 @@ impl Handler {
                     flags[0] &= !0x04;
                     flags[1] |= 0x80;
                 }
-                self.cache.insert(&CacheKey::new(name, &facts), &resp);
+                let key = CacheKey::new(name, &facts);
+                // The rules now in force, and the client's group under them.
+                let snap = self.state.load();
+                let (_, group) = snap.groups.of(client.ip());
+                let through = if *allowed {
+                    None
+                } else {
+                    cname::inspect(&resp, &snap, group)
+                };
+                if let Some(through) = through {
+                    through.respond(query, &facts, out);
+                    self.blocked_through(&snap, &through, name, &facts, *client, group);
+                    if snap.groups.configured() {
+                        // Other groups may not block it: keep the chain,
+                        // to be inspected again for each client's group.
+                        self.cache.insert_marked(&key, &resp, true);
+                    } else {
+                        // Every client gets this verdict: keep it, not the chain.
+                        self.cache.insert(&key, out);
+                    }
+                    truncate_for(&facts, proto, out);
+                    return;
+                }
+                let marked = snap.groups.configured()
+                    && !*allowed
+                    && cname::blocked_for_some_group(&resp, &snap);
+                drop(snap);
+                self.cache.insert_marked(&key, &resp, marked);
                 out.clear();
                 out.extend_from_slice(&resp);
                 wire::put_u16(out, 0, facts.id);
