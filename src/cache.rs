@@ -124,7 +124,11 @@ impl Cache {
             shard.map.remove(key.as_bytes());
             return None;
         }
-        let hit = if entry.inspect { Hit::Inspect } else { Hit::Plain };
+        let hit = if entry.inspect {
+            Hit::Inspect
+        } else {
+            Hit::Plain
+        };
         out.clear();
         out.extend_from_slice(&entry.bytes);
         let elapsed = now.duration_since(entry.stored).as_secs() as u32;

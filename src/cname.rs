@@ -143,8 +143,7 @@ pub fn inspect<'a>(resp: &[u8], snap: &'a Snapshot, group: &Group) -> Option<Thr
 /// for the asking client's group.
 pub fn blocked_for_some_group(resp: &[u8], snap: &Snapshot) -> bool {
     chain(resp).any(|(_, owner, target, _)| {
-        snap.any_group_blocks_through_cname(&target)
-            || snap.any_group_blocks_through_cname(&owner)
+        snap.any_group_blocks_through_cname(&target) || snap.any_group_blocks_through_cname(&owner)
     })
 }
 
@@ -197,7 +196,10 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            ["CNAME a.up.test b.up.test 60", "DNAME up.test other.example 62"]
+            [
+                "CNAME a.up.test b.up.test 60",
+                "DNAME up.test other.example 62"
+            ]
         );
         for cut in 0..a.len() {
             let _ = chain(&a[..cut]).count();

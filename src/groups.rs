@@ -21,9 +21,12 @@
 //! networks are, are flattened into sorted, disjoint ranges of addresses,
 //! each carrying the group of the most specific network that covers it. A
 //! client is one binary search over the range starts (4 steps for 8
-//! groups, 11 for a thousand networks), with no allocation and no cache to
-//! keep per worker: `benches/matcher.rs` measures it against a direct-mapped
-//! cache's cost.
+//! groups, 11 for a thousand networks) in a few cache lines shared
+//! read-only by every worker, with no allocation. A per-worker cache of
+//! address → group (as the issue first sketched) would cost a hash and a
+//! compare per query too, and would miss for a flood of distinct sources
+//! (65,536 addresses), so there is none. Without `[[groups]]` nothing is
+//! searched: [`Groups::of`] is one branch.
 
 use std::net::IpAddr;
 
@@ -129,9 +132,7 @@ fn search<T: Copy + Ord>(starts: &[T], groups: &[GroupIndex], x: T) -> GroupInde
 /// Networks are nested or disjoint, so a sweep in order of first address
 /// (wider first on a tie) with a stack of the enclosing ones gives each
 /// range the innermost network's group.
-fn flatten<T: Addr>(
-    mut nets: Vec<(T, T, u8, GroupIndex)>,
-) -> (Box<[T]>, Box<[GroupIndex]>) {
+fn flatten<T: Addr>(mut nets: Vec<(T, T, u8, GroupIndex)>) -> (Box<[T]>, Box<[GroupIndex]>) {
     if nets.is_empty() {
         return (Box::new([]), Box::new([]));
     }
@@ -160,7 +161,11 @@ fn flatten<T: Addr>(
 
 /// Pops the networks of `stack` that end before `upto` (all of them for
 /// `None`), marking where each enclosing network's group resumes.
-fn close<T: Addr>(stack: &mut Vec<(T, GroupIndex)>, out: &mut Vec<(T, GroupIndex)>, upto: Option<T>) {
+fn close<T: Addr>(
+    stack: &mut Vec<(T, GroupIndex)>,
+    out: &mut Vec<(T, GroupIndex)>,
+    upto: Option<T>,
+) {
     while let Some(&(last, _)) = stack.last() {
         if upto.is_some_and(|lo| last >= lo) {
             break;
@@ -195,7 +200,12 @@ pub struct Group {
 
 impl Group {
     /// A group; its tables are filled by [`Group::set_answers`].
-    pub fn new(name: String, clients: Vec<Cidr>, lists: Vec<usize>, action: Option<Action>) -> Self {
+    pub fn new(
+        name: String,
+        clients: Vec<Cidr>,
+        lists: Vec<usize>,
+        action: Option<Action>,
+    ) -> Self {
         Self {
             name,
             clients,
@@ -393,10 +403,19 @@ mod tests {
     #[test]
     fn clients_in_no_network_are_in_the_default_group_and_unconfigured_groups_search_nothing() {
         let g = |name: &str, clients: &[&str]| {
-            Group::new(name.into(), clients.iter().map(|c| net(c)).collect(), vec![0], None)
+            Group::new(
+                name.into(),
+                clients.iter().map(|c| net(c)).collect(),
+                vec![0],
+                None,
+            )
         };
         let groups = Groups::new(
-            vec![g("servers", &["10.1.0.0/16"]), g(DEFAULT, &[]), g("lab", &["10.1.9.0/24"])],
+            vec![
+                g("servers", &["10.1.0.0/16"]),
+                g(DEFAULT, &[]),
+                g("lab", &["10.1.9.0/24"]),
+            ],
             1,
             true,
         );
@@ -413,7 +432,10 @@ mod tests {
     /// that random networks nest and touch often.
     fn small_net() -> impl Strategy<Value = Cidr> {
         (0u32..256, 24u8..=32).prop_map(|(host, prefix)| {
-            Cidr::new(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | host)), prefix)
+            Cidr::new(
+                IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | host)),
+                prefix,
+            )
         })
     }
 

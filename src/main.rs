@@ -359,10 +359,7 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
         match client {
             Some(ip) => match snap.groups.network_of(ip) {
                 Some(net) => println!("client {ip}: group {} ({net})", group.name),
-                None => println!(
-                    "client {ip}: group {} (in no group's networks)",
-                    group.name
-                ),
+                None => println!("client {ip}: group {} (in no group's networks)", group.name),
             },
             None => println!(
                 "group {} (clients in no group's networks; --client IP for another)",

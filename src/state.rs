@@ -259,8 +259,7 @@ impl Snapshot {
 
         // Shared names become policy sets when a client group or a list
         // that does not inspect CNAMEs may need a list other than the first.
-        let needs_sets =
-            !config.groups.is_empty() || config.lists.iter().any(|l| !l.inspect_cname);
+        let needs_sets = !config.groups.is_empty() || config.lists.iter().any(|l| !l.inspect_cname);
         let policy_ids = policies.len();
         let mut sets: Vec<Vec<PolicyId>> = Vec::new();
         let (set, dups) = if needs_sets {
@@ -270,9 +269,7 @@ impl Snapshot {
                 if let Some(id) = interned.get(run) {
                     return *id;
                 }
-                let id = u16::try_from(policy_ids + sets.len())
-                    .ok()
-                    .filter(|id| *id <= PolicyId::MAX);
+                let id = u16::try_from(policy_ids + sets.len()).ok();
                 let Some(id) = id.map(PolicyId) else {
                     if !warned {
                         tracing::warn!("too many distinct sets of lists sharing names: the rest answer as their first list, for every group");
@@ -475,7 +472,10 @@ fn build_groups(
                 policies.get(p).is_some_and(|policy| {
                     lists.binary_search(&policy.list).is_ok()
                         && (!through_cname
-                            || config.lists.get(policy.list).is_some_and(|l| l.inspect_cname))
+                            || config
+                                .lists
+                                .get(policy.list)
+                                .is_some_and(|l| l.inspect_cname))
                 })
             })?;
             let policy = policies.get(p)?;
@@ -497,7 +497,7 @@ fn build_groups(
 }
 
 /// Adds a policy for list `index` answering with `action` and the EDE text
-/// `text`; `None` once the 12-bit policy ids are used up.
+/// `text`; `None` once the 16-bit policy ids are used up.
 fn push_policy(
     policies: &mut Vec<Policy>,
     index: usize,
@@ -505,9 +505,7 @@ fn push_policy(
     action: Action,
     text: &str,
 ) -> Option<PolicyId> {
-    let id = u16::try_from(policies.len())
-        .ok()
-        .filter(|v| *v <= PolicyId::MAX)?;
+    let id = u16::try_from(policies.len()).ok()?;
     policies.push(Policy::new(
         index,
         action,

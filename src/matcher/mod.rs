@@ -496,7 +496,11 @@ mod tests {
             seen.push(p.to_vec());
             PolicyId(100)
         });
-        assert_eq!(seen, [vec![PolicyId(2), PolicyId(5)]], "allow is never merged");
+        assert_eq!(
+            seen,
+            [vec![PolicyId(2), PolicyId(5)]],
+            "allow is never merged"
+        );
         assert_eq!(s.len(), 3);
         assert_eq!((dups[2], dups[5]), (1, 2));
         let policy = |n: &str| match s.lookup(&key(n)) {
@@ -505,7 +509,10 @@ mod tests {
         };
         assert_eq!(policy("www.both.example"), Some(PolicyId(100)));
         assert_eq!(policy("one.example"), Some(PolicyId(5)));
-        assert!(matches!(s.lookup(&key("ok.example")), Lookup::Allowed { .. }));
+        assert!(matches!(
+            s.lookup(&key("ok.example")),
+            Lookup::Allowed { .. }
+        ));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 mod access;
 mod blocking;
 mod cli;
+mod cname;
 mod forwarding;
+mod groups;
 mod harness;
 mod malformed;
 mod netns;
