@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::matcher::{MAX_KEY, NameKey};
-use crate::policy::QueryFacts;
+use crate::policy::{Action, QueryFacts};
+use crate::state::ListSlot;
 use crate::wire::{self, Header};
 
 const SHARDS: usize = 16;
@@ -57,9 +58,8 @@ impl CacheKey {
 
 struct Entry {
     bytes: Box<[u8]>,
-    /// The answer's CNAME chain passes through a name some client group
-    /// blocks: each hit is inspected again for the asking client's group.
-    inspect: bool,
+    /// What kind of answer it is: how a hit is served and recorded.
+    kind: Hit,
     stored: Instant,
     expires: Instant,
     ttl_offsets: Box<[u16]>,
@@ -72,14 +72,19 @@ struct Shard {
     order: VecDeque<Box<[u8]>>,
 }
 
-/// A cached answer was written out.
+/// A cached answer was written out; what kind of answer it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hit {
-    /// As it is, for any client.
+    /// The upstream's answer, as it is, for any client.
     Plain,
-    /// Its CNAME chain must be inspected for the client's group
-    /// ([`Cache::insert_marked`]).
+    /// The upstream's answer, whose CNAME chain passes through a name that
+    /// some client groups block and others do not: inspect it again for
+    /// the client's group ([`Cache::insert_marked`]).
     Inspect,
+    /// Not the upstream's answer but the block its CNAME chain led to
+    /// (without client groups every client gets the same one): `list`
+    /// blocked it with `action` ([`Cache::insert_verdict`]).
+    Verdict { list: ListSlot, action: Action },
 }
 
 /// A bounded cache of upstream answers.
@@ -124,11 +129,7 @@ impl Cache {
             shard.map.remove(key.as_bytes());
             return None;
         }
-        let hit = if entry.inspect {
-            Hit::Inspect
-        } else {
-            Hit::Plain
-        };
+        let hit = entry.kind;
         out.clear();
         out.extend_from_slice(&entry.bytes);
         let elapsed = now.duration_since(entry.stored).as_secs() as u32;
@@ -169,6 +170,17 @@ impl Cache {
     /// (`inspect`): its CNAME chain passes through a name that some client
     /// groups block and others do not.
     pub fn insert_marked(&self, key: &CacheKey, response: &[u8], inspect: bool) {
+        let kind = if inspect { Hit::Inspect } else { Hit::Plain };
+        self.store(key, response, kind);
+    }
+
+    /// Stores the block a CNAME chain led to (`response`, as the client
+    /// got it) in place of the chain: `list` blocked it with `action`.
+    pub fn insert_verdict(&self, key: &CacheKey, response: &[u8], list: ListSlot, action: Action) {
+        self.store(key, response, Hit::Verdict { list, action });
+    }
+
+    fn store(&self, key: &CacheKey, response: &[u8], kind: Hit) {
         if response.len() > MAX_ENTRY_BYTES {
             return;
         }
@@ -190,7 +202,7 @@ impl Cache {
         let now = Instant::now();
         let entry = Entry {
             bytes,
-            inspect,
+            kind,
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
             ttl_offsets: ttl_offsets.into(),

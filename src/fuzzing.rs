@@ -9,6 +9,7 @@
 //! breaks (a panic is what the fuzzer reports as a crash). Nothing here is
 //! on the serving path.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -18,6 +19,7 @@ use hickory_proto::rr::RData;
 
 use crate::config::{self, Config};
 use crate::lists::{self, Format, MAX_WARNINGS, ofac};
+use crate::observe::{Decision, Decisions, NO_RCODE, QueryEvent, Recorder, rcode_of};
 use crate::server::{Handler, Outcome, Proto};
 use crate::source::xfr::{self, Ixfr};
 use crate::{Snapshot, wire};
@@ -108,12 +110,17 @@ format = "rpz"
 domains = ["allowed.seized.example"]
 [access]
 allow = ["127.0.0.0/8", "192.0.2.0/24"]
+# No observer thread or file: `request` records into a ring of its own.
+[log]
+queries = "off"
+[hits]
+max_clients = 0
 "#
         );
         let config = Config::parse(&dir.join("fuzz.toml"), &text).expect("fixture config");
         let snapshot = Snapshot::build(&config).expect("fixture snapshot");
         let _ = std::fs::remove_dir_all(&dir);
-        let handler = crate::handler(&config, snapshot);
+        let handler = crate::handler(&config, snapshot).expect("fixture handler");
         handler.notify_targets().register(
             "rpz.test",
             PRIMARY,
@@ -176,16 +183,19 @@ fn fill_cache(handler: &Handler) {
         .build()
         .expect("runtime");
     let mut out = Vec::new();
+    let mut rec = Recorder::off();
     for name in CACHED {
         for edns in [false, true] {
             let query = dns_query(name, 1, edns);
             let client = SocketAddr::new(STRANGER, 5353);
-            if let Outcome::Forward(job) = handler.handle(&query, client, Proto::Udp, &mut out) {
+            if let Outcome::Forward(job) =
+                handler.handle(&query, client, Proto::Udp, &mut out, &mut rec)
+            {
                 runtime.block_on(handler.forward(job, &mut out));
             }
             assert!(
                 matches!(
-                    handler.handle(&query, client, Proto::Tcp, &mut out),
+                    handler.handle(&query, client, Proto::Tcp, &mut out, &mut rec),
                     Outcome::Reply
                 ),
                 "the fixture did not cache {name}"
@@ -232,21 +242,66 @@ fn plain_question(pkt: &[u8]) -> Option<usize> {
     (at + 1 - wire::HEADER_LEN <= 255 && end <= pkt.len()).then_some(end)
 }
 
-/// `data` is one request, sent by the primary and by a stranger, over UDP
-/// and TCP. Whenever the handler answers, the answer is a DNS message that
-/// hickory parses, with the request's ID and QR set; it echoes a plain
-/// question byte for byte; over UDP it fits 512 bytes, or what the
-/// request's EDNS allows (1232 at most).
+thread_local! {
+    /// A recorder that keeps every decision, and its ring, drained by `request`.
+    static RECORDER: RefCell<(Recorder, rtrb::Consumer<QueryEvent>)> =
+        RefCell::new(Recorder::detached(Decisions::ALL, 16));
+}
+
+/// `data` is one request, sent by the primary, by a stranger and by a
+/// client outside `[access] allow`, over UDP and TCP. Whenever the handler
+/// answers, the answer is a DNS message that hickory parses, with the
+/// request's ID and QR set; it echoes a plain question byte for byte; over
+/// UDP it fits 512 bytes, or what the request's EDNS allows (1232 at most).
+/// What it records for the query log agrees with what it did: at most one
+/// record, with the answer's RCODE (none when nothing was sent).
 pub fn request(data: &[u8]) {
     let handler = handler();
     let mut out = Vec::with_capacity(512);
-    for ip in [PRIMARY, STRANGER, OUTSIDER] {
-        for proto in [Proto::Udp, Proto::Tcp] {
-            let client = SocketAddr::new(ip, 5353);
-            if let Outcome::Reply = handler.handle(data, client, proto, &mut out) {
-                check_answer(data, proto, &out);
+    RECORDER.with_borrow_mut(|(rec, ring)| {
+        for ip in [PRIMARY, STRANGER, OUTSIDER] {
+            for proto in [Proto::Udp, Proto::Tcp] {
+                let client = SocketAddr::new(ip, 5353);
+                rec.begin();
+                let outcome = handler.handle(data, client, proto, &mut out, rec);
+                rec.flush();
+                let events: Vec<QueryEvent> = match ring.read_chunk(ring.slots()) {
+                    Ok(chunk) => chunk.into_iter().collect(),
+                    Err(_) => Vec::new(),
+                };
+                check_events(&events, &outcome, &out);
+                if let Outcome::Reply = outcome {
+                    check_answer(data, proto, &out);
+                }
             }
         }
+    });
+}
+
+/// One decision, one record at most, and its RCODE is the answer's.
+fn check_events(events: &[QueryEvent], outcome: &Outcome, out: &[u8]) {
+    assert!(events.len() <= 1, "{} records for one query", events.len());
+    let Some(ev) = events.first() else {
+        return;
+    };
+    match outcome {
+        Outcome::Reply => {
+            // BADVERS is an extended RCODE: 0 in the header, 16 in the record.
+            let extended = ev.decision == Decision::Error && ev.rcode == 16;
+            assert!(
+                ev.rcode == rcode_of(out) || extended,
+                "recorded rcode {} for an answer with rcode {}",
+                ev.rcode,
+                rcode_of(out)
+            );
+        }
+        Outcome::Drop => assert!(
+            ev.decision == Decision::Refused && ev.rcode == NO_RCODE,
+            "a dropped query recorded as {:?} with rcode {}",
+            ev.decision,
+            ev.rcode
+        ),
+        Outcome::Forward(_) => panic!("a forwarded query is recorded when it is answered"),
     }
 }
 

@@ -33,6 +33,7 @@ use std::net::IpAddr;
 use crate::access::Cidr;
 use crate::matcher::PolicyId;
 use crate::policy::Action;
+use crate::state::ListSlot;
 
 /// The index of a group in [`Groups`].
 pub type GroupIndex = u16;
@@ -184,6 +185,9 @@ fn close<T: Addr>(
 #[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
+    /// The name's slot, as query-log records carry it ([`ListSlot::NONE`]
+    /// without `[[groups]]`: records then name no group).
+    pub slot: ListSlot,
     /// Its networks as configured (none for the default group).
     pub clients: Vec<Cidr>,
     /// The lists it applies, by index, in config order.
@@ -208,6 +212,7 @@ impl Group {
     ) -> Self {
         Self {
             name,
+            slot: ListSlot::NONE,
             clients,
             lists,
             action,

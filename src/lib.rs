@@ -10,11 +10,12 @@
 //!                                           │                           │                ├─ blocked ─► policy.respond ─► client
 //!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
 //!                                                                                        └─ else ────► upstream ─► cache ─► client
+//!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy`, `access`
 //! and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
-//! `source` and `reload` are the async edges. Start reading at [`matcher`],
+//! `source`, `observe` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
 //! How lists arrive, also one way (an arrow reads "imports"):
@@ -44,6 +45,7 @@ pub mod fuzzing;
 pub mod groups;
 pub mod lists;
 pub mod matcher;
+pub mod observe;
 pub mod policy;
 pub mod privileges;
 pub mod query;
@@ -70,21 +72,26 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] server::BindError),
     #[error(transparent)]
+    Observe(#[from] observe::Error),
+    #[error(transparent)]
     Privileges(#[from] privileges::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Builds the handler for `config` around an already-built snapshot.
-pub fn handler(config: &Config, snapshot: Snapshot) -> Arc<server::Handler> {
-    Arc::new(
+/// Builds the handler for `config` around an already-built snapshot, with
+/// the observer (query log, hit report) that `[log]` and `[hits]` ask for.
+pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handler>, RunError> {
+    let observer = observe::Observer::start(config, snapshot.slots.clone())?;
+    Ok(Arc::new(
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
             cache::Cache::new(config.cache_size),
             upstream::Upstream::new(&config.upstream),
         )
-        .with_max_forwards(config.server.max_forwards),
-    )
+        .with_max_forwards(config.server.max_forwards)
+        .with_observer(observer),
+    ))
 }
 
 /// Everything `embargo run` does before it starts a thread: looks up
@@ -124,7 +131,7 @@ pub async fn serve(
         .map_err(std::io::Error::other)??;
     reload::log_loaded(&snapshot, started.elapsed());
     reload::log_warnings(&config);
-    let handler = handler(&config, snapshot);
+    let handler = handler(&config, snapshot)?;
     let server = server::Server::new(listeners, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)

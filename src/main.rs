@@ -30,7 +30,8 @@ struct Cli {
     )]
     config: PathBuf,
     /// Log level (error, warn, info, debug, trace) or a full tracing filter
-    /// such as "info,embargo::blocked=warn"; overrides RUST_LOG.
+    /// such as "info,embargo::reload=warn"; overrides RUST_LOG. (Queries go
+    /// to the query log, `[log]` in the config, not here.)
     #[arg(long, global = true)]
     log_level: Option<String>,
     #[command(subcommand)]
@@ -68,6 +69,17 @@ enum Command {
         /// Only these lists (default: every remote list).
         lists: Vec<String>,
     },
+    /// Show the running server's hit report: for each list, the clients that
+    /// asked for its names, most recent first (read from the state directory,
+    /// where the server saves it every 5 seconds and at shutdown).
+    Hits {
+        /// Only this list.
+        #[arg(long)]
+        list: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +109,7 @@ fn main() -> ExitCode {
         }
         Command::Reload => signal_reload(&config),
         Command::Fetch { force, lists } => fetch(&config, force, &lists),
+        Command::Hits { list, json } => hits(&config, list.as_deref(), json),
     }
 }
 
@@ -295,6 +308,134 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
         let _ = signal_reload(config);
     }
     code
+}
+
+/// Prints the hit report the server saved in the state directory.
+fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
+    use embargo::observe::HitsFile;
+    let path = config.state_dir.join("hits.json");
+    let file: HitsFile = match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{}: not a hit report: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        },
+        Err(e) => {
+            eprintln!(
+                "{}: {e}: the hit report is saved there by `embargo run -c {}` every 5 seconds once a query is blocked{}",
+                path.display(),
+                config.path.display(),
+                if config.hits.max_clients == 0 {
+                    " (it is off: [hits] max_clients = 0)"
+                } else {
+                    ""
+                }
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let file = match list {
+        Some(l) => file.only(l),
+        None => file,
+    };
+    if json {
+        match serde_json::to_string_pretty(&file) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("cannot print the report: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let age = file.age().map_or("at an unknown time".to_string(), |d| {
+        format!(
+            "{} ago",
+            humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+        )
+    });
+    let stale = if file.age().is_some_and(|d| d.as_secs() > 15) {
+        " (the server saves it every 5 s: is it still running?)"
+    } else {
+        ""
+    };
+    println!(
+        "hit report of pid {}, written {age}{stale}; query log: {} records written, {} dropped",
+        file.pid, file.log_written, file.log_dropped
+    );
+    if file.rate_limited_dropped > 0 || file.rate_limited_truncated > 0 {
+        println!(
+            "rate limiter: {} answers dropped, {} sent truncated (not in the query log)",
+            file.rate_limited_dropped, file.rate_limited_truncated
+        );
+    }
+    // Seconds are enough to read; the JSON keeps the milliseconds.
+    let short = |t: &str| match t.split_once('.') {
+        Some((head, _)) => format!("{head}Z"),
+        None => t.to_string(),
+    };
+    let rows: Vec<[String; 7]> = file
+        .hits
+        .iter()
+        .map(|h| {
+            [
+                h.list.clone(),
+                h.client.clone(),
+                h.count.to_string(),
+                short(&h.first_seen),
+                short(&h.last_seen),
+                h.last_name.clone(),
+                h.last_type.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "list",
+        "client",
+        "count",
+        "first seen",
+        "last seen",
+        "last name",
+        "type",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 7]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 2 {
+                text.push_str(&format!("{cell:>w$}  "));
+            } else if i == 6 {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        text
+    };
+    println!("{}", line(header));
+    for row in &rows {
+        println!("{}", line(row.each_ref().map(String::as_str)));
+    }
+    for l in file.lists.iter().filter(|l| l.evicted > 0) {
+        println!(
+            "{}: {} clients kept, {} evicted (least recently seen; [hits] max_clients = {})",
+            l.list, l.clients, l.evicted, file.max_clients
+        );
+    }
+    if rows.is_empty() {
+        println!(
+            "(no blocked queries{})",
+            list.map_or(String::new(), |l| format!(" for list {l}"))
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn with_snapshot(config: &Config, f: impl FnOnce(&Snapshot) -> ExitCode) -> ExitCode {

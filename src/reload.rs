@@ -5,9 +5,9 @@
 //! flight keep the snapshot they loaded; none waits, none is dropped.
 //!
 //! A reload that fails (bad config, unreadable list) keeps the rules in
-//! force and says why. Settings that live in sockets or the handler
-//! (`[server]`, `upstream`, `cache`) need a restart; a reload that sees them
-//! changed says so.
+//! force and says why. Settings that live in sockets, the handler or the
+//! observer (`[server]`, `upstream`, `cache`, `log`, `hits`) need a
+//! restart; a reload that sees them changed says so.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -86,8 +86,10 @@ pub fn log_warnings(config: &Config) {
 pub fn reload(config_path: &Path, state: &ArcSwap<Snapshot>) -> Result<Config, String> {
     let started = Instant::now();
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
-    let mut snap = Snapshot::build(&config).map_err(|e| e.to_string())?;
-    snap.keep_limiter(&state.load());
+    // Lists that stay keep their slots, so events recorded before the swap
+    // still name the right list after it; the rate limiter keeps what it
+    // counted if its settings stay.
+    let snap = Snapshot::rebuild(&config, &state.load()).map_err(|e| e.to_string())?;
     log_loaded(&snap, started.elapsed());
     log_warnings(&config);
     state.store(Arc::new(snap));
@@ -139,6 +141,9 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         || old.cache_size != new.cache_size
     {
         tracing::warn!("[server], [upstream] and [cache] changes take effect after a restart");
+    }
+    if old.log != new.log || old.hits != new.hits {
+        tracing::warn!("[log] and [hits] changes take effect after a restart");
     }
 }
 

@@ -15,8 +15,8 @@
 //! whole life, so a reload never changes the rules under a query in flight.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::access::{Access, RateLimiter};
 use crate::config::{Config, ListSpec, Location};
@@ -25,10 +25,81 @@ use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::matcher::{DomainSet, DomainSetBuilder, Lookup, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 
+/// A list's number for the life of the process: what a query event and
+/// (later) per-worker counters carry instead of the list's name or its
+/// place in one snapshot, which a reload may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListSlot(pub u16);
+
+impl ListSlot {
+    /// No list (an event that is not a block).
+    pub const NONE: Self = Self(u16::MAX);
+}
+
+/// Gives each list name a [`ListSlot`] the first time it is seen and the
+/// same slot ever after, never reusing one while the process lives: a
+/// reload keeps the slot of a list that stays and gives a new list a new
+/// one, so an event recorded before a reload never names the wrong list
+/// after it. Shared by every snapshot built from the first (see
+/// [`Snapshot::rebuild`]).
+#[derive(Debug, Default)]
+pub struct ListSlots {
+    inner: RwLock<SlotTable>,
+}
+
+#[derive(Debug, Default)]
+struct SlotTable {
+    by_name: HashMap<Arc<str>, ListSlot>,
+    names: Vec<Arc<str>>,
+}
+
+impl ListSlots {
+    /// The slot of `name`, assigned now if it has none. Past 65,535 names
+    /// in one process every new name shares [`ListSlot::NONE`].
+    pub fn slot(&self, name: &str) -> ListSlot {
+        if let Some(s) = self
+            .inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_name
+            .get(name)
+        {
+            return *s;
+        }
+        let mut t = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = t.by_name.get(name) {
+            return *s;
+        }
+        let Some(slot) = u16::try_from(t.names.len())
+            .ok()
+            .filter(|n| *n != ListSlot::NONE.0)
+            .map(ListSlot)
+        else {
+            return ListSlot::NONE;
+        };
+        let name: Arc<str> = Arc::from(name);
+        t.names.push(name.clone());
+        t.by_name.insert(name, slot);
+        slot
+    }
+
+    /// The name a slot was given.
+    pub fn name(&self, slot: ListSlot) -> Option<Arc<str>> {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .names
+            .get(usize::from(slot.0))
+            .cloned()
+    }
+}
+
 /// A loaded list: its configuration, what loading found, and its block counter.
 #[derive(Debug)]
 pub struct ListInfo {
     pub spec: ListSpec,
+    /// The list's number for the life of the process.
+    pub slot: ListSlot,
     pub stats: ListStats,
     /// Queries blocked by this list since the snapshot was built.
     pub blocked: AtomicU64,
@@ -62,6 +133,8 @@ pub struct Snapshot {
     plain: bool,
     pub lists: Vec<ListInfo>,
     pub allow: Vec<AllowInfo>,
+    /// List name → slot, shared with the snapshots before and after this one.
+    pub slots: Arc<ListSlots>,
     /// Who may ask (`[access]`).
     pub access: Access,
     /// The rate limiter, `None` when `[rate_limit]` is off. Shared by
@@ -107,6 +180,7 @@ impl Snapshot {
             plain: true,
             lists: Vec::new(),
             allow: Vec::new(),
+            slots: Arc::default(),
             access: Access::default(),
             limiter: None,
         }
@@ -114,6 +188,19 @@ impl Snapshot {
 
     /// Loads every list and allow source of `config` and freezes them.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
+        Self::build_with(config, Arc::default())
+    }
+
+    /// Builds the snapshot that replaces `previous`: lists keep their
+    /// slots, and the rate limiter its table if its settings stay (see
+    /// [`Snapshot::keep_limiter`]).
+    pub fn rebuild(config: &Config, previous: &Self) -> Result<Self, BuildError> {
+        let mut snap = Self::build_with(config, previous.slots.clone())?;
+        snap.keep_limiter(previous);
+        Ok(snap)
+    }
+
+    fn build_with(config: &Config, slots: Arc<ListSlots>) -> Result<Self, BuildError> {
         // Size the builder from the line count (one name per line in most
         // lists): a growing Vec would double past the need, and a reload's
         // peak memory is the old set plus this builder.
@@ -146,6 +233,7 @@ impl Snapshot {
                 // Never fetched and no network yet: serve without it, say so.
                 tracing::error!(list = %spec.name, source = %spec.source, "no downloaded copy yet: list not enforced until the first fetch succeeds");
                 lists.push(ListInfo {
+                    slot: slots.slot(&spec.name),
                     spec: spec.clone(),
                     stats: ListStats::default(),
                     blocked: AtomicU64::new(0),
@@ -183,6 +271,7 @@ impl Snapshot {
                 })
                 .map_err(list_err)?;
                 lists.push(ListInfo {
+                    slot: slots.slot(&spec.name),
                     spec: spec.clone(),
                     stats,
                     blocked: AtomicU64::new(0),
@@ -207,6 +296,7 @@ impl Snapshot {
                 return Err(BuildError::TooManyPolicies);
             }
             lists.push(ListInfo {
+                slot: slots.slot(&spec.name),
                 spec: spec.clone(),
                 stats,
                 blocked: AtomicU64::new(0),
@@ -294,7 +384,7 @@ impl Snapshot {
                 a.stats.duplicates += u64::from(*count);
             }
         }
-        let groups = build_groups(config, &mut policies, policy_ids, &sets);
+        let groups = build_groups(config, &mut policies, policy_ids, &sets, &slots);
         Ok(Self {
             set,
             plain: !groups.configured() && sets.is_empty(),
@@ -304,6 +394,7 @@ impl Snapshot {
             groups,
             lists,
             allow,
+            slots,
             access: config.access.clone(),
             limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
         })
@@ -414,6 +505,20 @@ impl Snapshot {
         self.policies.get(usize::from(id.0))
     }
 
+    /// The list a policy belongs to.
+    #[inline]
+    pub fn list_of(&self, policy: &Policy) -> Option<&ListInfo> {
+        self.lists.get(policy.list)
+    }
+
+    /// Counts a block against the list in `slot` (a cached CNAME verdict,
+    /// which keeps the list's slot, not its policy).
+    pub fn count_block_of(&self, slot: ListSlot) {
+        if let Some(l) = self.lists.iter().find(|l| l.slot == slot) {
+            l.blocked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts a block against its list.
     #[inline]
     pub fn count_block(&self, policy: &Policy) {
@@ -433,6 +538,7 @@ fn build_groups(
     policies: &mut Vec<Policy>,
     policy_ids: usize,
     sets: &[Vec<PolicyId>],
+    slots: &ListSlots,
 ) -> Groups {
     let all: Vec<usize> = (0..config.lists.len()).collect();
     let mut list: Vec<Group> = config
@@ -492,6 +598,13 @@ fn build_groups(
         });
     }
     policies.extend(added);
+    // Query-log records name the group through the same interner as the
+    // lists (a name is a name), and only when groups are configured.
+    if !config.groups.is_empty() {
+        for group in &mut list {
+            group.slot = slots.slot(&group.name);
+        }
+    }
     let default = u16::try_from(default).unwrap_or(0);
     Groups::new(list, default, !config.groups.is_empty())
 }
@@ -552,6 +665,58 @@ fn allow_placeholder() -> Policy {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_list_keeps_its_slot_and_a_slot_is_never_reused() {
+        let slots = ListSlots::default();
+        assert_eq!(slots.slot("a"), ListSlot(0));
+        assert_eq!(slots.slot("b"), ListSlot(1));
+        assert_eq!(slots.slot("a"), ListSlot(0));
+        assert_eq!(slots.slot("c"), ListSlot(2));
+        assert_eq!(slots.name(ListSlot(1)).as_deref(), Some("b"));
+        assert_eq!(slots.name(ListSlot(3)), None);
+        assert_eq!(slots.name(ListSlot::NONE), None);
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_slots_of_lists_that_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for f in ["a", "b", "c"] {
+            std::fs::write(
+                dir.path().join(format!("{f}.txt")),
+                format!("{f}.example\n"),
+            )
+            .expect("list");
+        }
+        let config = |names: &[&str]| {
+            let text: String = names
+                .iter()
+                .map(|n| format!("[[lists]]\nname = \"{n}\"\nsource = \"{n}.txt\"\n"))
+                .collect();
+            Config::parse(&dir.path().join("e.toml"), &text).expect("config")
+        };
+        let first = Snapshot::build(&config(&["a", "b"])).expect("build");
+        let second = Snapshot::rebuild(&config(&["c", "b"]), &first).expect("rebuild");
+        let slot = |s: &Snapshot, name: &str| {
+            s.lists
+                .iter()
+                .find(|l| l.spec.name == name)
+                .map(|l| l.slot)
+                .expect("list")
+        };
+        assert_eq!(slot(&second, "b"), slot(&first, "b"));
+        assert_eq!(
+            slot(&second, "c"),
+            ListSlot(2),
+            "a new list gets a new slot"
+        );
+        assert!(Arc::ptr_eq(&first.slots, &second.slots));
+        // A fresh build (another process, `embargo check`) starts again.
+        assert_eq!(
+            slot(&Snapshot::build(&config(&["c"])).expect("build"), "c"),
+            ListSlot(0)
+        );
+    }
+
     fn config(text: &str) -> Config {
         Config::parse(std::path::Path::new("/nonexistent/e.toml"), text).expect("config")
     }
@@ -574,5 +739,10 @@ mod tests {
         let mut off = Snapshot::build(&config("")).expect("build");
         off.keep_limiter(&old);
         assert!(off.limiter.is_none());
+        // The reload path: `rebuild` keeps both the list slots and the limiter.
+        let rebuilt = Snapshot::rebuild(&on, &old).expect("rebuild");
+        let (a, b) = (old.limiter.as_ref(), rebuilt.limiter.as_ref());
+        assert!(a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)));
+        assert!(Arc::ptr_eq(&old.slots, &rebuilt.slots));
     }
 }

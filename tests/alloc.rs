@@ -86,25 +86,40 @@ fn lookups_and_blocked_answers_allocate_nothing() {
     )
     .expect("config");
     let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
-    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"));
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    // The default config records blocks (query log, hit report): recording
+    // is part of the path that must not allocate.
+    let mut rec = handler.observer().recorder();
     let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
     let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let mut out = Vec::with_capacity(1500);
     // Warm up once (tracing's callsite registration may allocate the first time).
-    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+    rec.begin();
+    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+    rec.flush();
     let (n, _) = allocations(|| {
         for _ in 0..100 {
-            handler.handle(&q, client, embargo::server::Proto::Udp, &mut out);
+            rec.begin();
+            handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+            rec.flush();
         }
     });
-    assert_eq!(n, 0, "blocked answers allocated");
+    assert_eq!(n, 0, "blocked answers and their records allocated");
+    assert!(
+        handler
+            .observer()
+            .wants(embargo::observe::Decision::Blocked),
+        "blocks are recorded by default"
+    );
     assert_eq!(out[3] & 0x0f, 3, "NXDOMAIN");
 }
 
 /// Issue 10: the access check, the rate limiter (answering, slipping and
-/// dropping) and the refusal of an outsider allocate nothing either.
+/// dropping) and the refusal of an outsider allocate nothing either, with
+/// every decision recorded (issue 11: `[log] queries = "all"`).
 #[test]
 fn access_and_rate_limit_allocate_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,27 +127,40 @@ fn access_and_rate_limit_allocate_nothing() {
     std::fs::write(dir.path().join("l.txt"), "seized.example\n").expect("list");
     std::fs::write(
         dir.path().join("e.toml"),
-        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n[access]\nallow = [\"127.0.0.0/8\"]\n[rate_limit]\nresponses_per_second = 10\nexempt = []\n",
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n[access]\nallow = [\"127.0.0.0/8\"]\n[rate_limit]\nresponses_per_second = 10\nexempt = []\n[log]\nqueries = \"all\"\n",
     )
     .expect("config");
     let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
-    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"));
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    assert!(
+        handler
+            .observer()
+            .wants(embargo::observe::Decision::Refused),
+        "refusals are recorded"
+    );
+    let mut rec = handler.observer().recorder();
     let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let mut out = Vec::with_capacity(1500);
     let insider: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
     let outsider: SocketAddr = "192.0.2.1:5000".parse().expect("addr");
+    // As a UDP worker runs it: stamped, handled, the records handed on.
+    let mut handle = |client: SocketAddr, out: &mut Vec<u8>| {
+        rec.begin();
+        let o = handler.handle(&q, client, embargo::server::Proto::Udp, out, &mut rec);
+        rec.flush();
+        o
+    };
     // Warm up once (tracing's callsite registration may allocate the first time).
-    handler.handle(&q, outsider, embargo::server::Proto::Udp, &mut out);
-    handler.handle(&q, insider, embargo::server::Proto::Udp, &mut out);
+    handle(outsider, &mut out);
+    handle(insider, &mut out);
     let (n, replies) = allocations(|| {
         let mut replies = [0usize; 2];
         for _ in 0..100 {
             // Ten answered, then slipped or dropped.
-            if let embargo::server::Outcome::Reply =
-                handler.handle(&q, insider, embargo::server::Proto::Udp, &mut out)
-            {
+            if let embargo::server::Outcome::Reply = handle(insider, &mut out) {
                 replies[usize::from(out[2] & 0x02 != 0)] += 1;
             }
         }
@@ -140,9 +168,17 @@ fn access_and_rate_limit_allocate_nothing() {
     });
     assert_eq!(n, 0, "rate limited answers allocated");
     assert!(replies[1] > 0 && replies[0] < 20, "{replies:?}");
+    // Limited answers are counted, not recorded one by one.
+    let limited = handler.observer().rate_limited();
+    assert_eq!(limited.truncated, replies[1] as u64, "{limited:?}");
+    assert_eq!(
+        limited.dropped,
+        (100 - replies[0] - replies[1]) as u64,
+        "{limited:?}"
+    );
     let (n, _) = allocations(|| {
         for _ in 0..100 {
-            handler.handle(&q, outsider, embargo::server::Proto::Udp, &mut out);
+            handle(outsider, &mut out);
         }
     });
     assert_eq!(n, 0, "refusals allocated");

@@ -31,6 +31,8 @@ pub struct FileSpec {
     pub lists: Option<Spanned<Shaped<ListTables>>>,
     pub allow: Option<Spanned<Shaped<AllowSpec>>>,
     pub state: Option<Spanned<Shaped<StateSpec>>>,
+    pub log: Option<Spanned<Shaped<super::observe::LogSpec>>>,
+    pub hits: Option<Spanned<Shaped<super::observe::HitsSpec>>>,
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
     pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,

@@ -12,6 +12,7 @@ mod error;
 mod file;
 mod groups;
 mod list;
+mod observe;
 mod run_as;
 mod server;
 mod upstream;
@@ -20,6 +21,7 @@ pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use groups::{GroupSpec, MAX_GROUPS};
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
+pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
 pub use run_as::{Account, RunAs};
 pub use server::{ServerConfig, TcpLimits};
 pub use upstream::{Strategy, Transport, UpstreamConfig, UpstreamServer};
@@ -84,6 +86,10 @@ pub struct Config {
     pub allow_files: Vec<PathBuf>,
     /// Where downloaded lists, their metadata and the pid file live.
     pub state_dir: PathBuf,
+    /// The query log (`[log]`).
+    pub log: LogConfig,
+    /// The hit report (`[hits]`).
+    pub hits: HitsConfig,
     /// Who may ask (`[access]`).
     pub access: crate::access::Access,
     /// How fast (`[rate_limit]`).
@@ -339,6 +345,8 @@ impl Checker<'_> {
         let list_specs = self.section("lists", spec.lists);
         let allow = self.section("allow", spec.allow);
         let state = self.section("state", spec.state);
+        let log = self.section("log", spec.log);
+        let hits = self.section("hits", spec.hits);
 
         let listen = match &server.listen {
             Some(addrs) => {
@@ -415,6 +423,8 @@ impl Checker<'_> {
             Some(d) => self.resolve(&d),
             None => self.base.join("embargo-state"),
         };
+        let log = self.log(&log, &state_dir);
+        let hits = self.hits(&hits);
 
         let mut lists: Vec<ListSpec> = Vec::new();
         for (i, l) in list_specs.into_iter().enumerate() {
@@ -491,6 +501,8 @@ impl Checker<'_> {
             lists,
             allow_domains,
             allow_files,
+            log,
+            hits,
         })
     }
 
@@ -979,6 +991,14 @@ mod tests {
         ("groups",   "action",        "true",                  "true",                         r#"one of "nxdomain""#),
         ("allow",    "domains",       r#""example.org""#,      r#"the string "example.org""#,  "a list of domain names"),
         ("allow",    "files",         r#""allow.txt""#,        r#"the string "allow.txt""#,    "a list of file paths"),
+        ("log",      "queries",       "true",                  "true",                         r#"one of "off", "blocked" or "all""#),
+        ("log",      "format",        r#""yaml""#,             r#"the string "yaml""#,         r#"one of "json" or "text""#),
+        ("log",      "path",          "1",                     "the number 1",                 r#"a file path such as "/var/log/embargo/queries.log", or "-""#),
+        ("log",      "max_size_mb",   r#""64MB""#,             r#"the string "64MB""#,         "a whole number of megabytes"),
+        ("log",      "keep",          "2.5",                   "the number 2.5",               "a whole number of rotated files to keep"),
+        ("log",      "client_ip",     r#""anonymous""#,        r#"the string "anonymous""#,    r#"one of "full", "truncate" or "hash""#),
+        ("log",      "queue",         r#"["big"]"#,            "an array",                     "a whole number of records"),
+        ("hits",     "max_clients",   r#""all""#,              r#"the string "all""#,          "a whole number of clients per list"),
         ("access",   "allow",         r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
         ("access",   "deny",          "true",                  "true",                         "a list of networks"),
         ("access",   "action",        "1",                     "the number 1",                 r#"one of "refuse" or "drop""#),

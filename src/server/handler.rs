@@ -22,6 +22,14 @@
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline.
+//!
+//! Each decision is also handed, as a fixed-size [`QueryEvent`], to the
+//! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
+//! the [`Observer`] once the upstream answered (on either forward path):
+//! one `record` call per decision point, each behind a check of whether
+//! that decision is recorded at all. Rate-limited answers are not
+//! recorded, only counted ([`Recorder::limited`]): a limited flood would
+//! otherwise fill the query log that the limiter keeps quiet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -31,13 +39,13 @@ use arc_swap::ArcSwap;
 
 use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey, Hit};
-use crate::cname::{self, Through};
-use crate::groups::Group;
+use crate::cname;
 use crate::matcher::NameKey;
+use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
-use crate::state::{Snapshot, Verdict};
+use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
 
@@ -46,6 +54,15 @@ use crate::wire::{self, Rcode};
 pub enum Proto {
     Udp,
     Tcp,
+}
+
+impl From<Proto> for Transport {
+    fn from(p: Proto) -> Self {
+        match p {
+            Proto::Udp => Self::Udp,
+            Proto::Tcp => Self::Tcp,
+        }
+    }
 }
 
 /// What the caller does with a request.
@@ -70,6 +87,9 @@ pub struct Forward {
     client: SocketAddr,
     /// The name is allowlisted: its answer's chain is not inspected.
     allowed: bool,
+    /// When the query arrived (µs since the epoch), for its record; 0 when
+    /// the caller's recorder keeps nothing.
+    received_us: u64,
 }
 
 impl Forward {
@@ -109,7 +129,7 @@ impl Reply for UdpReply {
         &mut self.job.query
     }
 
-    fn answer(mut self: Box<Self>, answer: Result<Vec<u8>, crate::upstream::Error>) {
+    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
         let mut out = Vec::new();
         self.handler.answer(&self.job, answer, &mut out);
         // Sent now, or with the other answers the same read brought.
@@ -143,6 +163,7 @@ pub struct Handler {
     /// Counts refused clients for the log; touched only on the refused path.
     refused: Mutex<RefusedLog>,
     started: Instant,
+    observe: Observer,
 }
 
 /// Forwarded queries waiting for the upstream at once, unless configured.
@@ -162,7 +183,20 @@ impl Handler {
             max_forwards: MAX_FORWARDS,
             refused: Mutex::new(RefusedLog::default()),
             started: Instant::now(),
+            observe: Observer::off(),
         }
+    }
+
+    /// Records decisions through `observer` (the query log, the hit report).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observe = observer;
+        self
+    }
+
+    /// Where decisions are recorded: serving threads and tasks take their
+    /// [`Recorder`] from here.
+    pub fn observer(&self) -> &Observer {
+        &self.observe
     }
 
     /// At most `n` forwarded queries wait for the upstream at once; one more
@@ -277,38 +311,61 @@ impl Handler {
     /// A client that may not ask: REFUSED with EDE 18, or nothing, and a
     /// count towards the log line about its network. The primary of one of
     /// our zone-transfer lists is heard for its NOTIFYs alone.
+    ///
+    /// Recorded as [`Decision::Refused`], with the question if it can be
+    /// read, RCODE REFUSED when that answer went out and no RCODE when
+    /// nothing did (`action = "drop"`, or a query too broken to answer).
     #[cold]
     fn refuse(
         &self,
         pkt: &[u8],
         client: SocketAddr,
+        proto: Proto,
         action: AccessAction,
         out: &mut Vec<u8>,
+        rec: &mut Recorder,
     ) -> Outcome {
         if is_notify(pkt) && self.notify.is_primary(client.ip()) {
             return self.notify(pkt, client, out);
         }
         self.log_refused(client.ip(), action);
-        match action {
+        let outcome = match action {
             AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
             AccessAction::Refuse | AccessAction::Drop => Outcome::Drop,
+        };
+        if rec.wants(Decision::Refused) {
+            // Only read for the record: an outsider's query is never served.
+            let question = query::parse(pkt).ok();
+            let (name, qtype) = match &question {
+                Some((facts, name)) => (Some(name), facts.qtype),
+                None => (None, 0),
+            };
+            let rcode = match outcome {
+                Outcome::Reply => Rcode::Refused as u16,
+                _ => NO_RCODE,
+            };
+            let ev = QueryEvent::new(Decision::Refused, client, proto.into(), name, qtype);
+            rec.record(ev.with_rcode(rcode), pkt, out);
         }
+        outcome
     }
 
-    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`.
+    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`;
+    /// the decision goes to `rec` (the caller sends the answer, then flushes it).
     pub fn handle(
         &self,
         pkt: &[u8],
         client: SocketAddr,
         proto: Proto,
         out: &mut Vec<u8>,
+        rec: &mut Recorder,
     ) -> Outcome {
         // One load of the rules for the whole request.
         let snap = self.state.load();
         // Who may ask, on the address alone, before a byte of the query is
         // read: an outsider gets the refusal and nothing else.
         if let Some(action) = snap.access.refuses(client.ip()) {
-            return self.refuse(pkt, client, action, out);
+            return self.refuse(pkt, client, proto, action, out, rec);
         }
         // NOTIFY (opcode 4) is the one non-QUERY opcode we take.
         if is_notify(pkt) {
@@ -317,14 +374,18 @@ impl Handler {
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {
-                if reject == Reject::Drop {
+                if reject == Reject::Drop || !query::write_reject(pkt, reject, out) {
                     return Outcome::Drop;
                 }
-                return if query::write_reject(pkt, reject, out) {
-                    Outcome::Reply
-                } else {
-                    Outcome::Drop
-                };
+                if rec.wants(Decision::Error) {
+                    let rcode = match reject {
+                        Reject::BadVers { .. } => 16,
+                        _ => rcode_of(out),
+                    };
+                    let ev = QueryEvent::new(Decision::Error, client, proto.into(), None, 0);
+                    rec.record(ev.with_rcode(rcode), pkt, out);
+                }
+                return Outcome::Reply;
             }
         };
 
@@ -336,9 +397,13 @@ impl Handler {
                 Limit::Answer => {}
                 Limit::Slip => {
                     write_truncated(pkt, &facts, out);
+                    rec.limited(true);
                     return Outcome::Reply;
                 }
-                Limit::Drop => return Outcome::Drop,
+                Limit::Drop => {
+                    rec.limited(false);
+                    return Outcome::Drop;
+                }
             }
         }
 
@@ -348,24 +413,21 @@ impl Handler {
             Verdict::Blocked { policy, suffix } => {
                 policy.respond(pkt, &facts, wire::HEADER_LEN + suffix, out);
                 snap.count_block(policy);
-                if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
-                    let list = snap
-                        .lists
-                        .get(policy.list)
-                        .map_or("?", |l| l.spec.name.as_str());
-                    tracing::info!(
-                        target: "embargo::blocked",
-                        client = %client.ip(),
-                        group = group.name.as_str(),
-                        query = %name,
-                        qtype = %wire::TypeName(facts.qtype),
-                        list,
-                        entry = %name.suffix(suffix),
-                        action = policy.action.as_str(),
-                        "blocked"
-                    );
-                }
                 truncate_for(&facts, proto, out);
+                if rec.wants(Decision::Blocked) {
+                    let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                    let ev = QueryEvent::new(
+                        Decision::Blocked,
+                        client,
+                        proto.into(),
+                        Some(&name),
+                        facts.qtype,
+                    );
+                    let ev = ev
+                        .with_block(slot, suffix, policy.action)
+                        .with_group(group.slot);
+                    rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+                }
                 return Outcome::Reply;
             }
             Verdict::Allowed { .. } => true,
@@ -376,6 +438,16 @@ impl Handler {
         if matches!(facts.qtype, 251 | 252) {
             start_response(pkt, &facts, Rcode::Refused, out);
             finish_plain(&facts, out);
+            if rec.wants(Decision::Refused) {
+                let ev = QueryEvent::new(
+                    Decision::Refused,
+                    client,
+                    proto.into(),
+                    Some(&name),
+                    facts.qtype,
+                );
+                rec.record(ev.with_rcode(Rcode::Refused as u16), pkt, out);
+            }
             return Outcome::Reply;
         }
 
@@ -385,15 +457,42 @@ impl Handler {
         {
             None => {}
             Some(hit) => {
-                // Only with [[groups]]: a chain that some groups block.
-                if hit == Hit::Inspect
-                    && !allowed
-                    && let Some(through) = cname::inspect(out, &snap, group)
-                {
-                    through.respond(pkt, &facts, out);
-                    self.blocked_through(&snap, &through, &name, &facts, client, group);
-                }
+                // Only with [[groups]]: a chain that some groups block is
+                // walked again for this client's group.
+                // What a CNAME chain led to: a verdict kept as such (no
+                // groups), or, with groups, this client's group's verdict
+                // on a chain that some groups block.
+                let blocked = match hit {
+                    Hit::Plain => None,
+                    Hit::Verdict { list, action } => {
+                        snap.count_block_of(list);
+                        Some((list, action))
+                    }
+                    Hit::Inspect if allowed => None,
+                    Hit::Inspect => cname::inspect(out, &snap, group).map(|through| {
+                        through.respond(pkt, &facts, out);
+                        snap.count_block(through.policy);
+                        let list = snap
+                            .list_of(through.policy)
+                            .map_or(ListSlot::NONE, |l| l.slot);
+                        (list, through.policy.action)
+                    }),
+                };
                 truncate_for(&facts, proto, out);
+                let decision = match blocked {
+                    Some(_) => Decision::Blocked,
+                    None => Decision::Cached,
+                };
+                if rec.wants(decision) {
+                    let mut ev =
+                        QueryEvent::new(decision, client, proto.into(), Some(&name), facts.qtype)
+                            .with_group(group.slot);
+                    if let Some((list, action)) = blocked {
+                        // The listed entry is the chain's, not in the question.
+                        ev = ev.with_block(list, usize::MAX, action);
+                    }
+                    rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+                }
                 return Outcome::Reply;
             }
         }
@@ -411,38 +510,8 @@ impl Handler {
             proto,
             client,
             allowed,
+            received_us: rec.stamp_us(),
         }))
-    }
-
-    /// Counts and logs a block found in an answer's CNAME chain.
-    fn blocked_through(
-        &self,
-        snap: &Snapshot,
-        through: &Through<'_>,
-        name: &NameKey,
-        facts: &QueryFacts,
-        client: SocketAddr,
-        group: &Group,
-    ) {
-        snap.count_block(through.policy);
-        if tracing::enabled!(target: "embargo::blocked", tracing::Level::INFO) {
-            let list = snap
-                .lists
-                .get(through.policy.list)
-                .map_or("?", |l| l.spec.name.as_str());
-            tracing::info!(
-                target: "embargo::blocked",
-                client = %client.ip(),
-                group = group.name.as_str(),
-                query = %name,
-                qtype = %wire::TypeName(facts.qtype),
-                list,
-                entry = %through.name.suffix(through.suffix),
-                action = through.policy.action.as_str(),
-                via = %format_args!("{} {} -> {}", through.kind, through.owner, through.target),
-                "blocked"
-            );
-        }
     }
 
     /// Step 5: asks the upstreams, caches the answer, and writes what the
@@ -492,14 +561,10 @@ impl Handler {
         None
     }
 
-    /// Writes into `out` what the client of `job` gets for `answer`, and
-    /// caches a good answer.
-    fn answer(
-        &self,
-        job: &Forward,
-        answer: Result<Vec<u8>, crate::upstream::Error>,
-        out: &mut Vec<u8>,
-    ) {
+    /// Writes into `out` what the client of `job` gets for `answer` (the
+    /// index of the upstream that gave it, and its bytes), caches a good
+    /// answer, and records the decision: both forward paths end here.
+    fn answer(&self, job: &Forward, answer: crate::upstream::Answered, out: &mut Vec<u8>) {
         let Forward {
             query,
             facts,
@@ -507,70 +572,104 @@ impl Handler {
             proto,
             client,
             allowed,
+            received_us,
         } = job;
         let (facts, proto) = (*facts, *proto);
-        let answer = answer.and_then(|resp| {
+        let answer = answer.and_then(|(i, resp)| {
             wire::replace_opt(&resp, facts.edns.map(|e| e.dnssec_ok))
+                .map(|resp| (i, resp))
                 .ok_or(crate::upstream::Error::Unparsable)
         });
-        match answer {
-            Ok(mut resp) => {
-                // We are the client's recursive resolver: RA set, and AA clear
-                // even when the upstream is authoritative (as unbound and BIND do).
-                if let Some(flags) = resp.get_mut(2..4) {
-                    flags[0] &= !0x04;
-                    flags[1] |= 0x80;
-                }
-                let key = CacheKey::new(name, &facts);
-                // The rules now in force, and the client's group under them.
-                let snap = self.state.load();
-                let (_, group) = snap.groups.of(client.ip());
-                let through = if *allowed {
-                    None
-                } else {
-                    cname::inspect(&resp, &snap, group)
-                };
-                if let Some(through) = through {
-                    through.respond(query, &facts, out);
-                    self.blocked_through(&snap, &through, name, &facts, *client, group);
-                    if snap.groups.configured() {
-                        // Other groups may not block it: keep the chain,
-                        // to be inspected again for each client's group.
-                        self.cache.insert_marked(&key, &resp, true);
+        let upstream = answer.as_ref().ok().map(|(i, _)| *i);
+        // The rules now in force, and the client's group under them: they
+        // decide what the answer's CNAME chain may lead to.
+        let snap = self.state.load();
+        let (_, group) = snap.groups.of(client.ip());
+        // A block found in the chain: its list and action, for the record.
+        let mut blocked = None;
+        'answered: {
+            match answer {
+                Ok((_, mut resp)) => {
+                    // We are the client's recursive resolver: RA set, and AA clear
+                    // even when the upstream is authoritative (as unbound and BIND do).
+                    if let Some(flags) = resp.get_mut(2..4) {
+                        flags[0] &= !0x04;
+                        flags[1] |= 0x80;
+                    }
+                    let key = CacheKey::new(name, &facts);
+                    let through = if *allowed {
+                        None
                     } else {
-                        // Every client gets this verdict: keep it, not the chain.
-                        self.cache.insert(&key, out);
+                        cname::inspect(&resp, &snap, group)
+                    };
+                    if let Some(through) = through {
+                        through.respond(query, &facts, out);
+                        snap.count_block(through.policy);
+                        let list = snap
+                            .list_of(through.policy)
+                            .map_or(ListSlot::NONE, |l| l.slot);
+                        if snap.groups.configured() {
+                            // Other groups may not block it: keep the chain,
+                            // to be inspected again for each client's group.
+                            self.cache.insert_marked(&key, &resp, true);
+                        } else {
+                            // Every client gets this verdict: keep it, not the chain.
+                            self.cache
+                                .insert_verdict(&key, out, list, through.policy.action);
+                        }
+                        truncate_for(&facts, proto, out);
+                        blocked = Some((list, through.policy.action));
+                        break 'answered;
+                    }
+                    let marked = snap.groups.configured()
+                        && !*allowed
+                        && cname::blocked_for_some_group(&resp, &snap);
+                    self.cache.insert_marked(&key, &resp, marked);
+                    out.clear();
+                    out.extend_from_slice(&resp);
+                    wire::put_u16(out, 0, facts.id);
+                    if let (Some(dst), Some(src)) = (
+                        out.get_mut(wire::HEADER_LEN..facts.question_end),
+                        query.get(wire::HEADER_LEN..facts.question_end),
+                    ) && dst.eq_ignore_ascii_case(src)
+                    {
+                        dst.copy_from_slice(src);
                     }
                     truncate_for(&facts, proto, out);
-                    return;
                 }
-                let marked = snap.groups.configured()
-                    && !*allowed
-                    && cname::blocked_for_some_group(&resp, &snap);
-                drop(snap);
-                self.cache.insert_marked(&key, &resp, marked);
-                out.clear();
-                out.extend_from_slice(&resp);
-                wire::put_u16(out, 0, facts.id);
-                if let (Some(dst), Some(src)) = (
-                    out.get_mut(wire::HEADER_LEN..facts.question_end),
-                    query.get(wire::HEADER_LEN..facts.question_end),
-                ) && dst.eq_ignore_ascii_case(src)
-                {
-                    dst.copy_from_slice(src);
-                }
-                truncate_for(&facts, proto, out);
-            }
-            Err(e) => {
-                tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, "upstream failed: SERVFAIL");
-                start_response(query, &facts, Rcode::ServFail, out);
-                if let Some(edns) = facts.edns {
-                    // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
-                    // without naming the upstream's address to the client.
-                    let ede = wire::ede_option(22, e.kind());
-                    wire::push_opt(out, 0, edns.dnssec_ok, &ede);
+                Err(e) => {
+                    tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, "upstream failed: SERVFAIL");
+                    start_response(query, &facts, Rcode::ServFail, out);
+                    if let Some(edns) = facts.edns {
+                        // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
+                        // without naming the upstream's address to the client.
+                        let ede = wire::ede_option(22, e.kind());
+                        wire::push_opt(out, 0, edns.dnssec_ok, &ede);
+                    }
                 }
             }
+        }
+        let decision = match (upstream, blocked) {
+            (Some(_), Some(_)) => Decision::Blocked,
+            (Some(_), None) => Decision::Allowed,
+            (None, _) => Decision::Error,
+        };
+        if self.observe.wants(decision) {
+            let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
+                .with_rcode(rcode_of(out))
+                .with_group(group.slot);
+            if let Some((list, action)) = blocked {
+                // The listed entry is the chain's, not in the question: no entry.
+                ev = ev.with_block(list, usize::MAX, action);
+            }
+            if let Some(i) = upstream {
+                ev = ev.with_upstream(i);
+            }
+            // A query recorded without a stamp (none was wanted then) gets its answer's time.
+            let now = crate::observe::now_us();
+            ev.time_us = if *received_us == 0 { now } else { *received_us };
+            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
+            self.observe.record(ev);
         }
     }
 

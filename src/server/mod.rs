@@ -219,6 +219,9 @@ impl Server {
         self.handler.drain(drain).await;
         // Their answers are sent right after; give those sends a moment.
         tokio::time::sleep(Duration::from_millis(20)).await;
+        // Every query is answered: write the last records and the hit report.
+        let observer = self.handler.observer().clone();
+        let _ = tokio::task::spawn_blocking(move || observer.stop()).await;
         Ok(())
     }
 }

@@ -223,6 +223,7 @@ async fn connection(
     let reader = async {
         let mut buf = Vec::with_capacity(512);
         let mut out = Vec::with_capacity(512);
+        let mut rec = handler.observer().task_recorder();
         loop {
             // Backpressure: no free slot, no read. Only this reader takes
             // slots, so the one seen free here is still free below; the
@@ -251,7 +252,10 @@ async fn connection(
             let Ok(permit) = conn.inflight.clone().try_acquire_owned() else {
                 break;
             };
-            match handler.handle(&buf, peer, Proto::Tcp, &mut out) {
+            rec.begin();
+            let outcome = handler.handle(&buf, peer, Proto::Tcp, &mut out, &mut rec);
+            rec.flush();
+            match outcome {
                 Outcome::Reply => {
                     if !queue(&tx, &conn, (out.clone(), permit)).await {
                         break;

@@ -71,6 +71,8 @@ pub(super) fn spawn(
             let _runtime = rt.enter();
             Upstream::queue_on_this_thread();
             let mut batch = Batch::new(pktinfo);
+            // This worker's own ring to the observer.
+            let mut rec = handler.observer().recorder();
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
                     Ok(n) => n,
@@ -90,13 +92,14 @@ pub(super) fn spawn(
                         continue;
                     }
                 };
+                rec.begin();
                 let mut forwarded = 0;
                 for i in 0..n {
                     let Some(slot) = batch.slot(i) else {
                         continue;
                     };
                     let (peer, local) = (slot.peer, slot.local);
-                    match handler.handle(slot.query, peer, Proto::Udp, slot.out) {
+                    match handler.handle(slot.query, peer, Proto::Udp, slot.out, &mut rec) {
                         Outcome::Reply => batch.commit_out(),
                         Outcome::Drop => {}
                         Outcome::Forward(job) => {
@@ -131,6 +134,7 @@ pub(super) fn spawn(
                 }
                 Upstream::flush_queued();
                 let answered = batch.flush(&sock);
+                rec.flush();
                 if answered > 0 {
                     WorkerStats::add(&mine.answered, answered as u64);
                 }

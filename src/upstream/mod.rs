@@ -92,13 +92,19 @@ impl Error {
     }
 }
 
+/// An upstream's answer with the index of the server that gave it (in
+/// `[upstream] servers`, for the query log), or why none came. A query that
+/// waited for an identical one in flight gets that one's answer, and its
+/// server.
+pub type Answered = Result<(usize, Vec<u8>), Error>;
+
 /// The task-free path's caller: the query to send, and what to do with
 /// the answer (or the error) when it comes, on whichever task has it.
 pub trait Reply: Send + 'static {
     /// The query, ready to go upstream; its ID is ours to set.
     fn query(&mut self) -> &mut [u8];
     /// Called once, with the answer (its ID is the one we set) or why none came.
-    fn answer(self: Box<Self>, answer: Result<Vec<u8>, Error>);
+    fn answer(self: Box<Self>, answer: Answered);
 }
 
 /// Consecutive failures after which a server is skipped for a backoff.
@@ -197,14 +203,15 @@ impl Upstream {
         self.timeout
     }
 
-    /// Forwards `query` and returns the first valid answer. The ID is ours
+    /// Forwards `query` and returns the first valid answer, with the index
+    /// of the server that gave it. The ID is ours
     /// to set (each transport picks its own); the answer carries the ID that
     /// was sent, and the caller puts back its client's.
     ///
     /// Identical questions in flight at once (same name in any case, type,
     /// class, flags and OPT, which the handler sets from DO and CD) share one
     /// upstream query: the first asks, the others wait for its answer.
-    pub async fn forward(&self, query: &mut [u8]) -> Result<Vec<u8>, Error> {
+    pub async fn forward(&self, query: &mut [u8]) -> Answered {
         let Some(key) = FlightKey::of(query) else {
             return self.resolve(query).await;
         };
@@ -283,7 +290,7 @@ impl Upstream {
 
     /// Tries the servers in the order the strategy and health give, each
     /// attempt with a share of the time left.
-    async fn resolve(&self, query: &mut [u8]) -> Result<Vec<u8>, Error> {
+    async fn resolve(&self, query: &mut [u8]) -> Answered {
         self.resolve_until(query, Instant::now() + self.timeout, None, Error::NoServers)
             .await
     }
@@ -296,7 +303,7 @@ impl Upstream {
         deadline: Instant,
         skip: Option<usize>,
         mut last: Error,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Answered {
         let mut order = self.order();
         if let Some(skip) = skip {
             order.retain(|&s| s != skip);
@@ -318,7 +325,7 @@ impl Upstream {
                     server
                         .health
                         .success(start.elapsed(), self.now_ms(), &server.label);
-                    return Ok(resp);
+                    return Ok((s, resp));
                 }
                 Err(e) => {
                     tracing::debug!(upstream = %server.label, error = %e, "upstream attempt failed");
@@ -520,12 +527,12 @@ struct Flights {
 
 /// A query waiting for another's answer: a task, or a fast-path reply.
 enum Waiter {
-    Task(oneshot::Sender<Result<Vec<u8>, Error>>),
+    Task(oneshot::Sender<Answered>),
     Reply(Box<dyn Reply>),
 }
 
 impl Waiter {
-    fn land(self, result: &Result<Vec<u8>, Error>) {
+    fn land(self, result: &Answered) {
         match self {
             Self::Task(tx) => {
                 let _ = tx.send(result.clone());
@@ -578,7 +585,7 @@ enum Joined<'a> {
     /// Ask upstream, then [`FlightGuard::land`] the answer for the others.
     Leader(FlightGuard<'a>),
     /// Another query asks: wait for its answer.
-    Follower(oneshot::Receiver<Result<Vec<u8>, Error>>),
+    Follower(oneshot::Receiver<Answered>),
 }
 
 impl Flights {
@@ -632,7 +639,7 @@ impl Flights {
     }
 
     /// Ends the flight of `key`, handing a copy of `result` to every waiter.
-    fn land(&self, key: &FlightKey, result: &Result<Vec<u8>, Error>) {
+    fn land(&self, key: &FlightKey, result: &Answered) {
         let waiters = self
             .shard(key.as_bytes())
             .lock()
@@ -671,7 +678,7 @@ impl Fast {
     }
 
     /// Answers the client and every follower.
-    fn finish(self: Box<Self>, result: Result<Vec<u8>, Error>) {
+    fn finish(self: Box<Self>, result: Answered) {
         let Self {
             upstream,
             reply,
@@ -691,12 +698,13 @@ impl Fast {
             s.health
                 .success(self.started.elapsed(), upstream.now_ms(), &s.label);
         }
+        let server = self.server;
         if !Header::parse(&resp).is_some_and(|h| h.truncated()) {
-            return self.finish(Ok(resp));
+            return self.finish(Ok((server, resp)));
         }
         // Truncated: the whole answer over TCP, from a task.
-        let Some(Link::Udp(pool)) = upstream.servers.get(self.server).map(|s| &s.link) else {
-            return self.finish(Ok(resp));
+        let Some(Link::Udp(pool)) = upstream.servers.get(server).map(|s| &s.link) else {
+            return self.finish(Ok((server, resp)));
         };
         let addr = pool.server();
         let label = self.label();
@@ -704,7 +712,7 @@ impl Fast {
         tokio::spawn(async move {
             let deadline = fast.deadline;
             let result = tcp::exchange(addr, fast.reply.query(), deadline, &label).await;
-            fast.finish(result);
+            fast.finish(result.map(|resp| (server, resp)));
         });
     }
 
@@ -755,7 +763,7 @@ impl FlightGuard<'_> {
     }
 
     /// Hands a copy of the result to every follower.
-    fn land(mut self, result: &Result<Vec<u8>, Error>) {
+    fn land(mut self, result: &Answered) {
         self.landed = true;
         for w in self.take() {
             w.land(result);

@@ -29,15 +29,25 @@ fn embargo(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn run_serves_until_sigterm_and_exits_zero() {
-    let up = Upstream::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_config(dir.path(), &config(up.addr, ""));
+/// A running `embargo run`, its stderr lines, and the address it serves.
+struct Running {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `embargo run -c path` (stdout piped when `stdout`) and waits for
+/// its "listening on udp" line, which has the bound port.
+fn run_server(path: &Path, stdout: bool) -> Running {
     let mut child = Command::new(BIN)
         .args(["run", "-c", path.to_str().expect("utf8")])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
+        .stdout(if stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("spawn");
     let stderr = child.stderr.take().expect("stderr");
@@ -47,7 +57,6 @@ async fn run_serves_until_sigterm_and_exits_zero() {
             let _ = tx.send(line);
         }
     });
-    // The bound port is in the "listening on udp" line.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut addr = None;
     let mut log = Vec::new();
@@ -64,44 +73,15 @@ async fn run_serves_until_sigterm_and_exits_zero() {
         }
     }
     let addr = addr.unwrap_or_else(|| panic!("no listening line in {log:#?}"));
-    let r = udp(addr, &query("www.seized.example.", RecordType::TXT, false)).await;
-    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
-    let r = udp(addr, &query("www.up.test.", RecordType::A, false)).await;
-    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-    // The block was logged for the security team.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut blocked_line = None;
-    while blocked_line.is_none() && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
-            && line.contains("embargo::blocked")
-        {
-            blocked_line = Some(line);
-        }
+    Running {
+        child,
+        addr,
+        stderr: rx,
     }
-    let line = blocked_line.expect("a blocked-query log line");
-    for field in [
-        "client=127.0.0.1",
-        "query=www.seized.example",
-        // Issue 9 (4): the type as an analyst reads it.
-        "qtype=TXT",
-        "list=\"seized\"",
-        "entry=seized.example",
-        "action=\"nxdomain\"",
-    ] {
-        assert!(line.contains(field), "{field} missing in {line}");
-    }
-    // `embargo reload` finds the server through its pid file and signals it.
-    let (code, out, err) = embargo(&["reload", "-c", path.to_str().expect("utf8")]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains(&format!("pid {}", child.id())), "{out}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut reloaded = false;
-    while !reloaded && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            reloaded = line.contains("reload done");
-        }
-    }
-    assert!(reloaded, "no reload after `embargo reload`");
+}
+
+/// SIGTERM, then the exit status (within 10 s).
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -111,20 +91,129 @@ async fn run_serves_until_sigterm_and_exits_zero() {
             .success()
     );
     let started = Instant::now();
-    let status = loop {
+    loop {
         if let Some(s) = child.try_wait().expect("wait") {
-            break s;
+            return s;
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "did not exit after SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_serves_until_sigterm_and_exits_zero() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), &config(up.addr, ""));
+    let Running {
+        mut child,
+        addr,
+        stderr: rx,
+    } = run_server(&path, false);
+    let r = udp(addr, &query("www.seized.example.", RecordType::TXT, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    let r = udp(addr, &query("www.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    // The block is in the query log, in the state directory by default, as
+    // JSON; the security team reads it there, not in the server's log.
+    let log = dir.path().join("embargo-state/queries.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break serde_json::from_str::<serde_json::Value>(line).expect("a JSON record");
+        }
+        assert!(Instant::now() < deadline, "no record in {}", log.display());
+        std::thread::sleep(Duration::from_millis(50));
     };
+    assert_eq!(record["client"], "127.0.0.1");
+    assert_eq!(record["name"], "www.seized.example");
+    // Issue 9 (4): the type as an analyst reads it.
+    assert_eq!(record["type"], "TXT");
+    assert_eq!(record["decision"], "blocked");
+    assert_eq!(record["list"], "seized");
+    assert_eq!(record["entry"], "seized.example");
+    assert_eq!(record["action"], "nxdomain");
+    // `embargo reload` finds the server through its pid file and signals it.
+    let (code, out, err) = embargo(&["reload", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("pid {}", child.id())), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut reloaded = false;
+    let mut lines = Vec::new();
+    while !reloaded && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            reloaded = line.contains("reload done");
+            lines.push(line);
+        }
+    }
+    assert!(reloaded, "no reload after `embargo reload`");
+    let status = terminate(&mut child);
     assert_eq!(status.code(), Some(0));
     assert!(
         !dir.path().join("embargo-state/embargo.pid").exists(),
         "pid file removed at exit"
+    );
+    // Blocks no longer cost a line each in the server's own log.
+    lines.extend(rx.try_iter());
+    assert!(
+        !lines.iter().any(|l| l.contains("www.seized.example")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("observer stopped") && l.contains("log_dropped=0")),
+        "{lines:#?}"
+    );
+    // Stopping saved the hit report, which `embargo hits` prints.
+    let (code, out, err) = embargo(&["hits", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("seized "))
+        .unwrap_or_else(|| panic!("no row for the list in {out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[..3], ["seized", "127.0.0.1", "1"], "{out}");
+    assert_eq!(cols[5..], ["www.seized.example", "TXT"], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_query_log_goes_to_stdout_with_path_dash() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &(config(up.addr, "") + "\n[log]\npath = \"-\"\nformat = \"text\"\n"),
+    );
+    let mut server = run_server(&path, true);
+    let stdout = server.child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let r = udp(
+        server.addr,
+        &query("www.seized.example.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    let line = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a record on stdout");
+    assert!(
+        line.contains(" udp www.seized.example A blocked list=seized entry=seized.example action=nxdomain rcode=NXDOMAIN latency_us="),
+        "{line}"
+    );
+    assert_eq!(terminate(&mut server.child).code(), Some(0));
+    assert!(
+        !dir.path().join("embargo-state/queries.log").exists(),
+        "no log file when the log goes to stdout"
     );
 }
 

@@ -466,7 +466,7 @@ impl Embargo {
         let path: PathBuf = dir.path().join("embargo.toml");
         let config = embargo::Config::load(&path).expect("config loads");
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
-        let handler = embargo::handler(&config, snapshot);
+        let handler = embargo::handler(&config, snapshot).expect("handler");
         let server = embargo::server::Server::bind(&config.listen, &config.server, handler.clone())
             .expect("bind");
         let addrs = server.local_addrs();

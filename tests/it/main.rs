@@ -10,6 +10,7 @@ mod groups;
 mod harness;
 mod malformed;
 mod netns;
+mod observe;
 mod ofac;
 mod privileges;
 mod reload;

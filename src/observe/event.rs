@@ -1,0 +1,372 @@
+//! The record a serving thread hands to the observer for one query: plain
+//! values of a fixed size, `Copy`, with the name as the matcher's lowercase
+//! wire-form bytes. Nothing is formatted or allocated to make one; the
+//! observer's thread turns it into text later.
+//!
+//! ```text
+//!  Handler::handle / forward ─► QueryEvent (304 bytes) ─► Recorder ─► bounded ring ─► observer thread
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::matcher::{MAX_KEY, NameKey};
+use crate::policy::Action;
+use crate::state::ListSlot;
+
+/// What became of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Decision {
+    /// A list matched: answered from the list's policy, never sent upstream.
+    Blocked,
+    /// Not listed (or allowlisted): forwarded, and the upstream answered.
+    Allowed,
+    /// Not listed: answered from the cache.
+    Cached,
+    /// Embargo would not serve it: a zone transfer request, or (with
+    /// `[access]`) a client outside the networks it serves.
+    Refused,
+    /// Could not be answered as asked: malformed (FORMERR), an opcode or
+    /// EDNS version we do not serve (NOTIMP, BADVERS), or no upstream
+    /// answered in time (SERVFAIL).
+    Error,
+}
+
+impl Decision {
+    /// Every decision, in the order of their bits.
+    pub const ALL: [Self; 5] = [
+        Self::Blocked,
+        Self::Allowed,
+        Self::Cached,
+        Self::Refused,
+        Self::Error,
+    ];
+
+    /// The word the query log uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocked => "blocked",
+            Self::Allowed => "allowed",
+            Self::Cached => "cached",
+            Self::Refused => "refused",
+            Self::Error => "error",
+        }
+    }
+
+    /// This decision's bit in a [`Decisions`] set.
+    #[inline]
+    pub const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of decisions: which ones a recorder keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Decisions(pub u8);
+
+impl Decisions {
+    pub const NONE: Self = Self(0);
+    pub const BLOCKED: Self = Self(Decision::Blocked.bit());
+    pub const ALL: Self = Self(0x1f);
+
+    #[inline]
+    pub fn contains(self, d: Decision) -> bool {
+        self.0 & d.bit() != 0
+    }
+
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// The transport a query came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// No upstream was involved.
+pub const NO_UPSTREAM: u8 = u8::MAX;
+/// No answer was sent (`rcode` of a query refused by `[access] action =
+/// "drop"`): the log writes `null` (JSON) or `-` (text).
+pub const NO_RCODE: u16 = u16::MAX;
+/// No question could be read (`name_len` of an event without one).
+const NO_NAME: u8 = u8::MAX;
+/// No block matched (`entry` of an event that is not a block).
+const NO_ENTRY: u8 = u8::MAX;
+
+/// One query, as the observer receives it. Fixed size (see the test
+/// `an_event_is_small_and_fixed`): the serving thread copies it into a
+/// ring, never into the heap.
+///
+/// Later fields (a dnstap flag) fit in the padding before `name`.
+#[derive(Clone, Copy)]
+pub struct QueryEvent {
+    /// When the query arrived, microseconds since the Unix epoch.
+    pub time_us: u64,
+    /// Arrival to answer, in microseconds. On a UDP worker, the whole batch
+    /// the query came in (from `recvmmsg` returning to `sendmmsg` done).
+    pub latency_us: u32,
+    pub client: IpAddr,
+    pub port: u16,
+    pub qtype: u16,
+    /// The answer's RCODE (with the EDNS extended bits: BADVERS is 16), or
+    /// [`NO_RCODE`] when none was sent.
+    pub rcode: u16,
+    /// The list that blocked it, or [`ListSlot::NONE`].
+    pub list: ListSlot,
+    pub transport: Transport,
+    pub decision: Decision,
+    /// The blocking policy's action.
+    pub action: Option<Action>,
+    /// Index of the upstream that answered (`[upstream] servers`), or [`NO_UPSTREAM`].
+    pub upstream: u8,
+    /// The client's group (its name's slot), or [`ListSlot::NONE`]
+    /// without `[[groups]]`.
+    pub group: ListSlot,
+    /// Where the listed entry starts in `name` (a byte offset, as
+    /// `Lookup::Blocked(hit).suffix`), or `NO_ENTRY`.
+    entry: u8,
+    name_len: u8,
+    /// The lowercase wire-form name without the root byte (a `NameKey`'s bytes).
+    name: [u8; MAX_KEY],
+}
+
+impl QueryEvent {
+    /// An event for a query from `client` whose question is `name`/`qtype`
+    /// (`None` when the question could not be read). The recorder sets
+    /// the time and latency.
+    #[inline]
+    pub fn new(
+        decision: Decision,
+        client: SocketAddr,
+        transport: Transport,
+        name: Option<&NameKey>,
+        qtype: u16,
+    ) -> Self {
+        let mut ev = Self {
+            time_us: 0,
+            latency_us: 0,
+            client: client.ip(),
+            port: client.port(),
+            qtype,
+            rcode: 0,
+            list: ListSlot::NONE,
+            transport,
+            decision,
+            action: None,
+            upstream: NO_UPSTREAM,
+            group: ListSlot::NONE,
+            entry: NO_ENTRY,
+            name_len: NO_NAME,
+            name: [0; MAX_KEY],
+        };
+        if let Some(key) = name {
+            let bytes = key.as_bytes();
+            let n = bytes.len().min(MAX_KEY);
+            ev.name[..n].copy_from_slice(&bytes[..n]);
+            ev.name_len = n as u8;
+        }
+        ev
+    }
+
+    /// The block: which list, where the listed entry starts in the name, the action.
+    #[inline]
+    pub fn with_block(mut self, list: ListSlot, entry: usize, action: Action) -> Self {
+        self.list = list;
+        self.entry = u8::try_from(entry).unwrap_or(NO_ENTRY);
+        self.action = Some(action);
+        self
+    }
+
+    /// The client's group (its slot; [`ListSlot::NONE`] for none).
+    #[inline]
+    pub fn with_group(mut self, group: ListSlot) -> Self {
+        self.group = group;
+        self
+    }
+
+    #[inline]
+    pub fn with_rcode(mut self, rcode: u16) -> Self {
+        self.rcode = rcode;
+        self
+    }
+
+    #[inline]
+    pub fn with_upstream(mut self, index: usize) -> Self {
+        self.upstream = u8::try_from(index).unwrap_or(NO_UPSTREAM);
+        self
+    }
+
+    /// The question's name in wire form, if the query had a readable one.
+    pub fn name(&self) -> Option<&[u8]> {
+        (self.name_len != NO_NAME).then(|| &self.name[..usize::from(self.name_len)])
+    }
+
+    /// The listed entry that matched (a suffix of the name), for blocks.
+    pub fn entry(&self) -> Option<&[u8]> {
+        let name = self.name()?;
+        (self.entry != NO_ENTRY)
+            .then(|| name.get(usize::from(self.entry)..))
+            .flatten()
+    }
+
+    /// An event for tests and benches: a block of `name` from 127.0.0.1.
+    #[doc(hidden)]
+    pub fn example(name: &str) -> Self {
+        let key = NameKey::from_text(name, true).unwrap_or_default();
+        Self::new(
+            Decision::Blocked,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53124),
+            Transport::Udp,
+            Some(&key),
+            1,
+        )
+        .with_block(ListSlot(0), 0, Action::Nxdomain)
+        .with_rcode(3)
+    }
+}
+
+/// The RCODE of the answer in `out` (header bits only; 0 if too short).
+#[inline]
+pub fn rcode_of(out: &[u8]) -> u16 {
+    out.get(3).map_or(0, |b| u16::from(b & 0x0f))
+}
+
+/// An RCODE as dig prints it (RFC 6895 names), or `RCODE<n>`.
+pub fn rcode_name(rcode: u16) -> Option<&'static str> {
+    Some(match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        11 => "DSOTYPENI",
+        16 => "BADVERS",
+        _ => return None,
+    })
+}
+
+/// Appends a wire-form name as dotted text, escaped as RFC 1035 master files
+/// (and `NameKey`'s Display) write it: `.` and `\` inside a label get a
+/// backslash, bytes outside `!`..`~` become `\DDD`. The root is `.`.
+pub fn push_name(out: &mut Vec<u8>, wire: &[u8]) {
+    if wire.is_empty() {
+        out.push(b'.');
+        return;
+    }
+    let mut rest = wire;
+    let mut first = true;
+    while let Some((&n, tail)) = rest.split_first() {
+        let n = usize::from(n).min(tail.len());
+        if !first {
+            out.push(b'.');
+        }
+        first = false;
+        for &b in &tail[..n] {
+            match b {
+                b'.' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+                0x21..=0x7e => out.push(b),
+                _ => out.extend_from_slice(&[
+                    b'\\',
+                    b'0' + b / 100,
+                    b'0' + b / 10 % 10,
+                    b'0' + b % 10,
+                ]),
+            }
+        }
+        rest = &tail[n..];
+    }
+}
+
+/// [`push_name`] into a new string.
+pub fn name_text(wire: &[u8]) -> String {
+    let mut out = Vec::with_capacity(wire.len() + 1);
+    push_name(&mut out, wire);
+    // Only ASCII is ever pushed.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_small_and_fixed() {
+        // The name is most of it; what the serving thread copies per query.
+        assert!(
+            size_of::<QueryEvent>() <= 304,
+            "{}",
+            size_of::<QueryEvent>()
+        );
+    }
+
+    #[test]
+    fn an_event_keeps_the_name_and_the_entry() {
+        let key = NameKey::from_text("www.Seized.example", false).expect("name");
+        let ev = QueryEvent::new(
+            Decision::Blocked,
+            "192.0.2.1:4000".parse().expect("addr"),
+            Transport::Tcp,
+            Some(&key),
+            28,
+        )
+        .with_block(ListSlot(3), 4, Action::Sinkhole);
+        assert_eq!(ev.name(), Some(&b"\x03www\x06seized\x07example"[..]));
+        assert_eq!(ev.entry(), Some(&b"\x06seized\x07example"[..]));
+        assert_eq!(name_text(ev.entry().expect("entry")), "seized.example");
+        assert_eq!(ev.port, 4000);
+        assert_eq!(ev.list, ListSlot(3));
+        let none = QueryEvent::new(
+            Decision::Error,
+            "[::1]:53".parse().expect("addr"),
+            Transport::Udp,
+            None,
+            0,
+        );
+        assert_eq!(none.name(), None);
+        assert_eq!(none.entry(), None);
+    }
+
+    #[test]
+    fn names_are_escaped_as_name_key_displays_them() {
+        let mut key = NameKey::new();
+        for label in [
+            &b"a.b"[..],
+            b"c\\d",
+            b"sp ace",
+            b"\x00\xff",
+            b"quote\"",
+            b"x",
+        ] {
+            assert!(key.push_label(label));
+        }
+        assert_eq!(name_text(key.as_bytes()), key.to_string());
+        assert_eq!(name_text(b""), ".");
+    }
+
+    #[test]
+    fn rcodes_have_names() {
+        assert_eq!(rcode_name(3), Some("NXDOMAIN"));
+        assert_eq!(rcode_name(16), Some("BADVERS"));
+        assert_eq!(rcode_name(12), None);
+        assert_eq!(rcode_of(&[0, 0, 0x81, 0x83]), 3);
+    }
+}

@@ -1,0 +1,852 @@
+//! What each query became, recorded without slowing the query down.
+//!
+//! ```text
+//!  UDP worker ──► Recorder ─► its own SPSC ring ───────────┐
+//!  TCP task, forward ──► Recorder ─► one shared ring (lock) ┤  never waits: a full ring drops
+//!                                                           │  the record and counts it
+//!                                                           ▼
+//!              observer thread (drains every few ms, at a lower CPU priority):
+//!                ├─ hit report (blocks: per list, per client)  ─► STATE/hits.json every 5 s
+//!                ├─ the latest records (for the HTTP API)
+//!                └─ query log: format, write in batches ─► STATE/queries.log (rotated) or stdout
+//! ```
+//!
+//! The serving side builds a fixed-size [`QueryEvent`] (no formatting, no
+//! allocation) at each decision point of the handler and hands it to its
+//! [`Recorder`], which keeps the events of one UDP batch (or one TCP
+//! message) and pushes them into a bounded ring when the answers are sent,
+//! stamping each with the latency. The observer's thread does the rest.
+//! When the thread falls behind, rings fill and records are dropped and
+//! counted (`log_dropped`): a query is never delayed or lost for its
+//! record.
+//!
+//! What is recorded: with `[log] queries = "all"` every query; with
+//! `"blocked"` the blocks; with `"off"` the blocks only if the hit report
+//! is on (`[hits] max_clients > 0`); nothing at all, and no thread, when
+//! both are off. Answers the rate limiter (`[rate_limit]`) dropped or
+//! truncated are never recorded one by one, which would fill the log with
+//! the very flood the limiter keeps quiet: each recorder counts them, and
+//! the counts go to `hits.json` ([`Observer::rate_limited`]).
+//!
+//! A later dnstap output needs each query's and answer's bytes: they reach
+//! [`Recorder::record`] already, where a second sink can copy them into
+//! its own byte ring when (and only when) dnstap is on.
+
+pub mod event;
+pub mod hits;
+pub mod querylog;
+
+pub use event::{Decision, Decisions, NO_RCODE, QueryEvent, Transport, rcode_of};
+pub use hits::{HitRow, HitsFile, ListSummary};
+
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, LogFormat, LogPath, LogQueries};
+use crate::state::ListSlots;
+
+use hits::HitReport;
+use querylog::{ClientView, Formatter, LogOut, RotatingFile};
+
+/// Records kept for `/api/log`.
+const LATEST: usize = 1000;
+/// How long the thread sleeps when there was nothing to do, at first and at most.
+const NAP: Duration = Duration::from_millis(5);
+const NAP_MAX: Duration = Duration::from_millis(40);
+/// A batch of formatted records is written once it is this big...
+const WRITE_AT: usize = 64 * 1024;
+/// ...or this old, so `tail -f` sees records promptly.
+const WRITE_EVERY: Duration = Duration::from_millis(200);
+/// How often the hit report is saved (when it changed).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// At most one "records dropped" warning per this long.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// The observer thread's nice value: under a saturated core it yields to
+/// the serving threads, so records are dropped and counted rather than
+/// queries slowed (see the README's performance section).
+const NICE: i32 = 10;
+
+/// Why the observer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the query log {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the observer thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// The current time in microseconds since the Unix epoch.
+#[inline]
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// One recorder's counters, written by that recorder only, on their own
+/// cache lines (x86 fetches lines in pairs), so counting costs no
+/// contention: records dropped (ring full), and answers the rate limiter
+/// dropped or sent truncated.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Counts {
+    dropped: AtomicU64,
+    limited: AtomicU64,
+    slipped: AtomicU64,
+}
+
+impl Counts {
+    /// For the single writer: a plain load and store, no locked instruction.
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// Answers the rate limiter kept from their clients since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimited {
+    /// Not answered at all.
+    pub dropped: u64,
+    /// Answered empty with TC=1 (`slip`), so a real client retries over TCP.
+    pub truncated: u64,
+}
+
+/// A recorder's ring, as the observer thread holds it.
+struct Ring {
+    events: rtrb::Consumer<QueryEvent>,
+}
+
+/// What the observer keeps for readers (the HTTP API, `hits.json`).
+struct View {
+    hits: Option<HitReport>,
+    latest: VecDeque<QueryEvent>,
+}
+
+/// What the serving side and the observer thread share.
+struct Shared {
+    /// Decisions recorded at all.
+    wants: Decisions,
+    /// Decisions written to the query log.
+    logs: Decisions,
+    capacity: usize,
+    /// Rings of recorders made since the thread last looked.
+    new_rings: Mutex<Vec<Ring>>,
+    /// Every own-ring recorder's counters (never removed: a handful).
+    counts: Mutex<Vec<Arc<Counts>>>,
+    /// The ring for tasks (TCP, forwards): one producer behind a lock.
+    tasks: Mutex<rtrb::Producer<QueryEvent>>,
+    tasks_dropped: AtomicU64,
+    /// Rate-limited answers counted by task recorders (none today: TCP is
+    /// not limited).
+    tasks_limited: AtomicU64,
+    tasks_slipped: AtomicU64,
+    /// Records lost because the log could not be written.
+    failed: AtomicU64,
+    written: AtomicU64,
+    stop: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+    view: Mutex<View>,
+    clients: ClientView,
+    slots: Arc<ListSlots>,
+    upstreams: Vec<String>,
+    max_clients: usize,
+    hits_path: PathBuf,
+}
+
+/// Stops the thread when the last handle goes.
+struct Owner {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Owner {
+    fn stop(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            self.shared.stop.store(true, Ordering::SeqCst);
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The observation side: hands out recorders, runs the thread that drains
+/// them, answers for the hit report. Cheap to clone.
+#[derive(Clone)]
+pub struct Observer {
+    shared: Option<Arc<Shared>>,
+    owner: Option<Arc<Owner>>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("on", &self.shared.is_some())
+            .finish()
+    }
+}
+
+impl Observer {
+    /// Records nothing (a handler without observation: tools, benches).
+    pub fn off() -> Self {
+        Self {
+            shared: None,
+            owner: None,
+        }
+    }
+
+    /// Opens the query log, reads back `STATE/hits.json`, and starts the
+    /// thread, as `[log]` and `[hits]` say. List names come from `slots`
+    /// (the snapshot's, shared by every reload).
+    pub fn start(config: &Config, slots: Arc<ListSlots>) -> Result<Self, Error> {
+        let log = &config.log;
+        let logs = match log.queries {
+            LogQueries::Off => Decisions::NONE,
+            LogQueries::Blocked => Decisions::BLOCKED,
+            LogQueries::All => Decisions::ALL,
+        };
+        let hits_on = config.hits.max_clients > 0;
+        let wants = Decisions(logs.0 | if hits_on { Decisions::BLOCKED.0 } else { 0 });
+        if wants.is_empty() {
+            return Ok(Self::off());
+        }
+        let out = if logs.is_empty() {
+            None
+        } else {
+            Some(match &log.path {
+                LogPath::Stdout => LogOut::Stdout,
+                LogPath::File(path) => {
+                    LogOut::File(RotatingFile::open(path, log.max_size, log.keep).map_err(
+                        |source| Error::Open {
+                            path: path.clone(),
+                            source,
+                        },
+                    )?)
+                }
+            })
+        };
+        let hits_path = config.state_dir.join("hits.json");
+        let hits = NonZeroUsize::new(config.hits.max_clients).map(|max| {
+            let mut report = HitReport::new(max);
+            match std::fs::read(&hits_path) {
+                Ok(bytes) => match serde_json::from_slice::<HitsFile>(&bytes) {
+                    Ok(saved) => report.restore(&saved, &slots),
+                    Err(e) => {
+                        tracing::warn!(path = %hits_path.display(), error = %e, "hit report not read back: starting a new one");
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %hits_path.display(), error = %e, "hit report not read back: starting a new one");
+                }
+            }
+            report
+        });
+        let capacity = log.queue.max(1);
+        let (tasks, tasks_events) = rtrb::RingBuffer::new(capacity);
+        let shared = Arc::new(Shared {
+            wants,
+            logs,
+            capacity,
+            new_rings: Mutex::new(vec![Ring {
+                events: tasks_events,
+            }]),
+            counts: Mutex::new(Vec::new()),
+            tasks: Mutex::new(tasks),
+            tasks_dropped: AtomicU64::new(0),
+            tasks_limited: AtomicU64::new(0),
+            tasks_slipped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            view: Mutex::new(View {
+                hits,
+                latest: VecDeque::with_capacity(LATEST),
+            }),
+            clients: ClientView::new(log.client_ip),
+            slots,
+            // As written in the config (`tls://9.9.9.9:853#dns.quad9.net`).
+            upstreams: config
+                .upstream
+                .servers
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            max_clients: config.hits.max_clients,
+            hits_path,
+        });
+        let formatter = Formatter::new(
+            log.format,
+            shared.clients.clone(),
+            shared.slots.clone(),
+            shared.upstreams.clone(),
+        );
+        let worker = Worker {
+            shared: shared.clone(),
+            rings: Vec::new(),
+            formatter,
+            out,
+            buf: Vec::with_capacity(2 * WRITE_AT),
+            buffered: 0,
+        };
+        let handle = std::thread::Builder::new()
+            .name("embargo-observe".into())
+            .spawn(move || worker.run())
+            .map_err(Error::Spawn)?;
+        let _ = shared.thread.set(handle.thread().clone());
+        Ok(Self {
+            owner: Some(Arc::new(Owner {
+                shared: shared.clone(),
+                thread: Mutex::new(Some(handle)),
+            })),
+            shared: Some(shared),
+        })
+    }
+
+    /// A recorder with a ring of its own, for one UDP worker thread.
+    pub fn recorder(&self) -> Recorder {
+        let Some(shared) = &self.shared else {
+            return Recorder::off();
+        };
+        let (ring, events) = rtrb::RingBuffer::new(shared.capacity);
+        let counts = Arc::new(Counts::default());
+        shared
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(counts.clone());
+        shared
+            .new_rings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Ring { events });
+        Recorder::new(shared.wants, Sink::Own { ring, counts })
+    }
+
+    /// A recorder on the shared ring, for a task (a TCP connection).
+    pub fn task_recorder(&self) -> Recorder {
+        match &self.shared {
+            Some(shared) => Recorder::new(shared.wants, Sink::Tasks(shared.clone())),
+            None => Recorder::off(),
+        }
+    }
+
+    /// Whether events with decision `d` are recorded.
+    #[inline]
+    pub fn wants(&self, d: Decision) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.wants.contains(d))
+    }
+
+    /// Records one event from a task (a forwarded query's answer): its
+    /// time and latency already set.
+    pub fn record(&self, ev: QueryEvent) {
+        if let Some(shared) = &self.shared {
+            shared.push(std::slice::from_ref(&ev));
+        }
+    }
+
+    /// The hit report, rows most recent first (`list` alone if given).
+    pub fn hits(&self, list: Option<&str>) -> HitsFile {
+        let file = match &self.shared {
+            Some(shared) => shared.hits_file(),
+            None => HitsFile {
+                written: hits::rfc3339_ms(now_us() / 1000),
+                pid: std::process::id(),
+                max_clients: 0,
+                log_written: 0,
+                log_dropped: 0,
+                rate_limited_dropped: 0,
+                rate_limited_truncated: 0,
+                lists: Vec::new(),
+                hits: Vec::new(),
+            },
+        };
+        match list {
+            Some(l) => file.only(l),
+            None => file,
+        }
+    }
+
+    /// The latest query log records (at most `limit`, newest first), as JSON.
+    pub fn latest(&self, limit: usize) -> Vec<String> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        let events: Vec<QueryEvent> = shared
+            .view()
+            .latest
+            .iter()
+            .rev()
+            .take(limit)
+            .copied()
+            .collect();
+        let mut f = Formatter::new(
+            LogFormat::Json,
+            shared.clients.clone(),
+            shared.slots.clone(),
+            shared.upstreams.clone(),
+        );
+        let mut buf = Vec::new();
+        events
+            .iter()
+            .map(|ev| {
+                buf.clear();
+                f.write(ev, &mut buf);
+                String::from_utf8_lossy(buf.trim_ascii_end()).into_owned()
+            })
+            .collect()
+    }
+
+    /// Records dropped so far: rings full, or the log not writable (`log_dropped`).
+    pub fn dropped(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |s| s.dropped())
+    }
+
+    /// Answers the rate limiter dropped or truncated so far.
+    pub fn rate_limited(&self) -> RateLimited {
+        self.shared
+            .as_ref()
+            .map_or_else(RateLimited::default, |s| s.rate_limited())
+    }
+
+    /// Query log records written so far.
+    pub fn written(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.written.load(Ordering::Relaxed))
+    }
+
+    /// Drains what is recorded, writes it and the hit report, and stops the
+    /// thread. Call once every recorder is done (the server's last step).
+    pub fn stop(&self) {
+        if let Some(owner) = &self.owner {
+            owner.stop();
+        }
+    }
+}
+
+impl Shared {
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn dropped(&self) -> u64 {
+        let rings: u64 = self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|c| c.dropped.load(Ordering::Relaxed))
+            .sum();
+        rings + self.tasks_dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+
+    fn rate_limited(&self) -> RateLimited {
+        let mut sum = RateLimited {
+            dropped: self.tasks_limited.load(Ordering::Relaxed),
+            truncated: self.tasks_slipped.load(Ordering::Relaxed),
+        };
+        for c in self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            sum.dropped += c.limited.load(Ordering::Relaxed);
+            sum.truncated += c.slipped.load(Ordering::Relaxed);
+        }
+        sum
+    }
+
+    /// Pushes onto the tasks' ring; what does not fit is counted.
+    fn push(&self, events: &[QueryEvent]) {
+        let (_, rest) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_partial_slice(events);
+        if !rest.is_empty() {
+            self.tasks_dropped
+                .fetch_add(rest.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn hits_file(&self) -> HitsFile {
+        let view = self.view();
+        let (lists, hits) = match &view.hits {
+            Some(h) => (h.summary(&self.slots), h.rows(&self.slots, None)),
+            None => (Vec::new(), Vec::new()),
+        };
+        drop(view);
+        let limited = self.rate_limited();
+        HitsFile {
+            written: hits::rfc3339_ms(now_us() / 1000),
+            pid: std::process::id(),
+            max_clients: self.max_clients,
+            log_written: self.written.load(Ordering::Relaxed),
+            log_dropped: self.dropped(),
+            rate_limited_dropped: limited.dropped,
+            rate_limited_truncated: limited.truncated,
+            lists,
+            hits,
+        }
+    }
+}
+
+/// Where a recorder's events go.
+enum Sink {
+    Off,
+    /// A ring of its own (one UDP worker).
+    Own {
+        ring: rtrb::Producer<QueryEvent>,
+        counts: Arc<Counts>,
+    },
+    /// The shared ring (tasks).
+    Tasks(Arc<Shared>),
+}
+
+/// One serving thread's or task's way in: [`begin`](Self::begin) when
+/// queries arrive, [`record`](Self::record) at each decision,
+/// [`flush`](Self::flush) once the answers are sent. Never blocks; the
+/// events of a batch wait in a small buffer of its own.
+pub struct Recorder {
+    wants: Decisions,
+    sink: Sink,
+    pending: Vec<QueryEvent>,
+    /// When the current batch (or message) arrived, µs since the epoch.
+    stamp_us: u64,
+    /// Rate-limited answers (dropped, truncated) since the last flush.
+    limited: u32,
+    slipped: u32,
+}
+
+impl Recorder {
+    fn new(wants: Decisions, sink: Sink) -> Self {
+        Self {
+            wants,
+            sink,
+            // One recvmmsg batch; grows once if a caller records more.
+            pending: Vec::with_capacity(32),
+            stamp_us: 0,
+            limited: 0,
+            slipped: 0,
+        }
+    }
+
+    /// Records nothing.
+    pub fn off() -> Self {
+        Self::new(Decisions::NONE, Sink::Off)
+    }
+
+    /// A recorder whose ring the caller drains itself (benches, tests).
+    #[doc(hidden)]
+    pub fn detached(wants: Decisions, capacity: usize) -> (Self, rtrb::Consumer<QueryEvent>) {
+        let (ring, events) = rtrb::RingBuffer::new(capacity.max(1));
+        let counts = Arc::new(Counts::default());
+        (Self::new(wants, Sink::Own { ring, counts }), events)
+    }
+
+    /// Queries arrived: stamps them with the time (one clock read per batch).
+    #[inline]
+    pub fn begin(&mut self) {
+        if !self.wants.is_empty() {
+            self.stamp_us = now_us();
+        }
+    }
+
+    /// When the current batch arrived (µs since the epoch; 0 if nothing is recorded).
+    #[inline]
+    pub fn stamp_us(&self) -> u64 {
+        self.stamp_us
+    }
+
+    /// Whether events with decision `d` are kept: check before building one.
+    #[inline]
+    pub fn wants(&self, d: Decision) -> bool {
+        self.wants.contains(d)
+    }
+
+    /// Keeps `ev` for [`flush`](Self::flush). `query` and `response` are
+    /// the message bytes, for a dnstap sink (not yet built) to copy.
+    #[inline]
+    pub fn record(&mut self, mut ev: QueryEvent, _query: &[u8], _response: &[u8]) {
+        if !self.wants.contains(ev.decision) {
+            return;
+        }
+        ev.time_us = self.stamp_us;
+        self.pending.push(ev);
+    }
+
+    /// The rate limiter kept an answer from its client: sent empty with
+    /// TC=1 (`truncated`) or not at all. Counted, never recorded one by one.
+    #[inline]
+    pub fn limited(&mut self, truncated: bool) {
+        if truncated {
+            self.slipped += 1;
+        } else {
+            self.limited += 1;
+        }
+    }
+
+    /// The answers are sent: stamps the latency and hands the events on.
+    /// What does not fit in the ring is dropped and counted.
+    #[inline]
+    pub fn flush(&mut self) {
+        if self.limited != 0 || self.slipped != 0 {
+            self.count_limited();
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = now_us();
+        for ev in &mut self.pending {
+            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
+        }
+        match &mut self.sink {
+            Sink::Off => {}
+            Sink::Own { ring, counts } => {
+                let (_, rest) = ring.push_partial_slice(&self.pending);
+                if !rest.is_empty() {
+                    Counts::add(&counts.dropped, rest.len() as u64);
+                }
+            }
+            Sink::Tasks(shared) => shared.push(&self.pending),
+        }
+        self.pending.clear();
+    }
+
+    /// Hands the rate-limit counts of this batch on (only when there are
+    /// any: a flood's batches, not ordinary ones).
+    #[cold]
+    fn count_limited(&mut self) {
+        let (limited, slipped) = (
+            u64::from(std::mem::take(&mut self.limited)),
+            u64::from(std::mem::take(&mut self.slipped)),
+        );
+        match &self.sink {
+            Sink::Off => {}
+            Sink::Own { counts, .. } => {
+                Counts::add(&counts.limited, limited);
+                Counts::add(&counts.slipped, slipped);
+            }
+            Sink::Tasks(shared) => {
+                shared.tasks_limited.fetch_add(limited, Ordering::Relaxed);
+                shared.tasks_slipped.fetch_add(slipped, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The observer thread's own state.
+struct Worker {
+    shared: Arc<Shared>,
+    rings: Vec<Ring>,
+    formatter: Formatter,
+    out: Option<LogOut>,
+    buf: Vec<u8>,
+    /// Records in `buf`.
+    buffered: u64,
+}
+
+impl Worker {
+    fn run(mut self) {
+        lower_priority();
+        let mut nap = NAP;
+        let mut last_write = Instant::now();
+        let mut last_save = Instant::now();
+        let mut dirty = false;
+        // The log's and the rate limiter's counts at the last save:
+        // `embargo hits` shows them, so they are kept fresh even when no
+        // block changes the report.
+        let mut counts_saved = (0, 0, RateLimited::default());
+        let mut warned: Option<Instant> = None;
+        let mut dropped_seen = 0;
+        loop {
+            let stopping = self.shared.stop.load(Ordering::SeqCst);
+            self.adopt();
+            let (drained, blocks) = self.drain();
+            dirty |= blocks;
+            if self.buf.len() >= WRITE_AT
+                || (!self.buf.is_empty() && (stopping || last_write.elapsed() >= WRITE_EVERY))
+            {
+                self.write();
+                last_write = Instant::now();
+            }
+            let dropped = self.shared.dropped();
+            let counts = (
+                self.shared.written.load(Ordering::Relaxed),
+                dropped,
+                self.shared.rate_limited(),
+            );
+            dirty |= counts != counts_saved;
+            if dirty && (stopping || last_save.elapsed() >= SAVE_EVERY) {
+                self.save();
+                dirty = false;
+                counts_saved = counts;
+                last_save = Instant::now();
+            }
+            if dropped > dropped_seen && warned.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
+                tracing::warn!(
+                    dropped = dropped - dropped_seen,
+                    total = dropped,
+                    "query records dropped: the observer cannot keep up (queries are not affected)"
+                );
+                dropped_seen = dropped;
+                warned = Some(Instant::now());
+            }
+            if stopping && drained == 0 {
+                if dirty {
+                    self.save();
+                }
+                tracing::info!(
+                    written = self.shared.written.load(Ordering::Relaxed),
+                    log_dropped = dropped,
+                    rate_limited_dropped = counts.2.dropped,
+                    rate_limited_truncated = counts.2.truncated,
+                    "observer stopped"
+                );
+                return;
+            }
+            if drained == 0 {
+                std::thread::park_timeout(nap);
+                nap = (nap * 2).min(NAP_MAX);
+            } else if drained < self.shared.capacity / 4 {
+                nap = NAP;
+                std::thread::park_timeout(nap);
+            }
+            // Else go round at once: there is more waiting.
+        }
+    }
+
+    /// Takes on the rings of recorders made since the last look.
+    fn adopt(&mut self) {
+        if let Ok(mut new) = self.shared.new_rings.try_lock() {
+            self.rings.append(&mut new);
+        }
+    }
+
+    /// Takes what every ring holds, in one go per ring. Returns how many
+    /// events, and whether any was a block (the hit report changed).
+    fn drain(&mut self) -> (usize, bool) {
+        let mut total = 0;
+        let mut blocks = false;
+        let shared = self.shared.clone();
+        let mut view = shared.view();
+        let View { hits, latest } = &mut *view;
+        let logs = shared.logs;
+        let mut rings = std::mem::take(&mut self.rings);
+        for ring in &mut rings {
+            let n = ring.events.slots();
+            if n == 0 {
+                continue;
+            }
+            let Ok(chunk) = ring.events.read_chunk(n) else {
+                continue;
+            };
+            let (a, b) = chunk.as_slices();
+            for ev in a.iter().chain(b) {
+                if ev.decision == Decision::Blocked
+                    && let Some(report) = hits.as_mut()
+                {
+                    report.record(
+                        ev.list,
+                        shared.clients.id(ev.client),
+                        ev.time_us / 1000,
+                        ev.name().unwrap_or_default(),
+                        ev.qtype,
+                    );
+                    blocks = true;
+                }
+                if logs.contains(ev.decision) {
+                    if latest.len() == LATEST {
+                        latest.pop_front();
+                    }
+                    latest.push_back(*ev);
+                    if self.out.is_some() {
+                        self.formatter.write(ev, &mut self.buf);
+                        self.buffered += 1;
+                        if self.buf.len() >= WRITE_AT {
+                            self.write();
+                        }
+                    }
+                }
+            }
+            chunk.commit_all();
+            total += n;
+        }
+        // Rings whose recorder is gone and that are empty are done with.
+        rings.retain(|r| !(r.events.is_abandoned() && r.events.is_empty()));
+        self.rings = rings;
+        (total, blocks)
+    }
+
+    /// Writes the buffered records; on failure they are counted as dropped.
+    fn write(&mut self) {
+        let Some(out) = self.out.as_mut() else {
+            self.buf.clear();
+            self.buffered = 0;
+            return;
+        };
+        match out.write(&self.buf) {
+            Ok(()) => {
+                self.shared
+                    .written
+                    .fetch_add(self.buffered, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.shared
+                    .failed
+                    .fetch_add(self.buffered, Ordering::Relaxed);
+                tracing::error!(error = %e, records = self.buffered, "cannot write the query log: records dropped");
+            }
+        }
+        self.buf.clear();
+        self.buffered = 0;
+    }
+
+    /// Saves the hit report where `embargo hits` reads it.
+    fn save(&self) {
+        if self.shared.max_clients == 0 {
+            return;
+        }
+        let file = self.shared.hits_file();
+        let saved = serde_json::to_vec_pretty(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                if let Some(dir) = self.shared.hits_path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                crate::source::write_atomic(&self.shared.hits_path, &bytes)
+            });
+        if let Err(e) = saved {
+            tracing::warn!(path = %self.shared.hits_path.display(), error = %e, "cannot save the hit report");
+        }
+    }
+}
+
+/// Lowers this thread's CPU priority (Linux: nice applies per thread).
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
+        tracing::debug!(error = %e, "cannot lower the observer thread's priority");
+    }
+}
