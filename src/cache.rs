@@ -307,15 +307,10 @@ mod tests {
         cache.insert_marked(&key, &answer(300), true);
         assert_eq!(cache.get(&key, &q, &f, &mut out), Some(Hit::Inspect));
         let verdict = Hit::Verdict {
-            list: crate::state::ListSlot(3),
-            action: crate::policy::Action::Nxdomain,
+            list: ListSlot(3),
+            action: Action::Nxdomain,
         };
-        cache.insert_verdict(
-            &key,
-            &answer(300),
-            crate::state::ListSlot(3),
-            crate::policy::Action::Nxdomain,
-        );
+        cache.insert_verdict(&key, &answer(300), ListSlot(3), Action::Nxdomain);
         assert_eq!(cache.get(&key, &q, &f, &mut out), Some(verdict));
         cache.insert(&key, &answer(300));
         assert_eq!(&out[..2], &[0xab, 0xcd]);
