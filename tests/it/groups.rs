@@ -443,3 +443,46 @@ fn bad_groups_are_reported_with_file_and_line() {
         "{err}"
     );
 }
+
+/// Groups change on reload: a config edit moves a client to another
+/// group's lists without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_change_on_reload() {
+    let up = Upstream::start_with(&zone()).await;
+    let e = start(&up, GROUPS).await;
+    assert_blocked(
+        &ask(&e, "127.0.0.2", "malware.up.test.").await,
+        ResponseCode::NXDomain,
+        "malware",
+        "servers before",
+    );
+    let path = e.dir().join("embargo.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let tmp = e.dir().join("embargo.toml.new");
+    std::fs::write(
+        &tmp,
+        text.replacen("lists = [\"malware\"]", "lists = [\"trackers\"]", 1),
+    )
+    .expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ask(&e, "127.0.0.2", "ads.up.test.").await.0 != ResponseCode::NXDomain {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reloaded after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_blocked(
+        &ask(&e, "127.0.0.2", "ads.up.test.").await,
+        ResponseCode::NXDomain,
+        "trackers",
+        "servers after",
+    );
+    assert_answered(
+        &ask(&e, "127.0.0.2", "malware.up.test.").await,
+        "192.0.2.42",
+        "servers after",
+    );
+    e.stop().await;
+}
