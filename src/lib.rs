@@ -9,12 +9,14 @@
 //!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► lookup ┤
 //!                                           │                           │                ├─ blocked ─► policy.respond ─► client
 //!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
-//!                                                                                        └─ else ────► upstream ─► cache ─► client
+//!                                                                                        └─ else ────► upstream ─► cname ─► cache ─► client
+//!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
+//!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //! ```
 //!
-//! A query flows one way. `config`, `lists`, `matcher`, `policy`, `access`
-//! and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
+//! A query flows one way. `config`, `lists`, `matcher`, `policy`, `groups`,
+//! `access` and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
 //! `source`, `observe` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!

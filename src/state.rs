@@ -511,6 +511,11 @@ impl Snapshot {
         self.lists.get(policy.list)
     }
 
+    /// Whether the list in `slot` is loaded in this snapshot.
+    pub fn has_list(&self, slot: ListSlot) -> bool {
+        self.lists.iter().any(|l| l.slot == slot)
+    }
+
     /// Counts a block against the list in `slot` (a cached CNAME verdict,
     /// which keeps the list's slot, not its policy).
     pub fn count_block_of(&self, slot: ListSlot) {

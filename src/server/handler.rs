@@ -21,7 +21,10 @@
 //!    is inspected ([`crate::cname`]) before it is cached and sent.
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
-//! reused buffer already holds, so a UDP worker answers them inline.
+//! reused buffer already holds, so a UDP worker answers them inline. (The
+//! one exception: a cached chain that this client's group blocks is
+//! answered with an EDE text written for it; such entries exist only with
+//! `[[groups]]`, and only for chains that lead to a listed name.)
 //!
 //! Each decision is also handed, as a fixed-size [`QueryEvent`], to the
 //! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
@@ -451,17 +454,21 @@ impl Handler {
             return Outcome::Reply;
         }
 
-        match self
+        let hit = self
             .cache
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
-        {
+            .filter(|hit| match hit {
+                // A verdict of the rules before a reload that allowlisted
+                // the name or dropped the list is not served: ask again.
+                Hit::Verdict { list, .. } => !allowed && snap.has_list(*list),
+                Hit::Plain | Hit::Inspect => true,
+            });
+        match hit {
             None => {}
             Some(hit) => {
-                // Only with [[groups]]: a chain that some groups block is
-                // walked again for this client's group.
                 // What a CNAME chain led to: a verdict kept as such (no
                 // groups), or, with groups, this client's group's verdict
-                // on a chain that some groups block.
+                // on a chain that some groups block, walked again.
                 let blocked = match hit {
                     Hit::Plain => None,
                     Hit::Verdict { list, action } => {

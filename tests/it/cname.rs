@@ -238,3 +238,40 @@ action = "refused"
     }
     e.stop().await;
 }
+
+/// A verdict cached under rules a reload changed is not served: the name
+/// is asked again (here, the reload allowlists it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_verdict_is_not_served_after_a_reload_allowlists_the_name() {
+    let up = Upstream::start_with(&zone()).await;
+    let e = start_plain(&up, "").await;
+    let r = udp(e.addr, &query("cdn.up.test.", RecordType::A, true)).await;
+    assert_through(
+        &r,
+        ResponseCode::NXDomain,
+        15,
+        "trackers",
+        "ads.up.test.",
+        "cdn.up.test -> ads.up.test",
+    );
+    let path = e.dir().join("embargo.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let tmp = e.dir().join("embargo.toml.new");
+    std::fs::write(
+        &tmp,
+        text.replacen("\"door.up.test\"]", "\"door.up.test\", \"cdn.up.test\"]", 1),
+    )
+    .expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = udp(e.addr, &query("cdn.up.test.", RecordType::A, true)).await;
+        if a_record(&r).as_deref() == Some("192.0.2.40") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still blocked: {r:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(up.count("cdn.up.test"), 2, "asked again after the reload");
+    e.stop().await;
+}
