@@ -101,16 +101,18 @@ COPY blocklists/ /etc/embargo/blocklists/
 # The shipped config sits in config/ and names its lists "../blocklists/...",
 # relative to itself; here the lists sit next to the config, so rewrite the
 # paths to "blocklists/...". Also listen on every interface, port 53, over
-# IPv4 and IPv6 (each address serves UDP and TCP), and keep state in
+# IPv4 and IPv6 (each address serves UDP and TCP; only the first `listen`,
+# [server]'s: [http] stays on the container's loopback), and keep state in
 # /var/lib/embargo, the one directory the user embargo may write. The checks
 # after sed fail the build if the shipped config changed shape, or sets a
 # [server] user that the unprivileged container could not switch to.
 RUN sed -i \
         -e 's#\.\./blocklists/#blocklists/#g' \
-        -e 's#^listen = .*#listen = ["0.0.0.0:53", "[::]:53"]#' \
+        -e '0,/^listen = /s#^listen = .*#listen = ["0.0.0.0:53", "[::]:53"]#' \
         /etc/embargo/embargo.toml \
  && printf '\n[state]\ndir = "/var/lib/embargo"\n' >> /etc/embargo/embargo.toml \
  && grep -q '^listen = \["0.0.0.0:53", "\[::\]:53"\]' /etc/embargo/embargo.toml \
+ && grep -q '^listen = "127.0.0.1:8053"' /etc/embargo/embargo.toml \
  && ! grep -q '\.\./blocklists/' /etc/embargo/embargo.toml \
  && ! grep -Eq '^user *=' /etc/embargo/embargo.toml \
  && [ "$(grep -c '^\[state\]' /etc/embargo/embargo.toml)" = 1 ] \

@@ -70,6 +70,16 @@ struct Shard {
     map: HashMap<Box<[u8]>, Entry>,
     /// Insertion order, for evicting the oldest when full.
     order: VecDeque<Box<[u8]>>,
+    /// Bytes of the answers in `map`, for the metrics.
+    bytes: usize,
+}
+
+impl Shard {
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(e) = self.map.remove(key) {
+            self.bytes -= e.bytes.len();
+        }
+    }
 }
 
 /// A cached answer was written out; what kind of answer it was.
@@ -112,6 +122,18 @@ impl Cache {
         self.shards.get(i)
     }
 
+    /// The answers held and their bytes (each shard locked in turn).
+    pub fn usage(&self) -> crate::observe::metrics::CacheUsage {
+        let mut usage = crate::observe::metrics::CacheUsage::default();
+        for shard in &self.shards {
+            if let Ok(s) = shard.lock() {
+                usage.entries += s.map.len() as u64;
+                usage.bytes += s.bytes as u64;
+            }
+        }
+        usage
+    }
+
     /// Writes the cached answer for `key` into `out`, with the ID and question
     /// of `query` and TTLs reduced by the time spent in the cache.
     pub fn get(
@@ -126,7 +148,7 @@ impl Cache {
         let mut shard = shard.lock().ok()?;
         let entry = shard.map.get(key.as_bytes())?;
         if entry.expires <= now {
-            shard.map.remove(key.as_bytes());
+            shard.remove(key.as_bytes());
             return None;
         }
         let hit = entry.kind;
@@ -211,18 +233,20 @@ impl Cache {
             return;
         };
         let k: Box<[u8]> = key.as_bytes().into();
-        if shard.map.insert(k.clone(), entry).is_none() {
-            shard.order.push_back(k);
+        shard.bytes += entry.bytes.len();
+        match shard.map.insert(k.clone(), entry) {
+            None => shard.order.push_back(k),
+            Some(old) => shard.bytes -= old.bytes.len(),
         }
         while shard.map.len() > self.per_shard {
             let Some(old) = shard.order.pop_front() else {
                 break;
             };
-            shard.map.remove(&old);
+            shard.remove(&old);
         }
         // Keys of entries removed on expiry linger in `order`; drop them lazily.
         if shard.order.len() > 2 * self.per_shard.max(16) {
-            let Shard { map, order } = &mut *shard;
+            let Shard { map, order, .. } = &mut *shard;
             order.retain(|k| map.contains_key(k));
         }
     }
@@ -345,6 +369,26 @@ mod tests {
             .map(|s| s.lock().map(|s| s.map.len()).unwrap_or(0))
             .sum();
         assert_eq!(total, 0);
+    }
+
+    #[test]
+    fn usage_counts_entries_and_bytes_through_replace_and_evict() {
+        let q = query();
+        let (f, name) = facts(&q);
+        let key = CacheKey::new(&name, &f);
+        let cache = Cache::new(1);
+        cache.insert(&key, &answer(300));
+        cache.insert(&key, &answer(300));
+        let u = cache.usage();
+        assert_eq!((u.entries, u.bytes), (1, answer(300).len() as u64));
+        let mut other = q.clone();
+        other[13] = b'X';
+        let (f2, name2) = facts(&other);
+        // Another name, maybe in the same shard (evicting) or another.
+        cache.insert(&CacheKey::new(&name2, &f2), &answer(300));
+        let u = cache.usage();
+        assert_eq!(u.bytes, u.entries * answer(300).len() as u64);
+        assert!(u.entries >= 1);
     }
 
     #[test]

@@ -13,11 +13,12 @@
 //!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
+//!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy`, `groups`,
 //! `access` and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
-//! `source`, `observe` and `reload` are the async edges. Start reading at [`matcher`],
+//! `source`, `observe`, `http` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
 //! How lists arrive, also one way (an arrow reads "imports"):
@@ -40,11 +41,13 @@
 
 pub mod access;
 pub mod cache;
+pub mod check;
 pub mod cname;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod groups;
+pub mod http;
 pub mod lists;
 pub mod matcher;
 pub mod observe;
@@ -77,6 +80,8 @@ pub enum RunError {
     Observe(#[from] observe::Error),
     #[error(transparent)]
     Privileges(#[from] privileges::Error),
+    #[error(transparent)]
+    Http(#[from] http::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -96,17 +101,24 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handle
     ))
 }
 
+/// Every socket `embargo run` serves, bound: DNS and HTTP.
+pub struct Listeners {
+    pub dns: server::Listeners,
+    pub http: http::Listeners,
+}
+
 /// Everything `embargo run` does before it starts a thread: looks up
-/// `[server] user`, binds every configured address, then becomes that user
-/// and keeps no capability (see [`privileges`]). Call it while the process
-/// has one thread, before the tokio runtime: capabilities and
-/// `no_new_privs` are per thread, and the threads started afterwards
-/// inherit them.
-pub fn prepare(config: &Config) -> Result<server::Listeners, RunError> {
+/// `[server] user`, binds every configured address (DNS and `[http]`, whose
+/// token file is read now), then becomes that user and keeps no capability
+/// (see [`privileges`]). Call it while the process has one thread, before
+/// the tokio runtime: capabilities and `no_new_privs` are per thread, and
+/// the threads started afterwards inherit them.
+pub fn prepare(config: &Config) -> Result<Listeners, RunError> {
     let identity = privileges::resolve(&config.run_as)?;
-    let listeners = server::Listeners::bind(&config.listen, &config.server)?;
+    let dns = server::Listeners::bind(&config.listen, &config.server)?;
+    let http = http::Listeners::bind(&config.http)?;
     privileges::drop(config, identity.as_ref())?;
-    Ok(listeners)
+    Ok(Listeners { dns, http })
 }
 
 /// [`prepare`], then [`serve`]. Changing user needs a single-threaded
@@ -123,7 +135,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// are read, and the pid file written, as the serving user.
 pub async fn serve(
     config: Config,
-    listeners: server::Listeners,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let started = std::time::Instant::now();
@@ -134,20 +146,25 @@ pub async fn serve(
     reload::log_loaded(&snapshot, started.elapsed());
     reload::log_warnings(&config);
     let handler = handler(&config, snapshot)?;
-    let server = server::Server::new(listeners, &config.server, handler.clone());
+    let server = server::Server::new(listeners.dns, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);
     let wrote_pid = std::fs::create_dir_all(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
+    let control = Arc::new(reload::Control::default());
+    let api = http::Api::new(handler.clone(), server.stats(), control.clone());
+    let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
         config,
         handler.state().clone(),
         handler.notify_targets().clone(),
+        control,
     ));
     let result = server.run(shutdown).await;
     reloader.abort();
+    http.abort();
     if wrote_pid.is_ok() {
         let _ = std::fs::remove_file(&pid_file);
     }

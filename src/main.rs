@@ -10,10 +10,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use embargo::access::{AccessAction, Judgement};
 use embargo::config::Config;
-use embargo::matcher::{Lookup, NameKey};
-use embargo::state::{Snapshot, Verdict};
+use embargo::state::Snapshot;
 
 /// A DNS forwarder that refuses seized, sanctioned and threat domains and
 /// tells you which list refused them.
@@ -448,126 +446,40 @@ fn with_snapshot(config: &Config, f: impl FnOnce(&Snapshot) -> ExitCode) -> Exit
     }
 }
 
-/// What `[access]` and `[rate_limit]` make of `client`: the line `check`
-/// prints first, and `Some(word)` when its queries are not answered.
-fn judge_client(snap: &Snapshot, client: IpAddr) -> (String, Option<&'static str>) {
-    let not_answered = snap.access.refuses(client).map(|a| match a {
-        AccessAction::Refuse => "refused",
-        AccessAction::Drop => "dropped",
-    });
-    let line = match (snap.access.judge(client), not_answered) {
-        (Judgement::Denied(net), Some(word)) => {
-            format!("client {client}: {word} (denied by {net})")
-        }
-        (Judgement::NotAllowed, Some(word)) => {
-            format!("client {client}: {word} (not in [access] allow)")
-        }
-        (Judgement::Allowed(net), None) => {
-            let limit = match &snap.limiter {
-                None => String::new(),
-                Some(l) => {
-                    let s = l.settings();
-                    match s.exempt.find(client) {
-                        Some(net) => format!("; not rate limited (exempt by {net})"),
-                        None => format!(
-                            "; rate limited over UDP to {} answers a second per /{} (IPv4) or /{} (IPv6)",
-                            s.responses_per_second, s.ipv4_prefix, s.ipv6_prefix
-                        ),
-                    }
-                }
-            };
-            format!("client {client}: allowed by {net}{limit}")
-        }
-        // judge and refuses read the same rules; they cannot disagree.
-        (_, word) => format!("client {client}: {}", word.unwrap_or("allowed")),
-    };
-    (line, not_answered)
-}
-
 fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
-    let mut not_answered = None;
-    if let Some(client) = client {
-        let (line, word) = judge_client(snap, client);
-        println!("{line}");
-        not_answered = word;
+    let asker = client.map(|ip| embargo::check::client(snap, ip));
+    if let Some(c) = &asker {
+        println!("{}", c.detail);
     }
-    let group = match client {
-        Some(ip) => snap.groups.of(ip).1,
-        None => snap.groups.default_group(),
-    };
-    if snap.groups.configured() && not_answered.is_none() {
-        match client {
-            Some(ip) => match snap.groups.network_of(ip) {
-                Some(net) => println!("client {ip}: group {} ({net})", group.name),
-                None => println!("client {ip}: group {} (in no group's networks)", group.name),
-            },
-            None => println!(
-                "group {} (clients in no group's networks; --client IP for another)",
-                group.name
-            ),
-        }
+    // With [[groups]]: whose lists the names are answered with.
+    if let Some(line) = embargo::check::group_line(snap, asker.as_ref()) {
+        println!("{line}");
     }
     for text in names {
-        let key = match NameKey::from_text(text, true) {
-            Ok(k) => k,
-            Err(e) => {
-                println!("{text}\tinvalid\t{e}");
-                code = ExitCode::from(2);
-                continue;
-            }
-        };
-        if let Some(word) = not_answered {
-            // Nothing about the name reaches a client that may not ask.
-            println!("{key}\t{word}\tclient not allowed");
-            continue;
-        }
-        match snap.verdict(&key, group) {
-            Verdict::Miss => match snap.set.lookup(&key) {
-                // Listed, but by lists this client's group does not apply.
-                Lookup::Blocked(hit) if snap.groups.configured() => {
-                    let lists: Vec<&str> = snap
-                        .lists_of(hit.policy)
-                        .iter()
-                        .map(|l| l.spec.name.as_str())
-                        .collect();
-                    println!(
-                        "{key}\tallowed\tgroup {} does not apply {} (entry {})",
-                        group.name,
-                        lists.join(", "),
-                        key.suffix(hit.suffix)
-                    );
-                }
-                _ => println!("{key}\tallowed"),
-            },
-            Verdict::Allowed { suffix } => {
-                println!("{key}\tallowed\tallowlist entry {}", key.suffix(suffix));
-            }
-            Verdict::Blocked { policy, suffix } => {
-                let Some(list) = snap.lists.get(policy.list) else {
-                    continue;
-                };
-                let p = &list.spec.provenance;
+        let c = embargo::check::name(snap, text, asker.as_ref());
+        match (&c.block, &c.detail) {
+            (Some(b), _) => {
                 println!(
-                    "{key}\tblocked\tlist={} entry={} action={} ede={} ({})\n\twhy: {}",
-                    list.spec.name,
-                    key.suffix(suffix),
-                    policy.action.as_str(),
-                    policy.ede.code(),
-                    policy.ede.as_str(),
-                    policy.ede_text,
+                    "{}\tblocked\tlist={} entry={} action={} ede={} ({})\n\twhy: {}",
+                    c.name, b.list, b.entry, b.action, b.ede, b.ede_meaning, b.why,
                 );
                 // What is known of the list's provenance, and nothing for what is not.
                 for (label, value) in [
-                    ("authority", &p.authority),
-                    ("reason", &p.reason),
-                    ("reference", &p.reference),
+                    ("authority", &b.authority),
+                    ("reason", &b.reason),
+                    ("reference", &b.reference),
                 ] {
                     if !value.trim().is_empty() {
                         println!("\t{label}: {value}");
                     }
                 }
             }
+            (None, Some(detail)) => println!("{}\t{}\t{detail}", c.name, c.verdict),
+            (None, None) => println!("{}\t{}", c.name, c.verdict),
+        }
+        if c.verdict == "invalid" {
+            code = ExitCode::from(2);
         }
     }
     code

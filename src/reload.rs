@@ -6,16 +6,17 @@
 //!
 //! A reload that fails (bad config, unreadable list) keeps the rules in
 //! force and says why. Settings that live in sockets, the handler or the
-//! observer (`[server]`, `upstream`, `cache`, `log`, `hits`) need a
-//! restart; a reload that sees them changed says so.
+//! observer (`[server]`, `upstream`, `cache`, `log`, `hits`, `[http]`) need
+//! a restart; a reload that sees them changed says so.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ListSpec, Source, XfrSource};
@@ -101,9 +102,82 @@ pub fn pid_file(config: &Config) -> PathBuf {
     config.state_dir.join("embargo.pid")
 }
 
+/// The reload loop's handle for those outside it: a way to ask for a
+/// reload and wait for it (`POST /api/reload`), and the count of reloads
+/// by result (the metrics).
+#[derive(Debug)]
+pub struct Control {
+    poke: Arc<Notify>,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Reloads started and finished, and how the last one ended.
+    progress: watch::Sender<Progress>,
+}
+
+/// Where the reload loop is: reloads are numbered from 1 as they start,
+/// and `finished` is the number of the last one done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub started: u64,
+    pub finished: u64,
+    /// `Err(why)` when the last finished reload failed.
+    pub last: Result<(), String>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            poke: Arc::new(Notify::new()),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            progress: watch::Sender::new(Progress {
+                started: 0,
+                finished: 0,
+                last: Ok(()),
+            }),
+        }
+    }
+}
+
+impl Control {
+    /// Asks for a reload; returns at once.
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Asks for a reload and waits, at most `limit`, for one that started
+    /// after the request to finish; `None` if it did not finish in time.
+    pub async fn reload(&self, limit: Duration) -> Option<Result<(), String>> {
+        let mut rx = self.progress.subscribe();
+        // A reload already under way may have read the files before this
+        // request: wait for the next one, which the poke makes happen.
+        let after = rx.borrow_and_update().started;
+        self.poke();
+        let done = rx.wait_for(|p| p.finished > after);
+        match tokio::time::timeout(limit, done).await {
+            Ok(Ok(p)) => Some(p.last.clone()),
+            _ => None,
+        }
+    }
+
+    /// Reloads that succeeded and that failed since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Runs the reload loop and everything that triggers it, until aborted.
-pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc<NotifyTargets>) {
-    let poke = Arc::new(Notify::new());
+/// `control` is how others ask for a reload and count them.
+pub async fn maintain(
+    config: Config,
+    state: Arc<ArcSwap<Snapshot>>,
+    notify: Arc<NotifyTargets>,
+    control: Arc<Control>,
+) {
+    let poke = control.poke.clone();
     let _sighup = tokio::spawn(on_sighup(poke.clone()));
     let mut helpers = Helpers::start(&config, &poke, &notify);
     let mut current = config;
@@ -115,7 +189,24 @@ pub async fn maintain(config: Config, state: Arc<ArcSwap<Snapshot>>, notify: Arc
         let _ = tokio::time::timeout(Duration::ZERO, poke.notified()).await;
         let path = current.path.clone();
         let st = state.clone();
+        let number = control.progress.borrow().started + 1;
+        control.progress.send_modify(|p| p.started = number);
         let result = tokio::task::spawn_blocking(move || reload(&path, &st)).await;
+        let last = match &result {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.clone()),
+            Err(e) => Err(e.to_string()),
+        };
+        let counter = if last.is_ok() {
+            &control.ok
+        } else {
+            &control.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        control.progress.send_modify(|p| {
+            p.finished = number;
+            p.last = last;
+        });
         match result {
             Ok(Ok(config)) => {
                 tracing::info!("reload done");
@@ -139,11 +230,17 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         || old.server != new.server
         || old.upstream != new.upstream
         || old.cache_size != new.cache_size
+        || old.http != new.http
     {
-        tracing::warn!("[server], [upstream] and [cache] changes take effect after a restart");
+        tracing::warn!(
+            "[server], [upstream], [cache] and [http] changes take effect after a restart"
+        );
     }
     if old.log != new.log || old.hits != new.hits {
         tracing::warn!("[log] and [hits] changes take effect after a restart");
+    }
+    if old.dnstap != new.dnstap {
+        tracing::warn!("[dnstap] changes take effect after a restart");
     }
 }
 

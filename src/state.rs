@@ -15,7 +15,6 @@
 //! whole life, so a reload never changes the rules under a query in flight.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::access::{Access, RateLimiter};
@@ -26,7 +25,7 @@ use crate::matcher::{DomainSet, DomainSetBuilder, Lookup, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 
 /// A list's number for the life of the process: what a query event and
-/// (later) per-worker counters carry instead of the list's name or its
+/// the per-worker block counters carry instead of the list's name or its
 /// place in one snapshot, which a reload may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListSlot(pub u16);
@@ -94,15 +93,14 @@ impl ListSlots {
     }
 }
 
-/// A loaded list: its configuration, what loading found, and its block counter.
+/// A loaded list: its configuration, what loading found, and its slot
+/// (where its blocks are counted: `observe::metrics`).
 #[derive(Debug)]
 pub struct ListInfo {
     pub spec: ListSpec,
     /// The list's number for the life of the process.
     pub slot: ListSlot,
     pub stats: ListStats,
-    /// Queries blocked by this list since the snapshot was built.
-    pub blocked: AtomicU64,
     /// Why the list is not (fully) in force, if it is not.
     pub note: Option<String>,
 }
@@ -140,6 +138,9 @@ pub struct Snapshot {
     /// The rate limiter, `None` when `[rate_limit]` is off. Shared by
     /// every worker; a reload that keeps its settings keeps its table.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// When this snapshot was built, seconds since the epoch: when its
+    /// local lists were last read.
+    pub loaded_at: u64,
 }
 
 /// Why a snapshot could not be built.
@@ -183,6 +184,7 @@ impl Snapshot {
             slots: Arc::default(),
             access: Access::default(),
             limiter: None,
+            loaded_at: unix_now(),
         }
     }
 
@@ -236,7 +238,6 @@ impl Snapshot {
                     slot: slots.slot(&spec.name),
                     spec: spec.clone(),
                     stats: ListStats::default(),
-                    blocked: AtomicU64::new(0),
                     note: Some("not downloaded yet".into()),
                 });
                 continue;
@@ -274,7 +275,6 @@ impl Snapshot {
                     slot: slots.slot(&spec.name),
                     spec: spec.clone(),
                     stats,
-                    blocked: AtomicU64::new(0),
                     note: None,
                 });
                 continue;
@@ -299,7 +299,6 @@ impl Snapshot {
                 slot: slots.slot(&spec.name),
                 spec: spec.clone(),
                 stats,
-                blocked: AtomicU64::new(0),
                 note: None,
             });
         }
@@ -397,6 +396,7 @@ impl Snapshot {
             slots,
             access: config.access.clone(),
             limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
+            loaded_at: unix_now(),
         })
     }
 
@@ -515,22 +515,6 @@ impl Snapshot {
     pub fn has_list(&self, slot: ListSlot) -> bool {
         self.lists.iter().any(|l| l.slot == slot)
     }
-
-    /// Counts a block against the list in `slot` (a cached CNAME verdict,
-    /// which keeps the list's slot, not its policy).
-    pub fn count_block_of(&self, slot: ListSlot) {
-        if let Some(l) = self.lists.iter().find(|l| l.slot == slot) {
-            l.blocked.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts a block against its list.
-    #[inline]
-    pub fn count_block(&self, policy: &Policy) {
-        if let Some(l) = self.lists.get(policy.list) {
-            l.blocked.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// The configured groups (and the default group when none is configured or
@@ -634,6 +618,13 @@ fn push_policy(
         text,
     ));
     Some(PolicyId(id))
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Lines in a file (0 if unreadable: loading reports that properly).

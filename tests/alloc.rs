@@ -89,8 +89,10 @@ fn lookups_and_blocked_answers_allocate_nothing() {
     let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
         .expect("handler");
     // The default config records blocks (query log, hit report): recording
-    // is part of the path that must not allocate.
-    let mut rec = handler.observer().recorder();
+    // is part of the path that must not allocate, and so is counting into
+    // the worker's own block.
+    let stats = std::sync::Arc::new(embargo::server::WorkerStats::default());
+    let mut rec = handler.observer().recorder(stats.clone());
     let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
     let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
@@ -115,6 +117,13 @@ fn lookups_and_blocked_answers_allocate_nothing() {
         "blocks are recorded by default"
     );
     assert_eq!(out[3] & 0x0f, 3, "NXDOMAIN");
+    // ...and were counted, by list, in the caller's block.
+    let slot = handler.state().load().lists[0].slot;
+    let counted = embargo::server::ServerStats {
+        udp: std::sync::Arc::new([stats]),
+        tcp: std::sync::Arc::default(),
+    };
+    assert_eq!(counted.blocked(slot), Some(101));
 }
 
 /// Issue 10: the access check, the rate limiter (answering, slipping and
@@ -139,7 +148,8 @@ fn access_and_rate_limit_allocate_nothing() {
             .wants(embargo::observe::Decision::Refused),
         "refusals are recorded"
     );
-    let mut rec = handler.observer().recorder();
+    let stats = std::sync::Arc::new(embargo::server::WorkerStats::default());
+    let mut rec = handler.observer().recorder(stats.clone());
     let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     q.extend_from_slice(b"\x03www\x06seized\x07example\x00\x00\x01\x00\x01");
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
@@ -176,6 +186,15 @@ fn access_and_rate_limit_allocate_nothing() {
         (100 - replies[0] - replies[1]) as u64,
         "{limited:?}"
     );
+    // ...and so are they in the worker's counters, by decision.
+    let counted = embargo::server::ServerStats {
+        udp: std::sync::Arc::new([stats.clone()]),
+        tcp: std::sync::Arc::default(),
+    };
+    assert_eq!(
+        counted.decided(embargo::observe::metrics::Decision::Limited),
+        (100 - replies[0]) as u64
+    );
     let (n, _) = allocations(|| {
         for _ in 0..100 {
             handle(outsider, &mut out);
@@ -202,7 +221,8 @@ fn grouped_blocked_answers_allocate_nothing() {
     let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
     let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
         .expect("handler");
-    let mut rec = handler.observer().recorder();
+    let stats = std::sync::Arc::new(embargo::server::WorkerStats::default());
+    let mut rec = handler.observer().recorder(stats.clone());
     let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
     let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     q.extend_from_slice(b"\x03www\x04both\x07example\x00\x00\x01\x00\x01");

@@ -36,6 +36,8 @@ pub struct FileSpec {
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
     pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,
+    pub http: Option<Spanned<Shaped<super::http::HttpSpec>>>,
+    pub dnstap: Option<Spanned<Shaped<super::dnstap::DnstapSpec>>>,
 }
 
 /// The `[[lists]]` tables, each of which may turn out not to be a table.

@@ -8,18 +8,22 @@
 //! works wherever the server is started from.
 
 mod access;
+mod dnstap;
 mod error;
 mod file;
 mod groups;
+mod http;
 mod list;
 mod observe;
 mod run_as;
 mod server;
 mod upstream;
 
+pub use dnstap::{DnstapConfig, DnstapTarget};
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use groups::{GroupSpec, MAX_GROUPS};
+pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
 pub use run_as::{Account, RunAs};
@@ -90,12 +94,16 @@ pub struct Config {
     pub log: LogConfig,
     /// The hit report (`[hits]`).
     pub hits: HitsConfig,
+    /// dnstap output (`[dnstap]`), off when absent.
+    pub dnstap: Option<DnstapConfig>,
     /// Who may ask (`[access]`).
     pub access: crate::access::Access,
     /// How fast (`[rate_limit]`).
     pub rate_limit: crate::access::RateLimit,
     /// Which lists apply to which clients (`[[groups]]`), in config order.
     pub groups: Vec<GroupSpec>,
+    /// Metrics, health checks and the JSON API (`[http]`).
+    pub http: HttpConfig,
     /// Valid settings that deserve a word (`validate` prints them, `run` logs them).
     pub warnings: Vec<Problem>,
 }
@@ -425,6 +433,7 @@ impl Checker<'_> {
         };
         let log = self.log(&log, &state_dir);
         let hits = self.hits(&hits);
+        let dnstap = self.dnstap(spec.dnstap);
 
         let mut lists: Vec<ListSpec> = Vec::new();
         for (i, l) in list_specs.into_iter().enumerate() {
@@ -479,7 +488,8 @@ impl Checker<'_> {
             None => Vec::new(),
         };
 
-        let access = self.access_settings(spec.access, spec.rate_limit);
+        let mut access = self.access_settings(spec.access, spec.rate_limit);
+        let http = self.http_settings(spec.http, &mut access.warnings);
         let groups = self.groups(spec.groups, &lists);
 
         if !self.problems.is_empty() {
@@ -490,6 +500,7 @@ impl Checker<'_> {
             rate_limit: access.rate_limit,
             warnings: access.warnings,
             groups,
+            http,
             path: self.path.to_path_buf(),
             state_dir,
             listen,
@@ -503,6 +514,7 @@ impl Checker<'_> {
             allow_files,
             log,
             hits,
+            dnstap,
         })
     }
 
@@ -998,6 +1010,11 @@ mod tests {
         ("log",      "keep",          "2.5",                   "the number 2.5",               "a whole number of rotated files to keep"),
         ("log",      "client_ip",     r#""anonymous""#,        r#"the string "anonymous""#,    r#"one of "full", "truncate" or "hash""#),
         ("log",      "queue",         r#"["big"]"#,            "an array",                     "a whole number of records"),
+        ("dnstap",   "socket",        "true",                  "true",                         "a unix socket path"),
+        ("dnstap",   "tcp",           "6000",                  "the number 6000",              "a collector address"),
+        ("dnstap",   "identity",      "1",                     "the number 1",                 "the identity to send"),
+        ("dnstap",   "version",       "[]",                    "an empty array",               "the version to send"),
+        ("dnstap",   "queue_kb",      r#""1MB""#,              r#"the string "1MB""#,          "a whole number of KiB"),
         ("hits",     "max_clients",   r#""all""#,              r#"the string "all""#,          "a whole number of clients per list"),
         ("access",   "allow",         r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
         ("access",   "deny",          "true",                  "true",                         "a list of networks"),
@@ -1009,6 +1026,9 @@ mod tests {
         ("rate_limit", "ipv6_prefix", "56.0",                  "the number 56.0",              "a whole number of bits"),
         ("rate_limit", "exempt",      r#""127.0.0.1""#,        r#"the string "127.0.0.1""#,    "a list of networks"),
         ("rate_limit", "table_size",  r#""64k""#,              r#"the string "64k""#,          "a whole number of client prefixes to track"),
+        ("http",     "listen",        "8053",                  "the number 8053",              "an address to listen on"),
+        ("http",     "token",         "12345",                 "the number 12345",             "a secret of at least 16 characters"),
+        ("http",     "token_file",    "true",                  "true",                         "a file path"),
     ];
 
     /// Serde's words, which the operator never wrote and should never read.

@@ -1,4 +1,17 @@
-//! What each query became, recorded without slowing the query down.
+//! What each query became, recorded without slowing the query down: the
+//! counters behind `/metrics` ([`metrics`]), and the query log and hit
+//! report (this module, [`querylog`], [`hits`]).
+//!
+//! ```text
+//!  UDP worker N ──► WorkerStats[N]  (plain load + store: one writer)  ┐
+//!  TCP tasks    ──► WorkerStats tcp (fetch_add: many writers)         ├─ summed only when
+//!  upstream     ──► its own stats per server (fetch_add)              ┘  /metrics is scraped
+//!  series::keep, once a second ──► the last hour per second (the dashboard's chart)
+//! ```
+//!
+//! Every query is counted ([`WorkerStats`], reached through the caller's
+//! [`Recorder`]); the records below are kept only as `[log]` and `[hits]`
+//! say.
 //!
 //! ```text
 //!  UDP worker ──► Recorder ─► its own SPSC ring ───────────┐
@@ -28,16 +41,22 @@
 //! the very flood the limiter keeps quiet: each recorder counts them, and
 //! the counts go to `hits.json` ([`Observer::rate_limited`]).
 //!
-//! A later dnstap output needs each query's and answer's bytes: they reach
-//! [`Recorder::record`] already, where a second sink can copy them into
-//! its own byte ring when (and only when) dnstap is on.
+//! dnstap (`[dnstap]`) needs each query's and answer's bytes: they reach
+//! [`Recorder::record`], which copies them into a byte ring of its own
+//! when (and only when) dnstap is on; a writer thread of its own sends
+//! them ([`dnstap`]). With dnstap on, every decision is recorded for it,
+//! and the query log and hit report still keep only what they want.
 
+pub mod dnstap;
 pub mod event;
 pub mod hits;
+pub mod metrics;
 pub mod querylog;
+pub mod series;
 
 pub use event::{Decision, Decisions, NO_RCODE, QueryEvent, Transport, rcode_of};
 pub use hits::{HitRow, HitsFile, ListSummary};
+pub use metrics::WorkerStats;
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -54,7 +73,7 @@ use hits::HitReport;
 use querylog::{ClientView, Formatter, LogOut, RotatingFile};
 
 /// Records kept for `/api/log`.
-const LATEST: usize = 1000;
+pub const LATEST: usize = 1000;
 /// How long the thread sleeps when there was nothing to do, at first and at most.
 const NAP: Duration = Duration::from_millis(5);
 const NAP_MAX: Duration = Duration::from_millis(40);
@@ -81,6 +100,8 @@ pub enum Error {
     },
     #[error("cannot start the observer thread: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot start the dnstap writer thread: {0}")]
+    Dnstap(std::io::Error),
 }
 
 /// The current time in microseconds since the Unix epoch.
@@ -132,8 +153,12 @@ struct View {
 
 /// What the serving side and the observer thread share.
 struct Shared {
-    /// Decisions recorded at all.
+    /// Decisions recorded at all (every one when dnstap is on).
     wants: Decisions,
+    /// Decisions the event ring keeps (for the log and the hit report).
+    keeps: Decisions,
+    /// The dnstap output, when `[dnstap]` is on.
+    tap: Option<dnstap::Tap>,
     /// Decisions written to the query log.
     logs: Decisions,
     capacity: usize,
@@ -178,6 +203,9 @@ impl Owner {
             self.shared.stop.store(true, Ordering::SeqCst);
             handle.thread().unpark();
             let _ = handle.join();
+        }
+        if let Some(tap) = &self.shared.tap {
+            tap.stop();
         }
     }
 }
@@ -224,7 +252,12 @@ impl Observer {
             LogQueries::All => Decisions::ALL,
         };
         let hits_on = config.hits.max_clients > 0;
-        let wants = Decisions(logs.0 | if hits_on { Decisions::BLOCKED.0 } else { 0 });
+        let keeps = Decisions(logs.0 | if hits_on { Decisions::BLOCKED.0 } else { 0 });
+        let wants = if config.dnstap.is_some() {
+            Decisions::ALL
+        } else {
+            keeps
+        };
         if wants.is_empty() {
             return Ok(Self::off());
         }
@@ -260,10 +293,19 @@ impl Observer {
             }
             report
         });
+        // Last of what may fail but the observer's own thread, which stops it if it fails.
+        let tap = config
+            .dnstap
+            .as_ref()
+            .map(dnstap::Tap::start)
+            .transpose()
+            .map_err(Error::Dnstap)?;
         let capacity = log.queue.max(1);
         let (tasks, tasks_events) = rtrb::RingBuffer::new(capacity);
         let shared = Arc::new(Shared {
             wants,
+            keeps,
+            tap,
             logs,
             capacity,
             new_rings: Mutex::new(vec![Ring {
@@ -311,7 +353,12 @@ impl Observer {
         let handle = std::thread::Builder::new()
             .name("embargo-observe".into())
             .spawn(move || worker.run())
-            .map_err(Error::Spawn)?;
+            .map_err(|e| {
+                if let Some(tap) = &shared.tap {
+                    tap.stop();
+                }
+                Error::Spawn(e)
+            })?;
         let _ = shared.thread.set(handle.thread().clone());
         Ok(Self {
             owner: Some(Arc::new(Owner {
@@ -322,10 +369,11 @@ impl Observer {
         })
     }
 
-    /// A recorder with a ring of its own, for one UDP worker thread.
-    pub fn recorder(&self) -> Recorder {
+    /// A recorder with a ring of its own, for one UDP worker thread,
+    /// counting into `stats` (that worker's own block).
+    pub fn recorder(&self, stats: Arc<WorkerStats>) -> Recorder {
         let Some(shared) = &self.shared else {
-            return Recorder::off();
+            return Recorder::counting(stats);
         };
         let (ring, events) = rtrb::RingBuffer::new(shared.capacity);
         let counts = Arc::new(Counts::default());
@@ -339,14 +387,27 @@ impl Observer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Ring { events });
-        Recorder::new(shared.wants, Sink::Own { ring, counts })
+        Recorder::new(
+            shared.wants,
+            shared.keeps,
+            Sink::Own { ring, counts },
+            stats,
+        )
+        .with_tap(shared.tap.as_ref().map(dnstap::Tap::recorder))
     }
 
-    /// A recorder on the shared ring, for a task (a TCP connection).
-    pub fn task_recorder(&self) -> Recorder {
+    /// A recorder on the shared ring, for a task (a TCP connection),
+    /// counting into `stats` (the block the TCP tasks share).
+    pub fn task_recorder(&self, stats: Arc<WorkerStats>) -> Recorder {
         match &self.shared {
-            Some(shared) => Recorder::new(shared.wants, Sink::Tasks(shared.clone())),
-            None => Recorder::off(),
+            Some(shared) => Recorder::new(
+                shared.wants,
+                shared.keeps,
+                Sink::Tasks(shared.clone()),
+                stats,
+            )
+            .with_tap(shared.tap.as_ref().map(dnstap::Tap::task_recorder)),
+            None => Recorder::counting(stats),
         }
     }
 
@@ -356,12 +417,36 @@ impl Observer {
         self.shared.as_ref().is_some_and(|s| s.wants.contains(d))
     }
 
-    /// Records one event from a task (a forwarded query's answer): its
-    /// time and latency already set.
-    pub fn record(&self, ev: QueryEvent) {
+    /// Records one event from a task (a forwarded query's answer, whose
+    /// query [`Recorder::forwarded`] recorded): its time and latency
+    /// already set; `response` is the answer the client got.
+    pub fn record(&self, ev: QueryEvent, response: &[u8]) {
         if let Some(shared) = &self.shared {
-            shared.push(std::slice::from_ref(&ev));
+            if let Some(tap) = &shared.tap {
+                let client = std::net::SocketAddr::new(ev.client, ev.port);
+                tap.answered(client, ev.transport, ev.time_us, response);
+            }
+            if shared.keeps.contains(ev.decision) {
+                shared.push(std::slice::from_ref(&ev));
+            }
         }
+    }
+
+    /// dnstap messages dropped so far: rings full, or no collector
+    /// (`dnstap_dropped`).
+    pub fn dnstap_dropped(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .and_then(|s| s.tap.as_ref())
+            .map_or(0, dnstap::Tap::dropped)
+    }
+
+    /// dnstap messages written to the collector so far.
+    pub fn dnstap_sent(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .and_then(|s| s.tap.as_ref())
+            .map_or(0, dnstap::Tap::sent)
     }
 
     /// The hit report, rows most recent first (`list` alone if given).
@@ -386,19 +471,37 @@ impl Observer {
         }
     }
 
-    /// The latest query log records (at most `limit`, newest first), as JSON.
+    /// The hit report's lists, with the clients each holds and evicted:
+    /// the report's summary without its rows (`/metrics`).
+    pub fn hit_summary(&self) -> Vec<ListSummary> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        let view = shared.view();
+        view.hits
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.summary(&shared.slots))
+    }
+
+    /// The decisions whose records reach the query log and [`latest`](Self::latest)
+    /// (`[log] queries`).
+    pub fn logged(&self) -> Decisions {
+        self.shared.as_ref().map_or(Decisions::NONE, |s| s.logs)
+    }
+
+    /// The latest query log records (at most `limit`, newest first), as JSON:
+    /// the last [`LATEST`] the observer kept, whether or not the log is
+    /// written to a file.
     pub fn latest(&self, limit: usize) -> Vec<String> {
         let Some(shared) = &self.shared else {
             return Vec::new();
         };
-        let events: Vec<QueryEvent> = shared
-            .view()
-            .latest
-            .iter()
-            .rev()
-            .take(limit)
-            .copied()
-            .collect();
+        let mut events: Vec<QueryEvent> = shared.view().latest.iter().rev().copied().collect();
+        // Kept in the order the rings were drained, one worker's ring after
+        // another: newest first means by arrival (a stable sort keeps the
+        // order within a batch, which shares its stamp).
+        events.sort_by_key(|e| std::cmp::Reverse(e.time_us));
+        events.truncate(limit);
         let mut f = Formatter::new(
             LogFormat::Json,
             shared.clients.clone(),
@@ -527,23 +630,33 @@ enum Sink {
 /// One serving thread's or task's way in: [`begin`](Self::begin) when
 /// queries arrive, [`record`](Self::record) at each decision,
 /// [`flush`](Self::flush) once the answers are sent. Never blocks; the
-/// events of a batch wait in a small buffer of its own.
+/// events of a batch wait in a small buffer of its own. Its
+/// [`stats`](Self::stats) are the caller's counter block, which every
+/// query is counted in whatever is recorded.
 pub struct Recorder {
+    /// Decisions recorded at all (every one when dnstap is on).
     wants: Decisions,
+    /// Decisions whose events go to the ring.
+    keeps: Decisions,
     sink: Sink,
+    tap: Option<dnstap::TapRecorder>,
     pending: Vec<QueryEvent>,
     /// When the current batch (or message) arrived, µs since the epoch.
     stamp_us: u64,
     /// Rate-limited answers (dropped, truncated) since the last flush.
     limited: u32,
     slipped: u32,
+    stats: Arc<WorkerStats>,
 }
 
 impl Recorder {
-    fn new(wants: Decisions, sink: Sink) -> Self {
+    fn new(wants: Decisions, keeps: Decisions, sink: Sink, stats: Arc<WorkerStats>) -> Self {
         Self {
             wants,
+            keeps,
             sink,
+            stats,
+            tap: None,
             // One recvmmsg batch; grows once if a caller records more.
             pending: Vec::with_capacity(32),
             stamp_us: 0,
@@ -552,9 +665,20 @@ impl Recorder {
         }
     }
 
-    /// Records nothing.
+    fn with_tap(mut self, tap: Option<dnstap::TapRecorder>) -> Self {
+        self.tap = tap;
+        self
+    }
+
+    /// Records nothing, and counts into a block of its own that nobody
+    /// reads (tools, benches, fuzzing).
     pub fn off() -> Self {
-        Self::new(Decisions::NONE, Sink::Off)
+        Self::counting(Arc::new(WorkerStats::new(false)))
+    }
+
+    /// Records nothing; counts into `stats`.
+    pub fn counting(stats: Arc<WorkerStats>) -> Self {
+        Self::new(Decisions::NONE, Decisions::NONE, Sink::Off, stats)
     }
 
     /// A recorder whose ring the caller drains itself (benches, tests).
@@ -562,7 +686,17 @@ impl Recorder {
     pub fn detached(wants: Decisions, capacity: usize) -> (Self, rtrb::Consumer<QueryEvent>) {
         let (ring, events) = rtrb::RingBuffer::new(capacity.max(1));
         let counts = Arc::new(Counts::default());
-        (Self::new(wants, Sink::Own { ring, counts }), events)
+        let stats = Arc::new(WorkerStats::new(false));
+        (
+            Self::new(wants, wants, Sink::Own { ring, counts }, stats),
+            events,
+        )
+    }
+
+    /// The caller's counter block (`/metrics`).
+    #[inline]
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
     }
 
     /// Queries arrived: stamps them with the time (one clock read per batch).
@@ -586,20 +720,42 @@ impl Recorder {
     }
 
     /// Keeps `ev` for [`flush`](Self::flush). `query` and `response` are
-    /// the message bytes, for a dnstap sink (not yet built) to copy.
+    /// the message bytes, which dnstap (when on) copies; `response` is
+    /// ignored when `ev` says none was sent ([`NO_RCODE`]).
     #[inline]
-    pub fn record(&mut self, mut ev: QueryEvent, _query: &[u8], _response: &[u8]) {
+    pub fn record(&mut self, mut ev: QueryEvent, query: &[u8], response: &[u8]) {
         if !self.wants.contains(ev.decision) {
             return;
         }
         ev.time_us = self.stamp_us;
-        self.pending.push(ev);
+        if let Some(tap) = &mut self.tap {
+            let response = if ev.rcode == NO_RCODE {
+                &[][..]
+            } else {
+                response
+            };
+            let client = std::net::SocketAddr::new(ev.client, ev.port);
+            tap.record(client, ev.transport, ev.time_us, query, response);
+        }
+        if self.keeps.contains(ev.decision) {
+            self.pending.push(ev);
+        }
+    }
+
+    /// A query goes upstream: dnstap (when on) gets its CLIENT_QUERY now,
+    /// and its CLIENT_RESPONSE from [`Observer::record`] with the answer.
+    #[inline]
+    pub fn forwarded(&mut self, query: &[u8], client: std::net::SocketAddr, transport: Transport) {
+        if let Some(tap) = &mut self.tap {
+            tap.record(client, transport, self.stamp_us, query, &[]);
+        }
     }
 
     /// The rate limiter kept an answer from its client: sent empty with
     /// TC=1 (`truncated`) or not at all. Counted, never recorded one by one.
     #[inline]
     pub fn limited(&mut self, truncated: bool) {
+        self.stats.count_limited(truncated);
         if truncated {
             self.slipped += 1;
         } else {
@@ -613,6 +769,9 @@ impl Recorder {
     pub fn flush(&mut self) {
         if self.limited != 0 || self.slipped != 0 {
             self.count_limited();
+        }
+        if let Some(tap) = &mut self.tap {
+            tap.flush();
         }
         if self.pending.is_empty() {
             return;

@@ -26,7 +26,10 @@
 //! answered with an EDE text written for it; such entries exist only with
 //! `[[groups]]`, and only for chains that lead to a listed name.)
 //!
-//! Each decision is also handed, as a fixed-size [`QueryEvent`], to the
+//! Every query is counted in the caller's own counter block
+//! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
+//! by transport, type and decision: a plain add on a cache line no other
+//! core writes. Each decision is also handed, as a fixed-size [`QueryEvent`], to the
 //! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
 //! the [`Observer`] once the upstream answered (on either forward path):
 //! one `record` call per decision point, each behind a check of whether
@@ -44,6 +47,7 @@ use crate::access::{AccessAction, Limit, RefusedLog};
 use crate::cache::{Cache, CacheKey, Hit};
 use crate::cname;
 use crate::matcher::NameKey;
+use crate::observe::metrics::{self, WorkerStats};
 use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
@@ -58,6 +62,9 @@ pub enum Proto {
     Udp,
     Tcp,
 }
+
+// The metrics index their transport label by `proto as usize`.
+const _: () = assert!(Proto::Udp as usize == 0 && Proto::Tcp as usize == 1);
 
 impl From<Proto> for Transport {
     fn from(p: Proto) -> Self {
@@ -302,9 +309,10 @@ impl Handler {
     /// Whether a TCP connection from `peer` is closed at once: with
     /// `action = "drop"` a client that may not ask gets nothing, not even a
     /// connection slot to sit on.
-    pub fn drops_connection(&self, peer: SocketAddr) -> bool {
+    pub fn drops_connection(&self, peer: SocketAddr, stats: &WorkerStats) -> bool {
         let action = self.state.load().access.refuses(peer.ip());
         if action == Some(AccessAction::Drop) {
+            stats.count_refused_client(AccessAction::Drop);
             self.log_refused(peer.ip(), AccessAction::Drop);
             return true;
         }
@@ -331,6 +339,7 @@ impl Handler {
         if is_notify(pkt) && self.notify.is_primary(client.ip()) {
             return self.notify(pkt, client, out);
         }
+        rec.stats().count_refused_client(action);
         self.log_refused(client.ip(), action);
         let outcome = match action {
             AccessAction::Refuse if query::write_refused(pkt, out) => Outcome::Reply,
@@ -377,6 +386,8 @@ impl Handler {
         let (facts, name) = match query::parse(pkt) {
             Ok(parsed) => parsed,
             Err(reject) => {
+                rec.stats()
+                    .count_query(proto as usize, 0, metrics::Decision::Error);
                 if reject == Reject::Drop || !query::write_reject(pkt, reject, out) {
                     return Outcome::Drop;
                 }
@@ -399,11 +410,21 @@ impl Handler {
             match limiter.check(client.ip()) {
                 Limit::Answer => {}
                 Limit::Slip => {
+                    rec.stats().count_query(
+                        proto as usize,
+                        facts.qtype,
+                        metrics::Decision::Limited,
+                    );
                     write_truncated(pkt, &facts, out);
                     rec.limited(true);
                     return Outcome::Reply;
                 }
                 Limit::Drop => {
+                    rec.stats().count_query(
+                        proto as usize,
+                        facts.qtype,
+                        metrics::Decision::Limited,
+                    );
                     rec.limited(false);
                     return Outcome::Drop;
                 }
@@ -415,10 +436,12 @@ impl Handler {
         let allowed = match snap.verdict(&name, group) {
             Verdict::Blocked { policy, suffix } => {
                 policy.respond(pkt, &facts, wire::HEADER_LEN + suffix, out);
-                snap.count_block(policy);
                 truncate_for(&facts, proto, out);
+                let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                let stats = rec.stats();
+                stats.count_query(proto as usize, facts.qtype, metrics::Decision::Blocked);
+                stats.count_block(slot);
                 if rec.wants(Decision::Blocked) {
-                    let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
                     let ev = QueryEvent::new(
                         Decision::Blocked,
                         client,
@@ -439,6 +462,8 @@ impl Handler {
 
         // Zone transfers are for secondaries of a real primary, not a forwarder.
         if matches!(facts.qtype, 251 | 252) {
+            rec.stats()
+                .count_query(proto as usize, facts.qtype, metrics::Decision::Refused);
             start_response(pkt, &facts, Rcode::Refused, out);
             finish_plain(&facts, out);
             if rec.wants(Decision::Refused) {
@@ -471,14 +496,10 @@ impl Handler {
                 // on a chain that some groups block, walked again.
                 let blocked = match hit {
                     Hit::Plain => None,
-                    Hit::Verdict { list, action } => {
-                        snap.count_block_of(list);
-                        Some((list, action))
-                    }
+                    Hit::Verdict { list, action } => Some((list, action)),
                     Hit::Inspect if allowed => None,
                     Hit::Inspect => cname::inspect(out, &snap, group).map(|through| {
                         through.respond(pkt, &facts, out);
-                        snap.count_block(through.policy);
                         let list = snap
                             .list_of(through.policy)
                             .map_or(ListSlot::NONE, |l| l.slot);
@@ -486,10 +507,15 @@ impl Handler {
                     }),
                 };
                 truncate_for(&facts, proto, out);
-                let decision = match blocked {
-                    Some(_) => Decision::Blocked,
-                    None => Decision::Cached,
+                let (decision, counted) = match blocked {
+                    Some(_) => (Decision::Blocked, metrics::Decision::Blocked),
+                    None => (Decision::Cached, metrics::Decision::Cached),
                 };
+                let stats = rec.stats();
+                stats.count_query(proto as usize, facts.qtype, counted);
+                if let Some((list, _)) = blocked {
+                    stats.count_block(list);
+                }
                 if rec.wants(decision) {
                     let mut ev =
                         QueryEvent::new(decision, client, proto.into(), Some(&name), facts.qtype)
@@ -505,11 +531,15 @@ impl Handler {
         }
         drop(snap);
 
+        rec.stats()
+            .count_query(proto as usize, facts.qtype, metrics::Decision::Forwarded);
+
         // Only the header and question are kept (`forward` sends no more):
         // a forward in flight holds at most ~300 bytes of query, whatever
         // the client sent after the question.
         let mut query = Vec::with_capacity(facts.question_end + OPT_LEN);
         query.extend_from_slice(pkt.get(..facts.question_end).unwrap_or(pkt));
+        rec.forwarded(pkt, client, proto.into());
         Outcome::Forward(Box::new(Forward {
             query,
             facts,
@@ -611,7 +641,6 @@ impl Handler {
                     };
                     if let Some(through) = through {
                         through.respond(query, &facts, out);
-                        snap.count_block(through.policy);
                         let list = snap
                             .list_of(through.policy)
                             .map_or(ListSlot::NONE, |l| l.slot);
@@ -645,7 +674,9 @@ impl Handler {
                     truncate_for(&facts, proto, out);
                 }
                 Err(e) => {
-                    tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, "upstream failed: SERVFAIL");
+                    if let Some(more) = UPSTREAM_FAILURES.pass(crate::observe::now_us()) {
+                        tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, suppressed = more, "upstream failed: SERVFAIL");
+                    }
                     start_response(query, &facts, Rcode::ServFail, out);
                     if let Some(edns) = facts.edns {
                         // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
@@ -676,8 +707,18 @@ impl Handler {
             let now = crate::observe::now_us();
             ev.time_us = if *received_us == 0 { now } else { *received_us };
             ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
-            self.observe.record(ev);
+            self.observe.record(ev, out);
         }
+    }
+
+    /// The answer cache (for its size in the metrics).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The upstreams (for their counters, and the readiness probe).
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// The per-query deadline upstream (for draining on shutdown).
@@ -737,4 +778,64 @@ fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
         wire::put_u16(out, at, 0);
     }
     finish_plain(facts, out);
+}
+
+/// The WARN for a failed forward, at most once per [`LogGate::EVERY_US`]:
+/// while an upstream is down every forwarded query fails, and one line per
+/// query (200,000 in a ten-minute soak with a 3 s stall a minute) floods the
+/// log and costs the serving thread what the query log was built to save.
+/// The query log still records each one (decision `error`).
+static UPSTREAM_FAILURES: LogGate = LogGate::new();
+
+/// Lets one event through per interval and counts the ones it held back.
+/// Atomics, not a lock: it sits on the error path of every worker.
+struct LogGate {
+    /// When the last event went through (µs since the epoch), 0 = never.
+    last_us: std::sync::atomic::AtomicU64,
+    /// Events held back since then.
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl LogGate {
+    const EVERY_US: u64 = 10_000_000;
+
+    const fn new() -> Self {
+        Self {
+            last_us: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(held back since the last one)` when this event may be logged.
+    fn pass(&self, now_us: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_us.load(Relaxed);
+        if last != 0 && now_us.saturating_sub(last) < Self::EVERY_US
+            || self
+                .last_us
+                .compare_exchange(last, now_us, Relaxed, Relaxed)
+                .is_err()
+        {
+            self.held.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.held.swap(0, Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogGate;
+
+    #[test]
+    fn the_gate_lets_one_event_through_per_interval_and_counts_the_rest() {
+        let gate = LogGate::new();
+        let t0 = 1_000_000_000;
+        assert_eq!(gate.pass(t0), Some(0));
+        assert_eq!(gate.pass(t0 + 1), None);
+        assert_eq!(gate.pass(t0 + LogGate::EVERY_US - 1), None);
+        assert_eq!(gate.pass(t0 + LogGate::EVERY_US), Some(2));
+        assert_eq!(gate.pass(t0 + LogGate::EVERY_US + 5), None);
+        assert_eq!(gate.pass(t0 + 3 * LogGate::EVERY_US), Some(1));
+    }
 }

@@ -27,8 +27,8 @@ mod handler;
 mod tcp;
 mod udp;
 
+pub use crate::observe::metrics::{ServerStats, WorkerStats};
 pub use handler::{Forward, Handler, Outcome, Proto};
-pub use udp::WorkerStats;
 
 use std::future::Future;
 use std::io;
@@ -46,8 +46,8 @@ pub struct Server {
     udp: Vec<udp::Socket>,
     tcp: Vec<std::net::TcpListener>,
     tcp_limits: TcpLimits,
-    /// One per UDP socket, in the order of `udp`.
-    stats: Arc<[WorkerStats]>,
+    /// One block per UDP socket, in the order of `udp`, and one for TCP.
+    stats: ServerStats,
     handler: Arc<Handler>,
 }
 
@@ -127,9 +127,7 @@ impl Server {
 
     /// Serves sockets bound earlier with `handler`.
     pub fn new(listeners: Listeners, settings: &ServerConfig, handler: Arc<Handler>) -> Self {
-        let stats = (0..listeners.udp.len())
-            .map(|_| WorkerStats::default())
-            .collect();
+        let stats = ServerStats::new(listeners.udp.len());
         Self {
             udp: listeners.udp,
             tcp: listeners.tcp,
@@ -151,7 +149,12 @@ impl Server {
     /// Each UDP worker's counters, in the order the workers are numbered
     /// (thread `embargo-udp-N` counts into entry N): every worker of the
     /// first address, then of the next. Readable while the server runs.
-    pub fn worker_stats(&self) -> Arc<[WorkerStats]> {
+    pub fn worker_stats(&self) -> Arc<[Arc<WorkerStats>]> {
+        self.stats.udp.clone()
+    }
+
+    /// Every counter block: the UDP workers' and the TCP tasks'.
+    pub fn stats(&self) -> ServerStats {
         self.stats.clone()
     }
 
@@ -183,7 +186,7 @@ impl Server {
             threads.push(udp::spawn(
                 socket,
                 index,
-                self.stats.clone(),
+                self.stats.udp.clone(),
                 self.handler.clone(),
                 rt.clone(),
                 stop.clone(),
@@ -198,6 +201,7 @@ impl Server {
                 listener,
                 self.tcp_limits,
                 self.handler.clone(),
+                self.stats.tcp.clone(),
                 stop_rx.clone(),
             )));
         }

@@ -42,6 +42,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use super::handler::{Handler, Outcome, Proto};
 use crate::config::TcpLimits;
+use crate::observe::WorkerStats;
 
 /// A read buffer grown past this by a rare big query is given back after it.
 const KEEP_BUFFER: usize = 4096;
@@ -153,6 +154,7 @@ pub(super) async fn serve(
     listener: TcpListener,
     limits: TcpLimits,
     handler: Arc<Handler>,
+    stats: Arc<WorkerStats>,
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Connections {
@@ -168,7 +170,7 @@ pub(super) async fn serve(
             _ = stop.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if handler.drops_connection(peer) {
+                    if handler.drops_connection(peer, &stats) {
                         continue;
                     }
                     next_id += 1;
@@ -178,8 +180,9 @@ pub(super) async fn serve(
                         continue;
                     };
                     let (handler, stop, conns) = (handler.clone(), stop.clone(), conns.clone());
+                    let stats = stats.clone();
                     tokio::spawn(async move {
-                        connection(stream, peer, handler, &conns, conn, stop).await;
+                        connection(stream, peer, handler, stats, &conns, conn, stop).await;
                         conns.remove(id);
                     });
                 }
@@ -210,6 +213,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     handler: Arc<Handler>,
+    stats: Arc<WorkerStats>,
     conns: &Connections,
     conn: Arc<Conn>,
     mut stop: watch::Receiver<bool>,
@@ -223,7 +227,7 @@ async fn connection(
     let reader = async {
         let mut buf = Vec::with_capacity(512);
         let mut out = Vec::with_capacity(512);
-        let mut rec = handler.observer().task_recorder();
+        let mut rec = handler.observer().task_recorder(stats);
         loop {
             // Backpressure: no free slot, no read. Only this reader takes
             // slots, so the one seen free here is still free below; the

@@ -9,34 +9,14 @@
 use std::io;
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::batch::{self, Batch};
 use super::handler::{Handler, Outcome, Proto};
+use crate::observe::WorkerStats;
 use crate::upstream::Upstream;
-
-/// What one UDP worker has done. Each worker's counters sit on their own
-/// cache lines (128 bytes: x86 prefetches lines in pairs), written by that
-/// worker only, so counting never makes two workers' cores contend.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub struct WorkerStats {
-    /// Answers the worker sent from its own batches: blocked, cached, errors.
-    pub answered: AtomicU64,
-    /// Queries it handed to the runtime to forward upstream (each of which
-    /// is answered from there, SERVFAIL at worst).
-    pub forwarded: AtomicU64,
-}
-
-impl WorkerStats {
-    /// Adds `n` to a counter that only this worker writes: a plain load
-    /// and store, no locked instruction, and readers still see whole values.
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-    }
-}
 
 /// A bound UDP socket and how it must answer.
 pub(super) struct Socket {
@@ -50,7 +30,7 @@ pub(super) struct Socket {
 pub(super) fn spawn(
     socket: Socket,
     index: usize,
-    stats: Arc<[WorkerStats]>,
+    stats: Arc<[Arc<WorkerStats>]>,
     handler: Arc<Handler>,
     rt: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
@@ -62,7 +42,7 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name(format!("embargo-udp-{index}"))
         .spawn(move || {
-            let Some(mine) = stats.get(index) else {
+            let Some(mine) = stats.get(index).cloned() else {
                 return;
             };
             // Forwards start from this thread (`Handler::forward_udp`), which
@@ -71,8 +51,8 @@ pub(super) fn spawn(
             let _runtime = rt.enter();
             Upstream::queue_on_this_thread();
             let mut batch = Batch::new(pktinfo);
-            // This worker's own ring to the observer.
-            let mut rec = handler.observer().recorder();
+            // This worker's own ring to the observer, and its own counters.
+            let mut rec = handler.observer().recorder(mine.clone());
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
                     Ok(n) => n,
@@ -136,10 +116,10 @@ pub(super) fn spawn(
                 let answered = batch.flush(&sock);
                 rec.flush();
                 if answered > 0 {
-                    WorkerStats::add(&mine.answered, answered as u64);
+                    mine.add_answered(answered as u64);
                 }
                 if forwarded > 0 {
-                    WorkerStats::add(&mine.forwarded, forwarded);
+                    mine.add_forwarded(forwarded);
                 }
             }
         })

@@ -45,7 +45,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{Strategy, Transport, UpstreamConfig};
-
+use crate::observe::metrics::{UpstreamRow, UpstreamStats};
 use crate::wire::{self, Header};
 pub use mmsg::send_answer;
 
@@ -201,6 +201,29 @@ impl Upstream {
     /// The overall deadline per query.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Each server's counters and state, in config order (`/metrics`).
+    pub fn stats(&self) -> Vec<UpstreamRow<'_>> {
+        let now = self.now_ms();
+        self.servers
+            .iter()
+            .map(|s| UpstreamRow {
+                name: &s.label,
+                stats: &s.health.stats,
+                up: s.health.down_until.load(Ordering::Relaxed) == 0,
+                last_answer: s.health.answered_ago(now),
+            })
+            .collect()
+    }
+
+    /// Whether some server gave a valid answer within `window` (`/readyz`).
+    pub fn answered_within(&self, window: Duration) -> bool {
+        let now = self.now_ms();
+        self.servers
+            .iter()
+            .filter_map(|s| s.health.answered_ago(now))
+            .any(|ago| ago <= window)
     }
 
     /// Forwards `query` and returns the first valid answer, with the index
@@ -403,6 +426,11 @@ impl Server {
 /// What the recent past says about one server. Atomics, so that choosing a
 /// server takes no lock.
 struct Health {
+    /// Answers, errors and latency, for `/metrics`: counted here because
+    /// every attempt on either forward path ends in `success` or `failure`.
+    stats: UpstreamStats,
+    /// When it last answered (ms since the upstream's epoch); 0: never.
+    last_answer: AtomicU64,
     /// Failures in a row.
     fails: AtomicU32,
     /// Skipped until this time (ms since the upstream's epoch); 0 when up.
@@ -416,6 +444,8 @@ struct Health {
 impl Default for Health {
     fn default() -> Self {
         Self {
+            stats: UpstreamStats::default(),
+            last_answer: AtomicU64::new(0),
             fails: AtomicU32::new(0),
             down_until: AtomicU64::new(0),
             backoff_ms: AtomicU64::new(ms(FIRST_BACKOFF)),
@@ -429,6 +459,12 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Health {
+    /// How long ago (now: ms since the upstream's epoch) it last answered.
+    fn answered_ago(&self, now: u64) -> Option<Duration> {
+        let at = self.last_answer.load(Ordering::Relaxed);
+        (at != 0).then(|| Duration::from_millis(now.saturating_sub(at)))
+    }
+
     /// Up, or down with its backoff over and this query the one that
     /// probes it: the probe pushes `down_until` on by one query timeout, so
     /// concurrent queries do not all probe a server that may be dead.
@@ -444,8 +480,10 @@ impl Health {
                 .is_ok()
     }
 
-    fn success(&self, rtt: Duration, _now: u64, label: &str) {
-        let rtt = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+    fn success(&self, took: Duration, now: u64, label: &str) {
+        self.stats.record_answer(took);
+        self.last_answer.store(now, Ordering::Relaxed);
+        let rtt = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.srtt_us.load(Ordering::Relaxed);
         let new = if old == 0 { rtt } else { (old * 7 + rtt) / 8 };
         self.srtt_us.store(new.max(1), Ordering::Relaxed);
@@ -460,6 +498,7 @@ impl Health {
     }
 
     fn failure(&self, spent: Duration, now: u64, label: &str) {
+        self.stats.record_error();
         // A failure counts as at least the time it took, so `fastest`
         // moves away from a server that times out before it is marked down.
         let spent = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX).max(1);

@@ -241,6 +241,6 @@ async fn blocks_are_counted_per_list() {
         .iter()
         .find(|l| l.spec.name == "seized")
         .expect("list");
-    assert_eq!(list.blocked.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(e.stats.blocked(list.slot), Some(3));
     e.stop().await;
 }

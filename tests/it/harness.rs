@@ -397,8 +397,13 @@ pub(crate) struct Embargo {
     /// Every listen address, in config order.
     pub(crate) addrs: Vec<SocketAddr>,
     /// Each UDP worker's counters.
-    pub(crate) workers: Arc<[embargo::server::WorkerStats]>,
+    pub(crate) workers: Arc<[Arc<embargo::server::WorkerStats>]>,
     pub(crate) handler: Arc<embargo::server::Handler>,
+    /// Every counter block (UDP workers and TCP).
+    pub(crate) stats: embargo::server::ServerStats,
+    /// The HTTP listen addresses (none unless the config has `[http]`).
+    pub(crate) http: Vec<SocketAddr>,
+    http_task: tokio::task::JoinHandle<std::io::Result<()>>,
     dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -439,8 +444,20 @@ ede = "censored"
 {lists}
 [allow]
 domains = ["allowed.seized.example"]
+
+[http]
+listen = []
 "#
     )
+}
+
+/// `config` with its `[http]` section (off) replaced by `lines`. HTTP is
+/// on by default on 127.0.0.1:8053, which parallel tests cannot all have,
+/// so the harness config turns it off and a test that wants it binds port 0.
+pub(crate) fn with_http(config: &str, lines: &str) -> String {
+    let off = "[http]\nlisten = []\n";
+    assert!(config.contains(off));
+    config.replacen(off, &format!("[http]\n{lines}\n"), 1)
 }
 
 /// `config` with `lines` added to its `[server]` section.
@@ -472,10 +489,20 @@ impl Embargo {
         let addrs = server.local_addrs();
         let addr = addrs[0];
         let workers = server.worker_stats();
+        let stats = server.stats();
+        let reloads = Arc::new(embargo::reload::Control::default());
+        let http = embargo::http::Listeners::bind(&config.http).expect("http bind");
+        let http_addrs = http.local_addrs();
+        let http_task = tokio::spawn(http.serve(embargo::http::Api::new(
+            handler.clone(),
+            stats.clone(),
+            reloads.clone(),
+        )));
         let maintainer = tokio::spawn(embargo::reload::maintain(
             config,
             handler.state().clone(),
             handler.notify_targets().clone(),
+            reloads,
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
@@ -486,6 +513,9 @@ impl Embargo {
             addrs,
             workers,
             handler,
+            stats,
+            http: http_addrs,
+            http_task,
             dir,
             stop: Some(stop),
             task: Some(task),
@@ -514,6 +544,7 @@ impl Embargo {
     /// Stops the server and hands back its directory, for a restart.
     pub(crate) async fn stop_keep_dir(mut self) -> tempfile::TempDir {
         self.maintainer.abort();
+        self.http_task.abort();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -528,6 +559,7 @@ impl Embargo {
 impl Drop for Embargo {
     fn drop(&mut self) {
         self.maintainer.abort();
+        self.http_task.abort();
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

@@ -543,7 +543,7 @@ fn r10_start_refuses_what_the_serving_user_could_not_do() {
     };
     let base = |server_extra: &str| {
         format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\n[[lists]]\nname = \"seized\"\nsource = \"seized.txt\"\n"
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_extra}\n[upstream]\nservers = [\"127.0.0.1:9\"]\n\n[[lists]]\nname = \"seized\"\nsource = \"seized.txt\"\n[http]\nlisten = []\n"
         )
     };
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end check of the README's first command: the release binary serves
 # the shipped config/embargo.toml, and dig sees a listed name, a subdomain
-# of it and an allowlisted name answered as documented.
+# of it and an allowlisted name answered as documented, and /metrics on the
+# shipped [http] listener counts the blocks.
 #
 # The shipped config forwards to public resolvers, so this runs inside a
 # loopback-only network namespace (unshare -n): nothing can leave the machine.
@@ -46,6 +47,27 @@ grep -q "seized.example.*SOA" <<<"$LAST" || { echo "smoke: FAIL no SOA"; fail=1;
 expect www.seized.example AAAA NXDOMAIN +tcp
 expect deep.a.tracker.example MX NXDOMAIN
 expect allowed.seized.example A SERVFAIL   # allowlisted: forwarded, and the namespace has no route out
+# The shipped config serves HTTP on loopback: the three blocks above are counted.
+if metrics="$(curl -sf http://127.0.0.1:8053/metrics)"; then
+  blocked="$(awk '/^embargo_blocked_total\{/ { n += $2 } END { print n + 0 }' <<<"$metrics")"
+  if [ "$blocked" = 3 ]; then echo "smoke: ok   /metrics counts 3 blocks"
+  else echo "smoke: FAIL /metrics counts $blocked blocks, not 3"; fail=1; fi
+else
+  echo "smoke: FAIL no /metrics on 127.0.0.1:8053"; fail=1
+fi
+# The query log's latest records and the live hit report, on the same listener.
+if latest="$(curl -sf 'http://127.0.0.1:8053/api/log?limit=10')" \
+  && grep -q '"name":"seized.example","type":"A","decision":"blocked","list":"example-reserved"' <<<"$latest"; then
+  echo "smoke: ok   /api/log has the block"
+else
+  echo "smoke: FAIL /api/log has no record of the block: $latest"; fail=1
+fi
+if hits="$(curl -sf 'http://127.0.0.1:8053/api/hits?list=example-reserved')" \
+  && grep -q '"client":"127.0.0.1","count":' <<<"$hits"; then
+  echo "smoke: ok   /api/hits has the client"
+else
+  echo "smoke: FAIL /api/hits has no client of example-reserved: $hits"; fail=1
+fi
 # Captured first: grep -q closing the pipe early would fail `check` (pipefail).
 checked="$("$BIN" check -c config/embargo.toml www.seized.example)"
 grep -q "blocked.*list=example-reserved entry=seized.example" <<<"$checked" \

@@ -1,0 +1,218 @@
+//! What the rules in force say about a name, and about a client: the
+//! answer of `embargo check` and of `GET /api/check`, worked out once here
+//! so that the command line and the API never disagree.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::access::{AccessAction, Judgement};
+use crate::groups::Group;
+use crate::matcher::{Lookup, NameKey};
+use crate::state::{Snapshot, Verdict};
+
+/// What `[access]` and `[rate_limit]` make of a client.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientCheck {
+    pub client: IpAddr,
+    /// `"allowed"`, or what its queries get instead: `"refused"`, `"dropped"`.
+    pub verdict: &'static str,
+    /// The whole story in one line, as `embargo check --client` prints it.
+    pub detail: String,
+    /// Its client group, with `[[groups]]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl ClientCheck {
+    /// Whether the client's queries are answered at all.
+    pub fn answered(&self) -> bool {
+        self.verdict == "allowed"
+    }
+}
+
+/// Judges `client` against the snapshot's access rules and rate limiter.
+pub fn client(snap: &Snapshot, client: IpAddr) -> ClientCheck {
+    let not_answered = snap.access.refuses(client).map(|a| match a {
+        AccessAction::Refuse => "refused",
+        AccessAction::Drop => "dropped",
+    });
+    let detail = match (snap.access.judge(client), not_answered) {
+        (Judgement::Denied(net), Some(word)) => {
+            format!("client {client}: {word} (denied by {net})")
+        }
+        (Judgement::NotAllowed, Some(word)) => {
+            format!("client {client}: {word} (not in [access] allow)")
+        }
+        (Judgement::Allowed(net), None) => {
+            let limit = match &snap.limiter {
+                None => String::new(),
+                Some(l) => {
+                    let s = l.settings();
+                    match s.exempt.find(client) {
+                        Some(net) => format!("; not rate limited (exempt by {net})"),
+                        None => format!(
+                            "; rate limited over UDP to {} answers a second per /{} (IPv4) or /{} (IPv6)",
+                            s.responses_per_second, s.ipv4_prefix, s.ipv6_prefix
+                        ),
+                    }
+                }
+            };
+            format!("client {client}: allowed by {net}{limit}")
+        }
+        // judge and refuses read the same rules; they cannot disagree.
+        (_, word) => format!("client {client}: {}", word.unwrap_or("allowed")),
+    };
+    ClientCheck {
+        client,
+        verdict: not_answered.unwrap_or("allowed"),
+        detail,
+        group: snap
+            .groups
+            .configured()
+            .then(|| snap.groups.of(client).1.name.clone()),
+    }
+}
+
+/// The group whose lists answer `asker` (the default group without one).
+fn group_of<'a>(snap: &'a Snapshot, asker: Option<&ClientCheck>) -> &'a Group {
+    match asker {
+        Some(c) => snap.groups.of(c.client).1,
+        None => snap.groups.default_group(),
+    }
+}
+
+/// With `[[groups]]`, the line `embargo check` prints before the names:
+/// the group that answers them and why (the network that put the client
+/// there). `None` without groups, or for a client that may not ask.
+pub fn group_line(snap: &Snapshot, asker: Option<&ClientCheck>) -> Option<String> {
+    if !snap.groups.configured() || asker.is_some_and(|c| !c.answered()) {
+        return None;
+    }
+    let group = group_of(snap, asker);
+    Some(match asker {
+        Some(c) => match snap.groups.network_of(c.client) {
+            Some(net) => format!("client {}: group {} ({net})", c.client, group.name),
+            None => format!(
+                "client {}: group {} (in no group's networks)",
+                c.client, group.name
+            ),
+        },
+        None => format!(
+            "group {} (clients in no group's networks; --client IP for another)",
+            group.name
+        ),
+    })
+}
+
+/// Which list blocks a name, and on whose authority.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockDetail {
+    pub list: String,
+    /// The list entry that matched (the name itself or a parent).
+    pub entry: String,
+    pub action: &'static str,
+    /// The RFC 8914 INFO-CODE and its meaning.
+    pub ede: u16,
+    pub ede_meaning: &'static str,
+    /// The EDE text the client gets.
+    pub why: String,
+    pub authority: String,
+    pub reason: String,
+    pub reference: String,
+}
+
+/// What the rules say about one name.
+#[derive(Debug, Clone, Serialize)]
+pub struct NameCheck {
+    /// The name as normalised (lowercase, no final dot), or as given when
+    /// it is not a valid name.
+    pub name: String,
+    /// `"blocked"`, `"allowed"`, `"invalid"`, or `"refused"`/`"dropped"`
+    /// when the client asking may not ask.
+    pub verdict: &'static str,
+    /// Why it is invalid, the allowlist entry that allows it, or that the
+    /// client may not ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockDetail>,
+}
+
+/// Checks `text` against the snapshot, as asked by `asker` if known:
+/// nothing about the name is said to a client that may not ask.
+pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameCheck {
+    let key = match NameKey::from_text(text, true) {
+        Ok(k) => k,
+        Err(e) => {
+            return NameCheck {
+                name: text.to_owned(),
+                verdict: "invalid",
+                detail: Some(e.to_string()),
+                block: None,
+            };
+        }
+    };
+    let name = key.to_string();
+    if let Some(c) = asker.filter(|c| !c.answered()) {
+        return NameCheck {
+            name,
+            verdict: c.verdict,
+            detail: Some("client not allowed".into()),
+            block: None,
+        };
+    }
+    let allowed = |detail| NameCheck {
+        name: name.clone(),
+        verdict: "allowed",
+        detail,
+        block: None,
+    };
+    // The lists of the asker's group (every list without [[groups]]).
+    let group = group_of(snap, asker);
+    match snap.verdict(&key, group) {
+        Verdict::Miss => match snap.set.lookup(&key) {
+            // Listed, but only by lists this client's group does not apply.
+            Lookup::Blocked(hit) if snap.groups.configured() => {
+                let lists: Vec<&str> = snap
+                    .lists_of(hit.policy)
+                    .iter()
+                    .map(|l| l.spec.name.as_str())
+                    .collect();
+                allowed(Some(format!(
+                    "group {} does not apply {} (entry {})",
+                    group.name,
+                    lists.join(", "),
+                    key.suffix(hit.suffix)
+                )))
+            }
+            _ => allowed(None),
+        },
+        Verdict::Allowed { suffix } => {
+            allowed(Some(format!("allowlist entry {}", key.suffix(suffix))))
+        }
+        Verdict::Blocked { policy, suffix } => {
+            let Some(list) = snap.lists.get(policy.list) else {
+                // A policy of this snapshot always names one of its lists.
+                return allowed(None);
+            };
+            let p = &list.spec.provenance;
+            NameCheck {
+                name: name.clone(),
+                verdict: "blocked",
+                detail: None,
+                block: Some(BlockDetail {
+                    list: list.spec.name.clone(),
+                    entry: key.suffix(suffix).to_string(),
+                    action: policy.action.as_str(),
+                    ede: policy.ede.code(),
+                    ede_meaning: policy.ede.as_str(),
+                    why: policy.ede_text.to_string(),
+                    authority: p.authority.clone(),
+                    reason: p.reason.clone(),
+                    reference: p.reference.clone(),
+                }),
+            }
+        }
+    }
+}
