@@ -486,3 +486,43 @@ async fn groups_change_on_reload() {
     );
     e.stop().await;
 }
+
+/// `GET /api/check` answers as `embargo check` does: for the client's
+/// group, which it names.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_checks_names_for_the_clients_group() {
+    let up = Upstream::start_with(&zone()).await;
+    let cfg = crate::harness::with_http(
+        &config(up.addr, &format!("{LISTS}{GROUPS}")),
+        "listen = \"127.0.0.1:0\"\n",
+    );
+    let e = Embargo::start(&cfg, FILES).await;
+    let http = e.http[0];
+    let get = async |path: &str| -> serde_json::Value {
+        let body = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!("http://{http}{path}"))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"))
+    };
+    let c = get("/api/check?name=ads.up.test&client=127.0.1.200").await;
+    assert_eq!(c["client"]["group"], "lab", "{c}");
+    assert_eq!(c["name"]["verdict"], "allowed", "{c}");
+    assert_eq!(
+        c["name"]["detail"], "group lab does not apply trackers (entry ads.up.test)",
+        "{c}"
+    );
+    let c = get("/api/check?name=www.seized.example&client=127.0.1.200").await;
+    assert_eq!(c["name"]["block"]["list"], "seized", "{c}");
+    assert_eq!(c["name"]["block"]["action"], "refused", "{c}");
+    let c = get("/api/check?name=ads.up.test").await;
+    assert_eq!(c["name"]["block"]["list"], "trackers", "{c}");
+    e.stop().await;
+}
