@@ -47,7 +47,8 @@ use hashbrown::HashTable;
 
 use crate::config::CacheConfig;
 use crate::matcher::{MAX_KEY, NameKey};
-use crate::policy::QueryFacts;
+use crate::policy::{Action, QueryFacts};
+use crate::state::ListSlot;
 use crate::wire::{self, Header};
 
 const SHARDS: usize = 16;
@@ -175,9 +176,26 @@ struct Rules {
     prefetch: bool,
 }
 
+/// A cached answer was written out; what kind of answer it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    /// The upstream's answer, as it is, for any client.
+    Plain,
+    /// The upstream's answer, whose CNAME chain passes through a name that
+    /// some client groups block and others do not: inspect it again for
+    /// the client's group ([`Cache::insert_marked`]).
+    Inspect,
+    /// Not the upstream's answer but the block its CNAME chain led to
+    /// (without client groups every client gets the same one): `list`
+    /// blocked it with `action` ([`Cache::insert_verdict`]).
+    Verdict { list: ListSlot, action: Action },
+}
+
 /// One cached answer.
 struct Entry {
     hash: u64,
+    /// What kind of answer it is: how a hit is served and recorded.
+    kind: Hit,
     /// One allocation: the key, the answer (TTLs clamped), then the answer's
     /// TTL field offsets as native-endian `u16`s.
     data: Box<[u8]>,
@@ -569,31 +587,40 @@ impl Cache {
 
     /// Writes the cached answer for `key` into `out`, with the ID and question
     /// of `query` and TTLs reduced by the time spent in the cache.
-    pub fn get(&self, key: &CacheKey, query: &[u8], q: &QueryFacts, out: &mut Vec<u8>) -> Found {
-        self.get_at(key, query, q, self.now(), out)
+    /// What was found, and (when something was written) what kind of
+    /// answer it is.
+    pub fn get(
+        &self,
+        key: &CacheKey,
+        query: &[u8],
+        q: &QueryFacts,
+        out: &mut Vec<u8>,
+    ) -> (Found, Hit) {
+        self.get_kind_at(key, query, q, self.now(), out)
     }
 
-    fn get_at(
+    fn get_kind_at(
         &self,
         key: &CacheKey,
         query: &[u8],
         q: &QueryFacts,
         now: u64,
         out: &mut Vec<u8>,
-    ) -> Found {
+    ) -> (Found, Hit) {
         let Some((hash, shard)) = self.locate(key) else {
-            return Found::Miss;
+            return (Found::Miss, Hit::Plain);
         };
         let Ok(mut guard) = shard.lock() else {
-            return Found::Miss;
+            return (Found::Miss, Hit::Plain);
         };
         let s = &mut *guard;
         s.sketch.touch(hash);
         let Some(i) = s.find(hash, key.as_bytes()) else {
             s.counters.misses += 1;
-            return Found::Miss;
+            return (Found::Miss, Hit::Plain);
         };
         let e = &mut s.slots[i];
+        let kind = e.kind;
         let found = if now < e.expires {
             e.hits = e.hits.saturating_add(1);
             e.write(now, None, out);
@@ -626,7 +653,7 @@ impl Cache {
         if found != Found::Miss {
             answer_as_asked(query, q, out);
         }
-        found
+        (found, kind)
     }
 
     /// Every upstream failed for `key`, or answered SERVFAIL (`why`): writes
@@ -634,7 +661,8 @@ impl Cache {
     /// (RFC 8767), with TTLs of [`STALE_TTL`] and an EDE 3 when the query
     /// has EDNS, and serves it without forwarding for the next 30 s. A
     /// fresh entry (another query refreshed it meanwhile) is served as a
-    /// hit. False when there is nothing to serve.
+    /// hit. The kind of answer written, or None when there is nothing to
+    /// serve.
     pub fn stale(
         &self,
         key: &CacheKey,
@@ -642,11 +670,11 @@ impl Cache {
         q: &QueryFacts,
         why: &str,
         out: &mut Vec<u8>,
-    ) -> bool {
-        self.stale_at(key, query, q, why, self.now(), out)
+    ) -> Option<Hit> {
+        self.stale_kind_at(key, query, q, why, self.now(), out)
     }
 
-    fn stale_at(
+    fn stale_kind_at(
         &self,
         key: &CacheKey,
         query: &[u8],
@@ -654,21 +682,16 @@ impl Cache {
         why: &str,
         now: u64,
         out: &mut Vec<u8>,
-    ) -> bool {
+    ) -> Option<Hit> {
         if self.rules.stale_max_ms == 0 {
-            return false;
+            return None;
         }
-        let Some((hash, shard)) = self.locate(key) else {
-            return false;
-        };
-        let Ok(mut guard) = shard.lock() else {
-            return false;
-        };
+        let (hash, shard) = self.locate(key)?;
+        let mut guard = shard.lock().ok()?;
         let s = &mut *guard;
-        let Some(i) = s.find(hash, key.as_bytes()) else {
-            return false;
-        };
+        let i = s.find(hash, key.as_bytes())?;
         let e = &mut s.slots[i];
+        let kind = e.kind;
         if now < e.expires {
             e.write(now, None, out);
         } else if now - e.expires < self.rules.stale_max_ms {
@@ -676,11 +699,11 @@ impl Cache {
             e.recheck = now + STALE_RECHECK_MS;
             s.counters.stale += 1;
         } else {
-            return false;
+            return None;
         }
         drop(guard);
         answer_as_asked(query, q, out);
-        true
+        Some(kind)
     }
 
     /// A background refresh that [`Found::Refresh`] started has ended
@@ -697,10 +720,63 @@ impl Cache {
     /// way, in place, so that the client of this answer sees what the
     /// next ones will, and none served outlives the entry.
     pub fn insert(&self, key: &CacheKey, response: &mut [u8]) {
-        self.insert_at(key, response, self.now());
+        self.insert_kind_at(key, response, Hit::Plain, self.now());
     }
 
+    /// [`Cache::insert`], marking the entry for inspection on every hit
+    /// (`inspect`): its CNAME chain passes through a name that some client
+    /// groups block and others do not.
+    pub fn insert_marked(&self, key: &CacheKey, response: &mut [u8], inspect: bool) {
+        let kind = if inspect { Hit::Inspect } else { Hit::Plain };
+        self.insert_kind_at(key, response, kind, self.now());
+    }
+
+    /// Stores the block a CNAME chain led to (`response`, as the client
+    /// got it) in place of the chain: `list` blocked it with `action`.
+    pub fn insert_verdict(
+        &self,
+        key: &CacheKey,
+        response: &mut [u8],
+        list: ListSlot,
+        action: Action,
+    ) {
+        self.insert_kind_at(key, response, Hit::Verdict { list, action }, self.now());
+    }
+
+    /// [`Cache::get`] at `now`, seeing only what was found (tests).
+    #[cfg(test)]
+    fn get_at(
+        &self,
+        key: &CacheKey,
+        query: &[u8],
+        q: &QueryFacts,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Found {
+        self.get_kind_at(key, query, q, now, out).0
+    }
+
+    /// [`Cache::stale`] at `now`: whether something was served (tests).
+    #[cfg(test)]
+    fn stale_at(
+        &self,
+        key: &CacheKey,
+        query: &[u8],
+        q: &QueryFacts,
+        why: &str,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.stale_kind_at(key, query, q, why, now, out).is_some()
+    }
+
+    /// [`Cache::insert`] at `now` (tests).
+    #[cfg(test)]
     fn insert_at(&self, key: &CacheKey, response: &mut [u8], now: u64) -> bool {
+        self.insert_kind_at(key, response, Hit::Plain, now)
+    }
+
+    fn insert_kind_at(&self, key: &CacheKey, response: &mut [u8], kind: Hit, now: u64) -> bool {
         if response.len() > MAX_ENTRY_BYTES {
             return false;
         }
@@ -729,6 +805,7 @@ impl Cache {
         };
         let entry = Entry {
             hash,
+            kind,
             data: data.into_boxed_slice(),
             stored: now,
             expires: now + u64::from(c.ttl) * 1000,
@@ -1009,9 +1086,9 @@ mod tests {
         let q = query();
         let (key, f) = key_of(&q);
         let mut out = Vec::new();
-        assert_eq!(cache.get(&key, &q, &f, &mut out), Found::Miss);
+        assert_eq!(cache.get(&key, &q, &f, &mut out).0, Found::Miss);
         cache.insert(&key, &mut answer(300));
-        assert_eq!(cache.get(&key, &q, &f, &mut out), Found::Fresh);
+        assert_eq!(cache.get(&key, &q, &f, &mut out).0, Found::Fresh);
         assert_eq!(&out[..2], &[0xab, 0xcd]);
         assert_eq!(&out[13..16], b"WWW");
         assert_eq!(wire::u32_at(&out, out.len() - 10), Some(300));
@@ -1122,7 +1199,7 @@ mod tests {
         let (key, f) = key_of(&q);
         let off = Cache::new(&config(0));
         off.insert(&key, &mut answer(300));
-        assert_eq!(off.get(&key, &q, &f, &mut Vec::new()), Found::Miss);
+        assert_eq!(off.get(&key, &q, &f, &mut Vec::new()).0, Found::Miss);
         assert_eq!(off.stats().entries, 0);
         let cache = Cache::new(&config(64));
         for i in 0..1000 {
@@ -1155,10 +1232,10 @@ mod tests {
         let mut fits = big(MAX_ENTRY_BYTES - answer(300).len() - 11);
         assert_eq!(fits.len(), MAX_ENTRY_BYTES);
         cache.insert(&key, &mut fits);
-        assert_eq!(cache.get(&key, &q, &f, &mut Vec::new()), Found::Fresh);
+        assert_eq!(cache.get(&key, &q, &f, &mut Vec::new()).0, Found::Fresh);
         let other = Cache::new(&config(10));
         other.insert(&key, &mut big(MAX_ENTRY_BYTES));
-        assert_eq!(other.get(&key, &q, &f, &mut Vec::new()), Found::Miss);
+        assert_eq!(other.get(&key, &q, &f, &mut Vec::new()).0, Found::Miss);
     }
 
     #[test]
@@ -1476,5 +1553,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn entries_keep_their_kind() {
+        let cache = Cache::new(&CacheConfig::default());
+        let q = query();
+        let (f, name) = facts(&q);
+        let key = CacheKey::new(&name, &f);
+        let mut out = Vec::new();
+        assert_eq!(cache.get(&key, &q, &f, &mut out).0, Found::Miss);
+        cache.insert(&key, &mut answer(300));
+        assert_eq!(
+            cache.get(&key, &q, &f, &mut out),
+            (Found::Fresh, Hit::Plain)
+        );
+        cache.insert_marked(&key, &mut answer(300), true);
+        assert_eq!(
+            cache.get(&key, &q, &f, &mut out),
+            (Found::Fresh, Hit::Inspect)
+        );
+        cache.insert_verdict(&key, &mut answer(300), ListSlot(3), Action::Nxdomain);
+        let verdict = Hit::Verdict {
+            list: ListSlot(3),
+            action: Action::Nxdomain,
+        };
+        assert_eq!(cache.get(&key, &q, &f, &mut out), (Found::Fresh, verdict));
     }
 }

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::access::{AccessAction, Judgement};
+use crate::groups::Group;
 use crate::matcher::{Lookup, NameKey};
-use crate::state::Snapshot;
+use crate::state::{Snapshot, Verdict};
 
 /// What `[access]` and `[rate_limit]` make of a client.
 #[derive(Debug, Clone, Serialize)]
@@ -18,6 +19,9 @@ pub struct ClientCheck {
     pub verdict: &'static str,
     /// The whole story in one line, as `embargo check --client` prints it.
     pub detail: String,
+    /// Its client group, with `[[groups]]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl ClientCheck {
@@ -63,7 +67,42 @@ pub fn client(snap: &Snapshot, client: IpAddr) -> ClientCheck {
         client,
         verdict: not_answered.unwrap_or("allowed"),
         detail,
+        group: snap
+            .groups
+            .configured()
+            .then(|| snap.groups.of(client).1.name.clone()),
     }
+}
+
+/// The group whose lists answer `asker` (the default group without one).
+fn group_of<'a>(snap: &'a Snapshot, asker: Option<&ClientCheck>) -> &'a Group {
+    match asker {
+        Some(c) => snap.groups.of(c.client).1,
+        None => snap.groups.default_group(),
+    }
+}
+
+/// With `[[groups]]`, the line `embargo check` prints before the names:
+/// the group that answers them and why (the network that put the client
+/// there). `None` without groups, or for a client that may not ask.
+pub fn group_line(snap: &Snapshot, asker: Option<&ClientCheck>) -> Option<String> {
+    if !snap.groups.configured() || asker.is_some_and(|c| !c.answered()) {
+        return None;
+    }
+    let group = group_of(snap, asker);
+    Some(match asker {
+        Some(c) => match snap.groups.network_of(c.client) {
+            Some(net) => format!("client {}: group {} ({net})", c.client, group.name),
+            None => format!(
+                "client {}: group {} (in no group's networks)",
+                c.client, group.name
+            ),
+        },
+        None => format!(
+            "group {} (clients in no group's networks; --client IP for another)",
+            group.name
+        ),
+    })
 }
 
 /// Which list blocks a name, and on whose authority.
@@ -129,17 +168,32 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
         detail,
         block: None,
     };
-    match snap.set.lookup(&key) {
-        Lookup::Miss => allowed(None),
-        Lookup::Allowed { suffix } => {
+    // The lists of the asker's group (every list without [[groups]]).
+    let group = group_of(snap, asker);
+    match snap.verdict(&key, group) {
+        Verdict::Miss => match snap.set.lookup(&key) {
+            // Listed, but only by lists this client's group does not apply.
+            Lookup::Blocked(hit) if snap.groups.configured() => {
+                let lists: Vec<&str> = snap
+                    .lists_of(hit.policy)
+                    .iter()
+                    .map(|l| l.spec.name.as_str())
+                    .collect();
+                allowed(Some(format!(
+                    "group {} does not apply {} (entry {})",
+                    group.name,
+                    lists.join(", "),
+                    key.suffix(hit.suffix)
+                )))
+            }
+            _ => allowed(None),
+        },
+        Verdict::Allowed { suffix } => {
             allowed(Some(format!("allowlist entry {}", key.suffix(suffix))))
         }
-        Lookup::Blocked(hit) => {
-            let found = snap
-                .policy(hit.policy)
-                .and_then(|p| Some((p, snap.lists.get(p.list)?)));
-            let Some((policy, list)) = found else {
-                // A policy id from this snapshot's own matcher always resolves.
+        Verdict::Blocked { policy, suffix } => {
+            let Some(list) = snap.lists.get(policy.list) else {
+                // A policy of this snapshot always names one of its lists.
                 return allowed(None);
             };
             let p = &list.spec.provenance;
@@ -149,7 +203,7 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
                 detail: None,
                 block: Some(BlockDetail {
                     list: list.spec.name.clone(),
-                    entry: key.suffix(hit.suffix).to_string(),
+                    entry: key.suffix(suffix).to_string(),
                     action: policy.action.as_str(),
                     ede: policy.ede.code(),
                     ede_meaning: policy.ede.as_str(),

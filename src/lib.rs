@@ -9,13 +9,15 @@
 //!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► lookup ┤
 //!                                           │                           │                ├─ blocked ─► policy.respond ─► client
 //!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
-//!                                                                                        └─ else ────► upstream ─► cache ─► client
+//!                                                                                        └─ else ────► upstream ─► cname ─► cache ─► client
+//!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
+//!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
 //! ```
 //!
-//! A query flows one way. `config`, `lists`, `matcher`, `policy`, `access`
-//! and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
+//! A query flows one way. `config`, `lists`, `matcher`, `policy`, `groups`,
+//! `access` and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
 //! `source`, `observe`, `http` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
@@ -40,9 +42,11 @@
 pub mod access;
 pub mod cache;
 pub mod check;
+pub mod cname;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod groups;
 pub mod http;
 pub mod lists;
 pub mod matcher;

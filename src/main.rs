@@ -43,7 +43,8 @@ enum Command {
     /// Say whether each name is blocked, by which list and entry, or allowed.
     Check {
         /// Say first whether this client address would be answered at all
-        /// ([access] and [rate_limit]); a refused client gets no name.
+        /// ([access] and [rate_limit]); a refused client gets no name. With
+        /// [[groups]], say its group and answer each name for that group.
         #[arg(long, value_name = "IP")]
         client: Option<IpAddr>,
         /// Domain names to check.
@@ -450,6 +451,10 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
     let asker = client.map(|ip| embargo::check::client(snap, ip));
     if let Some(c) = &asker {
         println!("{}", c.detail);
+    }
+    // With [[groups]]: whose lists the names are answered with.
+    if let Some(line) = embargo::check::group_line(snap, asker.as_ref()) {
+        println!("{line}");
     }
     for text in names {
         let c = embargo::check::name(snap, text, asker.as_ref());

@@ -142,12 +142,55 @@ impl Policy {
         &self.ede_option
     }
 
+    /// The same block answered with `action` instead (a client group's own
+    /// action): prebuilt when the snapshot is, never per query.
+    pub fn with_action(&self, action: Action) -> Self {
+        Self {
+            action,
+            ..self.clone()
+        }
+    }
+
     /// Writes the complete answer to a blocked query into `out` (cleared first).
     ///
     /// `query` is the raw query; `q` its parsed facts; `suffix_at` the offset
     /// in the packet where the listed suffix of the qname starts, so the SOA
     /// owner is a compression pointer into the echoed question.
+    #[inline]
     pub fn respond(&self, query: &[u8], q: &QueryFacts, suffix_at: usize, out: &mut Vec<u8>) {
+        let ptr = [0xc0 | (suffix_at >> 8) as u8, suffix_at as u8];
+        self.write(query, q, &ptr, self.ttl, &self.ede_option, out);
+    }
+
+    /// Writes the answer to a query whose name was not listed but whose
+    /// answer led through a listed one (a CNAME or DNAME target): the same
+    /// block, with the SOA owned by `listed` (a wire-form name with its
+    /// root byte), `ttl` for the records and the negative TTL, and
+    /// `ede_option` (which says how the listed name was reached).
+    pub fn respond_through(
+        &self,
+        query: &[u8],
+        q: &QueryFacts,
+        listed: &[u8],
+        ttl: u32,
+        ede_option: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        self.write(query, q, listed, ttl, ede_option, out);
+    }
+
+    /// The answer: `owner` is the SOA's owner as written into the packet
+    /// (a compression pointer, or a whole wire-form name).
+    #[inline]
+    fn write(
+        &self,
+        query: &[u8],
+        q: &QueryFacts,
+        owner: &[u8],
+        ttl: u32,
+        ede_option: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let rcode = match self.action {
             Action::Nxdomain => wire::Rcode::NxDomain,
             Action::Refused => wire::Rcode::Refused,
@@ -169,7 +212,7 @@ impl Policy {
             out.extend_from_slice(&[0xc0, 12]);
             out.extend_from_slice(&q.qtype.to_be_bytes());
             out.extend_from_slice(&class.to_be_bytes());
-            out.extend_from_slice(&self.ttl.to_be_bytes());
+            out.extend_from_slice(&ttl.to_be_bytes());
             if q.qtype == wire::TYPE_A {
                 out.extend_from_slice(&4u16.to_be_bytes());
                 out.extend_from_slice(&self.sinkhole_ipv4.octets());
@@ -179,21 +222,29 @@ impl Policy {
             }
             ancount = 1;
         } else if self.action != Action::Refused {
-            // SOA owned by the listed name (pointer into the question); MNAME the same.
-            let ptr = [0xc0 | (suffix_at >> 8) as u8, suffix_at as u8];
-            out.extend_from_slice(&ptr);
+            // SOA owned by the listed name; MNAME the same, as a pointer.
+            let owner_at = out.len();
+            let mname = if owner.len() == 2 {
+                [owner[0], owner[1]]
+            } else {
+                [0xc0 | (owner_at >> 8) as u8, owner_at as u8]
+            };
+            out.extend_from_slice(owner);
             out.extend_from_slice(&wire::TYPE_SOA.to_be_bytes());
             out.extend_from_slice(&class.to_be_bytes());
-            out.extend_from_slice(&self.ttl.to_be_bytes());
+            out.extend_from_slice(&ttl.to_be_bytes());
             out.extend_from_slice(&((2 + self.soa_tail.len()) as u16).to_be_bytes());
-            out.extend_from_slice(&ptr);
-            out.extend_from_slice(&self.soa_tail);
+            out.extend_from_slice(&mname);
+            // The tail ends with MINIMUM, the negative TTL: `ttl` too.
+            let tail = self.soa_tail.len().saturating_sub(4);
+            out.extend_from_slice(self.soa_tail.get(..tail).unwrap_or(&[]));
+            out.extend_from_slice(&ttl.to_be_bytes());
             nscount = 1;
         }
         wire::put_u16(out, 6, ancount);
         wire::put_u16(out, 8, nscount);
         if let Some(edns) = q.edns {
-            wire::push_opt(out, 0, edns.dnssec_ok, &self.ede_option);
+            wire::push_opt(out, 0, edns.dnssec_ok, ede_option);
         }
     }
 }

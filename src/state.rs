@@ -1,5 +1,14 @@
 //! Everything a query needs to be decided, frozen together: the matcher, the
-//! policies its entries point at, and the lists they came from.
+//! policies its entries point at, the lists they came from, and the client
+//! groups that say which lists apply to whom.
+//!
+//! A name listed by several lists is stored once. Without client groups
+//! (and with every list inspecting CNAMEs) it keeps the first list's policy,
+//! and a matcher id is a policy id. Otherwise the matcher stores, for such
+//! a name, the id of its *policy set* (the lists' policies, in config
+//! order; interned, so a thousand names shared by the same two lists are
+//! one set), numbered after the policies; each group's table then says
+//! which policy answers each id for its clients. See [`crate::groups`].
 //!
 //! A `Snapshot` is built off the serving path from the config, then published
 //! with one `ArcSwap::store`; each query loads it once and keeps it for its
@@ -10,8 +19,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::access::{Access, RateLimiter};
 use crate::config::{Config, ListSpec, Location};
+use crate::groups::{self, Group, Groups};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
-use crate::matcher::{DomainSet, DomainSetBuilder, NameKey, PolicyId};
+use crate::matcher::{DomainSet, DomainSetBuilder, Lookup, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 
 /// A list's number for the life of the process: what a query event and
@@ -106,8 +116,19 @@ pub struct AllowInfo {
 #[derive(Debug)]
 pub struct Snapshot {
     pub set: DomainSet,
-    /// Indexed by `PolicyId`; index 0 is the allowlist and is never used to answer.
+    /// Indexed by `PolicyId`; index 0 is the allowlist and is never used to
+    /// answer. After the policies the matcher's ids point at come the
+    /// variants that client groups' own actions answer with.
     pub policies: Vec<Policy>,
+    /// The policy sets: matcher id `policy_ids + i` stands for `sets[i]`.
+    pub sets: Vec<Vec<PolicyId>>,
+    /// The policies the matcher's ids can name (the rest are variants).
+    pub policy_ids: usize,
+    /// Which lists apply to which clients.
+    pub groups: Groups,
+    /// No groups and no sets: a matcher id is the policy that answers, for
+    /// every client (the hot path's one branch).
+    plain: bool,
     pub lists: Vec<ListInfo>,
     pub allow: Vec<AllowInfo>,
     /// List name → slot, shared with the snapshots before and after this one.
@@ -137,12 +158,27 @@ pub enum BuildError {
     TooManyPolicies,
 }
 
+/// What the rules say about a name, for one client group.
+#[derive(Debug, Clone, Copy)]
+pub enum Verdict<'a> {
+    /// Not listed by a list the group applies.
+    Miss,
+    /// Allowlisted (for everyone): the suffix that matched.
+    Allowed { suffix: usize },
+    /// Blocked: the policy that answers, and where the listed suffix starts.
+    Blocked { policy: &'a Policy, suffix: usize },
+}
+
 impl Snapshot {
     /// An empty snapshot (blocks nothing): what a server starts from in tests.
     pub fn empty() -> Self {
         Self {
             set: DomainSet::default(),
             policies: vec![allow_placeholder()],
+            sets: Vec::new(),
+            policy_ids: 1,
+            groups: Groups::default(),
+            plain: true,
             lists: Vec::new(),
             allow: Vec::new(),
             slots: Arc::default(),
@@ -310,7 +346,33 @@ impl Snapshot {
             });
         }
 
-        let (set, dups) = builder.build();
+        // Shared names become policy sets when a client group or a list
+        // that does not inspect CNAMEs may need a list other than the first.
+        let needs_sets = !config.groups.is_empty() || config.lists.iter().any(|l| !l.inspect_cname);
+        let policy_ids = policies.len();
+        let mut sets: Vec<Vec<PolicyId>> = Vec::new();
+        let (set, dups) = if needs_sets {
+            let mut interned: HashMap<Vec<PolicyId>, PolicyId> = HashMap::new();
+            let mut warned = false;
+            builder.build_merging(|run| {
+                if let Some(id) = interned.get(run) {
+                    return *id;
+                }
+                let id = u16::try_from(policy_ids + sets.len()).ok();
+                let Some(id) = id.map(PolicyId) else {
+                    if !warned {
+                        tracing::warn!("too many distinct sets of lists sharing names: the rest answer as their first list, for every group");
+                        warned = true;
+                    }
+                    return run[0];
+                };
+                sets.push(run.to_vec());
+                interned.insert(run.to_vec(), id);
+                id
+            })
+        } else {
+            builder.build()
+        };
         for (id, count) in dups.iter().enumerate() {
             if *count == 0 {
                 continue;
@@ -321,9 +383,14 @@ impl Snapshot {
                 a.stats.duplicates += u64::from(*count);
             }
         }
+        let groups = build_groups(config, &mut policies, policy_ids, &sets, &slots);
         Ok(Self {
             set,
+            plain: !groups.configured() && sets.is_empty(),
             policies,
+            sets,
+            policy_ids,
+            groups,
             lists,
             allow,
             slots,
@@ -331,6 +398,95 @@ impl Snapshot {
             limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
             loaded_at: unix_now(),
         })
+    }
+
+    /// What `name` gets from the lists `group` applies: the one matcher
+    /// lookup of the query path. Without groups or policy sets a matcher
+    /// id is the answering policy; otherwise the group's table says which
+    /// policy answers it, and ids it has none for are not seen at all (a
+    /// less specific listed suffix may still block).
+    #[inline]
+    pub fn verdict(&self, name: &NameKey, group: &Group) -> Verdict<'_> {
+        let (lookup, by_table) = if self.plain {
+            (self.set.lookup(name), false)
+        } else {
+            (
+                self.set.lookup_with(name, |id| group.answer(id).is_some()),
+                true,
+            )
+        };
+        match lookup {
+            Lookup::Miss => Verdict::Miss,
+            Lookup::Allowed { suffix } => Verdict::Allowed { suffix },
+            Lookup::Blocked(hit) => {
+                let policy = if by_table {
+                    group
+                        .answer(hit.policy)
+                        .and_then(|i| self.policies.get(i as usize))
+                } else {
+                    self.policy(hit.policy)
+                };
+                match policy {
+                    Some(policy) => Verdict::Blocked {
+                        policy,
+                        suffix: hit.suffix,
+                    },
+                    None => Verdict::Miss,
+                }
+            }
+        }
+    }
+
+    /// [`Self::verdict`] for a name reached through a CNAME or DNAME: only
+    /// the lists with `inspect_cname` are seen.
+    pub fn verdict_through_cname(&self, name: &NameKey, group: &Group) -> Verdict<'_> {
+        match self
+            .set
+            .lookup_with(name, |id| group.cname_answer(id).is_some())
+        {
+            Lookup::Miss => Verdict::Miss,
+            Lookup::Allowed { suffix } => Verdict::Allowed { suffix },
+            Lookup::Blocked(hit) => match group
+                .cname_answer(hit.policy)
+                .and_then(|i| self.policies.get(i as usize))
+            {
+                Some(policy) => Verdict::Blocked {
+                    policy,
+                    suffix: hit.suffix,
+                },
+                None => Verdict::Miss,
+            },
+        }
+    }
+
+    /// Whether some group blocks `name` when reached through a CNAME (so a
+    /// cached answer through it must be looked at again per group).
+    pub fn any_group_blocks_through_cname(&self, name: &NameKey) -> bool {
+        matches!(
+            self.set.lookup_with(name, |id| self
+                .groups
+                .iter()
+                .any(|g| g.cname_answer(id).is_some())),
+            Lookup::Blocked(_)
+        )
+    }
+
+    /// The lists that list the entry a matcher id was stored for, in config
+    /// order (for `check`: who lists a name a group does not block).
+    pub fn lists_of(&self, id: PolicyId) -> Vec<&ListInfo> {
+        let members: &[PolicyId] = match usize::from(id.0).checked_sub(self.policy_ids) {
+            Some(i) => self.sets.get(i).map_or(&[], Vec::as_slice),
+            None => std::slice::from_ref(&id),
+        };
+        let mut out: Vec<&ListInfo> = Vec::new();
+        for p in members {
+            if let Some(l) = self.policy(*p).and_then(|p| self.lists.get(p.list))
+                && !out.iter().any(|o| std::ptr::eq(*o, l))
+            {
+                out.push(l);
+            }
+        }
+        out
     }
 
     /// Takes over `old`'s rate limiter when the settings are the same, so a
@@ -354,10 +510,96 @@ impl Snapshot {
     pub fn list_of(&self, policy: &Policy) -> Option<&ListInfo> {
         self.lists.get(policy.list)
     }
+
+    /// Whether the list in `slot` is loaded in this snapshot.
+    pub fn has_list(&self, slot: ListSlot) -> bool {
+        self.lists.iter().any(|l| l.slot == slot)
+    }
+}
+
+/// The configured groups (and the default group when none is configured or
+/// none is named `default`), with their tables filled: for every matcher id,
+/// the policy that answers it for the group (its first listed policy whose
+/// list the group applies, in config order), as the group's own action
+/// where it has one. The variants for those actions are added to `policies`.
+fn build_groups(
+    config: &Config,
+    policies: &mut Vec<Policy>,
+    policy_ids: usize,
+    sets: &[Vec<PolicyId>],
+    slots: &ListSlots,
+) -> Groups {
+    let all: Vec<usize> = (0..config.lists.len()).collect();
+    let mut list: Vec<Group> = config
+        .groups
+        .iter()
+        .map(|g| {
+            Group::new(
+                g.name.clone(),
+                g.clients.clone(),
+                g.lists.clone().unwrap_or_else(|| all.clone()),
+                g.action,
+            )
+        })
+        .collect();
+    let default = match list.iter().position(|g| g.name == groups::DEFAULT) {
+        Some(i) => i,
+        None => {
+            list.push(Group::new(groups::DEFAULT.into(), Vec::new(), all, None));
+            list.len() - 1
+        }
+    };
+    let ids = policy_ids + sets.len();
+    let mut variants: HashMap<(usize, Action), u32> = HashMap::new();
+    let mut added: Vec<Policy> = Vec::new();
+    for group in &mut list {
+        let (lists, action) = (group.lists.clone(), group.action);
+        group.set_answers(ids, |id, through_cname| {
+            if id == 0 {
+                return None;
+            }
+            let single = [PolicyId(u16::try_from(id).ok()?)];
+            let members: &[PolicyId] = match id.checked_sub(policy_ids) {
+                Some(i) => sets.get(i)?,
+                None => &single,
+            };
+            let p = members.iter().map(|p| usize::from(p.0)).find(|&p| {
+                policies.get(p).is_some_and(|policy| {
+                    lists.binary_search(&policy.list).is_ok()
+                        && (!through_cname
+                            || config
+                                .lists
+                                .get(policy.list)
+                                .is_some_and(|l| l.inspect_cname))
+                })
+            })?;
+            let policy = policies.get(p)?;
+            match action {
+                Some(a) if a != policy.action => {
+                    let next = u32::try_from(policies.len() + added.len()).ok()?;
+                    Some(*variants.entry((p, a)).or_insert_with(|| {
+                        added.push(policy.with_action(a));
+                        next
+                    }))
+                }
+                _ => u32::try_from(p).ok(),
+            }
+        });
+    }
+    policies.extend(added);
+    // Query-log records name the group through the same interner as the
+    // lists (a name is a name), and only when groups are configured.
+    if !config.groups.is_empty() {
+        for group in &mut list {
+            group.slot = slots.slot(&group.name);
+        }
+    }
+    let default = u16::try_from(default).unwrap_or(0);
+    Groups::new(list, default, !config.groups.is_empty())
 }
 
 /// Adds a policy for list `index` answering with `action` and the EDE text
-/// `text`; `None` once the 12-bit policy ids are used up.
+/// `text`; `None` once the 16-bit policy ids are used up.
 fn push_policy(
     policies: &mut Vec<Policy>,
     index: usize,
@@ -365,9 +607,7 @@ fn push_policy(
     action: Action,
     text: &str,
 ) -> Option<PolicyId> {
-    let id = u16::try_from(policies.len())
-        .ok()
-        .filter(|v| *v <= PolicyId::MAX)?;
+    let id = u16::try_from(policies.len()).ok()?;
     policies.push(Policy::new(
         index,
         action,

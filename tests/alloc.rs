@@ -260,3 +260,41 @@ fn cached_answers_allocate_nothing() {
     assert_eq!(&out[6..8], &[0, 1], "the cached A record");
     assert_eq!(handler.cache().stats().hits, 101);
 }
+
+/// Issue 12: with `[[groups]]` the blocked path (address search, the
+/// group's table, a group's own action, a name on two lists) and its
+/// record, group included, allocate nothing either.
+#[test]
+fn grouped_blocked_answers_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("a.txt"), "seized.example\nboth.example\n").expect("list");
+    std::fs::write(dir.path().join("b.txt"), "other.example\nboth.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"a\"\nsource = \"a.txt\"\n[[lists]]\nname = \"b\"\nsource = \"b.txt\"\n[[groups]]\nname = \"lab\"\nclients = [\"127.0.0.0/8\"]\nlists = [\"b\"]\naction = \"refused\"\n[[groups]]\nname = \"x\"\nclients = [\"10.0.0.0/8\", \"127.1.0.0/16\"]\nlists = []\n[log]\nqueries = \"all\"\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    let stats = std::sync::Arc::new(embargo::server::WorkerStats::default());
+    let mut rec = handler.observer().recorder(stats.clone());
+    let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(b"\x03www\x04both\x07example\x00\x00\x01\x00\x01");
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let mut out = Vec::with_capacity(1500);
+    rec.begin();
+    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+    rec.flush();
+    let (n, _) = allocations(|| {
+        for _ in 0..100 {
+            rec.begin();
+            handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+            rec.flush();
+        }
+    });
+    assert_eq!(n, 0, "grouped blocked answers and their records allocated");
+    assert_eq!(out[3] & 0x0f, 5, "REFUSED: the group's action");
+}

@@ -181,7 +181,7 @@ impl Checker<'_> {
     }
 
     /// A list of networks; each bad one is its own problem (`key[2]: …`).
-    fn networks(&mut self, key: &str, value: &Value) -> Vec<Cidr> {
+    pub(super) fn networks(&mut self, key: &str, value: &Value) -> Vec<Cidr> {
         let Raw::Array(items) = value.get_ref() else {
             self.wrong(key, value, WANT_NETWORKS);
             return Vec::new();

@@ -35,6 +35,7 @@ pub struct FileSpec {
     pub hits: Option<Spanned<Shaped<super::observe::HitsSpec>>>,
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
+    pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,
     pub http: Option<Spanned<Shaped<super::http::HttpSpec>>>,
     pub dnstap: Option<Spanned<Shaped<super::dnstap::DnstapSpec>>>,
 }
@@ -111,6 +112,7 @@ pub struct ListFileSpec {
     pub max_size_mb: Option<Value>,
     pub max_shrink: Option<Value>,
     pub tsig: Option<Value>,
+    pub inspect_cname: Option<Value>,
 }
 
 /// `[allow]`

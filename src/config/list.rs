@@ -92,6 +92,9 @@ pub struct ListSpec {
     pub sinkhole_ipv6: Ipv6Addr,
     pub ttl: u32,
     pub ede: EdeCode,
+    /// Whether a forwarded answer whose CNAME or DNAME chain passes through
+    /// one of this list's names is blocked as that name would be.
+    pub inspect_cname: bool,
     /// Where the list is declared in the config.
     pub location: Location,
 }

@@ -12,6 +12,7 @@ mod cache;
 mod dnstap;
 mod error;
 mod file;
+mod groups;
 mod http;
 mod list;
 mod observe;
@@ -23,6 +24,7 @@ pub use cache::CacheConfig;
 pub use dnstap::{DnstapConfig, DnstapTarget};
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
+pub use groups::{GroupSpec, MAX_GROUPS};
 pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
 pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
@@ -100,6 +102,8 @@ pub struct Config {
     pub access: crate::access::Access,
     /// How fast (`[rate_limit]`).
     pub rate_limit: crate::access::RateLimit,
+    /// Which lists apply to which clients (`[[groups]]`), in config order.
+    pub groups: Vec<GroupSpec>,
     /// Metrics, health checks and the JSON API (`[http]`).
     pub http: HttpConfig,
     /// Valid settings that deserve a word (`validate` prints them, `run` logs them).
@@ -477,6 +481,7 @@ impl Checker<'_> {
 
         let mut access = self.access_settings(spec.access, spec.rate_limit);
         let http = self.http_settings(spec.http, &mut access.warnings);
+        let groups = self.groups(spec.groups, &lists);
 
         if !self.problems.is_empty() {
             return Err(Error::Invalid(self.problems));
@@ -485,6 +490,7 @@ impl Checker<'_> {
             access: access.access,
             rate_limit: access.rate_limit,
             warnings: access.warnings,
+            groups,
             http,
             path: self.path.to_path_buf(),
             state_dir,
@@ -678,6 +684,14 @@ impl Checker<'_> {
             ede: self
                 .opt_parse(&key("ede"), &l.ede, WANT_EDE, EdeCode::parse)
                 .unwrap_or(block.ede),
+            inspect_cname: match l.inspect_cname.as_ref().map(|v| (v, v.get_ref())) {
+                None => true,
+                Some((_, Raw::Boolean(b))) => *b,
+                Some((v, _)) => {
+                    self.wrong(&key("inspect_cname"), v, "true or false");
+                    true
+                }
+            },
             location: self.location(l.name.as_ref().unwrap_or(&table)),
         }
     }
@@ -979,6 +993,11 @@ mod tests {
         ("lists",    "max_size_mb",   r#""8MB""#,              r#"the string "8MB""#,          "a whole number of megabytes"),
         ("lists",    "max_shrink",    "true",                  "true",                         r#"a percentage such as "50%""#),
         ("lists",    "tsig",          "42",                    "the number 42",                "a TSIG key"),
+        ("lists",    "inspect_cname", r#""yes""#,              r#"the string "yes""#,          "true or false"),
+        ("groups",   "name",          "1",                     "the number 1",                 "a group name"),
+        ("groups",   "clients",       r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
+        ("groups",   "lists",         r#""seized""#,           r#"the string "seized""#,       "a list of list names"),
+        ("groups",   "action",        "true",                  "true",                         r#"one of "nxdomain""#),
         ("allow",    "domains",       r#""example.org""#,      r#"the string "example.org""#,  "a list of domain names"),
         ("allow",    "files",         r#""allow.txt""#,        r#"the string "allow.txt""#,    "a list of file paths"),
         ("log",      "queries",       "true",                  "true",                         r#"one of "off", "blocked" or "all""#),
@@ -1025,8 +1044,8 @@ mod tests {
     #[test]
     fn every_key_reports_a_wrong_type_with_its_path_and_place() {
         for &(section, key, value, found, want) in KEYS {
-            let path = if section == "lists" {
-                format!("lists[1].{key}")
+            let path = if matches!(section, "lists" | "groups") {
+                format!("{section}[1].{key}")
             } else {
                 format!("{section}.{key}")
             };
@@ -1039,6 +1058,13 @@ mod tests {
                     _ => ("name = \"a\"", "source = \"a.txt\""),
                 };
                 format!("[[lists]]\n{a}\n{b}\n{key} = {value}\n")
+            } else if section == "groups" {
+                let (a, b) = match key {
+                    "name" => ("clients = [\"10.0.0.0/8\"]", "action = \"nxdomain\""),
+                    "clients" => ("name = \"g\"", "action = \"nxdomain\""),
+                    _ => ("name = \"g\"", "clients = [\"10.0.0.0/8\"]"),
+                };
+                format!("[[groups]]\n{a}\n{b}\n{key} = {value}\n")
             } else {
                 format!("# a config\n\n[{section}]\n{key} = {value}\n")
             };

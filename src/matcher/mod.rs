@@ -5,20 +5,30 @@
 //!  query name ──► NameKey (lowercase wire form, label offsets; stack only)
 //!                   │ for each suffix whose label count occurs in the set:
 //!                   ▼
-//!        xxh3-128(suffix, seed) ──► 64-bit key + 20-bit check + bucket
+//!        xxh3-128(suffix, seed) ──► 64-bit key + 16-bit check + bucket
 //!                   │
 //!                   ▼
 //!     dir[bucket] .. dir[bucket+1] : sorted run of (key, check|policy) in two flat arrays
 //! ```
 //!
-//! Names are not stored: each entry is an 84-bit fingerprint of its wire-form
-//! name (64-bit `keys`, 20 bits in `tags`) plus a 12-bit policy id, 12 bytes,
+//! Names are not stored: each entry is an 80-bit fingerprint of its wire-form
+//! name (64-bit `keys`, 16 bits in `tags`) plus a 16-bit policy id, 12 bytes,
 //! and a directory of one `u32` per four entries, about 13 bytes per domain in
 //! all. The matched entry is still exact for `embargo check` and logs: it is
 //! the suffix of the query name that matched. A false block would need a
-//! query suffix whose 84-bit xxh3 fingerprint equals a listed one: with n
-//! listed names the chance per probe is n / 2^84 (about 5e-20 at 1M names),
+//! query suffix whose 80-bit xxh3 fingerprint equals a listed one: with n
+//! listed names the chance per probe is n / 2^80 (about 8e-19 at 1M names),
 //! and the seed is drawn at random for every build, so nobody can craft one.
+//! (The id was 12 bits and the check 20 until client groups: a name listed
+//! by several lists then needs an id of its own for that set of lists, and
+//! OFAC's one policy per entity already used much of 4096.)
+//!
+//! A name listed twice is stored once. [`DomainSetBuilder::build`] keeps the
+//! lowest policy (the first list in config order);
+//! [`DomainSetBuilder::build_merging`] hands every set of policies that
+//! share a name to the caller, which gives back the one id to store (the
+//! snapshot's "policy sets", so that a client group applying only the second
+//! list still blocks the name).
 //!
 //! The directory makes a probe one read of `dir` and a scan of about four
 //! adjacent `u64`s, one or two cache lines; there is no load-factor slack as
@@ -36,8 +46,8 @@ pub struct PolicyId(pub u16);
 impl PolicyId {
     /// The allowlist: names under it are never blocked.
     pub const ALLOW: Self = Self(0);
-    /// Policies are 12 bits wide in a table entry.
-    pub const MAX: u16 = 0x0fff;
+    /// Policies are 16 bits wide in a table entry.
+    pub const MAX: u16 = 0xffff;
 }
 
 /// A listed name matched: which policy, and where in the query name the
@@ -60,11 +70,11 @@ pub enum Lookup {
     Blocked(Hit),
 }
 
-const CHECK_BITS: u32 = 20;
-const POLICY_BITS: u32 = 12;
+const CHECK_BITS: u32 = 16;
+const POLICY_BITS: u32 = 16;
 const POLICY_MASK: u32 = (1 << POLICY_BITS) - 1;
 
-/// 84-bit fingerprint of a wire-form name: xxh3-128 mixes every input bit
+/// 80-bit fingerprint of a wire-form name: xxh3-128 mixes every input bit
 /// into every output bit (a folded 128-bit multiply), unlike multiply-rotate
 /// hashes such as FxHash that collide on similar names.
 #[inline]
@@ -115,7 +125,6 @@ impl DomainSetBuilder {
     /// Adds a name covered by `policy` (the name and all names below it).
     /// Later duplicates lose to earlier ones; [`PolicyId::ALLOW`] wins over all.
     pub fn insert(&mut self, name: &NameKey, policy: PolicyId) {
-        debug_assert!(policy.0 <= PolicyId::MAX);
         let (key, check) = fingerprint(name.as_bytes(), self.seed);
         self.keys.push(key);
         self.tags
@@ -135,7 +144,19 @@ impl DomainSetBuilder {
 
     /// Sorts, removes duplicates and freezes. Returns the set and, per policy
     /// id, how many entries were dropped as duplicates of an earlier one.
+    /// A name listed under several policies keeps the lowest.
     pub fn build(self) -> (DomainSet, Vec<u32>) {
+        self.build_merging(|policies| policies[0])
+    }
+
+    /// [`Self::build`], but a name listed under several policies (none of
+    /// them [`PolicyId::ALLOW`], which wins outright) is stored with the id
+    /// `merge` returns for them: their distinct ids, lowest first, at least
+    /// two. `merge` is called once per such name, at build time only.
+    pub fn build_merging(
+        self,
+        mut merge: impl FnMut(&[PolicyId]) -> PolicyId,
+    ) -> (DomainSet, Vec<u32>) {
         let Self {
             seed,
             mut keys,
@@ -198,25 +219,46 @@ impl DomainSetBuilder {
             }
         }
 
-        // Compact away duplicates, rewriting the directory as we go.
+        // Compact away duplicates, rewriting the directory as we go. A run
+        // of equal fingerprints arrives lowest policy first; `run` holds its
+        // distinct policies until it ends, then `merge` names the id kept.
         let mut dups = vec![0u32; usize::from(PolicyId::MAX) + 1];
+        let mut run: Vec<PolicyId> = Vec::new();
         let mut w = 0usize;
+        let mut close_run = |run: &mut Vec<PolicyId>, tags: &mut [u32], at: usize| {
+            if run.len() > 1 && run[0] != PolicyId::ALLOW {
+                let id = merge(run);
+                tags[at] = (tags[at] & !POLICY_MASK) | u32::from(id.0);
+            }
+            run.clear();
+        };
         for b in 0..nb {
             let (lo, hi) = (dir[b] as usize, dir[b + 1] as usize);
             dir[b] = w as u32;
             let run_start = w;
             for i in lo..hi {
                 let (k, t) = (keys[i], tags[i]);
+                let policy = PolicyId((t & POLICY_MASK) as u16);
                 if w > run_start
                     && keys[w - 1] == k
                     && tags[w - 1] >> POLICY_BITS == t >> POLICY_BITS
                 {
-                    dups[(t & POLICY_MASK) as usize] += 1;
+                    dups[usize::from(policy.0)] += 1;
+                    if run.last() != Some(&policy) {
+                        run.push(policy);
+                    }
                     continue;
                 }
+                if w > run_start {
+                    close_run(&mut run, &mut tags, w - 1);
+                }
+                run.push(policy);
                 keys[w] = k;
                 tags[w] = t;
                 w += 1;
+            }
+            if w > run_start {
+                close_run(&mut run, &mut tags, w - 1);
             }
         }
         dir[nb] = w as u32;
@@ -303,6 +345,15 @@ impl DomainSet {
     /// Allocates nothing; hashes only suffixes whose length occurs in the set.
     #[inline]
     pub fn lookup(&self, name: &NameKey) -> Lookup {
+        self.lookup_with(name, |_| true)
+    }
+
+    /// [`Self::lookup`] seeing only the block entries whose id `accept`s:
+    /// the most specific accepted one wins, and entries it refuses are as
+    /// if not there (a client group that does not apply a list). Allow
+    /// entries are always seen.
+    #[inline]
+    pub fn lookup_with(&self, name: &NameKey, mut accept: impl FnMut(PolicyId) -> bool) -> Lookup {
         let bytes = name.as_bytes();
         let n = name.label_count();
         let mut blocked = None;
@@ -315,7 +366,7 @@ impl DomainSet {
             let (key, check) = fingerprint(&bytes[start..], self.seed);
             match self.find(key, check) {
                 Some(PolicyId::ALLOW) => return Lookup::Allowed { suffix: start },
-                Some(policy) if blocked.is_none() => {
+                Some(policy) if blocked.is_none() && accept(policy) => {
                     blocked = Some(Hit {
                         policy,
                         suffix: start,
@@ -432,6 +483,57 @@ mod tests {
     }
 
     #[test]
+    fn merging_hands_each_shared_name_its_policies_once() {
+        let mut b = DomainSetBuilder::with_seed(3);
+        b.insert(&key("both.example"), PolicyId(5));
+        b.insert(&key("both.example"), PolicyId(2));
+        b.insert(&key("both.example"), PolicyId(2));
+        b.insert(&key("one.example"), PolicyId(5));
+        b.insert(&key("ok.example"), PolicyId(5));
+        b.insert(&key("ok.example"), PolicyId::ALLOW);
+        let mut seen = Vec::new();
+        let (s, dups) = b.build_merging(|p| {
+            seen.push(p.to_vec());
+            PolicyId(100)
+        });
+        assert_eq!(
+            seen,
+            [vec![PolicyId(2), PolicyId(5)]],
+            "allow is never merged"
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!((dups[2], dups[5]), (1, 2));
+        let policy = |n: &str| match s.lookup(&key(n)) {
+            Lookup::Blocked(h) => Some(h.policy),
+            _ => None,
+        };
+        assert_eq!(policy("www.both.example"), Some(PolicyId(100)));
+        assert_eq!(policy("one.example"), Some(PolicyId(5)));
+        assert!(matches!(
+            s.lookup(&key("ok.example")),
+            Lookup::Allowed { .. }
+        ));
+    }
+
+    #[test]
+    fn lookup_with_skips_refused_entries_for_the_next_suffix_up() {
+        let s = set(&[("b.example", 1), ("a.b.example", 2), ("ok.a.b.example", 0)]);
+        let k = key("x.a.b.example");
+        match s.lookup_with(&k, |p| p != PolicyId(2)) {
+            Lookup::Blocked(h) => {
+                assert_eq!(h.policy, PolicyId(1));
+                assert_eq!(k.suffix(h.suffix).to_string(), "b.example");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.lookup_with(&k, |_| false), Lookup::Miss);
+        assert!(matches!(
+            s.lookup_with(&key("www.ok.a.b.example"), |_| false),
+            Lookup::Allowed { .. }
+        ));
+    }
+
+    #[test]
     fn empty_set_matches_nothing() {
         let s = DomainSet::default();
         assert!(s.is_empty());
@@ -487,6 +589,69 @@ mod tests {
                         Lookup::Blocked(h) => {
                             prop_assert_eq!(h.policy, PolicyId(p));
                             prop_assert_eq!(k.suffix(h.suffix).to_string(), suffix);
+                        }
+                        other => prop_assert!(false, "{} expected block, got {:?}", name, other),
+                    }
+                } else {
+                    prop_assert_eq!(got, Lookup::Miss, "{}", name);
+                }
+            }
+        }
+
+        /// With names listed under several policies merged into set ids,
+        /// a lookup that accepts some policies agrees with a naive walk
+        /// that sees only those: what a client group does.
+        #[test]
+        fn merged_sets_and_filters_agree_with_naive_walk(
+            listed in prop::collection::vec((domain(), 0u16..6), 1..60),
+            probes in prop::collection::vec((domain(), prop::collection::vec(label(), 0..3)), 1..40),
+            accepted in prop::collection::btree_set(1u16..6, 0..6),
+        ) {
+            use std::collections::BTreeSet;
+            let mut b = DomainSetBuilder::with_seed(9);
+            let mut naive: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+            for (labels, p) in &listed {
+                let name = labels.join(".");
+                b.insert(&key(&name), PolicyId(*p));
+                naive.entry(name).or_default().insert(*p);
+            }
+            let mut sets: Vec<Vec<PolicyId>> = Vec::new();
+            let (s, _) = b.build_merging(|p| {
+                sets.push(p.to_vec());
+                PolicyId(1000 + u16::try_from(sets.len() - 1).expect("few"))
+            });
+            let members = |id: PolicyId| -> Vec<u16> {
+                match id.0.checked_sub(1000) {
+                    Some(i) => sets[usize::from(i)].iter().map(|p| p.0).collect(),
+                    None => vec![id.0],
+                }
+            };
+            let mut names: Vec<String> = listed.iter().map(|(l, _)| l.join(".")).collect();
+            for (i, (d, prefix)) in probes.iter().enumerate() {
+                let mut sub = prefix.clone();
+                sub.extend(listed[i % listed.len()].0.iter().cloned());
+                names.push(sub.join("."));
+                let mut other = prefix.clone();
+                other.extend(d.iter().cloned());
+                names.push(other.join("."));
+            }
+            for name in names {
+                let labels: Vec<&str> = name.split('.').collect();
+                let suffixes: Vec<String> = (0..labels.len()).map(|i| labels[i..].join(".")).collect();
+                let allowed = suffixes.iter().any(|s| naive.get(s).is_some_and(|p| p.contains(&0)));
+                let block = suffixes.iter().find(|s| {
+                    naive.get(*s).is_some_and(|p| p.iter().any(|p| accepted.contains(p)))
+                });
+                let k = key(&name);
+                let got = s.lookup_with(&k, |id| members(id).iter().any(|p| accepted.contains(p)));
+                if allowed {
+                    prop_assert!(matches!(got, Lookup::Allowed { .. }), "{} {:?}", name, got);
+                } else if let Some(suffix) = block {
+                    match got {
+                        Lookup::Blocked(h) => {
+                            prop_assert_eq!(k.suffix(h.suffix).to_string(), suffix.clone());
+                            let want: Vec<u16> = naive[suffix].iter().copied().collect();
+                            prop_assert_eq!(members(h.policy), want);
                         }
                         other => prop_assert!(false, "{} expected block, got {:?}", name, other),
                     }

@@ -110,8 +110,7 @@ const NO_ENTRY: u8 = u8::MAX;
 /// `an_event_is_small_and_fixed`): the serving thread copies it into a
 /// ring, never into the heap.
 ///
-/// Later fields (issue 12's client `group`, a dnstap flag) fit in the
-/// padding before `name`.
+/// Later fields (a dnstap flag) fit in the padding before `name`.
 #[derive(Clone, Copy)]
 pub struct QueryEvent {
     /// When the query arrived, microseconds since the Unix epoch.
@@ -136,6 +135,9 @@ pub struct QueryEvent {
     pub action: Option<Action>,
     /// Index of the upstream that answered (`[upstream] servers`), or [`NO_UPSTREAM`].
     pub upstream: u8,
+    /// The client's group (its name's slot), or [`ListSlot::NONE`]
+    /// without `[[groups]]`.
+    pub group: ListSlot,
     /// Where the listed entry starts in `name` (a byte offset, as
     /// `Lookup::Blocked(hit).suffix`), or `NO_ENTRY`.
     entry: u8,
@@ -169,6 +171,7 @@ impl QueryEvent {
             stale: false,
             action: None,
             upstream: NO_UPSTREAM,
+            group: ListSlot::NONE,
             entry: NO_ENTRY,
             name_len: NO_NAME,
             name: [0; MAX_KEY],
@@ -188,6 +191,13 @@ impl QueryEvent {
         self.list = list;
         self.entry = u8::try_from(entry).unwrap_or(NO_ENTRY);
         self.action = Some(action);
+        self
+    }
+
+    /// The client's group (its slot; [`ListSlot::NONE`] for none).
+    #[inline]
+    pub fn with_group(mut self, group: ListSlot) -> Self {
+        self.group = group;
         self
     }
 

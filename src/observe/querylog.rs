@@ -149,7 +149,16 @@ impl Formatter {
         push_u64(out, u64::from(ev.port));
         out.extend_from_slice(b",\"proto\":\"");
         out.extend_from_slice(ev.transport.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"name\":");
+        out.push(b'"');
+        // Only with [[groups]]: a record without them is as it always was.
+        if ev.group != ListSlot::NONE {
+            out.extend_from_slice(b",\"group\":");
+            match self.list(ev.group) {
+                Some((_, json)) => out.extend_from_slice(json),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b",\"name\":");
         match ev.name() {
             Some(name) => self.json_name(name, out),
             None => out.extend_from_slice(b"null"),
@@ -245,6 +254,13 @@ impl Formatter {
         if ev.stale {
             out.extend_from_slice(b" stale");
         }
+        if ev.group != ListSlot::NONE {
+            out.extend_from_slice(b" group=");
+            match self.list(ev.group) {
+                Some((name, _)) => out.extend_from_slice(name.as_bytes()),
+                None => out.push(b'?'),
+            }
+        }
         if ev.list != ListSlot::NONE {
             out.extend_from_slice(b" list=");
             match self.list(ev.list) {
@@ -313,7 +329,7 @@ impl Formatter {
         out.push(b'"');
     }
 
-    /// A list's name, plain and as a JSON string.
+    /// A list's (or a client group's) name, plain and as a JSON string.
     fn list(&mut self, slot: ListSlot) -> Option<&ListName> {
         if slot == ListSlot::NONE {
             return None;
@@ -544,6 +560,27 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(v.as_object().map(|o| o.len()), Some(14));
+    }
+
+    /// Issue 12: with `[[groups]]` a record names the client's group.
+    #[test]
+    fn a_record_names_the_group_when_there_are_groups() {
+        let mut f = formatter(LogFormat::Json, ClientIp::Full);
+        let lab = f.slots.slot("lab");
+        let mut out = Vec::new();
+        f.write(&blocked().with_group(lab), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["group"], "lab");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(15));
+        let mut f = formatter(LogFormat::Text, ClientIp::Full);
+        let lab = f.slots.slot("lab");
+        let mut out = Vec::new();
+        f.write(&blocked().with_group(lab), &mut out);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.contains(" TXT blocked group=lab list=doj-dprk "),
+            "{text}"
+        );
     }
 
     #[test]

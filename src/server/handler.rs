@@ -9,17 +9,25 @@
 //!    empty one with TC=1; before the lookup, so a limited flood does no
 //!    work upstream either;
 //! 4. allowlist and blocklist, one matcher lookup (allow wins, so it is
-//!    decided inside the same lookup);
+//!    decided inside the same lookup); with `[[groups]]`, the client's
+//!    group (one search of its address) says which lists it sees and
+//!    which policy answers;
 //! 5. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
-//! 6. cache → the stored answer (and, for a popular answer about to
-//!    expire, a background refresh: [`Handler::prefetch`]);
+//! 6. cache → the stored answer (one whose CNAME chain some groups block
+//!    is inspected again for this client's group; for a popular answer
+//!    about to expire, a background refresh: [`Handler::prefetch`]);
 //! 7. otherwise hand a [`Forward`] to the caller, which awaits
-//!    [`Handler::forward`] off the socket loop; when every upstream fails,
-//!    an expired answer still kept is better than SERVFAIL (RFC 8767).
+//!    [`Handler::forward`] off the socket loop; its answer's CNAME chain
+//!    is inspected ([`crate::cname`]) before it is cached and sent; when
+//!    every upstream fails, an expired answer still kept is better than
+//!    SERVFAIL (RFC 8767).
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
-//! reused buffer already holds, so a UDP worker answers them inline.
+//! reused buffer already holds, so a UDP worker answers them inline. (The
+//! one exception: a cached chain that this client's group blocks is
+//! answered with an EDE text written for it; such entries exist only with
+//! `[[groups]]`, and only for chains that lead to a listed name.)
 //!
 //! Every query is counted in the caller's own counter block
 //! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
@@ -39,14 +47,15 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::access::{AccessAction, Limit, RefusedLog};
-use crate::cache::{Cache, CacheKey, Found};
-use crate::matcher::{Lookup, NameKey};
+use crate::cache::{Cache, CacheKey, Found, Hit};
+use crate::cname;
+use crate::matcher::NameKey;
 use crate::observe::metrics::{self, WorkerStats};
 use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
 use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
-use crate::state::{ListSlot, Snapshot};
+use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
 
@@ -87,7 +96,10 @@ pub struct Forward {
     facts: QueryFacts,
     name: NameKey,
     proto: Proto,
+    /// Whose query: its group decides what the answer's CNAME chain may lead to.
     client: SocketAddr,
+    /// The name is allowlisted: its answer's chain is not inspected.
+    allowed: bool,
     /// When the query arrived (µs since the epoch), for its record; 0 when
     /// the caller's recorder keeps nothing.
     received_us: u64,
@@ -429,32 +441,34 @@ impl Handler {
             }
         }
 
-        match snap.set.lookup(&name) {
-            Lookup::Blocked(hit) => {
-                if let Some(policy) = snap.policy(hit.policy) {
-                    policy.respond(pkt, &facts, wire::HEADER_LEN + hit.suffix, out);
-                    truncate_for(&facts, proto, out);
-                    let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
-                    let stats = rec.stats();
-                    stats.count_query(proto as usize, facts.qtype, metrics::Decision::Blocked);
-                    stats.count_block(slot);
-                    if rec.wants(Decision::Blocked) {
-                        let ev = QueryEvent::new(
-                            Decision::Blocked,
-                            client,
-                            proto.into(),
-                            Some(&name),
-                            facts.qtype,
-                        );
-                        let ev = ev.with_block(slot, hit.suffix, policy.action);
-                        rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
-                    }
-                    return Outcome::Reply;
+        // Without [[groups]] this is the default group, with no search.
+        let (_, group) = snap.groups.of(client.ip());
+        let allowed = match snap.verdict(&name, group) {
+            Verdict::Blocked { policy, suffix } => {
+                policy.respond(pkt, &facts, wire::HEADER_LEN + suffix, out);
+                truncate_for(&facts, proto, out);
+                let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                let stats = rec.stats();
+                stats.count_query(proto as usize, facts.qtype, metrics::Decision::Blocked);
+                stats.count_block(slot);
+                if rec.wants(Decision::Blocked) {
+                    let ev = QueryEvent::new(
+                        Decision::Blocked,
+                        client,
+                        proto.into(),
+                        Some(&name),
+                        facts.qtype,
+                    );
+                    let ev = ev
+                        .with_block(slot, suffix, policy.action)
+                        .with_group(group.slot);
+                    rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
                 }
+                return Outcome::Reply;
             }
-            Lookup::Allowed { .. } | Lookup::Miss => {}
-        }
-        drop(snap);
+            Verdict::Allowed { .. } => true,
+            Verdict::Miss => false,
+        };
 
         // Zone transfers are for secondaries of a real primary, not a forwarder.
         if matches!(facts.qtype, 251 | 252) {
@@ -475,34 +489,69 @@ impl Handler {
             return Outcome::Reply;
         }
 
-        match self
+        let (found, hit) = self
             .cache
-            .get(&CacheKey::new(&name, &facts), pkt, &facts, out)
-        {
-            Found::Miss => {}
-            found => {
-                if found == Found::Refresh {
-                    self.prefetch(pkt, facts, &name, client);
-                }
-                rec.stats()
-                    .count_query(proto as usize, facts.qtype, metrics::Decision::Cached);
+            .get(&CacheKey::new(&name, &facts), pkt, &facts, out);
+        // A verdict of the rules before a reload that allowlisted the name
+        // or dropped the list is not served: ask again.
+        let served = found != Found::Miss
+            && match hit {
+                Hit::Verdict { list, .. } => !allowed && snap.has_list(list),
+                Hit::Plain | Hit::Inspect => true,
+            };
+        if found == Found::Refresh {
+            // Only an upstream answer as it came is refreshed in the
+            // background: a verdict or a chain to inspect takes the
+            // forward path when it expires, where the chain is inspected.
+            if served && hit == Hit::Plain {
+                self.prefetch(pkt, facts, &name, client, allowed);
+            } else {
+                self.cache.prefetch_done();
+            }
+        }
+        match served {
+            false => {}
+            true => {
+                // What a CNAME chain led to: a verdict kept as such (no
+                // groups), or, with groups, this client's group's verdict
+                // on a chain that some groups block, walked again.
+                let blocked = match hit {
+                    Hit::Plain => None,
+                    Hit::Verdict { list, action } => Some((list, action)),
+                    Hit::Inspect if allowed => None,
+                    Hit::Inspect => cname::inspect(out, &snap, group).map(|through| {
+                        through.respond(pkt, &facts, out);
+                        let list = snap
+                            .list_of(through.policy)
+                            .map_or(ListSlot::NONE, |l| l.slot);
+                        (list, through.policy.action)
+                    }),
+                };
                 truncate_for(&facts, proto, out);
-                if rec.wants(Decision::Cached) {
-                    let ev = QueryEvent::new(
-                        Decision::Cached,
-                        client,
-                        proto.into(),
-                        Some(&name),
-                        facts.qtype,
-                    );
-                    let ev = ev
-                        .with_rcode(rcode_of(out))
-                        .with_stale(found == Found::Stale);
-                    rec.record(ev, pkt, out);
+                let (decision, counted) = match blocked {
+                    Some(_) => (Decision::Blocked, metrics::Decision::Blocked),
+                    None => (Decision::Cached, metrics::Decision::Cached),
+                };
+                let stats = rec.stats();
+                stats.count_query(proto as usize, facts.qtype, counted);
+                if let Some((list, _)) = blocked {
+                    stats.count_block(list);
+                }
+                if rec.wants(decision) {
+                    let mut ev =
+                        QueryEvent::new(decision, client, proto.into(), Some(&name), facts.qtype)
+                            .with_group(group.slot)
+                            .with_stale(found == Found::Stale);
+                    if let Some((list, action)) = blocked {
+                        // The listed entry is the chain's, not in the question.
+                        ev = ev.with_block(list, usize::MAX, action);
+                    }
+                    rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
                 }
                 return Outcome::Reply;
             }
         }
+        drop(snap);
 
         rec.stats()
             .count_query(proto as usize, facts.qtype, metrics::Decision::Forwarded);
@@ -519,6 +568,7 @@ impl Handler {
             name,
             proto,
             client,
+            allowed,
             received_us: rec.stamp_us(),
         }))
     }
@@ -529,7 +579,14 @@ impl Handler {
     /// UDP workers enter it; the TCP tasks run in it); without one, nothing
     /// is refreshed and the entry expires as it would have.
     #[cold]
-    fn prefetch(&self, pkt: &[u8], facts: QueryFacts, name: &NameKey, client: SocketAddr) {
+    fn prefetch(
+        &self,
+        pkt: &[u8],
+        facts: QueryFacts,
+        name: &NameKey,
+        client: SocketAddr,
+        allowed: bool,
+    ) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.cache.prefetch_done();
             return;
@@ -542,13 +599,22 @@ impl Handler {
             proto: Proto::Tcp,
             // The client whose hit started it; nothing is recorded for it.
             client,
+            allowed,
             received_us: 0,
         };
         job.rewrite_for_upstream();
-        let (cache, upstream) = (self.cache.clone(), self.upstream.clone());
+        let (cache, upstream, state) = (
+            self.cache.clone(),
+            self.upstream.clone(),
+            self.state.clone(),
+        );
         runtime.spawn(async move {
             if let Ok((_, resp)) = upstream.forward(&mut job.query).await
                 && let Some(mut resp) = for_the_client(&resp, &job.facts)
+                // A refreshed chain that now passes through a listed name is
+                // not kept as it came: the entry expires, and the next client
+                // takes the forward path, where the chain is inspected.
+                && (job.allowed || !cname::blocked_for_some_group(&resp, &state.load()))
             {
                 cache.insert(&CacheKey::new(&job.name, &job.facts), &mut resp);
             }
@@ -614,6 +680,7 @@ impl Handler {
             name,
             proto,
             client,
+            allowed,
             received_us,
         } = job;
         let (facts, proto) = (*facts, *proto);
@@ -630,55 +697,115 @@ impl Handler {
                 .is_some_and(|h| h.rcode() == Rcode::ServFail as u8)
                 .then_some("upstream answered SERVFAIL"),
         };
-        let stale = failed.is_some_and(|why| {
-            self.cache
-                .stale(&CacheKey::new(name, &facts), query, &facts, why, out)
-        });
+        // The rules now in force, and the client's group under them: they
+        // decide what the answer's CNAME chain may lead to.
+        let snap = self.state.load();
+        let (_, group) = snap.groups.of(client.ip());
+        let stale = failed
+            .and_then(|why| {
+                self.cache
+                    .stale(&CacheKey::new(name, &facts), query, &facts, why, out)
+            })
+            .filter(|hit| match hit {
+                // A block by rules a reload has since changed is not served.
+                Hit::Verdict { list, .. } => !*allowed && snap.has_list(*list),
+                Hit::Plain | Hit::Inspect => true,
+            });
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
-        match answer {
-            _ if stale => {
-                tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why = failed.unwrap_or_default(), "upstream failed: stale answer");
-                truncate_for(&facts, proto, out);
-            }
-            Ok((_, mut resp)) => {
-                // Caching clamps its TTLs: this client sees what the next ones will.
-                self.cache.insert(&CacheKey::new(name, &facts), &mut resp);
-                out.clear();
-                out.extend_from_slice(&resp);
-                wire::put_u16(out, 0, facts.id);
-                if let (Some(dst), Some(src)) = (
-                    out.get_mut(wire::HEADER_LEN..facts.question_end),
-                    query.get(wire::HEADER_LEN..facts.question_end),
-                ) && dst.eq_ignore_ascii_case(src)
-                {
-                    dst.copy_from_slice(src);
+        // A block found in the chain: its list and action, for the record.
+        let mut blocked = None;
+        'answered: {
+            match answer {
+                _ if stale.is_some() => {
+                    tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why = failed.unwrap_or_default(), "upstream failed: stale answer");
+                    blocked = match stale {
+                        Some(Hit::Verdict { list, action }) => Some((list, action)),
+                        Some(Hit::Inspect) if !*allowed => {
+                            cname::inspect(out, &snap, group).map(|through| {
+                                through.respond(query, &facts, out);
+                                let list = snap
+                                    .list_of(through.policy)
+                                    .map_or(ListSlot::NONE, |l| l.slot);
+                                (list, through.policy.action)
+                            })
+                        }
+                        _ => None,
+                    };
+                    truncate_for(&facts, proto, out);
                 }
-                truncate_for(&facts, proto, out);
-            }
-            Err(e) => {
-                if let Some(more) = UPSTREAM_FAILURES.pass(crate::observe::now_us()) {
-                    tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, suppressed = more, "upstream failed: SERVFAIL");
+                Ok((_, mut resp)) => {
+                    let key = CacheKey::new(name, &facts);
+                    let through = if *allowed {
+                        None
+                    } else {
+                        cname::inspect(&resp, &snap, group)
+                    };
+                    if let Some(through) = through {
+                        through.respond(query, &facts, out);
+                        let list = snap
+                            .list_of(through.policy)
+                            .map_or(ListSlot::NONE, |l| l.slot);
+                        if snap.groups.configured() {
+                            // Other groups may not block it: keep the chain,
+                            // to be inspected again for each client's group.
+                            self.cache.insert_marked(&key, &mut resp, true);
+                        } else {
+                            // Every client gets this verdict: keep it, not the chain.
+                            self.cache
+                                .insert_verdict(&key, out, list, through.policy.action);
+                        }
+                        truncate_for(&facts, proto, out);
+                        blocked = Some((list, through.policy.action));
+                        break 'answered;
+                    }
+                    let marked = snap.groups.configured()
+                        && !*allowed
+                        && cname::blocked_for_some_group(&resp, &snap);
+                    // Caching clamps its TTLs: this client sees what the next ones will.
+                    self.cache.insert_marked(&key, &mut resp, marked);
+                    out.clear();
+                    out.extend_from_slice(&resp);
+                    wire::put_u16(out, 0, facts.id);
+                    if let (Some(dst), Some(src)) = (
+                        out.get_mut(wire::HEADER_LEN..facts.question_end),
+                        query.get(wire::HEADER_LEN..facts.question_end),
+                    ) && dst.eq_ignore_ascii_case(src)
+                    {
+                        dst.copy_from_slice(src);
+                    }
+                    truncate_for(&facts, proto, out);
                 }
-                start_response(query, &facts, Rcode::ServFail, out);
-                if let Some(edns) = facts.edns {
-                    // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
-                    // without naming the upstream's address to the client.
-                    let ede = wire::ede_option(22, e.kind());
-                    wire::push_opt(out, 0, edns.dnssec_ok, &ede);
+                Err(e) => {
+                    if let Some(more) = UPSTREAM_FAILURES.pass(crate::observe::now_us()) {
+                        tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, suppressed = more, "upstream failed: SERVFAIL");
+                    }
+                    start_response(query, &facts, Rcode::ServFail, out);
+                    if let Some(edns) = facts.edns {
+                        // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
+                        // without naming the upstream's address to the client.
+                        let ede = wire::ede_option(22, e.kind());
+                        wire::push_opt(out, 0, edns.dnssec_ok, &ede);
+                    }
                 }
             }
         }
         // A stale answer comes from the cache (marked stale), not the upstream.
-        let decision = match upstream {
-            _ if stale => Decision::Cached,
-            Some(_) => Decision::Allowed,
-            None => Decision::Error,
+        let decision = match (stale.is_some(), upstream, blocked) {
+            (_, _, Some(_)) => Decision::Blocked,
+            (true, _, None) => Decision::Cached,
+            (false, Some(_), None) => Decision::Allowed,
+            (false, None, None) => Decision::Error,
         };
         if self.observe.wants(decision) {
             let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
                 .with_rcode(rcode_of(out))
-                .with_stale(stale);
-            if let Some(i) = upstream.filter(|_| !stale) {
+                .with_group(group.slot)
+                .with_stale(stale.is_some());
+            if let Some((list, action)) = blocked {
+                // The listed entry is the chain's, not in the question: no entry.
+                ev = ev.with_block(list, usize::MAX, action);
+            }
+            if let Some(i) = upstream.filter(|_| stale.is_none()) {
                 ev = ev.with_upstream(i);
             }
             // A query recorded without a stamp (none was wanted then) gets its answer's time.

@@ -633,6 +633,26 @@ pub(crate) async fn udp_raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> O
     }
 }
 
+/// Sends a message over UDP from a socket bound to `source` (any 127.0.0.0/8
+/// address is local on Linux loopback, so a test can be several clients
+/// without a network namespace) and decodes the reply (panics on no reply).
+pub(crate) async fn udp_from(source: std::net::IpAddr, addr: SocketAddr, msg: &Message) -> Message {
+    let sock = UdpSocket::bind(SocketAddr::new(source, 0))
+        .await
+        .expect("bind the client address");
+    sock.send_to(&msg.to_vec().expect("encode"), addr)
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+        .await
+        .expect("a UDP reply in time")
+        .expect("recv");
+    let resp = Message::from_vec(&buf[..n]).expect("reply decodes");
+    assert_eq!(resp.metadata.id, msg.metadata.id, "reply ID");
+    resp
+}
+
 /// Sends a message over UDP and decodes the reply (panics on no reply).
 pub(crate) async fn udp(addr: SocketAddr, msg: &Message) -> Message {
     let bytes = msg.to_vec().expect("encode");

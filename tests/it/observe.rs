@@ -925,3 +925,78 @@ fn a_wildcard_socket_records_its_forwards_and_answers_from_the_address_asked() {
         },
     );
 }
+
+/// Issue 12: with `[[groups]]` each record names the client's group, and a
+/// block found in a CNAME chain is recorded as a block of its list (with
+/// no entry: the listed name is in the chain, not the question), whether
+/// it came from the upstream or from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_name_the_group_and_cname_blocks_their_list() {
+    let up = Upstream::start_with(&crate::groups::zone()).await;
+    let groups = "[[groups]]\nname = \"servers\"\nclients = [\"127.0.0.2\"]\nlists = [\"malware\"]\n\n[log]\nqueries = \"all\"\n";
+    let e = crate::groups::start(&up, groups).await;
+    for (from, name) in [
+        ("127.0.0.1:0", "seized.example."),
+        ("127.0.0.2:0", "seized.example."),
+        ("127.0.0.1:0", "cdn.up.test."),
+        ("127.0.0.1:0", "cdn.up.test."),
+        ("127.0.0.2:0", "cdn.up.test."),
+    ] {
+        udp_from(from, e.addr, &query(name, RecordType::A, false)).await;
+    }
+    let recs = records(&log_path(&e), 5).await;
+    let blocked = find(&recs, "seized.example", "blocked");
+    assert_eq!(blocked["group"], "default", "{blocked}");
+    assert_eq!(blocked["client"], "127.0.0.1");
+    let allowed = find(&recs, "seized.example", "allowed");
+    assert_eq!(allowed["group"], "servers", "{allowed}");
+    let through: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["name"] == "cdn.up.test" && r["decision"] == "blocked")
+        .collect();
+    assert_eq!(
+        through.len(),
+        2,
+        "forwarded, then from the cache: {recs:#?}"
+    );
+    for r in through {
+        assert_eq!(r["list"], "trackers", "{r}");
+        assert_eq!(r["action"], "nxdomain", "{r}");
+        assert_eq!(r["rcode"], "NXDOMAIN", "{r}");
+        assert!(r["entry"].is_null(), "{r}");
+        assert_eq!(r["group"], "default", "{r}");
+    }
+    let cached = find(&recs, "cdn.up.test", "cached");
+    assert_eq!(cached["group"], "servers", "{cached}");
+    assert!(cached["list"].is_null(), "{cached}");
+    e.stop().await;
+}
+
+/// Without groups a record has no `group` field (as before issue 12), and
+/// a cached CNAME verdict is still recorded as the list's block.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_groups_records_have_no_group_and_cached_cname_verdicts_are_blocks() {
+    let up = Upstream::start_with(&crate::groups::zone()).await;
+    let e = crate::groups::start(&up, "\n[log]\nqueries = \"all\"\n").await;
+    for _ in 0..2 {
+        udp_from(
+            "127.0.0.1:0",
+            e.addr,
+            &query("cdn.up.test.", RecordType::A, false),
+        )
+        .await;
+    }
+    let recs = records(&log_path(&e), 2).await;
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    for r in &recs {
+        assert_eq!(r["decision"], "blocked", "{r}");
+        assert_eq!(r["list"], "trackers", "{r}");
+        assert!(r.get("group").is_none(), "{r}");
+    }
+    assert!(
+        recs[0]["upstream"].is_string() && recs[1]["upstream"].is_null(),
+        "{recs:#?}"
+    );
+    assert_eq!(up.count("cdn.up.test"), 1);
+    e.stop().await;
+}

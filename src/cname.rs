@@ -1,0 +1,212 @@
+//! CNAME inspection: a forwarded answer whose CNAME (or DNAME) chain passes
+//! through a listed name is blocked as if the client had asked for that
+//! name.
+//!
+//! ```text
+//!  upstream answer ─► answer section: each CNAME/DNAME record ─► target, then owner
+//!                        │ Snapshot::verdict_through_cname (the client's group, lists with inspect_cname)
+//!                        ├─ allowed ─► not blocked: the walk goes on
+//!                        └─ blocked ─► Through: the list's answer, SOA of the listed entry,
+//!                                      EDE "…; reached through CNAME a -> b"
+//! ```
+//!
+//! This is how trackers and seized services hide behind a first-party name
+//! (`metrics.shop.example CNAME shop.tracker.example`): the client asks a
+//! name no list has, and the upstream's answer leads to one a list does.
+//! Pi-hole, AdGuard Home, Blocky, Technitium, BIND (RPZ) and PowerDNS
+//! (RPZ) all look at the chain.
+//!
+//! Names in an answer are compressed; [`wire::read_name`] follows the
+//! pointers (a bounded number of them) into a lowercase [`NameKey`]. Every
+//! read is bounds-checked: an answer that cannot be walked is passed on as
+//! it is, never a panic.
+
+use crate::groups::Group;
+use crate::matcher::NameKey;
+use crate::policy::{Policy, QueryFacts};
+use crate::state::{Snapshot, Verdict};
+use crate::wire::{self, Header};
+
+/// RR type CNAME.
+const TYPE_CNAME: u16 = 5;
+/// RR type DNAME (RFC 6672).
+const TYPE_DNAME: u16 = 39;
+
+/// A listed name found in an answer's chain, and how it was reached.
+#[derive(Debug)]
+pub struct Through<'a> {
+    /// The policy that answers (the client group's, for the listing list).
+    pub policy: &'a Policy,
+    /// The record's kind: `"CNAME"` or `"DNAME"`.
+    pub kind: &'static str,
+    /// The record's owner and target.
+    pub owner: NameKey,
+    pub target: NameKey,
+    /// The name that matched (`target`, or `owner` for an owner listed),
+    /// and where its listed suffix starts.
+    pub name: NameKey,
+    pub suffix: usize,
+    /// The lowest TTL of the chain up to this record, and the list's:
+    /// the block lasts no longer than the chain that led to it.
+    pub ttl: u32,
+}
+
+impl Through<'_> {
+    /// The EDE extra text: the list's own, then how the name was reached.
+    pub fn ede_text(&self) -> String {
+        format!(
+            "{}; reached through {} {} -> {}",
+            self.policy.ede_text, self.kind, self.owner, self.target
+        )
+    }
+
+    /// The listed entry as a wire-form name with its root byte: the owner
+    /// of the SOA in the answer.
+    pub fn listed_wire(&self) -> Vec<u8> {
+        let bytes = self.name.as_bytes();
+        let mut out = bytes.get(self.suffix..).unwrap_or(&[]).to_vec();
+        out.push(0);
+        out
+    }
+
+    /// Writes the client's answer: the block of the list, as for a query
+    /// for the listed name (clears `out` first). `query` holds the
+    /// client's header and question.
+    pub fn respond(&self, query: &[u8], facts: &QueryFacts, out: &mut Vec<u8>) {
+        let ede = wire::ede_option(self.policy.ede.code(), &self.ede_text());
+        self.policy
+            .respond_through(query, facts, &self.listed_wire(), self.ttl, &ede, out);
+    }
+}
+
+/// The CNAME and DNAME records of `resp`'s answer section, in order:
+/// (kind, owner, target, TTL). Stops at the first record it cannot read.
+fn chain(resp: &[u8]) -> impl Iterator<Item = (&'static str, NameKey, NameKey, u32)> + '_ {
+    let hdr = Header::parse(resp);
+    let mut at = hdr.and_then(|h| {
+        let mut at = wire::HEADER_LEN;
+        for _ in 0..h.qdcount {
+            at = wire::skip_name(resp, at)? + 4;
+        }
+        Some(at)
+    });
+    let mut left = hdr.map_or(0, |h| h.ancount);
+    std::iter::from_fn(move || {
+        while left > 0 {
+            left -= 1;
+            let (rr, next) = wire::read_rr(resp, at?)?;
+            at = Some(next);
+            let kind = match rr.rtype {
+                TYPE_CNAME => "CNAME",
+                TYPE_DNAME => "DNAME",
+                _ => continue,
+            };
+            let (owner, _) = wire::read_name(resp, rr.name_at)?;
+            let (target, end) = wire::read_name(resp, rr.rdata_at)?;
+            if end > rr.rdata_at + rr.rdlen {
+                return None;
+            }
+            return Some((kind, owner, target, rr.ttl));
+        }
+        None
+    })
+}
+
+/// The first name in `resp`'s CNAME/DNAME chain (each record's target,
+/// then its owner) that the lists `group` applies block through a CNAME.
+/// An allowlisted name is not blocked, and the walk goes on past it.
+pub fn inspect<'a>(resp: &[u8], snap: &'a Snapshot, group: &Group) -> Option<Through<'a>> {
+    let mut ttl = u32::MAX;
+    for (kind, owner, target, rr_ttl) in chain(resp) {
+        ttl = ttl.min(rr_ttl);
+        for is_target in [true, false] {
+            let name = if is_target { &target } else { &owner };
+            if let Verdict::Blocked { policy, suffix } = snap.verdict_through_cname(name, group) {
+                let name = name.clone();
+                return Some(Through {
+                    policy,
+                    kind,
+                    owner,
+                    target,
+                    name,
+                    suffix,
+                    ttl: ttl.min(policy.ttl),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Whether some client group would block `resp` through its chain: such an
+/// answer is cached as it came, marked to be inspected again on each hit
+/// for the asking client's group.
+pub fn blocked_for_some_group(resp: &[u8], snap: &Snapshot) -> bool {
+    chain(resp).any(|(_, owner, target, _)| {
+        snap.any_group_blocks_through_cname(&target) || snap.any_group_blocks_through_cname(&owner)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer for `a.up.test` with the records `rrs` (owner, type, rdata
+    /// name), owners and targets written out, the first target compressed
+    /// against the question where it can be.
+    fn answer(rrs: &[(&str, u16, &str)]) -> Vec<u8> {
+        let mut p = vec![0, 1, 0x81, 0x80, 0, 1];
+        p.extend_from_slice(&(rrs.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        p.extend_from_slice(b"\x01a\x02up\x04test\x00\x00\x01\x00\x01");
+        for (i, (owner, rtype, target)) in rrs.iter().enumerate() {
+            if i == 0 {
+                p.extend_from_slice(&[0xc0, 12]);
+            } else {
+                p.extend(wire_name(owner));
+            }
+            p.extend_from_slice(&rtype.to_be_bytes());
+            p.extend_from_slice(&[0, 1, 0, 0, 0, 60 + i as u8]);
+            let rdata = wire_name(target);
+            p.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            p.extend(rdata);
+        }
+        p
+    }
+
+    fn wire_name(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in s.split('.') {
+            out.push(l.len() as u8);
+            out.extend_from_slice(l.as_bytes());
+        }
+        out.push(0);
+        out
+    }
+
+    #[test]
+    fn the_chain_is_read_with_compression_and_stops_at_garbage() {
+        let a = answer(&[
+            ("a.up.test", TYPE_CNAME, "b.up.test"),
+            ("b.up.test", 1, "ignored.example"),
+            ("up.test", TYPE_DNAME, "other.example"),
+        ]);
+        let got: Vec<String> = chain(&a)
+            .map(|(k, o, t, ttl)| format!("{k} {o} {t} {ttl}"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "CNAME a.up.test b.up.test 60",
+                "DNAME up.test other.example 62"
+            ]
+        );
+        for cut in 0..a.len() {
+            let _ = chain(&a[..cut]).count();
+        }
+        let mut looped = a.clone();
+        let at = looped.len() - 14;
+        looped[at..at + 2].copy_from_slice(&[0xc0, at as u8]);
+        let _ = chain(&looped).count();
+    }
+}
