@@ -7,7 +7,8 @@
 # limited and every answer is the full blocked answer).
 #
 #   benches/limiter.sh [SECONDS]          (default 10 per run)
-#   env: ADDRESSES (65536), ROUNDS (2), PORT (15341), LAB (../shared/bench),
+#   env: EXTRA_CONFIG (TOML appended to embargo's config, e.g. a [log]
+#        table), ADDRESSES (65536), ROUNDS (2), PORT (15341), LAB (../shared/bench),
 #        LAB_STATE (~/.cache/embargo-bench), SERVER_CPU (1), CLIENT_CPU (0)
 #
 # Pinned as the lab pins: the server on CPU 1, the load generator on CPU 0.
@@ -52,6 +53,7 @@ format = "domains"
 authority = "lab"
 reason = "lab test list"
 $1
+${EXTRA_CONFIG:-}
 C
 }
 
