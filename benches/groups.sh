@@ -9,7 +9,8 @@
 # (refused).
 #
 #   benches/groups.sh [SECONDS]          (default 10 per run)
-#   env: ADDRESSES (65536), ROUNDS (2), PORT (15341), LAB (../shared/bench),
+#   env: EXTRA_CONFIG (TOML appended to embargo's config, e.g. a [log]
+#        table), ADDRESSES (65536), ROUNDS (2), PORT (15341), LAB (../shared/bench),
 #        LAB_STATE (~/.cache/embargo-bench), SERVER_CPU (1), CLIENT_CPU (0)
 #
 # Pinned as the lab pins: the server on CPU 1, the load generator on CPU 0.
@@ -54,6 +55,7 @@ format = "domains"
 authority = "lab"
 reason = "lab test list"
 $1
+${EXTRA_CONFIG:-}
 C
 }
 
