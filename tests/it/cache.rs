@@ -15,8 +15,14 @@ use crate::harness::{Embargo, Outage, Upstream, config, ede, query, tcp, udp};
 fn with_cache(up: &Upstream, cache: &str) -> String {
     let c = config(up.addr, "");
     assert!(c.contains("[cache]\nsize = 1000\n"));
+    // A loaded machine must not turn a slow answer into SERVFAIL.
     c.replace("[cache]\nsize = 1000\n", &format!("[cache]\n{cache}\n"))
-        .replace("timeout_ms = 1000", "timeout_ms = 400")
+        .replace("timeout_ms = 1000", "timeout_ms = 3000")
+}
+
+/// [`with_cache`] with a short upstream timeout, for the outage tests.
+fn with_cache_outage(up: &Upstream, cache: &str) -> String {
+    with_cache(up, cache).replace("timeout_ms = 3000", "timeout_ms = 400")
 }
 
 /// The query log's records, once it has at least `n` (waits up to 5 s).
@@ -94,7 +100,8 @@ async fn stale_answers_when_the_upstream_is_silent_then_servfail_past_stale_max(
         "stale-b 1 IN A 192.0.2.32".into(),
     ])
     .await;
-    let cfg = with_cache(&up, "size = 1000\nstale_max = \"4s\"") + "\n[log]\nqueries = \"all\"\n";
+    let cfg =
+        with_cache_outage(&up, "size = 1000\nstale_max = \"4s\"") + "\n[log]\nqueries = \"all\"\n";
     let e = Embargo::start(&cfg, &[]).await;
     let cached = Instant::now();
     let a = udp(e.addr, &query("stale-a.up.test.", RecordType::A, true)).await;
@@ -170,7 +177,7 @@ async fn stale_answers_when_the_upstream_is_silent_then_servfail_past_stale_max(
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_answers_on_upstream_servfail_and_fresh_ones_once_it_is_back() {
     let up = Upstream::start_with(&["flaky 1 IN A 192.0.2.33".into()]).await;
-    let e = Embargo::start(&with_cache(&up, "size = 1000"), &[]).await;
+    let e = Embargo::start(&with_cache_outage(&up, "size = 1000"), &[]).await;
     udp(e.addr, &query("flaky.up.test.", RecordType::A, true)).await;
     tokio::time::sleep(Duration::from_millis(1300)).await;
     up.set_outage(Outage::ServFail);
@@ -293,11 +300,8 @@ async fn many_large_answers_stay_under_max_bytes() {
     let up = Upstream::start_with(&records).await;
     // Size 1000 would take 1 MB of these; 400 KB is the bound.
     let max_bytes = 400_000;
-    let e = Embargo::start(
-        &with_cache(&up, &format!("size = 1000\nmax_bytes = {max_bytes}")),
-        &[],
-    )
-    .await;
+    let cfg = with_cache(&up, &format!("size = 1000\nmax_bytes = {max_bytes}"));
+    let e = Embargo::start(&cfg, &[]).await;
     for i in 0..300 {
         let r = tcp(
             e.addr,
