@@ -447,7 +447,7 @@ impl Handler {
             Verdict::Blocked { policy, suffix } => {
                 policy.respond(pkt, &facts, wire::HEADER_LEN + suffix, out);
                 truncate_for(&facts, proto, out);
-                let slot = snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot);
+                let slot = list_slot(&snap, policy);
                 let stats = rec.stats();
                 stats.count_query(proto as usize, facts.qtype, metrics::Decision::Blocked);
                 stats.count_block(slot);
@@ -494,11 +494,7 @@ impl Handler {
             .get(&CacheKey::new(&name, &facts), pkt, &facts, out);
         // A verdict of the rules before a reload that allowlisted the name
         // or dropped the list is not served: ask again.
-        let served = found != Found::Miss
-            && match hit {
-                Hit::Verdict { list, .. } => !allowed && snap.has_list(list),
-                Hit::Plain | Hit::Inspect => true,
-            };
+        let served = found != Found::Miss && servable(hit, allowed, &snap);
         if found == Found::Refresh {
             // Only an upstream answer as it came is refreshed in the
             // background: a verdict or a chain to inspect takes the
@@ -515,18 +511,7 @@ impl Handler {
                 // What a CNAME chain led to: a verdict kept as such (no
                 // groups), or, with groups, this client's group's verdict
                 // on a chain that some groups block, walked again.
-                let blocked = match hit {
-                    Hit::Plain => None,
-                    Hit::Verdict { list, action } => Some((list, action)),
-                    Hit::Inspect if allowed => None,
-                    Hit::Inspect => cname::inspect(out, &snap, group).map(|through| {
-                        through.respond(pkt, &facts, out);
-                        let list = snap
-                            .list_of(through.policy)
-                            .map_or(ListSlot::NONE, |l| l.slot);
-                        (list, through.policy.action)
-                    }),
-                };
+                let blocked = cached_block(hit, allowed, &snap, group, pkt, &facts, out);
                 truncate_for(&facts, proto, out);
                 let (decision, counted) = match blocked {
                     Some(_) => (Decision::Blocked, metrics::Decision::Blocked),
@@ -706,11 +691,7 @@ impl Handler {
                 self.cache
                     .stale(&CacheKey::new(name, &facts), query, &facts, why, out)
             })
-            .filter(|hit| match hit {
-                // A block by rules a reload has since changed is not served.
-                Hit::Verdict { list, .. } => !*allowed && snap.has_list(*list),
-                Hit::Plain | Hit::Inspect => true,
-            });
+            .filter(|hit| servable(*hit, *allowed, &snap));
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         // A block found in the chain: its list and action, for the record.
         let mut blocked = None;
@@ -718,19 +699,9 @@ impl Handler {
             match answer {
                 _ if stale.is_some() => {
                     tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why = failed.unwrap_or_default(), "upstream failed: stale answer");
-                    blocked = match stale {
-                        Some(Hit::Verdict { list, action }) => Some((list, action)),
-                        Some(Hit::Inspect) if !*allowed => {
-                            cname::inspect(out, &snap, group).map(|through| {
-                                through.respond(query, &facts, out);
-                                let list = snap
-                                    .list_of(through.policy)
-                                    .map_or(ListSlot::NONE, |l| l.slot);
-                                (list, through.policy.action)
-                            })
-                        }
-                        _ => None,
-                    };
+                    blocked = stale.and_then(|hit| {
+                        cached_block(hit, *allowed, &snap, group, query, &facts, out)
+                    });
                     truncate_for(&facts, proto, out);
                 }
                 Ok((_, mut resp)) => {
@@ -742,9 +713,7 @@ impl Handler {
                     };
                     if let Some(through) = through {
                         through.respond(query, &facts, out);
-                        let list = snap
-                            .list_of(through.policy)
-                            .map_or(ListSlot::NONE, |l| l.slot);
+                        let list = list_slot(&snap, through.policy);
                         if snap.groups.configured() {
                             // Other groups may not block it: keep the chain,
                             // to be inspected again for each client's group.
@@ -845,6 +814,46 @@ fn for_the_client(resp: &[u8], facts: &QueryFacts) -> Option<Vec<u8>> {
         flags[1] |= 0x80;
     }
     Some(resp)
+}
+
+/// Whether a cached answer of kind `hit` may still be served: a CNAME
+/// verdict of the rules before a reload that allowlisted the name or
+/// dropped the list is not (the name is asked again).
+fn servable(hit: Hit, allowed: bool, snap: &Snapshot) -> bool {
+    match hit {
+        Hit::Verdict { list, .. } => !allowed && snap.has_list(list),
+        Hit::Plain | Hit::Inspect => true,
+    }
+}
+
+/// What a cached answer of kind `hit`, written into `out`, blocks for this
+/// client: a CNAME verdict kept as such (no groups), or, for a chain some
+/// groups block, this client's group's verdict walked again, whose block
+/// then replaces the answer in `out`. None: the answer goes out as it is.
+/// Fresh hits and stale answers both end here.
+fn cached_block(
+    hit: Hit,
+    allowed: bool,
+    snap: &Snapshot,
+    group: &crate::groups::Group,
+    query: &[u8],
+    facts: &QueryFacts,
+    out: &mut Vec<u8>,
+) -> Option<(ListSlot, crate::policy::Action)> {
+    match hit {
+        Hit::Plain => None,
+        Hit::Verdict { list, action } => Some((list, action)),
+        Hit::Inspect if allowed => None,
+        Hit::Inspect => cname::inspect(out, snap, group).map(|through| {
+            through.respond(query, facts, out);
+            (list_slot(snap, through.policy), through.policy.action)
+        }),
+    }
+}
+
+/// The slot of the list `policy` belongs to, for counters and records.
+fn list_slot(snap: &Snapshot, policy: &crate::policy::Policy) -> ListSlot {
+    snap.list_of(policy).map_or(ListSlot::NONE, |l| l.slot)
 }
 
 /// Whether the message is a NOTIFY request (QR clear, OPCODE 4).
