@@ -65,6 +65,13 @@ pub enum Error {
     Malformed { server: Arc<str> },
     #[error("upstream {server}: {reason}")]
     Secure { server: Arc<str>, reason: String },
+    /// The server's TLS certificate was refused; `reason` is a few fixed
+    /// words (`tls/trust.rs`), told to the client as they are.
+    #[error("upstream {server}: {reason}")]
+    Certificate {
+        server: Arc<str>,
+        reason: &'static str,
+    },
     #[error("upstream answer could not be walked")]
     Unparsable,
     #[error("too many queries waiting for the upstream")]
@@ -79,6 +86,7 @@ impl Error {
             Self::Timeout { .. } => "upstream timed out",
             Self::Io { .. } => "upstream unreachable",
             Self::Secure { .. } => "upstream connection failed",
+            Self::Certificate { reason, .. } => reason,
             Self::Malformed { .. } | Self::Unparsable => "upstream answer malformed",
             Self::Busy => "too many queries in flight",
         }

@@ -11,7 +11,8 @@
 //!
 //! Trust: the Mozilla roots compiled in (`webpki-roots`), so DoT works in a
 //! container without `ca-certificates` and trusts what the list downloads
-//! trust, plus the certificates of `ca_file`.
+//! trust, plus the certificates of `ca_file`, which are also pins: a server
+//! may present one of them as its own certificate (`trust.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{Error, same_question};
 
+mod trust;
+
 /// Queries in flight on one connection at most (hickory's default is 32).
 const MAX_PIPELINED: usize = 1024;
 
@@ -36,26 +39,33 @@ pub(super) struct ClientConfigs {
     pub(super) doh: Result<Arc<ClientConfig>, String>,
 }
 
-/// Builds the trust store (public roots + `ca_certs`) and the two client
-/// configs that share it. A bad certificate in `ca_file` is logged and
-/// left out; the servers it was meant for then fail verification, loudly.
+/// Builds the trust store (public roots + `ca_certs`, which are pins too)
+/// and the two client configs that share it. A bad certificate in
+/// `ca_file` is logged and left out; the servers it was meant for then
+/// fail verification, loudly.
 pub(super) fn client_configs(ca_certs: &[Vec<u8>]) -> ClientConfigs {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    let mut pins = Vec::new();
     for der in ca_certs {
-        if let Err(e) = roots.add(CertificateDer::from(der.clone())) {
-            tracing::error!(error = %e, "upstream.ca_file: a certificate cannot be used as a trust anchor");
+        let der = CertificateDer::from(der.clone());
+        match roots.add(der.clone()) {
+            Ok(()) => pins.push(der),
+            Err(e) => {
+                tracing::error!(error = %e, "upstream.ca_file: a certificate cannot be used as a trust anchor");
+            }
         }
     }
-    let roots = Arc::new(roots);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = trust::Verifier::new(Arc::new(roots), pins, provider.clone()).map(Arc::new);
     let build = |alpn: &[u8]| {
-        let mut config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth();
+        let mut config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone()?)
+            .with_no_client_auth();
         config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
     };
@@ -180,9 +190,21 @@ impl Connection {
         }
         .map_err(|e| {
             // The handshake is where a wrong name or an unknown CA shows:
-            // say so where the operator looks, once per attempt to connect.
-            tracing::warn!(upstream = %label, error = %e, "upstream connection failed");
-            secure(format!("connection failed: {e}"))
+            // say so where the operator looks, once per attempt to connect,
+            // and, in words naming no server, to the client (EDE text).
+            match refused_certificate(&e) {
+                Some(reason) => {
+                    tracing::warn!(upstream = %label, reason, error = %e, "upstream connection failed");
+                    Error::Certificate {
+                        server: label.clone(),
+                        reason,
+                    }
+                }
+                None => {
+                    tracing::warn!(upstream = %label, error = %e, "upstream connection failed");
+                    secure(format!("connection failed: {e}"))
+                }
+            }
         })?;
         tracing::debug!(upstream = %label, "upstream connection open");
         open.0 += 1;
@@ -197,6 +219,16 @@ impl Connection {
             open.1 = None;
         }
     }
+}
+
+/// Why the server's certificate was refused, when that is why connecting
+/// failed: hickory hands on tokio-rustls's I/O error, which carries the
+/// rustls error.
+fn refused_certificate(e: &hickory_net::NetError) -> Option<&'static str> {
+    let hickory_net::NetError::Io(io) = e else {
+        return None;
+    };
+    trust::refusal(io.get_ref()?.downcast_ref::<rustls::Error>()?)
 }
 
 /// A TLS connection with hickory's multiplexer over it. SNI is sent (the

@@ -293,6 +293,24 @@ impl TestCert {
         }
     }
 
+    /// One self-signed certificate for `name` that says it is a CA (basic
+    /// constraints CA:TRUE), as `openssl req -x509` makes them: the server's
+    /// certificate is also what `ca_file` holds (issue 16, finding 14).
+    pub(crate) fn self_signed_ca(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        Self {
+            name: name.into(),
+            ca_pem: cert.pem(),
+            cert: cert.der().clone(),
+            key: key.serialize_der(),
+        }
+    }
+
     /// A server config for `alpn` that counts its full handshakes: no
     /// tickets and no session cache, so every new connection is one.
     fn server_config(

@@ -11,6 +11,7 @@ mod forwarding;
 mod groups;
 mod harness;
 mod http;
+mod kresd;
 mod malformed;
 mod netns;
 mod observe;

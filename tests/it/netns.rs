@@ -62,7 +62,15 @@ where
     let out = Command::new("unshare")
         .arg("-n")
         .arg(&exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        // --include-ignored: an ignored test (one needing a system tool,
+        // run by .ci/run with --ignored) runs in the namespace too.
+        .args([
+            name,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(IN_NETNS, "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot run `unshare` (util-linux): {e}"));

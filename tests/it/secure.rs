@@ -152,8 +152,87 @@ async fn a_wrong_server_name_gives_servfail_and_says_why() {
             line.contains("not valid for name") && line.contains("wrong.test"),
             "says why: {line}"
         );
+        assert!(
+            line.contains("certificate rejected: not valid for the server name"),
+            "in words the client's EDE text also has: {line}"
+        );
     }
     assert_eq!(up.count("www.up.test"), 0);
+}
+
+/// Issue 16 finding 14: `openssl req -x509`, the way most home labs make
+/// a certificate, marks it CA:TRUE, and WebPKI refuses a CA certificate as
+/// a server's own even when `ca_file` holds it. The very certificate in
+/// `ca_file` is a pin: DoT and DoH answer through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_self_signed_ca_certificate_in_ca_file_is_pinned() {
+    let cert = TestCert::self_signed_ca("dns.test");
+    let up = Upstream::start_secure(&cert).await;
+    let tls = up.tls_addr.expect("DoT listener");
+    answers_over_one_connection(&up, &format!("tls://{tls}#dns.test")).await;
+    let up = Upstream::start_secure(&cert).await;
+    let https = up.https_addr.expect("DoH listener");
+    answers_over_one_connection(&up, &format!("https://{https}/dns-query#dns.test")).await;
+}
+
+/// A refused certificate says why in the EDE 22 text the client gets, in
+/// words that name neither the upstream nor its address.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_certificate_is_named_in_the_ede_text() {
+    let pinned = TestCert::self_signed_ca("dns.test");
+    let signed = TestCert::new("dns.test");
+    let other_ca = TestCert::new("other.test").ca_pem;
+    // The server's certificate, what ca_file holds, the name asked for.
+    let cases = [
+        (
+            &pinned,
+            Some(&other_ca),
+            "dns.test",
+            "certificate rejected: CA certificate used as a server certificate",
+        ),
+        (
+            &pinned,
+            Some(&pinned.ca_pem),
+            "wrong.test",
+            "certificate rejected: not valid for the server name",
+        ),
+        (
+            &signed,
+            None,
+            "dns.test",
+            "certificate rejected: unknown issuer",
+        ),
+        (
+            &signed,
+            Some(&signed.ca_pem),
+            "wrong.test",
+            "certificate rejected: not valid for the server name",
+        ),
+    ];
+    for (cert, ca, name, reason) in cases {
+        let up = Upstream::start_secure(cert).await;
+        let (tls, https) = (
+            up.tls_addr.expect("DoT listener"),
+            up.https_addr.expect("DoH listener"),
+        );
+        for server in [
+            format!("tls://{tls}#{name}"),
+            format!("https://{https}/dns-query#{name}"),
+        ] {
+            let mut text = secure_config(&server);
+            let mut files = Vec::new();
+            match ca {
+                Some(pem) => files.push(("ca.pem", pem.as_str())),
+                None => text = text.replace("ca_file = \"ca.pem\"\n", ""),
+            }
+            let e = Embargo::start(&text, &files).await;
+            let r = udp(e.addr, &query("www.up.test.", RecordType::A, true)).await;
+            assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{server}");
+            assert_eq!(ede(&r), Some((22, reason.to_string())), "{server}");
+            e.stop().await;
+        }
+        assert_eq!(up.count("www.up.test"), 0);
+    }
 }
 
 /// Reads the log until the "listening on udp" line and returns its address.
