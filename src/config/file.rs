@@ -38,6 +38,13 @@ pub struct FileSpec {
     pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,
     pub http: Option<Spanned<Shaped<super::http::HttpSpec>>>,
     pub dnstap: Option<Spanned<Shaped<super::dnstap::DnstapSpec>>>,
+    /// `[[forward]]`, `[local_zones]` and `[[records]]` are read by their
+    /// own sections from the same text (`config::ZoneSpec`); here they are
+    /// only keys the file may have, so that this file names none of their
+    /// types (the sections import this file, not the other way round).
+    pub forward: Option<de::IgnoredAny>,
+    pub local_zones: Option<de::IgnoredAny>,
+    pub records: Option<de::IgnoredAny>,
 }
 
 /// The `[[lists]]` tables, each of which may turn out not to be a table.

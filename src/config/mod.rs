@@ -12,9 +12,11 @@ mod cache;
 mod dnstap;
 mod error;
 mod file;
+mod forward;
 mod groups;
 mod http;
 mod list;
+mod local;
 mod observe;
 mod run_as;
 mod server;
@@ -24,9 +26,14 @@ pub use cache::CacheConfig;
 pub use dnstap::{DnstapConfig, DnstapTarget};
 pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
+pub use forward::{ForwardSpec, ZoneName};
 pub use groups::{GroupSpec, MAX_GROUPS};
 pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
 pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
+pub use local::{
+    DEFAULT_DOMAIN, DEFAULT_RECORD_TTL, LocalConfig, LocalZone, Origin, Record, RecordData,
+    ZoneOrigin, address_of, default_zones, reverse_name,
+};
 pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
 pub use run_as::{Account, RunAs};
 pub use server::{ServerConfig, TcpLimits};
@@ -106,6 +113,12 @@ pub struct Config {
     pub groups: Vec<GroupSpec>,
     /// Metrics, health checks and the JSON API (`[http]`).
     pub http: HttpConfig,
+    /// Conditional forwarding (`[[forward]]`), in config order: a zone's
+    /// names go to its table's servers instead of `[upstream]`'s.
+    pub forward: Vec<ForwardSpec>,
+    /// The names answered locally (`[local_zones]`, `[[records]]` and the
+    /// hosts files, read).
+    pub local: LocalConfig,
     /// Valid settings that deserve a word (`validate` prints them, `run` logs them).
     pub warnings: Vec<Problem>,
 }
@@ -128,7 +141,7 @@ impl Config {
         // What serde still rejects is the file's shape: TOML syntax and
         // unknown keys, whose messages name the key. Values of the wrong
         // type are left to the checker (see `file`).
-        let spec: FileSpec = toml::from_str(source).map_err(|e| {
+        let shape = |e: toml::de::Error| {
             let offset = e.span().map_or(0, |s| s.start);
             let message = if e.message().contains(TOML_DATETIME_KEY) {
                 misplaced_datetime(source)
@@ -139,15 +152,28 @@ impl Config {
                 location: Location::from_offset(path, source, offset),
                 message: message.unwrap_or_else(|| e.message().trim().to_string()),
             }])
-        })?;
+        };
+        let spec: FileSpec = toml::from_str(source).map_err(shape)?;
+        let zones: ZoneSpec = toml::from_str(source).map_err(shape)?;
         Checker {
             path,
             source,
             base: path.parent().unwrap_or(Path::new(".")),
             problems: Vec::new(),
         }
-        .convert(spec)
+        .convert(spec, zones)
     }
+}
+
+/// The sections read from the text on their own, in a second pass: the
+/// first (`FileSpec`) knows their keys but not their types, so that
+/// `file.rs` imports no section (see its `forward` field). Keys of other
+/// sections are ignored here; `FileSpec` has checked them.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ZoneSpec {
+    forward: Option<Spanned<Shaped<forward::ForwardTables>>>,
+    local_zones: Option<Spanned<Shaped<local::LocalZonesSpec>>>,
+    records: Option<Spanned<Shaped<local::RecordTables>>>,
 }
 
 /// The key under which toml hands a date-time to serde, as a one-entry map.
@@ -162,11 +188,17 @@ fn misplaced_datetime(source: &str) -> Option<String> {
         toml::Value::Datetime(d) => Some(format!(
             "{key}: expected a table of settings ([{key}]), got the date-time {d}"
         )),
-        toml::Value::Array(items) if key == "lists" => {
+        toml::Value::Array(items) => {
+            let what = match key.as_str() {
+                "lists" => "list settings",
+                "forward" => "forwarding settings",
+                "records" => "records",
+                _ => return None,
+            };
             items.iter().enumerate().find_map(|(i, item)| {
                 item.as_datetime().map(|d| {
                     format!(
-                        "lists[{}]: expected a table of list settings ([[lists]]), got the date-time {d}",
+                        "{key}[{}]: expected a table of {what} ([[{key}]]), got the date-time {d}",
                         i + 1
                     )
                 })
@@ -347,7 +379,7 @@ impl Checker<'_> {
         }
     }
 
-    fn convert(mut self, spec: FileSpec) -> Result<Config, Error> {
+    fn convert(mut self, spec: FileSpec, zones: ZoneSpec) -> Result<Config, Error> {
         let server = self.section("server", spec.server);
         let upstream = self.section("upstream", spec.upstream);
         let cache = self.section("cache", spec.cache);
@@ -386,6 +418,8 @@ impl Checker<'_> {
         let run_as = self.run_as(&server.user, &server.group);
 
         let upstream = self.upstream(&upstream);
+        let forward = self.forward(zones.forward, &upstream);
+        let local = self.local(zones.local_zones, zones.records, &forward);
 
         let cache = self.cache_settings(&cache);
 
@@ -492,6 +526,8 @@ impl Checker<'_> {
             warnings: access.warnings,
             groups,
             http,
+            forward,
+            local,
             path: self.path.to_path_buf(),
             state_dir,
             listen,
@@ -1026,6 +1062,25 @@ mod tests {
         ("http",     "listen",        "8053",                  "the number 8053",              "an address to listen on"),
         ("http",     "token",         "12345",                 "the number 12345",             "a secret of at least 16 characters"),
         ("http",     "token_file",    "true",                  "true",                         "a file path"),
+        ("forward",  "zones",         r#""corp.example""#,     r#"the string "corp.example""#, "a list of domain names"),
+        ("forward",  "servers",       r#""10.0.0.10""#,        r#"the string "10.0.0.10""#,    "a list of resolver addresses"),
+        ("forward",  "strategy",      "1",                     "the number 1",                 r#"one of "failover", "fastest" or "round_robin""#),
+        ("forward",  "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
+        ("forward",  "udp_sockets",   r#""many""#,             r#"the string "many""#,         "a whole number of sockets"),
+        ("local_zones", "defaults",   r#""yes""#,              r#"the string "yes""#,          "true or false"),
+        ("local_zones", "zones",      r#""lan""#,              r#"the string "lan""#,          "a list of domain names"),
+        ("local_zones", "hosts_files", r#""hosts""#,           r#"the string "hosts""#,        "a list of hosts file paths"),
+        ("local_zones", "domain",     "1",                     "the number 1",                 "a domain name"),
+        ("local_zones", "ptr",        r#""no""#,               r#"the string "no""#,           "true or false"),
+        ("records",  "name",          "7",                     "the number 7",                 "a domain name"),
+        ("records",  "ttl",           r#""1h""#,               r#"the string "1h""#,           "a whole number of seconds"),
+        ("records",  "a",             "1",                     "the number 1",                 "an IPv4 address"),
+        ("records",  "aaaa",          "true",                  "true",                         "an IPv6 address"),
+        ("records",  "cname",         r#"["x.lan"]"#,          "an array",                     "the name it is an alias for"),
+        ("records",  "txt",           "5",                     "the number 5",                 "a text"),
+        ("records",  "mx",            "10",                    "the number 10",                "a preference and a mail server"),
+        ("records",  "srv",           "[]",                    "an empty array",               "priority, weight, port and target"),
+        ("records",  "ptr",           "5",                     "the number 5",                 "false (no PTR for this table's addresses)"),
     ];
 
     /// Serde's words, which the operator never wrote and should never read.
@@ -1044,7 +1099,7 @@ mod tests {
     #[test]
     fn every_key_reports_a_wrong_type_with_its_path_and_place() {
         for &(section, key, value, found, want) in KEYS {
-            let path = if matches!(section, "lists" | "groups") {
+            let path = if matches!(section, "lists" | "groups" | "forward" | "records") {
                 format!("{section}[1].{key}")
             } else {
                 format!("{section}.{key}")
@@ -1065,6 +1120,20 @@ mod tests {
                     _ => ("name = \"g\"", "clients = [\"10.0.0.0/8\"]"),
                 };
                 format!("[[groups]]\n{a}\n{b}\n{key} = {value}\n")
+            } else if section == "forward" {
+                let (a, b) = match key {
+                    "zones" => ("servers = [\"10.0.0.10\"]", "strategy = \"failover\""),
+                    "servers" => ("zones = [\"corp.example\"]", "strategy = \"failover\""),
+                    _ => ("zones = [\"corp.example\"]", "servers = [\"10.0.0.10\"]"),
+                };
+                format!("[[forward]]\n{a}\n{b}\n{key} = {value}\n")
+            } else if section == "records" {
+                let (a, b) = match key {
+                    "name" => ("a = \"192.168.1.10\"", "ttl = 60"),
+                    "a" => ("name = \"nas.home.arpa\"", "ttl = 60"),
+                    _ => ("name = \"nas.home.arpa\"", "a = \"192.168.1.10\""),
+                };
+                format!("[[records]]\n{a}\n{b}\n{key} = {value}\n")
             } else {
                 format!("# a config\n\n[{section}]\n{key} = {value}\n")
             };

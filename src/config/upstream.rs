@@ -68,7 +68,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    fn parse(s: &str) -> Option<Self> {
+    pub(super) fn parse(s: &str) -> Option<Self> {
         match s {
             "failover" => Some(Self::Failover),
             "fastest" => Some(Self::Fastest),
@@ -111,8 +111,8 @@ impl Default for UpstreamConfig {
     }
 }
 
-const WANT_SERVER: &str = "a resolver address: ip:port, [ipv6]:port, tcp://ip:port, tls://ip:port#server.name or https://ip:port/dns-query#server.name (hostnames need a bootstrap resolver and are not supported)";
-const WANT_STRATEGY: &str = r#"one of "failover", "fastest" or "round_robin""#;
+pub(super) const WANT_SERVER: &str = "a resolver address: ip:port, [ipv6]:port, tcp://ip:port, tls://ip:port#server.name or https://ip:port/dns-query#server.name (hostnames need a bootstrap resolver and are not supported)";
+pub(super) const WANT_STRATEGY: &str = r#"one of "failover", "fastest" or "round_robin""#;
 
 impl Checker<'_> {
     pub(super) fn upstream(&mut self, u: &UpstreamSpec) -> UpstreamConfig {
