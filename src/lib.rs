@@ -60,6 +60,7 @@ pub mod source;
 pub mod state;
 pub mod upstream;
 pub mod wire;
+pub mod zones;
 
 use std::future::Future;
 use std::sync::Arc;
