@@ -49,6 +49,7 @@ pub mod fuzzing;
 pub mod groups;
 pub mod http;
 pub mod lists;
+pub mod local;
 pub mod matcher;
 pub mod observe;
 pub mod policy;

@@ -62,11 +62,9 @@ impl<V> NameTable<V> {
                 self.tlds.push(tld.into());
             }
         }
-        let entry = self.table.entry(
-            hash(wire),
-            |(k, _)| **k == *wire,
-            |(k, _)| hash(k),
-        );
+        let entry = self
+            .table
+            .entry(hash(wire), |(k, _)| **k == *wire, |(k, _)| hash(k));
         &mut entry.or_insert_with(|| (wire.into(), value())).into_mut().1
     }
 

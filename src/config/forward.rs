@@ -119,7 +119,11 @@ impl Checker<'_> {
             }
             let mut zones: Vec<ZoneName> = Vec::new();
             if let Some(v) = &t.zones {
-                for (j, zone) in self.zones(&key("zones"), v, ROOT_FORWARDED).into_iter().enumerate() {
+                for (j, zone) in self
+                    .zones(&key("zones"), v, ROOT_FORWARDED)
+                    .into_iter()
+                    .enumerate()
+                {
                     let at = format!("{}[{}]", key("zones"), j + 1);
                     if let Some(same) = zones.iter().find(|z| z.name == zone.name) {
                         self.problem_at(
@@ -180,7 +184,12 @@ impl Checker<'_> {
                 .and_then(|v| self.whole(&key("timeout_ms"), v, "milliseconds", 1..=60_000))
                 .map_or(default.timeout, std::time::Duration::from_millis);
             let strategy = self
-                .opt_parse(&key("strategy"), &t.strategy, WANT_STRATEGY, Strategy::parse)
+                .opt_parse(
+                    &key("strategy"),
+                    &t.strategy,
+                    WANT_STRATEGY,
+                    Strategy::parse,
+                )
                 .unwrap_or(default.strategy);
             let udp_sockets = t
                 .udp_sockets
@@ -286,7 +295,10 @@ mod tests {
         assert_eq!(names, ["corp.example", "10.in-addr.arpa", "lan"]);
         assert_eq!(f.zones[0].location.line, 7);
         assert_eq!(f.upstream.servers.len(), 2);
-        assert_eq!(f.upstream.servers[0].addr, "10.0.0.10:53".parse().expect("addr"));
+        assert_eq!(
+            f.upstream.servers[0].addr,
+            "10.0.0.10:53".parse().expect("addr")
+        );
         assert!(matches!(
             &f.upstream.servers[1].transport,
             Transport::Tls { server_name } if server_name == "dc2.corp.example"
@@ -311,7 +323,9 @@ mod tests {
         );
         assert_eq!(p.len(), 3, "{p:#?}");
         assert!(
-            p[0].starts_with("fw.toml:2:26: forward[1].zones[2]: \".\" is every name: that is [upstream]'s"),
+            p[0].starts_with(
+                "fw.toml:2:26: forward[1].zones[2]: \".\" is every name: that is [upstream]'s"
+            ),
             "{}",
             p[0]
         );
@@ -348,7 +362,11 @@ mod tests {
             p,
             ["fw.toml:1:11: forward: expected [[forward]] tables, got the number 3"]
         );
-        let p = problems("[[forward]]\nzones = [\"a.example\"]\nservers = [\"10.0.0.1\"]\nport = 53\n");
-        assert!(p[0].starts_with("fw.toml:4:1: unknown field `port`"), "{p:?}");
+        let p =
+            problems("[[forward]]\nzones = [\"a.example\"]\nservers = [\"10.0.0.1\"]\nport = 53\n");
+        assert!(
+            p[0].starts_with("fw.toml:4:1: unknown field `port`"),
+            "{p:?}"
+        );
     }
 }

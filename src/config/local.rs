@@ -390,11 +390,7 @@ impl Checker<'_> {
             seen: HashSet::new(),
             next_source: 0,
         };
-        for (i, t) in self
-            .section("records", records)
-            .into_iter()
-            .enumerate()
-        {
+        for (i, t) in self.section("records", records).into_iter().enumerate() {
             self.record_table(i, t, &mut collected);
         }
         let mut hosts_files: Vec<PathBuf> = Vec::new();
@@ -445,7 +441,12 @@ impl Checker<'_> {
     }
 
     /// One `[[records]]` table (`index` from 0).
-    fn record_table(&mut self, index: usize, t: Spanned<Shaped<RecordFileSpec>>, out: &mut Collected) {
+    fn record_table(
+        &mut self,
+        index: usize,
+        t: Spanned<Shaped<RecordFileSpec>>,
+        out: &mut Collected,
+    ) {
         let table_key = format!("records[{}]", index + 1);
         let key = |field: &str| format!("{table_key}.{field}");
         let span = t.span();
@@ -489,24 +490,47 @@ impl Checker<'_> {
         };
         type Parse = fn(&str) -> Result<RecordData, String>;
         let fields: [(&str, &Option<Value>, &str, Parse); 6] = [
-            ("a", &t.a, r#"an IPv4 address such as "192.168.1.10""#, |s| {
-                s.parse::<Ipv4Addr>()
-                    .map(RecordData::A)
-                    .map_err(|_| String::new())
-            }),
-            ("aaaa", &t.aaaa, r#"an IPv6 address such as "fd00::10""#, |s| {
-                s.parse::<Ipv6Addr>()
-                    .map(RecordData::Aaaa)
-                    .map_err(|_| String::new())
-            }),
-            ("cname", &t.cname, r#"the name it is an alias for, such as "nas.home.arpa""#, |s| {
-                target_name(s, false).map(RecordData::Cname)
-            }),
+            (
+                "a",
+                &t.a,
+                r#"an IPv4 address such as "192.168.1.10""#,
+                |s| {
+                    s.parse::<Ipv4Addr>()
+                        .map(RecordData::A)
+                        .map_err(|_| String::new())
+                },
+            ),
+            (
+                "aaaa",
+                &t.aaaa,
+                r#"an IPv6 address such as "fd00::10""#,
+                |s| {
+                    s.parse::<Ipv6Addr>()
+                        .map(RecordData::Aaaa)
+                        .map_err(|_| String::new())
+                },
+            ),
+            (
+                "cname",
+                &t.cname,
+                r#"the name it is an alias for, such as "nas.home.arpa""#,
+                |s| target_name(s, false).map(RecordData::Cname),
+            ),
             ("txt", &t.txt, r#"a text such as "v=spf1 -all""#, |s| {
                 Ok(RecordData::Txt(txt_strings(s)))
             }),
-            ("mx", &t.mx, r#"a preference and a mail server, such as "10 mail.home.arpa""#, parse_mx),
-            ("srv", &t.srv, r#"priority, weight, port and target, such as "0 100 389 dc1.corp.example""#, parse_srv),
+            (
+                "mx",
+                &t.mx,
+                r#"a preference and a mail server, such as "10 mail.home.arpa""#,
+                parse_mx,
+            ),
+            (
+                "srv",
+                &t.srv,
+                r#"priority, weight, port and target, such as "0 100 389 dc1.corp.example""#,
+                parse_srv,
+            ),
         ];
         for (field, value, want, parse) in fields {
             let Some(v) = value else { continue };
@@ -549,7 +573,11 @@ impl Checker<'_> {
             .ptr
             .as_ref()
             .is_some_and(|p| !matches!(p.get_ref(), Raw::Boolean(_)));
-        if !ptr_records && [&t.a, &t.aaaa, &t.cname, &t.txt, &t.mx, &t.srv].iter().all(|v| v.is_none()) {
+        if !ptr_records
+            && [&t.a, &t.aaaa, &t.cname, &t.txt, &t.mx, &t.srv]
+                .iter()
+                .all(|v| v.is_none())
+        {
             self.problem(
                 &table,
                 format!("{table_key}: no records: give one or more of a, aaaa, cname, txt, mx, srv or ptr"),
@@ -583,7 +611,12 @@ impl Checker<'_> {
     }
 
     /// A string, or an array of strings, each with its value (for its place).
-    fn one_or_many<'v>(&mut self, key: &str, value: &'v Value, want: &str) -> Vec<(String, &'v Value)> {
+    fn one_or_many<'v>(
+        &mut self,
+        key: &str,
+        value: &'v Value,
+        want: &str,
+    ) -> Vec<(String, &'v Value)> {
         match value.get_ref() {
             Raw::String(s) => vec![(s.clone(), value)],
             Raw::Array(items) if !items.is_empty() => {
@@ -643,7 +676,9 @@ impl Checker<'_> {
                     self,
                     line,
                     addr_col,
-                    format!("{addr_text:?} is not an IP address (a hosts line is \"address name [alias...]\")"),
+                    format!(
+                        "{addr_text:?} is not an IP address (a hosts line is \"address name [alias...]\")"
+                    ),
                 );
                 continue;
             };
@@ -726,7 +761,8 @@ impl Checker<'_> {
         for r in records {
             by_name.entry(r.name.as_str()).or_default().push(r);
         }
-        let apexes: HashMap<&str, &LocalZone> = zones.iter().map(|z| (z.name.as_str(), z)).collect();
+        let apexes: HashMap<&str, &LocalZone> =
+            zones.iter().map(|z| (z.name.as_str(), z)).collect();
         let mut cnames: HashMap<&str, &str> = HashMap::new();
         // In the order written, so that a problem is reported at the later
         // of the two records (the one that broke the rule).
@@ -767,7 +803,10 @@ impl Checker<'_> {
                     ));
                 }
             }
-            let ptrs: Vec<&&Record> = rs.iter().filter(|r| matches!(r.data, RecordData::Ptr(_))).collect();
+            let ptrs: Vec<&&Record> = rs
+                .iter()
+                .filter(|r| matches!(r.data, RecordData::Ptr(_)))
+                .collect();
             if let Some(first) = ptrs.first()
                 && let Some(other) = ptrs
                     .iter()
@@ -777,7 +816,8 @@ impl Checker<'_> {
                 let (RecordData::Ptr(a), RecordData::Ptr(b)) = (&earlier.data, &later.data) else {
                     continue;
                 };
-                let address = address_of(name).map_or_else(|| (*name).to_string(), |a| a.to_string());
+                let address =
+                    address_of(name).map_or_else(|| (*name).to_string(), |a| a.to_string());
                 problems.push((
                     &later.origin,
                     format!(
@@ -790,7 +830,9 @@ impl Checker<'_> {
         // CNAME loops, each reported once, at its first CNAME in the file.
         let mut in_loop: HashSet<&str> = HashSet::new();
         for r in records {
-            let RecordData::Cname(_) = r.data else { continue };
+            let RecordData::Cname(_) = r.data else {
+                continue;
+            };
             if in_loop.contains(r.name.as_str()) {
                 continue;
             }
@@ -859,10 +901,14 @@ fn owner_name(text: &str, domain: &str) -> Result<String, String> {
     let text = text.trim();
     match NameKey::from_text(text, false) {
         Ok(key) => Ok(key.to_string()),
-        Err(NameError::BareTld(bare)) => match NameKey::from_text(&format!("{bare}.{domain}"), false) {
-            Ok(key) => Ok(key.to_string()),
-            Err(e) => Err(format!("{text:?} under {domain} is not a domain name ({e})")),
-        },
+        Err(NameError::BareTld(bare)) => {
+            match NameKey::from_text(&format!("{bare}.{domain}"), false) {
+                Ok(key) => Ok(key.to_string()),
+                Err(e) => Err(format!(
+                    "{text:?} under {domain} is not a domain name ({e})"
+                )),
+            }
+        }
         Err(e) => Err(format!("{text:?} is not a domain name ({e})")),
     }
 }
@@ -1040,7 +1086,10 @@ mod tests {
         let router_ptr = &at(&c, "1.1.168.192.in-addr.arpa");
         assert_eq!(router_ptr, &[&RecordData::Ptr("router.home.arpa".into())]);
         let v6 = reverse_name("fd00::1".parse().expect("v6"));
-        assert!(v6.starts_with("1.0.0.0.") && v6.ends_with(".d.f.ip6.arpa"), "{v6}");
+        assert!(
+            v6.starts_with("1.0.0.0.") && v6.ends_with(".d.f.ip6.arpa"),
+            "{v6}"
+        );
         assert_eq!(at(&c, &v6), [&RecordData::Ptr("router.home.arpa".into())]);
         // ptr = false: no PTR for this table's address.
         assert!(at(&c, "2.1.168.192.in-addr.arpa").is_empty());
@@ -1066,7 +1115,10 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(at(&c, "www.lan"), [&RecordData::Cname("router.home.arpa".into())]);
+        assert_eq!(
+            at(&c, "www.lan"),
+            [&RecordData::Cname("router.home.arpa".into())]
+        );
         assert_eq!(
             at(&c, "5.1.168.192.in-addr.arpa"),
             [&RecordData::Ptr("five.lan".into())]
@@ -1083,7 +1135,10 @@ mod tests {
             [&RecordData::Ptr("nas.home.arpa".into())]
         );
         let printer = reverse_name("fd00::20".parse().expect("v6"));
-        assert_eq!(at(&c, &printer), [&RecordData::Ptr("printer.home.arpa".into())]);
+        assert_eq!(
+            at(&c, &printer),
+            [&RecordData::Ptr("printer.home.arpa".into())]
+        );
         let nas_record = l
             .records
             .iter()
@@ -1091,7 +1146,10 @@ mod tests {
             .expect("alias");
         assert_eq!(nas_record.origin.key, "local_zones.hosts_files[1]");
         assert_eq!(
-            (nas_record.origin.location.line, nas_record.origin.location.col),
+            (
+                nas_record.origin.location.line,
+                nas_record.origin.location.col
+            ),
             (3, 18)
         );
         assert_eq!(nas_record.ttl, DEFAULT_RECORD_TTL);
@@ -1108,7 +1166,11 @@ mod tests {
         .expect("valid");
         assert!(!c.local.defaults);
         assert_eq!(
-            c.local.records.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            c.local
+                .records
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
             ["box.lab.example"]
         );
     }
@@ -1131,17 +1193,37 @@ mod tests {
         let file = dir.path().join("local.toml").display().to_string();
         let missing = dir.path().join("missing").display().to_string();
         let want = [
-            format!("{file}:4:12: local_zones.defaults: expected true or false, got the string \"yes\""),
-            format!("{file}:3:10: local_zones.zones[1]: \".\" is every name: nothing would be forwarded; a local zone is a domain such as \"lan\""),
-            format!("{file}:10:7: records[1].ttl: expected a whole number of seconds (0 to 2147483647), got the number -5"),
-            format!("{file}:7:22: records[1].a[2]: expected an IPv4 address such as \"192.168.1.10\", got the string \"fd00::1\""),
-            format!("{file}:8:8: records[1].aaaa: expected an IPv6 address such as \"fd00::10\", got the string \"nas\""),
-            format!("{file}:9:6: records[1].mx: expected a preference and a mail server, such as \"10 mail.home.arpa\", got the string \"mail.lan\""),
-            format!("{file}:11:1: records[2]: missing name: every [[records]] table needs the name its records are for"),
-            format!("{file}:13:1: records[3]: no records: give one or more of a, aaaa, cname, txt, mx, srv or ptr"),
-            format!("{hosts}:1:1: local_zones.hosts_files[1]: \"192.168.1.300\" is not an IP address (a hosts line is \"address name [alias...]\")"),
+            format!(
+                "{file}:4:12: local_zones.defaults: expected true or false, got the string \"yes\""
+            ),
+            format!(
+                "{file}:3:10: local_zones.zones[1]: \".\" is every name: nothing would be forwarded; a local zone is a domain such as \"lan\""
+            ),
+            format!(
+                "{file}:10:7: records[1].ttl: expected a whole number of seconds (0 to 2147483647), got the number -5"
+            ),
+            format!(
+                "{file}:7:22: records[1].a[2]: expected an IPv4 address such as \"192.168.1.10\", got the string \"fd00::1\""
+            ),
+            format!(
+                "{file}:8:8: records[1].aaaa: expected an IPv6 address such as \"fd00::10\", got the string \"nas\""
+            ),
+            format!(
+                "{file}:9:6: records[1].mx: expected a preference and a mail server, such as \"10 mail.home.arpa\", got the string \"mail.lan\""
+            ),
+            format!(
+                "{file}:11:1: records[2]: missing name: every [[records]] table needs the name its records are for"
+            ),
+            format!(
+                "{file}:13:1: records[3]: no records: give one or more of a, aaaa, cname, txt, mx, srv or ptr"
+            ),
+            format!(
+                "{hosts}:1:1: local_zones.hosts_files[1]: \"192.168.1.300\" is not an IP address (a hosts line is \"address name [alias...]\")"
+            ),
             format!("{hosts}:2:1: local_zones.hosts_files[1]: 10.0.0.1 has no name after it"),
-            format!("{hosts}:3:15: local_zones.hosts_files[1]: \"bad_name!\" is not a domain name (invalid character '!' in name)"),
+            format!(
+                "{hosts}:3:15: local_zones.hosts_files[1]: \"bad_name!\" is not a domain name (invalid character '!' in name)"
+            ),
         ];
         for w in &want {
             assert!(p.contains(w), "missing {w}\nin {p:#?}");
@@ -1174,11 +1256,19 @@ mod tests {
         assert_eq!(
             p,
             [
-                format!("{file}:9:9: records[2].cname: home.arpa is a zone served by default (RFC 8375): its apex has an SOA, and a CNAME stands alone at its name"),
-                format!("{file}:12:9: records[3].cname: lan is a local zone (at {file}:2:10): its apex has an SOA, and a CNAME stands alone at its name"),
+                format!(
+                    "{file}:9:9: records[2].cname: home.arpa is a zone served by default (RFC 8375): its apex has an SOA, and a CNAME stands alone at its name"
+                ),
+                format!(
+                    "{file}:12:9: records[3].cname: lan is a local zone (at {file}:2:10): its apex has an SOA, and a CNAME stands alone at its name"
+                ),
                 format!("{file}:15:9: records[4].cname: a CNAME loop: a.lan -> b.lan -> a.lan"),
-                format!("{file}:24:9: records[7].cname: c.lan has a CNAME and a second CNAME (at {file}:21:9, records[6].cname): a CNAME stands alone at its name (RFC 1034 3.6.2)"),
-                format!("{hosts}:1:14: local_zones.hosts_files[1]: www.lan has a CNAME and other records (A) (at {file}:6:9, records[1].cname): a CNAME stands alone at its name (RFC 1034 3.6.2)"),
+                format!(
+                    "{file}:24:9: records[7].cname: c.lan has a CNAME and a second CNAME (at {file}:21:9, records[6].cname): a CNAME stands alone at its name (RFC 1034 3.6.2)"
+                ),
+                format!(
+                    "{hosts}:1:14: local_zones.hosts_files[1]: www.lan has a CNAME and other records (A) (at {file}:6:9, records[1].cname): a CNAME stands alone at its name (RFC 1034 3.6.2)"
+                ),
             ]
         );
     }
@@ -1203,9 +1293,15 @@ mod tests {
         assert_eq!(
             p,
             [
-                format!("{file}:11:5: records[3].a: 192.168.1.13 would have a PTR to ok.home.arpa and one to x.lan (at {file}:8:8, records[2].ptr[1]): one address, one name; set ptr = false on one (a hosts line: give both names on one line, the first gets the PTR)"),
-                format!("{hosts}:1:14: local_zones.hosts_files[1]: 192.168.1.10 would have a PTR to nas.home.arpa and one to files.home.arpa (at {file}:5:5, records[1].a): one address, one name; set ptr = false on one (a hosts line: give both names on one line, the first gets the PTR)"),
-                format!("{hosts}:3:14: local_zones.hosts_files[1]: 192.168.1.11 would have a PTR to two.home.arpa and one to one.home.arpa (at {hosts}:2:14, local_zones.hosts_files[1]): one address, one name; set ptr = false on one (a hosts line: give both names on one line, the first gets the PTR)"),
+                format!(
+                    "{file}:11:5: records[3].a: 192.168.1.13 would have a PTR to ok.home.arpa and one to x.lan (at {file}:8:8, records[2].ptr[1]): one address, one name; set ptr = false on one (a hosts line: give both names on one line, the first gets the PTR)"
+                ),
+                format!(
+                    "{hosts}:1:14: local_zones.hosts_files[1]: 192.168.1.10 would have a PTR to nas.home.arpa and one to files.home.arpa (at {file}:5:5, records[1].a): one address, one name; set ptr = false on one (a hosts line: give both names on one line, the first gets the PTR)"
+                ),
+                format!(
+                    "{hosts}:3:14: local_zones.hosts_files[1]: 192.168.1.11 would have a PTR to two.home.arpa and one to one.home.arpa (at {hosts}:2:14, local_zones.hosts_files[1]): one address, one name; set ptr = false on one (a hosts line: give both names on one line, the first gets the PTR)"
+                ),
             ]
         );
         // The same with ptr = false where the second name is written: valid.
@@ -1257,7 +1353,15 @@ mod tests {
         for (name, _) in &zones {
             assert_eq!(zone_name(name, "").as_deref(), Ok(name.as_str()));
         }
-        for name in ["10.in-addr.arpa", "31.172.in-addr.arpa", "127.100.in-addr.arpa", "113.0.203.in-addr.arpa", "b.e.f.ip6.arpa", "home.arpa", "onion"] {
+        for name in [
+            "10.in-addr.arpa",
+            "31.172.in-addr.arpa",
+            "127.100.in-addr.arpa",
+            "113.0.203.in-addr.arpa",
+            "b.e.f.ip6.arpa",
+            "home.arpa",
+            "onion",
+        ] {
             assert!(unique.contains(name), "{name}");
         }
         assert!(!unique.contains("32.172.in-addr.arpa") && !unique.contains("63.100.in-addr.arpa"));
@@ -1285,10 +1389,12 @@ mod tests {
                 if line.is_empty() {
                     break;
                 }
-                let Some(rest) = line.strip_prefix("# ") else { continue };
-                let is_key = rest
-                    .split_once(" = ")
-                    .is_some_and(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+                let Some(rest) = line.strip_prefix("# ") else {
+                    continue;
+                };
+                let is_key = rest.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                });
                 if !is_key {
                     continue;
                 }
@@ -1308,7 +1414,12 @@ mod tests {
         assert_eq!(c.forward.len(), 1);
         assert!(c.local.records.iter().any(|r| r.name == "tv.home.arpa"));
         assert!(c.local.records.iter().any(|r| r.name == "alias.home.arpa"));
-        assert!(c.local.records.iter().any(|r| matches!(r.data, RecordData::Srv { .. })));
+        assert!(
+            c.local
+                .records
+                .iter()
+                .any(|r| matches!(r.data, RecordData::Srv { .. }))
+        );
     }
 
     #[test]
