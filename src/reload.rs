@@ -60,6 +60,13 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
         ms = took.as_millis() as u64,
         "rules loaded"
     );
+    if !snap.local.is_empty() || !snap.forward_zones.is_empty() {
+        tracing::info!(
+            local_names = snap.local.len(),
+            forwarded_zones = snap.forward_zones.len(),
+            "local zones, records and forwarded zones loaded"
+        );
+    }
     if let Some(l) = &snap.limiter {
         let s = l.settings();
         tracing::info!(
@@ -267,6 +274,13 @@ impl Helpers {
             .iter()
             .map(|l| format!("{}|{}|{:?}", l.name, l.source, l.fetch))
             .chain(config.allow_files.iter().map(|p| p.display().to_string()))
+            .chain(
+                config
+                    .local
+                    .hosts_files
+                    .iter()
+                    .map(|p| p.display().to_string()),
+            )
             .collect()
     }
 
@@ -378,7 +392,8 @@ async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, pok
     }
 }
 
-/// Watches the config file and every local list and allow file. Watching
+/// Watches the config file and every local list, allow file and hosts
+/// file (`[local_zones] hosts_files`). Watching
 /// their directories catches editors and `mv` that replace the file.
 fn watch_files(config: &Config, poke: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
     use notify::Watcher;
@@ -390,6 +405,7 @@ fn watch_files(config: &Config, poke: Arc<Notify>) -> notify::Result<notify::Rec
         }
     }
     files.extend(config.allow_files.iter().cloned());
+    files.extend(config.local.hosts_files.iter().cloned());
     let files: HashSet<PathBuf> = files.iter().map(|p| absolute(p)).collect();
     let dirs: HashSet<PathBuf> = files
         .iter()

@@ -21,8 +21,10 @@ use crate::access::{Access, RateLimiter};
 use crate::config::{Config, ListSpec, Location};
 use crate::groups::{self, Group, Groups};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
+use crate::local::Local;
 use crate::matcher::{DomainSet, DomainSetBuilder, Lookup, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
+use crate::zones::ForwardZones;
 
 /// A list's number for the life of the process: what a query event and
 /// the per-worker block counters carry instead of the list's name or its
@@ -141,6 +143,12 @@ pub struct Snapshot {
     /// When this snapshot was built, seconds since the epoch: when its
     /// local lists were last read.
     pub loaded_at: u64,
+    /// The names answered here (`[local_zones]`, `[[records]]`, hosts
+    /// files), asked before the lists: the operator's own names.
+    pub local: Local,
+    /// Which `[[forward]]` set a name goes to (an index into
+    /// `Config::forward`), asked when a query is forwarded.
+    pub forward_zones: ForwardZones,
 }
 
 /// Why a snapshot could not be built.
@@ -156,6 +164,8 @@ pub enum BuildError {
     Allow(LoadError),
     #[error("more than {} distinct list actions", PolicyId::MAX)]
     TooManyPolicies,
+    #[error(transparent)]
+    Local(#[from] crate::local::Error),
 }
 
 /// What the rules say about a name, for one client group.
@@ -185,6 +195,8 @@ impl Snapshot {
             access: Access::default(),
             limiter: None,
             loaded_at: unix_now(),
+            local: Local::default(),
+            forward_zones: ForwardZones::default(),
         }
     }
 
@@ -384,6 +396,10 @@ impl Snapshot {
             }
         }
         let groups = build_groups(config, &mut policies, policy_ids, &sets, &slots);
+        // The local names and forwarded zones: from the config alone (the
+        // hosts files were read with it), frozen like the lists.
+        let local = Local::build(&config.local, &config.forward)?;
+        let forward_zones = ForwardZones::new(&config.forward);
         Ok(Self {
             set,
             plain: !groups.configured() && sets.is_empty(),
@@ -397,6 +413,8 @@ impl Snapshot {
             access: config.access.clone(),
             limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
             loaded_at: unix_now(),
+            local,
+            forward_zones,
         })
     }
 
@@ -711,6 +729,73 @@ mod tests {
             slot(&Snapshot::build(&config(&["c"])).expect("build"), "c"),
             ListSlot(0)
         );
+    }
+
+    /// Issue 18: a reload with a bad record fails as a whole and keeps
+    /// the local names in force; a good one (a hosts file changed) swaps
+    /// them in with everything else.
+    #[test]
+    fn r18_a_reload_with_a_bad_record_keeps_the_local_names() {
+        use crate::matcher::NameKey;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("e.toml");
+        let write = |text: &str| std::fs::write(&path, text).expect("config");
+        std::fs::write(dir.path().join("hosts"), "192.168.1.10 nas\n").expect("hosts");
+        write(
+            "[local_zones]\nhosts_files = [\"hosts\"]\n[[forward]]\nzones = [\"corp.example\"]\nservers = [\"10.0.0.10\"]\n",
+        );
+        let first = Snapshot::build(&Config::load(&path).expect("config")).expect("build");
+        let state = arc_swap::ArcSwap::from_pointee(first);
+        let nas = NameKey::from_text("nas.home.arpa", true).expect("name");
+        let dc = NameKey::from_text("dc1.corp.example", true).expect("name");
+        let address = |state: &arc_swap::ArcSwap<Snapshot>| {
+            state
+                .load()
+                .local
+                .lookup(&nas, 1, 1)
+                .map(|a| a.about().to_string())
+        };
+        assert!(address(&state).is_some_and(|a| a.starts_with("local record nas.home.arpa")));
+        assert_eq!(
+            state.load().forward_zones.lookup(&dc).map(|m| m.set),
+            Some(0)
+        );
+        // A bad record: the reload fails, saying where, and nothing changes.
+        write(
+            "[local_zones]\nhosts_files = [\"hosts\"]\n[[records]]\nname = \"tv.home.arpa\"\na = \"tv\"\n",
+        );
+        let err = crate::reload::reload(&path, &state).expect_err("bad record");
+        assert!(
+            err.starts_with(&format!(
+                "{}:5:5: records[1].a: expected an IPv4 address",
+                path.display()
+            )),
+            "{err}"
+        );
+        assert!(address(&state).is_some());
+        assert!(state.load().forward_zones.lookup(&dc).is_some());
+        // A bad hosts line the same.
+        write("[local_zones]\nhosts_files = [\"hosts\"]\n");
+        std::fs::write(dir.path().join("hosts"), "192.168.1.300 nas\n").expect("hosts");
+        let err = crate::reload::reload(&path, &state).expect_err("bad hosts line");
+        assert!(
+            err.contains("hosts:1:1: local_zones.hosts_files[1]"),
+            "{err}"
+        );
+        assert!(address(&state).is_some());
+        // A good change is swapped in: the new address, no forward zone.
+        std::fs::write(dir.path().join("hosts"), "192.168.1.20 tv\n").expect("hosts");
+        crate::reload::reload(&path, &state).expect("reload");
+        assert!(address(&state).is_some_and(|a| a.starts_with("local zone home.arpa")));
+        let tv = NameKey::from_text("tv.home.arpa", true).expect("name");
+        assert!(
+            state
+                .load()
+                .local
+                .lookup(&tv, 1, 1)
+                .is_some_and(|a| a.about().starts_with("local record tv.home.arpa"))
+        );
+        assert!(state.load().forward_zones.lookup(&dc).is_none());
     }
 
     fn config(text: &str) -> Config {
