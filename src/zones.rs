@@ -152,6 +152,8 @@ impl<'t, V> Iterator for Suffixes<'t, '_, V> {
 #[derive(Debug, Default)]
 pub struct ForwardZones {
     table: NameTable<u16>,
+    /// Each set as `embargo check` names it: `forward[1] (10.0.0.10:53, …)`.
+    sets: Vec<String>,
 }
 
 /// A name's forwarded zone.
@@ -168,6 +170,7 @@ impl ForwardZones {
     /// The table of `sets` (the config guarantees a zone is in one set).
     pub fn new(sets: &[ForwardSpec]) -> Self {
         let mut table = NameTable::default();
+        let mut names = Vec::new();
         for (i, set) in sets.iter().enumerate() {
             let Ok(index) = u16::try_from(i) else { break };
             for zone in &set.zones {
@@ -175,8 +178,20 @@ impl ForwardZones {
                     *table.entry(&key, || index) = index;
                 }
             }
+            let servers: Vec<String> = set
+                .upstream
+                .servers
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            names.push(format!("forward[{}] ({})", i + 1, servers.join(", ")));
         }
-        Self { table }
+        Self { table, sets: names }
+    }
+
+    /// The set's name for people: `forward[1] (10.0.0.10:53, tls://…)`.
+    pub fn describe(&self, set: usize) -> Option<&str> {
+        self.sets.get(set).map(String::as_str)
     }
 
     /// The set `name` goes to, or `None` for `[upstream]`.
@@ -242,6 +257,8 @@ mod tests {
         assert_eq!(name.suffix(m.suffix).to_string(), "lab.corp.example");
         assert!(ForwardZones::default().lookup(&name).is_none());
         assert_eq!(z.len(), 3);
+        assert_eq!(z.describe(1), Some("forward[2] (10.0.0.1:53)"));
+        assert_eq!(z.describe(2), None);
     }
 
     /// A label holding a dot on the wire is not two labels.

@@ -474,10 +474,17 @@ pub(crate) const SEIZED_LIST: &str =
 
 /// A config forwarding to `upstream`, with the test list "seized" and the
 /// `[[lists]]` tables in `lists` after it.
+///
+/// The test upstream's names are under `test.` (RFC 6761 sets it aside for
+/// tests), which embargo answers locally by default: the harness turns the
+/// default local zones off. A test of local zones sets them itself.
 pub(crate) fn config(upstream: SocketAddr, lists: &str) -> String {
     format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
+
+[local_zones]
+defaults = false
 
 [upstream]
 servers = ["{upstream}"]
