@@ -10,6 +10,8 @@
 //!                                           │                           │                ├─ blocked ─► policy.respond ─► client
 //!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
 //!                                                                                        └─ else ────► upstream ─► cname ─► cache ─► client
+//!            local: [local_zones], [[records]] and hosts files, frozen with their answers (asked before the lists);
+//!            zones: which [[forward]] set a forwarded name goes to (the most specific zone)
 //!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
@@ -17,7 +19,7 @@
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy`, `groups`,
-//! `access` and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
+//! `local`, `zones`, `access` and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
 //! `source`, `observe`, `http` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
@@ -26,7 +28,7 @@
 //! ```text
 //!  reload ──► source {http, xfr, store} ──► config (ListSpec: a plain description) ──► lists (bytes → names)
 //!    │                                   └────────────────────────────────────────────► lists
-//!    └──► state (Snapshot::build) ──► config, lists, matcher, policy
+//!    └──► state (Snapshot::build) ──► config, lists, matcher, policy, local, zones
 //! ```
 //!
 //! `config` says what a list is (name, source, format, provenance, action,
