@@ -32,6 +32,10 @@ pub struct NameTable<V> {
     /// The last label of every name, each once: a name under none of them
     /// misses without a hash (most queries, which are for the internet).
     tlds: Vec<Box<[u8]>>,
+    /// Bit `n` set when a label of `tlds` is `n` bytes long (in wire form,
+    /// its length byte is its first): `com`, `net` and `org` miss on one
+    /// bit test when no local TLD has three letters.
+    tld_lengths: u64,
 }
 
 impl<V> Default for NameTable<V> {
@@ -40,6 +44,7 @@ impl<V> Default for NameTable<V> {
             table: HashTable::new(),
             label_mask: 0,
             tlds: Vec::new(),
+            tld_lengths: 0,
         }
     }
 }
@@ -59,6 +64,7 @@ impl<V> NameTable<V> {
             self.label_mask |= 1u128 << n.min(127);
             let tld = &wire[name.label_start(n - 1)..];
             if !self.tlds.iter().any(|t| **t == *tld) {
+                self.tld_lengths |= 1u64 << (tld.len() - 1).min(63);
                 self.tlds.push(tld.into());
             }
         }
@@ -95,7 +101,8 @@ impl<V> NameTable<V> {
         let under_some_tld = n > 0 && {
             let wire = name.as_bytes();
             let tld = &wire[name.label_start(n - 1)..];
-            self.tlds.iter().any(|t| **t == *tld)
+            self.tld_lengths & (1u64 << (tld.len() - 1).min(63)) != 0
+                && self.tlds.iter().any(|t| **t == *tld)
         };
         Suffixes {
             table: self,
