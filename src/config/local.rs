@@ -330,6 +330,48 @@ impl Collected {
     }
 }
 
+/// Warnings for forwarded zones that hold zones served locally by
+/// default (`in-addr.arpa` forwarded, `10.in-addr.arpa` still local): the
+/// most specific name wins, so those stay local, which an operator who
+/// forwards a whole tree may not expect.
+pub(super) fn shadowed_defaults(
+    local: &LocalConfig,
+    forward: &[ForwardSpec],
+) -> Vec<super::Problem> {
+    if !local.defaults {
+        return Vec::new();
+    }
+    let defaults = default_zones();
+    let mut out = Vec::new();
+    for (i, f) in forward.iter().enumerate() {
+        for (j, z) in f.zones.iter().enumerate() {
+            let inside: Vec<&str> = defaults
+                .iter()
+                .map(|(d, _)| d.as_str())
+                .filter(|d| d.ends_with(&format!(".{}", z.name)))
+                .filter(|d| !forward.iter().any(|f| f.zones.iter().any(|z| z.name == *d)))
+                .collect();
+            if let Some(first) = inside.first() {
+                out.push(super::Problem {
+                    location: z.location.clone(),
+                    message: format!(
+                        "forward[{}].zones[{}]: {} holds {} zone{} served locally by default ({first}{}): {} local; forward {} by name, or set [local_zones] defaults = false",
+                        i + 1,
+                        j + 1,
+                        z.name,
+                        inside.len(),
+                        if inside.len() == 1 { "" } else { "s" },
+                        if inside.len() > 1 { ", ..." } else { "" },
+                        if inside.len() == 1 { "it stays" } else { "they stay" },
+                        if inside.len() == 1 { "it" } else { "them" },
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 impl Checker<'_> {
     /// Converts `[local_zones]` and `[[records]]`, reading the hosts files,
     /// then checks the records against each other and the zones.
@@ -1341,6 +1383,28 @@ mod tests {
             err.to_string(),
             "z.toml:5:10: local_zones.zones[1]: corp.example is forwarded by forward[1] (at z.toml:2:10): a zone is either answered here or forwarded"
         );
+    }
+
+    #[test]
+    fn a_forwarded_tree_holding_default_zones_is_warned_about() {
+        let c = Config::parse(
+            Path::new("w.toml"),
+            "[[forward]]\nzones = [\"in-addr.arpa\", \"10.in-addr.arpa\", \"corp.example\", \"onion.example\"]\nservers = [\"10.0.0.10\"]\n",
+        )
+        .expect("valid");
+        let shown: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("w.toml:2:10: forward[1].zones[1]: in-addr.arpa holds 88 zones served locally by default (0.in-addr.arpa, ...): they stay local"),
+            "{}",
+            shown[0]
+        );
+        let c = Config::parse(
+            Path::new("w.toml"),
+            "[local_zones]\ndefaults = false\n[[forward]]\nzones = [\"arpa\"]\nservers = [\"10.0.0.10\"]\n",
+        )
+        .expect("valid");
+        assert!(c.warnings.is_empty());
     }
 
     #[test]

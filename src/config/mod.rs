@@ -515,6 +515,9 @@ impl Checker<'_> {
 
         let mut access = self.access_settings(spec.access, spec.rate_limit);
         let http = self.http_settings(spec.http, &mut access.warnings);
+        access
+            .warnings
+            .extend(local::shadowed_defaults(&local, &forward));
         let groups = self.groups(spec.groups, &lists);
 
         if !self.problems.is_empty() {
