@@ -910,8 +910,9 @@ fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
 static UPSTREAM_FAILURES: LogGate = LogGate::new();
 
 /// Lets one event through per interval and counts the ones it held back.
-/// Atomics, not a lock: it sits on the error path of every worker.
-struct LogGate {
+/// Atomics, not a lock: it sits on the error path of every worker (and on
+/// the accept loops: a listener out of descriptors fails every accept).
+pub(crate) struct LogGate {
     /// When the last event went through (µs since the epoch), 0 = never.
     last_us: std::sync::atomic::AtomicU64,
     /// Events held back since then.
@@ -919,9 +920,9 @@ struct LogGate {
 }
 
 impl LogGate {
-    const EVERY_US: u64 = 10_000_000;
+    pub(crate) const EVERY_US: u64 = 10_000_000;
 
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             last_us: std::sync::atomic::AtomicU64::new(0),
             held: std::sync::atomic::AtomicU64::new(0),
@@ -929,7 +930,7 @@ impl LogGate {
     }
 
     /// `Some(held back since the last one)` when this event may be logged.
-    fn pass(&self, now_us: u64) -> Option<u64> {
+    pub(crate) fn pass(&self, now_us: u64) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let last = self.last_us.load(Relaxed);
         if last != 0 && now_us.saturating_sub(last) < Self::EVERY_US
