@@ -41,12 +41,11 @@
 //! otherwise fill the query log that the limiter keeps quiet.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::access::{AccessAction, Limit, RefusedLog};
+use crate::access::{AccessAction, Limit, LineBudget, RefusedLog};
 use crate::cache::{Cache, CacheKey, Found, Hit};
 use crate::cname;
 use crate::matcher::NameKey;
@@ -174,9 +173,9 @@ pub struct Handler {
     inflight: tokio::sync::Semaphore,
     /// The permits `inflight` started with (`[server] max_forwards`).
     max_forwards: usize,
-    /// Counts refused clients for the log; touched only on the refused path.
-    refused: Mutex<RefusedLog>,
-    started: Instant,
+    /// The refused-client lines all threads may write in a minute; each
+    /// thread counts in a [`RefusedLog`] of its own (no lock: see there).
+    refused_lines: LineBudget,
     observe: Observer,
 }
 
@@ -195,8 +194,7 @@ impl Handler {
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
-            refused: Mutex::new(RefusedLog::default()),
-            started: Instant::now(),
+            refused_lines: LineBudget::new(),
             observe: Observer::off(),
         }
     }
@@ -291,11 +289,7 @@ impl Handler {
         if !tracing::enabled!(target: "embargo::access", tracing::Level::WARN) {
             return;
         }
-        let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
-        let report = match self.refused.lock() {
-            Ok(mut log) => log.record(ip, now),
-            Err(poisoned) => poisoned.into_inner().record(ip, now),
-        };
+        let report = RefusedLog::record_here(ip, &self.refused_lines);
         let action = action.as_str();
         if let Some((network, queries)) = report.line {
             tracing::warn!(
@@ -303,7 +297,7 @@ impl Handler {
                 client = %network,
                 queries,
                 action,
-                "client not in [access] allow (one line a minute per network, counting the queries since the last)"
+                "client not in [access] allow (one line a minute per network and serving thread, counting the queries since the last)"
             );
         }
         if let Some(queries) = report.unitemised {
