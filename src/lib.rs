@@ -148,7 +148,7 @@ pub async fn serve(
     let handler = handler(&config, snapshot)?;
     let server = server::Server::new(listeners.dns, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);
-    let wrote_pid = std::fs::create_dir_all(&config.state_dir)
+    let wrote_pid = source::store::create_dir(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");

@@ -1026,6 +1026,8 @@ mod tests {
         ("http",     "listen",        "8053",                  "the number 8053",              "an address to listen on"),
         ("http",     "token",         "12345",                 "the number 12345",             "a secret of at least 16 characters"),
         ("http",     "token_file",    "true",                  "true",                         "a file path"),
+        ("http",     "max_connections", r#""64""#,             r#"the string "64""#,           "a whole number of connections"),
+        ("http",     "timeout",       "10",                    "the number 10",                r#"a duration such as "10s""#),
     ];
 
     /// Serde's words, which the operator never wrote and should never read.

@@ -41,12 +41,11 @@
 //! otherwise fill the query log that the limiter keeps quiet.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::access::{AccessAction, Limit, RefusedLog};
+use crate::access::{AccessAction, Limit, LineBudget, RefusedLog};
 use crate::cache::{Cache, CacheKey, Found, Hit};
 use crate::cname;
 use crate::matcher::NameKey;
@@ -174,9 +173,9 @@ pub struct Handler {
     inflight: tokio::sync::Semaphore,
     /// The permits `inflight` started with (`[server] max_forwards`).
     max_forwards: usize,
-    /// Counts refused clients for the log; touched only on the refused path.
-    refused: Mutex<RefusedLog>,
-    started: Instant,
+    /// The refused-client lines all threads may write in a minute; each
+    /// thread counts in a [`RefusedLog`] of its own (no lock: see there).
+    refused_lines: LineBudget,
     observe: Observer,
 }
 
@@ -195,8 +194,7 @@ impl Handler {
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
-            refused: Mutex::new(RefusedLog::default()),
-            started: Instant::now(),
+            refused_lines: LineBudget::new(),
             observe: Observer::off(),
         }
     }
@@ -291,11 +289,7 @@ impl Handler {
         if !tracing::enabled!(target: "embargo::access", tracing::Level::WARN) {
             return;
         }
-        let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
-        let report = match self.refused.lock() {
-            Ok(mut log) => log.record(ip, now),
-            Err(poisoned) => poisoned.into_inner().record(ip, now),
-        };
+        let report = RefusedLog::record_here(ip, &self.refused_lines);
         let action = action.as_str();
         if let Some((network, queries)) = report.line {
             tracing::warn!(
@@ -303,7 +297,7 @@ impl Handler {
                 client = %network,
                 queries,
                 action,
-                "client not in [access] allow (one line a minute per network, counting the queries since the last)"
+                "client not in [access] allow (one line a minute per network and serving thread, counting the queries since the last)"
             );
         }
         if let Some(queries) = report.unitemised {
@@ -910,8 +904,9 @@ fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
 static UPSTREAM_FAILURES: LogGate = LogGate::new();
 
 /// Lets one event through per interval and counts the ones it held back.
-/// Atomics, not a lock: it sits on the error path of every worker.
-struct LogGate {
+/// Atomics, not a lock: it sits on the error path of every worker (and on
+/// the accept loops: a listener out of descriptors fails every accept).
+pub(crate) struct LogGate {
     /// When the last event went through (µs since the epoch), 0 = never.
     last_us: std::sync::atomic::AtomicU64,
     /// Events held back since then.
@@ -919,9 +914,9 @@ struct LogGate {
 }
 
 impl LogGate {
-    const EVERY_US: u64 = 10_000_000;
+    pub(crate) const EVERY_US: u64 = 10_000_000;
 
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             last_us: std::sync::atomic::AtomicU64::new(0),
             held: std::sync::atomic::AtomicU64::new(0),
@@ -929,7 +924,7 @@ impl LogGate {
     }
 
     /// `Some(held back since the last one)` when this event may be logged.
-    fn pass(&self, now_us: u64) -> Option<u64> {
+    pub(crate) fn pass(&self, now_us: u64) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let last = self.last_us.load(Relaxed);
         if last != 0 && now_us.saturating_sub(last) < Self::EVERY_US

@@ -28,6 +28,7 @@ mod tcp;
 mod udp;
 
 pub use crate::observe::metrics::{ServerStats, WorkerStats};
+pub(crate) use handler::LogGate;
 pub use handler::{Forward, Handler, Outcome, Proto};
 
 use std::future::Future;
