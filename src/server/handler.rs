@@ -17,11 +17,13 @@
 //! 6. cache → the stored answer (one whose CNAME chain some groups block
 //!    is inspected again for this client's group; for a popular answer
 //!    about to expire, a background refresh: [`Handler::prefetch`]);
-//! 7. otherwise hand a [`Forward`] to the caller, which awaits
-//!    [`Handler::forward`] off the socket loop; its answer's CNAME chain
-//!    is inspected ([`crate::cname`]) before it is cached and sent; when
-//!    every upstream fails, an expired answer still kept is better than
-//!    SERVFAIL (RFC 8767).
+//! 7. otherwise hand a [`Forward`] to the caller, which starts it off the
+//!    socket loop ([`Handler::forward_udp`] for a UDP client, awaited
+//!    [`Handler::forward`] for a TCP one); its answer's CNAME chain is
+//!    inspected ([`crate::cname`]) before it is cached and sent; when
+//!    every upstream fails, or is still silent at the client timer, an
+//!    expired answer still kept is better than SERVFAIL or waiting (RFC
+//!    8767).
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline. (The

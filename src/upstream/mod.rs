@@ -98,6 +98,12 @@ impl Error {
         }
     }
 
+    /// An upstream answered, just not with an answer to pass on (REFUSED,
+    /// NOTIMP): it is reachable.
+    pub fn answered(&self) -> bool {
+        matches!(self, Self::Rejected { .. })
+    }
+
     fn io(server: &Arc<str>, source: std::io::Error) -> Self {
         Self::Io {
             server: server.clone(),
