@@ -57,6 +57,15 @@ pub(super) struct Pool {
     pass: ReadPass,
 }
 
+/// The queries waiting on one socket.
+#[derive(Default)]
+struct Table {
+    queries: HashMap<u16, Box<Query>, IdHash>,
+    /// The reader has ended (the socket was retired and idle): a query
+    /// put here would never be answered nor ended, so none may be.
+    closed: bool,
+}
+
 /// One connected socket, its queries in flight, and the state its reader
 /// task watches.
 struct Sock {
@@ -64,7 +73,7 @@ struct Sock {
     /// The server as configured, for errors.
     label: Arc<str>,
     /// Queries waiting, by ID.
-    pending: Mutex<HashMap<u16, Box<Query>, IdHash>>,
+    pending: Mutex<Table>,
     uses: AtomicU32,
     born: Instant,
     /// Replaced: the reader stops once nothing is pending.
@@ -99,30 +108,36 @@ impl Pool {
     /// this thread; the socket's reader task takes it from there (the
     /// answer, a resend halfway through, the end of the attempt).
     pub(super) fn start(&self, mut q: Box<Query>) {
+        let len = q.reply.query().len();
+        if question_end(q.reply.query()).is_none() || len > MAX_QUERY {
+            return q.settle(Err(Error::Unparsable));
+        }
         // Inside a batch, its queries to this upstream share one socket, so
         // that one sendmmsg carries them (each still has its random ID).
-        let sock = match batch_socket(self).map_or_else(|| self.socket(), Ok) {
+        let mut sock = batch_socket(self).map_or_else(|| self.socket(), Ok);
+        // A socket retired since it was picked may have lost its reader
+        // meanwhile: then the slot's current one (never retired).
+        if sock.as_ref().is_ok_and(|s| s.pending().closed) {
+            sock = self.socket();
+        }
+        let sock = match sock {
             Ok(s) => s,
             Err(e) => return q.settle(Err(Error::io(&self.label, e))),
         };
         // A copy to send from once the query is in the table: the lock is
         // not held across the system call (the reader would wait on it).
         let mut wire = [0u8; MAX_QUERY];
-        let len = q.reply.query().len();
-        if question_end(q.reply.query()).is_none() || len > MAX_QUERY {
-            return q.settle(Err(Error::Unparsable));
-        }
         let mut pending = sock.pending();
-        if pending.len() >= MAX_PENDING {
+        if pending.closed || pending.queries.len() >= MAX_PENDING {
             drop(pending);
             return q.settle(Err(Error::Busy));
         }
-        let id = free_id(&pending);
+        let id = free_id(&pending.queries);
         let query = q.reply.query();
         wire::put_u16(query, 0, id);
         wire[..len].copy_from_slice(query);
-        let idle = pending.is_empty();
-        pending.insert(id, q);
+        let idle = pending.queries.is_empty();
+        pending.queries.insert(id, q);
         drop(pending);
         if idle {
             // The reader of an idle socket has no timer running: start it.
@@ -150,7 +165,7 @@ impl Pool {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 // Not sent: take it back, unless the reader already has.
-                let taken = sock.pending().remove(&id);
+                let taken = sock.pending().queries.remove(&id);
                 if let Some(q) = taken {
                     q.settle(Err(Error::io(&self.label, e)));
                 }
@@ -212,7 +227,7 @@ impl Sock {
         Ok(Self {
             socket: tokio::net::UdpSocket::from_std(std)?,
             label,
-            pending: Mutex::new(HashMap::default()),
+            pending: Mutex::new(Table::default()),
             uses: AtomicU32::new(1),
             born: Instant::now(),
             retired: AtomicBool::new(false),
@@ -222,7 +237,7 @@ impl Sock {
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Box<Query>, IdHash>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Table> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -236,7 +251,7 @@ impl Sock {
             return;
         }
         let mut pending = self.pending();
-        let Some(q) = pending.get_mut(&h.id) else {
+        let Some(q) = pending.queries.get_mut(&h.id) else {
             tracing::debug!(id = h.id, "upstream answer for no query waiting: ignored");
             return;
         };
@@ -244,7 +259,7 @@ impl Sock {
             tracing::debug!(id = h.id, "upstream answer to another question: ignored");
             return;
         }
-        let Some(q) = pending.remove(&h.id) else {
+        let Some(q) = pending.queries.remove(&h.id) else {
             return;
         };
         drop(pending);
@@ -260,7 +275,7 @@ impl Sock {
         let now = Instant::now();
         let mut late = Vec::new();
         let mut pending = self.pending();
-        for (&id, q) in pending.iter_mut() {
+        for (&id, q) in &mut pending.queries {
             if q.attempt.until <= now {
                 late.push(id);
                 continue;
@@ -273,7 +288,10 @@ impl Sock {
                 q.overdue();
             }
         }
-        let late: Vec<Box<Query>> = late.iter().filter_map(|id| pending.remove(id)).collect();
+        let late: Vec<Box<Query>> = late
+            .iter()
+            .filter_map(|id| pending.queries.remove(id))
+            .collect();
         drop(pending);
         for q in late {
             q.settle(Err(Error::Timeout {
@@ -285,7 +303,7 @@ impl Sock {
     /// The port is closed (ICMP port unreachable) or the socket broke:
     /// every query waiting on it fails now rather than at its timeout.
     fn fail_all(&self, kind: io::ErrorKind, label: &Arc<str>) {
-        let waiting: Vec<Box<Query>> = self.pending().drain().map(|(_, q)| q).collect();
+        let waiting: Vec<Box<Query>> = self.pending().queries.drain().map(|(_, q)| q).collect();
         for q in waiting {
             q.settle(Err(Error::io(label, kind.into())));
         }
@@ -363,7 +381,7 @@ pub(super) fn flush_queued() {
         // attempt sends them again. Any other error ends their attempt.
         if let Some(e) = error.filter(|e| e.kind() != io::ErrorKind::WouldBlock) {
             for &(_, id, _, _) in &rest[sent..run] {
-                let taken = sock.pending().remove(&id);
+                let taken = sock.pending().queries.remove(&id);
                 if let Some(q) = taken {
                     q.settle(Err(Error::io(
                         &sock.label,
@@ -460,10 +478,15 @@ async fn read(sock: Arc<Sock>, pass: ReadPass) {
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let fd = sock.socket.as_raw_fd();
     loop {
-        let waiting = !sock.pending().is_empty();
-        if !waiting && sock.retired.load(Ordering::Relaxed) {
-            return;
-        }
+        let waiting = {
+            let mut pending = sock.pending();
+            if pending.queries.is_empty() && sock.retired.load(Ordering::Relaxed) {
+                // Under the lock: no query can come to wait after this.
+                pending.closed = true;
+                return;
+            }
+            !pending.queries.is_empty()
+        };
         tokio::select! {
             ready = sock.socket.readable() => {
                 if ready.is_err() {
@@ -639,5 +662,42 @@ mod tests {
         assert!(swept >= 5, "swept {swept} times while the query waited");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(pool.sweeps(), swept, "an idle reader sleeps");
+    }
+
+    /// A UDP worker's batch keeps the socket it picked for an upstream for
+    /// the whole batch; if that socket is retired meanwhile and its reader,
+    /// idle, ends, a query put on it would wait for ever (and with it every
+    /// query that joins its flight).
+    #[tokio::test]
+    async fn a_query_never_waits_on_a_socket_whose_reader_ended() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let u = upstream(server.local_addr().expect("addr"), 1000);
+        let Link::Udp(pool) = &u.servers[0].link else {
+            panic!("a UDP server");
+        };
+        queue_on_this_thread();
+        let worn = batch_socket(pool).expect("the batch's socket");
+        worn.uses.store(MAX_USES, Ordering::Relaxed);
+        let fresh = pool.socket().expect("a fresh socket");
+        assert!(!Arc::ptr_eq(&worn, &fresh));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(worn.pending().closed, "the retired socket's reader ended");
+        let asking = tokio::spawn({
+            let u = u.clone();
+            async move { u.forward(&query()).await }
+        });
+        tokio::task::yield_now().await;
+        flush_queued();
+        let mut buf = [0u8; 512];
+        let (n, peer) = server.recv_from(&mut buf).await.expect("the query");
+        buf[2] |= 0x80;
+        server.send_to(&buf[..n], peer).await.expect("answer");
+        let answered = tokio::time::timeout(Duration::from_secs(2), asking).await;
+        assert!(
+            matches!(answered, Ok(Ok(Ok(_)))),
+            "answered on the fresh socket: {answered:?}"
+        );
     }
 }
