@@ -159,22 +159,23 @@ impl Query {
             }
             return upstream.start_next(self);
         }
-        server.health.success(took, now, &server.label);
         if !self.attempt.tcp
             && header.is_some_and(|h| h.truncated())
             && matches!(server.link, Link::Udp(_))
         {
             // The whole answer over TCP, from the same server, with a
-            // share of what is left: if TCP fails, the next server.
+            // share of what is left: if TCP fails, the next server. The
+            // server is credited (or blamed) once the whole answer is in,
+            // so one whose TCP is broken goes down like any failing one.
             let now = Instant::now();
             let left = self.deadline.saturating_duration_since(now);
             let untried = u32::try_from(self.order.len() - self.tried).unwrap_or(u32::MAX);
             self.attempt.tcp = true;
-            self.attempt.started = now;
             self.attempt.until = now + left / untried.saturating_add(1);
             self.attempt.resend = None;
             return self.exchange_in_task();
         }
+        server.health.success(took, now, &server.label);
         self.finish(Ok((i, resp)));
     }
 

@@ -268,6 +268,20 @@ async fn r16_a_truncated_answer_whose_tcp_retry_fails_fails_over_on_both_paths()
         assert_eq!(good.count(name.trim_end_matches('.')), 1);
     }
     assert_eq!(trunc.received(), (2, 2), "each asked over UDP, then TCP");
+    // A truncated answer credits nothing until the whole answer is in: the
+    // third failed retry takes the server out, and the next query goes
+    // straight to the second.
+    let (rcode, _) = ask_over(&e, "ns.up.test.", false).await;
+    assert_eq!(rcode, ResponseCode::NoError);
+    let started = Instant::now();
+    let (rcode, _) = ask_over(&e, "txt.up.test.", false).await;
+    assert_eq!(rcode, ResponseCode::NoError, "TXT asked as A: NODATA");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(trunc.received(), (3, 3), "skipped once down");
     e.stop().await;
 }
 
