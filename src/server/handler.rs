@@ -59,10 +59,10 @@ use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
 use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::upstream::{Reply, Upstream};
+use crate::wire::{self, Rcode};
 
 use super::batch::Local;
 use super::sink::{self, Sink};
-use crate::wire::{self, Rcode};
 
 /// The transport a request came in on: it sets the answer size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
