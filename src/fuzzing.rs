@@ -177,7 +177,7 @@ fn cache_filler() -> SocketAddr {
 
 /// Forwards a query for each of [`CACHED`], with and without EDNS, through
 /// the real path (`Handler::forward` caches what the upstream answered).
-fn fill_cache(handler: &Handler) {
+fn fill_cache(handler: &Arc<Handler>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

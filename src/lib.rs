@@ -94,7 +94,9 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handle
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
             cache::Cache::new(&config.cache),
-            upstream::Upstream::new(&config.upstream),
+            upstream::Upstream::new(&config.upstream)
+                .with_failure_ttl(config.cache.servfail_ttl)
+                .with_overdue(config.cache.stale_client_timeout),
         )
         .with_max_forwards(config.server.max_forwards)
         .with_observer(observer),

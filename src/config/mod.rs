@@ -971,6 +971,8 @@ mod tests {
         ("cache",    "max_ttl",       "86400.0",               "the number 86400.0",           "a whole number of seconds"),
         ("cache",    "negative_ttl_max", "[3600]",             "an array",                     "a whole number of seconds"),
         ("cache",    "stale_max",     "86400",                 "the number 86400",             r#"a duration such as "1d""#),
+        ("cache",    "stale_client_timeout_ms", r#""400ms""#,   r#"the string "400ms""#,        "a whole number of milliseconds"),
+        ("cache",    "servfail_ttl",  r#""5s""#,               r#"the string "5s""#,           "a whole number of seconds"),
         ("cache",    "prefetch",      r#""yes""#,              r#"the string "yes""#,          "true or false"),
         ("block",    "action",        "5",                     "the number 5",                 r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#),
         ("block",    "sinkhole_ipv4", "0",                     "the number 0",                 "an IPv4 address"),

@@ -17,11 +17,13 @@
 //! 6. cache → the stored answer (one whose CNAME chain some groups block
 //!    is inspected again for this client's group; for a popular answer
 //!    about to expire, a background refresh: [`Handler::prefetch`]);
-//! 7. otherwise hand a [`Forward`] to the caller, which awaits
-//!    [`Handler::forward`] off the socket loop; its answer's CNAME chain
-//!    is inspected ([`crate::cname`]) before it is cached and sent; when
-//!    every upstream fails, an expired answer still kept is better than
-//!    SERVFAIL (RFC 8767).
+//! 7. otherwise hand a [`Forward`] to the caller, which starts it off the
+//!    socket loop ([`Handler::forward_udp`] for a UDP client, awaited
+//!    [`Handler::forward`] for a TCP one); its answer's CNAME chain is
+//!    inspected ([`crate::cname`]) before it is cached and sent; when
+//!    every upstream fails, or is still silent at the client timer, an
+//!    expired answer still kept is better than SERVFAIL or waiting (RFC
+//!    8767).
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline. (The
@@ -57,6 +59,9 @@ use crate::source::xfr::NotifyTargets;
 use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
+
+use super::batch::Local;
+use super::sink::{self, Sink};
 
 /// The transport a request came in on: it sets the answer size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,36 +130,63 @@ impl Forward {
     }
 }
 
-/// A forwarded UDP query on the task-free path: what the upstream module
-/// calls back with the answer, to answer the client on its socket.
-struct UdpReply {
+/// A forwarded query's client, which the upstream module calls back with
+/// the answer: both forward paths end here, and differ only in where the
+/// answer goes (the [`Sink`]: a UDP client, or the task of a TCP client).
+struct ClientReply {
     handler: Arc<Handler>,
     job: Box<Forward>,
-    sock: Arc<std::net::UdpSocket>,
-    peer: SocketAddr,
+    sink: Sink,
     /// Holds one of `handler.inflight`'s permits until answered.
     permit: bool,
+    /// The client has its answer: a stale copy, when the upstream was
+    /// overdue (then the upstream's answer only refreshes the cache).
+    answered: bool,
 }
 
-impl Reply for UdpReply {
+impl Reply for ClientReply {
     fn query(&mut self) -> &mut [u8] {
         &mut self.job.query
     }
 
-    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
+    fn overdue(&mut self) {
         let mut out = Vec::new();
-        self.handler.answer(&self.job, answer, &mut out);
-        // Sent now, or with the other answers the same read brought.
-        crate::upstream::send_answer(&self.sock, self.peer, &out);
+        if self
+            .handler
+            .answer_stale(&self.job, "upstream slow: stale answer", &mut out)
+        {
+            self.answered = true;
+            self.sink.deliver(out);
+        }
+    }
+
+    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
+        if self.answered {
+            if let Ok((_, resp)) = answer {
+                refresh(&self.handler.cache, &self.handler.state, &self.job, &resp);
+            }
+        } else {
+            let mut out = Vec::new();
+            self.handler.answer(&self.job, answer, &mut out);
+            self.answered = true;
+            self.sink.deliver(out);
+        }
         if std::mem::take(&mut self.permit) {
             self.handler.inflight.add_permits(1);
         }
     }
 }
 
-impl Drop for UdpReply {
+impl Drop for ClientReply {
     fn drop(&mut self) {
-        // Dropped unanswered (shutdown): give the permit back all the same.
+        // Dropped unanswered (the runtime shutting down): SERVFAIL, so that
+        // no client is left waiting, and the permit back all the same.
+        if !self.answered {
+            let mut out = Vec::new();
+            start_response(&self.job.query, &self.job.facts, Rcode::ServFail, &mut out);
+            finish_plain(&self.job.facts, &mut out);
+            self.sink.deliver(out);
+        }
         if self.permit {
             self.handler.inflight.add_permits(1);
         }
@@ -190,7 +222,9 @@ impl Handler {
         Self {
             state,
             cache: Arc::new(cache),
-            upstream: Arc::new(upstream),
+            // Client answers sent as a reader task reads upstream answers
+            // leave together at the end of its pass.
+            upstream: Arc::new(upstream.with_read_pass(sink::READ_PASS)),
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
@@ -588,65 +622,64 @@ impl Handler {
             self.state.clone(),
         );
         runtime.spawn(async move {
-            if let Ok((_, resp)) = upstream.forward(&mut job.query).await
-                && let Some(mut resp) = for_the_client(&resp, &job.facts)
-                // A refreshed chain that now passes through a listed name is
-                // not kept as it came: the entry expires, and the next client
-                // takes the forward path, where the chain is inspected.
-                && (job.allowed || !cname::blocked_for_some_group(&resp, &state.load()))
-            {
-                cache.insert(&CacheKey::new(&job.name, &job.facts), &mut resp);
+            if let Ok((_, resp)) = upstream.forward(&job.query).await {
+                refresh(&cache, &state, &job, &resp);
             }
             cache.prefetch_done();
         });
     }
 
-    /// Step 5: asks the upstreams, caches the answer, and writes what the
-    /// client gets into `out` (SERVFAIL when no upstream answered in time,
-    /// unless a stale answer may be served).
-    pub async fn forward(&self, mut job: Box<Forward>, out: &mut Vec<u8>) {
-        job.rewrite_for_upstream();
-        let answer = match self.inflight.try_acquire() {
-            Ok(_permit) => self.upstream.forward(&mut job.query).await,
-            Err(_) => Err(crate::upstream::Error::Busy),
-        };
-        self.answer(&job, answer, out);
+    /// Step 5 for a task that awaits the answer (TCP clients): asks the
+    /// upstreams and writes what the client gets into `out` (see
+    /// [`Handler::forward_udp`]). Needs the runtime.
+    pub async fn forward(self: &Arc<Self>, job: Box<Forward>, out: &mut Vec<u8>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.start_forward(job, Sink::Task(Some(tx)));
+        match rx.await {
+            Ok(answer) => *out = answer,
+            Err(_) => out.clear(),
+        }
     }
 
-    /// Step 5 for a UDP client without a task of its own: the upstream
-    /// module sends the query now, from the worker's thread, and the task
-    /// that reads the upstream's answer writes the client's answer and sends
-    /// it on `sock`. Gives the job back when it must take
-    /// [`Handler::forward`] instead (an upstream that is not plain UDP).
-    /// Must run inside the runtime's context (`Handle::enter`).
-    pub fn forward_udp(
+    /// Step 5 for a UDP client, without a task of its own: the upstream
+    /// module sends the query now, from the worker's thread, and whoever
+    /// has the upstream's answer (the task reading the upstream socket,
+    /// most often) writes the client's answer and sends it on `sock`,
+    /// from `local`. Must run inside the runtime's context
+    /// (`Handle::enter`).
+    pub(super) fn forward_udp(
         self: &Arc<Self>,
-        mut job: Box<Forward>,
+        job: Box<Forward>,
         sock: &Arc<std::net::UdpSocket>,
         peer: SocketAddr,
-    ) -> Option<Box<Forward>> {
-        if !self.upstream.udp_only() {
-            return Some(job);
-        }
+        local: Local,
+    ) {
+        let sock = sock.clone();
+        self.start_forward(job, Sink::Udp { sock, peer, local });
+    }
+
+    /// Asks the upstreams for `job`; its answer (SERVFAIL when no upstream
+    /// answered in time, unless a stale answer may be served; a stale
+    /// answer early when the upstream is slow) goes to `sink`.
+    fn start_forward(self: &Arc<Self>, mut job: Box<Forward>, sink: Sink) {
         job.rewrite_for_upstream();
-        let reply = Box::new(UdpReply {
+        let permit = self
+            .inflight
+            .try_acquire()
+            .ok()
+            .map(|p| p.forget())
+            .is_some();
+        let reply = Box::new(ClientReply {
             handler: self.clone(),
             job,
-            sock: sock.clone(),
-            peer,
-            permit: self
-                .inflight
-                .try_acquire()
-                .ok()
-                .map(|p| p.forget())
-                .is_some(),
+            sink,
+            permit,
+            answered: false,
         });
-        if !reply.permit {
-            reply.answer(Err(crate::upstream::Error::Busy));
-            return None;
+        if !permit {
+            return reply.answer(Err(crate::upstream::Error::Busy));
         }
         self.upstream.send(reply);
-        None
     }
 
     /// Writes into `out` what the client of `job` gets for `answer` (the
@@ -660,7 +693,7 @@ impl Handler {
             proto,
             client,
             allowed,
-            received_us,
+            ..
         } = job;
         let (facts, proto) = (*facts, *proto);
         let answer = answer.and_then(|(i, resp)| {
@@ -676,28 +709,20 @@ impl Handler {
                 .is_some_and(|h| h.rcode() == Rcode::ServFail as u8)
                 .then_some("upstream answered SERVFAIL"),
         };
+        if let Some(why) = failed
+            && self.answer_stale(job, why, out)
+        {
+            return;
+        }
         // The rules now in force, and the client's group under them: they
         // decide what the answer's CNAME chain may lead to.
         let snap = self.state.load();
         let (_, group) = snap.groups.of(client.ip());
-        let stale = failed
-            .and_then(|why| {
-                self.cache
-                    .stale(&CacheKey::new(name, &facts), query, &facts, why, out)
-            })
-            .filter(|hit| servable(*hit, *allowed, &snap));
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         // A block found in the chain: its list and action, for the record.
         let mut blocked = None;
         'answered: {
             match answer {
-                _ if stale.is_some() => {
-                    tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why = failed.unwrap_or_default(), "upstream failed: stale answer");
-                    blocked = stale.and_then(|hit| {
-                        cached_block(hit, *allowed, &snap, group, query, &facts, out)
-                    });
-                    truncate_for(&facts, proto, out);
-                }
                 Ok((_, mut resp)) => {
                     let key = CacheKey::new(name, &facts);
                     let through = if *allowed {
@@ -752,35 +777,87 @@ impl Handler {
                 }
             }
         }
-        // A stale answer comes from the cache (marked stale), not the upstream.
-        let decision = match (stale.is_some(), upstream, blocked) {
-            (_, _, Some(_)) => Decision::Blocked,
-            (true, _, None) => Decision::Cached,
-            (false, Some(_), None) => Decision::Allowed,
-            (false, None, None) => Decision::Error,
+        let decision = match (upstream, blocked) {
+            (_, Some(_)) => Decision::Blocked,
+            (Some(_), None) => Decision::Allowed,
+            (None, None) => Decision::Error,
         };
         if self.observe.wants(decision) {
             let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
-                .with_rcode(rcode_of(out))
-                .with_group(group.slot)
-                .with_stale(stale.is_some());
+                .with_group(group.slot);
             if let Some((list, action)) = blocked {
                 // The listed entry is the chain's, not in the question: no entry.
                 ev = ev.with_block(list, usize::MAX, action);
             }
-            if let Some(i) = upstream.filter(|_| stale.is_none()) {
+            if let Some(i) = upstream {
                 ev = ev.with_upstream(i);
             }
-            // A query recorded without a stamp (none was wanted then) gets its answer's time.
-            let now = crate::observe::now_us();
-            ev.time_us = if *received_us == 0 { now } else { *received_us };
-            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
-            self.observe.record(ev, out);
+            self.record_forward(job, ev, out);
         }
     }
 
+    /// When the upstreams failed for `job` (`why`), or are slow to answer
+    /// (the client timer, RFC 8767's client response timer): writes the
+    /// expired answer kept for its question into `out`, marked stale with
+    /// `why` (EDE 3), and records it as a cached answer. False when no such
+    /// answer may be served.
+    fn answer_stale(&self, job: &Forward, why: &str, out: &mut Vec<u8>) -> bool {
+        let Forward {
+            query,
+            facts,
+            name,
+            proto,
+            client,
+            allowed,
+            ..
+        } = job;
+        let snap = self.state.load();
+        let Some(hit) = self
+            .cache
+            .stale(&CacheKey::new(name, facts), query, facts, why, out)
+            .filter(|hit| servable(*hit, *allowed, &snap))
+        else {
+            return false;
+        };
+        tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why, "stale answer");
+        let (_, group) = snap.groups.of(client.ip());
+        let blocked = cached_block(hit, *allowed, &snap, group, query, facts, out);
+        truncate_for(facts, *proto, out);
+        // A stale answer comes from the cache (marked stale), not the upstream.
+        let decision = match blocked {
+            Some(_) => Decision::Blocked,
+            None => Decision::Cached,
+        };
+        if self.observe.wants(decision) {
+            let mut ev =
+                QueryEvent::new(decision, *client, (*proto).into(), Some(name), facts.qtype)
+                    .with_group(group.slot)
+                    .with_stale(true);
+            if let Some((list, action)) = blocked {
+                ev = ev.with_block(list, usize::MAX, action);
+            }
+            self.record_forward(job, ev, out);
+        }
+        true
+    }
+
+    /// Records `ev`, the decision on the forwarded query `job`, with the
+    /// answer in `out`: its rcode, and the time from the query to it.
+    fn record_forward(&self, job: &Forward, ev: QueryEvent, out: &[u8]) {
+        let mut ev = ev.with_rcode(rcode_of(out));
+        // A query recorded without a stamp (none was wanted then) gets its answer's time.
+        let now = crate::observe::now_us();
+        ev.time_us = if job.received_us == 0 {
+            now
+        } else {
+            job.received_us
+        };
+        ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
+        self.observe.record(ev, out);
+    }
+
     /// The upstreams (for their counters, and the readiness probe).
-    pub fn upstream(&self) -> &Upstream {
+    pub fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
     }
 
@@ -794,6 +871,19 @@ impl Handler {
     pub async fn drain(&self, limit: std::time::Duration) {
         let all = u32::try_from(self.max_forwards).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(limit, self.inflight.acquire_many(all)).await;
+    }
+}
+
+/// Caches `resp`, the upstream's answer to `job` that no client waits for
+/// (a background refresh, or a late answer after a stale one). A chain
+/// that now passes through a listed name is not kept as it came: the entry
+/// expires, and the next client takes the forward path, where the chain is
+/// inspected.
+fn refresh(cache: &Cache, state: &ArcSwap<Snapshot>, job: &Forward, resp: &[u8]) {
+    if let Some(mut resp) = for_the_client(resp, &job.facts)
+        && (job.allowed || !cname::blocked_for_some_group(&resp, &state.load()))
+    {
+        cache.insert(&CacheKey::new(&job.name, &job.facts), &mut resp);
     }
 }
 

@@ -65,6 +65,10 @@ pub(crate) enum Outage {
     Silent,
     /// Answers SERVFAIL to everything: a resolver that cannot resolve.
     ServFail,
+    /// Answers REFUSED to everything: a resolver that will not serve us.
+    Refused,
+    /// Answers from its zones, this long after each query: an overloaded server.
+    Late(Duration),
 }
 
 /// Counts queries per name and delegates to the catalog, after `delay`
@@ -96,14 +100,21 @@ impl RequestHandler for Counting {
             // Far longer than any test's upstream timeout; the answer that
             // comes after it is for a query long given up on.
             Outage::Silent => tokio::time::sleep(Duration::from_secs(60)).await,
-            Outage::ServFail => {
+            Outage::Late(wait) => tokio::time::sleep(wait).await,
+            Outage::ServFail | Outage::Refused => {
+                use hickory_proto::op::ResponseCode;
                 use hickory_server::zone_handler::MessageResponseBuilder;
+                let rcode = if outage == Outage::Refused {
+                    ResponseCode::Refused
+                } else {
+                    ResponseCode::ServFail
+                };
                 let msg = MessageResponseBuilder::from_message_request(request)
-                    .error_msg(&request.metadata, hickory_proto::op::ResponseCode::ServFail);
+                    .error_msg(&request.metadata, rcode);
                 let mut response = response;
                 return match response.send_response(msg).await {
                     Ok(info) => info,
-                    Err(e) => panic!("the upstream could not send SERVFAIL: {e}"),
+                    Err(e) => panic!("the upstream could not send {rcode:?}: {e}"),
                 };
             }
         }
@@ -439,6 +450,74 @@ impl Lossy {
 impl Drop for Lossy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// An upstream whose UDP answers are all truncated (TC=1, no records) and
+/// whose TCP listener, on the same port, accepts and never answers: the
+/// retry over TCP that a truncated answer calls for fails.
+pub(crate) struct Truncating {
+    pub(crate) addr: SocketAddr,
+    /// UDP queries received.
+    udp: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    tcp: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Truncating {
+    pub(crate) async fn start() -> Self {
+        let (sock, listener) = bind_pair().await;
+        let addr = sock.local_addr().expect("addr");
+        let (udp, tcp) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let counted = udp.clone();
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+                m.metadata.recursion_desired = q.metadata.recursion_desired;
+                m.metadata.recursion_available = true;
+                m.metadata.truncation = true;
+                if let Some(question) = q.queries.first() {
+                    m.add_query(question.clone());
+                }
+                let _ = sock.send_to(&m.to_vec().expect("encode"), peer).await;
+            }
+        });
+        let accepted = tcp.clone();
+        let tcp_task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        Self {
+            addr,
+            udp,
+            tcp,
+            tasks: vec![udp_task, tcp_task],
+        }
+    }
+
+    /// UDP queries and TCP connections received so far.
+    pub(crate) fn received(&self) -> (usize, usize) {
+        (
+            self.udp.load(Ordering::SeqCst),
+            self.tcp.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for Truncating {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
