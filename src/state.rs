@@ -141,6 +141,19 @@ pub struct Snapshot {
     /// When this snapshot was built, seconds since the epoch: when its
     /// local lists were last read.
     pub loaded_at: u64,
+    /// This snapshot's number, different from every other one the process
+    /// built: what the cache stamps an answer's CNAME inspection with, so
+    /// that a hit inspected under older rules is inspected again.
+    pub generation: u32,
+}
+
+/// The generation of the next snapshot built. Snapshots are built one at a
+/// time (the reload loop), but a counter shared by all keeps two of them
+/// from ever sharing a number; 4 billion reloads would wrap it.
+static GENERATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+fn next_generation() -> u32 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Why a snapshot could not be built.
@@ -185,6 +198,7 @@ impl Snapshot {
             access: Access::default(),
             limiter: None,
             loaded_at: unix_now(),
+            generation: next_generation(),
         }
     }
 
@@ -397,6 +411,7 @@ impl Snapshot {
             access: config.access.clone(),
             limiter: RateLimiter::new(&config.rate_limit).map(Arc::new),
             loaded_at: unix_now(),
+            generation: next_generation(),
         })
     }
 
@@ -706,6 +721,8 @@ mod tests {
             "a new list gets a new slot"
         );
         assert!(Arc::ptr_eq(&first.slots, &second.slots));
+        // Issue 16 (1): a new generation, so cached chains are inspected again.
+        assert_ne!(first.generation, second.generation);
         // A fresh build (another process, `embargo check`) starts again.
         assert_eq!(
             slot(&Snapshot::build(&config(&["c"])).expect("build"), "c"),

@@ -15,8 +15,10 @@
 //! 5. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
 //! 6. cache → the stored answer (one whose CNAME chain some groups block
-//!    is inspected again for this client's group; for a popular answer
-//!    about to expire, a background refresh: [`Handler::prefetch`]);
+//!    is inspected again for this client's group; one whose chain was
+//!    inspected under the rules before a reload is inspected again, once;
+//!    for a popular answer about to expire, a background refresh:
+//!    [`Handler::prefetch`]);
 //! 7. otherwise hand a [`Forward`] to the caller, which starts it off the
 //!    socket loop ([`Handler::forward_udp`] for a UDP client, awaited
 //!    [`Handler::forward`] for a TCP one); its answer's CNAME chain is
@@ -29,7 +31,8 @@
 //! reused buffer already holds, so a UDP worker answers them inline. (The
 //! one exception: a cached chain that this client's group blocks is
 //! answered with an EDE text written for it; such entries exist only with
-//! `[[groups]]`, and only for chains that lead to a listed name.)
+//! `[[groups]]`, or after a reload listed a name a cached chain leads to,
+//! and only for chains that lead to a listed name.)
 //!
 //! Every query is counted in the caller's own counter block
 //! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
@@ -48,8 +51,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::access::{AccessAction, Limit, LineBudget, RefusedLog};
-use crate::cache::{Cache, CacheKey, Found, Hit};
-use crate::cname;
+use crate::cache::{Cache, CacheKey, Found, Tag};
+use crate::cname::{self, Checked};
 use crate::matcher::NameKey;
 use crate::observe::metrics::{self, WorkerStats};
 use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
@@ -112,21 +115,30 @@ pub struct Forward {
 impl Forward {
     /// Rewrites the client's query into the upstream's, in place.
     ///
-    /// Upstream gets the question and, if the client used EDNS, our own
-    /// OPT (1232, DO as asked): the client's options (cookies, client
-    /// subnet) are hop-by-hop and stay here (RFC 6891 6.1.1). The client's
-    /// buffer becomes the upstream query: its question bytes stay as asked
-    /// (they are echoed from here), the rest is rewritten; answers carry
-    /// `facts.id`, never the ID the upstream module picks (its own
-    /// unpredictable one per attempt).
+    /// Upstream gets the question, RD set, and our own OPT (1232, DO as
+    /// asked) whether or not the client used EDNS: a client without it
+    /// must not cost an upstream exchange over TCP for every answer over
+    /// 512 bytes (it is told TC and retries, and its retry is a cache
+    /// hit), and one answer can be cached for both kinds of client (the
+    /// OPT is dropped for a client without). RD is ours to ask, as
+    /// unbound's forward-zone does: an RD=0 client must not make the
+    /// upstream answer, and the cache keep, an answer from its cache
+    /// alone. The client's options (cookies, client subnet) are hop-by-hop
+    /// and stay here (RFC 6891 6.1.1). The client's buffer becomes the
+    /// upstream query: its question bytes stay as asked (they are echoed
+    /// from here), the rest is rewritten; answers carry `facts.id`, never
+    /// the ID the upstream module picks (its own unpredictable one per
+    /// attempt).
     fn rewrite_for_upstream(&mut self) {
         self.query.truncate(self.facts.question_end);
         for at in [6, 8, 10] {
             wire::put_u16(&mut self.query, at, 0);
         }
-        if let Some(e) = self.facts.edns {
-            wire::push_opt(&mut self.query, 0, e.dnssec_ok, &[]);
+        if let Some(flags) = self.query.get_mut(2) {
+            *flags |= 0x01;
         }
+        let dnssec_ok = self.facts.edns.is_some_and(|e| e.dnssec_ok);
+        wire::push_opt(&mut self.query, 0, dnssec_ok, &[]);
     }
 }
 
@@ -517,25 +529,27 @@ impl Handler {
             return Outcome::Reply;
         }
 
-        let (found, hit) = self
-            .cache
-            .get(&CacheKey::new(&name, &facts), pkt, &facts, out);
-        // A verdict of the rules before a reload that allowlisted the name
-        // or dropped the list is not served: ask again.
-        let served = found != Found::Miss && servable(hit, allowed, &snap);
+        let key = CacheKey::new(&name, &facts);
+        let (found, tag) = self.cache.get(&key, pkt, &facts, out);
+        // What the rules now in force make of it: one compare, unless a
+        // reload came since its chain was inspected.
+        let hit = match found {
+            Found::Miss => None,
+            _ => servable(&self.cache, tag, &key, &snap, out),
+        };
         if found == Found::Refresh {
             // Only an upstream answer as it came is refreshed in the
             // background: a verdict or a chain to inspect takes the
             // forward path when it expires, where the chain is inspected.
-            if served && hit == Hit::Plain {
+            if let Some(Checked::Unchained | Checked::Passed { .. }) = hit {
                 self.prefetch(pkt, facts, &name, client, allowed);
             } else {
                 self.cache.prefetch_done();
             }
         }
-        match served {
-            false => {}
-            true => {
+        match hit {
+            None => {}
+            Some(hit) => {
                 // What a CNAME chain led to: a verdict kept as such (no
                 // groups), or, with groups, this client's group's verdict
                 // on a chain that some groups block, walked again.
@@ -718,41 +732,51 @@ impl Handler {
         // decide what the answer's CNAME chain may lead to.
         let snap = self.state.load();
         let (_, group) = snap.groups.of(client.ip());
+        let key = CacheKey::new(name, &facts);
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         // A block found in the chain: its list and action, for the record.
         let mut blocked = None;
         'answered: {
             match answer {
                 Ok((_, mut resp)) => {
-                    let key = CacheKey::new(name, &facts);
                     let through = if *allowed {
                         None
                     } else {
                         cname::inspect(&resp, &snap, group)
                     };
+                    let generation = snap.generation;
                     if let Some(through) = through {
-                        through.respond(query, &facts, out);
-                        let list = list_slot(&snap, through.policy);
+                        let (list, action) =
+                            (list_slot(&snap, through.policy), through.policy.action);
                         if snap.groups.configured() {
                             // Other groups may not block it: keep the chain,
                             // to be inspected again for each client's group.
-                            self.cache.insert_marked(&key, &mut resp, true);
+                            let checked = Checked::PerGroup { generation };
+                            self.cache.insert_tagged(&key, &mut resp, checked.tag());
+                            through.respond(query, &facts, out);
                         } else {
-                            // Every client gets this verdict: keep it, not the chain.
-                            self.cache
-                                .insert_verdict(&key, out, list, through.policy.action);
+                            // Every client gets this verdict: keep it, not
+                            // the chain, with the OPT (and EDE) a client with
+                            // EDNS gets.
+                            through.respond(query, &with_edns(&facts), out);
+                            let checked = Checked::Blocked {
+                                generation,
+                                list,
+                                action,
+                            };
+                            self.cache.insert_tagged(&key, out, checked.tag());
+                            strip_opt(&facts, out);
                         }
                         truncate_for(&facts, proto, out);
-                        blocked = Some((list, through.policy.action));
+                        blocked = Some((list, action));
                         break 'answered;
                     }
-                    let marked = snap.groups.configured()
-                        && !*allowed
-                        && cname::blocked_for_some_group(&resp, &snap);
                     // Caching clamps its TTLs: this client sees what the next ones will.
-                    self.cache.insert_marked(&key, &mut resp, marked);
+                    let checked = Checked::of(&resp, &snap, *allowed);
+                    self.cache.insert_tagged(&key, &mut resp, checked.tag());
                     out.clear();
                     out.extend_from_slice(&resp);
+                    strip_opt(&facts, out);
                     wire::put_u16(out, 0, facts.id);
                     if let (Some(dst), Some(src)) = (
                         out.get_mut(wire::HEADER_LEN..facts.question_end),
@@ -812,10 +836,13 @@ impl Handler {
             ..
         } = job;
         let snap = self.state.load();
+        let key = CacheKey::new(name, facts);
+        // A chain inspected under the rules before a reload is inspected
+        // again (or, for a verdict, not served): stale answers too.
         let Some(hit) = self
             .cache
-            .stale(&CacheKey::new(name, facts), query, facts, why, out)
-            .filter(|hit| servable(*hit, *allowed, &snap))
+            .stale(&key, query, facts, why, out)
+            .and_then(|tag| servable(&self.cache, tag, &key, &snap, out))
         else {
             return false;
         };
@@ -875,48 +902,121 @@ impl Handler {
 }
 
 /// Caches `resp`, the upstream's answer to `job` that no client waits for
-/// (a background refresh, or a late answer after a stale one). A chain
-/// that now passes through a listed name is not kept as it came: the entry
-/// expires, and the next client takes the forward path, where the chain is
-/// inspected.
+/// (a background refresh, or a late answer after a stale one), tagged with
+/// what the rules now in force make of its chain. A chain that now passes
+/// through a name some group's lists hold is not kept as it came: the
+/// entry expires, and the next client takes the forward path, where the
+/// chain is inspected.
 fn refresh(cache: &Cache, state: &ArcSwap<Snapshot>, job: &Forward, resp: &[u8]) {
-    if let Some(mut resp) = for_the_client(resp, &job.facts)
-        && (job.allowed || !cname::blocked_for_some_group(&resp, &state.load()))
-    {
-        cache.insert(&CacheKey::new(&job.name, &job.facts), &mut resp);
+    if let Some(mut resp) = for_the_client(resp, &job.facts) {
+        let checked = Checked::of(&resp, &state.load(), job.allowed);
+        if !matches!(checked, Checked::PerGroup { .. }) {
+            let key = CacheKey::new(&job.name, &job.facts);
+            cache.insert_tagged(&key, &mut resp, checked.tag());
+        }
     }
 }
 
-/// An upstream's answer as our clients get it and the cache keeps it: its
-/// OPT replaced by ours (`wire::replace_opt`), RA set and AA clear, since we
+/// An upstream's answer as the cache keeps it and clients get it: its OPT
+/// replaced by ours (`wire::replace_opt`; DO as asked), which a client
+/// without EDNS does not get ([`strip_opt`]); RA set and AA clear, since we
 /// are the client's recursive resolver even when the upstream is
-/// authoritative (as unbound and BIND do). `None` when it cannot be walked.
+/// authoritative (as unbound and BIND do); RD as the client asked (upstream
+/// was asked with RD whatever the client said). `None` when it cannot be
+/// walked.
 fn for_the_client(resp: &[u8], facts: &QueryFacts) -> Option<Vec<u8>> {
-    let mut resp = wire::replace_opt(resp, facts.edns.map(|e| e.dnssec_ok))?;
+    let mut resp = wire::replace_opt(resp, Some(facts.edns.is_some_and(|e| e.dnssec_ok)))?;
     if let Some(flags) = resp.get_mut(2..4) {
-        flags[0] &= !0x04;
+        flags[0] = (flags[0] & !0x05) | ((facts.flags >> 8) as u8 & 0x01);
         flags[1] |= 0x80;
     }
     Some(resp)
 }
 
-/// Whether a cached answer of kind `hit` may still be served: a CNAME
-/// verdict of the rules before a reload that allowlisted the name or
-/// dropped the list is not (the name is asked again).
-fn servable(hit: Hit, allowed: bool, snap: &Snapshot) -> bool {
-    match hit {
-        Hit::Verdict { list, .. } => !allowed && snap.has_list(list),
-        Hit::Plain | Hit::Inspect => true,
+/// The query facts of `facts` as if the client had used EDNS (DO as it
+/// asked): how an answer kept for every client is written.
+fn with_edns(facts: &QueryFacts) -> QueryFacts {
+    let edns = facts.edns.unwrap_or(wire::Edns {
+        udp_size: wire::EDNS_UDP_SIZE,
+        dnssec_ok: false,
+        class_at: 0,
+    });
+    QueryFacts {
+        edns: Some(edns),
+        ..*facts
     }
 }
 
-/// What a cached answer of kind `hit`, written into `out`, blocks for this
+/// Takes the OPT record out of an answer in `out` for a client that did
+/// not use EDNS (RFC 6891 7: no OPT in the answer to a query without one).
+fn strip_opt(facts: &QueryFacts, out: &mut Vec<u8>) {
+    if facts.edns.is_some() {
+        return;
+    }
+    if let Some(Sections {
+        opt: Some((start, end)),
+        ..
+    }) = sections(out)
+    {
+        out.drain(start..end);
+        let arcount = wire::u16_at(out, 10).unwrap_or(1);
+        wire::put_u16(out, 10, arcount.saturating_sub(1));
+    }
+}
+
+/// What the rules in force (`snap`) make of a cached answer tagged `tag`,
+/// written into `out`, or None when it may not be served. Made under
+/// these rules: as it was tagged, at the cost of one compare. Made under
+/// the rules before a reload ([`Snapshot::generation`]): its chain
+/// inspected again and the entry tagged anew, once, not on every hit, so
+/// that a name a reload listed is not reached through a cached chain for
+/// the rest of its TTL; a CNAME verdict of older rules is not served at
+/// all (the name is asked again). Fresh hits and stale answers both pass
+/// here.
+#[inline]
+fn servable(
+    cache: &Cache,
+    tag: Tag,
+    key: &CacheKey,
+    snap: &Snapshot,
+    out: &[u8],
+) -> Option<Checked> {
+    let hit = Checked::from_tag(tag);
+    if hit.current(snap.generation) {
+        return Some(hit);
+    }
+    recheck(cache, hit, tag, key, snap, out)
+}
+
+/// [`servable`] for a hit from before a reload. The chain is re-read as for
+/// an answer not allowlisted: whether the asking name is, is decided per
+/// query ([`cached_block`]). Without groups, a chain the new rules block
+/// becomes [`Checked::PerGroup`] too (inspected on each hit until it
+/// expires, when the forward path keeps the verdict instead).
+#[cold]
+fn recheck(
+    cache: &Cache,
+    hit: Checked,
+    tag: Tag,
+    key: &CacheKey,
+    snap: &Snapshot,
+    out: &[u8],
+) -> Option<Checked> {
+    if let Checked::Blocked { .. } = hit {
+        return None;
+    }
+    let now = Checked::of(out, snap, false);
+    cache.retag(key, tag, now.tag());
+    Some(now)
+}
+
+/// What a cached answer `hit`, written into `out`, blocks for this
 /// client: a CNAME verdict kept as such (no groups), or, for a chain some
 /// groups block, this client's group's verdict walked again, whose block
 /// then replaces the answer in `out`. None: the answer goes out as it is.
 /// Fresh hits and stale answers both end here.
 fn cached_block(
-    hit: Hit,
+    hit: Checked,
     allowed: bool,
     snap: &Snapshot,
     group: &crate::groups::Group,
@@ -925,10 +1025,10 @@ fn cached_block(
     out: &mut Vec<u8>,
 ) -> Option<(ListSlot, crate::policy::Action)> {
     match hit {
-        Hit::Plain => None,
-        Hit::Verdict { list, action } => Some((list, action)),
-        Hit::Inspect if allowed => None,
-        Hit::Inspect => cname::inspect(out, snap, group).map(|through| {
+        Checked::Unchained | Checked::Passed { .. } => None,
+        Checked::Blocked { list, action, .. } => Some((list, action)),
+        Checked::PerGroup { .. } if allowed => None,
+        Checked::PerGroup { .. } => cname::inspect(out, snap, group).map(|through| {
             through.respond(query, facts, out);
             (list_slot(snap, through.policy), through.policy.action)
         }),
@@ -962,9 +1062,41 @@ fn finish_plain(facts: &QueryFacts, out: &mut Vec<u8>) {
     }
 }
 
-/// Cuts a UDP answer that exceeds what the client can take down to header +
-/// question (+ OPT) with TC set, so it retries over TCP (RFC 1035 4.2.1,
-/// RFC 6891 7). Our own ceiling is 1232 bytes whatever the client offers.
+/// Where an answer's additional section starts, and its OPT record's
+/// bytes if it has one.
+struct Sections {
+    additional: usize,
+    opt: Option<(usize, usize)>,
+}
+
+/// Walks the records of the answer in `msg`; `None` when it cannot be walked.
+fn sections(msg: &[u8]) -> Option<Sections> {
+    let hdr = wire::Header::parse(msg)?;
+    let mut at = wire::HEADER_LEN;
+    for _ in 0..hdr.qdcount {
+        at = wire::skip_name(msg, at)? + 4;
+    }
+    for _ in 0..u32::from(hdr.ancount) + u32::from(hdr.nscount) {
+        at = wire::read_rr(msg, at)?.1;
+    }
+    let additional = at;
+    let mut opt = None;
+    for _ in 0..hdr.arcount {
+        let (rr, next) = wire::read_rr(msg, at)?;
+        if rr.rtype == wire::TYPE_OPT {
+            opt = Some((at, next));
+        }
+        at = next;
+    }
+    Some(Sections { additional, opt })
+}
+
+/// Fits a UDP answer to what the client can take (RFC 1035 4.2.1, RFC 6891
+/// 7; our own ceiling is 1232 bytes whatever the client offers): first
+/// without its additional section (its OPT kept), which RFC 2181 9 says
+/// is no reason for TC, as unbound and Knot do; when the answer and
+/// authority sections still do not fit, cut down to header + question
+/// (+ OPT) with TC set, so that the client retries over TCP.
 fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
     if proto == Proto::Tcp {
         return;
@@ -975,6 +1107,17 @@ fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
     };
     if out.len() <= limit {
         return;
+    }
+    if let Some(s) = sections(out) {
+        let opt_len = s.opt.map_or(0, |(start, end)| end - start);
+        if s.additional + opt_len <= limit {
+            if let Some((start, _)) = s.opt {
+                out.copy_within(start..start + opt_len, s.additional);
+            }
+            out.truncate(s.additional + opt_len);
+            wire::put_u16(out, 10, u16::from(s.opt.is_some()));
+            return;
+        }
     }
     out.truncate(facts.question_end);
     if let Some(b) = out.get_mut(2) {
@@ -1032,7 +1175,89 @@ impl LogGate {
 
 #[cfg(test)]
 mod tests {
-    use super::LogGate;
+    use super::{LogGate, Proto, strip_opt, truncate_for};
+    use crate::wire;
+
+    /// A query for `a.test` A (EDNS with `udp_size` if given) and an
+    /// answer to it: one A record, `extra` A records in the additional
+    /// section, then our OPT with an EDE.
+    fn query_and_answer(udp_size: Option<u16>, extra: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut q = vec![
+            0,
+            7,
+            1,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(udp_size.is_some()),
+        ];
+        q.extend_from_slice(b"\x01a\x04test\x00\x00\x01\x00\x01");
+        let question_end = q.len();
+        if let Some(size) = udp_size {
+            q.extend_from_slice(&[0, 0, 41]);
+            q.extend_from_slice(&size.to_be_bytes());
+            q.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        }
+        let mut a = q[..question_end].to_vec();
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[6..12].copy_from_slice(&[0, 1, 0, 0, 0, extra as u8]);
+        for _ in 0..=extra {
+            a.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        }
+        wire::push_opt(&mut a, 0, false, &wire::ede_option(15, "why"));
+        (q, a)
+    }
+
+    #[test]
+    fn an_overflowing_additional_section_goes_before_tc_and_the_opt_stays() {
+        let (q, mut a) = query_and_answer(Some(512), 40);
+        let (facts, _) = crate::query::parse(&q).expect("query");
+        let opt = a[a.len() - 11 - 9..].to_vec();
+        assert!(a.len() > 512);
+        truncate_for(&facts, Proto::Udp, &mut a);
+        assert_eq!(a[2] & 0x02, 0, "no TC");
+        assert_eq!(&a[6..12], &[0, 1, 0, 0, 0, 1], "the answer and the OPT");
+        assert_eq!(a.len(), facts.question_end + 16 + opt.len());
+        assert!(a.ends_with(&opt), "the OPT and its EDE kept");
+        // Over TCP nothing is cut.
+        let (_, mut whole) = query_and_answer(Some(512), 40);
+        let len = whole.len();
+        truncate_for(&facts, Proto::Tcp, &mut whole);
+        assert_eq!(whole.len(), len);
+        // An answer section that does not fit still gets TC.
+        let (_, mut big) = query_and_answer(Some(512), 0);
+        big[7] = 41;
+        for _ in 0..40 {
+            let at = facts.question_end;
+            big.splice(
+                at..at,
+                [0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1],
+            );
+        }
+        truncate_for(&facts, Proto::Udp, &mut big);
+        assert_eq!(big[2] & 0x02, 0x02, "TC");
+        assert_eq!(&big[6..12], &[0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_client_without_edns_gets_no_opt() {
+        let (q, mut a) = query_and_answer(None, 2);
+        let (facts, _) = crate::query::parse(&q).expect("query");
+        let len = a.len();
+        strip_opt(&facts, &mut a);
+        assert_eq!(a.len(), len - 11 - 9);
+        assert_eq!(&a[6..12], &[0, 1, 0, 0, 0, 2]);
+        let (q, mut a) = query_and_answer(Some(1232), 2);
+        let (facts, _) = crate::query::parse(&q).expect("query");
+        strip_opt(&facts, &mut a);
+        assert_eq!(a.len(), len, "kept for a client with EDNS");
+    }
 
     #[test]
     fn the_gate_lets_one_event_through_per_interval_and_counts_the_rest() {

@@ -71,11 +71,22 @@ pub(crate) enum Outage {
     Late(Duration),
 }
 
+/// How a query reached the upstream: its name and what its header, OPT
+/// and transport said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Asked {
+    pub(crate) name: String,
+    pub(crate) edns: bool,
+    pub(crate) rd: bool,
+    pub(crate) tcp: bool,
+}
+
 /// Counts queries per name and delegates to the catalog, after `delay`
 /// (an upstream that answers slowly), unless an outage is staged.
 struct Counting {
     catalog: Catalog,
     seen: Arc<Mutex<Vec<String>>>,
+    asked: Arc<Mutex<Vec<Asked>>>,
     delay: Duration,
     outage: Arc<Mutex<Outage>>,
 }
@@ -90,6 +101,14 @@ impl RequestHandler for Counting {
         if let (Ok(info), Ok(mut seen)) = (request.request_info(), self.seen.lock()) {
             let name = info.query.name().to_string();
             seen.push(name.trim_end_matches('.').to_ascii_lowercase());
+            if let Ok(mut asked) = self.asked.lock() {
+                asked.push(Asked {
+                    name: name.trim_end_matches('.').to_ascii_lowercase(),
+                    edns: request.edns.is_some(),
+                    rd: request.metadata.recursion_desired,
+                    tcp: request.protocol().is_stream(),
+                });
+            }
         }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -135,6 +154,7 @@ pub(crate) struct Upstream {
     /// The CA that signed the DoT/DoH certificate, PEM (for `ca_file`).
     pub(crate) ca_pem: Option<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    asked: Arc<Mutex<Vec<Asked>>>,
     outage: Arc<Mutex<Outage>>,
     _server: Server<Counting>,
 }
@@ -188,10 +208,12 @@ impl Upstream {
             catalog.upsert(name.into(), vec![Arc::new(zone)]);
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let asked = Arc::new(Mutex::new(Vec::new()));
         let outage = Arc::new(Mutex::new(Outage::None));
         let mut server = Server::new(Counting {
             catalog,
             seen: seen.clone(),
+            asked: asked.clone(),
             delay,
             outage: outage.clone(),
         });
@@ -234,6 +256,7 @@ impl Upstream {
             handshakes,
             ca_pem: cert.map(|c| c.ca_pem.clone()),
             seen,
+            asked,
             outage,
             _server: server,
         }
@@ -252,6 +275,14 @@ impl Upstream {
         if let Ok(mut o) = self.outage.lock() {
             *o = outage;
         }
+    }
+
+    /// How each query for `name` (lowercase, no trailing dot) reached the upstream.
+    pub(crate) fn asked(&self, name: &str) -> Vec<Asked> {
+        self.asked
+            .lock()
+            .map(|a| a.iter().filter(|q| q.name == name).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every name the upstream was asked.
