@@ -530,14 +530,17 @@ fn answers(query: &[u8], resp: &[u8]) -> bool {
 }
 
 /// The question part of [`answers`], without the ID (the transports that
-/// pick their own ID check it themselves).
-fn same_question(query: &[u8], resp: &[u8]) -> bool {
+/// pick their own ID check it themselves). The `response` fuzz target
+/// takes upstream answers through the same check.
+pub(crate) fn same_question(query: &[u8], resp: &[u8]) -> bool {
     let Some(r) = Header::parse(resp) else {
         return false;
     };
     if r.qdcount == 0 {
-        // FORMERR/NOTIMP answers may omit the question.
-        return r.rcode() != 0;
+        // Only a server that could not read the question (FORMERR) or does
+        // not serve the opcode (NOTIMP) may leave it out; any other RCODE
+        // (an NXDOMAIN) without it could answer any query.
+        return matches!(r.rcode(), 1 | 4);
     }
     let Some(end) = question_end(query) else {
         return false;
@@ -889,6 +892,21 @@ mod tests {
         other_name[14] = b'x';
         assert!(!answers(&q, &other_name));
         assert!(!answers(&q, &q), "a query is not an answer");
+    }
+
+    /// Issue 16: an answer without a question is believed only when it
+    /// says the question could not be read (FORMERR) or the opcode is not
+    /// served (NOTIMP); never an NXDOMAIN, SERVFAIL or REFUSED.
+    #[test]
+    fn r16_only_formerr_and_notimp_may_omit_the_question() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        for rcode in 0..16u8 {
+            let mut r = q[..wire::HEADER_LEN].to_vec();
+            r[2] |= 0x80;
+            r[3] = rcode;
+            r[5] = 0;
+            assert_eq!(answers(&q, &r), matches!(rcode, 1 | 4), "rcode {rcode}");
+        }
     }
 
     fn upstream(strategy: Strategy, n: usize) -> Upstream {
