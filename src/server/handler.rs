@@ -762,7 +762,7 @@ impl Handler {
         let decision = match (stale.is_some(), upstream, blocked) {
             (_, _, Some(_)) => Decision::Blocked,
             (true, _, None) => Decision::Cached,
-            (false, Some(_), None) => Decision::Allowed,
+            (false, Some(_), None) => Decision::Forwarded,
             (false, None, None) => Decision::Error,
         };
         if self.observe.wants(decision) {
