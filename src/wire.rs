@@ -8,8 +8,10 @@
 //! where a bare responder answers 293k). Everything here is bounds-checked and
 //! returns `None`/`Err` on short or malformed input; nothing panics on bytes
 //! from the network.
-
-use crate::matcher::NameKey;
+//!
+//! `wire` sits at the bottom beside `matcher`: it deals in bytes and
+//! imports nothing from the crate. A name comes out label by label
+//! ([`read_labels`]); `query::read_name` makes the matcher's key of it.
 
 /// Size of the fixed DNS header.
 pub const HEADER_LEN: usize = 12;
@@ -249,23 +251,24 @@ pub fn skip_name(buf: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
-/// Decodes a possibly compressed name at `at` into a lowercase [`NameKey`],
-/// following compression pointers (at most 128 jumps, so loops terminate).
-/// Returns the key and the offset after the name in the original position.
-pub fn read_name(buf: &[u8], at: usize) -> Option<(NameKey, usize)> {
-    let mut key = NameKey::new();
+/// Reads a possibly compressed name at `at`, handing its labels to
+/// `label` in order and following compression pointers (at most 128
+/// jumps, so loops terminate). Returns the offset just after the name
+/// where it stands; `None` when it cannot be read or `label` refuses one.
+pub fn read_labels<'a>(
+    buf: &'a [u8],
+    at: usize,
+    mut label: impl FnMut(&'a [u8]) -> bool,
+) -> Option<usize> {
     let mut pos = at;
     let mut end = None;
     let mut jumps = 0;
     loop {
         let len = *buf.get(pos)?;
         match len & 0xc0 {
-            0x00 if len == 0 => {
-                return Some((key, end.unwrap_or(pos + 1)));
-            }
+            0x00 if len == 0 => return Some(end.unwrap_or(pos + 1)),
             0x00 => {
-                let label = buf.get(pos + 1..pos + 1 + len as usize)?;
-                if !key.push_label(label) {
+                if !label(buf.get(pos + 1..pos + 1 + len as usize)?) {
                     return None;
                 }
                 pos += 1 + len as usize;
@@ -464,6 +467,18 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 mod tests {
     use super::*;
 
+    /// Issue 16: `wire` sits at the bottom, beside `matcher`: it takes and
+    /// gives bytes and imports nothing from the crate, so that either can
+    /// become a crate of its own.
+    #[test]
+    fn r16_wire_imports_nothing_from_the_crate() {
+        let source = include_str!("wire.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        for word in ["crate::", "super::"] {
+            assert!(!code.contains(word), "wire.rs uses {word}");
+        }
+    }
+
     /// Issue 9 (4): types are shown by mnemonic, RFC 3597 style otherwise.
     #[test]
     fn r9_type_names_are_mnemonics() {
@@ -475,6 +490,16 @@ mod tests {
         assert_eq!(TypeName(54).to_string(), "TYPE54");
     }
 
+    /// The labels of the name at `at`, and the offset after it.
+    fn labels(buf: &[u8], at: usize) -> Option<(Vec<&[u8]>, usize)> {
+        let mut labels = Vec::new();
+        let end = read_labels(buf, at, |l| {
+            labels.push(l);
+            true
+        })?;
+        Some((labels, end))
+    }
+
     #[test]
     fn skip_and_read_names() {
         // www.Example.com. then a pointer back to "Example.com".
@@ -483,17 +508,21 @@ mod tests {
         buf.extend_from_slice(&[0xc0, 16]);
         assert_eq!(skip_name(&buf, 12), Some(29));
         assert_eq!(skip_name(&buf, 29), Some(31));
-        let (k, end) = read_name(&buf, 29).expect("pointer name");
+        let (l, end) = labels(&buf, 29).expect("pointer name");
         assert_eq!(end, 31);
-        assert_eq!(k.to_string(), "example.com");
-        let (k, _) = read_name(&buf, 12).expect("name");
-        assert_eq!(k.to_string(), "www.example.com");
+        assert_eq!(l, [&b"Example"[..], b"com"]);
+        let (l, end) = labels(&buf, 12).expect("name");
+        assert_eq!((l.len(), end), (3, 29));
+        assert!(
+            read_labels(&buf, 12, |l| l != b"com").is_none(),
+            "a label refused"
+        );
     }
 
     #[test]
     fn pointer_loops_and_short_input_are_rejected() {
         let buf = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 12];
-        assert!(read_name(&buf, 12).is_none());
+        assert!(labels(&buf, 12).is_none());
         assert!(skip_name(&[3, b'a'], 0).is_none());
         assert!(read_rr(&[0, 0, 1], 0).is_none());
         assert!(Header::parse(&[0; 11]).is_none());

@@ -235,7 +235,7 @@ impl Handler {
         // The question must be plain labels: it is echoed byte for byte, and
         // a compression pointer would point at nothing in our answer.
         let question = (hdr.qdcount == 1)
-            .then(|| wire::read_name(pkt, wire::HEADER_LEN))
+            .then(|| query::read_name(pkt, wire::HEADER_LEN))
             .flatten()
             .filter(|(name, end)| {
                 *end == wire::HEADER_LEN + name.as_bytes().len() + 1 && *end + 4 <= pkt.len()
