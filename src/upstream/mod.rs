@@ -529,13 +529,18 @@ fn answers(query: &[u8], resp: &[u8]) -> bool {
     q.id == r.id && r.is_response() && same_question(query, resp)
 }
 
-/// The question part of [`answers`], without the ID (the transports that
-/// pick their own ID check it themselves). The `response` fuzz target
-/// takes upstream answers through the same check.
+/// [`answers`] without the ID (the transports that pick their own ID
+/// check it themselves): QR set, and the same question. The `response`
+/// fuzz target takes upstream answers through the same check.
 pub(crate) fn same_question(query: &[u8], resp: &[u8]) -> bool {
     let Some(r) = Header::parse(resp) else {
         return false;
     };
+    // DoT and DoH match by ID alone: a message with QR clear would reach
+    // the client, which would read it as a query.
+    if !r.is_response() {
+        return false;
+    }
     if r.qdcount == 0 {
         // Only a server that could not read the question (FORMERR) or does
         // not serve the opcode (NOTIMP) may leave it out; any other RCODE
@@ -907,6 +912,22 @@ mod tests {
             r[5] = 0;
             assert_eq!(answers(&q, &r), matches!(rcode, 1 | 4), "rcode {rcode}");
         }
+    }
+
+    /// Found by the `response` fuzz target: DoT and DoH (hickory's
+    /// exchange matches by ID alone) took `same_question` for the whole
+    /// check, and an upstream's message with QR clear reached the client,
+    /// which reads it as a query.
+    #[test]
+    fn r16_a_message_with_qr_clear_answers_nothing() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        assert!(!same_question(&q, &q));
+        let mut formerr = q[..wire::HEADER_LEN].to_vec();
+        formerr[3] = 1;
+        formerr[5] = 0;
+        assert!(!same_question(&q, &formerr), "FORMERR without QR");
+        formerr[2] |= 0x80;
+        assert!(same_question(&q, &formerr));
     }
 
     fn upstream(strategy: Strategy, n: usize) -> Upstream {
