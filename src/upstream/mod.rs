@@ -541,11 +541,15 @@ pub(crate) fn same_question(query: &[u8], resp: &[u8]) -> bool {
     if !r.is_response() {
         return false;
     }
-    if r.qdcount == 0 {
+    match r.qdcount {
         // Only a server that could not read the question (FORMERR) or does
         // not serve the opcode (NOTIMP) may leave it out; any other RCODE
         // (an NXDOMAIN) without it could answer any query.
-        return matches!(r.rcode(), 1 | 4);
+        0 => return matches!(r.rcode(), 1 | 4),
+        1 => {}
+        // RFC 9619: one question, in the answer as in the query (BIND
+        // refuses more too); a UDP client would get it cut to the first.
+        _ => return false,
     }
     let Some(end) = question_end(query) else {
         return false;
@@ -928,6 +932,22 @@ mod tests {
         assert!(!same_question(&q, &formerr), "FORMERR without QR");
         formerr[2] |= 0x80;
         assert!(same_question(&q, &formerr));
+    }
+
+    /// Found by the `response` fuzz target: an answer with a second
+    /// question after ours was taken, and cut for a UDP client to the first
+    /// one, it still said two: the client could not read it. RFC 9619: a
+    /// QUERY and its answer carry one question (BIND refuses more too).
+    #[test]
+    fn r16_an_answer_with_two_questions_answers_nothing() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        let mut two = q.clone();
+        two[2] |= 0x80;
+        two[5] = 2;
+        two.extend_from_slice(b"\x05other\x07example\x00\x00\x01\x00\x01");
+        assert!(!answers(&q, &two));
+        two[5] = 1;
+        assert!(answers(&q, &two[..q.len()]));
     }
 
     fn upstream(strategy: Strategy, n: usize) -> Upstream {
