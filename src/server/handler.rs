@@ -619,6 +619,19 @@ impl Handler {
         self.answer(&job, answer, out);
     }
 
+    /// [`Handler::forward`] with `answer` for what the upstreams said, no
+    /// socket involved: the `response` fuzz target (`fuzzing.rs`) takes
+    /// upstream answers through the very path a forwarded query takes.
+    pub(crate) fn forward_answered(
+        &self,
+        mut job: Box<Forward>,
+        answer: crate::upstream::Answered,
+        out: &mut Vec<u8>,
+    ) {
+        job.rewrite_for_upstream();
+        self.answer(&job, answer, out);
+    }
+
     /// Step 5 for a UDP client without a task of its own: the upstream
     /// module sends the query now, from the worker's thread, and the task
     /// that reads the upstream's answer writes the client's answer and sends
