@@ -1253,6 +1253,43 @@ mod tests {
         assert_eq!(other.get(&key, &q, &f, &mut Vec::new()).0, Found::Miss);
     }
 
+    /// Issue 16 (10): an upstream OPT whose last option overran it reached
+    /// the cache cut short, and the stale answer's EDE 3, appended after
+    /// it, was swallowed: neither parsed. What `wire::replace_opt` makes of
+    /// it now (no option of that OPT) is served fresh, and stale with its
+    /// EDE 3, as a message.
+    #[test]
+    fn r16_a_stale_answer_parses_after_the_upstreams_bad_opt() {
+        let cache = Cache::new(&CacheConfig {
+            stale_max: Duration::from_secs(100),
+            ..config(10)
+        });
+        let q = query_for("www.example.com", true);
+        let (key, f) = key_of(&q);
+        let mut upstream = answer_for("www.example.com", 10, false);
+        let mut rdata = wire::ede_option(18, "kept");
+        // An EDE stating 10 bytes where 4 are left.
+        rdata.extend_from_slice(&[0, 15, 0, 10, 0, 18, b'x', b'y']);
+        upstream[11] = 1;
+        upstream.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        upstream.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        upstream.extend_from_slice(&rdata);
+        let mut resp = wire::replace_opt(&upstream, Some(false)).expect("walks");
+        assert!(cache.insert_at(&key, &mut resp, 0));
+        let mut out = Vec::new();
+        for (now, stale) in [(5_000, false), (20_000, true)] {
+            assert!(cache.stale_at(&key, &q, &f, "upstream timed out", now, &mut out));
+            let m = hickory_proto::op::Message::from_vec(&out)
+                .unwrap_or_else(|e| panic!("stale {stale}: {e}: {out:02x?}"));
+            let options = m.edns.map(|e| e.options().as_ref().len());
+            assert_eq!(
+                options,
+                Some(usize::from(stale)),
+                "stale {stale}: EDE 3 alone"
+            );
+        }
+    }
+
     #[test]
     fn stale_answers_have_ttl_30_and_ede_3_within_stale_max() {
         let cache = Cache::new(&CacheConfig {

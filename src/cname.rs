@@ -16,7 +16,7 @@
 //! Pi-hole, AdGuard Home, Blocky, Technitium, BIND (RPZ) and PowerDNS
 //! (RPZ) all look at the chain.
 //!
-//! Names in an answer are compressed; [`wire::read_name`] follows the
+//! Names in an answer are compressed; [`query::read_name`] follows the
 //! pointers (a bounded number of them) into a lowercase [`NameKey`]. Every
 //! read is bounds-checked: an answer that cannot be walked is passed on as
 //! it is, never a panic.
@@ -31,6 +31,7 @@ use crate::cache::Tag;
 use crate::groups::Group;
 use crate::matcher::NameKey;
 use crate::policy::{Action, Policy, QueryFacts};
+use crate::query;
 use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::wire::{self, Header};
 
@@ -108,8 +109,8 @@ fn chain(resp: &[u8]) -> impl Iterator<Item = (&'static str, NameKey, NameKey, u
                 TYPE_DNAME => "DNAME",
                 _ => continue,
             };
-            let (owner, _) = wire::read_name(resp, rr.name_at)?;
-            let (target, end) = wire::read_name(resp, rr.rdata_at)?;
+            let (owner, _) = query::read_name(resp, rr.name_at)?;
+            let (target, end) = query::read_name(resp, rr.rdata_at)?;
             if end > rr.rdata_at + rr.rdlen {
                 return None;
             }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Checker;
 use super::file::{Container, Raw, Section, Value};
+use super::{Checker, MAX_TTL};
 
 /// `[cache]`
 #[derive(Debug, Default, Deserialize)]
@@ -115,8 +115,6 @@ const WHY_LEAST: &str =
 
 /// The most `size` may be: the slots are allocated up front.
 const MAX_SIZE: i128 = 10_000_000;
-/// TTLs beyond 2^31 - 1 are read as 0 (RFC 2181 8).
-const MAX_TTL: i128 = i32::MAX as i128;
 /// RFC 9520 section 3.2: failures are cached at most 5 minutes.
 const MAX_SERVFAIL_TTL: i128 = 300;
 

@@ -605,7 +605,7 @@ mod tests {
         let mut f = formatter(LogFormat::Json, ClientIp::Full);
         let key = NameKey::from_text("www.up.test", false).expect("name");
         let mut ev = QueryEvent::new(
-            Decision::Allowed,
+            Decision::Forwarded,
             "[2001:db8::1]:5000".parse().expect("addr"),
             Transport::Tcp,
             Some(&key),
@@ -619,7 +619,7 @@ mod tests {
         assert_eq!(v["client"], "2001:db8::1");
         assert_eq!(v["proto"], "tcp");
         assert_eq!(v["type"], "TYPE65534");
-        assert_eq!(v["decision"], "allowed");
+        assert_eq!(v["decision"], "forwarded");
         assert_eq!(v["upstream"], "192.0.2.53:53");
         assert_eq!(v["rcode"], "NOERROR");
         assert_eq!(v["latency_us"], 1234);
@@ -696,7 +696,7 @@ mod tests {
             vec![label.into()],
         );
         let ev = QueryEvent::new(
-            Decision::Allowed,
+            Decision::Forwarded,
             "127.0.0.1:1".parse().expect("addr"),
             Transport::Udp,
             Some(&key),

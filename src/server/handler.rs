@@ -279,7 +279,7 @@ impl Handler {
         // The question must be plain labels: it is echoed byte for byte, and
         // a compression pointer would point at nothing in our answer.
         let question = (hdr.qdcount == 1)
-            .then(|| wire::read_name(pkt, wire::HEADER_LEN))
+            .then(|| query::read_name(pkt, wire::HEADER_LEN))
             .flatten()
             .filter(|(name, end)| {
                 *end == wire::HEADER_LEN + name.as_bytes().len() + 1 && *end + 4 <= pkt.len()
@@ -655,6 +655,19 @@ impl Handler {
         }
     }
 
+    /// [`Handler::forward`] with `answer` for what the upstreams said, no
+    /// socket involved: the `response` fuzz target (`fuzzing.rs`) takes
+    /// upstream answers through the very path a forwarded query takes.
+    pub(crate) fn forward_answered(
+        &self,
+        mut job: Box<Forward>,
+        answer: crate::upstream::Answered,
+        out: &mut Vec<u8>,
+    ) {
+        job.rewrite_for_upstream();
+        self.answer(&job, answer, out);
+    }
+
     /// Step 5 for a UDP client, without a task of its own: the upstream
     /// module sends the query now, from the worker's thread, and whoever
     /// has the upstream's answer (the task reading the upstream socket,
@@ -803,7 +816,7 @@ impl Handler {
         }
         let decision = match (upstream, blocked) {
             (_, Some(_)) => Decision::Blocked,
-            (Some(_), None) => Decision::Allowed,
+            (Some(_), None) => Decision::Forwarded,
             (None, None) => Decision::Error,
         };
         if self.observe.wants(decision) {

@@ -537,15 +537,27 @@ fn answers(query: &[u8], resp: &[u8]) -> bool {
     q.id == r.id && r.is_response() && same_question(query, resp)
 }
 
-/// The question part of [`answers`], without the ID (the transports that
-/// pick their own ID check it themselves).
-fn same_question(query: &[u8], resp: &[u8]) -> bool {
+/// [`answers`] without the ID (the transports that pick their own ID
+/// check it themselves): QR set, and the same question. The `response`
+/// fuzz target takes upstream answers through the same check.
+pub(crate) fn same_question(query: &[u8], resp: &[u8]) -> bool {
     let Some(r) = Header::parse(resp) else {
         return false;
     };
-    if r.qdcount == 0 {
-        // FORMERR/NOTIMP answers may omit the question.
-        return r.rcode() != 0;
+    // DoT and DoH match by ID alone: a message with QR clear would reach
+    // the client, which would read it as a query.
+    if !r.is_response() {
+        return false;
+    }
+    match r.qdcount {
+        // Only a server that could not read the question (FORMERR) or does
+        // not serve the opcode (NOTIMP) may leave it out; any other RCODE
+        // (an NXDOMAIN) without it could answer any query.
+        0 => return matches!(r.rcode(), 1 | 4),
+        1 => {}
+        // RFC 9619: one question, in the answer as in the query (BIND
+        // refuses more too); a UDP client would get it cut to the first.
+        _ => return false,
     }
     let Some(end) = question_end(query) else {
         return false;
@@ -597,6 +609,53 @@ mod tests {
         other_name[14] = b'x';
         assert!(!answers(&q, &other_name));
         assert!(!answers(&q, &q), "a query is not an answer");
+    }
+
+    /// Issue 16: an answer without a question is believed only when it
+    /// says the question could not be read (FORMERR) or the opcode is not
+    /// served (NOTIMP); never an NXDOMAIN, SERVFAIL or REFUSED.
+    #[test]
+    fn r16_only_formerr_and_notimp_may_omit_the_question() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        for rcode in 0..16u8 {
+            let mut r = q[..wire::HEADER_LEN].to_vec();
+            r[2] |= 0x80;
+            r[3] = rcode;
+            r[5] = 0;
+            assert_eq!(answers(&q, &r), matches!(rcode, 1 | 4), "rcode {rcode}");
+        }
+    }
+
+    /// Found by the `response` fuzz target: DoT and DoH (hickory's
+    /// exchange matches by ID alone) took `same_question` for the whole
+    /// check, and an upstream's message with QR clear reached the client,
+    /// which reads it as a query.
+    #[test]
+    fn r16_a_message_with_qr_clear_answers_nothing() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        assert!(!same_question(&q, &q));
+        let mut formerr = q[..wire::HEADER_LEN].to_vec();
+        formerr[3] = 1;
+        formerr[5] = 0;
+        assert!(!same_question(&q, &formerr), "FORMERR without QR");
+        formerr[2] |= 0x80;
+        assert!(same_question(&q, &formerr));
+    }
+
+    /// Found by the `response` fuzz target: an answer with a second
+    /// question after ours was taken, and cut for a UDP client to the first
+    /// one, it still said two: the client could not read it. RFC 9619: a
+    /// QUERY and its answer carry one question (BIND refuses more too).
+    #[test]
+    fn r16_an_answer_with_two_questions_answers_nothing() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        let mut two = q.clone();
+        two[2] |= 0x80;
+        two[5] = 2;
+        two.extend_from_slice(b"\x05other\x07example\x00\x00\x01\x00\x01");
+        assert!(!answers(&q, &two));
+        two[5] = 1;
+        assert!(answers(&q, &two[..q.len()]));
     }
 
     fn upstream(strategy: Strategy, n: usize) -> Upstream {

@@ -145,7 +145,7 @@ async fn stale_answers_when_the_upstream_is_silent_then_servfail_past_stale_max(
     assert_eq!(
         of_a,
         [
-            ("allowed", false),
+            ("forwarded", false),
             ("cached", false),
             ("cached", true),
             ("cached", true)

@@ -354,7 +354,7 @@ async fn hits_and_log_show_the_clients_and_queries_the_test_sent() {
     assert_eq!(
         what,
         [
-            ("www.up.test", "allowed", "udp", "127.0.0.1"),
+            ("www.up.test", "forwarded", "udp", "127.0.0.1"),
             ("b.seized.example", "blocked", "tcp", "127.0.0.1"),
             ("a.seized.example", "blocked", "udp", "127.0.0.2"),
             ("a.seized.example", "blocked", "udp", "127.0.0.2"),
