@@ -62,6 +62,17 @@ impl Running {
         }
         panic!("no http listening line in {:#?}", self.early)
     }
+    /// Every line the server wrote to stderr, from the start: call it once
+    /// the server has exited. Waits for the reader thread to reach the end
+    /// of the pipe, since lines written just before the exit may not have
+    /// crossed it yet (a loaded machine showed that `try_iter` misses them).
+    pub(crate) fn all_lines(&self) -> Vec<String> {
+        let mut lines = self.early.clone();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(10)) {
+            lines.push(line);
+        }
+        lines
+    }
 }
 
 /// Starts `embargo run -c path` (stdout piped when `stdout`) and waits for
@@ -199,7 +210,9 @@ async fn run_serves_until_sigterm_and_exits_zero() {
         "pid file removed at exit"
     );
     // Blocks no longer cost a line each in the server's own log.
-    lines.extend(rx.try_iter());
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
     assert!(
         !lines.iter().any(|l| l.contains("www.seized.example")),
         "{lines:#?}"
@@ -547,8 +560,7 @@ fn r16_a_token_file_others_can_read_is_warned_about() {
     let mut server = run_server(&path, false);
     let _ = server.http_addr();
     assert_eq!(terminate(&mut server.child).code(), Some(0));
-    let mut lines = server.early.clone();
-    lines.extend(server.stderr.try_iter());
+    let lines = server.all_lines();
     let warning = lines
         .iter()
         .find(|l| l.contains("WARN") && l.contains("http-token"))
@@ -560,8 +572,7 @@ fn r16_a_token_file_others_can_read_is_warned_about() {
     let mut server = run_server(&path, false);
     let _ = server.http_addr();
     assert_eq!(terminate(&mut server.child).code(), Some(0));
-    let mut lines = server.early.clone();
-    lines.extend(server.stderr.try_iter());
+    let lines = server.all_lines();
     assert!(
         !lines.iter().any(|l| l.contains("http-token")),
         "{lines:#?}"

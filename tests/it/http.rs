@@ -1253,8 +1253,7 @@ async fn r16_http_connections_are_capped_and_dns_keeps_forwarding() {
     drop(held);
     drop(flood);
     assert_eq!(crate::cli::terminate(&mut server.child).code(), Some(0));
-    let mut lines = server.early.clone();
-    lines.extend(server.stderr.try_iter());
+    let lines = server.all_lines();
     let refused: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("http connection limit"))
@@ -1288,8 +1287,7 @@ async fn r16_failed_accepts_are_logged_once_per_interval() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(flood);
     assert_eq!(crate::cli::terminate(&mut server.child).code(), Some(0));
-    let mut lines = server.early.clone();
-    lines.extend(server.stderr.try_iter());
+    let lines = server.all_lines();
     let failed: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("tcp accept failed"))
