@@ -17,6 +17,7 @@ mod observe;
 mod ofac;
 mod privileges;
 mod reload;
+mod rpz;
 mod secure;
 mod shipped;
 mod strategies;
