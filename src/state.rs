@@ -391,7 +391,12 @@ impl Snapshot {
                         tracing::warn!("too many distinct sets of lists sharing names: the rest answer as their first list, for every group");
                         warned = true;
                     }
-                    return run[0];
+                    // Never a passthru, which would hide the blocks beside it.
+                    return run
+                        .iter()
+                        .copied()
+                        .find(|p| passthrus.binary_search(p).is_err())
+                        .unwrap_or(run[0]);
                 };
                 sets.push(run.to_vec());
                 interned.insert(run.to_vec(), id);
