@@ -363,3 +363,41 @@ fn grouped_blocked_answers_allocate_nothing() {
     assert_eq!(n, 0, "grouped blocked answers and their records allocated");
     assert_eq!(out[3] & 0x0f, 5, "REFUSED: the group's action");
 }
+
+/// Issue 16 (2): a verdict that walks through an RPZ passthru (the feeds
+/// passed are kept on the stack) allocates nothing either.
+#[test]
+fn r16_verdicts_through_rpz_passthrus_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("feed.rpz"),
+        "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\n*.wild.example CNAME .\ngood.wild.example CNAME rpz-passthru.\nsanctioned.example CNAME rpz-passthru.\n",
+    )
+    .expect("feed");
+    std::fs::write(dir.path().join("l.txt"), "sanctioned.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"feed\"\nsource = \"feed.rpz\"\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let snap = embargo::Snapshot::build(&config).expect("snap");
+    let group = snap.groups.default_group();
+    let names = [
+        "good.wild.example",
+        "bad.wild.example",
+        "sanctioned.example",
+    ]
+    .map(|n| NameKey::from_text(n, false).expect("name"));
+    let (n, blocked) = allocations(|| {
+        names.each_ref().map(|k| {
+            matches!(
+                snap.verdict(k, group),
+                embargo::state::Verdict::Blocked { .. }
+            )
+        })
+    });
+    assert_eq!(n, 0, "verdicts allocated");
+    assert_eq!(blocked, [false, true, true]);
+}

@@ -19,6 +19,7 @@ mod observe;
 mod ofac;
 mod privileges;
 mod reload;
+mod rpz;
 mod secure;
 mod shipped;
 mod strategies;
