@@ -120,6 +120,9 @@ pub struct WorkerStats {
     /// Queries it handed to the runtime to forward upstream (each of which
     /// is answered from there, SERVFAIL at worst).
     pub forwarded: AtomicU64,
+    /// Forwarded answers dropped because the socket's send buffer was full
+    /// (sent from runtime tasks, so always a `fetch_add`).
+    send_dropped: AtomicU64,
     /// Written by many threads (`fetch_add`) rather than by its owner alone.
     shared: bool,
     /// By transport, query type and decision.
@@ -149,6 +152,7 @@ impl WorkerStats {
         Self {
             answered: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            send_dropped: AtomicU64::new(0),
             shared,
             queries: std::array::from_fn(|_| std::array::from_fn(|_| zeros())),
             refused_clients: zeros(),
@@ -178,6 +182,12 @@ impl WorkerStats {
     #[inline]
     pub fn add_forwarded(&self, n: u64) {
         self.add(&self.forwarded, n);
+    }
+
+    /// A forwarded answer dropped: the socket's send buffer was full. Many
+    /// tasks may count at once, whatever `shared` says.
+    pub fn count_send_dropped(&self) {
+        self.send_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A query over `proto` (an index into [`PROTOS`]) of type `qtype`.
@@ -256,6 +266,11 @@ impl ServerStats {
             return None;
         }
         Some(self.sum(|b| &b.blocked[i]))
+    }
+
+    /// Forwarded UDP answers dropped for a full send buffer, all workers.
+    pub fn send_dropped(&self) -> u64 {
+        self.sum(|b| &b.send_dropped)
     }
 
     /// Queries with `decision`, every transport and type together.
@@ -503,6 +518,12 @@ pub fn render(s: &Scrape<'_>) -> String {
             stats.sum(|b| &b.limited[i]),
         );
     }
+    t.family(
+        "embargo_udp_send_dropped_total",
+        "counter",
+        "Forwarded UDP answers dropped because the socket's send buffer was full.",
+    );
+    t.sample("embargo_udp_send_dropped_total", &[], stats.send_dropped());
 
     t.family(
         "embargo_cache_hits_total",

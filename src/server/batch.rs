@@ -107,16 +107,17 @@ pub(super) fn enable_pktinfo(sock: &UdpSocket) -> io::Result<()> {
 }
 
 /// Sends one datagram to `peer` from `local` (the forwarded path, which
-/// answers outside a batch).
+/// answers outside a batch, from a runtime task). Never waits: the socket
+/// is a blocking one, shared with its worker thread, so the send asks for
+/// `MSG_DONTWAIT`, and a full send buffer is a `WouldBlock` error for the
+/// caller to drop and count rather than a runtime worker held until the
+/// kernel makes room.
 pub(super) fn send_from(
     sock: &UdpSocket,
     buf: &[u8],
     peer: SocketAddr,
     local: Local,
 ) -> io::Result<usize> {
-    if local == Local::Bound {
-        return sock.send_to(buf, peer);
-    }
     let (mut addr, addr_len) = from_socket_addr(peer);
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr().cast_mut().cast(),
@@ -132,7 +133,7 @@ pub(super) fn send_from(
     put_local(&mut hdr, &mut ctrl, local);
     // SAFETY: every pointer in hdr points at a live local of this frame
     // (address, iovec over `buf`, control buffer); the kernel only reads them.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, 0) };
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

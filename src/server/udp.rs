@@ -5,6 +5,13 @@
 //! the same port (SO_REUSEPORT): the kernel spreads clients over them by
 //! address and port, and each socket has its own worker thread, so the
 //! blocked and cached paths scale with the cores.
+//!
+//! The socket blocks, for the worker's sake; the answers that runtime tasks
+//! send on it (forwards that take [`Handler::forward`]) must not: a task
+//! waiting for room in a full send buffer holds a runtime worker, and with
+//! one worker per core every forward would wait behind it. Those sends
+//! never wait; an answer that finds the buffer full is dropped and counted
+//! ([`send_answer`]).
 
 use std::io;
 use std::net::UdpSocket;
@@ -98,16 +105,11 @@ pub(super) fn spawn(
                             };
                             let handler = handler.clone();
                             let sock = sock.clone();
+                            let mine = mine.clone();
                             rt.spawn(async move {
                                 let mut out = Vec::new();
                                 handler.forward(job, &mut out).await;
-                                // A failure may be a pending ICMP error meant for an
-                                // earlier datagram: one retry tells the two apart.
-                                if batch::send_from(&sock, &out, peer, local).is_err()
-                                    && let Err(e) = batch::send_from(&sock, &out, peer, local)
-                                {
-                                    tracing::debug!(%peer, error = %e, "udp send failed");
-                                }
+                                send_answer(&sock, &out, peer, local, &mine);
                             });
                         }
                     }
@@ -123,4 +125,30 @@ pub(super) fn spawn(
                 }
             }
         })
+}
+
+/// Sends a forwarded answer from a runtime task, without ever waiting for
+/// the socket (see [`batch::send_from`]): a full send buffer drops the
+/// answer and counts it (`embargo_udp_send_dropped_total`), as a lost
+/// datagram the client retries, rather than holding a runtime worker, and
+/// with it every other forward, until the kernel makes room.
+fn send_answer(
+    sock: &UdpSocket,
+    out: &[u8],
+    peer: std::net::SocketAddr,
+    local: batch::Local,
+    stats: &WorkerStats,
+) {
+    let full = |e: &io::Error| e.kind() == io::ErrorKind::WouldBlock;
+    // Another failure may be a pending ICMP error meant for an earlier
+    // datagram: one retry tells the two apart.
+    let result = match batch::send_from(sock, out, peer, local) {
+        Err(e) if !full(&e) => batch::send_from(sock, out, peer, local),
+        r => r,
+    };
+    match result {
+        Ok(_) => {}
+        Err(e) if full(&e) => stats.count_send_dropped(),
+        Err(e) => tracing::debug!(%peer, error = %e, "udp send failed"),
+    }
 }

@@ -18,6 +18,7 @@ mod ofac;
 mod privileges;
 mod reload;
 mod secure;
+mod sendbuf;
 mod shipped;
 mod strategies;
 mod tcp;
