@@ -6,15 +6,26 @@
 //!  config::ListSpec ──► source::{http, xfr} ──► store (atomic copy + meta) ──► reload ──► lists (parse)
 //! ```
 //!
+//! Whatever brings a version, it replaces the copy in use only through the
+//! same guards ([`vet`]): it must fit `max_size` (counted as it streams in,
+//! so a source that never stops costs at most that much memory), must not
+//! have lost more than `max_shrink` of the names, nor all of them, and must
+//! parse. Parsing, writing and fsyncing run in [`background`], off the
+//! runtime that carries forwarded answers.
+//!
 //! This module sits above `config` (it reads the list descriptions) and
 //! `lists` (it parses a download before adopting it); `reload` drives it on
 //! timers, NOTIFYs and `embargo fetch`. Nothing below imports it.
 
+pub mod background;
 pub mod http;
 pub mod store;
 pub mod xfr;
 
 pub use store::{FetchMeta, read_meta, write_atomic};
+
+use crate::config::ListSpec;
+use crate::lists::ListStats;
 
 /// The result of one refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,4 +38,41 @@ pub enum Outcome {
     Refused(String),
     /// Could not download or parse; the last good copy stays.
     Failed(String),
+}
+
+/// Whether a new version with `names` names (parsed with `stats`) may
+/// replace a copy in use that has `previous`: `None` when it may, else the
+/// outcome that turns it down. `force` (`embargo fetch --force`, an
+/// operator's explicit decision) skips the shrink checks only.
+pub(crate) fn vet(
+    spec: &ListSpec,
+    names: u64,
+    stats: &ListStats,
+    previous: u64,
+    force: bool,
+) -> Option<Outcome> {
+    if !force && previous > 0 {
+        // An empty version is how a broken feed looks far more often than a
+        // cleared one (a primary serving a stub zone after a failed load, a
+        // CDN's empty 200), so it is refused even where `max_shrink = 100%`
+        // lets a list shrink as it will.
+        if names == 0 {
+            return Some(Outcome::Refused(format!(
+                "new version has no names, the copy in use {previous}: an empty version never replaces one with names"
+            )));
+        }
+        let floor = (previous as f64 * (1.0 - spec.fetch.max_shrink)).ceil() as u64;
+        if names < floor {
+            return Some(Outcome::Refused(format!(
+                "new version has {names} names, the copy in use {previous}: more than {:.0}% fewer (max_shrink)",
+                spec.fetch.max_shrink * 100.0
+            )));
+        }
+    }
+    if stats.lines > 0 && names == 0 && stats.invalid == stats.lines {
+        return Some(Outcome::Failed(
+            "no line of the new version is a valid entry".into(),
+        ));
+    }
+    None
 }

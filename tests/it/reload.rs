@@ -298,3 +298,74 @@ async fn local_list_change_reloads_without_losing_a_query() {
     );
     e.stop().await;
 }
+
+/// The worst wait, in microseconds, of a task that asks to wake every
+/// millisecond on the current runtime, until `stop` is set: how long the
+/// runtime's thread was kept from its other tasks.
+pub(crate) async fn worst_stall(stop: Arc<std::sync::atomic::AtomicBool>) -> Duration {
+    let mut worst = Duration::ZERO;
+    let mut last = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        worst = worst.max(last.elapsed());
+        last = Instant::now();
+    }
+    worst
+}
+
+/// Issue 16 (7): a downloaded list is parsed, written and fsynced off the
+/// runtime that carries forwarded answers. On a one-thread runtime, a task
+/// beside the refresh must keep running while a large download is parsed:
+/// it waits far less than parsing that list takes.
+#[test]
+fn r16_a_large_download_is_parsed_and_written_off_the_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let list = names("big", 200_000);
+        // What parsing this list costs here and now, on this thread.
+        let started = Instant::now();
+        let mut parsed = 0u64;
+        embargo::lists::load_lines(
+            &mut list.as_bytes(),
+            embargo::lists::Format::Domains,
+            &mut |_, _| parsed += 1,
+        )
+        .expect("parse");
+        let parse = started.elapsed();
+        assert_eq!(parsed, 200_000);
+
+        let http = ListServer::start(Mode::Serve(list, "\"v1\"".into())).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("embargo.toml");
+        std::fs::write(dir.path().join("seized.txt"), "seized.example\n").expect("list");
+        std::fs::write(
+            &path,
+            remote_config("127.0.0.1:9".parse().expect("addr"), &http.url, "1h"),
+        )
+        .expect("config");
+        let config = embargo::Config::load(&path).expect("config");
+        let spec = &config.lists[1];
+        let embargo::config::Source::Http(url) = &spec.source else {
+            panic!("remote list")
+        };
+        let client = embargo::source::http::client().expect("client");
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = tokio::spawn(worst_stall(stop.clone()));
+        let outcome = embargo::source::http::refresh(&client, spec, url, false).await;
+        stop.store(true, Ordering::SeqCst);
+        let stalled = ticker.await.expect("ticker");
+        assert_eq!(
+            outcome,
+            embargo::source::Outcome::Updated { entries: 200_000 }
+        );
+        eprintln!("parsing the list takes {parse:?}; the runtime stalled at most {stalled:?}");
+        assert!(
+            stalled < parse / 3,
+            "the runtime's thread was held {stalled:?}; parsing the list takes {parse:?}"
+        );
+    });
+}
