@@ -76,3 +76,69 @@ pub(crate) fn vet(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Fetch, Location, Provenance, Source};
+    use crate::policy::{Action, EdeCode};
+
+    fn spec(max_shrink: f64) -> ListSpec {
+        ListSpec {
+            name: "feed".into(),
+            source: Source::Http("http://127.0.0.1/feed".into()),
+            path: "feed.list".into(),
+            fetch: Fetch {
+                max_shrink,
+                ..Fetch::default()
+            },
+            format: None,
+            provenance: Provenance::default(),
+            action: Action::Nxdomain,
+            sinkhole_ipv4: std::net::Ipv4Addr::UNSPECIFIED,
+            sinkhole_ipv6: std::net::Ipv6Addr::UNSPECIFIED,
+            ttl: 60,
+            ede: EdeCode::Blocked,
+            inspect_cname: false,
+            location: Location {
+                file: "embargo.toml".into(),
+                line: 1,
+                col: 1,
+            },
+        }
+    }
+
+    fn lines(lines: u64, invalid: u64) -> ListStats {
+        ListStats {
+            lines,
+            invalid,
+            ..ListStats::default()
+        }
+    }
+
+    /// Issue 16 (6): the guards every new version passes, downloaded or
+    /// transferred.
+    #[test]
+    fn r16_new_versions_are_vetted_for_shrinking_emptiness_and_sense() {
+        let refused = |o: Option<Outcome>| matches!(o, Some(Outcome::Refused(_)));
+        let half = spec(0.5);
+        assert_eq!(vet(&half, 50, &lines(50, 0), 100, false), None);
+        assert!(refused(vet(&half, 49, &lines(49, 0), 100, false)));
+        assert_eq!(vet(&half, 49, &lines(49, 0), 100, true), None, "forced");
+        assert_eq!(vet(&half, 3, &lines(3, 0), 0, false), None, "no copy yet");
+        // Empty: refused even where the list may shrink as it will.
+        let any = spec(1.0);
+        assert_eq!(vet(&any, 1, &lines(1, 0), 100, false), None);
+        let empty = vet(&any, 0, &lines(2, 0), 100, false);
+        assert!(
+            matches!(&empty, Some(Outcome::Refused(why)) if why.contains("no names")),
+            "{empty:?}"
+        );
+        assert_eq!(vet(&any, 0, &lines(2, 0), 100, true), None, "forced");
+        // Not one valid line: a failure, forced or not.
+        assert!(matches!(
+            vet(&half, 0, &lines(5, 5), 0, true),
+            Some(Outcome::Failed(_))
+        ));
+    }
+}
