@@ -403,7 +403,7 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
         }
         let outcome = match &spec.source {
             Source::Http(url) => rt.block_on(http::refresh(&client, spec, url, force)),
-            Source::Axfr(src) => rt.block_on(xfr::refresh(spec, src)),
+            Source::Axfr(src) => rt.block_on(xfr::refresh(spec, src, force)),
             Source::File(_) => continue,
         };
         match &outcome {

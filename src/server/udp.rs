@@ -5,6 +5,13 @@
 //! the same port (SO_REUSEPORT): the kernel spreads clients over them by
 //! address and port, and each socket has its own worker thread, so the
 //! blocked and cached paths scale with the cores.
+//!
+//! The socket blocks, for the worker's sake; the answers that runtime tasks
+//! send on it (forwards that take [`Handler::forward`]) must not: a task
+//! waiting for room in a full send buffer holds a runtime worker, and with
+//! one worker per core every forward would wait behind it. Those sends
+//! never wait; an answer that finds the buffer full is dropped and counted
+//! ([`send_answer`]).
 
 use std::io;
 use std::net::UdpSocket;

@@ -21,6 +21,7 @@ mod privileges;
 mod reload;
 mod rpz;
 mod secure;
+mod sendbuf;
 mod shipped;
 mod strategies;
 mod tcp;
