@@ -163,6 +163,9 @@ pub const FAILS_TO_DOWN: u32 = 3;
 /// The first backoff; each failed probe doubles it, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The most a server's smoothed round trip may read (µs): what a run of
+/// failures pushes it to under `fastest`.
+const MAX_SRTT_US: u64 = 60_000_000;
 /// Under `fastest`, one query in this many goes first to another healthy
 /// server, so that a server that got faster is noticed.
 const EXPLORE_ONE_IN: u32 = 16;
@@ -493,7 +496,11 @@ impl Health {
         self.last_answer.store(now, Ordering::Relaxed);
         let rtt = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.srtt_us.load(Ordering::Relaxed);
-        let new = if old == 0 { rtt } else { (old * 7 + rtt) / 8 };
+        let new = if old == 0 {
+            rtt
+        } else {
+            old.saturating_mul(7).saturating_add(rtt) / 8
+        };
         self.srtt_us.store(new.max(1), Ordering::Relaxed);
         // Write the shared flags only when they change.
         if self.fails.load(Ordering::Relaxed) != 0 {
@@ -511,8 +518,12 @@ impl Health {
         // moves away from a server that times out before it is marked down.
         let spent = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.srtt_us.load(Ordering::Relaxed);
-        self.srtt_us
-            .store(old.max(spent).saturating_mul(2), Ordering::Relaxed);
+        // Doubled per failure, but bounded: a long outage must neither
+        // overflow the next success's average nor take hours to forget.
+        self.srtt_us.store(
+            old.max(spent).saturating_mul(2).min(MAX_SRTT_US),
+            Ordering::Relaxed,
+        );
         let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
         let was_down = self.down_until.load(Ordering::Relaxed) != 0;
         if was_down || fails >= FAILS_TO_DOWN {
@@ -729,5 +740,20 @@ mod tests {
         h.success(Duration::from_millis(5), t + 3100, "x");
         assert!(h.available(t + 3100, 100));
         assert_eq!(h.backoff_ms.load(Ordering::Relaxed), 1000, "backoff reset");
+    }
+
+    /// A long outage doubled the round-trip estimate past what the next
+    /// success's average could hold: `old * 7` overflowed (a panic in a
+    /// debug build, a garbage order in release).
+    #[test]
+    fn r16_a_long_outage_neither_overflows_the_estimate_nor_keeps_it_forever() {
+        let h = Health::default();
+        for i in 0..1000 {
+            h.failure(Duration::from_secs(1), 1000 + i, "x");
+        }
+        assert_eq!(h.srtt_us.load(Ordering::Relaxed), MAX_SRTT_US);
+        h.success(Duration::from_millis(5), 5000, "x");
+        let after = h.srtt_us.load(Ordering::Relaxed);
+        assert!(after < MAX_SRTT_US && after > 0, "{after}");
     }
 }
