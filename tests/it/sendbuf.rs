@@ -88,7 +88,7 @@ fn tcp_blocking(addr: SocketAddr, msg: &Message, wait: Duration) -> Option<Messa
 fn metrics_blocking(addr: SocketAddr, wait: Duration) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, wait).ok()?;
     s.set_read_timeout(Some(wait)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
