@@ -45,7 +45,7 @@ pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force
     let copy = &spec.path;
     let meta = store::meta_for(copy, url);
     if let Some(dir) = copy.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = store::create_dir(dir)
     {
         return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
     }
@@ -143,8 +143,14 @@ async fn download(
     let last_modified = header(reqwest::header::LAST_MODIFIED);
     // Removed on every way out of here but success, and after `adopt`.
     let tmp = Scratch::new(spec.path.with_extension("download"));
-    let mut file = tokio::fs::File::create(tmp.path())
+    // As private as every file embargo writes, and never through a link.
+    let mut file = tokio::fs::OpenOptions::from(store::private_file())
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp.path())
         .await
+        .map_err(store::not_followed)
         .map_err(|e| fail(format!("cannot write {}: {e}", tmp.path().display()), false))?;
     let mut total = 0u64;
     loop {

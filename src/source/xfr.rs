@@ -595,7 +595,7 @@ fn adopt(spec: &ListSpec, t: Transferred, meta: &mut FetchMeta, force: bool) -> 
     let copy = &spec.path;
     let written = copy
         .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_or(Ok(()), store::create_dir)
         .and_then(|()| store::write_atomic(copy, t.text.as_bytes()));
     if let Err(e) = written {
         return Outcome::Failed(format!("cannot write {}: {e}", copy.display()));

@@ -386,3 +386,40 @@ fn r16_a_large_download_is_parsed_and_written_off_the_runtime() {
         );
     });
 }
+
+/// Issue 16 (4): `embargo fetch` run before the first `embargo run` makes
+/// the state directory and the list copies, under whatever umask: they
+/// must be as private as the server's own (0750 and 0640), not 0777 and
+/// 0666 under `umask 000`.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_fetch_before_the_first_run_keeps_the_state_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let http = ListServer::start(Mode::Serve(names("f", 5), "\"v1\"".into())).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = crate::cli::write_config(
+        dir.path(),
+        &remote_config("127.0.0.1:9".parse().expect("addr"), &http.url, "1h"),
+    );
+    let out = tokio::process::Command::new("bash")
+        .args([
+            "-c",
+            "umask 000; exec \"$0\" fetch -c \"$1\"",
+            env!("CARGO_BIN_EXE_embargo"),
+            cfg.to_str().expect("utf8"),
+        ])
+        .output()
+        .await
+        .expect("run embargo fetch");
+    assert!(out.status.success(), "{out:?}");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let state = dir.path().join("embargo-state");
+    assert_eq!(mode(&state), 0o750, "the state directory");
+    assert_eq!(mode(&state.join("lists")), 0o750, "the lists directory");
+    assert_eq!(mode(&state.join("lists/remote.list")), 0o640, "the copy");
+}
