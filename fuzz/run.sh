@@ -15,7 +15,7 @@
 # so that `cargo test --test corpus` replays it for good.
 set -euo pipefail
 cd "$(dirname "$0")"
-targets=(request domains hosts adblock rpz config xfr ofac)
+targets=(request response domains hosts adblock rpz config xfr ofac)
 if [ "${1:-}" = list ]; then printf '%s\n' "${targets[@]}"; exit 0; fi
 if [ $# -ne 2 ] || [[ ! " ${targets[*]} " =~ " $1 " ]] || ! [[ $2 =~ ^[0-9]+$ ]]; then
   echo "usage: fuzz/run.sh TARGET SECONDS   (TARGET: ${targets[*]})" >&2

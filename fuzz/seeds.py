@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes seed inputs for every fuzz target into DIR/TARGET/ (fuzz/run.sh
-calls it for a target whose corpus is empty): DNS queries of many shapes,
-zone-transfer replies, list and config texts, and the project's own files
-(config/*.toml, blocklists/*, tests/fixtures/ofac/*)."""
+calls it for a target whose corpus is empty): DNS queries and upstream
+answers of many shapes, zone-transfer replies, list and config texts, and
+the project's own files (config/*.toml, blocklists/*, tests/fixtures/ofac/*)."""
 import os
 import struct
 import sys
@@ -108,6 +108,60 @@ def request_seeds():
     return s
 
 
+def answer(n, records, an=None, ns=0, ar=0, flags=0x8180, qtype=1, qd=1):
+    """An upstream's answer to `n` (QR, RD, RA and `flags`' RCODE)."""
+    an = len(records) if an is None else an
+    return header(0x4242, flags, qd, an - ns - ar, ns, ar) + (question(n, qtype) if qd else b"") + b"".join(records)
+
+
+def response_seeds():
+    a = lambda owner, i=1, ttl=60: rr(owner, 1, bytes([192, 0, 2, i]), ttl)
+    up_soa = rr("up.test", 6, name("ns.up.test") + name("h.up.test") + struct.pack(">IIIII", 1, 3600, 600, 86400, 30))
+    ede = option(15, b"\x00\x12blocked upstream")
+    s = {}
+    s["a"] = answer("www.up.test", [a("www.up.test")])
+    s["a-compressed"] = answer("www.up.test", [b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + b"\xc0\0\2\1"])
+    s["a-opt"] = answer("www.up.test", [a("www.up.test"), opt()], ar=1)
+    s["a-opt-ede-cookie"] = answer("www.up.test", [a("www.up.test"), opt(options=option(10, b"\1" * 16) + ede)], ar=1)
+    s["opt-overrun"] = answer("www.up.test", [a("www.up.test"), opt(options=option(10, b"\1" * 8) + b"\x00\x0f\x00\x0a\x00\x12xy")], ar=1)
+    s["opt-tail"] = answer("www.up.test", [a("www.up.test"), opt(options=ede + b"\x00\x0f\x00")], ar=1)
+    s["opt-ede-short"] = answer("www.up.test", [a("www.up.test"), opt(options=option(15, b"\x07"))], ar=1)
+    s["opt-extended-rcode"] = answer("www.up.test", [name("") + struct.pack(">HHIH", 41, 1232, 1 << 24, len(ede)) + ede], ar=1)
+    s["two-opts"] = answer("www.up.test", [a("www.up.test"), opt(), opt(do=True)], ar=2)
+    s["opt-then-glue"] = answer("mx.up.test", [rr("mx.up.test", 15, b"\0\x0a" + name("mail.up.test")), opt(), a("mail.up.test", 2)], ar=2, qtype=15)
+    tsig = rr("key", 250, name("hmac-sha256") + b"\0\0\0\0\0\1\x01\x2c\0\0\x42\x42\0\0\0\0", ttl=0, cls=255)
+    s["opt-tsig"] = answer("www.up.test", [a("www.up.test"), opt(), tsig], ar=2)
+    s["cname-tracker"] = answer("www.up.test", [cname("www.up.test", "cdn.tracker.example"), a("cdn.tracker.example")])
+    s["cname-seized"] = answer("www.up.test", [cname("www.up.test", "x.seized.example"), a("x.seized.example")])
+    s["cname-sink-nodata"] = answer("www.up.test", [cname("www.up.test", "sink.example"), cname("sink.example", "nodata.example"), a("nodata.example")])
+    s["cname-chain-ok"] = answer("www.up.test", [cname("www.up.test", "a.up.test"), cname("a.up.test", "b.up.test"), a("b.up.test")])
+    s["dname-wild"] = answer("www.up.test", [rr("up.test", 39, name("x.wild.example")), cname("www.up.test", "www.x.wild.example"), a("www.x.wild.example")])
+    s["allowed-cname"] = answer("allowed.seized.example", [cname("allowed.seized.example", "tracker.example"), a("tracker.example")])
+    s["cname-opt"] = answer("www.up.test", [cname("www.up.test", "t.tracker.example"), a("t.tracker.example"), opt(options=ede)], ar=1)
+    s["nxdomain-soa"] = answer("nx.up.test", [up_soa], ns=1, flags=0x8183)
+    s["nodata-soa"] = answer("www.up.test", [up_soa], ns=1, qtype=28)
+    s["nxdomain-no-soa"] = answer("nx.up.test", [], flags=0x8183)
+    s["servfail"] = answer("www.up.test", [], flags=0x8182)
+    s["refused"] = answer("www.up.test", [], flags=0x8185)
+    s["formerr-no-question"] = answer("www.up.test", [], flags=0x8181, qd=0)
+    s["notimp-no-question-opt"] = answer("www.up.test", [opt()], ar=1, flags=0x8184, qd=0)
+    s["nxdomain-no-question"] = answer("www.up.test", [], flags=0x8183, qd=0)
+    s["truncated"] = answer("www.up.test", [], flags=0x8380)
+    s["ttl-0"] = answer("www.up.test", [a("www.up.test", ttl=0)])
+    s["ttl-top-bit"] = answer("www.up.test", [a("www.up.test", ttl=0x80000001)])
+    s["big-600"] = answer("big.up.test", [a("big.up.test", i) for i in range(30)])
+    s["big-1300"] = answer("big.up.test", [a("big.up.test", i) for i in range(60)] + [opt()], ar=1)
+    s["txt"] = answer("t.up.test", [rr("t.up.test", 16, b"\x05hello\x05world")], qtype=16)
+    s["upper-question"] = answer("WwW.Up.TeSt", [a("www.up.test")])
+    s["qd2"] = header(0x4242, 0x8180, 2, 1) + question("www.up.test") + question("other.up.test") + a("www.up.test")
+    s["pointer-loop"] = answer("www.up.test", [b"\xc0\x1d" + struct.pack(">HHIH", 1, 1, 60, 4) + b"\1\2\3\4"])
+    s["cut"] = answer("www.up.test", [a("www.up.test")])[:-3]
+    s["trailing"] = answer("www.up.test", [a("www.up.test")]) + b"\xff\xff"
+    s["opt-in-answer"] = answer("www.up.test", [opt()])
+    s["class-chaos"] = header(0x4242, 0x8180, 1, 1) + question("version.bind", 16, 3) + rr("version.bind", 16, b"\x03x.y", cls=3)
+    return s
+
+
 def xfr_input(have, id_, copy, messages):
     data = bytes([1 if have is not None else 0]) + struct.pack(">IHH", have or 0, id_, len(copy))
     data += copy.encode()
@@ -206,7 +260,7 @@ CONFIGS = [
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "fuzz", "seeds")
-    targets = sys.argv[2:] or ["request", "domains", "hosts", "adblock", "rpz", "config", "xfr", "ofac"]
+    targets = sys.argv[2:] or ["request", "response", "domains", "hosts", "adblock", "rpz", "config", "xfr", "ofac"]
 
     def write(target, key, data):
         d = os.path.join(out, target)
@@ -226,6 +280,9 @@ def main():
     for t in targets:
         if t == "request":
             for k, v in request_seeds().items():
+                write(t, k, v)
+        elif t == "response":
+            for k, v in response_seeds().items():
                 write(t, k, v)
         elif t in LISTS:
             for i, text in enumerate(LISTS[t]):

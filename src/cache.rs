@@ -17,8 +17,15 @@
 //!
 //! Keeping wire bytes (plus the offsets of their TTL fields) means a hit is a
 //! copy and a few in-place patches; nothing is decoded or re-encoded, nothing
-//! allocated. Keys are the lowercase question plus the EDNS facts that change
-//! an answer (OPT present, DO, CD). Sixteen mutex shards, each on its own
+//! allocated. Keys are the lowercase question plus the flags that change
+//! what the upstream sends (DO, CD): upstream is always asked with EDNS, so
+//! one entry serves clients with and without it, and an answer is kept
+//! with our OPT record last, which a client without EDNS does not get.
+//!
+//! Each entry carries a [`Tag`] from whoever stored it, handed back with
+//! every hit and never read here: the server keeps in it what its rules
+//! made of the answer, and under which rules (`server::handler`). The cache
+//! knows nothing of lists or blocking. Sixteen mutex shards, each on its own
 //! cache lines, keep workers from queueing on one lock; everything a hit
 //! writes (the frequency sketch, the entry's hit count, the counters) lives
 //! under the shard's lock, so a hit writes no cache line that the lock did
@@ -47,8 +54,7 @@ use hashbrown::HashTable;
 
 use crate::config::CacheConfig;
 use crate::matcher::{MAX_KEY, NameKey};
-use crate::policy::{Action, QueryFacts};
-use crate::state::ListSlot;
+use crate::policy::QueryFacts;
 use crate::wire::{self, Header};
 
 const SHARDS: usize = 16;
@@ -81,7 +87,7 @@ const SAMPLE: usize = 5;
 /// bytes (glibc: an 8-byte header, the chunk rounded up to 16 bytes).
 const ALLOC_OVERHEAD: usize = 24;
 
-/// Lookup key: wire name, type, class and a flags byte.
+/// Lookup key: wire name, type, class and a flags byte (DO, CD).
 pub struct CacheKey {
     buf: [u8; MAX_KEY + 5],
     len: usize,
@@ -95,8 +101,9 @@ impl CacheKey {
         buf[..n.len()].copy_from_slice(n);
         buf[n.len()..n.len() + 2].copy_from_slice(&q.qtype.to_be_bytes());
         buf[n.len() + 2..n.len() + 4].copy_from_slice(&q.qclass.to_be_bytes());
-        let flags = u8::from(q.edns.is_some())
-            | (u8::from(q.edns.is_some_and(|e| e.dnssec_ok)) << 1)
+        // Not whether the client used EDNS: upstream is asked with it either
+        // way, and the answer's OPT is left out for a client without.
+        let flags = (u8::from(q.edns.is_some_and(|e| e.dnssec_ok)) << 1)
             | (u8::from(q.flags & 0x0010 != 0) << 2);
         buf[n.len() + 4] = flags;
         Self {
@@ -176,26 +183,18 @@ struct Rules {
     prefetch: bool,
 }
 
-/// A cached answer was written out; what kind of answer it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hit {
-    /// The upstream's answer, as it is, for any client.
-    Plain,
-    /// The upstream's answer, whose CNAME chain passes through a name that
-    /// some client groups block and others do not: inspect it again for
-    /// the client's group ([`Cache::insert_marked`]).
-    Inspect,
-    /// Not the upstream's answer but the block its CNAME chain led to
-    /// (without client groups every client gets the same one): `list`
-    /// blocked it with `action` ([`Cache::insert_verdict`]).
-    Verdict { list: ListSlot, action: Action },
-}
+/// What the caller stored with an answer ([`Cache::insert_tagged`]), handed
+/// back with every hit ([`Cache::get`], [`Cache::stale`]). The cache keeps
+/// it and never reads it: what it means (here, what the rules made of the
+/// answer and under which rules) is the caller's business.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tag(pub u64);
 
 /// One cached answer.
 struct Entry {
     hash: u64,
-    /// What kind of answer it is: how a hit is served and recorded.
-    kind: Hit,
+    /// The caller's, as stored (or as [`Cache::retag`] replaced it).
+    tag: Tag,
     /// One allocation: the key, the answer (TTLs clamped), then the answer's
     /// TTL field offsets as native-endian `u16`s.
     data: Box<[u8]>,
@@ -243,10 +242,21 @@ impl Entry {
 
     /// Writes the stored answer into `out` with its TTLs counted down to
     /// `now`, or all set to [`STALE_TTL`] and an EDE 3 "Stale Answer"
-    /// added to its OPT record (when it has one) if `stale` says why.
-    fn write(&self, now: u64, stale: Option<&str>, out: &mut Vec<u8>) {
+    /// added to its OPT record (when it has one) if `stale` says why. For
+    /// a client without EDNS (`edns` false) the OPT record, which ends the
+    /// answer, is left out.
+    fn write(&self, now: u64, stale: Option<&str>, edns: bool, out: &mut Vec<u8>) {
         out.clear();
-        out.extend_from_slice(self.answer());
+        let answer = self.answer();
+        // The OPT's owner (the root), type, class and TTL come before its RDLENGTH.
+        let opt_at = usize::from(self.opt_rdlen_at).saturating_sub(9);
+        if edns || self.opt_rdlen_at == 0 {
+            out.extend_from_slice(answer);
+        } else {
+            out.extend_from_slice(answer.get(..opt_at).unwrap_or(answer));
+            let arcount = wire::u16_at(out, 10).unwrap_or(1);
+            wire::put_u16(out, 10, arcount.saturating_sub(1));
+        }
         let elapsed = u32::try_from(now.saturating_sub(self.stored) / 1000).unwrap_or(u32::MAX);
         for at in self.ttl_offsets() {
             if let Some(ttl) = wire::u32_at(out, at) {
@@ -259,6 +269,7 @@ impl Entry {
         }
         if let Some(why) = stale
             && self.opt_rdlen_at != 0
+            && edns
         {
             let at = usize::from(self.opt_rdlen_at);
             let text = &why.as_bytes()[..why.len().min(64)];
@@ -587,15 +598,14 @@ impl Cache {
 
     /// Writes the cached answer for `key` into `out`, with the ID and question
     /// of `query` and TTLs reduced by the time spent in the cache.
-    /// What was found, and (when something was written) what kind of
-    /// answer it is.
+    /// What was found, and (when something was written) the entry's tag.
     pub fn get(
         &self,
         key: &CacheKey,
         query: &[u8],
         q: &QueryFacts,
         out: &mut Vec<u8>,
-    ) -> (Found, Hit) {
+    ) -> (Found, Tag) {
         self.get_kind_at(key, query, q, self.now(), out)
     }
 
@@ -606,24 +616,24 @@ impl Cache {
         q: &QueryFacts,
         now: u64,
         out: &mut Vec<u8>,
-    ) -> (Found, Hit) {
+    ) -> (Found, Tag) {
         let Some((hash, shard)) = self.locate(key) else {
-            return (Found::Miss, Hit::Plain);
+            return (Found::Miss, Tag::default());
         };
         let Ok(mut guard) = shard.lock() else {
-            return (Found::Miss, Hit::Plain);
+            return (Found::Miss, Tag::default());
         };
         let s = &mut *guard;
         s.sketch.touch(hash);
         let Some(i) = s.find(hash, key.as_bytes()) else {
             s.counters.misses += 1;
-            return (Found::Miss, Hit::Plain);
+            return (Found::Miss, Tag::default());
         };
         let e = &mut s.slots[i];
-        let kind = e.kind;
+        let (tag, edns) = (e.tag, q.edns.is_some());
         let found = if now < e.expires {
             e.hits = e.hits.saturating_add(1);
-            e.write(now, None, out);
+            e.write(now, None, edns, out);
             s.counters.hits += 1;
             if self.rules.prefetch
                 && !e.prefetching
@@ -639,7 +649,7 @@ impl Cache {
                 Found::Fresh
             }
         } else if now < e.recheck && now - e.expires < self.rules.stale_max_ms {
-            e.write(now, Some("upstream failing: stale answer"), out);
+            e.write(now, Some("upstream failing: stale answer"), edns, out);
             s.counters.stale += 1;
             Found::Stale
         } else {
@@ -653,7 +663,7 @@ impl Cache {
         if found != Found::Miss {
             answer_as_asked(query, q, out);
         }
-        (found, kind)
+        (found, tag)
     }
 
     /// Every upstream failed for `key`, or answered SERVFAIL (`why`): writes
@@ -661,8 +671,7 @@ impl Cache {
     /// (RFC 8767), with TTLs of [`STALE_TTL`] and an EDE 3 when the query
     /// has EDNS, and serves it without forwarding for the next 30 s. A
     /// fresh entry (another query refreshed it meanwhile) is served as a
-    /// hit. The kind of answer written, or None when there is nothing to
-    /// serve.
+    /// hit. The entry's tag, or None when there is nothing to serve.
     pub fn stale(
         &self,
         key: &CacheKey,
@@ -670,7 +679,7 @@ impl Cache {
         q: &QueryFacts,
         why: &str,
         out: &mut Vec<u8>,
-    ) -> Option<Hit> {
+    ) -> Option<Tag> {
         self.stale_kind_at(key, query, q, why, self.now(), out)
     }
 
@@ -682,7 +691,7 @@ impl Cache {
         why: &str,
         now: u64,
         out: &mut Vec<u8>,
-    ) -> Option<Hit> {
+    ) -> Option<Tag> {
         if self.rules.stale_max_ms == 0 {
             return None;
         }
@@ -691,11 +700,11 @@ impl Cache {
         let s = &mut *guard;
         let i = s.find(hash, key.as_bytes())?;
         let e = &mut s.slots[i];
-        let kind = e.kind;
+        let (tag, edns) = (e.tag, q.edns.is_some());
         if now < e.expires {
-            e.write(now, None, out);
+            e.write(now, None, edns, out);
         } else if now - e.expires < self.rules.stale_max_ms {
-            e.write(now, Some(why), out);
+            e.write(now, Some(why), edns, out);
             e.recheck = now + STALE_RECHECK_MS;
             s.counters.stale += 1;
         } else {
@@ -703,7 +712,25 @@ impl Cache {
         }
         drop(guard);
         answer_as_asked(query, q, out);
-        Some(kind)
+        Some(tag)
+    }
+
+    /// Replaces the tag of `key`'s entry with `to` if it is still `from`
+    /// (an answer stored meanwhile keeps its own): the caller re-read a
+    /// hit and has a newer word on it.
+    pub fn retag(&self, key: &CacheKey, from: Tag, to: Tag) {
+        let Some((hash, shard)) = self.locate(key) else {
+            return;
+        };
+        let Ok(mut s) = shard.lock() else {
+            return;
+        };
+        if let Some(i) = s.find(hash, key.as_bytes())
+            && let Some(e) = s.slots.get_mut(i)
+            && e.tag == from
+        {
+            e.tag = to;
+        }
     }
 
     /// A background refresh that [`Found::Refresh`] started has ended
@@ -718,29 +745,17 @@ impl Cache {
     /// 2308: only with an SOA) for min(SOA TTL, SOA MINIMUM,
     /// `negative_ttl_max`). Each TTL in `response` is clamped the same
     /// way, in place, so that the client of this answer sees what the
-    /// next ones will, and none served outlives the entry.
+    /// next ones will, and none served outlives the entry. The answer
+    /// should end with an OPT record: the one EDNS clients get (a client
+    /// without EDNS gets the answer without it). Tagged with the default
+    /// [`Tag`].
     pub fn insert(&self, key: &CacheKey, response: &mut [u8]) {
-        self.insert_kind_at(key, response, Hit::Plain, self.now());
+        self.insert_tagged(key, response, Tag::default());
     }
 
-    /// [`Cache::insert`], marking the entry for inspection on every hit
-    /// (`inspect`): its CNAME chain passes through a name that some client
-    /// groups block and others do not.
-    pub fn insert_marked(&self, key: &CacheKey, response: &mut [u8], inspect: bool) {
-        let kind = if inspect { Hit::Inspect } else { Hit::Plain };
-        self.insert_kind_at(key, response, kind, self.now());
-    }
-
-    /// Stores the block a CNAME chain led to (`response`, as the client
-    /// got it) in place of the chain: `list` blocked it with `action`.
-    pub fn insert_verdict(
-        &self,
-        key: &CacheKey,
-        response: &mut [u8],
-        list: ListSlot,
-        action: Action,
-    ) {
-        self.insert_kind_at(key, response, Hit::Verdict { list, action }, self.now());
+    /// [`Cache::insert`], with the tag every hit on the entry hands back.
+    pub fn insert_tagged(&self, key: &CacheKey, response: &mut [u8], tag: Tag) {
+        self.insert_tag_at(key, response, tag, self.now());
     }
 
     /// [`Cache::get`] at `now`, seeing only what was found (tests).
@@ -773,10 +788,10 @@ impl Cache {
     /// [`Cache::insert`] at `now` (tests).
     #[cfg(test)]
     fn insert_at(&self, key: &CacheKey, response: &mut [u8], now: u64) -> bool {
-        self.insert_kind_at(key, response, Hit::Plain, now)
+        self.insert_tag_at(key, response, Tag::default(), now)
     }
 
-    fn insert_kind_at(&self, key: &CacheKey, response: &mut [u8], kind: Hit, now: u64) -> bool {
+    fn insert_tag_at(&self, key: &CacheKey, response: &mut [u8], tag: Tag, now: u64) -> bool {
         if response.len() > MAX_ENTRY_BYTES {
             return false;
         }
@@ -805,7 +820,7 @@ impl Cache {
         };
         let entry = Entry {
             hash,
-            kind,
+            tag,
             data: data.into_boxed_slice(),
             stored: now,
             expires: now + u64::from(c.ttl) * 1000,
@@ -1238,6 +1253,43 @@ mod tests {
         assert_eq!(other.get(&key, &q, &f, &mut Vec::new()).0, Found::Miss);
     }
 
+    /// Issue 16 (10): an upstream OPT whose last option overran it reached
+    /// the cache cut short, and the stale answer's EDE 3, appended after
+    /// it, was swallowed: neither parsed. What `wire::replace_opt` makes of
+    /// it now (no option of that OPT) is served fresh, and stale with its
+    /// EDE 3, as a message.
+    #[test]
+    fn r16_a_stale_answer_parses_after_the_upstreams_bad_opt() {
+        let cache = Cache::new(&CacheConfig {
+            stale_max: Duration::from_secs(100),
+            ..config(10)
+        });
+        let q = query_for("www.example.com", true);
+        let (key, f) = key_of(&q);
+        let mut upstream = answer_for("www.example.com", 10, false);
+        let mut rdata = wire::ede_option(18, "kept");
+        // An EDE stating 10 bytes where 4 are left.
+        rdata.extend_from_slice(&[0, 15, 0, 10, 0, 18, b'x', b'y']);
+        upstream[11] = 1;
+        upstream.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        upstream.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        upstream.extend_from_slice(&rdata);
+        let mut resp = wire::replace_opt(&upstream, Some(false)).expect("walks");
+        assert!(cache.insert_at(&key, &mut resp, 0));
+        let mut out = Vec::new();
+        for (now, stale) in [(5_000, false), (20_000, true)] {
+            assert!(cache.stale_at(&key, &q, &f, "upstream timed out", now, &mut out));
+            let m = hickory_proto::op::Message::from_vec(&out)
+                .unwrap_or_else(|e| panic!("stale {stale}: {e}: {out:02x?}"));
+            let options = m.edns.map(|e| e.options().as_ref().len());
+            assert_eq!(
+                options,
+                Some(usize::from(stale)),
+                "stale {stale}: EDE 3 alone"
+            );
+        }
+    }
+
     #[test]
     fn stale_answers_have_ttl_30_and_ede_3_within_stale_max() {
         let cache = Cache::new(&CacheConfig {
@@ -1556,28 +1608,65 @@ mod tests {
     }
 
     #[test]
-    fn entries_keep_their_kind() {
+    fn entries_keep_their_tag_until_retagged_from_it() {
         let cache = Cache::new(&CacheConfig::default());
         let q = query();
-        let (f, name) = facts(&q);
-        let key = CacheKey::new(&name, &f);
+        let (key, f) = key_of(&q);
         let mut out = Vec::new();
         assert_eq!(cache.get(&key, &q, &f, &mut out).0, Found::Miss);
         cache.insert(&key, &mut answer(300));
         assert_eq!(
             cache.get(&key, &q, &f, &mut out),
-            (Found::Fresh, Hit::Plain)
+            (Found::Fresh, Tag::default())
         );
-        cache.insert_marked(&key, &mut answer(300), true);
+        cache.insert_tagged(&key, &mut answer(300), Tag(7));
+        assert_eq!(cache.get(&key, &q, &f, &mut out), (Found::Fresh, Tag(7)));
+        // Only from the tag the caller saw: a newer one stays.
+        cache.retag(&key, Tag(6), Tag(8));
+        assert_eq!(cache.get(&key, &q, &f, &mut out).1, Tag(7));
+        cache.retag(&key, Tag(7), Tag(8));
+        assert_eq!(cache.get(&key, &q, &f, &mut out).1, Tag(8));
+        assert_eq!(cache.stale(&key, &q, &f, "x", &mut out), Some(Tag(8)));
+    }
+
+    /// Issue 16 (9): upstream is asked with EDNS for every client, so one
+    /// entry (kept with our OPT) serves both kinds; a client without EDNS
+    /// gets it without the OPT, stale or not.
+    #[test]
+    fn one_entry_serves_clients_with_and_without_edns() {
+        let cache = Cache::new(&config(10));
+        let (with, without) = (
+            query_for("www.example.com", true),
+            query_for("www.example.com", false),
+        );
+        let ((key, fw), (key2, fo)) = (key_of(&with), key_of(&without));
+        assert_eq!(key.as_bytes(), key2.as_bytes(), "one key");
+        let stored = answer_for("www.example.com", 10, true);
+        cache.insert_at(&key, &mut stored.clone(), 0);
+        let mut out = Vec::new();
         assert_eq!(
-            cache.get(&key, &q, &f, &mut out),
-            (Found::Fresh, Hit::Inspect)
+            cache.get_at(&key, &with, &fw, 1_000, &mut out),
+            Found::Fresh
         );
-        cache.insert_verdict(&key, &mut answer(300), ListSlot(3), Action::Nxdomain);
-        let verdict = Hit::Verdict {
-            list: ListSlot(3),
-            action: Action::Nxdomain,
-        };
-        assert_eq!(cache.get(&key, &q, &f, &mut out), (Found::Fresh, verdict));
+        assert_eq!(out.len(), stored.len());
+        assert_eq!(wire::u16_at(&out, 10), Some(1));
+        assert_eq!(
+            cache.get_at(&key, &without, &fo, 1_000, &mut out),
+            Found::Fresh
+        );
+        assert_eq!(out.len(), stored.len() - 11, "no OPT");
+        assert_eq!(wire::u16_at(&out, 10), Some(0), "ARCOUNT");
+        assert_eq!(ttls(&out), [9]);
+        assert!(cache.stale_at(&key, &without, &fo, "why", 20_000, &mut out));
+        assert_eq!(out.len(), stored.len() - 11, "no OPT, no EDE");
+        assert_eq!(ttls(&out), [STALE_TTL]);
+        assert!(cache.stale_at(&key, &with, &fw, "why", 20_000, &mut out));
+        assert!(out.ends_with(b"why"), "EDE 3 for the EDNS client");
+        // DO is still part of the key: a DNSSEC answer is another entry.
+        let mut dnssec = with.clone();
+        let at = dnssec.len() - 4;
+        dnssec[at] = 0x80;
+        let (key3, _) = key_of(&dnssec);
+        assert_ne!(key.as_bytes(), key3.as_bytes());
     }
 }

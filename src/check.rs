@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::access::{AccessAction, Judgement};
 use crate::groups::Group;
-use crate::matcher::{Lookup, NameKey};
-use crate::state::{Snapshot, Verdict};
+use crate::lists::Format;
+use crate::matcher::NameKey;
+use crate::state::{ListInfo, Snapshot, Verdict};
 use crate::wire;
 
 /// What `[access]` and `[rate_limit]` make of a client.
@@ -112,7 +113,8 @@ pub fn group_line(snap: &Snapshot, asker: Option<&ClientCheck>) -> Option<String
 #[derive(Debug, Clone, Serialize)]
 pub struct BlockDetail {
     pub list: String,
-    /// The list entry that matched (the name itself or a parent).
+    /// The list entry that matched, as the list writes it: the name
+    /// itself or a parent, or `*.parent` for an RPZ wildcard trigger.
     pub entry: String,
     pub action: &'static str,
     /// The RFC 8914 INFO-CODE and its meaning.
@@ -211,23 +213,31 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
         upstream: upstream.clone(),
     };
     match snap.verdict(&key, group) {
-        Verdict::Miss => match snap.set.lookup(&key) {
+        Verdict::Miss => {
+            let mut why = Vec::new();
+            // A feed that lets the name by (and blocks nothing else here).
+            if let Some((list, hit)) = snap.passthru_of(&key, group) {
+                why.push(format!(
+                    "rpz-passthru of {} (entry {})",
+                    list.spec.name,
+                    entry(&key, hit.suffix, list)
+                ));
+            }
             // Listed, but only by lists this client's group does not apply.
-            Lookup::Blocked(hit) if snap.groups.configured() => {
-                let lists: Vec<&str> = snap
-                    .lists_of(hit.policy)
-                    .iter()
-                    .map(|l| l.spec.name.as_str())
-                    .collect();
-                allowed(Some(format!(
+            if snap.groups.configured()
+                && let Some((lists, hit)) = snap.left_out(&key, group)
+                && let Some(first) = lists.first()
+            {
+                let names: Vec<&str> = lists.iter().map(|l| l.spec.name.as_str()).collect();
+                why.push(format!(
                     "group {} does not apply {} (entry {})",
                     group.name,
-                    lists.join(", "),
-                    key.suffix(hit.suffix)
-                )))
+                    names.join(", "),
+                    entry(&key, hit.suffix, first)
+                ));
             }
-            _ => allowed(None),
-        },
+            allowed((!why.is_empty()).then(|| why.join("; ")))
+        }
         Verdict::Allowed { suffix } => {
             allowed(Some(format!("allowlist entry {}", key.suffix(suffix))))
         }
@@ -244,7 +254,7 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
                 upstream: None,
                 block: Some(BlockDetail {
                     list: list.spec.name.clone(),
-                    entry: key.suffix(suffix).to_string(),
+                    entry: entry(&key, suffix, list),
                     action: policy.action.as_str(),
                     ede: policy.ede.code(),
                     ede_meaning: policy.ede.as_str(),
@@ -258,10 +268,22 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
     }
 }
 
+/// The entry of `list` that matched `key` at byte offset `suffix`, as the
+/// list writes it. An RPZ trigger that matched above the name is a
+/// wildcard (`*.parent`); in any other list a parent covers its subtree
+/// and is written bare.
+fn entry(key: &NameKey, suffix: usize, list: &ListInfo) -> String {
+    if suffix > 0 && list.stats.format == Some(Format::Rpz) {
+        format!("*.{}", key.suffix(suffix))
+    } else {
+        key.suffix(suffix).to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
+    use crate::config::Config;
 
     /// A snapshot of `text` in a directory with the list `listed.txt`.
     fn snapshot(text: &str) -> Snapshot {
@@ -356,5 +378,75 @@ mod tests {
             "forward[1] (10.0.0.10:53, tcp://10.0.0.11:53) for zone corp.example"
         );
         assert!(json.get("block").is_none());
+    }
+
+    /// Issue 16 (2): what `check` says of RPZ triggers and passthrus, for
+    /// the default group and for groups that leave a list out.
+    #[test]
+    fn r16_check_names_the_trigger_and_the_passthru() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("vendor.rpz"),
+            "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\n*.below.example CNAME .\n*.wild.example CNAME *.\ngood.wild.example CNAME rpz-passthru.\n*.okbelow.wild.example CNAME rpz-passthru.\nsanctioned.example CNAME rpz-passthru.\n",
+        )
+        .expect("feed");
+        std::fs::write(dir.path().join("sanctions.txt"), "sanctioned.example\n").expect("list");
+        let text = r#"
+[[lists]]
+name = "vendor"
+source = "vendor.rpz"
+[[lists]]
+name = "sanctions"
+source = "sanctions.txt"
+[[groups]]
+name = "plain-only"
+clients = ["10.0.0.2/32"]
+lists = ["sanctions"]
+[[groups]]
+name = "feed-only"
+clients = ["10.0.0.3/32"]
+lists = ["vendor"]
+"#;
+        let config = Config::parse(&dir.path().join("e.toml"), text).expect("config");
+        let snap = Snapshot::build(&config).expect("build");
+        let check = |who: Option<&str>, name: &str| {
+            let asker = who.map(|ip| client(&snap, ip.parse().expect("ip")));
+            let c = self::name(&snap, name, asker.as_ref());
+            match c.block {
+                Some(b) => format!("blocked {} {}", b.list, b.entry),
+                None => format!("{} {}", c.verdict, c.detail.unwrap_or_default()),
+            }
+        };
+        assert_eq!(
+            check(None, "a.below.example"),
+            "blocked vendor *.below.example"
+        );
+        assert_eq!(check(None, "below.example"), "allowed ");
+        assert_eq!(
+            check(None, "sanctioned.example"),
+            "blocked sanctions sanctioned.example"
+        );
+        assert_eq!(
+            check(None, "good.wild.example"),
+            "allowed rpz-passthru of vendor (entry good.wild.example)"
+        );
+        assert_eq!(
+            check(None, "x.okbelow.wild.example"),
+            "allowed rpz-passthru of vendor (entry *.okbelow.wild.example)"
+        );
+        assert_eq!(
+            check(Some("10.0.0.3"), "sanctioned.example"),
+            "allowed rpz-passthru of vendor (entry sanctioned.example); \
+             group feed-only does not apply sanctions (entry sanctioned.example)"
+        );
+        assert_eq!(
+            check(Some("10.0.0.3"), "good.wild.example"),
+            "allowed rpz-passthru of vendor (entry good.wild.example)",
+            "the feed's own wildcard is passed, not left out"
+        );
+        assert_eq!(
+            check(Some("10.0.0.2"), "bad.wild.example"),
+            "allowed group plain-only does not apply vendor (entry *.wild.example)"
+        );
     }
 }

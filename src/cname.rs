@@ -16,15 +16,23 @@
 //! Pi-hole, AdGuard Home, Blocky, Technitium, BIND (RPZ) and PowerDNS
 //! (RPZ) all look at the chain.
 //!
-//! Names in an answer are compressed; [`wire::read_name`] follows the
+//! Names in an answer are compressed; [`query::read_name`] follows the
 //! pointers (a bounded number of them) into a lowercase [`NameKey`]. Every
 //! read is bounds-checked: an answer that cannot be walked is passed on as
 //! it is, never a panic.
+//!
+//! What an inspection found is kept with the cached answer as a
+//! [`Checked`], stamped with the [`Snapshot::generation`] it was made
+//! under: a hit from before a reload is inspected again (once; the entry
+//! is then stamped anew), so that a name listed today is not reached
+//! through a chain cached yesterday.
 
+use crate::cache::Tag;
 use crate::groups::Group;
 use crate::matcher::NameKey;
-use crate::policy::{Policy, QueryFacts};
-use crate::state::{Snapshot, Verdict};
+use crate::policy::{Action, Policy, QueryFacts};
+use crate::query;
+use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::wire::{self, Header};
 
 /// RR type CNAME.
@@ -101,8 +109,8 @@ fn chain(resp: &[u8]) -> impl Iterator<Item = (&'static str, NameKey, NameKey, u
                 TYPE_DNAME => "DNAME",
                 _ => continue,
             };
-            let (owner, _) = wire::read_name(resp, rr.name_at)?;
-            let (target, end) = wire::read_name(resp, rr.rdata_at)?;
+            let (owner, _) = query::read_name(resp, rr.name_at)?;
+            let (target, end) = query::read_name(resp, rr.rdata_at)?;
             if end > rr.rdata_at + rr.rdlen {
                 return None;
             }
@@ -147,6 +155,105 @@ pub fn blocked_for_some_group(resp: &[u8], snap: &Snapshot) -> bool {
     })
 }
 
+/// What the rules made of a cached answer, and under which of them (a
+/// [`Snapshot::generation`]): kept as the entry's [`Tag`], which the cache
+/// holds without reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// No CNAME or DNAME in the answer section: nothing a reload changes
+    /// (the question's own name is looked up on every query).
+    Unchained,
+    /// A chain that no group blocks (or an allowlisted name's, which is
+    /// not inspected).
+    Passed { generation: u32 },
+    /// A chain that some groups block: inspected again on each hit, for
+    /// the client's group.
+    PerGroup { generation: u32 },
+    /// Not the chain but the block it led to, the same for every client
+    /// (no groups): `list` blocked it with `action`.
+    Blocked {
+        generation: u32,
+        list: ListSlot,
+        action: Action,
+    },
+}
+
+impl Checked {
+    /// What an answer that was not blocked for its client is, under
+    /// `snap`'s rules: the chain of an `allowed` name is not inspected.
+    pub fn of(resp: &[u8], snap: &Snapshot, allowed: bool) -> Self {
+        let generation = snap.generation;
+        if chain(resp).next().is_none() {
+            Self::Unchained
+        } else if !allowed && blocked_for_some_group(resp, snap) {
+            Self::PerGroup { generation }
+        } else {
+            Self::Passed { generation }
+        }
+    }
+
+    /// Whether this was made under the rules of `generation` (or needs no
+    /// rules): the one compare a hit costs.
+    #[inline]
+    pub fn current(self, generation: u32) -> bool {
+        match self {
+            Self::Unchained => true,
+            Self::Passed { generation: g }
+            | Self::PerGroup { generation: g }
+            | Self::Blocked { generation: g, .. } => g == generation,
+        }
+    }
+
+    /// Packed into a tag: kind in bits 0-7, action 8-15, list 16-31,
+    /// generation 32-63. [`Checked::Unchained`] is the default tag, so an
+    /// answer stored untagged ([`crate::cache::Cache::insert`]) is served
+    /// as it is.
+    pub fn tag(self) -> Tag {
+        let (kind, generation, list, action): (u64, u32, u16, u8) = match self {
+            Self::Unchained => (0, 0, 0, 0),
+            Self::Passed { generation } => (1, generation, 0, 0),
+            Self::PerGroup { generation } => (2, generation, 0, 0),
+            Self::Blocked {
+                generation,
+                list,
+                action,
+            } => {
+                let action = match action {
+                    Action::Nxdomain => 0,
+                    Action::Nodata => 1,
+                    Action::Refused => 2,
+                    Action::Sinkhole => 3,
+                };
+                (3, generation, list.0, action)
+            }
+        };
+        Tag(kind | u64::from(action) << 8 | u64::from(list) << 16 | u64::from(generation) << 32)
+    }
+
+    /// Unpacks [`Checked::tag`]. A tag it did not write reads as a chain
+    /// passed under no generation ever built (0): inspected again.
+    #[inline]
+    pub fn from_tag(tag: Tag) -> Self {
+        let generation = (tag.0 >> 32) as u32;
+        match tag.0 & 0xff {
+            0 => Self::Unchained,
+            1 => Self::Passed { generation },
+            2 => Self::PerGroup { generation },
+            3 => Self::Blocked {
+                generation,
+                list: ListSlot((tag.0 >> 16) as u16),
+                action: match (tag.0 >> 8) as u8 {
+                    0 => Action::Nxdomain,
+                    1 => Action::Nodata,
+                    2 => Action::Refused,
+                    _ => Action::Sinkhole,
+                },
+            },
+            _ => Self::Passed { generation: 0 },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +289,35 @@ mod tests {
         }
         out.push(0);
         out
+    }
+
+    #[test]
+    fn checked_round_trips_through_its_tag() {
+        let all = [
+            Checked::Unchained,
+            Checked::Passed { generation: 7 },
+            Checked::PerGroup {
+                generation: u32::MAX,
+            },
+            Checked::Blocked {
+                generation: 3,
+                list: ListSlot(65_000),
+                action: Action::Sinkhole,
+            },
+            Checked::Blocked {
+                generation: 1,
+                list: ListSlot::NONE,
+                action: Action::Refused,
+            },
+        ];
+        for c in all {
+            assert_eq!(Checked::from_tag(c.tag()), c);
+        }
+        assert_eq!(Checked::from_tag(Tag::default()), Checked::Unchained);
+        assert!(!Checked::from_tag(Tag(0xff)).current(1));
+        assert!(Checked::Unchained.current(9));
+        assert!(Checked::Passed { generation: 9 }.current(9));
+        assert!(!Checked::Passed { generation: 8 }.current(9));
     }
 
     #[test]

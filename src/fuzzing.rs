@@ -17,22 +17,27 @@ use std::sync::{Arc, OnceLock};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::RData;
 
+use arc_swap::ArcSwap;
+
+use crate::cache::Cache;
 use crate::config::{self, Config};
 use crate::lists::{self, Format, MAX_WARNINGS, ofac};
 use crate::observe::{Decision, Decisions, NO_RCODE, QueryEvent, Recorder, rcode_of};
 use crate::server::{Handler, Outcome, Proto};
 use crate::source::xfr::{self, Ixfr};
+use crate::upstream::{self, Upstream};
 use crate::{Snapshot, wire};
 
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [&str; 8] = [
-    "request", "domains", "hosts", "adblock", "rpz", "config", "xfr", "ofac",
+pub const TARGETS: [&str; 9] = [
+    "request", "response", "domains", "hosts", "adblock", "rpz", "config", "xfr", "ofac",
 ];
 
 /// Runs `data` through target `name` (one of [`TARGETS`]).
 pub fn run(name: &str, data: &[u8]) {
     match name {
         "request" => request(data),
+        "response" => response(data),
         "domains" => list(Format::Domains, data),
         "hosts" => list(Format::Hosts, data),
         "adblock" => list(Format::Adblock, data),
@@ -177,7 +182,7 @@ fn cache_filler() -> SocketAddr {
 
 /// Forwards a query for each of [`CACHED`], with and without EDNS, through
 /// the real path (`Handler::forward` caches what the upstream answered).
-fn fill_cache(handler: &Handler) {
+fn fill_cache(handler: &Arc<Handler>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -343,6 +348,233 @@ fn check_answer(pkt: &[u8], proto: Proto, out: &[u8]) {
         };
         assert!(
             out.len() <= usize::from(limit),
+            "a UDP answer of {} bytes exceeds {limit}",
+            out.len()
+        );
+    }
+}
+
+// ---- response: an upstream's answer through the forward path ----
+
+/// A client of group `strict` (every list), and one of the default group
+/// (only `seized`): a chain blocked for one is inspected again for the
+/// other when it comes from the cache. Both private, as `[access]` wants
+/// by default.
+const STRICT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7));
+const LAX: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 2, 0, 7));
+
+/// The question asked when the upstream's answer carries no plain one.
+const DEFAULT_QUESTION: &[u8] = b"\x03www\x02up\x04test\x00\x00\x01\x00\x01";
+
+/// The rules every [`response`] input is answered under: lists with every
+/// action (CNAME inspection on), an allow entry under a listed name, two
+/// client groups; and the configuration its handlers are built from.
+fn response_fixture() -> &'static (Arc<ArcSwap<Snapshot>>, Config) {
+    static FIXTURE: OnceLock<(Arc<ArcSwap<Snapshot>>, Config)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("embargo-fuzz-response-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let files = [
+            ("seized.txt", "seized.example\n*.wild.example\n"),
+            ("tracker.txt", "tracker.example\n"),
+            ("nodata.txt", "nodata.example\n"),
+            ("sinkhole.txt", "0.0.0.0 sink.example\n"),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("list file");
+        }
+        let text = r#"
+[upstream]
+# Never asked: what the upstreams answer is the fuzz input.
+servers = ["127.0.0.1:9"]
+[cache]
+size = 64
+[[lists]]
+name = "seized"
+source = "seized.txt"
+[[lists]]
+name = "tracker"
+source = "tracker.txt"
+action = "refused"
+ede = "blocked"
+[[lists]]
+name = "nodata"
+source = "nodata.txt"
+action = "nodata"
+[[lists]]
+name = "sinkhole"
+source = "sinkhole.txt"
+action = "sinkhole"
+[allow]
+domains = ["allowed.seized.example"]
+[[groups]]
+name = "strict"
+clients = ["10.1.0.0/16"]
+[[groups]]
+name = "default"
+lists = ["seized"]
+"#;
+        let config = Config::parse(&dir.join("fuzz.toml"), text).expect("fixture config");
+        let snapshot = Snapshot::build(&config).expect("fixture snapshot");
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = Arc::new(ArcSwap::from_pointee(snapshot));
+        // Were both clients refused, or the default question blocked,
+        // nothing would reach the forward path: the run would test nothing.
+        let handler = Handler::new(
+            state.clone(),
+            Cache::new(&config.cache),
+            Upstream::new(&config.upstream),
+        );
+        for ip in [STRICT, LAX] {
+            let outcome = handler.handle(
+                &client_query(DEFAULT_QUESTION, None),
+                SocketAddr::new(ip, 5353),
+                Proto::Udp,
+                &mut Vec::new(),
+                &mut Recorder::off(),
+            );
+            assert!(
+                matches!(outcome, Outcome::Forward(_)),
+                "the fixture does not forward for {ip}"
+            );
+        }
+        (state, config)
+    })
+}
+
+/// The first question of `answer` when it is plain (labels, no
+/// compression, within 255 bytes, type and class after it): its bytes.
+fn answered_question(answer: &[u8]) -> Option<&[u8]> {
+    if wire::u16_at(answer, 4)? == 0 {
+        return None;
+    }
+    let mut at = wire::HEADER_LEN;
+    loop {
+        let len = usize::from(*answer.get(at)?);
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        at += 1 + len;
+    }
+    let end = at + 1 + 4;
+    (at + 1 - wire::HEADER_LEN <= 255)
+        .then(|| answer.get(wire::HEADER_LEN..end))
+        .flatten()
+}
+
+/// A client's query for `question` (ID 0xbeef, RD), with an OPT (payload
+/// 1232, DO as given) when `edns` is `Some`.
+fn client_query(question: &[u8], edns: Option<bool>) -> Vec<u8> {
+    let mut q = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(question);
+    if let Some(dnssec_ok) = edns {
+        wire::push_opt(&mut q, 0, dnssec_ok, &[]);
+    }
+    q
+}
+
+/// `data` is what the upstreams answered. A client asks the question it
+/// carries (`www.up.test A` when it has no plain one) without EDNS, with
+/// it, and with DO; over UDP from a client of group `strict`, then over
+/// TCP from one of the default group. Each query that is not blocked or
+/// cached is forwarded, and `data` is the upstreams' answer when it
+/// answers the query as the upstream module checks answers (the upstream
+/// timed out otherwise); then a client of the other group asks again, and
+/// gets the cached answer when one was kept. Every answer carries the
+/// client's ID and QR; echoes the question unless the upstream's answer
+/// had none (FORMERR, NOTIMP); over UDP fits what the query allows; and
+/// parses with hickory whenever `data` did.
+pub fn response(data: &[u8]) {
+    let (state, config) = response_fixture();
+    // A cache per input: one kept from an earlier input would answer in
+    // its place, and this input would never reach the forward path.
+    let handler = Handler::new(
+        state.clone(),
+        Cache::new(&config.cache),
+        Upstream::new(&config.upstream),
+    );
+    let parses = Message::from_vec(data).is_ok();
+    let question = answered_question(data).unwrap_or(DEFAULT_QUESTION);
+    let mut out = Vec::with_capacity(512);
+    let mut rec = Recorder::off();
+    for edns in [None, Some(false), Some(true)] {
+        let query = client_query(question, edns);
+        for (proto, first, again) in [(Proto::Udp, STRICT, LAX), (Proto::Tcp, LAX, STRICT)] {
+            let client = SocketAddr::new(first, 5353);
+            match handler.handle(&query, client, proto, &mut out, &mut rec) {
+                Outcome::Forward(job) => {
+                    let answer = if upstream::same_question(&query, data) {
+                        Ok((0, data.to_vec()))
+                    } else {
+                        Err(upstream::Error::Timeout {
+                            server: "fuzz".into(),
+                        })
+                    };
+                    handler.forward_answered(job, answer, &mut out);
+                }
+                // Blocked by a list, or cached in the UDP round.
+                Outcome::Reply => {}
+                Outcome::Drop => panic!("a query was dropped"),
+            }
+            check_response(data, parses, (&query, question.len()), proto, &out);
+            let client = SocketAddr::new(again, 5353);
+            match handler.handle(&query, client, proto, &mut out, &mut rec) {
+                Outcome::Reply => {
+                    check_response(data, parses, (&query, question.len()), proto, &out)
+                }
+                Outcome::Forward(_) => {} // not kept
+                Outcome::Drop => panic!("a query was dropped"),
+            }
+        }
+    }
+}
+
+/// See [`response`]: `query` is the client's, its question `question_len` bytes long.
+fn check_response(
+    data: &[u8],
+    parses: bool,
+    (query, question_len): (&[u8], usize),
+    proto: Proto,
+    out: &[u8],
+) {
+    if parses && let Err(e) = Message::from_vec(out) {
+        panic!(
+            "the answer does not parse ({e}):\nupstream {data:02x?}\nquery {query:02x?}\nanswer {out:02x?}"
+        );
+    }
+    assert_eq!(
+        out.get(..2),
+        query.get(..2),
+        "the answer's ID is not the query's"
+    );
+    assert!(
+        out.get(2).is_some_and(|f| f & 0x80 != 0),
+        "QR clear: {out:02x?}"
+    );
+    if wire::u16_at(data, 4) != Some(0) {
+        let end = wire::HEADER_LEN + question_len;
+        assert!(
+            wire::u16_at(out, 4).is_some_and(|n| n >= 1),
+            "no question: {out:02x?}"
+        );
+        assert_eq!(
+            out.get(wire::HEADER_LEN..end),
+            query.get(wire::HEADER_LEN..end),
+            "the question is not echoed byte for byte:\nupstream {data:02x?}\nanswer {out:02x?}"
+        );
+    }
+    if proto == Proto::Udp {
+        let limit = if wire::u16_at(query, 10) == Some(1) {
+            usize::from(wire::EDNS_UDP_SIZE)
+        } else {
+            512
+        };
+        assert!(
+            out.len() <= limit,
             "a UDP answer of {} bytes exceeds {limit}",
             out.len()
         );

@@ -98,7 +98,9 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handle
         server::Handler::new(
             Arc::new(ArcSwap::from_pointee(snapshot)),
             cache::Cache::new(&config.cache),
-            upstream::Upstream::new(&config.upstream),
+            upstream::Upstream::new(&config.upstream)
+                .with_failure_ttl(config.cache.servfail_ttl)
+                .with_overdue(config.cache.stale_client_timeout),
         )
         .with_max_forwards(config.server.max_forwards)
         .with_observer(observer),
@@ -152,7 +154,7 @@ pub async fn serve(
     let handler = handler(&config, snapshot)?;
     let server = server::Server::new(listeners.dns, &config.server, handler.clone());
     let pid_file = reload::pid_file(&config);
-    let wrote_pid = std::fs::create_dir_all(&config.state_dir)
+    let wrote_pid = source::store::create_dir(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");

@@ -253,11 +253,17 @@ async fn shutdown_signal() {
     }
 }
 
-/// Sends SIGHUP to the server whose pid file is in the state directory.
+/// Sends SIGHUP to the server whose pid file is in the state directory,
+/// once it is known to be embargo: the pid file may be stale (its pid now
+/// another program's, which SIGHUP would end) or rewritten by the service
+/// user, who owns the state directory, while `embargo reload` may run as
+/// root. Signalled directly, not through `kill`, whose own words would
+/// stand in for ours. (Not through `POST /api/reload`: that needs `[http]`
+/// and its token; the signal is what systemd's `ExecReload=` sends too.)
 fn signal_reload(config: &Config) -> ExitCode {
     let pid_file = embargo::reload::pid_file(config);
-    let pid = match std::fs::read_to_string(&pid_file) {
-        Ok(p) => p.trim().to_string(),
+    let text = match std::fs::read_to_string(&pid_file) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!(
                 "{}: {e}: is `embargo run -c {}` running?",
@@ -267,26 +273,110 @@ fn signal_reload(config: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+    let pid = text.trim();
+    let Some(raw) = pid
+        .parse::<u32>()
+        .ok()
+        .filter(|_| pid.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| i32::try_from(n).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         eprintln!("{}: not a pid: {pid:?}", pid_file.display());
         return ExitCode::from(1);
-    }
-    match std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-    {
-        Ok(s) if s.success() => {
+    };
+    match reload_server(raw) {
+        Ok(()) => {
             println!("reload requested (pid {pid})");
             ExitCode::SUCCESS
         }
-        Ok(_) => {
-            eprintln!("no server with pid {pid} (stale {}?)", pid_file.display());
+        Err(NotSignalled::NoProcess) => {
+            eprintln!(
+                "{}: no process {pid}: a stale pid file (is `embargo run -c {}` running?)",
+                pid_file.display(),
+                config.path.display()
+            );
             ExitCode::from(1)
+        }
+        Err(NotSignalled::Other(exe)) => {
+            eprintln!(
+                "{}: pid {pid} is {exe}, not embargo: not signalled (a stale pid file whose pid another program now has?)",
+                pid_file.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(NotSignalled::Failed(why)) => {
+            eprintln!("{}: pid {pid}: {why}", pid_file.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Why `embargo reload` sent no signal.
+enum NotSignalled {
+    /// No process has that pid.
+    NoProcess,
+    /// The process runs this other program.
+    Other(String),
+    /// It could not be checked or signalled.
+    Failed(String),
+}
+
+/// SIGHUP to `pid` if it runs embargo. A pidfd, where the kernel has them
+/// (5.3), holds on to the process checked: if it exits and its pid is
+/// reused between the check and the signal, the signal fails instead of
+/// reaching the newcomer.
+fn reload_server(pid: rustix::process::Pid) -> Result<(), NotSignalled> {
+    use rustix::io::Errno;
+    use rustix::process::{PidfdFlags, Signal};
+    let failed = |what: &str, e: Errno| match e {
+        Errno::SRCH => NotSignalled::NoProcess,
+        Errno::PERM => NotSignalled::Failed(format!(
+            "not allowed to signal it: run this as the user embargo runs as, or as root ({what}: {e})"
+        )),
+        e => NotSignalled::Failed(format!("{what}: {e}")),
+    };
+    let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        Err(Errno::SRCH) => return Err(NotSignalled::NoProcess),
+        Err(_) => None,
+    };
+    is_embargo(pid.as_raw_pid())?;
+    match pidfd {
+        Some(fd) => rustix::process::pidfd_send_signal(fd, Signal::HUP)
+            .map_err(|e| failed("pidfd_send_signal", e)),
+        None => rustix::process::kill_process(pid, Signal::HUP).map_err(|e| failed("kill", e)),
+    }
+}
+
+/// Whether `pid` runs embargo: its `/proc/PID/exe` is this program, or a
+/// program of the same file name (an upgrade replaces the binary: the old
+/// one shows as "PATH (deleted)").
+fn is_embargo(pid: i32) -> Result<(), NotSignalled> {
+    let strip = |p: &std::path::Path| {
+        let shown = p.to_string_lossy();
+        PathBuf::from(shown.strip_suffix(" (deleted)").unwrap_or(&shown))
+    };
+    let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
+        Ok(p) => strip(&p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(NotSignalled::NoProcess);
         }
         Err(e) => {
-            eprintln!("cannot run kill: {e}");
-            ExitCode::from(1)
+            return Err(NotSignalled::Failed(format!(
+                "cannot tell whether it is embargo (/proc/{pid}/exe: {e}): not signalled"
+            )));
         }
+    };
+    let ours = std::env::current_exe().map(|p| strip(&p)).ok();
+    let name = |p: &std::path::Path| p.file_name().map(std::ffi::OsStr::to_os_string);
+    let same = ours
+        .as_deref()
+        .is_some_and(|o| o == exe || name(o) == name(&exe))
+        || name(&exe).is_some_and(|n| n == "embargo");
+    if same {
+        Ok(())
+    } else {
+        Err(NotSignalled::Other(exe.display().to_string()))
     }
 }
 
@@ -313,7 +403,7 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
         }
         let outcome = match &spec.source {
             Source::Http(url) => rt.block_on(http::refresh(&client, spec, url, force)),
-            Source::Axfr(src) => rt.block_on(xfr::refresh(spec, src)),
+            Source::Axfr(src) => rt.block_on(xfr::refresh(spec, src, force)),
             Source::File(_) => continue,
         };
         match &outcome {

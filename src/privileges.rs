@@ -266,7 +266,7 @@ fn make_state_dir(config: &Config, give_to: Option<&Identity>) -> Result<(), Err
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(path).map_err(state_dir)?;
+    crate::source::store::create_dir(path).map_err(state_dir)?;
     if let Some(id) = give_to {
         std::os::unix::fs::chown(path, Some(id.uid.as_raw()), Some(id.gid.as_raw()))
             .map_err(state_dir)?;

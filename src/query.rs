@@ -176,6 +176,15 @@ fn options_well_formed(mut opts: &[u8]) -> bool {
     true
 }
 
+/// The possibly compressed name at `at` (in a request or an answer) as
+/// the matcher's lowercase key, and the offset just after it; `None` when
+/// it cannot be read or is no name the matcher takes (over 255 bytes).
+pub fn read_name(buf: &[u8], at: usize) -> Option<(NameKey, usize)> {
+    let mut key = NameKey::new();
+    let end = wire::read_labels(buf, at, |label| key.push_label(label))?;
+    Some((key, end))
+}
+
 /// Writes the answer for a rejected request; false when nothing is sent.
 pub fn write_reject(pkt: &[u8], reject: Reject, out: &mut Vec<u8>) -> bool {
     let (rcode, ext, question_end, edns) = match reject {
@@ -260,6 +269,23 @@ fn write_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_read_through_pointers_into_lowercase_keys() {
+        // www.Example.com. then a pointer back to "Example.com".
+        let mut buf = vec![0u8; 12];
+        buf.extend_from_slice(b"\x03www\x07Example\x03com\x00");
+        buf.extend_from_slice(&[0xc0, 16]);
+        let (k, end) = read_name(&buf, 29).expect("pointer name");
+        assert_eq!((k.to_string(), end), ("example.com".to_string(), 31));
+        let (k, end) = read_name(&buf, 12).expect("name");
+        assert_eq!((k.to_string(), end), ("www.example.com".to_string(), 29));
+        // Past 255 bytes through pointers: no key.
+        let mut long = vec![0u8; 12];
+        long.extend_from_slice(&[63; 64]);
+        long.extend_from_slice(&[0xc0, 12]);
+        assert!(read_name(&long, 12).is_none());
+    }
 
     fn query(name: &[u8], qtype: u16, extra: &[u8], arcount: u16) -> Vec<u8> {
         let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];

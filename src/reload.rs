@@ -1,8 +1,10 @@
 //! Keeping the rules current while serving: every trigger (SIGHUP, a change
 //! to a watched file, a remote list refreshed, `embargo reload`) pokes one
 //! reload loop, which re-reads the config and lists off the serving path,
-//! builds a new snapshot and publishes it with one atomic swap. Queries in
-//! flight keep the snapshot they loaded; none waits, none is dropped.
+//! builds a new snapshot (on a thread of its own at the lowest CPU
+//! priority: [`source::background`]) and publishes it with one atomic swap.
+//! Queries in flight keep the snapshot they loaded; none waits, none is
+//! dropped.
 //!
 //! A reload that fails (bad config, unreadable list) keeps the rules in
 //! force and says why. Settings that live in sockets, the handler or the
@@ -198,7 +200,11 @@ pub async fn maintain(
         let st = state.clone();
         let number = control.progress.borrow().started + 1;
         control.progress.send_modify(|p| p.started = number);
-        let result = tokio::task::spawn_blocking(move || reload(&path, &st)).await;
+        // Reading the lists and building the matcher takes a second or more
+        // for a million names: on a thread of its own at the lowest
+        // priority, so that neither a runtime worker (forwarded answers)
+        // nor, on a busy core, the UDP workers wait for it.
+        let result = source::background::run("embargo-reload", move || reload(&path, &st)).await;
         let last = match &result {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.clone()),
@@ -373,7 +379,7 @@ async fn keep_fresh(client: reqwest::Client, spec: ListSpec, url: String, poke: 
 /// whenever its primary sends a NOTIFY.
 async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, poke: Arc<Notify>) {
     loop {
-        match xfr::refresh(&spec, &src).await {
+        match xfr::refresh(&spec, &src, false).await {
             source::Outcome::Updated { entries } => {
                 tracing::info!(list = %spec.name, entries, "zone transferred");
                 poke.notify_one();
@@ -381,7 +387,10 @@ async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, pok
             source::Outcome::NotModified => {
                 tracing::debug!(list = %spec.name, "zone serial unchanged")
             }
-            source::Outcome::Refused(why) | source::Outcome::Failed(why) => {
+            source::Outcome::Refused(why) => {
+                tracing::error!(list = %spec.name, "new version of the zone refused, keeping the last good copy: {why}")
+            }
+            source::Outcome::Failed(why) => {
                 tracing::error!(list = %spec.name, "zone refresh failed, keeping the last good copy: {why}")
             }
         }

@@ -10,6 +10,17 @@
 //! one set), numbered after the policies; each group's table then says
 //! which policy answers each id for its clients. See [`crate::groups`].
 //!
+//! An RPZ `rpz-passthru` is a policy of its own feed (never the allowlist):
+//! the matcher stores it like a block, and the lookup, walking from the
+//! most specific suffix up, remembers the feeds whose passthru it met and
+//! from then on ignores their less specific triggers. Another list's block
+//! still blocks, at any depth, so a vendor's passthru never unblocks a name
+//! a sanctions list names. At one suffix a block beats a passthru. A client
+//! group that does not apply the feed meets neither its triggers nor its
+//! passthrus. The walk keeps the feeds it passed on the stack; a name whose
+//! suffixes meet the passthrus of more than [`PassedLists::CAPACITY`] feeds
+//! (none ever will) stays blocked by the rest.
+//!
 //! A `Snapshot` is built off the serving path from the config, then published
 //! with one `ArcSwap::store`; each query loads it once and keeps it for its
 //! whole life, so a reload never changes the rules under a query in flight.
@@ -22,7 +33,7 @@ use crate::config::{Config, ListSpec, Location};
 use crate::groups::{self, Group, Groups};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::local::Local;
-use crate::matcher::{DomainSet, DomainSetBuilder, Lookup, NameKey, PolicyId};
+use crate::matcher::{DomainSet, DomainSetBuilder, Hit, Lookup, NameKey, PolicyId};
 use crate::policy::{Action, Policy};
 use crate::zones::ForwardZones;
 
@@ -128,8 +139,11 @@ pub struct Snapshot {
     pub policy_ids: usize,
     /// Which lists apply to which clients.
     pub groups: Groups,
-    /// No groups and no sets: a matcher id is the policy that answers, for
-    /// every client (the hot path's one branch).
+    /// Bit `id` set when matcher id `id` is an RPZ passthru or a policy
+    /// set holding one; empty when no list has a passthru.
+    passthru: Box<[u64]>,
+    /// No groups, no sets and no passthrus: a matcher id is the policy that
+    /// answers, for every client (the hot path's one branch).
     plain: bool,
     pub lists: Vec<ListInfo>,
     pub allow: Vec<AllowInfo>,
@@ -149,6 +163,19 @@ pub struct Snapshot {
     /// Which `[[forward]]` set a name goes to (an index into
     /// `Config::forward`), asked when a query is forwarded.
     pub forward_zones: ForwardZones,
+    /// This snapshot's number, different from every other one the process
+    /// built: what the cache stamps an answer's CNAME inspection with, so
+    /// that a hit inspected under older rules is inspected again.
+    pub generation: u32,
+}
+
+/// The generation of the next snapshot built. Snapshots are built one at a
+/// time (the reload loop), but a counter shared by all keeps two of them
+/// from ever sharing a number; 4 billion reloads would wrap it.
+static GENERATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+fn next_generation() -> u32 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Why a snapshot could not be built.
@@ -188,6 +215,7 @@ impl Snapshot {
             sets: Vec::new(),
             policy_ids: 1,
             groups: Groups::default(),
+            passthru: Box::default(),
             plain: true,
             lists: Vec::new(),
             allow: Vec::new(),
@@ -197,6 +225,7 @@ impl Snapshot {
             loaded_at: unix_now(),
             local: Local::default(),
             forward_zones: ForwardZones::default(),
+            generation: next_generation(),
         }
     }
 
@@ -228,6 +257,8 @@ impl Snapshot {
         let mut builder = DomainSetBuilder::new().with_capacity(estimate);
         let mut policies = vec![allow_placeholder()];
         let mut lists = Vec::with_capacity(config.lists.len());
+        // Each feed's passthru policy, in id order.
+        let mut passthrus: Vec<PolicyId> = Vec::new();
 
         for (index, spec) in config.lists.iter().enumerate() {
             // Each list's own action, plus RPZ per-record actions created on first use.
@@ -291,15 +322,22 @@ impl Snapshot {
                 });
                 continue;
             }
-            let stats = lists::load_file(&spec.path, Some(format), &mut |key, kind| {
-                let id = match kind {
+            // The feed's passthru: a policy of this list that never answers.
+            let mut passthru: Option<PolicyId> = None;
+            let stats = lists::load_file(&spec.path, Some(format), &mut |key, rule| {
+                let id = match rule.kind {
                     EntryKind::Block => Some(default),
-                    EntryKind::Passthru => Some(PolicyId::ALLOW),
+                    EntryKind::Passthru => passthru.or_else(|| {
+                        let id = push_policy(&mut policies, index, spec, spec.action, "")?;
+                        passthrus.push(id);
+                        passthru = Some(id);
+                        Some(id)
+                    }),
                     EntryKind::Nxdomain => policy_for(Action::Nxdomain, &mut policies),
                     EntryKind::Nodata => policy_for(Action::Nodata, &mut policies),
                 };
                 match id {
-                    Some(id) => builder.insert(key, id),
+                    Some(id) => builder.insert_scoped(key, id, rule.scope),
                     None => overflow = true,
                 }
             })
@@ -359,8 +397,11 @@ impl Snapshot {
         }
 
         // Shared names become policy sets when a client group or a list
-        // that does not inspect CNAMEs may need a list other than the first.
-        let needs_sets = !config.groups.is_empty() || config.lists.iter().any(|l| !l.inspect_cname);
+        // that does not inspect CNAMEs may need a list other than the first,
+        // or a passthru at a name must not hide another list's block there.
+        let needs_sets = !config.groups.is_empty()
+            || config.lists.iter().any(|l| !l.inspect_cname)
+            || !passthrus.is_empty();
         let policy_ids = policies.len();
         let mut sets: Vec<Vec<PolicyId>> = Vec::new();
         let (set, dups) = if needs_sets {
@@ -376,7 +417,12 @@ impl Snapshot {
                         tracing::warn!("too many distinct sets of lists sharing names: the rest answer as their first list, for every group");
                         warned = true;
                     }
-                    return run[0];
+                    // Never a passthru, which would hide the blocks beside it.
+                    return run
+                        .iter()
+                        .copied()
+                        .find(|p| passthrus.binary_search(p).is_err())
+                        .unwrap_or(run[0]);
                 };
                 sets.push(run.to_vec());
                 interned.insert(run.to_vec(), id);
@@ -395,14 +441,16 @@ impl Snapshot {
                 a.stats.duplicates += u64::from(*count);
             }
         }
-        let groups = build_groups(config, &mut policies, policy_ids, &sets, &slots);
         // The local names and forwarded zones: from the config alone (the
         // hosts files were read with it), frozen like the lists.
         let local = Local::build(&config.local, &config.forward)?;
         let forward_zones = ForwardZones::new(&config.forward);
+        let passthru = passthru_bits(&passthrus, policy_ids, &sets);
+        let groups = build_groups(config, &mut policies, policy_ids, &sets, &passthrus, &slots);
         Ok(Self {
             set,
-            plain: !groups.configured() && sets.is_empty(),
+            plain: !groups.configured() && sets.is_empty() && passthru.is_empty(),
+            passthru,
             policies,
             sets,
             policy_ids,
@@ -415,36 +463,61 @@ impl Snapshot {
             loaded_at: unix_now(),
             local,
             forward_zones,
+            generation: next_generation(),
         })
     }
 
     /// What `name` gets from the lists `group` applies: the one matcher
-    /// lookup of the query path. Without groups or policy sets a matcher
-    /// id is the answering policy; otherwise the group's table says which
-    /// policy answers it, and ids it has none for are not seen at all (a
-    /// less specific listed suffix may still block).
+    /// lookup of the query path. Without groups, policy sets or passthrus a
+    /// matcher id is the answering policy; otherwise the group's table says
+    /// which policy answers it, and ids it has none for are not seen at all
+    /// (a less specific listed suffix may still block).
     #[inline]
     pub fn verdict(&self, name: &NameKey, group: &Group) -> Verdict<'_> {
-        let (lookup, by_table) = if self.plain {
-            (self.set.lookup(name), false)
+        if self.plain {
+            return match self.set.lookup(name) {
+                Lookup::Miss => Verdict::Miss,
+                Lookup::Allowed { suffix } => Verdict::Allowed { suffix },
+                Lookup::Blocked(hit) => match self.policy(hit.policy) {
+                    Some(policy) => Verdict::Blocked {
+                        policy,
+                        suffix: hit.suffix,
+                    },
+                    None => Verdict::Miss,
+                },
+            };
+        }
+        self.verdict_by(name, group, Group::answer)
+    }
+
+    /// [`Self::verdict`] for a name reached through a CNAME or DNAME: only
+    /// the lists with `inspect_cname` are seen.
+    pub fn verdict_through_cname(&self, name: &NameKey, group: &Group) -> Verdict<'_> {
+        self.verdict_by(name, group, Group::cname_answer)
+    }
+
+    /// The lookup through one of `group`'s tables (`table`: the policy
+    /// answering a matcher id for the group, if any).
+    #[inline]
+    fn verdict_by(
+        &self,
+        name: &NameKey,
+        group: &Group,
+        table: impl Fn(&Group, PolicyId) -> Option<u32>,
+    ) -> Verdict<'_> {
+        let lookup = if self.passthru.is_empty() {
+            self.set
+                .lookup_with(name, |id| table(group, id).map(|_| id))
         } else {
-            (
-                self.set.lookup_with(name, |id| group.answer(id).is_some()),
-                true,
-            )
+            let mut passed = PassedLists::default();
+            self.set
+                .lookup_with(name, |id| self.take(id, group, &table, &mut passed))
         };
         match lookup {
             Lookup::Miss => Verdict::Miss,
             Lookup::Allowed { suffix } => Verdict::Allowed { suffix },
             Lookup::Blocked(hit) => {
-                let policy = if by_table {
-                    group
-                        .answer(hit.policy)
-                        .and_then(|i| self.policies.get(i as usize))
-                } else {
-                    self.policy(hit.policy)
-                };
-                match policy {
+                match table(group, hit.policy).and_then(|i| self.policies.get(i as usize)) {
                     Some(policy) => Verdict::Blocked {
                         policy,
                         suffix: hit.suffix,
@@ -455,56 +528,129 @@ impl Snapshot {
         }
     }
 
-    /// [`Self::verdict`] for a name reached through a CNAME or DNAME: only
-    /// the lists with `inspect_cname` are seen.
-    pub fn verdict_through_cname(&self, name: &NameKey, group: &Group) -> Verdict<'_> {
-        match self
-            .set
-            .lookup_with(name, |id| group.cname_answer(id).is_some())
-        {
-            Lookup::Miss => Verdict::Miss,
-            Lookup::Allowed { suffix } => Verdict::Allowed { suffix },
-            Lookup::Blocked(hit) => match group
-                .cname_answer(hit.policy)
-                .and_then(|i| self.policies.get(i as usize))
+    /// Decides one matched entry for `group` when passthrus exist: the id
+    /// whose table entry answers (the entry's own, or the member of its
+    /// set that answers once the feeds already passed are left out), or
+    /// `None` to look further up. A block at this suffix wins over a
+    /// passthru at the same suffix; the passthrus here, of the feeds the
+    /// group applies, then join `passed`.
+    #[inline]
+    fn take(
+        &self,
+        id: PolicyId,
+        group: &Group,
+        table: &impl Fn(&Group, PolicyId) -> Option<u32>,
+        passed: &mut PassedLists,
+    ) -> Option<PolicyId> {
+        if passed.is_empty() && !self.is_passthru(id) {
+            return table(group, id).map(|_| id);
+        }
+        let members = self.members(&id);
+        let block = members.iter().copied().find(|&m| {
+            !self.is_passthru(m)
+                && self.policy(m).is_some_and(|p| !passed.contains(p.list))
+                && table(group, m).is_some()
+        });
+        if block.is_some() {
+            return block;
+        }
+        for &m in members {
+            if self.is_passthru(m)
+                && let Some(p) = self.policy(m)
+                && group.applies(p.list)
             {
-                Some(policy) => Verdict::Blocked {
-                    policy,
-                    suffix: hit.suffix,
-                },
-                None => Verdict::Miss,
-            },
+                passed.insert(p.list);
+            }
+        }
+        None
+    }
+
+    /// Whether matcher id `id` is a passthru or a set holding one.
+    #[inline]
+    fn is_passthru(&self, id: PolicyId) -> bool {
+        let i = usize::from(id.0);
+        self.passthru
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    /// The policies a matcher id stands for: itself, or its set's members
+    /// in config order.
+    #[inline]
+    fn members<'a>(&'a self, id: &'a PolicyId) -> &'a [PolicyId] {
+        match usize::from(id.0).checked_sub(self.policy_ids) {
+            Some(i) => self.sets.get(i).map_or(&[], Vec::as_slice),
+            None => std::slice::from_ref(id),
         }
     }
 
     /// Whether some group blocks `name` when reached through a CNAME (so a
     /// cached answer through it must be looked at again per group).
     pub fn any_group_blocks_through_cname(&self, name: &NameKey) -> bool {
+        if !self.passthru.is_empty() {
+            // What a passthru hides depends on the group: ask each.
+            return self
+                .groups
+                .iter()
+                .any(|g| matches!(self.verdict_through_cname(name, g), Verdict::Blocked { .. }));
+        }
         matches!(
             self.set.lookup_with(name, |id| self
                 .groups
                 .iter()
-                .any(|g| g.cname_answer(id).is_some())),
+                .any(|g| g.cname_answer(id).is_some())
+                .then_some(id)),
             Lookup::Blocked(_)
         )
     }
 
-    /// The lists that list the entry a matcher id was stored for, in config
-    /// order (for `check`: who lists a name a group does not block).
-    pub fn lists_of(&self, id: PolicyId) -> Vec<&ListInfo> {
-        let members: &[PolicyId] = match usize::from(id.0).checked_sub(self.policy_ids) {
-            Some(i) => self.sets.get(i).map_or(&[], Vec::as_slice),
-            None => std::slice::from_ref(&id),
-        };
-        let mut out: Vec<&ListInfo> = Vec::new();
-        for p in members {
-            if let Some(l) = self.policy(*p).and_then(|p| self.lists.get(p.list))
-                && !out.iter().any(|o| std::ptr::eq(*o, l))
-            {
-                out.push(l);
+    /// The most specific entry covering `name` that lists `group` does not
+    /// apply block with, and those lists in config order (for `check`:
+    /// what the group leaves out).
+    pub fn left_out(&self, name: &NameKey, group: &Group) -> Option<(Vec<&ListInfo>, Hit)> {
+        let mut found = None;
+        self.set.each_match(name, |hit| {
+            if found.is_some() || hit.policy == PolicyId::ALLOW {
+                return;
             }
-        }
-        out
+            let mut lists: Vec<&ListInfo> = Vec::new();
+            for m in self.members(&hit.policy) {
+                let Some(index) = self.policy(*m).map(|p| p.list) else {
+                    continue;
+                };
+                if self.is_passthru(*m) || group.applies(index) {
+                    continue;
+                }
+                if let Some(l) = self.lists.get(index)
+                    && !lists.iter().any(|o| std::ptr::eq(*o, l))
+                {
+                    lists.push(l);
+                }
+            }
+            if !lists.is_empty() {
+                found = Some((lists, hit));
+            }
+        });
+        found
+    }
+
+    /// The most specific passthru covering `name` of a feed `group`
+    /// applies, and that feed (for `check`: why a feed lets a name by).
+    pub fn passthru_of(&self, name: &NameKey, group: &Group) -> Option<(&ListInfo, Hit)> {
+        let mut found = None;
+        self.set.each_match(name, |hit| {
+            if found.is_some() {
+                return;
+            }
+            found = self.members(&hit.policy).iter().find_map(|m| {
+                let list = self.policy(*m).map(|p| p.list)?;
+                (self.is_passthru(*m) && group.applies(list))
+                    .then(|| self.lists.get(list))
+                    .flatten()
+                    .map(|l| (l, hit))
+            });
+        });
+        found
     }
 
     /// Takes over `old`'s rate limiter when the settings are the same, so a
@@ -545,6 +691,7 @@ fn build_groups(
     policies: &mut Vec<Policy>,
     policy_ids: usize,
     sets: &[Vec<PolicyId>],
+    passthrus: &[PolicyId],
     slots: &ListSlots,
 ) -> Groups {
     let all: Vec<usize> = (0..config.lists.len()).collect();
@@ -581,16 +728,21 @@ fn build_groups(
                 Some(i) => sets.get(i)?,
                 None => &single,
             };
-            let p = members.iter().map(|p| usize::from(p.0)).find(|&p| {
-                policies.get(p).is_some_and(|policy| {
-                    lists.binary_search(&policy.list).is_ok()
-                        && (!through_cname
-                            || config
-                                .lists
-                                .get(policy.list)
-                                .is_some_and(|l| l.inspect_cname))
-                })
-            })?;
+            // A passthru never answers (see `Snapshot::take`).
+            let p = members
+                .iter()
+                .filter(|p| passthrus.binary_search(p).is_err())
+                .map(|p| usize::from(p.0))
+                .find(|&p| {
+                    policies.get(p).is_some_and(|policy| {
+                        lists.binary_search(&policy.list).is_ok()
+                            && (!through_cname
+                                || config
+                                    .lists
+                                    .get(policy.list)
+                                    .is_some_and(|l| l.inspect_cname))
+                    })
+                })?;
             let policy = policies.get(p)?;
             match action {
                 Some(a) if a != policy.action => {
@@ -614,6 +766,66 @@ fn build_groups(
     }
     let default = u16::try_from(default).unwrap_or(0);
     Groups::new(list, default, !config.groups.is_empty())
+}
+
+/// The bitset of matcher ids that are a passthru (`passthrus`, sorted) or
+/// a set holding one; empty without passthrus, so that the query path
+/// tests one length.
+fn passthru_bits(passthrus: &[PolicyId], policy_ids: usize, sets: &[Vec<PolicyId>]) -> Box<[u64]> {
+    if passthrus.is_empty() {
+        return Box::default();
+    }
+    let mut bits = vec![0u64; (policy_ids + sets.len()).div_ceil(64)];
+    let mut mark = |id: usize| {
+        if let Some(w) = bits.get_mut(id / 64) {
+            *w |= 1 << (id % 64);
+        }
+    };
+    for p in passthrus {
+        mark(usize::from(p.0));
+    }
+    for (i, set) in sets.iter().enumerate() {
+        if set.iter().any(|m| passthrus.binary_search(m).is_ok()) {
+            mark(policy_ids + i);
+        }
+    }
+    bits.into_boxed_slice()
+}
+
+/// The feeds whose passthru one lookup has met, on the stack: their less
+/// specific triggers no longer count for the name (see the module doc).
+#[derive(Debug, Default)]
+struct PassedLists {
+    lists: [u16; Self::CAPACITY],
+    len: usize,
+}
+
+impl PassedLists {
+    /// More feeds than any name's suffixes will pass; past it a feed's
+    /// passthru is not remembered, so its block stays (the safe side).
+    const CAPACITY: usize = 16;
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn contains(&self, list: usize) -> bool {
+        self.lists[..self.len]
+            .iter()
+            .any(|l| usize::from(*l) == list)
+    }
+
+    fn insert(&mut self, list: usize) {
+        if let Ok(l) = u16::try_from(list)
+            && self.len < Self::CAPACITY
+            && !self.contains(list)
+        {
+            self.lists[self.len] = l;
+            self.len += 1;
+        }
+    }
 }
 
 /// Adds a policy for list `index` answering with `action` and the EDE text
@@ -678,6 +890,7 @@ fn allow_placeholder() -> Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn a_list_keeps_its_slot_and_a_slot_is_never_reused() {
@@ -724,6 +937,8 @@ mod tests {
             "a new list gets a new slot"
         );
         assert!(Arc::ptr_eq(&first.slots, &second.slots));
+        // Issue 16 (1): a new generation, so cached chains are inspected again.
+        assert_ne!(first.generation, second.generation);
         // A fresh build (another process, `embargo check`) starts again.
         assert_eq!(
             slot(&Snapshot::build(&config(&["c"])).expect("build"), "c"),
@@ -796,6 +1011,191 @@ mod tests {
                 .is_some_and(|a| a.about().starts_with("local record tv.home.arpa"))
         );
         assert!(state.load().forward_zones.lookup(&dc).is_none());
+    }
+
+    /// One generated list: RPZ or plain, and its entries (name, written
+    /// as `*.name`, kind: 0 block/NXDOMAIN, 1 NODATA, 2 passthru).
+    #[derive(Debug, Clone)]
+    struct ListModel {
+        rpz: bool,
+        entries: std::collections::BTreeMap<(String, bool), u8>,
+    }
+
+    impl ListModel {
+        fn file(&self) -> String {
+            let mut text = String::new();
+            if self.rpz {
+                text.push_str("$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\n");
+            }
+            for ((name, wild), kind) in &self.entries {
+                let owner = if *wild {
+                    format!("*.{name}")
+                } else {
+                    name.clone()
+                };
+                if self.rpz {
+                    let target = match kind {
+                        0 => ".",
+                        1 => "*.",
+                        _ => "rpz-passthru.",
+                    };
+                    text.push_str(&format!("{owner} CNAME {target}\n"));
+                } else {
+                    text.push_str(&format!("{owner}\n"));
+                }
+            }
+            text
+        }
+
+        /// This list's decision for `q`: its most specific covering entry,
+        /// as (matched name, action), or `None` (nothing, or a passthru).
+        fn decide(&self, q: &str) -> Option<(String, Action)> {
+            let below = |name: &str| q.ends_with(&format!(".{name}"));
+            let best = self
+                .entries
+                .iter()
+                .filter(|((name, wild), _)| {
+                    if self.rpz {
+                        if *wild { below(name) } else { q == name }
+                    } else {
+                        q == name || below(name)
+                    }
+                })
+                .max_by_key(|((name, _), _)| name.len())?;
+            let ((name, _), kind) = best;
+            let action = match (self.rpz, kind) {
+                (false, _) => Action::Refused,
+                (true, 0) => Action::Nxdomain,
+                (true, 1) => Action::Nodata,
+                _ => return None,
+            };
+            Some((name.clone(), action))
+        }
+    }
+
+    fn small_name() -> impl Strategy<Value = String> {
+        prop::collection::vec("[abc]", 1..5).prop_map(|l| format!("{}.t", l.join(".")))
+    }
+
+    fn list_model() -> impl Strategy<Value = ListModel> {
+        (
+            any::<bool>(),
+            prop::collection::vec((small_name(), any::<bool>(), 0u8..3), 0..12),
+        )
+            .prop_map(|(rpz, entries)| ListModel {
+                rpz,
+                entries: entries
+                    .into_iter()
+                    .map(|(n, w, k)| ((n, w), if rpz { k } else { 0 }))
+                    .collect(),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Issue 16 (2): `verdict` agrees with a naive model of every list
+        /// on its own. A plain entry covers its subtree; an RPZ `x` covers
+        /// x and `*.x` what is below x; each list's most specific covering
+        /// entry decides for that list, and a passthru means "not this
+        /// list"; of the lists that block, the most specific entry wins,
+        /// then the first list; an allow entry wins over all. For the
+        /// default group (every list) and a group applying some lists.
+        #[test]
+        fn r16_verdict_agrees_with_a_naive_model_of_each_list(
+            models in prop::collection::vec(list_model(), 1..5),
+            allow in prop::collection::vec(small_name(), 0..2),
+            applied in prop::collection::btree_set(0usize..5, 0..5),
+            probes in prop::collection::vec(small_name(), 1..30),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut text = String::new();
+            for (i, m) in models.iter().enumerate() {
+                std::fs::write(dir.path().join(format!("l{i}")), m.file()).expect("list");
+                let format = if m.rpz { "rpz" } else { "domains" };
+                text.push_str(&format!(
+                    "[[lists]]\nname = \"l{i}\"\nsource = \"l{i}\"\nformat = \"{format}\"\naction = \"refused\"\n"
+                ));
+            }
+            let applied: Vec<usize> = applied.into_iter().filter(|i| *i < models.len()).collect();
+            let names: Vec<String> = applied.iter().map(|i| format!("\"l{i}\"")).collect();
+            text.push_str(&format!(
+                "[[groups]]\nname = \"g\"\nclients = [\"10.0.0.0/8\"]\nlists = [{}]\n",
+                names.join(", ")
+            ));
+            let quoted: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+            text.push_str(&format!("[allow]\ndomains = [{}]\n", quoted.join(", ")));
+            let config = Config::parse(&dir.path().join("e.toml"), &text).expect("config");
+            let snap = Snapshot::build(&config).expect("build");
+
+            let mut queries: Vec<String> = models
+                .iter()
+                .flat_map(|m| m.entries.keys().map(|(n, _)| n.clone()))
+                .collect();
+            queries.extend(probes);
+            let all: Vec<usize> = (0..models.len()).collect();
+            let group = |ip: &str| snap.groups.of(ip.parse().expect("ip")).1;
+            for (who, lists) in [("192.168.1.1", &all), ("10.1.2.3", &applied)] {
+                let g = group(who);
+                for q in &queries {
+                    let allowed = allow.iter().any(|a| q == a || q.ends_with(&format!(".{a}")));
+                    // The most specific block, then the first list.
+                    let want = lists
+                        .iter()
+                        .filter_map(|&l| models[l].decide(q).map(|(n, a)| (l, n, a)))
+                        .min_by_key(|(l, n, _)| (std::cmp::Reverse(n.len()), *l));
+                    let key = NameKey::from_text(q, true).expect("name");
+                    for through_cname in [false, true] {
+                        let got = if through_cname {
+                            snap.verdict_through_cname(&key, g)
+                        } else {
+                            snap.verdict(&key, g)
+                        };
+                        match (&got, &want) {
+                            (Verdict::Allowed { .. }, _) if allowed => {}
+                            (Verdict::Blocked { policy, suffix }, Some((l, n, a))) if !allowed => {
+                                prop_assert_eq!(
+                                    (policy.list, key.suffix(*suffix).to_string(), policy.action),
+                                    (*l, n.clone(), *a),
+                                    "{} for {}", q, who
+                                );
+                            }
+                            (Verdict::Miss, None) if !allowed => {}
+                            _ => prop_assert!(
+                                false,
+                                "{} for {} (cname {}): got {:?}, want {:?} (allowed {})",
+                                q, who, through_cname, got, want, allowed
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Within one feed, a block and a passthru at the same trigger: the
+    /// block stands (a zone with both is broken; blocking is the safe
+    /// side).
+    #[test]
+    fn r16_a_block_beats_a_passthru_at_the_same_trigger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("feed.rpz"),
+            "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\nx.example CNAME rpz-passthru.\nx.example CNAME .\n*.example CNAME *.\n",
+        )
+        .expect("feed");
+        let text = "[[lists]]\nname = \"feed\"\nsource = \"feed.rpz\"\n";
+        let snap =
+            Snapshot::build(&Config::parse(&dir.path().join("e.toml"), text).expect("config"))
+                .expect("build");
+        let g = snap.groups.default_group();
+        let action =
+            |name: &str| match snap.verdict(&NameKey::from_text(name, false).expect("name"), g) {
+                Verdict::Blocked { policy, .. } => Some(policy.action),
+                _ => None,
+            };
+        assert_eq!(action("x.example"), Some(Action::Nxdomain));
+        assert_eq!(action("y.example"), Some(Action::Nodata));
     }
 
     fn config(text: &str) -> Config {

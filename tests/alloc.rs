@@ -261,6 +261,71 @@ fn cached_answers_allocate_nothing() {
     assert_eq!(handler.cache().stats().hits, 101);
 }
 
+/// Issue 16 (1): a cached CNAME chain from before a reload is inspected
+/// again once, on its first hit, and stamped with the rules in force; the
+/// hits after it cost one compare and allocate nothing, like any other.
+#[test]
+fn cached_chains_are_rechecked_once_and_then_allocate_nothing() {
+    use embargo::cname::Checked;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("l.txt"), "seized.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n[cache]\nsize = 1000\n[log]\nqueries = \"all\"\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    let stats = std::sync::Arc::new(embargo::server::WorkerStats::default());
+    let mut rec = handler.observer().recorder(stats);
+    let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(b"\x03www\x06cached\x07example\x00\x00\x01\x00\x01");
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let (facts, name) = embargo::query::parse(&q).expect("query");
+    // www.cached.example CNAME cdn.example, cdn.example A 192.0.2.1, our OPT.
+    let mut answer = q[..facts.question_end].to_vec();
+    answer[2] = 0x81;
+    answer[3] = 0x80;
+    answer[6..12].copy_from_slice(&[0, 2, 0, 0, 0, 0]);
+    answer.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 44, 0, 6, 3, b'c', b'd', b'n']);
+    answer.extend_from_slice(&[0xc0, 23]);
+    let cdn = u8::try_from(answer.len() - 6).expect("offset");
+    answer.extend_from_slice(&[0xc0, cdn, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+    embargo::wire::push_opt(&mut answer, 0, false, &[]);
+    let key = embargo::cache::CacheKey::new(&name, &facts);
+    // Inspected under rules that are gone (no snapshot has generation 0).
+    let old = Checked::Passed { generation: 0 };
+    handler.cache().insert_tagged(&key, &mut answer, old.tag());
+    let mut out = Vec::with_capacity(1500);
+    rec.begin();
+    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+    rec.flush();
+    assert_eq!(&out[6..8], &[0, 2], "the cached chain: {out:?}");
+    let now = handler.state().load().generation;
+    let (_, tag) = handler.cache().get(&key, &q, &facts, &mut out);
+    assert_eq!(
+        Checked::from_tag(tag),
+        Checked::Passed { generation: now },
+        "stamped with the rules in force"
+    );
+    let (n, answered) = allocations(|| {
+        (0..100)
+            .filter(|_| {
+                rec.begin();
+                let o = handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+                rec.flush();
+                matches!(o, embargo::server::Outcome::Reply)
+            })
+            .count()
+    });
+    assert_eq!(n, 0, "cached chains and their records allocated");
+    assert_eq!(answered, 100);
+    assert_eq!(&out[6..8], &[0, 2], "the cached chain");
+}
+
 /// Issue 12: with `[[groups]]` the blocked path (address search, the
 /// group's table, a group's own action, a name on two lists) and its
 /// record, group included, allocate nothing either.
@@ -297,4 +362,42 @@ fn grouped_blocked_answers_allocate_nothing() {
     });
     assert_eq!(n, 0, "grouped blocked answers and their records allocated");
     assert_eq!(out[3] & 0x0f, 5, "REFUSED: the group's action");
+}
+
+/// Issue 16 (2): a verdict that walks through an RPZ passthru (the feeds
+/// passed are kept on the stack) allocates nothing either.
+#[test]
+fn r16_verdicts_through_rpz_passthrus_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("feed.rpz"),
+        "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\n*.wild.example CNAME .\ngood.wild.example CNAME rpz-passthru.\nsanctioned.example CNAME rpz-passthru.\n",
+    )
+    .expect("feed");
+    std::fs::write(dir.path().join("l.txt"), "sanctioned.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"feed\"\nsource = \"feed.rpz\"\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let snap = embargo::Snapshot::build(&config).expect("snap");
+    let group = snap.groups.default_group();
+    let names = [
+        "good.wild.example",
+        "bad.wild.example",
+        "sanctioned.example",
+    ]
+    .map(|n| NameKey::from_text(n, false).expect("name"));
+    let (n, blocked) = allocations(|| {
+        names.each_ref().map(|k| {
+            matches!(
+                snap.verdict(k, group),
+                embargo::state::Verdict::Blocked { .. }
+            )
+        })
+    });
+    assert_eq!(n, 0, "verdicts allocated");
+    assert_eq!(blocked, [false, true, true]);
 }

@@ -54,6 +54,11 @@ fn request() {
 }
 
 #[test]
+fn response() {
+    replay("response")
+}
+
+#[test]
 fn domains() {
     replay("domains")
 }

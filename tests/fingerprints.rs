@@ -336,6 +336,14 @@ fn no_fingerprint_collisions_among_a_million_listed_names() {
     // Distinct names, distinct fingerprints: nothing was merged as a duplicate.
     assert_eq!(dups.iter().map(|d| u64::from(*d)).sum::<u64>(), 0);
     assert_eq!(set.len(), listed.len());
+    // Issue 16: the scope bits cost a plain list nothing (12 bytes an
+    // entry and a directory of at most 2 more).
+    let per_name = set.heap_bytes() as f64 / set.len() as f64;
+    eprintln!("{per_name:.2} bytes per listed name");
+    assert!(per_name <= 14.0, "{per_name} bytes per name");
+    if lab.is_none() {
+        assert!(per_name < 13.1, "{per_name} bytes per name at 1M");
+    }
     for name in &listed {
         let k = NameKey::from_text(name, false).expect("valid above");
         assert!(

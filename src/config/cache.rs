@@ -1,7 +1,8 @@
 //! `[cache]`: how many answers are kept and in how many bytes, how their
 //! TTLs are clamped, how long an expired answer may still be served when
-//! every upstream fails (RFC 8767), and whether popular answers are
-//! refreshed before they expire.
+//! every upstream fails or is slow (RFC 8767), how long a failure is
+//! remembered (RFC 9520), and whether popular answers are refreshed before
+//! they expire.
 //!
 //! These are startup settings: a reload that sees them changed keeps the
 //! running cache (see `reload`).
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Checker;
 use super::file::{Container, Raw, Section, Value};
+use super::{Checker, MAX_TTL};
 
 /// `[cache]`
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +24,8 @@ pub struct CacheSpec {
     pub max_ttl: Option<Value>,
     pub negative_ttl_max: Option<Value>,
     pub stale_max: Option<Value>,
+    pub stale_client_timeout_ms: Option<Value>,
+    pub servfail_ttl: Option<Value>,
     pub prefetch: Option<Value>,
 }
 
@@ -51,6 +54,15 @@ pub struct CacheConfig {
     /// How long past its expiry an answer may still be served when no
     /// upstream answers (RFC 8767); zero turns serve-stale off.
     pub stale_max: Duration,
+    /// A client whose forward has no answer after this long gets the
+    /// expired answer kept for its question, if there is one, while the
+    /// forward carries on and refreshes it (RFC 8767's client response
+    /// timer); at or past `[upstream] timeout_ms`, only failures serve it.
+    pub stale_client_timeout: Duration,
+    /// A question whose forward failed (no answer, or SERVFAIL) is answered
+    /// the same way for this long without asking again (RFC 9520 section
+    /// 3.2); zero remembers no failure.
+    pub servfail_ttl: Duration,
     /// Refresh a popular answer in the background shortly before it expires.
     pub prefetch: bool,
 }
@@ -64,6 +76,14 @@ impl Default for CacheConfig {
             max_ttl: 86_400,
             negative_ttl_max: 3_600,
             stale_max: Duration::from_secs(86_400),
+            // RFC 8767 suggests 1.8 s, a client's own retry; unbound's
+            // `serve-expired-client-timeout` is 1.8 s too. 400 ms answers
+            // well before the default `timeout_ms` (2 s) and before most
+            // stub resolvers retry, while a merely slow upstream still has
+            // the time of several round trips across a continent.
+            stale_client_timeout: Duration::from_millis(400),
+            // RFC 9520: at least 1 s, at most 5 min.
+            servfail_ttl: Duration::from_secs(5),
             prefetch: true,
         }
     }
@@ -95,8 +115,8 @@ const WHY_LEAST: &str =
 
 /// The most `size` may be: the slots are allocated up front.
 const MAX_SIZE: i128 = 10_000_000;
-/// TTLs beyond 2^31 - 1 are read as 0 (RFC 2181 8).
-const MAX_TTL: i128 = i32::MAX as i128;
+/// RFC 9520 section 3.2: failures are cached at most 5 minutes.
+const MAX_SERVFAIL_TTL: i128 = 300;
 
 impl Checker<'_> {
     /// Converts `[cache]`.
@@ -172,6 +192,23 @@ impl Checker<'_> {
                 |s| humantime::parse_duration(s).ok(),
             )
             .unwrap_or(d.stale_max);
+        let stale_client_timeout = c
+            .stale_client_timeout_ms
+            .as_ref()
+            .and_then(|v| {
+                self.whole(
+                    "cache.stale_client_timeout_ms",
+                    v,
+                    "milliseconds",
+                    0..=60_000,
+                )
+            })
+            .map_or(d.stale_client_timeout, Duration::from_millis);
+        let servfail_ttl = c
+            .servfail_ttl
+            .as_ref()
+            .and_then(|v| self.whole("cache.servfail_ttl", v, "seconds", 0..=MAX_SERVFAIL_TTL))
+            .map_or(d.servfail_ttl, Duration::from_secs);
         let prefetch = match &c.prefetch {
             None => d.prefetch,
             Some(v) => match v.get_ref() {
@@ -189,6 +226,8 @@ impl Checker<'_> {
             max_ttl,
             negative_ttl_max,
             stale_max,
+            stale_client_timeout,
+            servfail_ttl,
             prefetch,
         }
     }
@@ -221,6 +260,8 @@ mod tests {
         assert_eq!(c.cache.max_bytes, 64 * 1024 * 1024);
         assert_eq!(c.cache.stale_max, Duration::from_secs(86_400));
         assert!(c.cache.prefetch);
+        assert_eq!(c.cache.stale_client_timeout, Duration::from_millis(400));
+        assert_eq!(c.cache.servfail_ttl, Duration::from_secs(5));
         // The default size fits the default budget with room to spare.
         assert!(2 * CacheConfig::fixed_bytes_max(c.cache.size) <= c.cache.max_bytes);
     }
@@ -229,7 +270,8 @@ mod tests {
     fn every_key_is_read() {
         let c = parse(
             "[cache]\nsize = 500\nmax_bytes = 1048576\nmin_ttl = 10\nmax_ttl = 3600\n\
-             negative_ttl_max = 60\nstale_max = \"2h 30m\"\nprefetch = false\n",
+             negative_ttl_max = 60\nstale_max = \"2h 30m\"\nstale_client_timeout_ms = 1800\n\
+             servfail_ttl = 30\nprefetch = false\n",
         )
         .expect("valid");
         assert_eq!(
@@ -241,12 +283,17 @@ mod tests {
                 max_ttl: 3600,
                 negative_ttl_max: 60,
                 stale_max: Duration::from_secs(9000),
+                stale_client_timeout: Duration::from_millis(1800),
+                servfail_ttl: Duration::from_secs(30),
                 prefetch: false,
             }
         );
-        let off =
-            parse("[cache]\nsize = 0\nstale_max = \"0s\"\nnegative_ttl_max = 0\n").expect("valid");
+        let off = parse(
+            "[cache]\nsize = 0\nstale_max = \"0s\"\nnegative_ttl_max = 0\nservfail_ttl = 0\n",
+        )
+        .expect("valid");
         assert_eq!(off.cache.size, 0);
+        assert!(off.cache.servfail_ttl.is_zero());
         assert!(off.cache.stale_max.is_zero());
         assert_eq!(off.cache.negative_ttl_max, 0);
     }
@@ -262,6 +309,13 @@ mod tests {
                 "bad.toml:3:11: cache.max_ttl: expected a whole number of seconds (1 to 2147483647), got the number 0",
                 "bad.toml:4:20: cache.negative_ttl_max: expected a whole number of seconds (0 to 2147483647), got the number -1",
                 "bad.toml:5:13: cache.stale_max: expected a duration such as \"1d\" or \"12h\" (\"0s\" turns serve-stale off), got the string \"soon\"",
+            ]
+        );
+        assert_eq!(
+            problems("[cache]\nstale_client_timeout_ms = -1\nservfail_ttl = 301\n"),
+            [
+                "bad.toml:2:27: cache.stale_client_timeout_ms: expected a whole number of milliseconds (0 to 60000), got the number -1",
+                "bad.toml:3:16: cache.servfail_ttl: expected a whole number of seconds (0 to 300), got the number 301",
             ]
         );
         assert_eq!(

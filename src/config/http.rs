@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -22,6 +23,8 @@ pub struct HttpSpec {
     pub listen: Option<Value>,
     pub token: Option<Value>,
     pub token_file: Option<Value>,
+    pub max_connections: Option<Value>,
+    pub timeout: Option<Value>,
 }
 
 impl Section for HttpSpec {
@@ -56,7 +59,21 @@ pub struct HttpConfig {
     /// The bearer token `POST`s need, and every request but `/healthz` and
     /// `/metrics` on a listener outside loopback.
     pub token: Option<TokenSource>,
+    /// Connections open at once, all listeners together; one more is
+    /// closed at once. Each is a file descriptor, which DNS needs too.
+    pub max_connections: usize,
+    /// How long a client may keep a connection waiting on it: to send a
+    /// whole request head (counted from the connection's start or from the
+    /// previous answer, so an idle keep-alive connection goes too), or to
+    /// take the bytes of an answer.
+    pub timeout: Duration,
 }
+
+/// HTTP connections open at once unless configured: the dashboard, a
+/// Prometheus and a few scripts need a handful.
+const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 64;
+/// How long a client may keep an HTTP connection waiting, unless configured.
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The built-in listen address: loopback only, so the API is on for the
 /// host's own tools and Prometheus agent and for no one else.
@@ -67,6 +84,8 @@ impl Default for HttpConfig {
         Self {
             listen: DEFAULT_HTTP_LISTEN.parse().into_iter().collect(),
             token: None,
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            timeout: DEFAULT_HTTP_TIMEOUT,
         }
     }
 }
@@ -116,6 +135,20 @@ impl Checker<'_> {
             &h.token_file,
             r#"a file path such as "/etc/embargo/http-token""#,
         );
+        if let Some(v) = &h.max_connections
+            && let Some(n) =
+                self.whole::<usize>("http.max_connections", v, "connections", 1..=65_536)
+        {
+            config.max_connections = n;
+        }
+        if let Some(t) = self.opt_parse(
+            "http.timeout",
+            &h.timeout,
+            r#"a duration such as "10s" or "500ms""#,
+            |t| humantime::parse_duration(t).ok().filter(|d| !d.is_zero()),
+        ) {
+            config.timeout = t;
+        }
         config.token = match (token, token_file, &h.token_file) {
             (Some(_), Some(_), Some(at)) => {
                 self.problem(at, "http.token_file: set token or token_file, not both");
@@ -165,6 +198,8 @@ mod tests {
         let c = parse("");
         assert_eq!(c.http.listen, vec!["127.0.0.1:8053".parse().expect("addr")]);
         assert_eq!(c.http.token, None);
+        assert_eq!(c.http.max_connections, 64);
+        assert_eq!(c.http.timeout, Duration::from_secs(10));
         assert!(parse("[http]\nlisten = []\n").http.listen.is_empty());
     }
 
@@ -223,5 +258,20 @@ mod tests {
         );
         let c = parse("[http]\nlisten = [\"0.0.0.0:8053\"]\ntoken = \"0123456789abcdef\"\n");
         assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn the_connection_bounds_are_read_and_checked() {
+        let c = parse("[http]\nmax_connections = 3\ntimeout = \"1s 500ms\"\n");
+        assert_eq!(c.http.max_connections, 3);
+        assert_eq!(c.http.timeout, Duration::from_millis(1500));
+        let p = problems("[http]\nmax_connections = 0\ntimeout = \"0s\"\n");
+        assert_eq!(
+            p,
+            [
+                "e.toml:2:19: http.max_connections: expected a whole number of connections (1 to 65536), got the number 0",
+                "e.toml:3:11: http.timeout: expected a duration such as \"10s\" or \"500ms\", got the string \"0s\"",
+            ]
+        );
     }
 }

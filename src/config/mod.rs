@@ -225,6 +225,10 @@ struct Checker<'a> {
 }
 
 /// What an action key accepts, shared by `[block]` and `[[lists]]`.
+/// The largest TTL a setting may give: RFC 2181 section 8 reads one of
+/// 2^31 or more as zero ("do not cache"), the opposite of what was meant.
+const MAX_TTL: i128 = i32::MAX as i128;
+
 const WANT_ACTION: &str = r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#;
 const WANT_IPV4: &str = r#"an IPv4 address such as "0.0.0.0""#;
 const WANT_IPV6: &str = r#"an IPv6 address such as "::""#;
@@ -441,7 +445,7 @@ impl Checker<'_> {
             ttl: b
                 .ttl
                 .as_ref()
-                .and_then(|t| self.whole("block.ttl", t, "seconds", 0..=i128::from(u32::MAX)))
+                .and_then(|t| self.whole("block.ttl", t, "seconds", 0..=MAX_TTL))
                 .unwrap_or(defaults.ttl),
             ede: self
                 .opt_parse("block.ede", &b.ede, WANT_EDE, EdeCode::parse)
@@ -1010,6 +1014,8 @@ mod tests {
         ("cache",    "max_ttl",       "86400.0",               "the number 86400.0",           "a whole number of seconds"),
         ("cache",    "negative_ttl_max", "[3600]",             "an array",                     "a whole number of seconds"),
         ("cache",    "stale_max",     "86400",                 "the number 86400",             r#"a duration such as "1d""#),
+        ("cache",    "stale_client_timeout_ms", r#""400ms""#,   r#"the string "400ms""#,        "a whole number of milliseconds"),
+        ("cache",    "servfail_ttl",  r#""5s""#,               r#"the string "5s""#,           "a whole number of seconds"),
         ("cache",    "prefetch",      r#""yes""#,              r#"the string "yes""#,          "true or false"),
         ("block",    "action",        "5",                     "the number 5",                 r#"one of "nxdomain", "nodata", "refused" or "sinkhole""#),
         ("block",    "sinkhole_ipv4", "0",                     "the number 0",                 "an IPv4 address"),
@@ -1084,6 +1090,8 @@ mod tests {
         ("records",  "mx",            "10",                    "the number 10",                "a preference and a mail server"),
         ("records",  "srv",           "[]",                    "an empty array",               "priority, weight, port and target"),
         ("records",  "ptr",           "5",                     "the number 5",                 "false (no PTR for this table's addresses)"),
+        ("http",     "max_connections", r#""64""#,             r#"the string "64""#,           "a whole number of connections"),
+        ("http",     "timeout",       "10",                    "the number 10",                r#"a duration such as "10s""#),
     ];
 
     /// Serde's words, which the operator never wrote and should never read.
@@ -1215,6 +1223,22 @@ mod tests {
         );
     }
 
+    /// Issue 16: RFC 2181 section 8 reads a TTL of 2^31 or more as zero, so a
+    /// `[block] ttl` that large would tell resolvers not to cache the block.
+    #[test]
+    fn r16_block_ttl_stops_below_2_to_the_31() {
+        let p = problems("[upstream]\nservers = [\"127.0.0.1:53\"]\n[block]\nttl = 2147483648\n");
+        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "bad.toml:4:7: block.ttl: expected a whole number of seconds (0 to 2147483647), got the number 2147483648"
+            ]
+        );
+        let ok = Config::parse(Path::new("ok.toml"), "[block]\nttl = 2147483647\n").expect("valid");
+        assert_eq!(ok.block.ttl, 2_147_483_647);
+    }
+
     #[test]
     fn numbers_out_of_range_say_the_range() {
         let p = problems(
@@ -1226,7 +1250,7 @@ mod tests {
             [
                 "bad.toml:2:14: upstream.timeout_ms: expected a whole number of milliseconds (1 to 60000), got the number 0",
                 "bad.toml:4:8: cache.size: expected a whole number of answers to cache (0 to 10000000), got the number -5",
-                "bad.toml:6:7: block.ttl: expected a whole number of seconds (0 to 4294967295), got the number -1",
+                "bad.toml:6:7: block.ttl: expected a whole number of seconds (0 to 2147483647), got the number -1",
                 "bad.toml:10:15: lists[1].max_size_mb: expected a whole number of megabytes (1 or more), got the number 0",
                 "bad.toml:14:15: lists[2].max_size_mb: expected a whole number of megabytes (1 or more), got the number -1",
                 "bad.toml:18:14: lists[3].max_shrink: expected a percentage such as \"50%\" (or a fraction from 0.0 to 1.0), got the number -10",
@@ -1235,7 +1259,7 @@ mod tests {
         let p = problems("[upstream]\ntimeout_ms = 60001\n[block]\nttl = 4294967296\n");
         assert_eq!(
             p[1].message,
-            "block.ttl: expected a whole number of seconds (0 to 4294967295), got the number 4294967296"
+            "block.ttl: expected a whole number of seconds (0 to 2147483647), got the number 4294967296"
         );
         assert_eq!(
             p[0].message,

@@ -18,7 +18,7 @@ pub enum LogQueries {
     Off,
     /// Blocked queries only: the default, what a security team audits.
     Blocked,
-    /// Every query: blocked, allowed (forwarded), cached, refused, error.
+    /// Every query: blocked, forwarded, cached, refused, error.
     All,
 }
 

@@ -134,7 +134,9 @@ pub(super) async fn readyz(State(api): State<Arc<Api>>) -> Response {
     drop(snap);
     let upstream = api.handler.upstream();
     if !upstream.answered_within(FRESH_ANSWER)
-        && let Err(e) = upstream.forward(&mut probe_query()).await
+        && let Err(e) = upstream.forward(&probe_query()).await
+        // An upstream that answered, if only to refuse the probe, is there.
+        && !e.answered()
     {
         reasons.push(format!(
             "no upstream answered in the last {} s, nor a probe just now: {}",

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::format::{EntryKind, Format, Outcome};
+use super::format::{Format, Outcome, Rule};
 use crate::matcher::{NameError, NameKey};
 
 /// How many bad lines are kept with their text; the rest are only counted.
@@ -68,11 +68,12 @@ pub struct LoadError {
     pub source: std::io::Error,
 }
 
-/// Loads `path`, calling `sink` for every valid name with its entry kind.
+/// Loads `path`, calling `sink` for every valid name with what the list
+/// says about it.
 pub fn load_file(
     path: &Path,
     format: Option<Format>,
-    sink: &mut dyn FnMut(&NameKey, EntryKind),
+    sink: &mut dyn FnMut(&NameKey, Rule),
 ) -> Result<ListStats, LoadError> {
     let err = |source| LoadError {
         path: path.to_path_buf(),
@@ -89,7 +90,7 @@ pub fn load_file(
     };
     if format == Format::OfacSdn {
         drop(reader);
-        return load_ofac(path, &mut |key, _, _| sink(key, EntryKind::Block));
+        return load_ofac(path, &mut |key, _, _| sink(key, Rule::BLOCK));
     }
     load_lines(&mut reader, format, sink).map_err(err)
 }
@@ -100,7 +101,7 @@ pub fn load_file(
 pub fn load_lines(
     reader: &mut dyn BufRead,
     format: Format,
-    sink: &mut dyn FnMut(&NameKey, EntryKind),
+    sink: &mut dyn FnMut(&NameKey, Rule),
 ) -> std::io::Result<ListStats> {
     let mut stats = ListStats {
         format: Some(format),
@@ -131,7 +132,13 @@ pub fn load_lines(
         ) {
             Ok(key) => {
                 stats.names += 1;
-                sink(&key, entry.kind);
+                sink(
+                    &key,
+                    Rule {
+                        kind: entry.kind,
+                        scope: format.scope(entry.wildcard),
+                    },
+                );
             }
             Err(e) => bad_names.push((entry.name.to_string(), e)),
         });
@@ -228,17 +235,57 @@ pub fn load_ofac_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lists::EntryKind;
     use std::io::Write;
 
-    fn load(text: &str, format: Option<Format>) -> (Vec<(String, EntryKind)>, ListStats) {
+    fn load_rules(text: &str, format: Option<Format>) -> (Vec<(String, Rule)>, ListStats) {
         let mut f = tempfile::NamedTempFile::new().expect("temp");
         f.write_all(text.as_bytes()).expect("write");
         let mut names = Vec::new();
-        let stats = load_file(f.path(), format, &mut |k, kind| {
-            names.push((k.to_string(), kind))
+        let stats = load_file(f.path(), format, &mut |k, rule| {
+            names.push((k.to_string(), rule))
         })
         .expect("load");
         (names, stats)
+    }
+
+    fn load(text: &str, format: Option<Format>) -> (Vec<(String, EntryKind)>, ListStats) {
+        let (names, stats) = load_rules(text, format);
+        (names.into_iter().map(|(n, r)| (n, r.kind)).collect(), stats)
+    }
+
+    /// Issue 16 (2): an RPZ trigger `x` covers x alone and `*.x` the names
+    /// below x; in a plain list both cover the subtree, as they always did.
+    #[test]
+    fn r16_rpz_triggers_carry_their_scope_and_plain_entries_the_subtree() {
+        use crate::matcher::Scope;
+        let (names, _) = load_rules(
+            "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\nx.example CNAME .\n*.y.example CNAME *.\n*.z.example CNAME rpz-passthru.\n*.com CNAME .\n",
+            None,
+        );
+        let rule = |kind, scope| Rule { kind, scope };
+        assert_eq!(
+            names,
+            [
+                ("x.example".into(), rule(EntryKind::Nxdomain, Scope::Exact)),
+                ("y.example".into(), rule(EntryKind::Nodata, Scope::Below)),
+                ("z.example".into(), rule(EntryKind::Passthru, Scope::Below)),
+                ("com".into(), rule(EntryKind::Nxdomain, Scope::Below)),
+            ]
+        );
+        for format in [Format::Domains, Format::Hosts, Format::Adblock] {
+            let text = match format {
+                Format::Hosts => "0.0.0.0 x.example\n",
+                Format::Adblock => "||x.example^\n",
+                _ => "x.example\n*.y.example\n",
+            };
+            let (names, _) = load_rules(text, Some(format));
+            assert!(!names.is_empty());
+            assert!(
+                names.iter().all(|(_, r)| *r == Rule::BLOCK),
+                "{format:?}: {names:?}"
+            );
+        }
     }
 
     /// Issue 9 (1): the vendor's zone with a second $ORIGIN blocks the

@@ -15,7 +15,7 @@ pub mod format;
 mod load;
 pub mod ofac;
 
-pub use format::{EntryKind, Format};
+pub use format::{EntryKind, Format, Rule};
 pub use load::{
     LineWarning, ListStats, LoadError, MAX_WARNINGS, detect_file, load_file, load_lines, load_ofac,
     load_ofac_text,

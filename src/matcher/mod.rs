@@ -5,30 +5,44 @@
 //!  query name ──► NameKey (lowercase wire form, label offsets; stack only)
 //!                   │ for each suffix whose label count occurs in the set:
 //!                   ▼
-//!        xxh3-128(suffix, seed) ──► 64-bit key + 16-bit check + bucket
+//!        xxh3-128(suffix, seed) ──► 64-bit key + 14-bit check + bucket
 //!                   │
 //!                   ▼
-//!     dir[bucket] .. dir[bucket+1] : sorted run of (key, check|policy) in two flat arrays
+//!     dir[bucket] .. dir[bucket+1] : sorted run of (key, check|scope|policy) in two flat arrays
 //! ```
 //!
-//! Names are not stored: each entry is an 80-bit fingerprint of its wire-form
-//! name (64-bit `keys`, 16 bits in `tags`) plus a 16-bit policy id, 12 bytes,
-//! and a directory of one `u32` per four entries, about 13 bytes per domain in
-//! all. The matched entry is still exact for `embargo check` and logs: it is
-//! the suffix of the query name that matched. A false block would need a
-//! query suffix whose 80-bit xxh3 fingerprint equals a listed one: with n
-//! listed names the chance per probe is n / 2^80 (about 8e-19 at 1M names),
-//! and the seed is drawn at random for every build, so nobody can craft one.
-//! (The id was 12 bits and the check 20 until client groups: a name listed
-//! by several lists then needs an id of its own for that set of lists, and
-//! OFAC's one policy per entity already used much of 4096.)
+//! Names are not stored: each entry is a 78-bit fingerprint of its wire-form
+//! name (64-bit `keys`, 14 bits in `tags`), two scope bits and a 16-bit
+//! policy id, 12 bytes, and a directory of one `u32` per four entries, about
+//! 13 bytes per domain in all. The matched entry is still exact for
+//! `embargo check` and logs: it is the suffix of the query name that
+//! matched. A false block would need a query suffix whose 78-bit xxh3
+//! fingerprint equals a listed one: with n listed names the chance per probe
+//! is n / 2^78 (about 3e-18 at 1M names), and the seed is drawn at random for
+//! every build, so nobody can craft one. (The id was 12 bits and the check
+//! 20 until client groups: a name listed by several lists then needs an id
+//! of its own for that set of lists, and OFAC's one policy per entity
+//! already used much of 4096. The check gave two bits to the scope for
+//! RPZ's triggers, issue 16.)
 //!
-//! A name listed twice is stored once. [`DomainSetBuilder::build`] keeps the
-//! lowest policy (the first list in config order);
-//! [`DomainSetBuilder::build_merging`] hands every set of policies that
-//! share a name to the caller, which gives back the one id to store (the
-//! snapshot's "policy sets", so that a client group applying only the second
-//! list still blocks the name).
+//! **Scope.** A plain list's entry covers its name and every name below it
+//! ([`Scope::Subtree`]); an RPZ trigger `x` covers `x` alone
+//! ([`Scope::Exact`]) and `*.x` only the names below `x` ([`Scope::Below`]),
+//! as BIND and PowerDNS read a policy zone. Each entry carries two bits, "at
+//! the name" and "below it" (both for a subtree). A lookup probes each
+//! suffix once, as before, and takes only an entry whose bit fits where the
+//! suffix stands: the whole query name wants "at the name", a parent wants
+//! "below". A name that means different things at and below it (`x` and
+//! `*.x` in one feed with other actions, or `x` on a plain list and `*.x`
+//! in a feed) is stored as two adjacent entries, one per bit, in the same
+//! bucket: still one probe. A plain list's entries stay one entry each.
+//!
+//! A name listed twice (at the same scope) is stored once.
+//! [`DomainSetBuilder::build`] keeps the lowest policy (the first list in
+//! config order); [`DomainSetBuilder::build_merging`] hands every set of
+//! policies that share a name to the caller, which gives back the one id to
+//! store (the snapshot's "policy sets", so that a client group applying only
+//! the second list still blocks the name).
 //!
 //! The directory makes a probe one read of `dir` and a scan of about four
 //! adjacent `u64`s, one or two cache lines; there is no load-factor slack as
@@ -50,8 +64,34 @@ impl PolicyId {
     pub const MAX: u16 = 0xffff;
 }
 
+/// Which names an entry covers, measured from its own name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// The name and every name below it: what an entry of a plain list
+    /// (domains, hosts, adblock, OFAC) and an allow entry mean.
+    Subtree,
+    /// The name alone: an RPZ trigger `x`.
+    Exact,
+    /// The names below it, not the name itself: an RPZ trigger `*.x`.
+    Below,
+}
+
+impl Scope {
+    /// The entry's bits: [`AT_NAME`] and/or [`BELOW`].
+    #[inline]
+    fn bits(self) -> u32 {
+        match self {
+            Self::Subtree => AT_NAME | BELOW,
+            Self::Exact => AT_NAME,
+            Self::Below => BELOW,
+        }
+    }
+}
+
 /// A listed name matched: which policy, and where in the query name the
-/// listed suffix starts (byte offset into the `NameKey`).
+/// listed suffix starts (byte offset into the `NameKey`). An entry that
+/// matched at offset 0 matched at the name itself (a subtree or exact
+/// entry), anywhere else below it (a subtree or below entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
     pub policy: PolicyId,
@@ -70,17 +110,39 @@ pub enum Lookup {
     Blocked(Hit),
 }
 
-const CHECK_BITS: u32 = 16;
+const CHECK_BITS: u32 = 14;
 const POLICY_BITS: u32 = 16;
 const POLICY_MASK: u32 = (1 << POLICY_BITS) - 1;
+/// The scope bits sit between the policy and the check.
+const SCOPE_SHIFT: u32 = POLICY_BITS;
+const CHECK_SHIFT: u32 = POLICY_BITS + 2;
+/// The entry counts when its name is the whole query name.
+const AT_NAME: u32 = 1;
+/// The entry counts when its name is a parent of the query name.
+const BELOW: u32 = 2;
 
-/// 80-bit fingerprint of a wire-form name: xxh3-128 mixes every input bit
+/// 78-bit fingerprint of a wire-form name: xxh3-128 mixes every input bit
 /// into every output bit (a folded 128-bit multiply), unlike multiply-rotate
 /// hashes such as FxHash that collide on similar names.
 #[inline]
 fn fingerprint(name: &[u8], seed: u64) -> (u64, u32) {
     let h = xxhash_rust::xxh3::xxh3_128_with_seed(name, seed);
     ((h >> 64) as u64, (h as u32) >> (32 - CHECK_BITS))
+}
+
+#[inline]
+fn tag(check: u32, scope: u32, policy: PolicyId) -> u32 {
+    (check << CHECK_SHIFT) | (scope << SCOPE_SHIFT) | u32::from(policy.0)
+}
+
+#[inline]
+fn tag_policy(tag: u32) -> PolicyId {
+    PolicyId((tag & POLICY_MASK) as u16)
+}
+
+#[inline]
+fn tag_scope(tag: u32) -> u32 {
+    (tag >> SCOPE_SHIFT) & (AT_NAME | BELOW)
 }
 
 /// Collects entries, then freezes them into a [`DomainSet`].
@@ -122,13 +184,24 @@ impl DomainSetBuilder {
         self
     }
 
-    /// Adds a name covered by `policy` (the name and all names below it).
-    /// Later duplicates lose to earlier ones; [`PolicyId::ALLOW`] wins over all.
+    /// Adds a name covered by `policy`, with the names below it
+    /// ([`Scope::Subtree`]). Later duplicates lose to earlier ones;
+    /// [`PolicyId::ALLOW`] wins over all.
     pub fn insert(&mut self, name: &NameKey, policy: PolicyId) {
+        self.insert_scoped(name, policy, Scope::Subtree);
+    }
+
+    /// Adds a name covered by `policy` over `scope`. An allow entry always
+    /// covers the subtree, whatever `scope` says.
+    pub fn insert_scoped(&mut self, name: &NameKey, policy: PolicyId, scope: Scope) {
+        let scope = if policy == PolicyId::ALLOW {
+            Scope::Subtree
+        } else {
+            scope
+        };
         let (key, check) = fingerprint(name.as_bytes(), self.seed);
         self.keys.push(key);
-        self.tags
-            .push((check << POLICY_BITS) | (u32::from(policy.0) & POLICY_MASK));
+        self.tags.push(tag(check, scope.bits(), policy));
         self.label_mask |= 1u128 << name.label_count().min(127);
     }
 
@@ -152,7 +225,11 @@ impl DomainSetBuilder {
     /// [`Self::build`], but a name listed under several policies (none of
     /// them [`PolicyId::ALLOW`], which wins outright) is stored with the id
     /// `merge` returns for them: their distinct ids, lowest first, at least
-    /// two. `merge` is called once per such name, at build time only.
+    /// two. `merge` is called once per such name and scope bit (once when
+    /// both bits see the same policies), at build time only.
+    ///
+    /// An entry counts as a duplicate when an earlier one (a lower policy,
+    /// or the same one inserted before) already covers all of its scope.
     pub fn build_merging(
         self,
         mut merge: impl FnMut(&[PolicyId]) -> PolicyId,
@@ -200,8 +277,8 @@ impl DomainSetBuilder {
         }
         drop(next);
 
-        // Sort each bucket by (key, tag): equal fingerprints then meet with the
-        // lowest policy first (allow = 0, then lists in config order).
+        // Sort each bucket by (key, tag): the entries of one fingerprint
+        // then lie together.
         let mut scratch: Vec<(u64, u32)> = Vec::new();
         for b in 0..nb {
             let (lo, hi) = (dir[b] as usize, dir[b + 1] as usize);
@@ -219,46 +296,38 @@ impl DomainSetBuilder {
             }
         }
 
-        // Compact away duplicates, rewriting the directory as we go. A run
-        // of equal fingerprints arrives lowest policy first; `run` holds its
-        // distinct policies until it ends, then `merge` names the id kept.
+        // Compact each run of one fingerprint into one entry, or two when
+        // the policies at the name and below it differ, rewriting the
+        // directory as we go. A run is read whole before its entries are
+        // written, and it never writes more entries than it read, so the
+        // writes stay behind the reads.
         let mut dups = vec![0u32; usize::from(PolicyId::MAX) + 1];
-        let mut run: Vec<PolicyId> = Vec::new();
+        let mut run = Run::default();
         let mut w = 0usize;
-        let mut close_run = |run: &mut Vec<PolicyId>, tags: &mut [u32], at: usize| {
-            if run.len() > 1 && run[0] != PolicyId::ALLOW {
-                let id = merge(run);
-                tags[at] = (tags[at] & !POLICY_MASK) | u32::from(id.0);
-            }
-            run.clear();
-        };
         for b in 0..nb {
             let (lo, hi) = (dir[b] as usize, dir[b + 1] as usize);
             dir[b] = w as u32;
-            let run_start = w;
-            for i in lo..hi {
-                let (k, t) = (keys[i], tags[i]);
-                let policy = PolicyId((t & POLICY_MASK) as u16);
-                if w > run_start
-                    && keys[w - 1] == k
-                    && tags[w - 1] >> POLICY_BITS == t >> POLICY_BITS
-                {
-                    dups[usize::from(policy.0)] += 1;
-                    if run.last() != Some(&policy) {
-                        run.push(policy);
-                    }
+            let mut i = lo;
+            while i < hi {
+                let (k, check) = (keys[i], tags[i] >> CHECK_SHIFT);
+                if i + 1 == hi || keys[i + 1] != k || tags[i + 1] >> CHECK_SHIFT != check {
+                    // A name listed once (nearly all): kept as it is.
+                    keys[w] = k;
+                    tags[w] = tags[i];
+                    w += 1;
+                    i += 1;
                     continue;
                 }
-                if w > run_start {
-                    close_run(&mut run, &mut tags, w - 1);
+                run.clear();
+                while i < hi && keys[i] == k && tags[i] >> CHECK_SHIFT == check {
+                    run.push(tag_scope(tags[i]), tag_policy(tags[i]));
+                    i += 1;
                 }
-                run.push(policy);
-                keys[w] = k;
-                tags[w] = t;
-                w += 1;
-            }
-            if w > run_start {
-                close_run(&mut run, &mut tags, w - 1);
+                for (scope, id) in run.close(&mut dups, &mut merge).into_iter().flatten() {
+                    keys[w] = k;
+                    tags[w] = tag(check, scope, id);
+                    w += 1;
+                }
             }
         }
         dir[nb] = w as u32;
@@ -266,7 +335,7 @@ impl DomainSetBuilder {
         tags.truncate(w);
         keys.shrink_to_fit();
         tags.shrink_to_fit();
-        let has_allow = tags.iter().any(|t| t & POLICY_MASK == 0);
+        let has_allow = tags.iter().any(|t| tag_policy(*t) == PolicyId::ALLOW);
         (
             DomainSet {
                 seed,
@@ -279,6 +348,68 @@ impl DomainSetBuilder {
             },
             dups,
         )
+    }
+}
+
+/// The entries of one fingerprint while the builder compacts them: (scope
+/// bits, policy) as inserted, and the policies at the name and below it.
+/// Reused from run to run, so a build allocates it once.
+#[derive(Debug, Default)]
+struct Run {
+    entries: Vec<(u32, PolicyId)>,
+    at_name: Vec<PolicyId>,
+    below: Vec<PolicyId>,
+}
+
+impl Run {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.at_name.clear();
+        self.below.clear();
+    }
+
+    fn push(&mut self, scope: u32, policy: PolicyId) {
+        self.entries.push((scope, policy));
+    }
+
+    /// Counts the duplicates and gives the one or two entries to store:
+    /// (scope bits, id).
+    fn close(
+        &mut self,
+        dups: &mut [u32],
+        merge: &mut impl FnMut(&[PolicyId]) -> PolicyId,
+    ) -> [Option<(u32, PolicyId)>; 2] {
+        // Lowest policy first (allow, then lists in config order), the
+        // order in which the entries were inserted within one policy.
+        self.entries.sort_by_key(|e| e.1);
+        let mut covered = 0;
+        for &(scope, policy) in &self.entries {
+            if scope & !covered == 0 {
+                dups[usize::from(policy.0)] += 1;
+            }
+            covered |= scope;
+            for (bit, out) in [(AT_NAME, &mut self.at_name), (BELOW, &mut self.below)] {
+                if scope & bit != 0 && out.last() != Some(&policy) {
+                    out.push(policy);
+                }
+            }
+        }
+        let mut id = |policies: &[PolicyId]| match policies {
+            [] => None,
+            [one] => Some(*one),
+            [PolicyId::ALLOW, ..] => Some(PolicyId::ALLOW),
+            many => Some(merge(many)),
+        };
+        let at_name = id(&self.at_name);
+        let below = if self.at_name == self.below {
+            at_name
+        } else {
+            id(&self.below)
+        };
+        if at_name == below {
+            return [at_name.map(|i| (AT_NAME | BELOW, i)), None];
+        }
+        [at_name.map(|i| (AT_NAME, i)), below.map(|i| (BELOW, i))]
     }
 }
 
@@ -303,7 +434,8 @@ impl Default for DomainSet {
 }
 
 impl DomainSet {
-    /// Unique entries (block and allow).
+    /// Unique entries (block and allow; a name stored with different
+    /// policies at and below it counts twice).
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -318,8 +450,10 @@ impl DomainSet {
         self.keys.capacity() * 8 + self.tags.capacity() * 4 + self.dir.capacity() * 4
     }
 
+    /// The id of the entry for `key`/`check` that counts at the whole
+    /// query name (`at_name`) or at a parent of it.
     #[inline]
-    fn find(&self, key: u64, check: u32) -> Option<PolicyId> {
+    fn find(&self, key: u64, check: u32, at_name: bool) -> Option<PolicyId> {
         let b = if self.bits == 0 {
             0
         } else {
@@ -331,8 +465,9 @@ impl DomainSet {
         for (i, &k) in keys.iter().enumerate() {
             if k == key {
                 let t = self.tags[lo + i];
-                if t >> POLICY_BITS == check {
-                    return Some(PolicyId((t & POLICY_MASK) as u16));
+                let want = if at_name { AT_NAME } else { BELOW };
+                if t >> CHECK_SHIFT == check && tag_scope(t) & want != 0 {
+                    return Some(tag_policy(t));
                 }
             } else if k > key {
                 break;
@@ -345,15 +480,22 @@ impl DomainSet {
     /// Allocates nothing; hashes only suffixes whose length occurs in the set.
     #[inline]
     pub fn lookup(&self, name: &NameKey) -> Lookup {
-        self.lookup_with(name, |_| true)
+        self.lookup_with(name, Some)
     }
 
-    /// [`Self::lookup`] seeing only the block entries whose id `accept`s:
-    /// the most specific accepted one wins, and entries it refuses are as
-    /// if not there (a client group that does not apply a list). Allow
-    /// entries are always seen.
+    /// [`Self::lookup`] where `take` decides each block entry met, most
+    /// specific first: `Some(id)` blocks, reported as `id` (the entry's own
+    /// or, for an entry shared by several lists, the one of them that
+    /// answers), and ends the search; `None` is as if the entry were not
+    /// there (a client group that does not apply its list), so a less
+    /// specific one may still block. `take` is not called again once it
+    /// blocked. Allow entries are always seen and never passed to `take`.
     #[inline]
-    pub fn lookup_with(&self, name: &NameKey, mut accept: impl FnMut(PolicyId) -> bool) -> Lookup {
+    pub fn lookup_with(
+        &self,
+        name: &NameKey,
+        mut take: impl FnMut(PolicyId) -> Option<PolicyId>,
+    ) -> Lookup {
         let bytes = name.as_bytes();
         let n = name.label_count();
         let mut blocked = None;
@@ -364,21 +506,40 @@ impl DomainSet {
             }
             let start = name.label_start(i);
             let (key, check) = fingerprint(&bytes[start..], self.seed);
-            match self.find(key, check) {
+            match self.find(key, check, i == 0) {
                 Some(PolicyId::ALLOW) => return Lookup::Allowed { suffix: start },
-                Some(policy) if blocked.is_none() && accept(policy) => {
-                    blocked = Some(Hit {
-                        policy,
-                        suffix: start,
-                    });
-                    if !self.has_allow {
-                        break;
+                Some(id) if blocked.is_none() => {
+                    if let Some(policy) = take(id) {
+                        blocked = Some(Hit {
+                            policy,
+                            suffix: start,
+                        });
+                        if !self.has_allow {
+                            break;
+                        }
                     }
                 }
                 _ => {}
             }
         }
         blocked.map_or(Lookup::Miss, Lookup::Blocked)
+    }
+
+    /// Every entry that covers `name`, most specific first, allow entries
+    /// included: for `embargo check` and tests, which want to know what
+    /// else is listed, never for the query path.
+    pub fn each_match(&self, name: &NameKey, mut f: impl FnMut(Hit)) {
+        let bytes = name.as_bytes();
+        for i in 0..name.label_count() {
+            let start = name.label_start(i);
+            let (key, check) = fingerprint(&bytes[start..], self.seed);
+            if let Some(policy) = self.find(key, check, i == 0) {
+                f(Hit {
+                    policy,
+                    suffix: start,
+                });
+            }
+        }
     }
 }
 
@@ -519,16 +680,16 @@ mod tests {
     fn lookup_with_skips_refused_entries_for_the_next_suffix_up() {
         let s = set(&[("b.example", 1), ("a.b.example", 2), ("ok.a.b.example", 0)]);
         let k = key("x.a.b.example");
-        match s.lookup_with(&k, |p| p != PolicyId(2)) {
+        match s.lookup_with(&k, |p| (p != PolicyId(2)).then_some(p)) {
             Lookup::Blocked(h) => {
                 assert_eq!(h.policy, PolicyId(1));
                 assert_eq!(k.suffix(h.suffix).to_string(), "b.example");
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(s.lookup_with(&k, |_| false), Lookup::Miss);
+        assert_eq!(s.lookup_with(&k, |_| None), Lookup::Miss);
         assert!(matches!(
-            s.lookup_with(&key("www.ok.a.b.example"), |_| false),
+            s.lookup_with(&key("www.ok.a.b.example"), |_| None),
             Lookup::Allowed { .. }
         ));
     }
@@ -541,12 +702,151 @@ mod tests {
         assert_eq!(s.lookup(&NameKey::new()), Lookup::Miss);
     }
 
+    fn scoped(entries: &[(&str, u16, Scope)]) -> DomainSet {
+        let mut b = DomainSetBuilder::with_seed(11);
+        for (name, p, scope) in entries {
+            b.insert_scoped(&key(name), PolicyId(*p), *scope);
+        }
+        b.build().0
+    }
+
+    fn blocked_by(s: &DomainSet, name: &str) -> Option<(u16, String)> {
+        let k = key(name);
+        match s.lookup(&k) {
+            Lookup::Blocked(h) => Some((h.policy.0, k.suffix(h.suffix).to_string())),
+            _ => None,
+        }
+    }
+
+    /// Issue 16 (2): RPZ's `x` covers x alone, `*.x` the names below x,
+    /// and the two together the subtree.
+    #[test]
+    fn r16_exact_covers_the_name_and_below_covers_what_is_under_it() {
+        let s = scoped(&[
+            ("exact.example", 1, Scope::Exact),
+            ("below.example", 2, Scope::Below),
+            ("both.example", 3, Scope::Exact),
+            ("both.example", 3, Scope::Below),
+        ]);
+        assert_eq!(s.len(), 3, "x and *.x with one policy are one entry");
+        assert_eq!(
+            blocked_by(&s, "exact.example"),
+            Some((1, "exact.example".into()))
+        );
+        assert_eq!(blocked_by(&s, "www.exact.example"), None);
+        assert_eq!(blocked_by(&s, "below.example"), None);
+        assert_eq!(
+            blocked_by(&s, "a.b.below.example"),
+            Some((2, "below.example".into()))
+        );
+        assert_eq!(
+            blocked_by(&s, "both.example"),
+            Some((3, "both.example".into()))
+        );
+        assert_eq!(
+            blocked_by(&s, "www.both.example"),
+            Some((3, "both.example".into()))
+        );
+    }
+
+    /// The exact trigger beats the wildcard covering it, and the wildcard
+    /// nearest the name beats one further up, as in BIND and PowerDNS.
+    #[test]
+    fn r16_the_most_specific_trigger_wins() {
+        let s = scoped(&[
+            ("example", 1, Scope::Below),
+            ("a.example", 2, Scope::Below),
+            ("x.a.example", 3, Scope::Exact),
+            ("a.example", 4, Scope::Exact),
+        ]);
+        assert_eq!(
+            blocked_by(&s, "x.a.example"),
+            Some((3, "x.a.example".into()))
+        );
+        assert_eq!(
+            blocked_by(&s, "y.x.a.example"),
+            Some((2, "a.example".into()))
+        );
+        assert_eq!(blocked_by(&s, "a.example"), Some((4, "a.example".into())));
+        assert_eq!(blocked_by(&s, "b.example"), Some((1, "example".into())));
+        assert_eq!(blocked_by(&s, "example"), None);
+    }
+
+    /// A name that means one thing at itself and another below it is two
+    /// adjacent entries; a subtree entry beside them counts at both.
+    #[test]
+    fn r16_different_policies_at_and_below_a_name_are_kept_apart() {
+        let mut b = DomainSetBuilder::with_seed(5);
+        b.insert_scoped(&key("x.example"), PolicyId(2), Scope::Exact);
+        b.insert_scoped(&key("x.example"), PolicyId(3), Scope::Below);
+        b.insert_scoped(&key("y.example"), PolicyId(4), Scope::Exact);
+        b.insert(&key("y.example"), PolicyId(1));
+        b.insert_scoped(&key("z.example"), PolicyId(2), Scope::Exact);
+        b.insert_scoped(&key("z.example"), PolicyId(2), Scope::Exact);
+        let mut seen = Vec::new();
+        let (s, dups) = b.build_merging(|p| {
+            seen.push(p.to_vec());
+            PolicyId(100)
+        });
+        assert_eq!(seen, [vec![PolicyId(1), PolicyId(4)]]);
+        assert_eq!(s.len(), 5);
+        assert_eq!((dups[2], dups[3], dups[4], dups[1]), (1, 0, 1, 0));
+        assert_eq!(blocked_by(&s, "x.example"), Some((2, "x.example".into())));
+        assert_eq!(blocked_by(&s, "w.x.example"), Some((3, "x.example".into())));
+        assert_eq!(blocked_by(&s, "y.example"), Some((100, "y.example".into())));
+        assert_eq!(blocked_by(&s, "w.y.example"), Some((1, "y.example".into())));
+        // A plain list's entries stay one entry per name.
+        let plain = set(&[("a.example", 1), ("b.example", 2), ("a.example", 2)]);
+        assert_eq!(plain.len(), 2);
+    }
+
+    #[test]
+    fn allow_entries_cover_the_subtree_whatever_the_scope_asked() {
+        let s = scoped(&[
+            ("ok.example", 0, Scope::Exact),
+            ("example", 1, Scope::Below),
+        ]);
+        assert!(matches!(
+            s.lookup(&key("www.ok.example")),
+            Lookup::Allowed { .. }
+        ));
+        assert!(matches!(
+            s.lookup(&key("ok.example")),
+            Lookup::Allowed { .. }
+        ));
+    }
+
+    #[test]
+    fn each_match_lists_every_covering_entry_most_specific_first() {
+        let s = scoped(&[
+            ("example", 1, Scope::Below),
+            ("a.example", 2, Scope::Exact),
+            ("b.a.example", 3, Scope::Subtree),
+            ("ok.example", 0, Scope::Subtree),
+        ]);
+        let k = key("c.b.a.example");
+        let mut got = Vec::new();
+        s.each_match(&k, |h| {
+            got.push((h.policy.0, k.suffix(h.suffix).to_string()))
+        });
+        assert_eq!(got, [(3, "b.a.example".into()), (1, "example".into())]);
+    }
+
     fn label() -> impl Strategy<Value = String> {
         "[a-z][a-z0-9-]{0,8}"
     }
 
     fn domain() -> impl Strategy<Value = Vec<String>> {
         prop::collection::vec(label(), 2..5)
+    }
+
+    /// Names that nest: one to four labels of a, b or c, under `t`.
+    fn small_name() -> impl Strategy<Value = String> {
+        prop::collection::vec("[abc]", 1..5).prop_map(|l| format!("{}.t", l.join(".")))
+    }
+
+    fn scope() -> impl Strategy<Value = Scope> {
+        prop_oneof![Just(Scope::Subtree), Just(Scope::Exact), Just(Scope::Below)]
     }
 
     proptest! {
@@ -643,7 +943,7 @@ mod tests {
                     naive.get(*s).is_some_and(|p| p.iter().any(|p| accepted.contains(p)))
                 });
                 let k = key(&name);
-                let got = s.lookup_with(&k, |id| members(id).iter().any(|p| accepted.contains(p)));
+                let got = s.lookup_with(&k, |id| members(id).iter().any(|p| accepted.contains(p)).then_some(id));
                 if allowed {
                     prop_assert!(matches!(got, Lookup::Allowed { .. }), "{} {:?}", name, got);
                 } else if let Some(suffix) = block {
@@ -652,6 +952,63 @@ mod tests {
                             prop_assert_eq!(k.suffix(h.suffix).to_string(), suffix.clone());
                             let want: Vec<u16> = naive[suffix].iter().copied().collect();
                             prop_assert_eq!(members(h.policy), want);
+                        }
+                        other => prop_assert!(false, "{} expected block, got {:?}", name, other),
+                    }
+                } else {
+                    prop_assert_eq!(got, Lookup::Miss, "{}", name);
+                }
+            }
+        }
+
+        /// Issue 16 (2): with entries of every scope over a small alphabet
+        /// (so that names nest), the matcher agrees with a naive walk: at
+        /// the whole name, subtree and exact entries count; at a parent,
+        /// subtree and below entries; an allow entry anywhere wins; else
+        /// the longest matching suffix, lowest policy.
+        #[test]
+        fn scoped_entries_agree_with_naive_walk(
+            listed in prop::collection::vec((small_name(), 0u16..5, scope()), 1..40),
+            probes in prop::collection::vec(small_name(), 1..40),
+        ) {
+            let mut b = DomainSetBuilder::with_seed(17);
+            let mut naive: BTreeMap<String, Vec<(Scope, u16)>> = BTreeMap::new();
+            for (name, p, scope) in &listed {
+                let scope = if *p == 0 { Scope::Subtree } else { *scope };
+                b.insert_scoped(&key(name), PolicyId(*p), scope);
+                naive.entry(name.clone()).or_default().push((scope, *p));
+            }
+            let (s, _) = b.build();
+            let mut names: Vec<String> = listed.iter().map(|(n, _, _)| n.clone()).collect();
+            names.extend(probes);
+            for name in names {
+                let labels: Vec<&str> = name.split('.').collect();
+                let covering = |i: usize| -> Vec<u16> {
+                    let suffix = labels[i..].join(".");
+                    naive.get(&suffix).map_or(Vec::new(), |e| {
+                        e.iter()
+                            .filter(|(scope, _)| match scope {
+                                Scope::Subtree => true,
+                                Scope::Exact => i == 0,
+                                Scope::Below => i > 0,
+                            })
+                            .map(|(_, p)| *p)
+                            .collect()
+                    })
+                };
+                let allowed = (0..labels.len()).any(|i| covering(i).contains(&0));
+                let block = (0..labels.len()).find_map(|i| {
+                    covering(i).into_iter().min().map(|p| (labels[i..].join("."), p))
+                });
+                let k = key(&name);
+                let got = s.lookup(&k);
+                if allowed {
+                    prop_assert!(matches!(got, Lookup::Allowed { .. }), "{} {:?}", name, got);
+                } else if let Some((suffix, p)) = block {
+                    match got {
+                        Lookup::Blocked(h) => {
+                            prop_assert_eq!(h.policy, PolicyId(p), "{}", name);
+                            prop_assert_eq!(k.suffix(h.suffix).to_string(), suffix);
                         }
                         other => prop_assert!(false, "{} expected block, got {:?}", name, other),
                     }

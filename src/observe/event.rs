@@ -20,7 +20,8 @@ pub enum Decision {
     /// A list matched: answered from the list's policy, never sent upstream.
     Blocked,
     /// Not listed (or allowlisted): forwarded, and the upstream answered.
-    Allowed,
+    /// The same word as `embargo_queries_total{decision="forwarded"}`.
+    Forwarded,
     /// Not listed: answered from the cache.
     Cached,
     /// Embargo would not serve it: a zone transfer request, or (with
@@ -36,7 +37,7 @@ impl Decision {
     /// Every decision, in the order of their bits.
     pub const ALL: [Self; 5] = [
         Self::Blocked,
-        Self::Allowed,
+        Self::Forwarded,
         Self::Cached,
         Self::Refused,
         Self::Error,
@@ -46,7 +47,7 @@ impl Decision {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Blocked => "blocked",
-            Self::Allowed => "allowed",
+            Self::Forwarded => "forwarded",
             Self::Cached => "cached",
             Self::Refused => "refused",
             Self::Error => "error",
@@ -318,6 +319,19 @@ pub fn name_text(wire: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16: the query log said `allowed` for what `/metrics` counts as
+    /// `decision="forwarded"`. Each decision has one word in both.
+    #[test]
+    fn r16_the_log_says_what_metrics_say() {
+        for d in Decision::ALL {
+            assert!(
+                crate::observe::metrics::DECISIONS.contains(&d.as_str()),
+                "{d:?} is {:?} in the query log, no decision of /metrics",
+                d.as_str()
+            );
+        }
+    }
 
     #[test]
     fn an_event_is_small_and_fixed() {

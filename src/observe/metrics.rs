@@ -323,6 +323,22 @@ pub struct UpstreamRow<'a> {
     pub last_answer: Option<Duration>,
 }
 
+/// Answers to forwarded UDP queries that the kernel would not take (a
+/// full send buffer): dropped rather than waited for, since the thread
+/// that sends them answers many clients. Process-wide, like the sockets'
+/// buffers.
+static UDP_ANSWERS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// One answer to a UDP client dropped (`server::sink`).
+pub fn count_udp_answer_dropped() {
+    UDP_ANSWERS_DROPPED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Answers to UDP clients dropped so far.
+pub fn udp_answers_dropped() -> u64 {
+    UDP_ANSWERS_DROPPED.load(Ordering::Relaxed)
+}
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -692,6 +708,16 @@ pub fn render(s: &Scrape<'_>) -> String {
         "Query records dropped, never the queries: a ring to the observer was full, or the log could not be written.",
     );
     t.sample("embargo_log_dropped_total", &[], s.observer.log_dropped);
+    t.family(
+        "embargo_udp_answers_dropped_total",
+        "counter",
+        "Answers to forwarded UDP queries dropped because the socket's send buffer was full (the client asks again).",
+    );
+    t.sample(
+        "embargo_udp_answers_dropped_total",
+        &[],
+        udp_answers_dropped(),
+    );
     t.family(
         "embargo_dnstap_sent_total",
         "counter",

@@ -992,7 +992,7 @@ impl Worker {
             .map_err(std::io::Error::other)
             .and_then(|bytes| {
                 if let Some(dir) = self.shared.hits_path.parent() {
-                    std::fs::create_dir_all(dir)?;
+                    crate::source::store::create_dir(dir)?;
                 }
                 crate::source::write_atomic(&self.shared.hits_path, &bytes)
             });

@@ -12,7 +12,7 @@
 //! reused buffer: no allocation per record.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::{ClientIp, LogFormat};
+use crate::source::store;
 use crate::state::{ListSlot, ListSlots};
 use crate::wire::TypeName;
 
@@ -449,7 +450,7 @@ impl RotatingFile {
     /// Opens (creating it and its directory) `path` for appending.
     pub fn open(path: &Path, max_size: u64, keep: u32) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            store::create_dir(dir)?;
         }
         let mut f = Self {
             path: path.to_path_buf(),
@@ -462,12 +463,28 @@ impl RotatingFile {
         Ok(f)
     }
 
+    /// Opens the log as [`store::private_file`] does (0640, never through
+    /// a symlink: `[log] path` may be in a directory others can write).
+    /// The log says who asked for what: a file an older version left
+    /// readable by everyone loses the world's bits (rotated files keep the
+    /// mode they had).
     fn reopen(&mut self) -> io::Result<()> {
-        let file = OpenOptions::new()
+        use std::os::unix::fs::PermissionsExt;
+        let file = store::private_file()
             .create(true)
             .append(true)
-            .open(&self.path)?;
-        self.size = file.metadata()?.len();
+            .open(&self.path)
+            .map_err(store::not_followed)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            // Only its owner (or root) may: else the log stays as it is.
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7770));
+        }
+        self.size = meta.len();
         self.file = Some(file);
         Ok(())
     }
@@ -588,7 +605,7 @@ mod tests {
         let mut f = formatter(LogFormat::Json, ClientIp::Full);
         let key = NameKey::from_text("www.up.test", false).expect("name");
         let mut ev = QueryEvent::new(
-            Decision::Allowed,
+            Decision::Forwarded,
             "[2001:db8::1]:5000".parse().expect("addr"),
             Transport::Tcp,
             Some(&key),
@@ -602,7 +619,7 @@ mod tests {
         assert_eq!(v["client"], "2001:db8::1");
         assert_eq!(v["proto"], "tcp");
         assert_eq!(v["type"], "TYPE65534");
-        assert_eq!(v["decision"], "allowed");
+        assert_eq!(v["decision"], "forwarded");
         assert_eq!(v["upstream"], "192.0.2.53:53");
         assert_eq!(v["rcode"], "NOERROR");
         assert_eq!(v["latency_us"], 1234);
@@ -679,7 +696,7 @@ mod tests {
             vec![label.into()],
         );
         let ev = QueryEvent::new(
-            Decision::Allowed,
+            Decision::Forwarded,
             "127.0.0.1:1".parse().expect("addr"),
             Transport::Udp,
             Some(&key),
@@ -770,5 +787,61 @@ mod tests {
         let mut f = RotatingFile::open(&path, 100, 0).expect("open");
         f.write(&[b'i'; 50]).expect("write");
         assert_eq!(read(&path), vec![b'i'; 50]);
+    }
+
+    /// The permission bits of `path`.
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    /// Issue 16 (4): the log says who asked for what. Whatever the umask
+    /// leaves, group members may read it and no one else may; rotated
+    /// files keep that, and so does the directory made for them. A file
+    /// left world-readable by an older version loses the world's bits.
+    #[test]
+    fn r16_the_log_and_its_rotations_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("logs/queries.log");
+        let mut f = RotatingFile::open(&path, 100, 2).expect("open");
+        for i in 0..3u8 {
+            f.write(&[b'a' + i; 60]).expect("write");
+        }
+        for p in [
+            "logs/queries.log",
+            "logs/queries.log.1",
+            "logs/queries.log.2",
+        ] {
+            let m = mode(&dir.path().join(p));
+            assert_eq!(m & 0o027, 0, "{p}: {m:o}");
+            assert_eq!(m & 0o600, 0o600, "{p}: {m:o}");
+        }
+        let m = mode(&dir.path().join("logs"));
+        assert_eq!(m & 0o027, 0, "logs/: {m:o}");
+        let old = dir.path().join("old.log");
+        std::fs::write(&old, "x\n").expect("write");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        drop(RotatingFile::open(&old, 100, 2).expect("open"));
+        assert_eq!(mode(&old), 0o640);
+    }
+
+    /// Issue 16 (17): a symlink at the log's path (planted in a directory
+    /// others can write) is never followed: the open fails, says so, and
+    /// the file it names is untouched.
+    #[test]
+    fn r16_the_log_is_never_opened_through_a_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "mine\n").expect("write");
+        let path = dir.path().join("queries.log");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        let e = RotatingFile::open(&path, 100, 2).expect_err("opened through a symlink");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "mine\n");
     }
 }

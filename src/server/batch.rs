@@ -4,7 +4,12 @@
 //! leaving the kernel; one call per batch instead of two per query is the
 //! largest single gain on the blocked and cached paths (see the README's
 //! bench table). This and `upstream::mmsg` are the crate's `unsafe` modules: the calls take raw
-//! pointers into buffers owned by [`Batch`], which outlive every call.
+//! pointers into buffers owned by [`Batch`] or by the calling function, which outlive every
+//! call. Addresses are converted by socket2 and the socket option set by nix, so what is
+//! left unsafe here is the system calls themselves and the control messages.
+//!
+//! [`send_many`] is the same `sendmmsg` for the client sink (`sink`), which gathers the
+//! answers to forwarded queries.
 //!
 //! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) must answer
 //! from the address each query was sent to, or a client that asked one of
@@ -17,8 +22,10 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+
+use socket2::{SockAddr, SockAddrStorage};
 
 /// Datagrams per system call (the lab's floor uses the same).
 pub(super) const BATCH: usize = 32;
@@ -51,18 +58,20 @@ pub(super) struct Slot<'a> {
     pub(super) out: &'a mut Vec<u8>,
 }
 
-/// Receive and send buffers for one worker, reused for every batch.
+/// Receive and send buffers for one worker, reused for every batch. It
+/// holds raw pointers into itself, so it is not `Send`: each worker makes
+/// its own on its own thread.
 pub(super) struct Batch {
     recv_bufs: Vec<u8>,
-    recv_addrs: Vec<libc::sockaddr_storage>,
+    /// Where the kernel writes each datagram's sender.
+    recv_addrs: Vec<SockAddrStorage>,
     recv_iov: Vec<libc::iovec>,
     recv_hdrs: Vec<libc::mmsghdr>,
     /// Each datagram's destination address; empty unless `pktinfo`.
     recv_ctrl: Vec<Ctrl>,
     /// Answers to send, with the peer each goes to.
     out: Vec<Vec<u8>>,
-    out_addrs: Vec<libc::sockaddr_storage>,
-    out_addr_lens: Vec<libc::socklen_t>,
+    out_addrs: Vec<SockAddr>,
     /// The address each answer leaves from, and room to say so; used only with `pktinfo`.
     out_local: Vec<Local>,
     send_ctrl: Vec<Ctrl>,
@@ -70,10 +79,6 @@ pub(super) struct Batch {
     /// The socket is bound to a wildcard address and reports destinations.
     pktinfo: bool,
 }
-
-// SAFETY: the raw pointers inside iovec/mmsghdr only ever point into this
-// struct's own Vecs, which move with it; nothing is shared between threads.
-unsafe impl Send for Batch {}
 
 /// True when `addr` is a wildcard (`0.0.0.0`, `[::]`): answers must then
 /// say which of the host's addresses they come from.
@@ -84,40 +89,27 @@ pub(super) fn is_wildcard(addr: SocketAddr) -> bool {
 /// Asks the kernel to report the destination address of every datagram
 /// `sock` receives (`IP_PKTINFO` or `IPV6_RECVPKTINFO`, by its family).
 pub(super) fn enable_pktinfo(sock: &UdpSocket) -> io::Result<()> {
-    let (level, name) = if sock.local_addr()?.is_ipv4() {
-        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    use nix::sys::socket::{setsockopt, sockopt};
+    if sock.local_addr()?.is_ipv4() {
+        setsockopt(sock, sockopt::Ipv4PacketInfo, &true)?;
     } else {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
-    };
-    let on: libc::c_int = 1;
-    // SAFETY: the option value is a live c_int and its size is passed with it.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+        setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true)?;
     }
     Ok(())
 }
 
-/// Sends one datagram to `peer` from `local` (the forwarded path, which
-/// answers outside a batch).
+/// Sends one datagram to `peer` from `local` without waiting: a full send
+/// buffer is an error (`WouldBlock`), never a stall of the caller.
 pub(super) fn send_from(
     sock: &UdpSocket,
     buf: &[u8],
     peer: SocketAddr,
     local: Local,
 ) -> io::Result<usize> {
+    let addr = SockAddr::from(peer);
     if local == Local::Bound {
-        return sock.send_to(buf, peer);
+        return socket2::SockRef::from(sock).send_to_with_flags(buf, &addr, libc::MSG_DONTWAIT);
     }
-    let (mut addr, addr_len) = from_socket_addr(peer);
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr().cast_mut().cast(),
         iov_len: buf.len(),
@@ -125,43 +117,72 @@ pub(super) fn send_from(
     let mut ctrl = Ctrl([0; CTRL_LEN]);
     // SAFETY: msghdr is a plain C struct for which all-zero bytes are valid.
     let mut hdr: libc::msghdr = unsafe { zeroed() };
-    hdr.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    hdr.msg_namelen = addr_len;
+    hdr.msg_name = addr.as_ptr().cast_mut().cast();
+    hdr.msg_namelen = addr.len();
     hdr.msg_iov = &mut iov;
     hdr.msg_iovlen = 1;
     put_local(&mut hdr, &mut ctrl, local);
     // SAFETY: every pointer in hdr points at a live local of this frame
     // (address, iovec over `buf`, control buffer); the kernel only reads them.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, 0) };
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
 }
 
+/// Sends each `(bytes, peer)` on `sock` without waiting, at most [`BATCH`]
+/// per call; returns how many went out (an error only when none did).
+pub(super) fn send_many(sock: &UdpSocket, msgs: &[(&[u8], &SockAddr)]) -> io::Result<usize> {
+    let n = msgs.len().min(BATCH);
+    // SAFETY: all-zero iovec and mmsghdr are valid values.
+    let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    for (i, (bytes, peer)) in msgs.iter().take(n).enumerate() {
+        iov[i] = libc::iovec {
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
+        };
+        hdrs[i].msg_hdr.msg_name = peer.as_ptr().cast_mut().cast();
+        hdrs[i].msg_hdr.msg_namelen = peer.len();
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every pointer in `hdrs[..n]` points into `iov`, `msgs` or the
+    // addresses they borrow, all alive for the call and only read by the kernel.
+    let r = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 impl Batch {
     /// Buffers for a socket; `pktinfo` when it is bound to a wildcard
     /// address and [`enable_pktinfo`] was called on it.
     pub(super) fn new(pktinfo: bool) -> Self {
-        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for
-        // which all-zero bytes are a valid value.
-        let (addr, iov, hdr) = unsafe {
-            (
-                zeroed::<libc::sockaddr_storage>(),
-                zeroed::<libc::iovec>(),
-                zeroed::<libc::mmsghdr>(),
-            )
-        };
+        // SAFETY: iovec and mmsghdr are plain C structs for which all-zero
+        // bytes are a valid value.
+        let (iov, hdr) = unsafe { (zeroed::<libc::iovec>(), zeroed::<libc::mmsghdr>()) };
         let ctrl_slots = if pktinfo { BATCH } else { 0 };
+        let nobody = SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         Self {
             recv_bufs: vec![0u8; BATCH * RECV_SIZE],
-            recv_addrs: vec![addr; BATCH],
+            recv_addrs: (0..BATCH).map(|_| SockAddrStorage::zeroed()).collect(),
             recv_iov: vec![iov; BATCH],
             recv_hdrs: vec![hdr; BATCH],
             recv_ctrl: vec![Ctrl([0; CTRL_LEN]); ctrl_slots],
             out: (0..BATCH).map(|_| Vec::with_capacity(1500)).collect(),
-            out_addrs: vec![addr; BATCH],
-            out_addr_lens: vec![0; BATCH],
+            out_addrs: vec![nobody; BATCH],
             out_local: vec![Local::Bound; BATCH],
             send_ctrl: vec![Ctrl([0; CTRL_LEN]); ctrl_slots],
             out_len: 0,
@@ -181,8 +202,8 @@ impl Batch {
                 iov_len: RECV_SIZE,
             };
             let hdr = &mut self.recv_hdrs[i].msg_hdr;
-            hdr.msg_name = (&mut self.recv_addrs[i] as *mut libc::sockaddr_storage).cast();
-            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_name = (&raw mut self.recv_addrs[i]).cast();
+            hdr.msg_namelen = self.recv_addrs[i].size_of();
             hdr.msg_iov = &mut self.recv_iov[i];
             hdr.msg_iovlen = 1;
             match self.recv_ctrl.get_mut(i) {
@@ -225,16 +246,18 @@ impl Batch {
             return None;
         }
         let len = (hdr.msg_len as usize).min(RECV_SIZE);
-        let namelen = hdr.msg_hdr.msg_namelen;
-        let peer = to_socket_addr(&self.recv_addrs[i], namelen)?;
         let local = if self.pktinfo {
             read_local(&hdr.msg_hdr)
         } else {
             Local::Bound
         };
+        let storage = std::mem::replace(&mut self.recv_addrs[i], SockAddrStorage::zeroed());
+        // SAFETY: the kernel wrote the sender's address into `storage`, of
+        // the family its first field says and `msg_namelen` bytes long.
+        let addr = unsafe { SockAddr::new(storage, hdr.msg_hdr.msg_namelen) };
+        let peer = addr.as_socket()?;
         let k = self.out_len;
-        self.out_addrs[k] = self.recv_addrs[i];
-        self.out_addr_lens[k] = namelen;
+        self.out_addrs[k] = addr;
         self.out_local[k] = local;
         let query = self.recv_bufs.get(i * RECV_SIZE..i * RECV_SIZE + len)?;
         Some(Slot {
@@ -267,9 +290,8 @@ impl Batch {
                 iov_base: self.out[k].as_mut_ptr().cast(),
                 iov_len: self.out[k].len(),
             };
-            hdrs[k].msg_hdr.msg_name =
-                (&mut self.out_addrs[k] as *mut libc::sockaddr_storage).cast();
-            hdrs[k].msg_hdr.msg_namelen = self.out_addr_lens[k];
+            hdrs[k].msg_hdr.msg_name = self.out_addrs[k].as_ptr().cast_mut().cast();
+            hdrs[k].msg_hdr.msg_namelen = self.out_addrs[k].len();
             hdrs[k].msg_hdr.msg_iov = &mut iov[k];
             hdrs[k].msg_hdr.msg_iovlen = 1;
             if let Some(ctrl) = self.send_ctrl.get_mut(k) {
@@ -405,65 +427,6 @@ fn put_local(hdr: &mut libc::msghdr, ctrl: &mut Ctrl, local: Local) {
                 },
             ),
         }
-    }
-}
-
-/// `addr` as the kernel takes it.
-fn from_socket_addr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero bytes are a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            let sin = unsafe {
-                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe {
-                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_scope_id = a.scope_id();
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-fn to_socket_addr(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
-    let len = len as usize;
-    match i32::from(ss.ss_family) {
-        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says sockaddr_in, and sockaddr_storage is
-            // larger than and aligned for every sockaddr type.
-            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let a = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
     }
 }
 

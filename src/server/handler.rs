@@ -15,19 +15,24 @@
 //! 5. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
 //! 6. cache → the stored answer (one whose CNAME chain some groups block
-//!    is inspected again for this client's group; for a popular answer
-//!    about to expire, a background refresh: [`Handler::prefetch`]);
-//! 7. otherwise hand a [`Forward`] to the caller, which awaits
-//!    [`Handler::forward`] off the socket loop; its answer's CNAME chain
-//!    is inspected ([`crate::cname`]) before it is cached and sent; when
-//!    every upstream fails, an expired answer still kept is better than
-//!    SERVFAIL (RFC 8767).
+//!    is inspected again for this client's group; one whose chain was
+//!    inspected under the rules before a reload is inspected again, once;
+//!    for a popular answer about to expire, a background refresh:
+//!    [`Handler::prefetch`]);
+//! 7. otherwise hand a [`Forward`] to the caller, which starts it off the
+//!    socket loop ([`Handler::forward_udp`] for a UDP client, awaited
+//!    [`Handler::forward`] for a TCP one); its answer's CNAME chain is
+//!    inspected ([`crate::cname`]) before it is cached and sent; when
+//!    every upstream fails, or is still silent at the client timer, an
+//!    expired answer still kept is better than SERVFAIL or waiting (RFC
+//!    8767).
 //!
 //! Steps 1-6 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline. (The
 //! one exception: a cached chain that this client's group blocks is
 //! answered with an EDE text written for it; such entries exist only with
-//! `[[groups]]`, and only for chains that lead to a listed name.)
+//! `[[groups]]`, or after a reload listed a name a cached chain leads to,
+//! and only for chains that lead to a listed name.)
 //!
 //! Every query is counted in the caller's own counter block
 //! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
@@ -41,14 +46,13 @@
 //! otherwise fill the query log that the limiter keeps quiet.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::access::{AccessAction, Limit, RefusedLog};
-use crate::cache::{Cache, CacheKey, Found, Hit};
-use crate::cname;
+use crate::access::{AccessAction, Limit, LineBudget, RefusedLog};
+use crate::cache::{Cache, CacheKey, Found, Tag};
+use crate::cname::{self, Checked};
 use crate::matcher::NameKey;
 use crate::observe::metrics::{self, WorkerStats};
 use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
@@ -58,6 +62,9 @@ use crate::source::xfr::NotifyTargets;
 use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::upstream::{Reply, Upstream};
 use crate::wire::{self, Rcode};
+
+use super::batch::Local;
+use super::sink::{self, Sink};
 
 /// The transport a request came in on: it sets the answer size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,54 +115,90 @@ pub struct Forward {
 impl Forward {
     /// Rewrites the client's query into the upstream's, in place.
     ///
-    /// Upstream gets the question and, if the client used EDNS, our own
-    /// OPT (1232, DO as asked): the client's options (cookies, client
-    /// subnet) are hop-by-hop and stay here (RFC 6891 6.1.1). The client's
-    /// buffer becomes the upstream query: its question bytes stay as asked
-    /// (they are echoed from here), the rest is rewritten; answers carry
-    /// `facts.id`, never the ID the upstream module picks (its own
-    /// unpredictable one per attempt).
+    /// Upstream gets the question, RD set, and our own OPT (1232, DO as
+    /// asked) whether or not the client used EDNS: a client without it
+    /// must not cost an upstream exchange over TCP for every answer over
+    /// 512 bytes (it is told TC and retries, and its retry is a cache
+    /// hit), and one answer can be cached for both kinds of client (the
+    /// OPT is dropped for a client without). RD is ours to ask, as
+    /// unbound's forward-zone does: an RD=0 client must not make the
+    /// upstream answer, and the cache keep, an answer from its cache
+    /// alone. The client's options (cookies, client subnet) are hop-by-hop
+    /// and stay here (RFC 6891 6.1.1). The client's buffer becomes the
+    /// upstream query: its question bytes stay as asked (they are echoed
+    /// from here), the rest is rewritten; answers carry `facts.id`, never
+    /// the ID the upstream module picks (its own unpredictable one per
+    /// attempt).
     fn rewrite_for_upstream(&mut self) {
         self.query.truncate(self.facts.question_end);
         for at in [6, 8, 10] {
             wire::put_u16(&mut self.query, at, 0);
         }
-        if let Some(e) = self.facts.edns {
-            wire::push_opt(&mut self.query, 0, e.dnssec_ok, &[]);
+        if let Some(flags) = self.query.get_mut(2) {
+            *flags |= 0x01;
         }
+        let dnssec_ok = self.facts.edns.is_some_and(|e| e.dnssec_ok);
+        wire::push_opt(&mut self.query, 0, dnssec_ok, &[]);
     }
 }
 
-/// A forwarded UDP query on the task-free path: what the upstream module
-/// calls back with the answer, to answer the client on its socket.
-struct UdpReply {
+/// A forwarded query's client, which the upstream module calls back with
+/// the answer: both forward paths end here, and differ only in where the
+/// answer goes (the [`Sink`]: a UDP client, or the task of a TCP client).
+struct ClientReply {
     handler: Arc<Handler>,
     job: Box<Forward>,
-    sock: Arc<std::net::UdpSocket>,
-    peer: SocketAddr,
+    sink: Sink,
     /// Holds one of `handler.inflight`'s permits until answered.
     permit: bool,
+    /// The client has its answer: a stale copy, when the upstream was
+    /// overdue (then the upstream's answer only refreshes the cache).
+    answered: bool,
 }
 
-impl Reply for UdpReply {
+impl Reply for ClientReply {
     fn query(&mut self) -> &mut [u8] {
         &mut self.job.query
     }
 
-    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
+    fn overdue(&mut self) {
         let mut out = Vec::new();
-        self.handler.answer(&self.job, answer, &mut out);
-        // Sent now, or with the other answers the same read brought.
-        crate::upstream::send_answer(&self.sock, self.peer, &out);
+        if self
+            .handler
+            .answer_stale(&self.job, "upstream slow: stale answer", &mut out)
+        {
+            self.answered = true;
+            self.sink.deliver(out);
+        }
+    }
+
+    fn answer(mut self: Box<Self>, answer: crate::upstream::Answered) {
+        if self.answered {
+            if let Ok((_, resp)) = answer {
+                refresh(&self.handler.cache, &self.handler.state, &self.job, &resp);
+            }
+        } else {
+            let mut out = Vec::new();
+            self.handler.answer(&self.job, answer, &mut out);
+            self.answered = true;
+            self.sink.deliver(out);
+        }
         if std::mem::take(&mut self.permit) {
             self.handler.inflight.add_permits(1);
         }
     }
 }
 
-impl Drop for UdpReply {
+impl Drop for ClientReply {
     fn drop(&mut self) {
-        // Dropped unanswered (shutdown): give the permit back all the same.
+        // Dropped unanswered (the runtime shutting down): SERVFAIL, so that
+        // no client is left waiting, and the permit back all the same.
+        if !self.answered {
+            let mut out = Vec::new();
+            start_response(&self.job.query, &self.job.facts, Rcode::ServFail, &mut out);
+            finish_plain(&self.job.facts, &mut out);
+            self.sink.deliver(out);
+        }
         if self.permit {
             self.handler.inflight.add_permits(1);
         }
@@ -174,9 +217,9 @@ pub struct Handler {
     inflight: tokio::sync::Semaphore,
     /// The permits `inflight` started with (`[server] max_forwards`).
     max_forwards: usize,
-    /// Counts refused clients for the log; touched only on the refused path.
-    refused: Mutex<RefusedLog>,
-    started: Instant,
+    /// The refused-client lines all threads may write in a minute; each
+    /// thread counts in a [`RefusedLog`] of its own (no lock: see there).
+    refused_lines: LineBudget,
     observe: Observer,
 }
 
@@ -191,12 +234,13 @@ impl Handler {
         Self {
             state,
             cache: Arc::new(cache),
-            upstream: Arc::new(upstream),
+            // Client answers sent as a reader task reads upstream answers
+            // leave together at the end of its pass.
+            upstream: Arc::new(upstream.with_read_pass(sink::READ_PASS)),
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
-            refused: Mutex::new(RefusedLog::default()),
-            started: Instant::now(),
+            refused_lines: LineBudget::new(),
             observe: Observer::off(),
         }
     }
@@ -235,7 +279,7 @@ impl Handler {
         // The question must be plain labels: it is echoed byte for byte, and
         // a compression pointer would point at nothing in our answer.
         let question = (hdr.qdcount == 1)
-            .then(|| wire::read_name(pkt, wire::HEADER_LEN))
+            .then(|| query::read_name(pkt, wire::HEADER_LEN))
             .flatten()
             .filter(|(name, end)| {
                 *end == wire::HEADER_LEN + name.as_bytes().len() + 1 && *end + 4 <= pkt.len()
@@ -291,11 +335,7 @@ impl Handler {
         if !tracing::enabled!(target: "embargo::access", tracing::Level::WARN) {
             return;
         }
-        let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
-        let report = match self.refused.lock() {
-            Ok(mut log) => log.record(ip, now),
-            Err(poisoned) => poisoned.into_inner().record(ip, now),
-        };
+        let report = RefusedLog::record_here(ip, &self.refused_lines);
         let action = action.as_str();
         if let Some((network, queries)) = report.line {
             tracing::warn!(
@@ -303,7 +343,7 @@ impl Handler {
                 client = %network,
                 queries,
                 action,
-                "client not in [access] allow (one line a minute per network, counting the queries since the last)"
+                "client not in [access] allow (one line a minute per network and serving thread, counting the queries since the last)"
             );
         }
         if let Some(queries) = report.unitemised {
@@ -489,25 +529,27 @@ impl Handler {
             return Outcome::Reply;
         }
 
-        let (found, hit) = self
-            .cache
-            .get(&CacheKey::new(&name, &facts), pkt, &facts, out);
-        // A verdict of the rules before a reload that allowlisted the name
-        // or dropped the list is not served: ask again.
-        let served = found != Found::Miss && servable(hit, allowed, &snap);
+        let key = CacheKey::new(&name, &facts);
+        let (found, tag) = self.cache.get(&key, pkt, &facts, out);
+        // What the rules now in force make of it: one compare, unless a
+        // reload came since its chain was inspected.
+        let hit = match found {
+            Found::Miss => None,
+            _ => servable(&self.cache, tag, &key, &snap, out),
+        };
         if found == Found::Refresh {
             // Only an upstream answer as it came is refreshed in the
             // background: a verdict or a chain to inspect takes the
             // forward path when it expires, where the chain is inspected.
-            if served && hit == Hit::Plain {
+            if let Some(Checked::Unchained | Checked::Passed { .. }) = hit {
                 self.prefetch(pkt, facts, &name, client, allowed);
             } else {
                 self.cache.prefetch_done();
             }
         }
-        match served {
-            false => {}
-            true => {
+        match hit {
+            None => {}
+            Some(hit) => {
                 // What a CNAME chain led to: a verdict kept as such (no
                 // groups), or, with groups, this client's group's verdict
                 // on a chain that some groups block, walked again.
@@ -594,65 +636,77 @@ impl Handler {
             self.state.clone(),
         );
         runtime.spawn(async move {
-            if let Ok((_, resp)) = upstream.forward(&mut job.query).await
-                && let Some(mut resp) = for_the_client(&resp, &job.facts)
-                // A refreshed chain that now passes through a listed name is
-                // not kept as it came: the entry expires, and the next client
-                // takes the forward path, where the chain is inspected.
-                && (job.allowed || !cname::blocked_for_some_group(&resp, &state.load()))
-            {
-                cache.insert(&CacheKey::new(&job.name, &job.facts), &mut resp);
+            if let Ok((_, resp)) = upstream.forward(&job.query).await {
+                refresh(&cache, &state, &job, &resp);
             }
             cache.prefetch_done();
         });
     }
 
-    /// Step 5: asks the upstreams, caches the answer, and writes what the
-    /// client gets into `out` (SERVFAIL when no upstream answered in time,
-    /// unless a stale answer may be served).
-    pub async fn forward(&self, mut job: Box<Forward>, out: &mut Vec<u8>) {
+    /// Step 5 for a task that awaits the answer (TCP clients): asks the
+    /// upstreams and writes what the client gets into `out` (see
+    /// [`Handler::forward_udp`]). Needs the runtime.
+    pub async fn forward(self: &Arc<Self>, job: Box<Forward>, out: &mut Vec<u8>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.start_forward(job, Sink::Task(Some(tx)));
+        match rx.await {
+            Ok(answer) => *out = answer,
+            Err(_) => out.clear(),
+        }
+    }
+
+    /// [`Handler::forward`] with `answer` for what the upstreams said, no
+    /// socket involved: the `response` fuzz target (`fuzzing.rs`) takes
+    /// upstream answers through the very path a forwarded query takes.
+    pub(crate) fn forward_answered(
+        &self,
+        mut job: Box<Forward>,
+        answer: crate::upstream::Answered,
+        out: &mut Vec<u8>,
+    ) {
         job.rewrite_for_upstream();
-        let answer = match self.inflight.try_acquire() {
-            Ok(_permit) => self.upstream.forward(&mut job.query).await,
-            Err(_) => Err(crate::upstream::Error::Busy),
-        };
         self.answer(&job, answer, out);
     }
 
-    /// Step 5 for a UDP client without a task of its own: the upstream
-    /// module sends the query now, from the worker's thread, and the task
-    /// that reads the upstream's answer writes the client's answer and sends
-    /// it on `sock`. Gives the job back when it must take
-    /// [`Handler::forward`] instead (an upstream that is not plain UDP).
-    /// Must run inside the runtime's context (`Handle::enter`).
-    pub fn forward_udp(
+    /// Step 5 for a UDP client, without a task of its own: the upstream
+    /// module sends the query now, from the worker's thread, and whoever
+    /// has the upstream's answer (the task reading the upstream socket,
+    /// most often) writes the client's answer and sends it on `sock`,
+    /// from `local`. Must run inside the runtime's context
+    /// (`Handle::enter`).
+    pub(super) fn forward_udp(
         self: &Arc<Self>,
-        mut job: Box<Forward>,
+        job: Box<Forward>,
         sock: &Arc<std::net::UdpSocket>,
         peer: SocketAddr,
-    ) -> Option<Box<Forward>> {
-        if !self.upstream.udp_only() {
-            return Some(job);
-        }
+        local: Local,
+    ) {
+        let sock = sock.clone();
+        self.start_forward(job, Sink::Udp { sock, peer, local });
+    }
+
+    /// Asks the upstreams for `job`; its answer (SERVFAIL when no upstream
+    /// answered in time, unless a stale answer may be served; a stale
+    /// answer early when the upstream is slow) goes to `sink`.
+    fn start_forward(self: &Arc<Self>, mut job: Box<Forward>, sink: Sink) {
         job.rewrite_for_upstream();
-        let reply = Box::new(UdpReply {
+        let permit = self
+            .inflight
+            .try_acquire()
+            .ok()
+            .map(|p| p.forget())
+            .is_some();
+        let reply = Box::new(ClientReply {
             handler: self.clone(),
             job,
-            sock: sock.clone(),
-            peer,
-            permit: self
-                .inflight
-                .try_acquire()
-                .ok()
-                .map(|p| p.forget())
-                .is_some(),
+            sink,
+            permit,
+            answered: false,
         });
-        if !reply.permit {
-            reply.answer(Err(crate::upstream::Error::Busy));
-            return None;
+        if !permit {
+            return reply.answer(Err(crate::upstream::Error::Busy));
         }
         self.upstream.send(reply);
-        None
     }
 
     /// Writes into `out` what the client of `job` gets for `answer` (the
@@ -666,7 +720,7 @@ impl Handler {
             proto,
             client,
             allowed,
-            received_us,
+            ..
         } = job;
         let (facts, proto) = (*facts, *proto);
         let answer = answer.and_then(|(i, resp)| {
@@ -682,58 +736,60 @@ impl Handler {
                 .is_some_and(|h| h.rcode() == Rcode::ServFail as u8)
                 .then_some("upstream answered SERVFAIL"),
         };
+        if let Some(why) = failed
+            && self.answer_stale(job, why, out)
+        {
+            return;
+        }
         // The rules now in force, and the client's group under them: they
         // decide what the answer's CNAME chain may lead to.
         let snap = self.state.load();
         let (_, group) = snap.groups.of(client.ip());
-        let stale = failed
-            .and_then(|why| {
-                self.cache
-                    .stale(&CacheKey::new(name, &facts), query, &facts, why, out)
-            })
-            .filter(|hit| servable(*hit, *allowed, &snap));
+        let key = CacheKey::new(name, &facts);
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         // A block found in the chain: its list and action, for the record.
         let mut blocked = None;
         'answered: {
             match answer {
-                _ if stale.is_some() => {
-                    tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why = failed.unwrap_or_default(), "upstream failed: stale answer");
-                    blocked = stale.and_then(|hit| {
-                        cached_block(hit, *allowed, &snap, group, query, &facts, out)
-                    });
-                    truncate_for(&facts, proto, out);
-                }
                 Ok((_, mut resp)) => {
-                    let key = CacheKey::new(name, &facts);
                     let through = if *allowed {
                         None
                     } else {
                         cname::inspect(&resp, &snap, group)
                     };
+                    let generation = snap.generation;
                     if let Some(through) = through {
-                        through.respond(query, &facts, out);
-                        let list = list_slot(&snap, through.policy);
+                        let (list, action) =
+                            (list_slot(&snap, through.policy), through.policy.action);
                         if snap.groups.configured() {
                             // Other groups may not block it: keep the chain,
                             // to be inspected again for each client's group.
-                            self.cache.insert_marked(&key, &mut resp, true);
+                            let checked = Checked::PerGroup { generation };
+                            self.cache.insert_tagged(&key, &mut resp, checked.tag());
+                            through.respond(query, &facts, out);
                         } else {
-                            // Every client gets this verdict: keep it, not the chain.
-                            self.cache
-                                .insert_verdict(&key, out, list, through.policy.action);
+                            // Every client gets this verdict: keep it, not
+                            // the chain, with the OPT (and EDE) a client with
+                            // EDNS gets.
+                            through.respond(query, &with_edns(&facts), out);
+                            let checked = Checked::Blocked {
+                                generation,
+                                list,
+                                action,
+                            };
+                            self.cache.insert_tagged(&key, out, checked.tag());
+                            strip_opt(&facts, out);
                         }
                         truncate_for(&facts, proto, out);
-                        blocked = Some((list, through.policy.action));
+                        blocked = Some((list, action));
                         break 'answered;
                     }
-                    let marked = snap.groups.configured()
-                        && !*allowed
-                        && cname::blocked_for_some_group(&resp, &snap);
                     // Caching clamps its TTLs: this client sees what the next ones will.
-                    self.cache.insert_marked(&key, &mut resp, marked);
+                    let checked = Checked::of(&resp, &snap, *allowed);
+                    self.cache.insert_tagged(&key, &mut resp, checked.tag());
                     out.clear();
                     out.extend_from_slice(&resp);
+                    strip_opt(&facts, out);
                     wire::put_u16(out, 0, facts.id);
                     if let (Some(dst), Some(src)) = (
                         out.get_mut(wire::HEADER_LEN..facts.question_end),
@@ -758,35 +814,90 @@ impl Handler {
                 }
             }
         }
-        // A stale answer comes from the cache (marked stale), not the upstream.
-        let decision = match (stale.is_some(), upstream, blocked) {
-            (_, _, Some(_)) => Decision::Blocked,
-            (true, _, None) => Decision::Cached,
-            (false, Some(_), None) => Decision::Allowed,
-            (false, None, None) => Decision::Error,
+        let decision = match (upstream, blocked) {
+            (_, Some(_)) => Decision::Blocked,
+            (Some(_), None) => Decision::Forwarded,
+            (None, None) => Decision::Error,
         };
         if self.observe.wants(decision) {
             let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
-                .with_rcode(rcode_of(out))
-                .with_group(group.slot)
-                .with_stale(stale.is_some());
+                .with_group(group.slot);
             if let Some((list, action)) = blocked {
                 // The listed entry is the chain's, not in the question: no entry.
                 ev = ev.with_block(list, usize::MAX, action);
             }
-            if let Some(i) = upstream.filter(|_| stale.is_none()) {
+            if let Some(i) = upstream {
                 ev = ev.with_upstream(i);
             }
-            // A query recorded without a stamp (none was wanted then) gets its answer's time.
-            let now = crate::observe::now_us();
-            ev.time_us = if *received_us == 0 { now } else { *received_us };
-            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
-            self.observe.record(ev, out);
+            self.record_forward(job, ev, out);
         }
     }
 
+    /// When the upstreams failed for `job` (`why`), or are slow to answer
+    /// (the client timer, RFC 8767's client response timer): writes the
+    /// expired answer kept for its question into `out`, marked stale with
+    /// `why` (EDE 3), and records it as a cached answer. False when no such
+    /// answer may be served.
+    fn answer_stale(&self, job: &Forward, why: &str, out: &mut Vec<u8>) -> bool {
+        let Forward {
+            query,
+            facts,
+            name,
+            proto,
+            client,
+            allowed,
+            ..
+        } = job;
+        let snap = self.state.load();
+        let key = CacheKey::new(name, facts);
+        // A chain inspected under the rules before a reload is inspected
+        // again (or, for a verdict, not served): stale answers too.
+        let Some(hit) = self
+            .cache
+            .stale(&key, query, facts, why, out)
+            .and_then(|tag| servable(&self.cache, tag, &key, &snap, out))
+        else {
+            return false;
+        };
+        tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why, "stale answer");
+        let (_, group) = snap.groups.of(client.ip());
+        let blocked = cached_block(hit, *allowed, &snap, group, query, facts, out);
+        truncate_for(facts, *proto, out);
+        // A stale answer comes from the cache (marked stale), not the upstream.
+        let decision = match blocked {
+            Some(_) => Decision::Blocked,
+            None => Decision::Cached,
+        };
+        if self.observe.wants(decision) {
+            let mut ev =
+                QueryEvent::new(decision, *client, (*proto).into(), Some(name), facts.qtype)
+                    .with_group(group.slot)
+                    .with_stale(true);
+            if let Some((list, action)) = blocked {
+                ev = ev.with_block(list, usize::MAX, action);
+            }
+            self.record_forward(job, ev, out);
+        }
+        true
+    }
+
+    /// Records `ev`, the decision on the forwarded query `job`, with the
+    /// answer in `out`: its rcode, and the time from the query to it.
+    fn record_forward(&self, job: &Forward, ev: QueryEvent, out: &[u8]) {
+        let mut ev = ev.with_rcode(rcode_of(out));
+        // A query recorded without a stamp (none was wanted then) gets its answer's time.
+        let now = crate::observe::now_us();
+        ev.time_us = if job.received_us == 0 {
+            now
+        } else {
+            job.received_us
+        };
+        ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
+        self.observe.record(ev, out);
+    }
+
     /// The upstreams (for their counters, and the readiness probe).
-    pub fn upstream(&self) -> &Upstream {
+    pub fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
     }
 
@@ -803,36 +914,122 @@ impl Handler {
     }
 }
 
-/// An upstream's answer as our clients get it and the cache keeps it: its
-/// OPT replaced by ours (`wire::replace_opt`), RA set and AA clear, since we
+/// Caches `resp`, the upstream's answer to `job` that no client waits for
+/// (a background refresh, or a late answer after a stale one), tagged with
+/// what the rules now in force make of its chain. A chain that now passes
+/// through a name some group's lists hold is not kept as it came: the
+/// entry expires, and the next client takes the forward path, where the
+/// chain is inspected.
+fn refresh(cache: &Cache, state: &ArcSwap<Snapshot>, job: &Forward, resp: &[u8]) {
+    if let Some(mut resp) = for_the_client(resp, &job.facts) {
+        let checked = Checked::of(&resp, &state.load(), job.allowed);
+        if !matches!(checked, Checked::PerGroup { .. }) {
+            let key = CacheKey::new(&job.name, &job.facts);
+            cache.insert_tagged(&key, &mut resp, checked.tag());
+        }
+    }
+}
+
+/// An upstream's answer as the cache keeps it and clients get it: its OPT
+/// replaced by ours (`wire::replace_opt`; DO as asked), which a client
+/// without EDNS does not get ([`strip_opt`]); RA set and AA clear, since we
 /// are the client's recursive resolver even when the upstream is
-/// authoritative (as unbound and BIND do). `None` when it cannot be walked.
+/// authoritative (as unbound and BIND do); RD as the client asked (upstream
+/// was asked with RD whatever the client said). `None` when it cannot be
+/// walked.
 fn for_the_client(resp: &[u8], facts: &QueryFacts) -> Option<Vec<u8>> {
-    let mut resp = wire::replace_opt(resp, facts.edns.map(|e| e.dnssec_ok))?;
+    let mut resp = wire::replace_opt(resp, Some(facts.edns.is_some_and(|e| e.dnssec_ok)))?;
     if let Some(flags) = resp.get_mut(2..4) {
-        flags[0] &= !0x04;
+        flags[0] = (flags[0] & !0x05) | ((facts.flags >> 8) as u8 & 0x01);
         flags[1] |= 0x80;
     }
     Some(resp)
 }
 
-/// Whether a cached answer of kind `hit` may still be served: a CNAME
-/// verdict of the rules before a reload that allowlisted the name or
-/// dropped the list is not (the name is asked again).
-fn servable(hit: Hit, allowed: bool, snap: &Snapshot) -> bool {
-    match hit {
-        Hit::Verdict { list, .. } => !allowed && snap.has_list(list),
-        Hit::Plain | Hit::Inspect => true,
+/// The query facts of `facts` as if the client had used EDNS (DO as it
+/// asked): how an answer kept for every client is written.
+fn with_edns(facts: &QueryFacts) -> QueryFacts {
+    let edns = facts.edns.unwrap_or(wire::Edns {
+        udp_size: wire::EDNS_UDP_SIZE,
+        dnssec_ok: false,
+        class_at: 0,
+    });
+    QueryFacts {
+        edns: Some(edns),
+        ..*facts
     }
 }
 
-/// What a cached answer of kind `hit`, written into `out`, blocks for this
+/// Takes the OPT record out of an answer in `out` for a client that did
+/// not use EDNS (RFC 6891 7: no OPT in the answer to a query without one).
+fn strip_opt(facts: &QueryFacts, out: &mut Vec<u8>) {
+    if facts.edns.is_some() {
+        return;
+    }
+    if let Some(Sections {
+        opt: Some((start, end)),
+        ..
+    }) = sections(out)
+    {
+        out.drain(start..end);
+        let arcount = wire::u16_at(out, 10).unwrap_or(1);
+        wire::put_u16(out, 10, arcount.saturating_sub(1));
+    }
+}
+
+/// What the rules in force (`snap`) make of a cached answer tagged `tag`,
+/// written into `out`, or None when it may not be served. Made under
+/// these rules: as it was tagged, at the cost of one compare. Made under
+/// the rules before a reload ([`Snapshot::generation`]): its chain
+/// inspected again and the entry tagged anew, once, not on every hit, so
+/// that a name a reload listed is not reached through a cached chain for
+/// the rest of its TTL; a CNAME verdict of older rules is not served at
+/// all (the name is asked again). Fresh hits and stale answers both pass
+/// here.
+#[inline]
+fn servable(
+    cache: &Cache,
+    tag: Tag,
+    key: &CacheKey,
+    snap: &Snapshot,
+    out: &[u8],
+) -> Option<Checked> {
+    let hit = Checked::from_tag(tag);
+    if hit.current(snap.generation) {
+        return Some(hit);
+    }
+    recheck(cache, hit, tag, key, snap, out)
+}
+
+/// [`servable`] for a hit from before a reload. The chain is re-read as for
+/// an answer not allowlisted: whether the asking name is, is decided per
+/// query ([`cached_block`]). Without groups, a chain the new rules block
+/// becomes [`Checked::PerGroup`] too (inspected on each hit until it
+/// expires, when the forward path keeps the verdict instead).
+#[cold]
+fn recheck(
+    cache: &Cache,
+    hit: Checked,
+    tag: Tag,
+    key: &CacheKey,
+    snap: &Snapshot,
+    out: &[u8],
+) -> Option<Checked> {
+    if let Checked::Blocked { .. } = hit {
+        return None;
+    }
+    let now = Checked::of(out, snap, false);
+    cache.retag(key, tag, now.tag());
+    Some(now)
+}
+
+/// What a cached answer `hit`, written into `out`, blocks for this
 /// client: a CNAME verdict kept as such (no groups), or, for a chain some
 /// groups block, this client's group's verdict walked again, whose block
 /// then replaces the answer in `out`. None: the answer goes out as it is.
 /// Fresh hits and stale answers both end here.
 fn cached_block(
-    hit: Hit,
+    hit: Checked,
     allowed: bool,
     snap: &Snapshot,
     group: &crate::groups::Group,
@@ -841,10 +1038,10 @@ fn cached_block(
     out: &mut Vec<u8>,
 ) -> Option<(ListSlot, crate::policy::Action)> {
     match hit {
-        Hit::Plain => None,
-        Hit::Verdict { list, action } => Some((list, action)),
-        Hit::Inspect if allowed => None,
-        Hit::Inspect => cname::inspect(out, snap, group).map(|through| {
+        Checked::Unchained | Checked::Passed { .. } => None,
+        Checked::Blocked { list, action, .. } => Some((list, action)),
+        Checked::PerGroup { .. } if allowed => None,
+        Checked::PerGroup { .. } => cname::inspect(out, snap, group).map(|through| {
             through.respond(query, facts, out);
             (list_slot(snap, through.policy), through.policy.action)
         }),
@@ -878,9 +1075,41 @@ fn finish_plain(facts: &QueryFacts, out: &mut Vec<u8>) {
     }
 }
 
-/// Cuts a UDP answer that exceeds what the client can take down to header +
-/// question (+ OPT) with TC set, so it retries over TCP (RFC 1035 4.2.1,
-/// RFC 6891 7). Our own ceiling is 1232 bytes whatever the client offers.
+/// Where an answer's additional section starts, and its OPT record's
+/// bytes if it has one.
+struct Sections {
+    additional: usize,
+    opt: Option<(usize, usize)>,
+}
+
+/// Walks the records of the answer in `msg`; `None` when it cannot be walked.
+fn sections(msg: &[u8]) -> Option<Sections> {
+    let hdr = wire::Header::parse(msg)?;
+    let mut at = wire::HEADER_LEN;
+    for _ in 0..hdr.qdcount {
+        at = wire::skip_name(msg, at)? + 4;
+    }
+    for _ in 0..u32::from(hdr.ancount) + u32::from(hdr.nscount) {
+        at = wire::read_rr(msg, at)?.1;
+    }
+    let additional = at;
+    let mut opt = None;
+    for _ in 0..hdr.arcount {
+        let (rr, next) = wire::read_rr(msg, at)?;
+        if rr.rtype == wire::TYPE_OPT {
+            opt = Some((at, next));
+        }
+        at = next;
+    }
+    Some(Sections { additional, opt })
+}
+
+/// Fits a UDP answer to what the client can take (RFC 1035 4.2.1, RFC 6891
+/// 7; our own ceiling is 1232 bytes whatever the client offers): first
+/// without its additional section (its OPT kept), which RFC 2181 9 says
+/// is no reason for TC, as unbound and Knot do; when the answer and
+/// authority sections still do not fit, cut down to header + question
+/// (+ OPT) with TC set, so that the client retries over TCP.
 fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
     if proto == Proto::Tcp {
         return;
@@ -891,6 +1120,17 @@ fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
     };
     if out.len() <= limit {
         return;
+    }
+    if let Some(s) = sections(out) {
+        let opt_len = s.opt.map_or(0, |(start, end)| end - start);
+        if s.additional + opt_len <= limit {
+            if let Some((start, _)) = s.opt {
+                out.copy_within(start..start + opt_len, s.additional);
+            }
+            out.truncate(s.additional + opt_len);
+            wire::put_u16(out, 10, u16::from(s.opt.is_some()));
+            return;
+        }
     }
     out.truncate(facts.question_end);
     if let Some(b) = out.get_mut(2) {
@@ -910,8 +1150,9 @@ fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
 static UPSTREAM_FAILURES: LogGate = LogGate::new();
 
 /// Lets one event through per interval and counts the ones it held back.
-/// Atomics, not a lock: it sits on the error path of every worker.
-struct LogGate {
+/// Atomics, not a lock: it sits on the error path of every worker (and on
+/// the accept loops: a listener out of descriptors fails every accept).
+pub(crate) struct LogGate {
     /// When the last event went through (µs since the epoch), 0 = never.
     last_us: std::sync::atomic::AtomicU64,
     /// Events held back since then.
@@ -919,9 +1160,9 @@ struct LogGate {
 }
 
 impl LogGate {
-    const EVERY_US: u64 = 10_000_000;
+    pub(crate) const EVERY_US: u64 = 10_000_000;
 
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             last_us: std::sync::atomic::AtomicU64::new(0),
             held: std::sync::atomic::AtomicU64::new(0),
@@ -929,7 +1170,7 @@ impl LogGate {
     }
 
     /// `Some(held back since the last one)` when this event may be logged.
-    fn pass(&self, now_us: u64) -> Option<u64> {
+    pub(crate) fn pass(&self, now_us: u64) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let last = self.last_us.load(Relaxed);
         if last != 0 && now_us.saturating_sub(last) < Self::EVERY_US
@@ -947,7 +1188,89 @@ impl LogGate {
 
 #[cfg(test)]
 mod tests {
-    use super::LogGate;
+    use super::{LogGate, Proto, strip_opt, truncate_for};
+    use crate::wire;
+
+    /// A query for `a.test` A (EDNS with `udp_size` if given) and an
+    /// answer to it: one A record, `extra` A records in the additional
+    /// section, then our OPT with an EDE.
+    fn query_and_answer(udp_size: Option<u16>, extra: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut q = vec![
+            0,
+            7,
+            1,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(udp_size.is_some()),
+        ];
+        q.extend_from_slice(b"\x01a\x04test\x00\x00\x01\x00\x01");
+        let question_end = q.len();
+        if let Some(size) = udp_size {
+            q.extend_from_slice(&[0, 0, 41]);
+            q.extend_from_slice(&size.to_be_bytes());
+            q.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        }
+        let mut a = q[..question_end].to_vec();
+        a[2] = 0x81;
+        a[3] = 0x80;
+        a[6..12].copy_from_slice(&[0, 1, 0, 0, 0, extra as u8]);
+        for _ in 0..=extra {
+            a.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1]);
+        }
+        wire::push_opt(&mut a, 0, false, &wire::ede_option(15, "why"));
+        (q, a)
+    }
+
+    #[test]
+    fn an_overflowing_additional_section_goes_before_tc_and_the_opt_stays() {
+        let (q, mut a) = query_and_answer(Some(512), 40);
+        let (facts, _) = crate::query::parse(&q).expect("query");
+        let opt = a[a.len() - 11 - 9..].to_vec();
+        assert!(a.len() > 512);
+        truncate_for(&facts, Proto::Udp, &mut a);
+        assert_eq!(a[2] & 0x02, 0, "no TC");
+        assert_eq!(&a[6..12], &[0, 1, 0, 0, 0, 1], "the answer and the OPT");
+        assert_eq!(a.len(), facts.question_end + 16 + opt.len());
+        assert!(a.ends_with(&opt), "the OPT and its EDE kept");
+        // Over TCP nothing is cut.
+        let (_, mut whole) = query_and_answer(Some(512), 40);
+        let len = whole.len();
+        truncate_for(&facts, Proto::Tcp, &mut whole);
+        assert_eq!(whole.len(), len);
+        // An answer section that does not fit still gets TC.
+        let (_, mut big) = query_and_answer(Some(512), 0);
+        big[7] = 41;
+        for _ in 0..40 {
+            let at = facts.question_end;
+            big.splice(
+                at..at,
+                [0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1],
+            );
+        }
+        truncate_for(&facts, Proto::Udp, &mut big);
+        assert_eq!(big[2] & 0x02, 0x02, "TC");
+        assert_eq!(&big[6..12], &[0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_client_without_edns_gets_no_opt() {
+        let (q, mut a) = query_and_answer(None, 2);
+        let (facts, _) = crate::query::parse(&q).expect("query");
+        let len = a.len();
+        strip_opt(&facts, &mut a);
+        assert_eq!(a.len(), len - 11 - 9);
+        assert_eq!(&a[6..12], &[0, 1, 0, 0, 0, 2]);
+        let (q, mut a) = query_and_answer(Some(1232), 2);
+        let (facts, _) = crate::query::parse(&q).expect("query");
+        strip_opt(&facts, &mut a);
+        assert_eq!(a.len(), len, "kept for a client with EDNS");
+    }
 
     #[test]
     fn the_gate_lets_one_event_through_per_interval_and_counts_the_rest() {

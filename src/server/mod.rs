@@ -3,15 +3,18 @@
 //! ```text
 //!  UDP sockets (N per address, SO_REUSEPORT)
 //!   └─► worker thread each: recv ─► Handler::handle ─┬─► send (blocked, cached, errors)
-//!                                                     ├─► Handler::forward_udp: query sent from here;
-//!                                                     │   the upstream socket's reader task answers ─► send
-//!                                                     └─► tokio task: Handler::forward ─► send (DoT, DoH, TCP)
+//!                                                     └─► Handler::forward_udp: query sent from here;
+//!                                                         whoever has the upstream's answer (the upstream
+//!                                                         socket's reader task, mostly) ─► sink.rs ─► send
 //!  TCP listener ─► task per connection: read frames ─► same Handler ─► writer task (any order, RFC 7766)
+//!                                                     └─► Handler::forward: a task awaits the answer
 //! ```
 //!
 //! UDP runs on plain OS threads with blocking sockets: the blocked and cached
 //! paths never wait, so an async reactor would only add a wake-up per packet.
-//! Forwarded queries are the only ones that wait, and they go to tokio.
+//! Forwarded queries are the only ones that wait, and they go to tokio: the
+//! upstream module calls back with the answer (`upstream::Reply`), and the
+//! client sink (`sink`) sends it, gathering the answers of one read pass.
 //! [`Server::bind`] takes the addresses and [`Server::run`] a shutdown future,
 //! so tests bind `127.0.0.1:0` and stop the server when they are done;
 //! `embargo run` binds [`Listeners`] first, drops its privileges, then serves
@@ -24,10 +27,12 @@
 
 mod batch;
 mod handler;
+mod sink;
 mod tcp;
 mod udp;
 
 pub use crate::observe::metrics::{ServerStats, WorkerStats};
+pub(crate) use handler::LogGate;
 pub use handler::{Forward, Handler, Outcome, Proto};
 
 use std::future::Future;
@@ -231,9 +236,11 @@ impl Server {
 }
 
 /// Says so when the open-file limit is below what the configured bounds
-/// may take: every forward in flight has its own socket and every TCP
-/// connection is one, so with a soft limit of 1024 (a common default) the
-/// default bounds would fail as "upstream unreachable" and refused accepts
+/// may take: every TCP connection is a descriptor, and so may be every
+/// forward in flight (a TCP upstream, or the TCP retry of a truncated
+/// answer, takes a connection each; plain UDP ones share each upstream's
+/// `udp_sockets`), so with a soft limit of 1024 (a common default) the
+/// default bounds could fail as "upstream unreachable" and refused accepts
 /// long before they are reached.
 fn warn_if_too_few_files(settings: &ServerConfig, sockets: usize) {
     // Files, the watcher, the runtime's own descriptors, downloads.

@@ -165,6 +165,9 @@ pub(super) async fn serve(
         refused: AtomicU64::new(0),
     });
     let mut next_id = 0u64;
+    // Out of descriptors, every accept fails (the connection waits in the
+    // backlog): one line per interval, with a count, not one per retry.
+    let failed = super::LogGate::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -187,7 +190,9 @@ pub(super) async fn serve(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "tcp accept failed");
+                    if let Some(more) = failed.pass(crate::observe::now_us()) {
+                        tracing::warn!(error = %e, suppressed = more, "tcp accept failed (one line per 10 s; suppressed: failures since the last)");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

@@ -5,6 +5,13 @@
 //! the same port (SO_REUSEPORT): the kernel spreads clients over them by
 //! address and port, and each socket has its own worker thread, so the
 //! blocked and cached paths scale with the cores.
+//!
+//! The socket blocks, for the worker's sake; the answers that runtime tasks
+//! send on it (forwards that take [`Handler::forward`]) must not: a task
+//! waiting for room in a full send buffer holds a runtime worker, and with
+//! one worker per core every forward would wait behind it. Those sends
+//! never wait; an answer that finds the buffer full is dropped and counted
+//! ([`send_answer`]).
 
 use std::io;
 use std::net::UdpSocket;
@@ -13,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::batch::{self, Batch};
+use super::batch::Batch;
 use super::handler::{Handler, Outcome, Proto};
 use crate::observe::WorkerStats;
 use crate::upstream::Upstream;
@@ -46,8 +53,9 @@ pub(super) fn spawn(
                 return;
             };
             // Forwards start from this thread (`Handler::forward_udp`), which
-            // makes sockets and spawns their reader tasks: in the runtime;
-            // those of one batch leave together after it.
+            // makes sockets and spawns their reader tasks and the tasks of
+            // TCP, DoT and DoH exchanges: in the runtime; those of one batch
+            // leave together after it.
             let _runtime = rt.enter();
             Upstream::queue_on_this_thread();
             let mut batch = Batch::new(pktinfo);
@@ -84,31 +92,10 @@ pub(super) fn spawn(
                         Outcome::Drop => {}
                         Outcome::Forward(job) => {
                             forwarded += 1;
-                            // Plain UDP upstreams: sent from here, answered by
-                            // the task that reads the upstream's answer. A
-                            // wildcard socket's answers must say which address
-                            // they leave from: those take the task below.
-                            let job = if matches!(local, batch::Local::Bound) {
-                                let Some(job) = handler.forward_udp(job, &sock, peer) else {
-                                    continue;
-                                };
-                                job
-                            } else {
-                                job
-                            };
-                            let handler = handler.clone();
-                            let sock = sock.clone();
-                            rt.spawn(async move {
-                                let mut out = Vec::new();
-                                handler.forward(job, &mut out).await;
-                                // A failure may be a pending ICMP error meant for an
-                                // earlier datagram: one retry tells the two apart.
-                                if batch::send_from(&sock, &out, peer, local).is_err()
-                                    && let Err(e) = batch::send_from(&sock, &out, peer, local)
-                                {
-                                    tracing::debug!(%peer, error = %e, "udp send failed");
-                                }
-                            });
+                            // Sent from here (with the rest of the batch's,
+                            // at the flush below); whoever has the upstream's
+                            // answer sends the client's.
+                            handler.forward_udp(job, &sock, peer, local);
                         }
                     }
                 }

@@ -5,8 +5,8 @@
 //!  timer / force ──► GET (If-None-Match, If-Modified-Since) ──► 304: nothing to do
 //!                          │ 200, streamed, size-limited
 //!                          ▼
-//!            <state>/lists/NAME.download ── parse: how many entries? ──► shrank > max_shrink: refuse
-//!                          │ fsync, rename                                 (last good copy stays)
+//!            <state>/lists/NAME.download ── parse: how many entries? ──► none left, or shrank > max_shrink: refuse
+//!                          │ fsync, rename   (background thread)         (last good copy stays)
 //!                          ▼
 //!            <state>/lists/NAME.list + NAME.meta.json ──► reload (snapshot rebuilt, swapped)
 //! ```
@@ -40,34 +40,31 @@ struct Attempt {
 }
 
 /// Refreshes one remote list. `force` skips the conditional GET and the
-/// shrink check (an operator's explicit decision).
+/// shrink checks (an operator's explicit decision).
 pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force: bool) -> Outcome {
     let copy = &spec.path;
-    let mut meta = store::meta_for(copy, url);
+    let meta = store::meta_for(copy, url);
     if let Some(dir) = copy.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = store::create_dir(dir)
     {
         return Outcome::Failed(format!("cannot create {}: {e}", dir.display()));
     }
     let conditional = !force && copy.exists();
     let mut delay = Duration::from_millis(500);
-    let mut outcome = Outcome::Failed("no attempt".into());
+    // Err: the outcome already, with nothing to adopt.
+    let mut downloaded = Err(Outcome::Failed("no attempt".into()));
     for attempt in 1..=3 {
         match download(client, spec, url, &meta, conditional).await {
-            Ok(Some((tmp, etag, last_modified))) => {
-                outcome = adopt(spec, tmp.path(), &mut meta, force);
-                if matches!(outcome, Outcome::Updated { .. }) {
-                    meta.etag = etag;
-                    meta.last_modified = last_modified;
-                }
+            Ok(Some(d)) => {
+                downloaded = Ok(d);
                 break;
             }
             Ok(None) => {
-                outcome = Outcome::NotModified;
+                downloaded = Err(Outcome::NotModified);
                 break;
             }
             Err(a) => {
-                outcome = Outcome::Failed(format!("attempt {attempt}: {}", a.message));
+                downloaded = Err(Outcome::Failed(format!("attempt {attempt}: {}", a.message)));
                 if !a.retry || attempt == 3 {
                     break;
                 }
@@ -76,8 +73,28 @@ pub async fn refresh(client: &reqwest::Client, spec: &ListSpec, url: &str, force
             }
         }
     }
-    store::record_outcome(copy, &mut meta, &outcome, &spec.name);
-    outcome
+    // Parsing the download, fsyncing the copy and its metadata: off the
+    // runtime that carries forwarded answers (a million-line list takes
+    // a second to parse).
+    let spec = spec.clone();
+    super::background::run("embargo-adopt", move || {
+        let mut meta = meta;
+        let outcome = match downloaded {
+            Ok((tmp, etag, last_modified)) => {
+                let outcome = adopt(&spec, tmp.path(), &mut meta, force);
+                if matches!(outcome, Outcome::Updated { .. }) {
+                    meta.etag = etag;
+                    meta.last_modified = last_modified;
+                }
+                outcome
+            }
+            Err(outcome) => outcome,
+        };
+        store::record_outcome(&spec.path, &mut meta, &outcome, &spec.name);
+        outcome
+    })
+    .await
+    .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
 }
 
 type Downloaded = (Scratch, Option<String>, Option<String>);
@@ -126,8 +143,14 @@ async fn download(
     let last_modified = header(reqwest::header::LAST_MODIFIED);
     // Removed on every way out of here but success, and after `adopt`.
     let tmp = Scratch::new(spec.path.with_extension("download"));
-    let mut file = tokio::fs::File::create(tmp.path())
+    // As private as every file embargo writes, and never through a link.
+    let mut file = tokio::fs::OpenOptions::from(store::private_file())
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp.path())
         .await
+        .map_err(store::not_followed)
         .map_err(|e| fail(format!("cannot write {}: {e}", tmp.path().display()), false))?;
     let mut total = 0u64;
     loop {
@@ -154,25 +177,16 @@ async fn download(
     Ok(Some((tmp, etag, last_modified)))
 }
 
-/// Parses the download; if it is acceptable, makes it the copy in use.
+/// Parses the download; if it is acceptable ([`super::vet`]), makes it
+/// the copy in use.
 fn adopt(spec: &ListSpec, tmp: &Path, meta: &mut FetchMeta, force: bool) -> Outcome {
     let mut names = 0u64;
     let stats = match lists::load_file(tmp, spec.format, &mut |_, _| names += 1) {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(format!("cannot read the download: {e}")),
     };
-    let previous = meta.entries;
-    if !force && previous > 0 {
-        let floor = (previous as f64 * (1.0 - spec.fetch.max_shrink)).ceil() as u64;
-        if names < floor {
-            return Outcome::Refused(format!(
-                "new version has {names} names, the copy in use {previous}: more than {:.0}% fewer (max_shrink)",
-                spec.fetch.max_shrink * 100.0
-            ));
-        }
-    }
-    if stats.lines > 0 && names == 0 && stats.invalid == stats.lines {
-        return Outcome::Failed("no line of the download is a valid entry".into());
+    if let Some(turned_down) = super::vet(spec, names, &stats, meta.entries, force) {
+        return turned_down;
     }
     if let Err(e) = store::commit(tmp, &spec.path) {
         return Outcome::Failed(format!("cannot replace {}: {e}", spec.path.display()));

@@ -6,19 +6,27 @@
 //!  refresh timer ───────────┴─► SOA query (UDP) ── serial unchanged ──► done
 //!                                   │ newer, or no copy yet
 //!                                   ▼
-//!                               AXFR (TCP) ──► zone text, atomically, to STATE/lists/NAME.list
-//!                                   │            + serial in NAME.meta.json
+//!                           IXFR, else AXFR (TCP) ──► zone text, counted against max_size as it streams
+//!                                   │                     (cut off beyond it)
+//!                                   ▼ background thread
+//!                               RPZ parser: names ── none left, or fewer than max_shrink allows ──► refused
+//!                                   │ fsync, rename          (last good copy stays)
 //!                                   ▼
-//!                               reload (the RPZ parser reads the copy)
+//!                               STATE/lists/NAME.list + serial in NAME.meta.json ──► reload
 //! ```
 //!
 //! The copy is plain zone-file text, so a restart without the primary
 //! loads the last good transfer like any list. Serials compare with RFC 1982
 //! arithmetic. A transfer is complete only when the closing SOA arrives; a
-//! cut or malformed transfer keeps the last good copy.
+//! cut or malformed transfer keeps the last good copy. A transfer passes
+//! the guards a download does (see [`super::vet`]): at most `max_size`
+//! bytes of zone text, held as text as the records arrive (never the
+//! messages), and no more than `max_shrink` of the names lost, nor all of
+//! them. The zone is parsed and written off the runtime ([`background`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,9 +38,13 @@ use hickory_proto::rr::{Name, RData, Record, RecordType, TSigVerifier, TSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use super::Outcome;
-use super::store;
-use crate::config::{ListSpec, Tsig, XfrSource};
+use super::store::{self, FetchMeta};
+use super::{Outcome, background};
+use crate::config::{Fetch, ListSpec, Tsig, XfrSource};
+use crate::lists::{self, Format};
+
+mod received;
+use received::{Received, Reply};
 
 /// The signer for a TSIG key (RFC 8945): signs our queries and gives the
 /// verifier that every message of the reply must satisfy.
@@ -125,66 +137,106 @@ fn message(
     Ok((bytes, verifier))
 }
 
+/// Why a transfer failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The zone passed `max_size` as it streamed in, or once IXFR
+    /// differences were applied to the copy: an AXFR after it would be as
+    /// big, so none is tried.
+    #[error("zone larger than the {0}-byte limit (max_size_mb)")]
+    TooLarge(u64),
+    /// Anything else: cut, malformed, refused, timed out, not signed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for Error {
+    fn from(why: String) -> Self {
+        Self::Failed(why)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(why: &str) -> Self {
+        Self::Failed(why.to_string())
+    }
+}
+
 /// The primary's current SOA serial (over TCP, which a primary always serves).
 pub async fn soa_serial(src: &XfrSource, timeout: Duration) -> Result<u32, String> {
     let (q, verifier) = message(&src.zone, RecordType::SOA, None, src.tsig.as_ref())?;
-    let answers = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, |_| true))
+    let mut reply = Received::new(Reply::Message, &src.zone, u64::MAX);
+    tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, &mut reply))
         .await
-        .map_err(|_| format!("{}: SOA query timed out", src.primary))??;
-    answers
-        .iter()
-        .find_map(soa_serial_of)
+        .map_err(|_| format!("{}: SOA query timed out", src.primary))?
+        .map_err(|e| e.to_string())?;
+    reply
+        .soas
+        .first()
+        .map(|&(_, serial)| serial)
         .ok_or_else(|| "no SOA in the answer".to_string())
 }
 
-/// Sends `query` over TCP and reads messages until `complete` says the
-/// records received so far (all answers, in order) make a whole reply.
+/// Sends `query` over TCP and reads messages into `received` until it
+/// says the reply is whole.
 async fn exchange(
     server: SocketAddr,
     query: &[u8],
     mut verifier: Option<TSigVerifier>,
-    complete: impl Fn(&[Record]) -> bool,
-) -> Result<Vec<Record>, String> {
+    received: &mut Received,
+) -> Result<(), Error> {
+    let fail = |why: String| Error::Failed(format!("{server}: {why}"));
     let mut s = tokio::net::TcpStream::connect(server)
         .await
-        .map_err(|e| format!("{server}: {e}"))?;
+        .map_err(|e| fail(e.to_string()))?;
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(query);
     s.write_all(&framed)
         .await
-        .map_err(|e| format!("{server}: {e}"))?;
+        .map_err(|e| fail(e.to_string()))?;
     let id = u16::from_be_bytes([query[0], query[1]]);
-    let mut records = Vec::new();
+    // One message at a time, in one buffer: what is kept of it is its
+    // records' text, which `received` counts.
+    let mut buf = Vec::new();
     for _ in 0..MAX_MESSAGES {
         let len = s
             .read_u16()
             .await
-            .map_err(|e| format!("{server}: transfer cut: {e}"))?;
-        let mut buf = vec![0u8; usize::from(len)];
+            .map_err(|e| fail(format!("transfer cut: {e}")))?;
+        buf.clear();
+        buf.resize(usize::from(len), 0);
         s.read_exact(&mut buf)
             .await
-            .map_err(|e| format!("{server}: transfer cut: {e}"))?;
-        read_message(&buf, id, verifier.as_mut(), &mut records)
-            .map_err(|e| format!("{server}: {e}"))?;
-        if complete(&records) {
-            return Ok(records);
+            .map_err(|e| fail(format!("transfer cut: {e}")))?;
+        read_message(&buf, id, verifier.as_mut(), received).map_err(|e| match e {
+            Error::Failed(why) => fail(why),
+            too_large => too_large,
+        })?;
+        if received.complete() {
+            return Ok(());
         }
+        // A primary faster than we decode would keep the reads ready and
+        // this task running for up to tokio's budget (128 reads, 64
+        // messages): give the thread back after each message instead, so
+        // forwarded answers wait for one message's work at most.
+        tokio::task::yield_now().await;
     }
-    Err(format!("{server}: transfer never ended"))
+    Err(fail("transfer never ended".into()))
 }
 
 /// Messages of one reply read at most: a primary that never closes its
-/// transfer must not keep us reading forever.
+/// transfer must not keep us reading forever (messages without records
+/// add nothing to the zone's size; the refresh's timeout also ends it).
 const MAX_MESSAGES: usize = 1_000_000;
 
 /// One message of a reply: checks its TSIG (when the query was signed), its
-/// ID and its RCODE, and appends its answers to `records`.
+/// ID and its RCODE, and hands its answers to `received`.
 fn read_message(
     buf: &[u8],
     id: u16,
     verifier: Option<&mut TSigVerifier>,
-    records: &mut Vec<Record>,
-) -> Result<(), String> {
+    received: &mut Received,
+) -> Result<(), Error> {
     if let Some(v) = verifier {
         v.verify(buf)
             .map_err(|e| format!("TSIG verification failed: {e}"))?;
@@ -194,83 +246,27 @@ fn read_message(
         return Err("answer with a wrong ID".into());
     }
     if m.metadata.response_code != ResponseCode::NoError {
-        return Err(m.metadata.response_code.to_string());
+        return Err(m.metadata.response_code.to_string().into());
     }
-    records.extend(m.answers);
+    for r in &m.answers {
+        received.push(r)?;
+    }
     Ok(())
 }
 
-fn soa_serial_of(r: &Record) -> Option<u32> {
-    match &r.data {
-        RData::SOA(soa) => Some(soa.serial),
-        _ => None,
-    }
-}
-
-/// An AXFR-style reply is complete at the second SOA.
-fn axfr_complete(records: &[Record]) -> bool {
-    records
-        .iter()
-        .filter(|r| soa_serial_of(r).is_some())
-        .count()
-        >= 2
-}
-
-/// An IXFR reply (RFC 1995 4) is complete when it is a single SOA (up to
-/// date), an AXFR-style zone closed by its SOA, or a run of differences
-/// closed by the new SOA a third time.
-fn ixfr_complete(records: &[Record]) -> bool {
-    let Some(new) = records.first().and_then(soa_serial_of) else {
-        return true; // not an SOA: malformed, let the caller refuse it
-    };
-    match records.get(1) {
-        None => true,
-        Some(r) if soa_serial_of(r).is_some() => {
-            records.len() > 2
-                && records
-                    .iter()
-                    .filter(|r| soa_serial_of(r) == Some(new))
-                    .count()
-                    >= 3
-        }
-        Some(_) => axfr_complete(records),
-    }
-}
-
-/// Zone-file text of a transfer's records (the closing SOA left out).
-fn zone_text(zone: &str, records: &[Record]) -> (u32, String, usize) {
-    let mut text = format!("$ORIGIN {zone}.\n");
-    let mut serial = None;
-    let mut count = 0usize;
-    for r in records {
-        if let Some(s) = soa_serial_of(r) {
-            if serial.is_some() {
-                continue;
-            }
-            serial = Some(s);
-        }
-        text.push_str(&r.to_string());
-        text.push('\n');
-        count += 1;
-    }
-    (serial.unwrap_or(0), text, count)
-}
-
-/// Transfers the whole zone: its serial and its records as zone-file text.
-pub async fn axfr(src: &XfrSource, timeout: Duration) -> Result<(u32, String, usize), String> {
+/// Transfers the whole zone: its serial, its records as zone-file text,
+/// and how many there are. The zone may be at most `fetch.max_size` bytes
+/// of text; the transfer is cut off as soon as it is more.
+pub async fn axfr(src: &XfrSource, fetch: &Fetch) -> Result<(u32, String, usize), Error> {
     let (q, verifier) = message(&src.zone, RecordType::AXFR, None, src.tsig.as_ref())?;
-    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, axfr_complete))
-        .await
-        .map_err(|_| format!("{}: AXFR timed out", src.primary))??;
-    axfr_zone(&src.zone, &records)
-}
-
-/// The zone an AXFR reply's records make.
-fn axfr_zone(zone: &str, records: &[Record]) -> Result<(u32, String, usize), String> {
-    if records.first().and_then(soa_serial_of).is_none() {
-        return Err("the transfer did not start with an SOA".into());
-    }
-    Ok(zone_text(zone, records))
+    let mut received = Received::new(Reply::Axfr, &src.zone, fetch.max_size);
+    tokio::time::timeout(
+        fetch.timeout,
+        exchange(src.primary, &q, verifier, &mut received),
+    )
+    .await
+    .map_err(|_| format!("{}: AXFR timed out", src.primary))??;
+    received.into_zone()
 }
 
 /// The identity of a record in a zone-file line: everything but its TTL
@@ -296,79 +292,94 @@ pub enum Ixfr {
 }
 
 /// Asks for the differences since `have` (our copy's serial, whose SOA is
-/// the first line of the copy) and applies them to `copy_text`.
-async fn ixfr(
-    src: &XfrSource,
-    have: u32,
-    copy_text: &str,
-    timeout: Duration,
-) -> Result<Ixfr, String> {
+/// the first line of the copy) and applies them to `copy_text`, off the
+/// runtime (a copy of a million lines is rewritten).
+async fn ixfr(src: &XfrSource, have: u32, copy_text: String, fetch: &Fetch) -> Result<Ixfr, Error> {
     // Our SOA, from the copy, goes in the authority section (RFC 1995 3).
-    let ours = copy_soa(&src.zone, copy_text)?;
+    let ours = copy_soa(&src.zone, &copy_text)?;
     let (q, verifier) = message(&src.zone, RecordType::IXFR, Some(ours), src.tsig.as_ref())?;
-    let records = tokio::time::timeout(timeout, exchange(src.primary, &q, verifier, ixfr_complete))
-        .await
-        .map_err(|_| format!("{}: IXFR timed out", src.primary))??;
-    apply_ixfr(&src.zone, have, copy_text, &records)
+    let mut received = Received::new(Reply::Ixfr, &src.zone, fetch.max_size);
+    tokio::time::timeout(
+        fetch.timeout,
+        exchange(src.primary, &q, verifier, &mut received),
+    )
+    .await
+    .map_err(|_| format!("{}: IXFR timed out", src.primary))??;
+    let (zone, limit) = (src.zone.clone(), fetch.max_size);
+    background::run("embargo-ixfr", move || {
+        apply_ixfr(&zone, have, &copy_text, received, limit)
+    })
+    .await
+    .map_err(|e| Error::Failed(e.to_string()))?
 }
 
-/// Applies an IXFR reply's records to our copy (`copy_text`, at serial `have`).
-fn apply_ixfr(zone: &str, have: u32, copy_text: &str, records: &[Record]) -> Result<Ixfr, String> {
-    let new = records
-        .first()
-        .and_then(soa_serial_of)
+/// Applies an IXFR reply to our copy (`copy_text`, at serial `have`); the
+/// result may be at most `limit` bytes.
+fn apply_ixfr(
+    zone: &str,
+    have: u32,
+    copy_text: &str,
+    received: Received,
+    limit: u64,
+) -> Result<Ixfr, Error> {
+    let new = received
+        .first_serial()
         .ok_or("IXFR answer without an SOA")?;
-    if records.len() == 1 {
+    if received.len() == 1 {
         return Ok(Ixfr::UpToDate);
     }
-    if records.get(1).and_then(soa_serial_of).is_none() {
-        let (serial, text, n) = zone_text(zone, records);
+    if received.serial(1).is_none() {
+        let (serial, text, n) = received.into_zone()?;
         return Ok(Ixfr::Full(serial, text, n));
     }
-    // Differences: [SOA old, deleted..., SOA next, added...]... then SOA new.
+    // Differences: [SOA new] then [SOA old, deleted..., SOA next, added...]...
+    // (the closing SOA new is not kept).
     let mut lines: Vec<String> = copy_text.lines().skip(1).map(str::to_string).collect();
     let mut expect = have;
     let (mut deleted, mut added) = (0usize, 0usize);
-    let body = &records[1..records.len() - 1];
-    let mut i = 0;
-    while i < body.len() {
-        let from =
-            soa_serial_of(&body[i]).ok_or("IXFR: a difference does not start with an SOA")?;
+    let end = received.len();
+    let mut i = 1;
+    while i < end {
+        let from = received
+            .serial(i)
+            .ok_or("IXFR: a difference does not start with an SOA")?;
         if from != expect {
-            return Err(format!(
-                "IXFR: difference from serial {from}, our copy is at {expect}"
-            ));
+            return Err(
+                format!("IXFR: difference from serial {from}, our copy is at {expect}").into(),
+            );
         }
         i += 1;
         let mut gone = std::collections::HashSet::new();
-        while i < body.len() && soa_serial_of(&body[i]).is_none() {
-            gone.insert(record_key(&body[i].to_string()));
+        while i < end && received.serial(i).is_none() {
+            gone.insert(record_key(received.line(i)));
             i += 1;
         }
-        let to_soa = body.get(i).ok_or("IXFR: a difference has no new SOA")?;
-        let to = soa_serial_of(to_soa).ok_or("IXFR: a difference has no new SOA")?;
+        let to = received
+            .serial(i)
+            .ok_or("IXFR: a difference has no new SOA")?;
+        let to_soa = received.line(i).to_string();
         i += 1;
         let before = lines.len();
         lines.retain(|l| !gone.contains(&record_key(l)) && !is_soa_line(l));
         deleted += (before - lines.len()).saturating_sub(1);
-        lines.insert(0, to_soa.to_string());
-        while i < body.len() && soa_serial_of(&body[i]).is_none() {
-            lines.push(body[i].to_string());
+        lines.insert(0, to_soa);
+        while i < end && received.serial(i).is_none() {
+            lines.push(received.line(i).to_string());
             added += 1;
             i += 1;
         }
         expect = to;
     }
     if expect != new {
-        return Err(format!(
-            "IXFR: differences end at serial {expect}, not {new}"
-        ));
+        return Err(format!("IXFR: differences end at serial {expect}, not {new}").into());
     }
     let n = lines.len();
     let text = format!("$ORIGIN {zone}.\n{}\n", lines.join("\n"));
+    if text.len() as u64 > limit {
+        return Err(Error::TooLarge(limit));
+    }
     Ok(Ixfr::Applied(new, text, n, deleted, added))
 }
-
 /// The SOA record of our copy (its first SOA line), for the authority
 /// section of an IXFR query.
 ///
@@ -400,7 +411,7 @@ pub fn copy_soa(zone: &str, copy_text: &str) -> Result<Record, String> {
 /// by `tests/corpus.rs`): reads a reply's `messages` (each as it arrives
 /// after its TCP length prefix) to a query with ID `id`, as `exchange` does,
 /// and makes of them what `axfr` (`have` is `None`) or `ixfr` (our copy,
-/// `copy_text`, is at serial `have`) would.
+/// `copy_text`, is at serial `have`) would, with the default `max_size`.
 #[doc(hidden)]
 pub fn read_transfer<'a>(
     zone: &str,
@@ -409,23 +420,43 @@ pub fn read_transfer<'a>(
     id: u16,
     messages: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<Ixfr, String> {
+    read_transfer_within(
+        zone,
+        have,
+        copy_text,
+        id,
+        messages,
+        Fetch::default().max_size,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// [`read_transfer`] with a zone of at most `limit` bytes.
+fn read_transfer_within<'a>(
+    zone: &str,
+    have: Option<u32>,
+    copy_text: &str,
+    id: u16,
+    messages: impl IntoIterator<Item = &'a [u8]>,
+    limit: u64,
+) -> Result<Ixfr, Error> {
     if have.is_some() {
         copy_soa(zone, copy_text)?;
     }
-    let complete: fn(&[Record]) -> bool = if have.is_some() {
-        ixfr_complete
+    let reply = if have.is_some() {
+        Reply::Ixfr
     } else {
-        axfr_complete
+        Reply::Axfr
     };
-    let mut records = Vec::new();
+    let mut received = Received::new(reply, zone, limit);
     for m in messages.into_iter().take(MAX_MESSAGES) {
-        read_message(m, id, None, &mut records)?;
-        if complete(&records) {
+        read_message(m, id, None, &mut received)?;
+        if received.complete() {
             return match have {
-                Some(have) => apply_ixfr(zone, have, copy_text, &records),
-                None => {
-                    axfr_zone(zone, &records).map(|(serial, text, n)| Ixfr::Full(serial, text, n))
-                }
+                Some(have) => apply_ixfr(zone, have, copy_text, received, limit),
+                None => received
+                    .into_zone()
+                    .map(|(serial, text, n)| Ixfr::Full(serial, text, n)),
             };
         }
     }
@@ -451,84 +482,135 @@ fn parse_record(zone: &str, line: &str) -> Result<Record, String> {
         .ok_or_else(|| "our copy's SOA does not parse".to_string())
 }
 
+/// A transfer's zone, before it is vetted and written.
+#[derive(Debug)]
+struct Transferred {
+    serial: u32,
+    text: String,
+    records: usize,
+    /// How it came: `AXFR`, or the IXFR's counts.
+    how: String,
+}
+
 /// IXFR from our copy's serial when we have one, AXFR when not or when the
-/// IXFR fails (a primary without IXFR answers NOTIMP or a full zone).
-/// `None` when the primary has nothing newer.
+/// IXFR fails (a primary without IXFR answers NOTIMP or a full zone), but
+/// not when it failed for being too large. `None` when the primary has
+/// nothing newer.
 async fn transfer(
     src: &XfrSource,
-    copy: &std::path::Path,
+    copy: &Path,
     have: Option<u32>,
-    timeout: Duration,
-) -> Result<Option<(u32, String, usize, String)>, String> {
-    if let (Some(have), Ok(text)) = (have, std::fs::read_to_string(copy)) {
-        match ixfr(src, have, &text, timeout).await {
-            Ok(Ixfr::UpToDate) => return Ok(None),
-            Ok(Ixfr::Full(serial, text, n)) => {
-                return Ok(Some((
+    fetch: &Fetch,
+) -> Result<Option<Transferred>, Error> {
+    if let Some(have) = have {
+        let path = copy.to_path_buf();
+        if let Ok(Ok(text)) =
+            background::run("embargo-xfr", move || std::fs::read_to_string(path)).await
+        {
+            let transferred = |serial, text, records, how| {
+                Ok(Some(Transferred {
                     serial,
                     text,
-                    n,
-                    "IXFR answered with the full zone".into(),
-                )));
-            }
-            Ok(Ixfr::Applied(serial, text, n, del, add)) => {
-                return Ok(Some((
-                    serial,
-                    text,
-                    n,
-                    format!("IXFR: {del} records removed, {add} added"),
-                )));
-            }
-            Err(e) => {
-                tracing::info!(zone = %src.zone, "IXFR not usable ({e}); falling back to AXFR")
+                    records,
+                    how,
+                }))
+            };
+            match ixfr(src, have, text, fetch).await {
+                Ok(Ixfr::UpToDate) => return Ok(None),
+                Ok(Ixfr::Full(serial, text, n)) => {
+                    return transferred(serial, text, n, "IXFR answered with the full zone".into());
+                }
+                Ok(Ixfr::Applied(serial, text, n, del, add)) => {
+                    return transferred(
+                        serial,
+                        text,
+                        n,
+                        format!("IXFR: {del} records removed, {add} added"),
+                    );
+                }
+                Err(e @ Error::TooLarge(_)) => return Err(e),
+                Err(e) => {
+                    tracing::info!(zone = %src.zone, "IXFR not usable ({e}); falling back to AXFR")
+                }
             }
         }
     }
-    let (serial, text, n) = axfr(src, timeout).await?;
-    Ok(Some((serial, text, n, "AXFR".into())))
+    let (serial, text, records) = axfr(src, fetch).await?;
+    Ok(Some(Transferred {
+        serial,
+        text,
+        records,
+        how: "AXFR".into(),
+    }))
 }
 
-/// One refresh of a zone-transfer list (see the module doc).
-pub async fn refresh(spec: &ListSpec, src: &XfrSource) -> Outcome {
+/// One refresh of a zone-transfer list (see the module doc). `force`
+/// accepts a zone that the shrink checks would refuse.
+pub async fn refresh(spec: &ListSpec, src: &XfrSource, force: bool) -> Outcome {
     let copy = &spec.path;
-    let mut meta = store::meta_for(copy, &src.to_string());
-    let outcome = match soa_serial(src, spec.fetch.timeout).await {
-        Err(e) => Outcome::Failed(e),
+    let meta = store::meta_for(copy, &src.to_string());
+    // Err: the outcome already, with nothing to adopt.
+    let transferred = match soa_serial(src, spec.fetch.timeout).await {
+        Err(e) => Err(Outcome::Failed(e)),
         Ok(serial)
             if copy.exists() && meta.serial.is_some_and(|have| !serial_newer(serial, have)) =>
         {
-            Outcome::NotModified
+            Err(Outcome::NotModified)
         }
-        Ok(_) => match transfer(src, copy, meta.serial, spec.fetch.timeout).await {
-            Err(e) => Outcome::Failed(e),
-            Ok(None) => Outcome::NotModified,
-            Ok(Some((serial, text, records, how))) => {
-                let written = copy
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| store::write_atomic(copy, text.as_bytes()));
-                match written {
-                    Ok(()) => {
-                        tracing::info!(list = %spec.name, serial, records, "{how}");
-                        meta.serial = Some(serial);
-                        meta.entries = records as u64;
-                        meta.fetched_at = Some(store::now());
-                        meta.last_transfer = Some(how);
-                        Outcome::Updated {
-                            entries: records as u64,
-                        }
-                    }
-                    Err(e) => Outcome::Failed(format!("cannot write {}: {e}", copy.display())),
-                }
-            }
+        Ok(_) => match transfer(src, copy, meta.serial, &spec.fetch).await {
+            Err(e) => Err(Outcome::Failed(e.to_string())),
+            Ok(None) => Err(Outcome::NotModified),
+            Ok(Some(t)) => Ok(t),
         },
     };
-    store::record_outcome(copy, &mut meta, &outcome, &spec.name);
-    outcome
+    // Parsing the zone, writing and fsyncing the copy and its metadata:
+    // all off the runtime that carries forwarded answers.
+    let spec = spec.clone();
+    background::run("embargo-xfr", move || {
+        let mut meta = meta;
+        let outcome = match transferred {
+            Ok(t) => adopt(&spec, t, &mut meta, force),
+            Err(outcome) => outcome,
+        };
+        store::record_outcome(&spec.path, &mut meta, &outcome, &spec.name);
+        outcome
+    })
+    .await
+    .unwrap_or_else(|e| Outcome::Failed(e.to_string()))
+}
+
+/// Vets a transferred zone as a download is vetted ([`super::vet`]: its
+/// names counted by the RPZ parser, as the reload will read them) and, if
+/// it passes, makes it the copy in use.
+fn adopt(spec: &ListSpec, t: Transferred, meta: &mut FetchMeta, force: bool) -> Outcome {
+    let mut names = 0u64;
+    let format = spec.format.unwrap_or(Format::Rpz);
+    let stats = match lists::load_lines(&mut t.text.as_bytes(), format, &mut |_, _| names += 1) {
+        Ok(stats) => stats,
+        Err(e) => return Outcome::Failed(format!("cannot read the zone: {e}")),
+    };
+    if let Some(turned_down) = super::vet(spec, names, &stats, meta.entries, force) {
+        return turned_down;
+    }
+    let copy = &spec.path;
+    let written = copy
+        .parent()
+        .map_or(Ok(()), store::create_dir)
+        .and_then(|()| store::write_atomic(copy, t.text.as_bytes()));
+    if let Err(e) = written {
+        return Outcome::Failed(format!("cannot write {}: {e}", copy.display()));
+    }
+    tracing::info!(list = %spec.name, serial = t.serial, records = t.records, names, "{}", t.how);
+    meta.serial = Some(t.serial);
+    meta.entries = names;
+    meta.fetched_at = Some(store::now());
+    meta.last_transfer = Some(t.how);
+    Outcome::Updated { entries: names }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::received::soa_serial_of;
     use super::*;
 
     #[test]
@@ -549,28 +631,58 @@ mod tests {
         assert!(signer(&k).is_ok());
     }
 
+    fn soa(n: u32) -> Record {
+        rec(&format!(
+            "@ 60 IN SOA ns.rpz.test. h.rpz.test. {n} 3600 600 86400 60"
+        ))
+    }
+
     #[test]
-    fn knows_when_a_transfer_is_complete() {
-        let soa = |n: u32| {
-            rec(&format!(
-                "@ 60 IN SOA ns.rpz.test. h.rpz.test. {n} 3600 600 86400 60"
-            ))
-        };
-        let a = rec("a 60 IN CNAME .");
-        assert!(ixfr_complete(&[soa(5)]), "up to date: one SOA");
-        assert!(!ixfr_complete(&[soa(5), a.clone()]));
-        assert!(ixfr_complete(&[soa(5), a.clone(), soa(5)]), "AXFR-style");
-        let diff = [soa(5), soa(4), a.clone(), soa(5), a.clone()];
-        assert!(!ixfr_complete(&diff));
-        assert!(
-            ixfr_complete(&[&diff[..], &[soa(5)]].concat()),
-            "differences closed by the new SOA"
-        );
-        assert!(axfr_complete(&[soa(1), a, soa(1)]));
+    fn records_are_the_same_whatever_their_ttl() {
         assert_eq!(
             record_key("A.rpz.test. 60 IN CNAME ."),
             record_key("a.rpz.test. 300 IN CNAME .")
         );
+    }
+
+    /// Issue 16 (6): a zone is cut off as soon as its text passes the
+    /// limit, however many messages the primary would still send: the
+    /// messages are read one at a time and only their records' text is
+    /// kept, so a zone that never ends costs at most the limit.
+    #[test]
+    fn r16_a_zone_is_cut_off_as_it_passes_the_limit() {
+        let records: Vec<Record> = (0..100)
+            .map(|i| rec(&format!("n{i} 60 IN CNAME .")))
+            .collect();
+        let opening = reply(7, &[soa(9)]);
+        let more = reply(7, &records);
+        let mut read = 0usize;
+        // A primary that never sends the closing SOA.
+        let endless = std::iter::once(opening.as_slice())
+            .chain(std::iter::repeat(more.as_slice()).inspect(|_| read += 1));
+        let limit = 64 * 1024;
+        let got = read_transfer_within("rpz.test", None, "", 7, endless, limit);
+        assert_eq!(got, Err(Error::TooLarge(limit)));
+        // About 30 bytes of text a record, 100 records a message.
+        assert!(read <= 25, "{read} messages read for {limit} bytes");
+        assert_eq!(
+            Error::TooLarge(limit).to_string(),
+            "zone larger than the 65536-byte limit (max_size_mb)"
+        );
+
+        // The same for IXFR differences applied to a copy: the result counts.
+        let copy =
+            "$ORIGIN rpz.test.\nrpz.test. 60 IN SOA ns.rpz.test. h.rpz.test. 5 3600 600 86400 60\n";
+        let diff = reply(
+            7,
+            &[&[soa(6), soa(5), soa(6)][..], &records[..], &[soa(6)][..]].concat(),
+        );
+        let small = read_transfer_within("rpz.test", Some(5), copy, 7, [diff.as_slice()], 2048);
+        assert_eq!(small, Err(Error::TooLarge(2048)));
+        assert!(matches!(
+            read_transfer_within("rpz.test", Some(5), copy, 7, [diff.as_slice()], 64 * 1024),
+            Ok(Ixfr::Applied(6, _, 101, 0, 100))
+        ));
     }
 
     /// A reply message with ID `id` answering with `records`.
@@ -650,7 +762,9 @@ mod tests {
             60,
             RData::SOA(SOA::new(apex, rname, 7, 3600, 600, 86400, 60)),
         );
-        let (serial, copy, _) = zone_text("rpz.test", &[soa]);
+        let mut received = Received::new(Reply::Axfr, "rpz.test", u64::MAX);
+        received.push(&soa).expect("SOA");
+        let (serial, copy, _) = received.into_zone().expect("zone");
         assert!(copy.contains("\\010\\000"), "{copy}");
         assert!(parse_record("rpz.test", copy.lines().nth(1).expect("SOA line")).is_err());
         let ours = copy_soa("rpz.test", &copy).expect("rebuilt around the serial");

@@ -3,42 +3,49 @@
 //! through faithfully.
 //!
 //! ```text
-//!  forward(query) ─► coalesce: the same question already in flight? wait for its answer
-//!                 └► order the servers (strategy, health) ─► try each until one answers
+//!  send(reply) ─► flights.rs: failed lately? that answer at once (RFC 9520)
+//!               │             the same question in flight? wait for its answer
+//!               └► forward.rs: order the servers (strategy, health) ─► try each until one answers
 //!                        udp.rs   pooled sockets, random ports and IDs (RFC 5452); TC → tcp.rs
 //!                        tcp.rs   one connection per query
 //!                        tls.rs   DNS over TLS (RFC 7858), one pipelined connection, reused
 //!                        https.rs DNS over HTTPS (RFC 8484), HTTP/2, one connection, reused
+//!  the answer (or why none came) ─► the caller's Reply, and every query that waited
 //! ```
 //!
-//! Two ways in: [`Upstream::forward`], awaited by a task (TCP clients, and
-//! upstreams other than plain UDP), and [`Upstream::send`], the UDP fast
-//! path: the server's UDP worker thread sends the query itself and the
+//! One way through ([`forward::Query`], a state machine), two ways in that
+//! differ only in how the answer reaches the caller: [`Upstream::send`]
+//! takes a [`Reply`] that is called back with it, and [`Upstream::forward`]
+//! is that with a reply that hands it to an awaiting task. The server's
+//! UDP workers use `send`: the worker thread sends the query itself and the
 //! upstream socket's reader task answers the client, so a forwarded query
-//! costs no task, no wake-up of one, and no hop between threads. A first
-//! attempt that fails (timeout, error, truncation) carries on in a task with
-//! the same deadline, so both ways behave alike.
+//! over plain UDP costs no task, no wake-up of one, and no hop between
+//! threads. TCP, DoT and DoH exchanges, and the TCP retry after a truncated
+//! answer, run in a task of their own.
 //!
 //! Every answer is checked against the question asked (ID, QR, question
 //! compared case-insensitively) before it is believed. Servers are tried
 //! within one overall deadline (`timeout_ms`), each attempt getting its share
 //! of what is left, so the client always hears back (SERVFAIL at worst) in
-//! time. A server that fails [`FAILS_TO_DOWN`] times in a row is skipped for
-//! a backoff (1 s, doubling to 60 s); the first query after the backoff
-//! probes it. When every server is down they are all tried anyway: a
-//! SERVFAIL is never given without asking.
+//! time; an unanswered UDP query is sent once more halfway through its
+//! attempt. An answer with SERVFAIL, REFUSED or NOTIMP is a failure of that
+//! server, as a timeout is: the next server is asked. A server that fails
+//! [`FAILS_TO_DOWN`] times in a row is skipped for a backoff (1 s, doubling
+//! to 60 s); the first query after the backoff probes it. When every server
+//! is down they are all tried anyway: a SERVFAIL is never given without
+//! asking (or, for `[cache] servfail_ttl`, without having asked lately).
 
+mod flights;
+mod forward;
 mod https;
 mod mmsg;
 mod tcp;
 mod tls;
 mod udp;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -47,7 +54,8 @@ use tokio::time::Instant;
 use crate::config::{Strategy, Transport, UpstreamConfig};
 use crate::observe::metrics::{UpstreamRow, UpstreamStats};
 use crate::wire::{self, Header};
-pub use mmsg::send_answer;
+use flights::{FlightKey, Flights, Joined};
+use forward::Query;
 
 /// Why no upstream answered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,6 +80,10 @@ pub enum Error {
         server: Arc<str>,
         reason: &'static str,
     },
+    /// REFUSED (5) or NOTIMP (4): not passed on as it came, since to the
+    /// client it would say that we refuse it.
+    #[error("upstream {server} answered with rcode {rcode}")]
+    Rejected { server: Arc<str>, rcode: u8 },
     #[error("upstream answer could not be walked")]
     Unparsable,
     #[error("too many queries waiting for the upstream")]
@@ -87,9 +99,17 @@ impl Error {
             Self::Io { .. } => "upstream unreachable",
             Self::Secure { .. } => "upstream connection failed",
             Self::Certificate { reason, .. } => reason,
+            Self::Rejected { rcode: 5, .. } => "upstream refused the query",
+            Self::Rejected { .. } => "upstream does not implement the query",
             Self::Malformed { .. } | Self::Unparsable => "upstream answer malformed",
             Self::Busy => "too many queries in flight",
         }
+    }
+
+    /// An upstream answered, just not with an answer to pass on (REFUSED,
+    /// NOTIMP): it is reachable.
+    pub fn answered(&self) -> bool {
+        matches!(self, Self::Rejected { .. })
     }
 
     fn io(server: &Arc<str>, source: std::io::Error) -> Self {
@@ -106,13 +126,36 @@ impl Error {
 /// server.
 pub type Answered = Result<(usize, Vec<u8>), Error>;
 
-/// The task-free path's caller: the query to send, and what to do with
-/// the answer (or the error) when it comes, on whichever task has it.
+/// The caller of [`Upstream::send`]: the query to send, and what to do
+/// with the answer (or the error) when it comes, on whichever task or
+/// thread has it.
 pub trait Reply: Send + 'static {
     /// The query, ready to go upstream; its ID is ours to set.
     fn query(&mut self) -> &mut [u8];
     /// Called once, with the answer (its ID is the one we set) or why none came.
     fn answer(self: Box<Self>, answer: Answered);
+    /// Called at most once, when no answer came within
+    /// [`Upstream::with_overdue`]'s delay: the caller may answer its client
+    /// from elsewhere now (a stale copy: RFC 8767's client response timer).
+    /// The query carries on, and [`Reply::answer`] still comes.
+    fn overdue(&mut self) {}
+}
+
+/// What each reader task calls around one pass over its socket (the
+/// answers one wake-up reads), so that the caller can gather the client
+/// answers its replies send in the pass and send them together (the
+/// server's client sink). Nothing by default.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadPass {
+    pub begin: fn(),
+    pub end: fn(),
+}
+
+impl ReadPass {
+    pub(super) const NONE: Self = Self {
+        begin: || {},
+        end: || {},
+    };
 }
 
 /// Consecutive failures after which a server is skipped for a backoff.
@@ -120,6 +163,9 @@ pub const FAILS_TO_DOWN: u32 = 3;
 /// The first backoff; each failed probe doubles it, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The most a server's smoothed round trip may read (µs): what a run of
+/// failures pushes it to under `fastest`.
+const MAX_SRTT_US: u64 = 60_000_000;
 /// Under `fastest`, one query in this many goes first to another healthy
 /// server, so that a server that got faster is noticed.
 const EXPLORE_ONE_IN: u32 = 16;
@@ -129,13 +175,13 @@ pub struct Upstream {
     servers: Box<[Server]>,
     strategy: Strategy,
     timeout: Duration,
+    /// When a query's [`Reply::overdue`] is called, if at all.
+    overdue: Option<Duration>,
     /// Round-robin turn.
     turn: AtomicUsize,
     /// Health times are milliseconds since this instant.
     epoch: Instant,
     flights: Flights,
-    /// Every server is plain UDP: [`Upstream::send`] can take every query.
-    udp_only: bool,
 }
 
 /// One upstream and what we know of it.
@@ -165,9 +211,12 @@ impl Upstream {
             .map(|s| {
                 let label: Arc<str> = s.to_string().into();
                 let link = match &s.transport {
-                    Transport::Udp => {
-                        Link::Udp(udp::Pool::new(s.addr, config.udp_sockets, label.clone()))
-                    }
+                    Transport::Udp => Link::Udp(udp::Pool::new(
+                        s.addr,
+                        config.udp_sockets,
+                        label.clone(),
+                        ReadPass::NONE,
+                    )),
                     Transport::Tcp => Link::Tcp(s.addr),
                     Transport::Tls { server_name } => Link::Secure(tls::Connection::new(
                         s.addr,
@@ -193,17 +242,41 @@ impl Upstream {
                 }
             })
             .collect();
-        let udp_only = !config.servers.is_empty()
-            && config.servers.iter().all(|s| s.transport == Transport::Udp);
         Self {
-            udp_only,
             servers,
             strategy: config.strategy,
             timeout: config.timeout,
+            overdue: None,
             turn: AtomicUsize::new(0),
             epoch: Instant::now(),
-            flights: Flights::new(),
+            flights: Flights::new(Duration::ZERO),
         }
+    }
+
+    /// Remembers a failed question (no answer, or SERVFAIL) for `ttl` and
+    /// answers it the same way meanwhile without asking (`[cache]
+    /// servfail_ttl`, RFC 9520); zero remembers none.
+    pub fn with_failure_ttl(mut self, ttl: Duration) -> Self {
+        self.flights = Flights::new(ttl);
+        self
+    }
+
+    /// Calls a query's [`Reply::overdue`] when no answer came within
+    /// `after` (`[cache] stale_client_timeout_ms`); not at all when that
+    /// is not before the deadline.
+    pub fn with_overdue(mut self, after: Duration) -> Self {
+        self.overdue = Some(after);
+        self
+    }
+
+    /// What the reader tasks call around each pass over their socket.
+    pub fn with_read_pass(mut self, pass: ReadPass) -> Self {
+        for s in &mut self.servers {
+            if let Link::Udp(pool) = &mut s.link {
+                pool.set_read_pass(pass);
+            }
+        }
+        self
     }
 
     /// The overall deadline per query.
@@ -235,30 +308,52 @@ impl Upstream {
     }
 
     /// Forwards `query` and returns the first valid answer, with the index
-    /// of the server that gave it. The ID is ours
-    /// to set (each transport picks its own); the answer carries the ID that
-    /// was sent, and the caller puts back its client's.
+    /// of the server that gave it: [`Upstream::send`] for a task that
+    /// awaits the answer. The ID is ours to set (each transport picks its
+    /// own); the answer carries the ID that was sent, and the caller puts
+    /// back its client's. Dropping the future does not stop the query: its
+    /// answer still lands for the queries that joined it.
+    pub async fn forward(self: &Arc<Self>, query: &[u8]) -> Answered {
+        let (tx, rx) = oneshot::channel();
+        self.send(Box::new(Awaited {
+            query: query.to_vec(),
+            tx,
+        }));
+        rx.await.unwrap_or(Err(Error::Busy))
+    }
+
+    /// Forwards the query of `reply` and calls it back with the answer, on
+    /// whichever thread or task has it: the caller's thread sends the
+    /// first attempt over UDP (queued for one `sendmmsg` inside
+    /// [`Upstream::queue_on_this_thread`]), the socket's reader task
+    /// answers. Must run inside the runtime's context.
     ///
     /// Identical questions in flight at once (same name in any case, type,
-    /// class, flags and OPT, which the handler sets from DO and CD) share one
-    /// upstream query: the first asks, the others wait for its answer.
-    pub async fn forward(&self, query: &mut [u8]) -> Answered {
-        let Some(key) = FlightKey::of(query) else {
-            return self.resolve(query).await;
-        };
-        let follower = match self.flights.join(&key) {
-            Joined::Leader(guard) => {
-                let result = self.resolve(query).await;
-                guard.land(&result);
-                return result;
+    /// class, flags and OPT, which the handler sets from DO and CD) share
+    /// one upstream query: the first asks, the others wait for its answer.
+    /// A question that failed lately gets that failure at once.
+    pub fn send(self: &Arc<Self>, mut reply: Box<dyn Reply>) {
+        let flight = FlightKey::of(reply.query());
+        if let Some(key) = &flight {
+            match self.flights.join(key, reply) {
+                Joined::Lead(r) => reply = r,
+                Joined::Waiting => return,
+                Joined::Failed(r, answer) => return r.answer(answer),
             }
-            Joined::Follower(rx) => rx,
+        }
+        self.start_next(Box::new(Query::new(self.clone(), reply, flight)));
+    }
+
+    /// Starts the next attempt of `q`, or ends it when no server or time
+    /// is left.
+    fn start_next(&self, mut q: Box<Query>) {
+        let Some(server) = q.next_attempt() else {
+            return q.give_up();
         };
-        // A little longer than the leader's own deadline, which always
-        // answers or fails by then; if the leader vanished, ask ourselves.
-        match tokio::time::timeout(self.timeout + Duration::from_millis(50), follower).await {
-            Ok(Ok(result)) => result,
-            _ => self.resolve(query).await,
+        match self.servers.get(server).map(|s| &s.link) {
+            Some(Link::Udp(pool)) => pool.start(q),
+            Some(_) => q.exchange_in_task(),
+            None => q.give_up(),
         }
     }
 
@@ -272,102 +367,6 @@ impl Upstream {
     /// Sends the queries this thread queued.
     pub fn flush_queued() {
         udp::flush_queued();
-    }
-
-    /// True when [`Upstream::send`] may be used: every server is plain UDP.
-    pub fn udp_only(&self) -> bool {
-        self.udp_only
-    }
-
-    /// Forwards without a task of its own (the caller's thread sends, the
-    /// socket's reader task answers): the UDP fast path. Same behaviour as
-    /// [`Upstream::forward`]: coalescing, strategy, health, failover (the
-    /// first attempt goes out from here; if it fails, a task tries the
-    /// others within what is left of the deadline), TCP on truncation.
-    /// Only for [`Upstream::udp_only`] upstreams; must run inside the
-    /// runtime's context.
-    pub fn send(self: &Arc<Self>, mut reply: Box<dyn Reply>) {
-        let mut flight = None;
-        if let Some(key) = FlightKey::of(reply.query()) {
-            match self.flights.join_reply(&key, reply) {
-                Some(r) => {
-                    reply = r;
-                    flight = Some(key);
-                }
-                None => return,
-            }
-        }
-        let started = Instant::now();
-        let deadline = started + self.timeout;
-        let order = self.order();
-        let fast = Box::new(Fast {
-            upstream: self.clone(),
-            reply,
-            flight,
-            deadline,
-            server: order.first().copied().unwrap_or(0),
-            started,
-            attempt: started + self.timeout / u32::try_from(order.len().max(1)).unwrap_or(1),
-            resend: Some(
-                started + self.timeout / u32::try_from(2 * order.len().max(1)).unwrap_or(2),
-            ),
-        });
-        match self.servers.get(fast.server).map(|s| &s.link) {
-            Some(Link::Udp(pool)) => pool.start(fast),
-            Some(_) => fast.retry(),
-            None => fast.finish(Err(Error::NoServers)),
-        }
-    }
-
-    /// Tries the servers in the order the strategy and health give, each
-    /// attempt with a share of the time left.
-    async fn resolve(&self, query: &mut [u8]) -> Answered {
-        self.resolve_until(query, Instant::now() + self.timeout, None, Error::NoServers)
-            .await
-    }
-
-    /// [`Upstream::resolve`] until `deadline`, leaving out server `skip`
-    /// (just tried), with `last` as the error if nothing is left to try.
-    async fn resolve_until(
-        &self,
-        query: &mut [u8],
-        deadline: Instant,
-        skip: Option<usize>,
-        mut last: Error,
-    ) -> Answered {
-        let mut order = self.order();
-        if let Some(skip) = skip {
-            order.retain(|&s| s != skip);
-        }
-        let n = order.len();
-        for (i, &s) in order.iter().enumerate() {
-            let Some(server) = self.servers.get(s) else {
-                continue;
-            };
-            let start = Instant::now();
-            let left = deadline.saturating_duration_since(start);
-            if left.is_zero() {
-                break;
-            }
-            // Share what is left among the servers not yet tried.
-            let attempt = start + left / u32::try_from(n - i).unwrap_or(1);
-            match server.exchange(query, attempt, deadline).await {
-                Ok(resp) => {
-                    server
-                        .health
-                        .success(start.elapsed(), self.now_ms(), &server.label);
-                    return Ok((s, resp));
-                }
-                Err(e) => {
-                    tracing::debug!(upstream = %server.label, error = %e, "upstream attempt failed");
-                    server
-                        .health
-                        .failure(start.elapsed(), self.now_ms(), &server.label);
-                    last = e;
-                }
-            }
-        }
-        Err(last)
     }
 
     /// Milliseconds since `epoch`, never 0 (0 means "up" in [`Health`]).
@@ -407,26 +406,30 @@ impl Upstream {
     }
 }
 
+/// The reply of [`Upstream::forward`]: the answer goes to the awaiting task.
+struct Awaited {
+    query: Vec<u8>,
+    tx: oneshot::Sender<Answered>,
+}
+
+impl Reply for Awaited {
+    fn query(&mut self) -> &mut [u8] {
+        &mut self.query
+    }
+
+    fn answer(self: Box<Self>, answer: Answered) {
+        let _ = self.tx.send(answer);
+    }
+}
+
 impl Server {
-    /// One attempt: `attempt` bounds this server's share, `overall` the
-    /// whole query (a TCP retry after a truncated UDP answer may use it).
-    async fn exchange(
-        &self,
-        query: &mut [u8],
-        attempt: Instant,
-        overall: Instant,
-    ) -> Result<Vec<u8>, Error> {
+    /// One exchange in a task, until `until`: a TCP, DoT or DoH server, or
+    /// a UDP server's TCP retry after a truncated answer.
+    async fn exchange(&self, query: &mut [u8], until: Instant) -> Result<Vec<u8>, Error> {
         match &self.link {
-            Link::Udp(pool) => {
-                let resp = pool.exchange(query, attempt, &self.label).await?;
-                if Header::parse(&resp).is_some_and(|h| h.truncated()) {
-                    tcp::exchange(pool.server(), query, overall, &self.label).await
-                } else {
-                    Ok(resp)
-                }
-            }
-            Link::Tcp(addr) => tcp::exchange(*addr, query, attempt, &self.label).await,
-            Link::Secure(conn) => conn.exchange(query, attempt, &self.label).await,
+            Link::Udp(pool) => tcp::exchange(pool.server(), query, until, &self.label).await,
+            Link::Tcp(addr) => tcp::exchange(*addr, query, until, &self.label).await,
+            Link::Secure(conn) => conn.exchange(query, until, &self.label).await,
         }
     }
 }
@@ -493,7 +496,11 @@ impl Health {
         self.last_answer.store(now, Ordering::Relaxed);
         let rtt = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.srtt_us.load(Ordering::Relaxed);
-        let new = if old == 0 { rtt } else { (old * 7 + rtt) / 8 };
+        let new = if old == 0 {
+            rtt
+        } else {
+            old.saturating_mul(7).saturating_add(rtt) / 8
+        };
         self.srtt_us.store(new.max(1), Ordering::Relaxed);
         // Write the shared flags only when they change.
         if self.fails.load(Ordering::Relaxed) != 0 {
@@ -511,8 +518,12 @@ impl Health {
         // moves away from a server that times out before it is marked down.
         let spent = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.srtt_us.load(Ordering::Relaxed);
-        self.srtt_us
-            .store(old.max(spent).saturating_mul(2), Ordering::Relaxed);
+        // Doubled per failure, but bounded: a long outage must neither
+        // overflow the next success's average nor take hours to forget.
+        self.srtt_us.store(
+            old.max(spent).saturating_mul(2).min(MAX_SRTT_US),
+            Ordering::Relaxed,
+        );
         let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
         let was_down = self.down_until.load(Ordering::Relaxed) != 0;
         if was_down || fails >= FAILS_TO_DOWN {
@@ -537,15 +548,27 @@ fn answers(query: &[u8], resp: &[u8]) -> bool {
     q.id == r.id && r.is_response() && same_question(query, resp)
 }
 
-/// The question part of [`answers`], without the ID (the transports that
-/// pick their own ID check it themselves).
-fn same_question(query: &[u8], resp: &[u8]) -> bool {
+/// [`answers`] without the ID (the transports that pick their own ID
+/// check it themselves): QR set, and the same question. The `response`
+/// fuzz target takes upstream answers through the same check.
+pub(crate) fn same_question(query: &[u8], resp: &[u8]) -> bool {
     let Some(r) = Header::parse(resp) else {
         return false;
     };
-    if r.qdcount == 0 {
-        // FORMERR/NOTIMP answers may omit the question.
-        return r.rcode() != 0;
+    // DoT and DoH match by ID alone: a message with QR clear would reach
+    // the client, which would read it as a query.
+    if !r.is_response() {
+        return false;
+    }
+    match r.qdcount {
+        // Only a server that could not read the question (FORMERR) or does
+        // not serve the opcode (NOTIMP) may leave it out; any other RCODE
+        // (an NXDOMAIN) without it could answer any query.
+        0 => return matches!(r.rcode(), 1 | 4),
+        1 => {}
+        // RFC 9619: one question, in the answer as in the query (BIND
+        // refuses more too); a UDP client would get it cut to the first.
+        _ => return false,
     }
     let Some(end) = question_end(query) else {
         return false;
@@ -565,273 +588,6 @@ fn question_end(query: &[u8]) -> Option<usize> {
     (end <= query.len()).then_some(end)
 }
 
-/// Identical questions in flight, each with the clients waiting for it.
-/// Sharded so that concurrent forwards rarely meet on one lock.
-struct Flights {
-    shards: Box<[Shard]>,
-    hasher: RandomState,
-}
-
-/// A query waiting for another's answer: a task, or a fast-path reply.
-enum Waiter {
-    Task(oneshot::Sender<Answered>),
-    Reply(Box<dyn Reply>),
-}
-
-impl Waiter {
-    fn land(self, result: &Answered) {
-        match self {
-            Self::Task(tx) => {
-                let _ = tx.send(result.clone());
-            }
-            Self::Reply(r) => r.answer(result.clone()),
-        }
-    }
-}
-type Shard = Mutex<HashMap<Box<[u8]>, Vec<Waiter>>>;
-
-const FLIGHT_SHARDS: usize = 16;
-
-/// Up to 255 bytes of name, type, class, two flag bytes and our OPT record.
-const MAX_FLIGHT_KEY: usize = 255 + 4 + 2 + 11;
-
-/// The coalescing key of a query: the question with its name lowercased,
-/// the opcode, RD, AD and CD bits, and the rest of the query verbatim (the
-/// handler's own OPT record, which carries DO).
-struct FlightKey {
-    buf: [u8; MAX_FLIGHT_KEY],
-    len: usize,
-}
-
-impl FlightKey {
-    fn of(query: &[u8]) -> Option<Self> {
-        let name_end = wire::skip_name(query, wire::HEADER_LEN)?;
-        let rest = query.get(name_end..)?;
-        let name = query.get(wire::HEADER_LEN..name_end)?;
-        let len = name.len() + rest.len() + 2;
-        if len > MAX_FLIGHT_KEY || rest.len() < 4 {
-            return None;
-        }
-        let mut buf = [0u8; MAX_FLIGHT_KEY];
-        // Length bytes are below 64, so lowercasing only touches letters.
-        for (d, s) in buf.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
-        }
-        buf[name.len()..name.len() + rest.len()].copy_from_slice(rest);
-        let flags = [query.get(2)? & 0x79, query.get(3)? & 0x30];
-        buf[len - 2..len].copy_from_slice(&flags);
-        Some(Self { buf, len })
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-enum Joined<'a> {
-    /// Ask upstream, then [`FlightGuard::land`] the answer for the others.
-    Leader(FlightGuard<'a>),
-    /// Another query asks: wait for its answer.
-    Follower(oneshot::Receiver<Answered>),
-}
-
-impl Flights {
-    fn new() -> Self {
-        Self {
-            shards: (0..FLIGHT_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
-            hasher: RandomState::new(),
-        }
-    }
-
-    fn shard(&self, key: &[u8]) -> &Shard {
-        let i = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % self.shards.len();
-        &self.shards[i]
-    }
-
-    fn join<'a>(&'a self, key: &'a FlightKey) -> Joined<'a> {
-        let shard = self.shard(key.as_bytes());
-        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(waiters) = map.get_mut(key.as_bytes()) {
-            let (tx, rx) = oneshot::channel();
-            waiters.push(Waiter::Task(tx));
-            return Joined::Follower(rx);
-        }
-        map.insert(key.as_bytes().into(), Vec::new());
-        drop(map);
-        Joined::Leader(FlightGuard {
-            shard,
-            key,
-            landed: false,
-        })
-    }
-}
-
-impl Flights {
-    /// [`Flights::join`] for the fast path: `reply` waits in the flight
-    /// (None), or comes back to lead it (the caller then owes a
-    /// [`Flights::land`] with the same key).
-    fn join_reply(&self, key: &FlightKey, reply: Box<dyn Reply>) -> Option<Box<dyn Reply>> {
-        let mut map = self
-            .shard(key.as_bytes())
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(waiters) = map.get_mut(key.as_bytes()) {
-            waiters.push(Waiter::Reply(reply));
-            return None;
-        }
-        map.insert(key.as_bytes().into(), Vec::new());
-        Some(reply)
-    }
-
-    /// Ends the flight of `key`, handing a copy of `result` to every waiter.
-    fn land(&self, key: &FlightKey, result: &Answered) {
-        let waiters = self
-            .shard(key.as_bytes())
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key.as_bytes())
-            .unwrap_or_default();
-        for w in waiters {
-            w.land(result);
-        }
-    }
-}
-
-/// A query on the fast path: sent from the caller's thread, answered by the
-/// socket's reader task, or carried on by a task of its own when the first
-/// attempt fails.
-pub(crate) struct Fast {
-    upstream: Arc<Upstream>,
-    reply: Box<dyn Reply>,
-    /// The flight this query leads, if it was coalescable.
-    flight: Option<FlightKey>,
-    deadline: Instant,
-    /// The server of the first attempt, and when it started and ends.
-    server: usize,
-    started: Instant,
-    attempt: Instant,
-    /// When to send the query once more if no answer came (then None).
-    resend: Option<Instant>,
-}
-
-impl Fast {
-    fn label(&self) -> Arc<str> {
-        self.upstream
-            .servers
-            .get(self.server)
-            .map_or_else(|| "?".into(), |s| s.label.clone())
-    }
-
-    /// Answers the client and every follower.
-    fn finish(self: Box<Self>, result: Answered) {
-        let Self {
-            upstream,
-            reply,
-            flight,
-            ..
-        } = *self;
-        if let Some(key) = &flight {
-            upstream.flights.land(key, &result);
-        }
-        reply.answer(result);
-    }
-
-    /// The first attempt got `resp`.
-    fn answered(self: Box<Self>, resp: Vec<u8>) {
-        let upstream = self.upstream.clone();
-        if let Some(s) = upstream.servers.get(self.server) {
-            s.health
-                .success(self.started.elapsed(), upstream.now_ms(), &s.label);
-        }
-        let server = self.server;
-        if !Header::parse(&resp).is_some_and(|h| h.truncated()) {
-            return self.finish(Ok((server, resp)));
-        }
-        // Truncated: the whole answer over TCP, from a task.
-        let Some(Link::Udp(pool)) = upstream.servers.get(server).map(|s| &s.link) else {
-            return self.finish(Ok((server, resp)));
-        };
-        let addr = pool.server();
-        let label = self.label();
-        let mut fast = self;
-        tokio::spawn(async move {
-            let deadline = fast.deadline;
-            let result = tcp::exchange(addr, fast.reply.query(), deadline, &label).await;
-            fast.finish(result.map(|resp| (server, resp)));
-        });
-    }
-
-    /// The first attempt failed (timeout, unreachable): counts against the
-    /// server, then a task tries the others within what is left.
-    fn failed(self: Box<Self>, error: Error) {
-        if let Some(s) = self.upstream.servers.get(self.server) {
-            tracing::debug!(upstream = %s.label, error = %error, "upstream attempt failed");
-            s.health
-                .failure(self.started.elapsed(), self.upstream.now_ms(), &s.label);
-        }
-        let skip = Some(self.server);
-        self.carry_on(skip, error);
-    }
-
-    /// The first attempt could not be sent from here (a full socket
-    /// buffer): a task does it all, this server included.
-    fn retry(self: Box<Self>) {
-        self.carry_on(None, Error::Busy);
-    }
-
-    fn carry_on(self: Box<Self>, skip: Option<usize>, last: Error) {
-        let mut fast = self;
-        tokio::spawn(async move {
-            let upstream = fast.upstream.clone();
-            let deadline = fast.deadline;
-            let result = upstream
-                .resolve_until(fast.reply.query(), deadline, skip, last)
-                .await;
-            fast.finish(result);
-        });
-    }
-}
-
-/// The leader's claim on a flight. Dropped without landing (the leader's
-/// future was cancelled), it still removes the flight; the followers then see
-/// their channel close and ask upstream themselves.
-struct FlightGuard<'a> {
-    shard: &'a Shard,
-    key: &'a FlightKey,
-    landed: bool,
-}
-
-impl FlightGuard<'_> {
-    fn take(&self) -> Vec<Waiter> {
-        let mut map = self.shard.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(self.key.as_bytes()).unwrap_or_default()
-    }
-
-    /// Hands a copy of the result to every follower.
-    fn land(mut self, result: &Answered) {
-        self.landed = true;
-        for w in self.take() {
-            w.land(result);
-        }
-    }
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        if !self.landed {
-            // Waiting tasks see their channel close and ask upstream
-            // themselves; a fast-path reply cannot wait, so it is told.
-            for w in self.take() {
-                if let Waiter::Reply(r) = w {
-                    r.answer(Err(Error::Busy));
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -846,39 +602,6 @@ mod tests {
             wire::push_opt(&mut q, 0, d, &[]);
         }
         q
-    }
-
-    #[test]
-    fn flight_keys_ignore_case_and_id_but_not_type_do_or_cd() {
-        let a = query(b"\x03www\x07example\x00", 1, [1, 0], Some(false));
-        let b = query(b"\x03WwW\x07EXAMPLE\x00", 2, [1, 0], Some(false));
-        let key = |q: &[u8]| FlightKey::of(q).expect("key").as_bytes().to_vec();
-        assert_eq!(key(&a), key(&b));
-        assert_ne!(
-            key(&a),
-            key(&query(b"\x03www\x07example\x00", 1, [1, 0], Some(true))),
-            "DO"
-        );
-        assert_ne!(
-            key(&a),
-            key(&query(b"\x03www\x07example\x00", 1, [1, 0x10], Some(false))),
-            "CD"
-        );
-        assert_ne!(
-            key(&a),
-            key(&query(b"\x03www\x07example\x00", 1, [1, 0], None)),
-            "EDNS"
-        );
-        let mut aaaa = a.clone();
-        let t = aaaa.len() - 11 - 3;
-        aaaa[t] = 28;
-        assert_ne!(key(&a), key(&aaaa), "type");
-        // Type 65 (HTTPS) is an 'A' byte: only the name is lowercased.
-        let mut t65 = a.clone();
-        t65[t] = 65;
-        let mut t97 = a.clone();
-        t97[t] = 97;
-        assert_ne!(key(&t65), key(&t97));
     }
 
     #[test]
@@ -897,6 +620,53 @@ mod tests {
         other_name[14] = b'x';
         assert!(!answers(&q, &other_name));
         assert!(!answers(&q, &q), "a query is not an answer");
+    }
+
+    /// Issue 16: an answer without a question is believed only when it
+    /// says the question could not be read (FORMERR) or the opcode is not
+    /// served (NOTIMP); never an NXDOMAIN, SERVFAIL or REFUSED.
+    #[test]
+    fn r16_only_formerr_and_notimp_may_omit_the_question() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        for rcode in 0..16u8 {
+            let mut r = q[..wire::HEADER_LEN].to_vec();
+            r[2] |= 0x80;
+            r[3] = rcode;
+            r[5] = 0;
+            assert_eq!(answers(&q, &r), matches!(rcode, 1 | 4), "rcode {rcode}");
+        }
+    }
+
+    /// Found by the `response` fuzz target: DoT and DoH (hickory's
+    /// exchange matches by ID alone) took `same_question` for the whole
+    /// check, and an upstream's message with QR clear reached the client,
+    /// which reads it as a query.
+    #[test]
+    fn r16_a_message_with_qr_clear_answers_nothing() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        assert!(!same_question(&q, &q));
+        let mut formerr = q[..wire::HEADER_LEN].to_vec();
+        formerr[3] = 1;
+        formerr[5] = 0;
+        assert!(!same_question(&q, &formerr), "FORMERR without QR");
+        formerr[2] |= 0x80;
+        assert!(same_question(&q, &formerr));
+    }
+
+    /// Found by the `response` fuzz target: an answer with a second
+    /// question after ours was taken, and cut for a UDP client to the first
+    /// one, it still said two: the client could not read it. RFC 9619: a
+    /// QUERY and its answer carry one question (BIND refuses more too).
+    #[test]
+    fn r16_an_answer_with_two_questions_answers_nothing() {
+        let q = query(b"\x03www\x07example\x00", 7, [1, 0], None);
+        let mut two = q.clone();
+        two[2] |= 0x80;
+        two[5] = 2;
+        two.extend_from_slice(b"\x05other\x07example\x00\x00\x01\x00\x01");
+        assert!(!answers(&q, &two));
+        two[5] = 1;
+        assert!(answers(&q, &two[..q.len()]));
     }
 
     fn upstream(strategy: Strategy, n: usize) -> Upstream {
@@ -970,5 +740,20 @@ mod tests {
         h.success(Duration::from_millis(5), t + 3100, "x");
         assert!(h.available(t + 3100, 100));
         assert_eq!(h.backoff_ms.load(Ordering::Relaxed), 1000, "backoff reset");
+    }
+
+    /// A long outage doubled the round-trip estimate past what the next
+    /// success's average could hold: `old * 7` overflowed (a panic in a
+    /// debug build, a garbage order in release).
+    #[test]
+    fn r16_a_long_outage_neither_overflows_the_estimate_nor_keeps_it_forever() {
+        let h = Health::default();
+        for i in 0..1000 {
+            h.failure(Duration::from_secs(1), 1000 + i, "x");
+        }
+        assert_eq!(h.srtt_us.load(Ordering::Relaxed), MAX_SRTT_US);
+        h.success(Duration::from_millis(5), 5000, "x");
+        let after = h.srtt_us.load(Ordering::Relaxed);
+        assert!(after < MAX_SRTT_US && after > 0, "{after}");
     }
 }

@@ -17,20 +17,20 @@
 //!   question asked (compared case-insensitively); anything else is
 //!   dropped and the query keeps waiting for the real answer.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot};
-use tokio::time::{Instant, timeout_at};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use std::cell::RefCell;
-use std::os::fd::AsRawFd;
-
-use super::{Error, Fast, mmsg, question_end, same_question};
+use super::forward::Query;
+use super::{Error, ReadPass, mmsg, question_end, same_question};
 use crate::wire::{self, Header};
 
 /// Queries sent on one socket before it is replaced.
@@ -42,6 +42,10 @@ const MAX_AGE: Duration = Duration::from_secs(30);
 const MAX_PENDING: usize = 16_384;
 /// Longest query sent: header, a 255-byte name, type, class and our OPT.
 const MAX_QUERY: usize = 512;
+/// How often the reader task looks at the queries waiting on its socket
+/// (to send again, to end an attempt, to call the client timer), while
+/// some do; an idle socket's reader waits for a datagram alone.
+const SWEEP: Duration = Duration::from_millis(25);
 
 /// The sockets to one upstream.
 pub(super) struct Pool {
@@ -49,6 +53,17 @@ pub(super) struct Pool {
     /// The server as configured, for errors.
     label: Arc<str>,
     slots: Box<[Mutex<Option<Arc<Sock>>>]>,
+    /// What each reader task calls around a pass over its socket.
+    pass: ReadPass,
+}
+
+/// The queries waiting on one socket.
+#[derive(Default)]
+struct Table {
+    queries: HashMap<u16, Box<Query>, IdHash>,
+    /// The reader has ended (the socket was retired and idle): a query
+    /// put here would never be answered nor ended, so none may be.
+    closed: bool,
 }
 
 /// One connected socket, its queries in flight, and the state its reader
@@ -58,128 +73,76 @@ struct Sock {
     /// The server as configured, for errors.
     label: Arc<str>,
     /// Queries waiting, by ID.
-    pending: Mutex<HashMap<u16, Pending, IdHash>>,
+    pending: Mutex<Table>,
     uses: AtomicU32,
     born: Instant,
     /// Replaced: the reader stops once nothing is pending.
     retired: AtomicBool,
+    /// Wakes the reader: a query came to wait on an idle socket, or the
+    /// socket was retired.
     wake: Notify,
+    /// Sweeps done, for the test that an idle reader does none.
+    #[cfg(test)]
+    sweeps: AtomicU32,
 }
-
-/// A query waiting for its answer.
-enum Pending {
-    /// A task awaits it ([`Pool::exchange`]).
-    Task {
-        /// Header-less question as sent (name, type, class), to check answers.
-        question: Box<[u8]>,
-        tx: oneshot::Sender<Answer>,
-    },
-    /// The fast path ([`Pool::start`]): the reader task answers it.
-    Fast(Box<Fast>),
-}
-
-impl Pending {
-    /// True when `resp` carries the question this query asked.
-    fn asked(&mut self, resp: &[u8]) -> bool {
-        match self {
-            Self::Task { question, .. } => answers_question(question, resp),
-            Self::Fast(f) => same_question(f.reply.query(), resp),
-        }
-    }
-
-    fn fail(self, kind: io::ErrorKind, label: &Arc<str>) {
-        match self {
-            Self::Task { tx, .. } => {
-                let _ = tx.send(Err(kind));
-            }
-            Self::Fast(f) => f.failed(Error::io(label, kind.into())),
-        }
-    }
-}
-
-/// How often the reader task looks for fast-path queries past their
-/// attempt deadline (tasks time out on their own).
-const SWEEP: Duration = Duration::from_millis(25);
-
-/// An answer's bytes, or why the socket gave up on every query it had.
-type Answer = Result<Vec<u8>, io::ErrorKind>;
 
 impl Pool {
-    pub(super) fn new(server: SocketAddr, sockets: usize, label: Arc<str>) -> Self {
+    pub(super) fn new(server: SocketAddr, sockets: usize, label: Arc<str>, pass: ReadPass) -> Self {
         Self {
             server,
             label,
             slots: (0..sockets.max(1)).map(|_| Mutex::new(None)).collect(),
+            pass,
         }
+    }
+
+    pub(super) fn set_read_pass(&mut self, pass: ReadPass) {
+        self.pass = pass;
     }
 
     pub(super) fn server(&self) -> SocketAddr {
         self.server
     }
 
-    /// Sends `query` (its ID is set here) and waits for the answer until
-    /// `deadline`.
-    pub(super) async fn exchange(
-        &self,
-        query: &mut [u8],
-        deadline: Instant,
-        label: &Arc<str>,
-    ) -> Result<Vec<u8>, Error> {
-        let sock = self.socket().map_err(|e| Error::io(label, e))?;
-        let question = question_end(query)
-            .and_then(|end| query.get(wire::HEADER_LEN..end))
-            .ok_or(Error::Unparsable)?;
-        let (id, rx) = sock.register(question).ok_or(Error::Busy)?;
-        let waiting = Waiting { sock: &sock, id };
-        wire::put_u16(query, 0, id);
-        if let Err(e) = sock.send(query, deadline).await {
-            return Err(match e.kind() {
-                io::ErrorKind::TimedOut => Error::Timeout {
-                    server: label.clone(),
-                },
-                _ => Error::io(label, e),
-            });
+    /// Registers the attempt of `q` on a socket and sends its query from
+    /// this thread; the socket's reader task takes it from there (the
+    /// answer, a resend halfway through, the end of the attempt).
+    pub(super) fn start(&self, mut q: Box<Query>) {
+        let len = q.reply.query().len();
+        if question_end(q.reply.query()).is_none() || len > MAX_QUERY {
+            return q.settle(Err(Error::Unparsable));
         }
-        let result = timeout_at(deadline, rx).await;
-        drop(waiting);
-        match result {
-            Ok(Ok(Ok(resp))) => Ok(resp),
-            Ok(Ok(Err(kind))) => Err(Error::io(label, kind.into())),
-            Ok(Err(_)) => Err(Error::io(label, io::ErrorKind::BrokenPipe.into())),
-            Err(_) => Err(Error::Timeout {
-                server: label.clone(),
-            }),
-        }
-    }
-
-    /// The fast path: registers `fast` on a socket and sends its query from
-    /// this thread; the socket's reader task takes it from there.
-    pub(super) fn start(&self, mut fast: Box<Fast>) {
-        let label = self.label.clone();
         // Inside a batch, its queries to this upstream share one socket, so
         // that one sendmmsg carries them (each still has its random ID).
-        let sock = match batch_socket(self).map_or_else(|| self.socket(), Ok) {
+        let mut sock = batch_socket(self).map_or_else(|| self.socket(), Ok);
+        // A socket retired since it was picked may have lost its reader
+        // meanwhile: then the slot's current one (never retired).
+        if sock.as_ref().is_ok_and(|s| s.pending().closed) {
+            sock = self.socket();
+        }
+        let sock = match sock {
             Ok(s) => s,
-            Err(e) => return fast.failed(Error::io(&label, e)),
+            Err(e) => return q.settle(Err(Error::io(&self.label, e))),
         };
         // A copy to send from once the query is in the table: the lock is
         // not held across the system call (the reader would wait on it).
         let mut wire = [0u8; MAX_QUERY];
-        let len = fast.reply.query().len();
-        if question_end(fast.reply.query()).is_none() || len > MAX_QUERY {
-            return fast.finish(Err(Error::Unparsable));
-        }
         let mut pending = sock.pending();
-        if pending.len() >= MAX_PENDING {
+        if pending.closed || pending.queries.len() >= MAX_PENDING {
             drop(pending);
-            return fast.retry();
+            return q.settle(Err(Error::Busy));
         }
-        let id = free_id(&pending);
-        let query = fast.reply.query();
+        let id = free_id(&pending.queries);
+        let query = q.reply.query();
         wire::put_u16(query, 0, id);
         wire[..len].copy_from_slice(query);
-        pending.insert(id, Pending::Fast(fast));
+        let idle = pending.queries.is_empty();
+        pending.queries.insert(id, q);
         drop(pending);
+        if idle {
+            // The reader of an idle socket has no timer running: start it.
+            sock.wake.notify_one();
+        }
         let wire = &wire[..len];
         if queue(&sock, id, wire) {
             return;
@@ -195,15 +158,17 @@ impl Pool {
                 Err(e)
             }
         });
-        if let Err(e) = sent {
-            // Not sent: take it back, unless the sweeper already has.
-            let Some(Pending::Fast(fast)) = sock.pending().remove(&id) else {
-                return;
-            };
-            if e.kind() == io::ErrorKind::WouldBlock {
-                fast.retry();
-            } else {
-                fast.failed(Error::io(&label, e));
+        match sent {
+            Ok(_) => {}
+            // A full send buffer: the datagram is lost as on the way, and
+            // the resend halfway through the attempt sends it again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                // Not sent: take it back, unless the reader already has.
+                let taken = sock.pending().queries.remove(&id);
+                if let Some(q) = taken {
+                    q.settle(Err(Error::io(&self.label, e)));
+                }
             }
         }
     }
@@ -220,11 +185,21 @@ impl Pool {
             return Ok(s.clone());
         }
         let fresh = Arc::new(Sock::bind(self.server, self.label.clone())?);
-        tokio::spawn(read(fresh.clone(), self.label.clone()));
+        tokio::spawn(read(fresh.clone(), self.pass));
         if let Some(old) = current.replace(fresh.clone()) {
             old.retire();
         }
         Ok(fresh)
+    }
+
+    /// Sweeps done by the readers of the sockets in use (tests).
+    #[cfg(test)]
+    pub(super) fn sweeps(&self) -> u32 {
+        self.slots
+            .iter()
+            .filter_map(|s| s.lock().ok().and_then(|s| s.clone()))
+            .map(|s| s.sweeps.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -252,54 +227,18 @@ impl Sock {
         Ok(Self {
             socket: tokio::net::UdpSocket::from_std(std)?,
             label,
-            pending: Mutex::new(HashMap::default()),
+            pending: Mutex::new(Table::default()),
             uses: AtomicU32::new(1),
             born: Instant::now(),
             retired: AtomicBool::new(false),
             wake: Notify::new(),
+            #[cfg(test)]
+            sweeps: AtomicU32::new(0),
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Pending, IdHash>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Table> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Picks an unpredictable ID not waiting on this socket and registers
-    /// `question` under it.
-    fn register(&self, question: &[u8]) -> Option<(u16, oneshot::Receiver<Answer>)> {
-        let (tx, rx) = oneshot::channel();
-        let mut pending = self.pending();
-        if pending.len() >= MAX_PENDING {
-            return None;
-        }
-        let id = free_id(&pending);
-        pending.insert(
-            id,
-            Pending::Task {
-                question: question.into(),
-                tx,
-            },
-        );
-        Some((id, rx))
-    }
-
-    /// Sends without waiting when the socket has room (nearly always).
-    async fn send(&self, query: &[u8], deadline: Instant) -> io::Result<()> {
-        for attempt in 0..2 {
-            match self.socket.try_send(query) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return match timeout_at(deadline, self.socket.send(query)).await {
-                        Ok(r) => r.map(|_| ()),
-                        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-                    };
-                }
-                // A pending ICMP error meant for an earlier datagram: once more.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && attempt == 0 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(io::ErrorKind::ConnectionRefused.into())
     }
 
     /// Hands `resp` to the query waiting for its ID, if it answers that
@@ -312,72 +251,67 @@ impl Sock {
             return;
         }
         let mut pending = self.pending();
-        let Some(p) = pending.get_mut(&h.id) else {
+        let Some(q) = pending.queries.get_mut(&h.id) else {
             tracing::debug!(id = h.id, "upstream answer for no query waiting: ignored");
             return;
         };
-        if !p.asked(resp) {
+        if !same_question(q.reply.query(), resp) {
             tracing::debug!(id = h.id, "upstream answer to another question: ignored");
             return;
         }
-        let Some(p) = pending.remove(&h.id) else {
+        let Some(q) = pending.queries.remove(&h.id) else {
             return;
         };
         drop(pending);
-        match p {
-            Pending::Task { tx, .. } => {
-                let _ = tx.send(Ok(resp.to_vec()));
-            }
-            Pending::Fast(f) => f.answered(resp.to_vec()),
-        }
+        q.settle(Ok(resp.to_vec()));
     }
 
-    /// Sends again the fast-path queries halfway through their attempt (a
-    /// datagram lost on the way is a delay, not a SERVFAIL) and fails those
-    /// whose attempt is over.
+    /// Sends again the queries halfway through their attempt (a datagram
+    /// lost on the way is a delay, not a SERVFAIL), calls the client timer
+    /// of those overdue, and ends those whose attempt is over.
     fn sweep(&self, label: &Arc<str>) {
+        #[cfg(test)]
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
+        let mut late = Vec::new();
         let mut pending = self.pending();
-        for p in pending.values_mut() {
-            if let Pending::Fast(f) = p
-                && f.resend.is_some_and(|at| at <= now)
-            {
-                f.resend = None;
-                let _ = socket2::SockRef::from(&self.socket).send(f.reply.query());
+        for (&id, q) in &mut pending.queries {
+            if q.attempt.until <= now {
+                late.push(id);
+                continue;
+            }
+            if q.attempt.resend.is_some_and(|at| at <= now) {
+                q.attempt.resend = None;
+                let _ = socket2::SockRef::from(&self.socket).send(q.reply.query());
+            }
+            if q.overdue_at.is_some_and(|at| at <= now) {
+                q.overdue();
             }
         }
-        let late: Vec<u16> = pending
+        let late: Vec<Box<Query>> = late
             .iter()
-            .filter(|(_, p)| matches!(p, Pending::Fast(f) if f.attempt <= now))
-            .map(|(&id, _)| id)
+            .filter_map(|id| pending.queries.remove(id))
             .collect();
-        let late: Vec<Pending> = late.iter().filter_map(|id| pending.remove(id)).collect();
         drop(pending);
-        for p in late {
-            if let Pending::Fast(f) = p {
-                f.failed(Error::Timeout {
-                    server: label.clone(),
-                });
-            }
+        for q in late {
+            q.settle(Err(Error::Timeout {
+                server: label.clone(),
+            }));
         }
     }
 
-    /// The port is closed (ICMP port unreachable): every query waiting on
-    /// this socket fails now rather than at its timeout.
+    /// The port is closed (ICMP port unreachable) or the socket broke:
+    /// every query waiting on it fails now rather than at its timeout.
     fn fail_all(&self, kind: io::ErrorKind, label: &Arc<str>) {
-        let waiting: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
-        for p in waiting {
-            p.fail(kind, label);
+        let waiting: Vec<Box<Query>> = self.pending().queries.drain().map(|(_, q)| q).collect();
+        for q in waiting {
+            q.settle(Err(Error::io(label, kind.into())));
         }
     }
 
     fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
         self.wake.notify_one();
-    }
-
-    fn done(&self) -> bool {
-        self.retired.load(Ordering::Relaxed) && self.pending().is_empty()
     }
 }
 
@@ -442,18 +376,18 @@ pub(super) fn flush_queued() {
                 }
             }
         }
-        for &(_, id, _, _) in &rest[sent..run] {
-            let Some(Pending::Fast(fast)) = sock.pending().remove(&id) else {
-                continue;
-            };
-            match &error {
-                Some(e) if e.kind() != io::ErrorKind::WouldBlock => {
-                    fast.failed(Error::io(
+        // Those not sent for want of buffer space (or left by a short
+        // count) are lost as on the way: the resend halfway through their
+        // attempt sends them again. Any other error ends their attempt.
+        if let Some(e) = error.filter(|e| e.kind() != io::ErrorKind::WouldBlock) {
+            for &(_, id, _, _) in &rest[sent..run] {
+                let taken = sock.pending().queries.remove(&id);
+                if let Some(q) = taken {
+                    q.settle(Err(Error::io(
                         &sock.label,
                         io::Error::new(e.kind(), e.to_string()),
-                    ));
+                    )));
                 }
-                _ => fast.retry(),
             }
         }
         rest = &rest[run..];
@@ -524,7 +458,7 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// An unpredictable ID (a CSPRNG) that no query on this socket waits for.
-fn free_id(pending: &HashMap<u16, Pending, IdHash>) -> u16 {
+fn free_id<V>(pending: &HashMap<u16, V, IdHash>) -> u16 {
     loop {
         let id: u16 = rand::random();
         if !pending.contains_key(&id) {
@@ -533,105 +467,109 @@ fn free_id(pending: &HashMap<u16, Pending, IdHash>) -> u16 {
     }
 }
 
-/// Compares an answer's question with the one asked (which has no header).
-fn answers_question(question: &[u8], resp: &[u8]) -> bool {
-    let mut asked = [0u8; wire::HEADER_LEN + 260];
-    let Some(dst) = asked.get_mut(wire::HEADER_LEN..wire::HEADER_LEN + question.len()) else {
-        return false;
-    };
-    dst.copy_from_slice(question);
-    let end = wire::HEADER_LEN + question.len();
-    same_question(&asked[..end], resp)
-}
-
-/// A registered query: dropped (answered, timed out or cancelled), it
-/// leaves the socket's table.
-struct Waiting<'a> {
-    sock: &'a Sock,
-    id: u16,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let mut pending = self.sock.pending();
-        pending.remove(&self.id);
-        let empty = pending.is_empty();
-        drop(pending);
-        if empty && self.sock.retired.load(Ordering::Relaxed) {
-            self.sock.wake.notify_one();
-        }
-    }
-}
-
 /// The reader task of one socket: drains every datagram that is ready
-/// (`recvmmsg`), answers their clients in one batch, then waits for more;
+/// (`recvmmsg`), answers their queries in one pass (inside `pass`, so the
+/// client answers of a pass leave together), then waits for more; sweeps
+/// the queries waiting every [`SWEEP`] while there are any, and only then;
 /// ends once the socket is retired and idle.
-async fn read(sock: Arc<Sock>, label: Arc<str>) {
+async fn read(sock: Arc<Sock>, pass: ReadPass) {
     let mut batch = mmsg::RecvBatch::new();
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let fd = sock.socket.as_raw_fd();
     loop {
-        if sock.done() {
-            return;
-        }
+        let waiting = {
+            let mut pending = sock.pending();
+            if pending.queries.is_empty() && sock.retired.load(Ordering::Relaxed) {
+                // Under the lock: no query can come to wait after this.
+                pending.closed = true;
+                return;
+            }
+            !pending.queries.is_empty()
+        };
         tokio::select! {
             ready = sock.socket.readable() => {
                 if ready.is_err() {
-                    sock.fail_all(io::ErrorKind::BrokenPipe, &label);
+                    sock.fail_all(io::ErrorKind::BrokenPipe, &sock.label);
                     return;
                 }
             }
-            () = sock.wake.notified() => continue,
-            _ = sweep.tick() => {
-                sock.sweep(&label);
+            () = sock.wake.notified() => {
+                if !waiting {
+                    // A first query came to wait: its sweeps start now.
+                    sweep.reset();
+                }
+                continue;
+            }
+            _ = sweep.tick(), if waiting => {
+                sock.sweep(&sock.label);
                 continue;
             }
         }
-        mmsg::answering(|| {
-            loop {
-                match sock
-                    .socket
-                    .try_io(tokio::io::Interest::READABLE, || batch.recv(fd))
-                {
-                    Ok(n) => {
-                        for i in 0..n {
-                            if let Some(d) = batch.get(i) {
-                                sock.dispatch(d);
-                            }
-                        }
-                        if n < mmsg::BATCH {
-                            // Short batch: the queue is empty. Tell the
-                            // reactor without another system call to hear
-                            // it again (a datagram that came meanwhile is a
-                            // new event, so nothing is missed).
-                            let _ = sock.socket.try_io(tokio::io::Interest::READABLE, || {
-                                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                            });
-                            break;
+        (pass.begin)();
+        loop {
+            match sock
+                .socket
+                .try_io(tokio::io::Interest::READABLE, || batch.recv(fd))
+            {
+                Ok(n) => {
+                    for i in 0..n {
+                        if let Some(d) = batch.get(i) {
+                            sock.dispatch(d);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        sock.fail_all(e.kind(), &label);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "upstream socket receive error");
+                    if n < mmsg::BATCH {
+                        // Short batch: the queue is empty. Tell the
+                        // reactor without another system call to hear
+                        // it again (a datagram that came meanwhile is a
+                        // new event, so nothing is missed).
+                        let _ = sock.socket.try_io(tokio::io::Interest::READABLE, || {
+                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                        });
                         break;
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    sock.fail_all(e.kind(), &sock.label);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "upstream socket receive error");
+                    break;
+                }
             }
-        });
+        }
+        (pass.end)();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Transport, UpstreamConfig, UpstreamServer};
+    use crate::upstream::{Link, Upstream};
+
+    fn upstream(server: SocketAddr, timeout_ms: u64) -> Arc<Upstream> {
+        Arc::new(Upstream::new(&UpstreamConfig {
+            servers: vec![UpstreamServer {
+                addr: server,
+                transport: Transport::Udp,
+            }],
+            timeout: Duration::from_millis(timeout_ms),
+            udp_sockets: 1,
+            ..UpstreamConfig::default()
+        }))
+    }
 
     fn question() -> Vec<u8> {
         b"\x03www\x07example\x00\x00\x01\x00\x01".to_vec()
+    }
+
+    fn query() -> Vec<u8> {
+        let mut q = vec![0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(&question());
+        q
     }
 
     fn answer(id: u16, q: &[u8]) -> Vec<u8> {
@@ -643,38 +581,49 @@ mod tests {
 
     #[tokio::test]
     async fn answers_reach_their_query_and_nothing_else_does() {
-        let sock = Sock::bind("127.0.0.1:9".parse().expect("addr"), "test".into()).expect("bind");
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let u = upstream(server.local_addr().expect("addr"), 2000);
+        let asking = tokio::spawn({
+            let u = u.clone();
+            async move { u.forward(&query()).await }
+        });
+        let mut buf = [0u8; 512];
+        let (_, peer) = server.recv_from(&mut buf).await.expect("the query");
+        let id = u16::from_be_bytes([buf[0], buf[1]]);
         let q = question();
-        let (id, mut rx) = sock.register(&q).expect("registered");
         // Unknown ID, a query instead of an answer, another question: ignored.
-        sock.dispatch(&answer(id.wrapping_add(1), &q));
         let mut not_answer = answer(id, &q);
         not_answer[2] = 0x01;
-        sock.dispatch(&not_answer);
         let mut other = q.clone();
         other[1] = b'x';
-        sock.dispatch(&answer(id, &other));
-        assert!(rx.try_recv().is_err(), "nothing believed yet");
+        for bad in [
+            answer(id.wrapping_add(1), &q),
+            not_answer,
+            answer(id, &other),
+        ] {
+            server.send_to(&bad, peer).await.expect("send");
+        }
         // The real one, in another case.
         let mut upper = q.clone();
         upper[1] = b'W';
-        sock.dispatch(&answer(id, &upper));
-        let got = rx.try_recv().expect("answered").expect("ok");
-        assert_eq!(got, answer(id, &upper));
-        assert!(sock.pending().is_empty());
+        server
+            .send_to(&answer(id, &upper), peer)
+            .await
+            .expect("send");
+        let (i, got) = asking.await.expect("task").expect("answered");
+        assert_eq!((i, got), (0, answer(id, &upper)));
     }
 
-    #[tokio::test]
-    async fn ids_are_spread_and_never_shared_on_a_socket() {
-        let sock = Sock::bind("127.0.0.1:9".parse().expect("addr"), "test".into()).expect("bind");
-        let mut ids = std::collections::HashSet::new();
-        let mut keep = Vec::new();
+    #[test]
+    fn ids_are_spread_and_never_shared_on_a_socket() {
+        let mut pending: HashMap<u16, (), IdHash> = HashMap::default();
         for _ in 0..2000 {
-            let (id, rx) = sock.register(&question()).expect("registered");
-            assert!(ids.insert(id), "ID {id} given twice");
-            keep.push(rx);
+            let id = free_id(&pending);
+            assert!(pending.insert(id, ()).is_none(), "ID {id} given twice");
         }
-        let high = ids.iter().filter(|&&id| id >= 0x8000).count();
+        let high = pending.keys().filter(|&&id| id >= 0x8000).count();
         assert!(
             (800..1200).contains(&high),
             "IDs not uniform: {high} of 2000 high"
@@ -683,7 +632,8 @@ mod tests {
 
     #[tokio::test]
     async fn sockets_get_random_ports_and_are_replaced_when_worn() {
-        let pool = Pool::new("127.0.0.1:9".parse().expect("addr"), 1, "test".into());
+        let addr = "127.0.0.1:9".parse().expect("addr");
+        let pool = Pool::new(addr, 1, "test".into(), ReadPass::NONE);
         let first = pool.socket().expect("socket");
         let port = first.socket.local_addr().expect("addr").port();
         first.uses.store(MAX_USES, Ordering::Relaxed);
@@ -694,6 +644,60 @@ mod tests {
         assert!(
             Arc::ptr_eq(&second, &pool.socket().expect("socket")),
             "fresh one kept"
+        );
+    }
+
+    /// Issue 16: each upstream has 32 reader tasks; woken every 25 ms when
+    /// idle, that was some 1,300 wake-ups a second per upstream for nothing.
+    #[tokio::test]
+    async fn a_reader_sweeps_only_while_queries_wait() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let u = upstream(silent.local_addr().expect("addr"), 300);
+        let r = u.forward(&query()).await;
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+        let Link::Udp(pool) = &u.servers[0].link else {
+            panic!("a UDP server");
+        };
+        let swept = pool.sweeps();
+        assert!(swept >= 5, "swept {swept} times while the query waited");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(pool.sweeps(), swept, "an idle reader sleeps");
+    }
+
+    /// A UDP worker's batch keeps the socket it picked for an upstream for
+    /// the whole batch; if that socket is retired meanwhile and its reader,
+    /// idle, ends, a query put on it would wait for ever (and with it every
+    /// query that joins its flight).
+    #[tokio::test]
+    async fn a_query_never_waits_on_a_socket_whose_reader_ended() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let u = upstream(server.local_addr().expect("addr"), 1000);
+        let Link::Udp(pool) = &u.servers[0].link else {
+            panic!("a UDP server");
+        };
+        queue_on_this_thread();
+        let worn = batch_socket(pool).expect("the batch's socket");
+        worn.uses.store(MAX_USES, Ordering::Relaxed);
+        let fresh = pool.socket().expect("a fresh socket");
+        assert!(!Arc::ptr_eq(&worn, &fresh));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(worn.pending().closed, "the retired socket's reader ended");
+        let asking = tokio::spawn({
+            let u = u.clone();
+            async move { u.forward(&query()).await }
+        });
+        tokio::task::yield_now().await;
+        flush_queued();
+        let mut buf = [0u8; 512];
+        let (n, peer) = server.recv_from(&mut buf).await.expect("the query");
+        buf[2] |= 0x80;
+        server.send_to(&buf[..n], peer).await.expect("answer");
+        let answered = tokio::time::timeout(Duration::from_secs(2), asking).await;
+        assert!(
+            matches!(answered, Ok(Ok(Ok(_)))),
+            "answered on the fresh socket: {answered:?}"
         );
     }
 }

@@ -13,7 +13,7 @@ use crate::harness::{SEIZED_LIST, Upstream, config, query, udp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_embargo");
 
-fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("seized.txt"), SEIZED_LIST).expect("list");
     let path = dir.join("embargo.toml");
     std::fs::write(&path, text).expect("config");
@@ -30,17 +30,67 @@ fn embargo(args: &[&str]) -> (i32, String, String) {
 }
 
 /// A running `embargo run`, its stderr lines, and the address it serves.
-struct Running {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    stderr: std::sync::mpsc::Receiver<String>,
+pub(crate) struct Running {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: std::net::SocketAddr,
+    /// The lines read up to and with the "listening on udp" one.
+    pub(crate) early: Vec<String>,
+    pub(crate) stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// The HTTP listen address its log names, waiting for it up to 10 s.
+    pub(crate) fn http_addr(&mut self) -> std::net::SocketAddr {
+        let find = |l: &str| {
+            l.split("http listening on ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
+        };
+        if let Some(a) = self.early.iter().find_map(|l| find(l)) {
+            return a;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+                let found = find(&line);
+                self.early.push(line);
+                if let Some(a) = found {
+                    return a;
+                }
+            }
+        }
+        panic!("no http listening line in {:#?}", self.early)
+    }
+    /// Every line the server wrote to stderr, from the start: call it once
+    /// the server has exited. Waits for the reader thread to reach the end
+    /// of the pipe, since lines written just before the exit may not have
+    /// crossed it yet (a loaded machine showed that `try_iter` misses them).
+    pub(crate) fn all_lines(&self) -> Vec<String> {
+        let mut lines = self.early.clone();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(10)) {
+            lines.push(line);
+        }
+        lines
+    }
 }
 
 /// Starts `embargo run -c path` (stdout piped when `stdout`) and waits for
 /// its "listening on udp" line, which has the bound port.
 fn run_server(path: &Path, stdout: bool) -> Running {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c", path.to_str().expect("utf8")])
+    run_server_after(path, stdout, "")
+}
+
+/// [`run_server`] through `bash`, which runs `shell` first and then execs
+/// embargo (same pid): `ulimit -n 200`, `umask 000`.
+pub(crate) fn run_server_after(path: &Path, stdout: bool, shell: &str) -> Running {
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!("{shell}\nexec \"$0\" run -c \"$1\""),
+            BIN,
+            path.to_str().expect("utf8"),
+        ])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(if stdout {
@@ -76,12 +126,13 @@ fn run_server(path: &Path, stdout: bool) -> Running {
     Running {
         child,
         addr,
+        early: log,
         stderr: rx,
     }
 }
 
 /// SIGTERM, then the exit status (within 10 s).
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -112,6 +163,7 @@ async fn run_serves_until_sigterm_and_exits_zero() {
         mut child,
         addr,
         stderr: rx,
+        ..
     } = run_server(&path, false);
     let r = udp(addr, &query("www.seized.example.", RecordType::TXT, false)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
@@ -158,7 +210,9 @@ async fn run_serves_until_sigterm_and_exits_zero() {
         "pid file removed at exit"
     );
     // Blocks no longer cost a line each in the server's own log.
-    lines.extend(rx.try_iter());
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
     assert!(
         !lines.iter().any(|l| l.contains("www.seized.example")),
         "{lines:#?}"
@@ -409,5 +463,173 @@ fn r18_check_names_local_answers_and_forward_sets() {
     assert!(
         err.contains(&format!("{hosts}:2:14: local_zones.hosts_files[1]: 192.168.1.10 would have a PTR to files.home.arpa and one to nas.home.arpa")),
         "{err}"
+    );
+}
+/// The permission bits of `path` (no symlink followed).
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Issue 16 (4): the state directory and what the server writes there (the
+/// query log, the pid file, the hit report) hold who asked for what, so no
+/// other user may read them, whatever the umask (a container, a shell with
+/// umask 000): the directory is 0750, the files 0640.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_state_files_are_not_world_readable_even_with_umask_000() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), &config(up.addr, ""));
+    let mut server = run_server_after(&path, false, "umask 000");
+    let r = udp(
+        server.addr,
+        &query("www.seized.example.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    let state = dir.path().join("embargo-state");
+    let log = state.join("queries.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "no record in {}", log.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(mode(&state), 0o750, "the state directory");
+    assert_eq!(mode(&log), 0o640, "the query log");
+    assert_eq!(mode(&state.join("embargo.pid")), 0o640, "the pid file");
+    assert_eq!(terminate(&mut server.child).code(), Some(0));
+    assert_eq!(mode(&state.join("hits.json")), 0o640, "the hit report");
+}
+
+/// Issue 16 (16): `embargo reload` signals only an embargo server. A pid
+/// file naming another process (stale, and the pid reused; or rewritten by
+/// the service user, who owns the state directory) must not get SIGHUP,
+/// which kills most programs; a pid with no process says so in embargo's
+/// words, not `kill`'s.
+#[test]
+fn r16_reload_signals_only_embargo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+    );
+    let state = dir.path().join("embargo-state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let pid_file = state.join("embargo.pid");
+    let cfg = path.to_str().expect("utf8");
+
+    // Another program's pid: it is left alone (SIGHUP would end `sleep`).
+    let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep");
+    std::fs::write(&pid_file, format!("{}\n", sleeper.id())).expect("pid file");
+    let (code, out, err) = embargo(&["reload", "-c", cfg]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("pid {}", sleeper.id())) && err.contains("not embargo"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        sleeper.try_wait().expect("wait").is_none(),
+        "sleep was signalled: {err}"
+    );
+    sleeper.kill().expect("kill sleep");
+    let gone = sleeper.id();
+    sleeper.wait().expect("reap");
+
+    // A pid with no process behind it: a stale pid file, said once, plainly.
+    std::fs::write(&pid_file, format!("{gone}\n")).expect("pid file");
+    let (code, out, err) = embargo(&["reload", "-c", cfg]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!err.contains("kill:"), "{err}");
+    assert!(
+        err.contains(&format!("no process {gone}")) && err.contains("stale"),
+        "{err}"
+    );
+}
+
+/// Issue 16 (17): run as root with `[log] path` in a directory others can
+/// write, a symlink planted at the log's path would have the server append
+/// to whatever file it names. The log is never opened through a symlink:
+/// the server does not start, and says which path and why.
+#[test]
+fn r16_the_query_log_is_not_written_through_a_symlink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("logs dir");
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "root's own file\n").expect("target");
+    std::os::unix::fs::symlink(&target, logs.join("queries.log")).expect("symlink");
+    let text = config("127.0.0.1:9".parse().expect("addr"), "")
+        + "\n[log]\nqueries = \"all\"\npath = \"logs/queries.log\"\n";
+    let path = write_config(dir.path(), &text);
+    let mut child = Command::new(BIN)
+        .args(["run", "-c", path.to_str().expect("utf8")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let text = std::fs::read_to_string(&target).expect("target");
+            panic!(
+                "serving with its log through a symlink; {} now holds {text:?}",
+                target.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}", logs.join("queries.log").display()))
+            && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target"),
+        "root's own file\n"
+    );
+}
+
+/// Issue 16 (17): a token file that other users can read is a token they
+/// know: the server says so at start (and still starts).
+#[test]
+fn r16_a_token_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("http-token");
+    std::fs::write(&token, "test-token-0123456789\n").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let text = config("127.0.0.1:9".parse().expect("addr"), "").replace(
+        "[http]\nlisten = []\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"http-token\"\n",
+    );
+    let path = write_config(dir.path(), &text);
+    let mut server = run_server(&path, false);
+    let _ = server.http_addr();
+    assert_eq!(terminate(&mut server.child).code(), Some(0));
+    let lines = server.all_lines();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("WARN") && l.contains("http-token"))
+        .unwrap_or_else(|| panic!("no warning about the token file in {lines:#?}"));
+    assert!(warning.contains("readable by"), "{warning}");
+
+    // 0600: no warning.
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut server = run_server(&path, false);
+    let _ = server.http_addr();
+    assert_eq!(terminate(&mut server.child).code(), Some(0));
+    let lines = server.all_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("http-token")),
+        "{lines:#?}"
     );
 }

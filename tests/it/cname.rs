@@ -275,3 +275,90 @@ async fn a_cached_verdict_is_not_served_after_a_reload_allowlists_the_name() {
     assert_eq!(up.count("cdn.up.test"), 2, "asked again after the reload");
     e.stop().await;
 }
+
+/// Lists `name` in the trackers list and reloads in-process (the reload
+/// loop's own function, so the test need not wait for the file watcher).
+fn list_and_reload(e: &Embargo, list: &str, names: &str) {
+    std::fs::write(e.dir().join(list), names).expect("rewrite the list");
+    embargo::reload::reload(&e.dir().join("embargo.toml"), e.handler.state()).expect("reload");
+}
+
+/// Issue 16 (1): a cached chain whose target a reload lists is blocked at
+/// once, from the cache (the chain is inspected again under the new rules,
+/// not served for the rest of its TTL), with that list's EDE.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_a_cached_chain_is_blocked_at_once_when_a_reload_lists_its_target() {
+    let up = Upstream::start_with(&zone()).await;
+    let e = start_plain(&up, "").await;
+    for _ in 0..2 {
+        let r = udp(e.addr, &query("chain.up.test.", RecordType::A, true)).await;
+        assert_eq!(a_record(&r).as_deref(), Some("192.0.2.10"), "{r:?}");
+    }
+    assert_eq!(up.count("chain.up.test"), 1, "cached");
+    list_and_reload(
+        &e,
+        "trackers.txt",
+        "ads.up.test\nboth.example\nwww.up.test\n",
+    );
+    for _ in 0..2 {
+        let r = udp(e.addr, &query("chain.up.test.", RecordType::A, true)).await;
+        assert_through(
+            &r,
+            ResponseCode::NXDomain,
+            15,
+            "trackers",
+            "www.up.test.",
+            "alias.up.test -> www.up.test",
+        );
+    }
+    assert_eq!(up.count("chain.up.test"), 1, "blocked from the cache");
+    // And unlisted again: the chain is served again, still from the cache.
+    list_and_reload(&e, "trackers.txt", "ads.up.test\nboth.example\n");
+    let r = udp(e.addr, &query("chain.up.test.", RecordType::A, true)).await;
+    assert_eq!(a_record(&r).as_deref(), Some("192.0.2.10"), "{r:?}");
+    assert_eq!(up.count("chain.up.test"), 1, "{:?}", up.seen());
+    e.stop().await;
+}
+
+/// Issue 16 (1), with groups: after the reload the cached chain is blocked
+/// for the group that applies the list, and still served to one that
+/// does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_a_reload_reaches_cached_chains_per_group() {
+    let up = Upstream::start_with(&zone()).await;
+    let groups =
+        "\n[[groups]]\nname = \"servers\"\nclients = [\"127.0.0.2/32\"]\nlists = [\"malware\"]\n";
+    let e = start(&up, groups).await;
+    let default: IpAddr = "127.0.0.1".parse().expect("ip");
+    let servers: IpAddr = "127.0.0.2".parse().expect("ip");
+    let ask = async |client: IpAddr| {
+        udp_from(
+            client,
+            e.addr,
+            &query("chain.up.test.", RecordType::A, true),
+        )
+        .await
+    };
+    for client in [default, servers] {
+        assert_eq!(a_record(&ask(client).await).as_deref(), Some("192.0.2.10"));
+    }
+    list_and_reload(
+        &e,
+        "trackers.txt",
+        "ads.up.test\nboth.example\nwww.up.test\n",
+    );
+    for _ in 0..2 {
+        assert_through(
+            &ask(default).await,
+            ResponseCode::NXDomain,
+            15,
+            "trackers",
+            "www.up.test.",
+            "alias.up.test -> www.up.test",
+        );
+        let r = ask(servers).await;
+        assert_eq!(a_record(&r).as_deref(), Some("192.0.2.10"), "{r:?}");
+    }
+    assert_eq!(up.count("chain.up.test"), 1, "{:?}", up.seen());
+    e.stop().await;
+}

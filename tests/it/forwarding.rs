@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
-use crate::harness::{Embargo, Upstream, config, dead_addr, ede, query, tcp, tcp_many, udp};
+use crate::harness::{
+    Embargo, Outage, Upstream, config, dead_addr, ede, query, tcp, tcp_many, udp,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_pass_through_faithfully() {
@@ -226,5 +228,128 @@ async fn edns_is_hop_by_hop_and_cache_hits_take_the_clients_flags() {
     cd.metadata.checking_disabled = true;
     let r = udp(e.addr, &cd).await;
     assert!(r.metadata.checking_disabled, "CD echoed");
+    e.stop().await;
+}
+
+/// The harness config with `timeout_ms` and extra `[cache]` lines.
+fn with_timeout_and_cache(up: &Upstream, timeout_ms: u64, cache: &str) -> String {
+    let c = config(up.addr, "");
+    assert!(c.contains("[cache]\nsize = 1000\n") && c.contains("timeout_ms = 1000"));
+    c.replace("timeout_ms = 1000", &format!("timeout_ms = {timeout_ms}"))
+        .replace(
+            "[cache]\nsize = 1000\n",
+            &format!("[cache]\nsize = 1000\n{cache}\n"),
+        )
+}
+
+/// Issue 16 (11), RFC 9520 section 3.2: a question whose forward failed is
+/// answered SERVFAIL at once for `servfail_ttl`, over UDP and TCP, without
+/// asking the upstream again; then it is asked again.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_a_failed_question_is_answered_servfail_at_once_for_servfail_ttl() {
+    let up = Upstream::start().await;
+    up.set_outage(Outage::Silent);
+    let e = Embargo::start(&with_timeout_and_cache(&up, 400, "servfail_ttl = 2"), &[]).await;
+    let failed = Instant::now();
+    let r = udp(e.addr, &query("www.up.test.", RecordType::A, true)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        failed.elapsed() >= Duration::from_millis(350),
+        "waited for the upstream"
+    );
+    let asked = up.count("www.up.test");
+    assert!(asked >= 1);
+    for over_tcp in [false, true] {
+        let msg = query("www.up.test.", RecordType::A, true);
+        let started = Instant::now();
+        let r = if over_tcp {
+            tcp(e.addr, &msg).await
+        } else {
+            udp(e.addr, &msg).await
+        };
+        let took = started.elapsed();
+        assert_eq!(
+            r.metadata.response_code,
+            ResponseCode::ServFail,
+            "tcp: {over_tcp}"
+        );
+        assert_eq!(ede(&r).map(|(c, _)| c), Some(22), "tcp: {over_tcp}");
+        assert!(
+            took < Duration::from_millis(150),
+            "tcp: {over_tcp}: {took:?}"
+        );
+        assert_eq!(
+            up.count("www.up.test"),
+            asked,
+            "tcp: {over_tcp}: not asked again"
+        );
+    }
+    // Another question is asked as usual.
+    let started = Instant::now();
+    let r = udp(e.addr, &query("mail.up.test.", RecordType::A, true)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    // Past servfail_ttl (from the failure, 400 ms in) it goes upstream again.
+    up.set_outage(Outage::None);
+    tokio::time::sleep(Duration::from_millis(2600).saturating_sub(failed.elapsed())).await;
+    let r = udp(e.addr, &query("www.up.test.", RecordType::A, true)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(up.count("www.up.test"), asked + 1);
+    e.stop().await;
+}
+
+/// Issue 16 (11), RFC 8767's client response timer: with a stale copy
+/// kept, a client whose forward is not answered within
+/// `stale_client_timeout_ms` (400 by default) gets that copy then, not at
+/// the end of `timeout_ms`; the forward carries on and its late answer
+/// refreshes the cache. Over UDP and TCP.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_a_stale_answer_comes_at_the_client_timer_and_the_late_answer_refreshes_the_cache() {
+    let up = Upstream::start_with(&[
+        "slow-a 1 IN A 192.0.2.51".into(),
+        "slow-b 1 IN A 192.0.2.52".into(),
+    ])
+    .await;
+    let e = Embargo::start(&with_timeout_and_cache(&up, 3000, ""), &[]).await;
+    for name in ["slow-a.up.test.", "slow-b.up.test."] {
+        udp(e.addr, &query(name, RecordType::A, true)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Answers come 1.2 s late: within timeout_ms, past the client timer.
+    up.set_outage(Outage::Late(Duration::from_millis(1200)));
+    for (name, over_tcp) in [("slow-a.up.test.", false), ("slow-b.up.test.", true)] {
+        let msg = query(name, RecordType::A, true);
+        let started = Instant::now();
+        let r = if over_tcp {
+            tcp(e.addr, &msg).await
+        } else {
+            udp(e.addr, &msg).await
+        };
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(350) && took < Duration::from_millis(900),
+            "{name}: {took:?}"
+        );
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert_eq!(r.answers.len(), 1, "{name}");
+        assert_eq!(r.answers[0].ttl, 30, "{name}: stale (RFC 8767)");
+        assert_eq!(
+            ede(&r).map(|(c, _)| c),
+            Some(3),
+            "{name}: EDE 3 Stale Answer"
+        );
+        // The upstream's late answer is cached fresh: the next client gets
+        // it at once, and nobody asks the (still slow) upstream again.
+        let asked = up.count(name.trim_end_matches('.'));
+        tokio::time::sleep(Duration::from_millis(1450).saturating_sub(started.elapsed())).await;
+        let started = Instant::now();
+        let r = udp(e.addr, &query(name, RecordType::A, true)).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(150),
+            "{name}: a hit"
+        );
+        assert!(r.answers[0].ttl <= 1 && ede(&r).is_none(), "{name}: {r:?}");
+        assert_eq!(up.count(name.trim_end_matches('.')), asked, "{name}");
+    }
     e.stop().await;
 }

@@ -65,6 +65,20 @@ pub(crate) enum Outage {
     Silent,
     /// Answers SERVFAIL to everything: a resolver that cannot resolve.
     ServFail,
+    /// Answers REFUSED to everything: a resolver that will not serve us.
+    Refused,
+    /// Answers from its zones, this long after each query: an overloaded server.
+    Late(Duration),
+}
+
+/// How a query reached the upstream: its name and what its header, OPT
+/// and transport said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Asked {
+    pub(crate) name: String,
+    pub(crate) edns: bool,
+    pub(crate) rd: bool,
+    pub(crate) tcp: bool,
 }
 
 /// Counts queries per name and delegates to the catalog, after `delay`
@@ -72,6 +86,7 @@ pub(crate) enum Outage {
 struct Counting {
     catalog: Catalog,
     seen: Arc<Mutex<Vec<String>>>,
+    asked: Arc<Mutex<Vec<Asked>>>,
     delay: Duration,
     outage: Arc<Mutex<Outage>>,
 }
@@ -86,6 +101,14 @@ impl RequestHandler for Counting {
         if let (Ok(info), Ok(mut seen)) = (request.request_info(), self.seen.lock()) {
             let name = info.query.name().to_string();
             seen.push(name.trim_end_matches('.').to_ascii_lowercase());
+            if let Ok(mut asked) = self.asked.lock() {
+                asked.push(Asked {
+                    name: name.trim_end_matches('.').to_ascii_lowercase(),
+                    edns: request.edns.is_some(),
+                    rd: request.metadata.recursion_desired,
+                    tcp: request.protocol().is_stream(),
+                });
+            }
         }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -96,14 +119,21 @@ impl RequestHandler for Counting {
             // Far longer than any test's upstream timeout; the answer that
             // comes after it is for a query long given up on.
             Outage::Silent => tokio::time::sleep(Duration::from_secs(60)).await,
-            Outage::ServFail => {
+            Outage::Late(wait) => tokio::time::sleep(wait).await,
+            Outage::ServFail | Outage::Refused => {
+                use hickory_proto::op::ResponseCode;
                 use hickory_server::zone_handler::MessageResponseBuilder;
+                let rcode = if outage == Outage::Refused {
+                    ResponseCode::Refused
+                } else {
+                    ResponseCode::ServFail
+                };
                 let msg = MessageResponseBuilder::from_message_request(request)
-                    .error_msg(&request.metadata, hickory_proto::op::ResponseCode::ServFail);
+                    .error_msg(&request.metadata, rcode);
                 let mut response = response;
                 return match response.send_response(msg).await {
                     Ok(info) => info,
-                    Err(e) => panic!("the upstream could not send SERVFAIL: {e}"),
+                    Err(e) => panic!("the upstream could not send {rcode:?}: {e}"),
                 };
             }
         }
@@ -124,6 +154,7 @@ pub(crate) struct Upstream {
     /// The CA that signed the DoT/DoH certificate, PEM (for `ca_file`).
     pub(crate) ca_pem: Option<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    asked: Arc<Mutex<Vec<Asked>>>,
     outage: Arc<Mutex<Outage>>,
     _server: Server<Counting>,
 }
@@ -177,10 +208,12 @@ impl Upstream {
             catalog.upsert(name.into(), vec![Arc::new(zone)]);
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let asked = Arc::new(Mutex::new(Vec::new()));
         let outage = Arc::new(Mutex::new(Outage::None));
         let mut server = Server::new(Counting {
             catalog,
             seen: seen.clone(),
+            asked: asked.clone(),
             delay,
             outage: outage.clone(),
         });
@@ -223,6 +256,7 @@ impl Upstream {
             handshakes,
             ca_pem: cert.map(|c| c.ca_pem.clone()),
             seen,
+            asked,
             outage,
             _server: server,
         }
@@ -241,6 +275,14 @@ impl Upstream {
         if let Ok(mut o) = self.outage.lock() {
             *o = outage;
         }
+    }
+
+    /// How each query for `name` (lowercase, no trailing dot) reached the upstream.
+    pub(crate) fn asked(&self, name: &str) -> Vec<Asked> {
+        self.asked
+            .lock()
+            .map(|a| a.iter().filter(|q| q.name == name).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every name the upstream was asked.
@@ -439,6 +481,74 @@ impl Lossy {
 impl Drop for Lossy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// An upstream whose UDP answers are all truncated (TC=1, no records) and
+/// whose TCP listener, on the same port, accepts and never answers: the
+/// retry over TCP that a truncated answer calls for fails.
+pub(crate) struct Truncating {
+    pub(crate) addr: SocketAddr,
+    /// UDP queries received.
+    udp: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    tcp: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Truncating {
+    pub(crate) async fn start() -> Self {
+        let (sock, listener) = bind_pair().await;
+        let addr = sock.local_addr().expect("addr");
+        let (udp, tcp) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let counted = udp.clone();
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+                m.metadata.recursion_desired = q.metadata.recursion_desired;
+                m.metadata.recursion_available = true;
+                m.metadata.truncation = true;
+                if let Some(question) = q.queries.first() {
+                    m.add_query(question.clone());
+                }
+                let _ = sock.send_to(&m.to_vec().expect("encode"), peer).await;
+            }
+        });
+        let accepted = tcp.clone();
+        let tcp_task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        Self {
+            addr,
+            udp,
+            tcp,
+            tasks: vec![udp_task, tcp_task],
+        }
+    }
+
+    /// UDP queries and TCP connections received so far.
+    pub(crate) fn received(&self) -> (usize, usize) {
+        (
+            self.udp.load(Ordering::SeqCst),
+            self.tcp.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for Truncating {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

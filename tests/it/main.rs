@@ -2,6 +2,7 @@
 //! on loopback, real DNS over UDP and TCP. One binary, one module per area.
 
 mod access;
+mod answers;
 mod blocking;
 mod cache;
 mod cli;
@@ -18,7 +19,9 @@ mod observe;
 mod ofac;
 mod privileges;
 mod reload;
+mod rpz;
 mod secure;
+mod sendbuf;
 mod shipped;
 mod strategies;
 mod tcp;

@@ -203,3 +203,150 @@ async fn bad_tcp_frames_close_only_their_connection() {
     still_serving(&e).await;
     e.stop().await;
 }
+
+/// A UDP upstream that answers every query with `A 192.0.2.1` and, after
+/// it, additional records that hickory reads but that embargo must not pass
+/// on as they came, chosen by the first label of the question:
+/// - `overrun`: an OPT whose last option (an EDE) states 10 bytes where 4 are left;
+/// - `after`: an OPT, then an A record whose owner points at bytes after the OPT;
+/// - `tsig`: an OPT, then a TSIG (last, as RFC 8945 wants it).
+///
+/// Returns its address and how many queries it received.
+async fn crafted_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            if let Some(answer) = crafted_answer(&buf[..n]) {
+                let _ = sock.send_to(&answer, peer).await;
+            }
+        }
+    });
+    (addr, count)
+}
+
+/// See [`crafted_upstream`].
+fn crafted_answer(query: &[u8]) -> Option<Vec<u8>> {
+    // The question: plain labels from offset 12, then type and class.
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + usize::from(query[end]);
+    }
+    let end = end + 5;
+    let first_label = query.get(13..13 + usize::from(*query.get(12)?))?;
+    let opt = |rdata: &[u8]| {
+        let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0];
+        o.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        o.extend_from_slice(rdata);
+        o
+    };
+    let mut a = query.get(..end)?.to_vec();
+    a[2] = 0x81;
+    a[3] = 0x80;
+    a[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+    a.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+    let additional: u16 = match first_label {
+        b"overrun" => {
+            // A cookie, then an EDE claiming 10 bytes where 4 are left.
+            a.extend_from_slice(&opt(&[
+                0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 15, 0, 10, 0, 18, b'x', b'y',
+            ]));
+            1
+        }
+        b"after" => {
+            a.extend_from_slice(&opt(&[]));
+            // `glue.<question>` A, then AAAA with its owner a pointer to that.
+            let glue = a.len();
+            a.extend_from_slice(
+                b"\x04glue\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x02",
+            );
+            a.extend_from_slice(&[0xc0 | (glue >> 8) as u8, glue as u8]);
+            a.extend_from_slice(&[0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+            a.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            3
+        }
+        b"tsig" => {
+            a.extend_from_slice(&opt(&[]));
+            a.extend_from_slice(b"\x03key\x00\x00\xfa\x00\xff\x00\x00\x00\x00\x00\x1d");
+            a.extend_from_slice(b"\x0bhmac-sha256\x00");
+            a.extend_from_slice(&[0, 0, 0, 0, 0, 1, 1, 44, 0, 0, 0, 1, 0, 0, 0, 0]);
+            2
+        }
+        _ => 0,
+    };
+    a[10..12].copy_from_slice(&additional.to_be_bytes());
+    Some(a)
+}
+
+/// Issue 16 (10): an upstream's OPT whose option overruns it, records after
+/// its OPT, and a TSIG after that were passed on as they came, and cached:
+/// the client's answer did not parse, or read other records than were
+/// sent. Now the client's answer parses, fresh and from the cache, with
+/// the answer and embargo's own OPT.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_a_malformed_opt_from_upstream_reaches_no_client() {
+    use std::sync::atomic::Ordering;
+    let (up, asked) = crafted_upstream().await;
+    let e = Embargo::start(&config(up, ""), &[]).await;
+    for (n, name) in ["overrun.up.test.", "after.up.test.", "tsig.up.test."]
+        .into_iter()
+        .enumerate()
+    {
+        for (time, proto) in [(0, "udp"), (1, "udp (cached)"), (2, "tcp (cached)")] {
+            let q = raw(name, RecordType::A, true);
+            let reply = if time < 2 {
+                udp_raw(e.addr, &q, Duration::from_secs(3))
+                    .await
+                    .expect("a reply")
+            } else {
+                let mut s = tokio::net::TcpStream::connect(e.addr)
+                    .await
+                    .expect("connect");
+                s.write_all(&(q.len() as u16).to_be_bytes())
+                    .await
+                    .expect("write");
+                s.write_all(&q).await.expect("write");
+                let len = s.read_u16().await.expect("length");
+                let mut buf = vec![0; usize::from(len)];
+                s.read_exact(&mut buf).await.expect("reply");
+                buf
+            };
+            let m = Message::from_vec(&reply)
+                .unwrap_or_else(|err| panic!("{name} over {proto}: {err}: {reply:02x?}"));
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NoError,
+                "{name} {proto}"
+            );
+            assert_eq!(m.answers.len(), 1, "{name} {proto}");
+            assert!(
+                m.additionals.is_empty(),
+                "{name} {proto}: {:?}",
+                m.additionals
+            );
+            let edns = m.edns.as_ref().expect("embargo's OPT");
+            assert_eq!(edns.max_payload(), 1232, "{name} {proto}");
+            assert!(
+                edns.options().as_ref().is_empty(),
+                "{name} {proto}: no option of theirs"
+            );
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            n + 1,
+            "{name}: the second ask is cached"
+        );
+    }
+    still_serving(&e).await;
+    e.stop().await;
+}

@@ -186,7 +186,7 @@ async fn all_queries_are_logged_with_decision_upstream_and_latency() {
 
     let recs = records(&log_path(&e), 5).await;
     assert_eq!(recs.len(), 5, "{recs:#?}");
-    let allowed = find(&recs, "www.up.test", "allowed");
+    let allowed = find(&recs, "www.up.test", "forwarded");
     assert_eq!(allowed["proto"], "udp");
     assert_eq!(allowed["upstream"], up.addr.to_string());
     assert_eq!(allowed["rcode"], "NOERROR");
@@ -817,11 +817,11 @@ async fn forwarded_answers_name_the_upstream_that_gave_them_on_either_path() {
     let (r, _) = tcp_from(e.addr, &query("mail.up.test.", RecordType::A, false)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     let recs = settled_records(&log_path(&e), 2).await;
-    let fast = find(&recs, "www.up.test", "allowed");
+    let fast = find(&recs, "www.up.test", "forwarded");
     assert_eq!(fast["proto"], "udp");
     assert_eq!(fast["upstream"], up.addr.to_string(), "{fast}");
     assert!(fast["latency_us"].as_u64().is_some_and(|l| l > 0), "{fast}");
-    let task = find(&recs, "mail.up.test", "allowed");
+    let task = find(&recs, "mail.up.test", "forwarded");
     assert_eq!(task["proto"], "tcp");
     assert_eq!(task["upstream"], up.addr.to_string(), "{task}");
     e.stop().await;
@@ -841,7 +841,7 @@ async fn forwarded_answers_name_the_upstream_that_gave_them_on_either_path() {
     .await;
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     let recs = settled_records(&log_path(&e), 1).await;
-    let allowed = find(&recs, "ns.up.test", "allowed");
+    let allowed = find(&recs, "ns.up.test", "forwarded");
     assert_eq!(allowed["upstream"], format!("tcp://{}", up.addr));
     e.stop().await;
 
@@ -876,7 +876,7 @@ async fn forwarded_answers_name_the_upstream_that_gave_them_on_either_path() {
             (0, 1) => up2.addr,
             counts => panic!("{name} asked {counts:?} times"),
         };
-        let rec = find(&recs, name, "allowed");
+        let rec = find(&recs, name, "forwarded");
         assert_eq!(rec["upstream"], asked.to_string(), "{rec}");
         seen.insert(asked);
     }
@@ -918,7 +918,7 @@ fn a_wildcard_socket_records_its_forwards_and_answers_from_the_address_asked() {
             let r = Message::from_vec(&buf[..n]).expect("decodes");
             assert_eq!(r.metadata.response_code, ResponseCode::NoError);
             let recs = settled_records(&log_path(&e), 1).await;
-            let allowed = find(&recs, "www.up.test", "allowed");
+            let allowed = find(&recs, "www.up.test", "forwarded");
             assert_eq!(allowed["client"], OUTSIDER);
             assert_eq!(allowed["upstream"], up.addr.to_string());
             e.stop().await;
@@ -948,7 +948,7 @@ async fn records_name_the_group_and_cname_blocks_their_list() {
     let blocked = find(&recs, "seized.example", "blocked");
     assert_eq!(blocked["group"], "default", "{blocked}");
     assert_eq!(blocked["client"], "127.0.0.1");
-    let allowed = find(&recs, "seized.example", "allowed");
+    let allowed = find(&recs, "seized.example", "forwarded");
     assert_eq!(allowed["group"], "servers", "{allowed}");
     let through: Vec<&Value> = recs
         .iter()

@@ -298,3 +298,128 @@ async fn local_list_change_reloads_without_losing_a_query() {
     );
     e.stop().await;
 }
+
+/// The CPU time this thread has run (Linux: `/proc/thread-self/schedstat`).
+/// Unlike the wall clock, it does not count the time the thread waited for
+/// a core, which on a busy machine says nothing about the code under test.
+pub(crate) fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("CPU time in ns");
+    Duration::from_nanos(ns)
+}
+
+/// The most CPU time the runtime's one thread spent on other tasks between
+/// two wake-ups of this one (which asks to wake every millisecond), until
+/// `stop` is set: how long other work held the runtime's thread.
+pub(crate) async fn worst_stall(stop: Arc<std::sync::atomic::AtomicBool>) -> Duration {
+    let mut worst = Duration::ZERO;
+    let mut last = thread_cpu();
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = thread_cpu();
+        worst = worst.max(now.saturating_sub(last));
+        last = now;
+    }
+    worst
+}
+
+/// Issue 16 (7): a downloaded list is parsed, written and fsynced off the
+/// runtime that carries forwarded answers. On a one-thread runtime, a task
+/// beside the refresh must keep running while a large download is parsed:
+/// the runtime's thread is never held, between two of its wake-ups, for
+/// anything like the CPU time that parsing that list takes.
+#[test]
+fn r16_a_large_download_is_parsed_and_written_off_the_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let list = names("big", 200_000);
+        // What parsing this list costs, in CPU time on this thread.
+        let started = thread_cpu();
+        let mut parsed = 0u64;
+        embargo::lists::load_lines(
+            &mut list.as_bytes(),
+            embargo::lists::Format::Domains,
+            &mut |_, _| parsed += 1,
+        )
+        .expect("parse");
+        let parse = thread_cpu() - started;
+        assert_eq!(parsed, 200_000);
+
+        let http = ListServer::start(Mode::Serve(list, "\"v1\"".into())).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("embargo.toml");
+        std::fs::write(dir.path().join("seized.txt"), "seized.example\n").expect("list");
+        std::fs::write(
+            &path,
+            remote_config("127.0.0.1:9".parse().expect("addr"), &http.url, "1h"),
+        )
+        .expect("config");
+        let config = embargo::Config::load(&path).expect("config");
+        let spec = &config.lists[1];
+        let embargo::config::Source::Http(url) = &spec.source else {
+            panic!("remote list")
+        };
+        let client = embargo::source::http::client().expect("client");
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = tokio::spawn(worst_stall(stop.clone()));
+        let outcome = embargo::source::http::refresh(&client, spec, url, false).await;
+        stop.store(true, Ordering::SeqCst);
+        let stalled = ticker.await.expect("ticker");
+        assert_eq!(
+            outcome,
+            embargo::source::Outcome::Updated { entries: 200_000 }
+        );
+        eprintln!(
+            "parsing the list takes {parse:?} of CPU; the runtime was held {stalled:?} at most"
+        );
+        assert!(
+            stalled < parse / 3,
+            "the runtime's thread was held for {stalled:?} of CPU; parsing the list takes {parse:?}"
+        );
+    });
+}
+
+/// Issue 16 (4): `embargo fetch` run before the first `embargo run` makes
+/// the state directory and the list copies, under whatever umask: they
+/// must be as private as the server's own (0750 and 0640), not 0777 and
+/// 0666 under `umask 000`.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_fetch_before_the_first_run_keeps_the_state_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let http = ListServer::start(Mode::Serve(names("f", 5), "\"v1\"".into())).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = crate::cli::write_config(
+        dir.path(),
+        &remote_config("127.0.0.1:9".parse().expect("addr"), &http.url, "1h"),
+    );
+    let out = tokio::process::Command::new("bash")
+        .args([
+            "-c",
+            "umask 000; exec \"$0\" fetch -c \"$1\"",
+            env!("CARGO_BIN_EXE_embargo"),
+            cfg.to_str().expect("utf8"),
+        ])
+        .output()
+        .await
+        .expect("run embargo fetch");
+    assert!(out.status.success(), "{out:?}");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let state = dir.path().join("embargo-state");
+    assert_eq!(mode(&state), 0o750, "the state directory");
+    assert_eq!(mode(&state.join("lists")), 0o750, "the lists directory");
+    assert_eq!(mode(&state.join("lists/remote.list")), 0o640, "the copy");
+}

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{BlackHole, Embargo, Lossy, Upstream, config, query, udp};
+use crate::harness::{
+    BlackHole, Embargo, Lossy, Outage, Truncating, Upstream, config, query, tcp, udp,
+};
 
 /// The harness config with `servers` (as written) and `[upstream]` extras.
 fn config_with(servers: &[String], upstream_extra: &str) -> String {
@@ -195,8 +197,12 @@ async fn identical_questions_in_flight_go_upstream_once() {
     e.stop().await;
 }
 
+/// Issue 16 (13): the UDP client's forward (sent from the worker, answered
+/// by the upstream socket's reader) and the TCP client's (awaited by a
+/// task) go through one state machine: both send an unanswered query again
+/// halfway through its attempt.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lost_datagram_is_sent_again_within_the_attempt() {
+async fn r16_a_lost_datagram_is_sent_again_on_both_forward_paths() {
     let up = Upstream::start().await;
     let lossy = Lossy::start(up.addr).await;
     let e = Embargo::start(
@@ -205,12 +211,127 @@ async fn a_lost_datagram_is_sent_again_within_the_attempt() {
     )
     .await;
     // The first datagram is lost; halfway through the attempt it goes again.
-    let (rcode, took) = ask(&e, "www.up.test.").await;
-    assert_eq!(rcode, ResponseCode::NoError, "answered, not SERVFAIL");
+    for (name, over_tcp) in [("www.up.test.", false), ("mail.up.test.", true)] {
+        let started = Instant::now();
+        let (rcode, _) = ask_over(&e, name, over_tcp).await;
+        let took = started.elapsed();
+        assert_eq!(
+            rcode,
+            ResponseCode::NoError,
+            "{name}: answered, not SERVFAIL"
+        );
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_millis(900),
+            "{name}: {took:?}"
+        );
+        assert_eq!(up.count(name.trim_end_matches('.')), 1);
+    }
+    e.stop().await;
+}
+
+/// Asks `name` over UDP or TCP; the rcode and the number of answers.
+async fn ask_over(e: &Embargo, name: &str, over_tcp: bool) -> (ResponseCode, usize) {
+    let msg = query(name, RecordType::A, false);
+    let r = if over_tcp {
+        tcp(e.addr, &msg).await
+    } else {
+        udp(e.addr, &msg).await
+    };
+    (r.metadata.response_code, r.answers.len())
+}
+
+/// Issue 16 (13): a truncated answer is retried over TCP with a share of
+/// the deadline, not all of it, and when that fails the next server is
+/// asked: on both forward paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_a_truncated_answer_whose_tcp_retry_fails_fails_over_on_both_paths() {
+    let trunc = Truncating::start().await;
+    let good = Upstream::start().await;
+    let servers = [trunc.addr.to_string(), good.addr.to_string()];
+    let e = Embargo::start(&config_with(&servers, "timeout_ms = 1000"), &[]).await;
+    for (name, over_tcp) in [("www.up.test.", false), ("mail.up.test.", true)] {
+        let started = Instant::now();
+        let (rcode, answers) = ask_over(&e, name, over_tcp).await;
+        let took = started.elapsed();
+        assert_eq!(
+            rcode,
+            ResponseCode::NoError,
+            "{name}: the second server's answer"
+        );
+        assert_eq!(answers, 1, "{name}");
+        // The TCP retry waited half the deadline (two servers), then the
+        // second server answered at once.
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_millis(900),
+            "{name}: {took:?}"
+        );
+        assert_eq!(good.count(name.trim_end_matches('.')), 1);
+    }
+    assert_eq!(trunc.received(), (2, 2), "each asked over UDP, then TCP");
+    // A truncated answer credits nothing until the whole answer is in: the
+    // third failed retry takes the server out, and the next query goes
+    // straight to the second.
+    let (rcode, _) = ask_over(&e, "ns.up.test.", false).await;
+    assert_eq!(rcode, ResponseCode::NoError);
+    let started = Instant::now();
+    let (rcode, _) = ask_over(&e, "txt.up.test.", false).await;
+    assert_eq!(rcode, ResponseCode::NoError, "TXT asked as A: NODATA");
     assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_millis(900),
-        "{took:?}"
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
     );
-    assert_eq!(up.count("www.up.test"), 1);
+    assert_eq!(trunc.received(), (3, 3), "skipped once down");
+    e.stop().await;
+}
+
+/// Issue 16 (8): an upstream that answers SERVFAIL at once is a failure,
+/// not a fast answer: the next server is asked within the deadline, and
+/// neither strategy keeps sending queries to the broken one first.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_an_upstream_answering_servfail_is_failed_over_and_not_preferred() {
+    for strategy in ["failover", "fastest"] {
+        let (broken, good) = (Upstream::start().await, Upstream::start().await);
+        broken.set_outage(Outage::ServFail);
+        let servers = [broken.addr.to_string(), good.addr.to_string()];
+        let extra = format!("timeout_ms = 1000\nstrategy = \"{strategy}\"");
+        let e = Embargo::start(&config_with(&servers, &extra), &[]).await;
+        for i in 0..20 {
+            let (rcode, _) = ask(&e, &format!("s{i}.up.test.")).await;
+            assert_eq!(rcode, ResponseCode::NXDomain, "{strategy}: query {i}");
+        }
+        let (b, g) = (asked(&broken, "s"), asked(&good, "s"));
+        assert_eq!(g, 20, "{strategy}: the good server answered every query");
+        // Three failures in a row take it out for a second.
+        assert!(
+            b <= 4,
+            "{strategy}: the broken server was asked first {b} times"
+        );
+        e.stop().await;
+    }
+}
+
+/// Issue 16 (8): when every upstream fails softly the client gets SERVFAIL:
+/// an upstream's SERVFAIL as it came (its EDE may say why), and for
+/// REFUSED our own, with EDE 22: REFUSED is the upstream refusing us, and
+/// passed on it would tell the client that we refuse it.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_when_every_upstream_fails_softly_the_client_gets_servfail() {
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    a.set_outage(Outage::Refused);
+    b.set_outage(Outage::Refused);
+    let servers = [a.addr.to_string(), b.addr.to_string()];
+    let e = Embargo::start(&config_with(&servers, "timeout_ms = 1000"), &[]).await;
+    let r = udp(e.addr, &query("r.up.test.", RecordType::A, true)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(
+        crate::harness::ede(&r),
+        Some((22, "upstream refused the query".into()))
+    );
+    assert_eq!((asked(&a, "r"), asked(&b, "r")), (1, 1), "both asked");
+    b.set_outage(Outage::ServFail);
+    let r = tcp(e.addr, &query("s.up.test.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!((asked(&a, "s"), asked(&b, "s")), (1, 1), "both asked");
     e.stop().await;
 }

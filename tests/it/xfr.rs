@@ -9,6 +9,7 @@
 //! asked for, and `.ci/run` installs knot and asks for it.
 
 mod knot;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +27,8 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use tokio::net::UdpSocket;
 
-use crate::harness::{Embargo, Upstream, bind_pair, config, ede, query, udp};
+use crate::harness::{Embargo, Upstream, bind_pair, config, ede, query, udp, with_http};
+use raw::{RawPrimary, Zone as RawZone};
 
 /// The RPZ zone `rpz.test.` at `serial`: NXDOMAIN for each of `names` and
 /// every name below it.
@@ -295,4 +297,252 @@ async fn the_refresh_timer_follows_the_serial_not_the_content() {
     assert_eq!(primary.received(RecordType::IXFR), 1);
     e.stop().await;
     primary.stop().await;
+}
+
+/// Waits until the feed's copy has been refused (or failed, `failed`) once
+/// more than `before` times; its metadata then.
+async fn until_turned_down(
+    e: &Embargo,
+    failed: bool,
+    before: u64,
+    within: Duration,
+) -> embargo::source::FetchMeta {
+    let started = Instant::now();
+    loop {
+        let m = meta(e);
+        if (if failed { m.failures } else { m.refused }) > before {
+            return m;
+        }
+        assert!(
+            started.elapsed() < within,
+            "no {} transfer after {within:?}: {m:?}",
+            if failed { "failed" } else { "refused" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The feed's entry in `/api/lists`.
+async fn api_list(http: SocketAddr) -> serde_json::Value {
+    let body = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+        .get(format!("http://{http}/api/lists"))
+        .send()
+        .await
+        .expect("GET /api/lists")
+        .text()
+        .await
+        .expect("body");
+    let lists: serde_json::Value = serde_json::from_str(&body).expect("json");
+    lists["lists"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == "feed").cloned())
+        .unwrap_or_else(|| panic!("no feed in {body}"))
+}
+
+/// Issue 16 (6): a transfer goes through the guards a download does. A
+/// zone that lost more than `max_shrink` of its names, or all of them, is
+/// refused, the last good copy stays in force, and `/api/lists` says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_a_transfer_that_shrinks_or_empties_the_feed_is_refused_and_the_copy_stays() {
+    let up = Upstream::start().await;
+    let names = [
+        "feed-a.example",
+        "feed-b.example",
+        "feed-c.example",
+        "feed-d.example",
+    ];
+    let primary = Primary::start(&rpz(1, &names)).await;
+    // The default max_shrink (50%), and one that lets the list shrink as it will.
+    let strict = Embargo::start(&config(up.addr, &feed(primary.addr, "1h", "")), &[]).await;
+    let lenient = Embargo::start(
+        &with_http(
+            &config(
+                up.addr,
+                &feed(primary.addr, "1h", "max_shrink = \"100%\"\n"),
+            ),
+            "listen = [\"127.0.0.1:0\"]",
+        ),
+        &[],
+    )
+    .await;
+    for e in [&strict, &lenient] {
+        until(e, "www.feed-d.example.", true, Duration::from_secs(10)).await;
+    }
+    let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
+
+    // Three names of four gone: more than 50% fewer.
+    primary.publish(&rpz(2, &["feed-a.example"])).await;
+    for e in [&strict, &lenient] {
+        notify(loopback, e.addr, "rpz.test.").await;
+    }
+    until(&lenient, "feed-d.example.", false, Duration::from_secs(10)).await;
+    let m = until_turned_down(&strict, false, 0, Duration::from_secs(10)).await;
+    assert!(
+        m.last_result.starts_with("refused") && m.last_result.contains("max_shrink"),
+        "{m:?}"
+    );
+    assert_eq!(m.serial, Some(1), "the copy in use stays at its serial");
+    assert!(
+        blocked(&strict, "www.feed-d.example.").await,
+        "the last good copy stays"
+    );
+
+    // No names left at all (SOA and NS only): refused whatever max_shrink says.
+    primary.publish(&rpz(3, &[])).await;
+    notify(loopback, lenient.addr, "rpz.test.").await;
+    let m = until_turned_down(&lenient, false, 0, Duration::from_secs(10)).await;
+    assert!(
+        m.last_result.starts_with("refused") && m.last_result.contains("no names"),
+        "{m:?}"
+    );
+    assert_eq!(m.serial, Some(2));
+    assert!(
+        blocked(&lenient, "feed-a.example.").await,
+        "the last good copy stays"
+    );
+    let api = api_list(lenient.http[0]).await;
+    assert_eq!(api["last_result"], m.last_result.as_str(), "{api}");
+    assert_eq!(api["in_force"], true, "{api}");
+
+    // An operator can take the empty zone on purpose (`embargo fetch --force`).
+    let config = embargo::Config::load(&lenient.dir().join("embargo.toml")).expect("config");
+    let spec = config
+        .lists
+        .iter()
+        .find(|l| l.name == "feed")
+        .expect("feed list");
+    let embargo::config::Source::Axfr(src) = &spec.source else {
+        panic!("axfr source")
+    };
+    assert_eq!(
+        embargo::source::xfr::refresh(spec, src, true).await,
+        embargo::source::Outcome::Updated { entries: 0 }
+    );
+    assert_eq!(meta(&lenient).serial, Some(3));
+
+    strict.stop().await;
+    lenient.stop().await;
+    primary.stop().await;
+}
+
+/// Issue 16 (6): a primary that never closes its zone (or sends a huge
+/// one) is cut off once the zone passes `max_size_mb`, as a download is,
+/// not after a million messages held in memory; the IXFR that hit the
+/// limit is not tried again as an AXFR, and the last good copy stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn r16_an_endless_zone_is_cut_at_max_size_as_it_streams_and_the_copy_stays() {
+    const MIB: u64 = 1024 * 1024;
+    let up = Upstream::start().await;
+    let primary = RawPrimary::start(RawZone::Names {
+        serial: 1,
+        count: 50,
+    })
+    .await;
+    let e = Embargo::start(
+        &config(
+            up.addr,
+            &feed(primary.addr, "1h", "max_size_mb = 1\ntimeout = \"30s\"\n"),
+        ),
+        &[],
+    )
+    .await;
+    until(&e, "www.n7.example.", true, Duration::from_secs(10)).await;
+    assert_eq!(primary.transfers(), 1);
+    let before = primary.sent();
+
+    primary.publish(RawZone::Endless {
+        serial: 2,
+        cap: 32 * MIB,
+    });
+    let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
+    notify(loopback, e.addr, "rpz.test.").await;
+    let m = until_turned_down(&e, true, 0, Duration::from_secs(60)).await;
+    assert!(
+        m.last_result.contains("1048576-byte limit"),
+        "cut at max_size: {m:?}"
+    );
+    assert_eq!(m.serial, Some(1), "the copy in use stays at its serial");
+    assert!(blocked(&e, "n7.example.").await, "the last good copy stays");
+    let streamed = primary.sent() - before;
+    // 1 MiB of zone text is about 0.4 MiB on the wire; the rest is what the
+    // kernel's socket buffers took before embargo hung up.
+    assert!(
+        streamed < 16 * MIB,
+        "{streamed} bytes streamed before the transfer was cut"
+    );
+    assert_eq!(
+        primary.transfers(),
+        2,
+        "one IXFR, cut, and no AXFR after it"
+    );
+    assert_eq!(primary.hung_up(), 1, "embargo hung up on the endless zone");
+    e.stop().await;
+}
+
+/// Issue 16 (7): a transferred zone is converted as its messages arrive,
+/// and parsed, written and fsynced off the runtime that carries forwarded
+/// answers. On a one-thread runtime, a task beside the refresh keeps
+/// running: the runtime's thread is never held, between two of its
+/// wake-ups, for anything like the CPU time that parsing the zone takes.
+#[test]
+fn r16_a_large_zone_is_parsed_and_written_off_the_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    const NAMES: usize = 40_000;
+    // The primary builds and encodes its zone on a runtime of its own.
+    let primary_rt = tokio::runtime::Runtime::new().expect("runtime");
+    let primary = primary_rt.block_on(RawPrimary::start(RawZone::Names {
+        serial: 1,
+        count: NAMES,
+    }));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("embargo.toml");
+        std::fs::write(dir.path().join("seized.txt"), "seized.example\n").expect("list");
+        std::fs::write(
+            &path,
+            config(
+                "127.0.0.1:9".parse().expect("addr"),
+                &feed(primary.addr, "1h", ""),
+            ),
+        )
+        .expect("config");
+        let config = embargo::Config::load(&path).expect("config");
+        let spec = &config.lists[1];
+        let embargo::config::Source::Axfr(src) = &spec.source else {
+            panic!("axfr source")
+        };
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = tokio::spawn(crate::reload::worst_stall(stop.clone()));
+        let outcome = embargo::source::xfr::refresh(spec, src, false).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let stalled = ticker.await.expect("ticker");
+        // Each name and its wildcard.
+        let names = 2 * NAMES as u64;
+        assert_eq!(
+            outcome,
+            embargo::source::Outcome::Updated { entries: names }
+        );
+
+        // What parsing the copy costs, in CPU time on this thread.
+        let started = crate::reload::thread_cpu();
+        let mut parsed = 0u64;
+        embargo::lists::load_file(&spec.path, spec.format, &mut |_, _| parsed += 1).expect("parse");
+        let parse = crate::reload::thread_cpu() - started;
+        assert_eq!(parsed, names);
+        eprintln!(
+            "parsing the zone takes {parse:?} of CPU; the runtime was held {stalled:?} at most"
+        );
+        assert!(
+            stalled < parse / 3,
+            "the runtime's thread was held for {stalled:?} of CPU; parsing the zone takes {parse:?}"
+        );
+    });
 }

@@ -17,6 +17,8 @@
 
 use std::borrow::Cow;
 
+use crate::matcher::Scope;
+
 mod adblock;
 mod domains;
 mod hosts;
@@ -135,6 +137,19 @@ impl Format {
         }
     }
 
+    /// Which names an entry of this format covers. An RPZ trigger `x`
+    /// covers `x` alone and `*.x` the names below `x`, as BIND and
+    /// PowerDNS read a policy zone; in every other format a listed name
+    /// covers itself and its subdomains, and `*.x` says the same as `x`
+    /// (it only lets a bare TLD be listed on purpose).
+    pub fn scope(self, wildcard: bool) -> Scope {
+        match (self, wildcard) {
+            (Self::Rpz, false) => Scope::Exact,
+            (Self::Rpz, true) => Scope::Below,
+            _ => Scope::Subtree,
+        }
+    }
+
     /// A parser holding the per-file state (RPZ needs $ORIGIN, parentheses,
     /// previous owner).
     pub fn parser(self) -> Parser {
@@ -154,8 +169,26 @@ pub enum EntryKind {
     Nxdomain,
     /// RPZ `CNAME *.`: answer NODATA.
     Nodata,
-    /// RPZ `CNAME rpz-passthru.`: never block this name (an allow entry).
+    /// RPZ `CNAME rpz-passthru.`: this feed does not block the names the
+    /// trigger covers (its less specific triggers no longer count for
+    /// them); another list still may. Not an allow entry.
     Passthru,
+}
+
+/// What a list says about one name: how to answer it, and which names
+/// the entry covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub kind: EntryKind,
+    pub scope: Scope,
+}
+
+impl Rule {
+    /// A plain list's entry: block the name and everything below it.
+    pub const BLOCK: Self = Self {
+        kind: EntryKind::Block,
+        scope: Scope::Subtree,
+    };
 }
 
 /// One name found on a line, not yet normalised (case, trailing dot, IDN,
@@ -166,8 +199,8 @@ pub struct Entry<'a> {
     /// dot possibly present. Borrowed from the line, except an RPZ owner
     /// under a `$ORIGIN` below the zone apex, which must be completed.
     pub name: Cow<'a, str>,
-    /// The line wrote "*.name" (explicit wildcard: the name and all its
-    /// subdomains).
+    /// The line wrote "*.name": the names below `name` in RPZ, the name
+    /// and its subdomains elsewhere (see [`Format::scope`]).
     pub wildcard: bool,
     pub kind: EntryKind,
 }

@@ -13,7 +13,10 @@
 //! follows, and reads absolute owners outside it as the names they are.
 //! Supported policies are the QNAME triggers with
 //! `CNAME .` (NXDOMAIN), `CNAME *.` (NODATA) and `CNAME rpz-passthru.` (or the
-//! legacy CNAME to the trigger name itself; both allow the name).
+//! legacy CNAME to the trigger name itself; both exempt the name from this
+//! feed's less specific triggers, never from another list). An owner `x`
+//! is a trigger for `x` alone, and `*.x` for the names below `x`
+//! ([`super::Format::scope`]).
 //! Unsupported: `rpz-ip`, `rpz-nsdname`, `rpz-nsip` and `rpz-client-ip`
 //! triggers, `rpz-drop.` and `rpz-tcp-only.` actions, CNAME redirects, local
 //! data (A, AAAA, TXT...), `$INCLUDE`/`$GENERATE`, a `*` covering the whole

@@ -150,9 +150,14 @@ async fn two_secondaries_of_knotd_apply_a_serial_bump_by_ixfr_within_seconds_of_
             tsig,
             ..src.clone()
         };
-        let err = embargo::source::xfr::axfr(&src, Duration::from_secs(5))
+        let fetch = embargo::config::Fetch {
+            timeout: Duration::from_secs(5),
+            ..embargo::config::Fetch::default()
+        };
+        let err = embargo::source::xfr::axfr(&src, &fetch)
             .await
-            .expect_err("refused");
+            .expect_err("refused")
+            .to_string();
         let lower = err.to_ascii_lowercase();
         assert!(
             lower.contains("not authorized") || lower.contains("refused") || lower.contains("tsig"),
