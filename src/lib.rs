@@ -93,18 +93,20 @@ pub enum RunError {
 /// Builds the handler for `config` around an already-built snapshot, with
 /// the observer (query log, hit report) that `[log]` and `[hits]` ask for.
 pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handler>, RunError> {
-    let observer = observe::Observer::start(config, snapshot.slots.clone())?;
-    Ok(Arc::new(
-        server::Handler::new(
-            Arc::new(ArcSwap::from_pointee(snapshot)),
-            cache::Cache::new(&config.cache),
-            upstream::Upstream::new(&config.upstream)
-                .with_failure_ttl(config.cache.servfail_ttl)
-                .with_overdue(config.cache.stale_client_timeout),
-        )
-        .with_max_forwards(config.server.max_forwards)
-        .with_observer(observer),
-    ))
+    let slots = snapshot.slots.clone();
+    // `[upstream]`'s set; each `[[forward]]` set is built like it, from the
+    // snapshot's table, and rebuilt when a reload changes it.
+    let handler = server::Handler::new(
+        Arc::new(ArcSwap::from_pointee(snapshot)),
+        cache::Cache::new(&config.cache),
+        upstream::Upstream::new(&config.upstream)
+            .with_failure_ttl(config.cache.servfail_ttl)
+            .with_overdue(config.cache.stale_client_timeout),
+    )
+    .with_max_forwards(config.server.max_forwards);
+    let servers = handler.upstreams().names().clone();
+    let observer = observe::Observer::start(config, slots, servers)?;
+    Ok(Arc::new(handler.with_observer(observer)))
 }
 
 /// Every socket `embargo run` serves, bound: DNS and HTTP.

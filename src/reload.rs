@@ -9,7 +9,9 @@
 //! A reload that fails (bad config, unreadable list) keeps the rules in
 //! force and says why. Settings that live in sockets, the handler or the
 //! observer (`[server]`, `upstream`, `cache`, `log`, `hits`, `[http]`) need
-//! a restart; a reload that sees them changed says so.
+//! a restart; a reload that sees them changed says so. `[[forward]]` does
+//! not: its zones swap with the snapshot, and the first forward under the
+//! new one builds the sets it names (`upstream::Sets`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

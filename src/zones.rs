@@ -19,7 +19,7 @@
 
 use hashbrown::HashTable;
 
-use crate::config::ForwardSpec;
+use crate::config::{ForwardSpec, UpstreamConfig};
 use crate::matcher::NameKey;
 
 /// Names (in wire form) with a value each, looked up by suffix.
@@ -154,13 +154,29 @@ impl<'t, V> Iterator for Suffixes<'t, '_, V> {
 }
 
 /// Which `[[forward]]` set a name goes to: the set of its most specific
-/// forwarded zone, or none (`[upstream]`). Frozen into the snapshot; the
-/// upstream layer asks it once per forwarded query.
+/// forwarded zone, or none (`[upstream]`). Frozen into the snapshot with
+/// each set's servers, so that the set a name goes to and the servers
+/// asked come from the same reload (the upstream layer builds the sets
+/// from [`ForwardZones::spec`]: `upstream::Sets`).
 #[derive(Debug, Default)]
 pub struct ForwardZones {
     table: NameTable<u16>,
-    /// Each set as `embargo check` names it: `forward[1] (10.0.0.10:53, …)`.
-    sets: Vec<String>,
+    sets: Vec<ForwardSet>,
+}
+
+/// One `[[forward]]` table as the handler needs it.
+#[derive(Debug)]
+struct ForwardSet {
+    /// As `embargo check` names it: `forward[1] (10.0.0.10:53, …)`.
+    about: String,
+    /// Its servers, strategy and timeouts.
+    spec: UpstreamConfig,
+    /// What the cache keys its answers with (never 0, which is
+    /// `[upstream]`'s): a hash of its servers, so that an answer is kept
+    /// per set of servers that gave it. A reload that moves a zone to other
+    /// servers finds nothing cached from the old ones; one that keeps them
+    /// keeps what they answered.
+    cache_key: u32,
 }
 
 /// A name's forwarded zone.
@@ -177,7 +193,7 @@ impl ForwardZones {
     /// The table of `sets` (the config guarantees a zone is in one set).
     pub fn new(sets: &[ForwardSpec]) -> Self {
         let mut table = NameTable::default();
-        let mut names = Vec::new();
+        let mut out = Vec::new();
         for (i, set) in sets.iter().enumerate() {
             let Ok(index) = u16::try_from(i) else { break };
             for zone in &set.zones {
@@ -191,19 +207,46 @@ impl ForwardZones {
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            names.push(format!("forward[{}] ({})", i + 1, servers.join(", ")));
+            let servers = servers.join(", ");
+            let cache_key = (xxhash_rust::xxh3::xxh3_64(servers.as_bytes()) as u32).max(1);
+            out.push(ForwardSet {
+                about: format!("forward[{}] ({servers})", i + 1),
+                spec: set.upstream.clone(),
+                cache_key,
+            });
         }
-        Self { table, sets: names }
+        Self { table, sets: out }
     }
 
     /// The set's name for people: `forward[1] (10.0.0.10:53, tls://…)`.
     pub fn describe(&self, set: usize) -> Option<&str> {
-        self.sets.get(set).map(String::as_str)
+        self.sets.get(set).map(|s| s.about.as_str())
     }
 
-    /// The set `name` goes to, or `None` for `[upstream]`.
+    /// The servers, strategy and timeouts of `set`.
+    pub fn spec(&self, set: usize) -> Option<&UpstreamConfig> {
+        self.sets.get(set).map(|s| &s.spec)
+    }
+
+    /// Sets held (`[[forward]]` tables).
+    pub fn sets(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// What the cache keys the answers of `set` with: never 0, which
+    /// stands for `[upstream]`.
+    #[inline]
+    pub fn cache_key(&self, set: usize) -> u32 {
+        self.sets.get(set).map_or(0, |s| s.cache_key)
+    }
+
+    /// The set `name` goes to, or `None` for `[upstream]`. Without
+    /// `[[forward]]`, one compare.
     #[inline]
     pub fn lookup(&self, name: &NameKey) -> Option<ZoneMatch> {
+        if self.table.is_empty() {
+            return None;
+        }
         self.table.longest(name).map(|(suffix, set)| ZoneMatch {
             set: usize::from(*set),
             suffix,
@@ -266,6 +309,10 @@ mod tests {
         assert_eq!(z.len(), 3);
         assert_eq!(z.describe(1), Some("forward[2] (10.0.0.1:53)"));
         assert_eq!(z.describe(2), None);
+        // Answers are cached per set of servers: the same servers, the same key.
+        assert_ne!(z.cache_key(0), 0);
+        assert_eq!(z.cache_key(0), z.cache_key(1));
+        assert_eq!(z.cache_key(2), 0);
     }
 
     /// A label holding a dot on the wire is not two labels.

@@ -179,13 +179,29 @@ impl Upstream {
         Self::start_full(&[], Duration::ZERO, Some(cert)).await
     }
 
+    /// Serving `zones` (origin, zone text) instead of the usual ones, each
+    /// answer after `delay`: another authoritative server (an internal one,
+    /// in the tests of conditional forwarding).
+    pub(crate) async fn start_zones(zones: &[(&str, &str)], delay: Duration) -> Self {
+        Self::start_from(zones, &[], delay, None).await
+    }
+
     async fn start_full(
         extra_up_test: &[String],
         delay: Duration,
         cert: Option<&TestCert>,
     ) -> Self {
+        Self::start_from(ZONES, extra_up_test, delay, cert).await
+    }
+
+    async fn start_from(
+        zones: &[(&str, &str)],
+        extra_up_test: &[String],
+        delay: Duration,
+        cert: Option<&TestCert>,
+    ) -> Self {
         let mut catalog = Catalog::new();
-        for (origin, text) in ZONES {
+        for (origin, text) in zones {
             let mut text = text.to_string();
             if *origin == "up.test." {
                 for line in extra_up_test {
