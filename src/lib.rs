@@ -6,12 +6,12 @@
 //!                                                                  policy  (pre-built answers)
 //!                        access (allow/deny), limiter ──► state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
 //!                                                                │
-//!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► lookup ┤
-//!                                           │                           │                ├─ blocked ─► policy.respond ─► client
-//!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
-//!                                                                                        └─ else ────► upstream ─► cname ─► cache ─► client
+//!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► local ─► lookup   ┤
+//!                                           │                           │             │             ├─ blocked ─► policy.respond ─► client
+//!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)   └─► AA answer ├─ cached  ─► cache ─────────► client
+//!                                                                                                   └─ else ────► upstream set ─► cname ─► cache ─► client
 //!            local: [local_zones], [[records]] and hosts files, frozen with their answers (asked before the lists);
-//!            zones: which [[forward]] set a forwarded name goes to (the most specific zone)
+//!            zones: which [[forward]] set a forwarded name goes to (the most specific zone); upstream::Sets binds it to servers
 //!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
