@@ -388,3 +388,123 @@ async fn r18_a_reload_moves_a_zone_to_its_new_servers() {
     );
     e.stop().await;
 }
+
+/// knotd (Debian package `knot`) as the domain controller, serving the
+/// zones of [`DC_ZONES`] on 127.0.0.1.
+struct KnotDc {
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl KnotDc {
+    fn start() -> Self {
+        use std::process::{Command, Stdio};
+        let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd", "/sbin/knotd"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect(
+                "knotd is not installed: this test needs Debian package knot (.ci/run installs it)",
+            );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let d = dir.path().display();
+        let mut zones = String::new();
+        for (origin, text) in DC_ZONES {
+            let file = format!("{}zone", origin);
+            std::fs::write(dir.path().join(&file), text).expect("zone file");
+            zones.push_str(&format!("  - domain: {origin}\n    file: {file}\n"));
+        }
+        let conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    background-workers: 1\n\
+database:\n    storage: \"{d}/db\"\n\
+control:\n    listen: \"{d}/knot.sock\"\n\
+log:\n  - target: \"{d}/knot.log\"\n    any: info\n\
+template:\n  - id: default\n    storage: \"{d}\"\n    semantic-checks: off\n    zonefile-sync: -1\n\
+zone:\n{zones}"
+        );
+        std::fs::create_dir_all(dir.path().join("db")).expect("db dir");
+        std::fs::write(dir.path().join("knot.conf"), conf).expect("conf");
+        let child = Command::new(knotd)
+            .arg("--config")
+            .arg(dir.path().join("knot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start knotd");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "knotd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            addr,
+            _dir: dir,
+            child,
+        }
+    }
+}
+
+impl Drop for KnotDc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same story against a real authoritative server, knotd, as the
+/// domain controller: its answers, its NXDOMAIN and SOA, and nothing to
+/// the public upstream.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs knotd (Debian package knot): .ci/run runs it with --ignored"]
+async fn r18_knotd_as_the_domain_controller() {
+    let public = Upstream::start().await;
+    let knot = KnotDc::start();
+    let tables = format!(
+        "[[lists]]\nname = \"corp\"\nsource = \"corp.txt\"\n\n\
+         [[forward]]\nzones = [\"corp.example\", \"10.in-addr.arpa\"]\nservers = [\"{}\"]\n",
+        knot.addr
+    );
+    let cfg = config(public.addr, &tables)
+        .replace("[local_zones]\ndefaults = false\n", "[local_zones]\n")
+        .replace("timeout_ms = 1000", "timeout_ms = 3000");
+    let e = Embargo::start(&cfg, &[("corp.txt", CORP_LIST)]).await;
+    for over_tcp in [false, true] {
+        let ask = async |name: &str, rtype: RecordType| {
+            let q = query(name, rtype, true);
+            if over_tcp {
+                tcp(e.addr, &q).await
+            } else {
+                udp(e.addr, &q).await
+            }
+        };
+        let r = ask("dc1.corp.example.", RecordType::A).await;
+        assert_eq!(a_of(&r), ["10.0.0.10"], "{r:?}");
+        let r = ask("_ldap._tcp.dc._msdcs.corp.example.", RecordType::SRV).await;
+        assert!(
+            r.answers.iter().any(|rr| matches!(&rr.data,
+                RData::SRV(s) if s.port == 389 && s.target.to_string() == "dc1.corp.example.")),
+            "{r:?}"
+        );
+        let r = ask("10.0.0.10.in-addr.arpa.", RecordType::PTR).await;
+        assert!(
+            r.answers.iter().any(|rr| matches!(&rr.data,
+                RData::PTR(p) if p.0.to_string() == "dc1.corp.example.")),
+            "{r:?}"
+        );
+        let r = ask("nosuch.corp.example.", RecordType::A).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(
+            soa_of(&r),
+            Some(("corp.example.".into(), "dc1.corp.example.".into()))
+        );
+        let r = ask("blocked.corp.example.", RecordType::A).await;
+        assert!(ede(&r).is_some(), "{r:?}");
+    }
+    assert_eq!(leaked(&public), Vec::<String>::new());
+    e.stop().await;
+}
