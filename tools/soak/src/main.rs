@@ -68,7 +68,8 @@
 //! cli        flags -> Opts             schedule   rows, stalls, reloads: when
 //! mix        classes, weights, order   pacing     open loop: what is due now
 //! queries    query files -> wire       run        the sending loop
-//! malformed  the bad packets, rcodes   udp        sendmmsg/recvmmsg, timestamps
+//! malformed  the bad packets           udp        sendmmsg/recvmmsg, timestamps
+//! rcode      what an answer says
 //! table      IDs in flight             tcp        pipelining connections
 //! stats      fates by row and second   proxy      the stalling upstream
 //! sample     /proc: RSS, CPU, drops    reload     the reload command
@@ -81,6 +82,7 @@ mod mix;
 mod pacing;
 mod proxy;
 mod queries;
+mod rcode;
 mod reload;
 mod report;
 mod run;
@@ -93,7 +95,7 @@ mod udp;
 
 fn main() {
     let opts = cli::parse().unwrap_or_else(|e| fail(&e));
-    let finished = run::run(opts).unwrap_or_else(|e| fail(&e));
+    let finished = run::run(opts, report::progress).unwrap_or_else(|e| fail(&e));
     report::report(&finished);
 }
 

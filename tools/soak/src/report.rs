@@ -6,9 +6,10 @@
 
 use crate::malformed::KINDS;
 use crate::mix::{BLOCKED, CACHED, CLASSES, FORWARDED, MALFORMED, TCP};
+use crate::rcode::RCODES;
 use crate::run::Finished;
 use crate::sample::{Drops, Sample, cpu_between, cpu_pct};
-use crate::stats::{ClassStats, RCODES, Row};
+use crate::stats::{ClassStats, Row};
 
 /// The line on stderr as a row ends, to follow a long run.
 pub(crate) fn progress(r: &Row, prev: &Sample) {

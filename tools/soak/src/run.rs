@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::Opts;
-use crate::malformed::{KINDS, full_rcode, malformed};
+use crate::malformed::{KINDS, malformed};
 use crate::mix::{CACHED, MALFORMED, TCP, pattern};
 use crate::pacing::Pacer;
 use crate::proxy;
 use crate::queries::{self, Pool, compose};
+use crate::rcode::full_rcode;
 use crate::reload::{Reload, reload};
-use crate::report::progress;
 use crate::sample::{Ports, Sample, Watched, sample};
 use crate::schedule::{Events, Schedule, ns};
 use crate::stats::{Row, Second, Stats};
@@ -298,9 +298,9 @@ impl Run {
     }
 }
 
-/// Runs the whole soak as `o` says, printing a line to stderr as each row
-/// ends.
-pub(crate) fn run(o: Opts) -> Result<Finished, Error> {
+/// Runs the whole soak as `o` says; `row_done` hears of each row as it
+/// ends, with the machine at the end of the row before.
+pub(crate) fn run(o: Opts, mut row_done: impl FnMut(&Row, &Sample)) -> Result<Finished, Error> {
     let mut pools = [Pool::empty(), Pool::empty(), Pool::empty()];
     for (c, pool) in pools.iter_mut().enumerate() {
         if o.mix[c] > 0
@@ -434,7 +434,7 @@ pub(crate) fn run(o: Opts) -> Result<Finished, Error> {
                 proxy_seen = (f, d);
             }
             r.end = s;
-            progress(r, &last);
+            row_done(r, &last);
             last = s;
             row += 1;
         }

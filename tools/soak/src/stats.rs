@@ -2,16 +2,12 @@
 //! second in which it was sent, never by when its answer came, so that a
 //! stall shows in the minute that suffered it.
 
-use crate::mix::MALFORMED;
+use crate::malformed::KINDS;
+use crate::mix::{CLASSES, MALFORMED};
+use crate::rcode::RCODES;
 use crate::reload::Reload;
 use crate::sample::Sample;
 use crate::table::Slot;
-
-/// Rcodes by number; 16 is BADVERS (an OPT record's extended rcode).
-pub(crate) const RCODES: [&str; 17] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
-    "NXRRSET", "NOTAUTH", "NOTZONE", "R11", "R12", "R13", "R14", "R15", "BADVERS",
-];
 
 /// A log-linear latency histogram in microseconds: exact below 256 µs,
 /// then 32 buckets per power of two (3 %).
@@ -144,8 +140,8 @@ impl Row {
             label,
             start: start as f64 / 1e9,
             len: (end - start) as f64 / 1e9,
-            classes: vec![ClassStats::new(); crate::mix::CLASSES.len()],
-            kinds: vec![(0, 0, [0; RCODES.len()]); crate::malformed::KINDS.len()],
+            classes: vec![ClassStats::new(); CLASSES.len()],
+            kinds: vec![(0, 0, [0; RCODES.len()]); KINDS.len()],
             skipped: 0,
             lag_max_us: 0,
             tcp_connects: 0,
