@@ -1,7 +1,7 @@
 //! DNS over HTTPS (RFC 8484) through hickory: HTTP/2 over TLS, each query a
 //! POST of the wire message (`application/dns-message`) on its own stream
 //! of one shared connection. The connection itself is kept and renewed by
-//! [`super::tls::Connection`], as for DoT.
+//! [`super::secure::Connection`], as for DoT.
 //!
 //! hickory sends ID 0 (RFC 8484 section 4.1, for HTTP caches); the answer
 //! gets our query's ID back before it is checked and returned.
@@ -15,7 +15,7 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::xfer::DnsExchange;
 use rustls::ClientConfig;
 
-use super::tls::Exchange;
+use super::secure::Exchange;
 
 /// Opens the HTTP/2 connection to `addr`, verifying `host` (also sent as
 /// the `:authority`), for queries to `path`.

@@ -39,8 +39,8 @@ mod flights;
 mod forward;
 mod https;
 mod mmsg;
+mod secure;
 mod tcp;
-mod tls;
 mod udp;
 
 use std::net::SocketAddr;
@@ -197,14 +197,14 @@ enum Link {
     Udp(udp::Pool),
     Tcp(SocketAddr),
     /// DoT or DoH: one reused connection.
-    Secure(tls::Connection),
+    Secure(secure::Connection),
 }
 
 impl Upstream {
     /// Sockets and connections are made on first use, inside the runtime,
     /// so this can be called anywhere (tests build handlers without one).
     pub fn new(config: &UpstreamConfig) -> Self {
-        let tls = tls::client_configs(&config.ca_certs);
+        let tls = secure::client_configs(&config.ca_certs);
         let servers = config
             .servers
             .iter()
@@ -218,16 +218,16 @@ impl Upstream {
                         ReadPass::NONE,
                     )),
                     Transport::Tcp => Link::Tcp(s.addr),
-                    Transport::Tls { server_name } => Link::Secure(tls::Connection::new(
+                    Transport::Tls { server_name } => Link::Secure(secure::Connection::new(
                         s.addr,
-                        tls::Protocol::Dot,
+                        secure::Protocol::Dot,
                         server_name,
                         tls.dot.clone(),
                         config.timeout,
                     )),
-                    Transport::Https { path, server_name } => Link::Secure(tls::Connection::new(
+                    Transport::Https { path, server_name } => Link::Secure(secure::Connection::new(
                         s.addr,
-                        tls::Protocol::Doh {
+                        secure::Protocol::Doh {
                             path: path.as_str().into(),
                         },
                         server_name,
