@@ -1,7 +1,9 @@
-//! DNS over TLS (RFC 7858) through hickory, and the connection handling it
-//! shares with DNS over HTTPS (`https.rs`): one connection per upstream,
-//! kept open and shared by every query (pipelined, answers in any order:
-//! hickory's `DnsMultiplexer` matches them by ID), made again when it fails.
+//! What DNS over TLS (`tls.rs`) and DNS over HTTPS (`https.rs`) share: the
+//! trust store and the client configs built on it, and one connection per
+//! upstream, kept open and shared by every query (pipelined, answers in any
+//! order: hickory matches them by ID), made again when it fails. How a
+//! connection is opened is each protocol's own ([`Protocol`]): both import
+//! this module, and neither imports the other.
 //!
 //! Why hickory-net's exchange rather than hickory-resolver's name-server
 //! pool: the pool brings its own server selection, retries and caching,
@@ -19,8 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_net::runtime::TokioRuntimeProvider;
-use hickory_net::tls::tls_client_connect_with_bind_addr;
-use hickory_net::xfer::{DnsExchange, DnsHandle, DnsMultiplexer, FirstAnswer};
+use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 use rustls::ClientConfig;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -29,9 +30,6 @@ use tokio::time::{Instant, timeout_at};
 use super::{Error, same_question};
 
 mod trust;
-
-/// Queries in flight on one connection at most (hickory's default is 32).
-const MAX_PIPELINED: usize = 1024;
 
 /// The client configurations, one per ALPN protocol.
 pub(super) struct ClientConfigs {
@@ -82,18 +80,32 @@ pub(super) fn server_name(name: &str) -> Result<ServerName<'static>, String> {
 
 pub(super) type Exchange = DnsExchange<TokioRuntimeProvider>;
 
-/// What a [`Connection`] speaks.
-pub(super) enum Protocol {
-    /// DNS over TLS.
-    Dot,
-    /// DNS over HTTPS, POSTing to this path.
-    Doh { path: Arc<str> },
+/// Where a connection goes and what it is verified with: what opening one
+/// takes, whatever the protocol.
+pub(super) struct Target {
+    pub(super) addr: SocketAddr,
+    /// As written, for DoH's `:authority`.
+    pub(super) host: Arc<str>,
+    /// The name the server's certificate must be valid for (sent as SNI).
+    pub(super) name: ServerName<'static>,
+    pub(super) config: Arc<ClientConfig>,
+    pub(super) timeout: Duration,
+}
+
+/// What a [`Connection`] speaks: how it opens a connection. DNS over TLS
+/// (`tls::Dot`) and DNS over HTTPS (`https::Doh`).
+pub(super) trait Protocol: Send + Sync {
+    /// Opens a connection to `to`, the handshake done.
+    fn connect(
+        &self,
+        to: Target,
+    ) -> impl Future<Output = Result<Exchange, hickory_net::NetError>> + Send;
 }
 
 /// One DoT or DoH upstream and its connection, if open.
-pub(super) struct Connection {
+pub(super) struct Connection<P> {
     addr: SocketAddr,
-    protocol: Protocol,
+    protocol: P,
     /// As written, for DoH's `:authority`.
     host: Arc<str>,
     name: Result<ServerName<'static>, String>,
@@ -106,10 +118,10 @@ pub(super) struct Connection {
     open: tokio::sync::Mutex<(u64, Option<Exchange>)>,
 }
 
-impl Connection {
+impl<P: Protocol> Connection<P> {
     pub(super) fn new(
         addr: SocketAddr,
-        protocol: Protocol,
+        protocol: P,
         name: &str,
         config: Result<Arc<ClientConfig>, String>,
         timeout: Duration,
@@ -175,19 +187,16 @@ impl Connection {
         };
         let name = self.name.clone().map_err(secure)?;
         let config = self.config.clone().map_err(secure)?;
-        let exchange = match &self.protocol {
-            Protocol::Dot => connect_dot(self.addr, name, config, self.timeout).await,
-            Protocol::Doh { path } => {
-                super::https::connect(
-                    self.addr,
-                    self.host.clone(),
-                    path.clone(),
-                    config,
-                    self.timeout,
-                )
-                .await
-            }
-        }
+        let exchange = self
+            .protocol
+            .connect(Target {
+                addr: self.addr,
+                host: self.host.clone(),
+                name,
+                config,
+                timeout: self.timeout,
+            })
+            .await
         .map_err(|e| {
             // The handshake is where a wrong name or an unknown CA shows:
             // say so where the operator looks, once per attempt to connect,
@@ -229,26 +238,6 @@ fn refused_certificate(e: &hickory_net::NetError) -> Option<&'static str> {
         return None;
     };
     trust::refusal(io.get_ref()?.downcast_ref::<rustls::Error>()?)
-}
-
-/// A TLS connection with hickory's multiplexer over it. SNI is sent (the
-/// name given after `#`): hickory's own `tls_exchange` turns it off, but
-/// providers that serve several names on one address pick the certificate
-/// by it.
-async fn connect_dot(
-    addr: SocketAddr,
-    name: ServerName<'static>,
-    config: Arc<ClientConfig>,
-    timeout: Duration,
-) -> Result<Exchange, hickory_net::NetError> {
-    let (stream, sender) =
-        tls_client_connect_with_bind_addr(addr, None, name, config, TokioRuntimeProvider::new());
-    let multiplexer = DnsMultiplexer::new(stream.await?, sender)
-        .with_timeout(timeout)
-        .with_max_active_requests(MAX_PIPELINED);
-    let (exchange, background) = Exchange::from_stream(multiplexer);
-    tokio::spawn(background);
-    Ok(exchange)
 }
 
 /// Sends `query` on a hickory exchange and returns the answer's bytes with
