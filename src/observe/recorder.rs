@@ -164,7 +164,8 @@ impl Recorder {
     }
 
     /// A query goes upstream: dnstap (when on) gets its CLIENT_QUERY now,
-    /// and its CLIENT_RESPONSE from [`Observer::record`] with the answer.
+    /// and its CLIENT_RESPONSE with the answer, from
+    /// [`Observer::record`](super::Observer::record).
     #[inline]
     pub fn forwarded(&mut self, query: &[u8], client: std::net::SocketAddr, transport: Transport) {
         if let Some(tap) = &mut self.tap {
