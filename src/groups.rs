@@ -31,9 +31,9 @@
 use std::net::IpAddr;
 
 use crate::access::Cidr;
+use crate::lists::ListSlot;
 use crate::matcher::PolicyId;
 use crate::policy::Action;
-use crate::state::ListSlot;
 
 /// The index of a group in [`Groups`].
 pub type GroupIndex = u16;

@@ -34,6 +34,20 @@
 //! above `matcher`; `source` brings a remote list's bytes into the state
 //! directory; `reload` drives it and swaps the rebuilt snapshot in.
 //!
+//! A room that holds more than one concept is a directory with one file
+//! per concept, each opening with what it is for; no two files import
+//! each other (`house` checks):
+//!
+//! ```text
+//!  access/    rules.rs (CIDR allow/deny) · limiter.rs (RRL) · refusals.rs (the refused-client log) · prefix.rs
+//!  cache/     entry.rs · shard.rs · admission.rs (TinyLFU) · stale.rs (serve-stale, prefetch)
+//!  matcher/   key.rs (the name) · build.rs (build, freeze) · mod.rs (DomainSet: the lookup)
+//!  lists/     load.rs · ofac.rs · slot.rs (a list's number) · format/{domains,hosts,adblock}.rs, rpz/{zonefile}.rs
+//!  upstream/  flights.rs · forward.rs · udp.rs · tcp.rs · tls.rs (DoT), https.rs (DoH) ─► secure.rs (trust, the kept connection)
+//!  observe/   event.rs · recorder.rs · worker.rs (the observer thread) · querylog.rs · hits.rs · metrics.rs · series.rs
+//!             dnstap/{framing, record, message, writer}.rs
+//! ```
+//!
 //! How `embargo run` starts: [`prepare`] binds every address and gives up
 //! the privileges that took ([`privileges`]) while the process still has one
 //! thread; then the runtime starts and [`serve`] loads the lists and serves,
