@@ -163,6 +163,8 @@ pub async fn serve(
     reload::log_warnings(&config);
     let handler = handler(&config, snapshot)?;
     let server = server::Server::new(listeners.dns, &config.server, handler.clone());
+    // Before the pid file names this process: from then on SIGHUP is sent.
+    let sighup = reload::Sighup::listen();
     let pid_file = reload::pid_file(&config);
     let wrote_pid = source::store::create_dir(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
@@ -177,6 +179,7 @@ pub async fn serve(
         handler.state().clone(),
         handler.notify_targets().clone(),
         control,
+        sighup,
     ));
     let result = server.run(shutdown).await;
     reloader.abort();

@@ -172,15 +172,17 @@ impl Control {
 }
 
 /// Runs the reload loop and everything that triggers it, until aborted.
-/// `control` is how others ask for a reload and count them.
+/// `control` is how others ask for a reload and count them; `sighup` is
+/// the signal's stream, made before the pid file was written.
 pub async fn maintain(
     config: Config,
     state: Arc<ArcSwap<Snapshot>>,
     notify: Arc<NotifyTargets>,
     control: Arc<Control>,
+    sighup: Sighup,
 ) {
     let poke = control.poke.clone();
-    let _sighup = tokio::spawn(on_sighup(poke.clone()));
+    let _sighup = tokio::spawn(on_sighup(sighup, poke.clone()));
     let mut helpers = Helpers::start(&config, &poke, &notify);
     let mut current = config;
     loop {
@@ -440,13 +442,39 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
+/// SIGHUP, listened for from the moment this is made. [`crate::serve`]
+/// makes it before it writes the pid file: until a handler is installed, a
+/// SIGHUP (what `embargo reload` and systemd's `ExecReload=` send once the
+/// pid file is there) ends the process, and one that comes before the
+/// stream exists is not seen by it.
+pub struct Sighup {
+    #[cfg(unix)]
+    stream: Option<tokio::signal::unix::Signal>,
+}
+
+impl Sighup {
+    /// Installs the handler now. Must run inside the runtime.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let stream = signal(SignalKind::hangup())
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; reload needs a restart");
+                })
+                .ok();
+            Self { stream }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+}
+
 /// Pokes the reload loop on every SIGHUP.
-async fn on_sighup(poke: Arc<Notify>) {
+async fn on_sighup(sighup: Sighup, poke: Arc<Notify>) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload needs a restart");
+        let Some(mut hup) = sighup.stream else {
             return;
         };
         while hup.recv().await.is_some() {
@@ -456,7 +484,7 @@ async fn on_sighup(poke: Arc<Notify>) {
     }
     #[cfg(not(unix))]
     {
-        let _ = poke;
+        let _ = (sighup, poke);
         std::future::pending::<()>().await;
     }
 }

@@ -578,3 +578,45 @@ fn r16_a_token_file_others_can_read_is_warned_about() {
         "{lines:#?}"
     );
 }
+
+/// A signal that arrives as soon as the server says it listens is handled,
+/// not left to its default action: SIGHUP (what `embargo reload` and
+/// systemd's `ExecReload=` send, once the pid file is there) killed a
+/// server whose reload task had not yet started listening for it, and
+/// SIGTERM killed one whose `shutdown` future had not yet been polled,
+/// with no "stopped" and no last records (seen as a flaky test under load).
+#[test]
+fn signals_right_after_start_are_handled_not_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+    );
+    for round in 0..10 {
+        let mut server = run_server(&path, false);
+        let pid = server.child.id().to_string();
+        let hup = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(hup.success());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            server.child.try_wait().expect("wait").is_none(),
+            "round {round}: SIGHUP right after start ended the server: {:#?}",
+            server.all_lines()
+        );
+        assert_eq!(
+            terminate(&mut server.child).code(),
+            Some(0),
+            "round {round}"
+        );
+        let mut server = run_server(&path, false);
+        assert_eq!(
+            terminate(&mut server.child).code(),
+            Some(0),
+            "round {round}: SIGTERM right after start: {:#?}",
+            server.all_lines()
+        );
+    }
+}

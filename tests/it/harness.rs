@@ -671,6 +671,7 @@ impl Embargo {
             handler.state().clone(),
             handler.notify_targets().clone(),
             reloads,
+            embargo::reload::Sighup::listen(),
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
