@@ -77,6 +77,8 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] server::BindError),
     #[error(transparent)]
+    Tls(#[from] server::TlsError),
+    #[error(transparent)]
     Observe(#[from] observe::Error),
     #[error(transparent)]
     Privileges(#[from] privileges::Error),
@@ -117,7 +119,11 @@ pub struct Listeners {
 /// the threads started afterwards inherit them.
 pub fn prepare(config: &Config) -> Result<Listeners, RunError> {
     let identity = privileges::resolve(&config.run_as)?;
-    let dns = server::Listeners::bind(&config.listen, &config.server)?;
+    // The certificate and key are read here too, as whoever may read them
+    // (root, for a key only root reads); a reload reads them as the
+    // serving user, who needs read access to renew without a restart.
+    let dns =
+        server::Listeners::bind(&config.listen, &config.server)?.with_encrypted(&config.tls)?;
     let http = http::Listeners::bind(&config.http)?;
     privileges::drop(config, identity.as_ref())?;
     Ok(Listeners { dns, http })
@@ -156,6 +162,9 @@ pub async fn serve(
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
     let control = Arc::new(reload::Control::default());
+    if let Some(certs) = server.certificates() {
+        tokio::spawn(certs.follow(control.finished()));
+    }
     let api = http::Api::new(handler.clone(), server.stats(), control.clone());
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
