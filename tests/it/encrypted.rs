@@ -626,3 +626,280 @@ async fn doq_answers_a_stream_per_query_with_id_0_and_logs_doq() {
     assert_eq!(log.len(), 2, "{log:?}");
     assert!(log.iter().all(|r| r["proto"] == "doq"), "{log:?}");
 }
+
+// ---- real clients (ignored: they need knot-dnsutils, bind9-dnsutils,
+// curl and dnsperf; .ci/run installs them and runs these) --------------
+
+/// Embargo with a certificate for `dns.test` and 127.0.0.1, and the CA's
+/// PEM written beside its config; the upstream also has `loop.up.test`
+/// at 127.0.0.1 (for curl, which connects to what it resolved), and
+/// `[http]` on loopback (what curl connects to).
+async fn for_real_clients() -> (Upstream, Embargo, std::path::PathBuf) {
+    let up = Upstream::start_with(&["loop IN A 127.0.0.1".to_string()]).await;
+    let cert = TestCert::with_names(&[SERVER, "*.dns.test", "127.0.0.1"]);
+    let cfg = crate::harness::with_http(
+        &encrypted(up.addr, "", LOG_ALL),
+        "listen = [\"127.0.0.1:0\"]",
+    );
+    let e = start(&cert, &cfg).await;
+    let ca = e.dir().join("ca.pem");
+    std::fs::write(&ca, &cert.ca_pem).expect("write ca");
+    (up, e, ca)
+}
+
+/// Runs `cmd` (off the runtime's threads), returning its stdout and
+/// stderr together; panics if it cannot start.
+async fn run(cmd: &str, args: Vec<String>) -> (bool, String) {
+    let shown = format!("{cmd} {}", args.join(" "));
+    let cmd = cmd.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&cmd)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} (is it installed?)"))
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{shown}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// A dig-like tool's answers for a blocked and an allowed name: the first
+/// says NXDOMAIN, the second has www.up.test's address.
+async fn blocked_and_allowed(tool: &str, base: &[String]) {
+    let mut blocked = base.to_vec();
+    blocked.push("www.seized.example".into());
+    let (_, out) = run(tool, blocked).await;
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    let mut allowed = base.to_vec();
+    allowed.push("www.up.test".into());
+    let (ok, out) = run(tool, allowed).await;
+    assert!(
+        ok && out.contains("192.0.2.10") && out.contains("NOERROR"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs kdig (knot-dnsutils); run by .ci/run"]
+async fn kdig_over_tls_and_https_checking_the_certificate() {
+    let (_up, e, ca) = for_real_clients().await;
+    let ca = ca.display().to_string();
+    // Debian 12's kdig is built without QUIC (its +quic falls back to TCP):
+    // DoQ's real client is aioquic's (the next test).
+    for (transport, port) in [("+tls", e.tls[0].port()), ("+https", e.https[0].port())] {
+        let base = strings(&[
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            transport,
+            &format!("+tls-ca={ca}"),
+            "+tls-hostname=dns.test",
+            "+timeout=3",
+            "+retry=0",
+        ]);
+        blocked_and_allowed("kdig", &base).await;
+    }
+    // Against a CA it does not know, kdig refuses the certificate.
+    let (_, out) = run(
+        "kdig",
+        strings(&[
+            "@127.0.0.1",
+            "-p",
+            &e.tls[0].port().to_string(),
+            "+tls-ca=/etc/ssl/certs/ca-certificates.crt",
+            "+tls-hostname=dns.test",
+            "+timeout=2",
+            "+retry=0",
+            "www.up.test",
+        ]),
+    )
+    .await;
+    assert!(!out.contains("192.0.2.10"), "{out}");
+    let log = records(e.dir(), 4).await;
+    for proto in ["dot", "doh"] {
+        assert!(log.iter().any(|r| r["proto"] == proto), "{proto}: {log:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs dig 9.18 (bind9-dnsutils); run by .ci/run"]
+async fn dig_over_tls_and_https_checking_the_certificate() {
+    let (_up, e, ca) = for_real_clients().await;
+    let ca = ca.display().to_string();
+    for (transport, port) in [("+tls", e.tls[0].port()), ("+https", e.https[0].port())] {
+        let base = strings(&[
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            transport,
+            &format!("+tls-ca={ca}"),
+            "+tls-hostname=dns.test",
+            "+timeout=3",
+            "+tries=1",
+        ]);
+        blocked_and_allowed("dig", &base).await;
+    }
+    // dig's DoH over GET too.
+    let base = strings(&[
+        "@127.0.0.1",
+        "-p",
+        &e.https[0].port().to_string(),
+        "+https-get",
+        &format!("+tls-ca={ca}"),
+        "+tls-hostname=dns.test",
+        "+timeout=3",
+        "+tries=1",
+    ]);
+    blocked_and_allowed("dig", &base).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs curl; run by .ci/run"]
+async fn curl_resolves_through_doh() {
+    let (_up, e, ca) = for_real_clients().await;
+    let doh = format!("https://127.0.0.1:{}/dns-query", e.https[0].port());
+    let http = e.http[0].port();
+    // An allowed name (loop.up.test, 127.0.0.1): curl resolves it over DoH
+    // and reaches embargo's own health check on loopback.
+    let (ok, out) = run(
+        "curl",
+        strings(&[
+            "-sS",
+            "--max-time",
+            "5",
+            "--doh-url",
+            &doh,
+            "--cacert",
+            &ca.display().to_string(),
+            &format!("http://loop.up.test:{http}/healthz"),
+        ]),
+    )
+    .await;
+    assert!(ok, "{out}");
+    // A blocked name does not resolve (NXDOMAIN): exit 6, never a connection.
+    let (ok, out) = run(
+        "curl",
+        strings(&[
+            "-sS",
+            "--max-time",
+            "5",
+            "--doh-url",
+            &doh,
+            "--cacert",
+            &ca.display().to_string(),
+            &format!("http://seized.example:{http}/"),
+        ]),
+    )
+    .await;
+    assert!(!ok && out.contains("resolve"), "{out}");
+    // Without the test's CA curl refuses the DoH server.
+    let (ok, out) = run(
+        "curl",
+        strings(&[
+            "-sS",
+            "--max-time",
+            "5",
+            "--doh-url",
+            &doh,
+            &format!("http://loop.up.test:{http}/healthz"),
+        ]),
+    )
+    .await;
+    assert!(!ok, "{out}");
+    let log = records(e.dir(), 2).await;
+    assert!(
+        log.iter()
+            .any(|r| r["proto"] == "doh" && r["decision"] == "blocked"),
+        "{log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs dnsperf; run by .ci/run"]
+async fn dnsperf_over_dot_and_doh() {
+    let (_up, e, _ca) = for_real_clients().await;
+    let queries = e.dir().join("queries.txt");
+    std::fs::write(&queries, "www.seized.example A\nwww.up.test A\n").expect("write");
+    // One query outstanding over DoH: dnsperf 2.10 loses answers it got
+    // when several streams are open (its "HTTP/2 return codes" count them
+    // all 200; DNS-OARC/dnsperf#240), whichever server answers.
+    for (mode, port, outstanding) in [
+        ("dot", e.tls[0].port(), "20"),
+        ("doh", e.https[0].port(), "1"),
+    ] {
+        let (ok, out) = run(
+            "dnsperf",
+            strings(&[
+                "-q",
+                outstanding,
+                "-m",
+                mode,
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-d",
+                &queries.display().to_string(),
+                "-n",
+                "50",
+                "-c",
+                "2",
+            ]),
+        )
+        .await;
+        assert!(ok, "{out}");
+        let completed = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Queries completed:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert_eq!(completed, Some(100), "{out}");
+        assert!(
+            out.contains("NOERROR 50") && out.contains("NXDOMAIN 50"),
+            "{out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs python3 with aioquic (pip install aioquic); run by .ci/run"]
+async fn aioquic_over_quic_checking_the_certificate() {
+    let (_up, e, ca) = for_real_clients().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/doq_client.py");
+    let ask = |name: &str, ca: &str| {
+        strings(&[
+            script,
+            "127.0.0.1",
+            &e.quic[0].port().to_string(),
+            ca,
+            SERVER,
+            name,
+        ])
+    };
+    let ca = ca.display().to_string();
+    let (_, out) = run("python3", ask("www.seized.example", &ca)).await;
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    let (ok, out) = run("python3", ask("www.up.test", &ca)).await;
+    assert!(
+        ok && out.contains("status: NOERROR") && out.contains("192.0.2.10"),
+        "{out}"
+    );
+    // Against a CA it does not know, the handshake fails.
+    let (ok, out) = run(
+        "python3",
+        ask("www.up.test", "/etc/ssl/certs/ca-certificates.crt"),
+    )
+    .await;
+    assert!(!ok && !out.contains("192.0.2.10"), "{out}");
+    let log = records(e.dir(), 2).await;
+    assert!(log.iter().all(|r| r["proto"] == "doq"), "{log:?}");
+}
