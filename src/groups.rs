@@ -552,6 +552,39 @@ mod tests {
         assert_eq!(off.of(ip("10.1.2.3")).0, 0);
     }
 
+    #[test]
+    fn a_client_id_claims_its_group_whatever_the_address() {
+        let servers = Group::new("servers".into(), vec![net("10.1.0.0/16")], vec![0], None);
+        let roaming = Group::new("roaming".into(), Vec::new(), vec![], None)
+            .with_client_ids(vec!["laptop-7".into()]);
+        let groups = Groups::new(
+            vec![
+                servers,
+                roaming,
+                Group::new(DEFAULT.into(), Vec::new(), vec![0], None),
+            ],
+            2,
+            true,
+        );
+        let laptop = ClientId::of("Laptop-7");
+        assert_ne!(laptop, ClientId::NONE);
+        assert_eq!(
+            laptop,
+            ClientId::configured("laptop-7"),
+            "one number, any case"
+        );
+        assert_eq!(laptop.name().as_deref(), Some("laptop-7"));
+        assert_eq!(groups.of_client(ip("10.1.2.3"), laptop).1.name, "roaming");
+        assert_eq!(groups.of_client(ip("192.0.2.1"), laptop).1.name, "roaming");
+        assert_eq!(
+            groups.of_client(ip("10.1.2.3"), ClientId::NONE).1.name,
+            "servers"
+        );
+        let stranger = ClientId::of("phone-3");
+        assert_eq!(groups.of_client(ip("10.1.2.3"), stranger).1.name, "servers");
+        assert_eq!(ClientId::NONE.name(), None);
+    }
+
     /// A network as (first address, prefix) over a small IPv4 corner, so
     /// that random networks nest and touch often.
     fn small_net() -> impl Strategy<Value = Cidr> {

@@ -10,7 +10,8 @@
 //!                                           │                           │                ├─ blocked ─► policy.respond ─► client
 //!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
 //!                                                                                        └─ else ────► upstream ─► cname ─► cache ─► client
-//!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
+//!            server: DoT, DoH and DoQ too (server::tls, https, quic): other ways in to the same Handler
+//!            lookup: with [[groups]], the client's group (groups: one search of its address, or its client ID) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)

@@ -313,6 +313,33 @@ mod tests {
     }
 
     #[test]
+    fn client_ids_claim_a_group_once_each() {
+        let c = parse(
+            "[[groups]]\nname = \"roaming\"\nclient_ids = [\"Laptop-7\", \"phone-3\"]\nlists = [\"a\"]\n",
+        );
+        assert_eq!(c.groups[0].client_ids, ["laptop-7", "phone-3"]);
+        assert!(c.groups[0].clients.is_empty(), "an ID is enough");
+        let p = problems(
+            "[[groups]]\nname = \"r\"\nclient_ids = [\"laptop-7\", \"bad id\"]\n[[groups]]\nname = \"s\"\nclient_ids = [\"LAPTOP-7\"]\n[[groups]]\nname = \"default\"\nclient_ids = [\"x\"]\n",
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].contains("groups[1].client_ids[2]: expected a client ID of 1 to 64 letters"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains(
+                "groups[2].client_ids[1]: \"laptop-7\" is already a client ID of group \"r\""
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p[2].contains("groups[3].client_ids: the default group takes no client IDs"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn bad_groups_say_what_and_where() {
         let p = problems(
             "[[groups]]\nname = \"servers\"\nclients = [\"10.1.0.0/16\"]\nlists = [\"a\", \"nope\"]\n[[groups]]\nname = \"servers\"\nclients = [\"10.2.0.0/16\", \"10.1.0.0/16\"]\n[[groups]]\nname = \"default\"\nclients = [\"10.3.0.0/16\"]\n[[groups]]\nname = \"empty\"\n[[groups]]\nclients = [\"10.4.0.0/16\"]\n[[groups]]\nname = \"none\"\nclients = []\naction = \"block\"\n",

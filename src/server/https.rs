@@ -77,6 +77,24 @@ struct Ctx {
     rec: Mutex<Recorder>,
     conns: Arc<Connections>,
     conn: Arc<Conn>,
+    /// The last path ID this connection named, and its number: a client
+    /// names the same one on every request, and looking it up in the
+    /// process-wide table takes that table's lock.
+    path_id: Mutex<Option<(Box<str>, ClientId)>>,
+}
+
+impl Ctx {
+    fn path_id(&self, name: &str) -> ClientId {
+        let mut last = self.path_id.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((n, id)) = &*last
+            && n.eq_ignore_ascii_case(name)
+        {
+            return *id;
+        }
+        let id = ClientId::of(name);
+        *last = Some((name.into(), id));
+        id
+    }
 }
 
 /// Accepts DoH connections until `stop` turns true.
@@ -133,6 +151,7 @@ pub(super) async fn serve(
                             sni_id,
                             conns: conns.clone(),
                             conn,
+                            path_id: Mutex::new(None),
                         });
                         connection(TokioIo::new(tls), h2, ctx, stop).await;
                         conns.remove(id);
@@ -180,9 +199,10 @@ where
                     }
                     () = ctx.conn.close.notified(), if !closing => break,
                     () = tokio::time::sleep_until(idle_at), if !closing => {
-                        if ctx.conns.is_idle(&ctx.conn)
-                            && ctx.conns.idle_deadline(&ctx.conn) <= tokio::time::Instant::now()
-                        {
+                        if !ctx.conns.is_idle(&ctx.conn) {
+                            // Requests in flight count as activity: look again later.
+                            ctx.conns.touch(&ctx.conn);
+                        } else if ctx.conns.idle_deadline(&ctx.conn) <= tokio::time::Instant::now() {
                             closing = true;
                             conn.as_mut().graceful_shutdown();
                         }
@@ -197,6 +217,10 @@ where
         b.timer(TokioTimer::new())
             .max_concurrent_streams(u32::try_from(limits.max_inflight).unwrap_or(u32::MAX))
             .max_header_list_size(MAX_HEADERS as u32)
+            // Request bodies the client may send ahead of our reading them:
+            // one message a stream, 1 MiB a connection.
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(1 << 20)
             .keep_alive_interval(None);
         drive!(b.serve_connection(io, service));
     } else {
@@ -262,7 +286,7 @@ fn get_message(query: Option<&str>) -> Option<Vec<u8>> {
 
 async fn answer(req: Request<Incoming>, ctx: &Ctx) -> Reply {
     let id = match path_id(req.uri().path(), &ctx.doh.path) {
-        Ok(Some(name)) => ClientId::of(name),
+        Ok(Some(name)) => ctx.path_id(name),
         Ok(None) => ctx.sni_id,
         Err(()) => return refuse(StatusCode::NOT_FOUND, "not a DNS endpoint\n"),
     };

@@ -55,12 +55,18 @@ pub(super) fn endpoint(
     tls.max_early_data_size = 0;
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(std::io::Error::other)?;
+    let stream_window = u32::try_from(2 + limits.max_body).unwrap_or(u32::MAX);
+    let streams = u64::try_from(limits.max_streams).unwrap_or(u64::MAX);
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(VarInt::from_u32(
             u32::try_from(limits.max_streams).unwrap_or(u32::MAX),
         ))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
+        // What a client may have sent and we not yet read: one message per
+        // stream, every stream at once, and no more.
+        .stream_receive_window(VarInt::from_u32(stream_window))
+        .receive_window(VarInt::from_u64(u64::from(stream_window) * streams).unwrap_or(VarInt::MAX))
         .max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport));
@@ -194,9 +200,10 @@ async fn serve_connection(
                 });
             }
             () = tokio::time::sleep_until(idle_at) => {
-                if ctx.conns.is_idle(&ctx.conn)
-                    && ctx.conns.idle_deadline(&ctx.conn) <= tokio::time::Instant::now()
-                {
+                if !ctx.conns.is_idle(&ctx.conn) {
+                    // Queries in flight count as activity: look again later.
+                    ctx.conns.touch(&ctx.conn);
+                } else if ctx.conns.idle_deadline(&ctx.conn) <= tokio::time::Instant::now() {
                     connection.close(VarInt::from_u32(DOQ_NO_ERROR), b"idle");
                     return;
                 }

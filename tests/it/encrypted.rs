@@ -263,6 +263,75 @@ async fn a_silent_or_trickling_client_is_closed_within_the_handshake_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_is_closed_after_the_idle_timeout_on_every_transport() {
+    let up = Upstream::start().await;
+    let cert = cert();
+    let e = start(
+        &cert,
+        &encrypted(up.addr, "tls_idle_timeout = \"400ms\"\n", ""),
+    )
+    .await;
+    // DoT: one answer, then nothing: closed.
+    let mut dot = dot_connect(e.tls[0], SERVER, cert.client_config(&[b"dot"]))
+        .await
+        .expect("dot");
+    dot_send(&mut dot, &q("www.seized.example.", 1)).await;
+    let _ = dot_read(&mut dot).await;
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), dot.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    // DoH over HTTP/1.1 by hand: one request kept alive, then nothing.
+    let tcp = TcpStream::connect(e.https[0]).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from(SERVER).expect("name");
+    let mut doh = TlsConnector::from(cert.client_config(&[b"http/1.1"]))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let get = format!(
+        "GET /dns-query?dns={} HTTP/1.1\r\nHost: {SERVER}\r\n\r\n",
+        b64(&q("www.seized.example.", 0))
+    );
+    doh.write_all(get.as_bytes()).await.expect("request");
+    let mut head = vec![0u8; 4096];
+    let n = doh.read(&mut head).await.expect("response");
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let n = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match doh.read(&mut buf).await {
+                Ok(0) | Err(_) => return 0,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(n, Ok(0), "the idle DoH connection was not closed");
+    // DoQ: a connection with no stream for the idle timeout is closed.
+    let client = doq_endpoint(&cert);
+    let conn = client
+        .connect(e.quic[0], SERVER)
+        .expect("connect")
+        .await
+        .expect("handshake");
+    doq_ask(&conn, &q("www.seized.example.", 0))
+        .await
+        .expect("answer");
+    let closed = tokio::time::timeout(Duration::from_secs(3), conn.closed()).await;
+    assert!(closed.is_ok(), "the idle DoQ connection was not closed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn past_the_connection_cap_the_longest_idle_connection_is_closed() {
     let up = Upstream::start().await;
     let cert = cert();
