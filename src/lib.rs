@@ -10,7 +10,8 @@
 //!                                           │                           │                ├─ blocked ─► policy.respond ─► client
 //!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
 //!                                                                                        └─ else ────► upstream ─► cname ─► cache ─► client
-//!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
+//!            server: DoT, DoH and DoQ too (server::tls, https, quic): other ways in to the same Handler
+//!            lookup: with [[groups]], the client's group (groups: one search of its address, or its client ID) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
@@ -91,6 +92,8 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] server::BindError),
     #[error(transparent)]
+    Tls(#[from] server::TlsError),
+    #[error(transparent)]
     Observe(#[from] observe::Error),
     #[error(transparent)]
     Privileges(#[from] privileges::Error),
@@ -131,7 +134,11 @@ pub struct Listeners {
 /// the threads started afterwards inherit them.
 pub fn prepare(config: &Config) -> Result<Listeners, RunError> {
     let identity = privileges::resolve(&config.run_as)?;
-    let dns = server::Listeners::bind(&config.listen, &config.server)?;
+    // The certificate and key are read here too, as whoever may read them
+    // (root, for a key only root reads); a reload reads them as the
+    // serving user, who needs read access to renew without a restart.
+    let dns =
+        server::Listeners::bind(&config.listen, &config.server)?.with_encrypted(&config.tls)?;
     let http = http::Listeners::bind(&config.http)?;
     privileges::drop(config, identity.as_ref())?;
     Ok(Listeners { dns, http })
@@ -172,6 +179,9 @@ pub async fn serve(
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
     let control = Arc::new(reload::Control::default());
+    if let Some(certs) = server.certificates() {
+        tokio::spawn(certs.follow(control.finished()));
+    }
     let api = http::Api::new(handler.clone(), server.stats(), control.clone());
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(

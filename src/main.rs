@@ -677,8 +677,18 @@ fn validate_all(config: &Config) -> ExitCode {
     if let Err(e) = &user {
         eprintln!("{e}");
     }
+    // The encrypted listeners' certificate, as `run` will load it.
+    let certificate = match config.tls.files() {
+        Some((cert, key)) if config.tls.enabled() => {
+            embargo::config::load_certificate(cert, key).map(|_| ())
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = &certificate {
+        eprintln!("{e}");
+    }
     let lists = with_snapshot(config, validate);
-    if user.is_err() {
+    if user.is_err() || certificate.is_err() {
         ExitCode::from(1)
     } else {
         lists

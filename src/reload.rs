@@ -162,6 +162,11 @@ impl Control {
         }
     }
 
+    /// Follows the reloads as they finish (the certificate reloads with them).
+    pub fn finished(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
     /// Reloads that succeeded and that failed since start.
     pub fn counts(&self) -> (u64, u64) {
         (
@@ -401,6 +406,13 @@ fn watch_files(config: &Config, poke: Arc<Notify>) -> notify::Result<notify::Rec
         }
     }
     files.extend(config.allow_files.iter().cloned());
+    // The encrypted listeners' certificate: renewed files are served without a restart.
+    files.extend(
+        [&config.tls.certificate, &config.tls.private_key]
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
     let files: HashSet<PathBuf> = files.iter().map(|p| absolute(p)).collect();
     let dirs: HashSet<PathBuf> = files
         .iter()

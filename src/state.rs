@@ -620,6 +620,7 @@ fn build_groups(
                 g.lists.clone().unwrap_or_else(|| all.clone()),
                 g.action,
             )
+            .with_client_ids(g.client_ids.clone())
         })
         .collect();
     let default = match list.iter().position(|g| g.name == groups::DEFAULT) {

@@ -620,3 +620,27 @@ fn signals_right_after_start_are_handled_not_fatal() {
         );
     }
 }
+
+/// Issue 19: `validate` loads the encrypted listeners' certificate, so a
+/// missing file or a key of another certificate is found before a start.
+#[test]
+fn validate_loads_the_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("seized.txt"), "seized.example\n").expect("list");
+    let text = crate::harness::with_server(
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+        "tls_listen = [\"127.0.0.1:0\"]\ncertificate = \"cert.pem\"\nprivate_key = \"key.pem\"",
+    );
+    let path = write_config(dir.path(), &text);
+    let (code, _out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("certificate") && err.contains("cert.pem"),
+        "{err}"
+    );
+    let cert = crate::harness::TestCert::new("dns.test");
+    std::fs::write(dir.path().join("cert.pem"), cert.cert_pem()).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), cert.key_pem()).expect("key");
+    let (code, out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+}

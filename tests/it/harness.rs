@@ -315,7 +315,13 @@ pub(crate) struct TestCert {
 
 impl TestCert {
     pub(crate) fn new(name: &str) -> Self {
+        Self::with_names(&[name])
+    }
+
+    /// A certificate for every name in `names` (the first is `name`).
+    pub(crate) fn with_names(names: &[&str]) -> Self {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let name = names[0];
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name
@@ -323,7 +329,7 @@ impl TestCert {
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("ca key"))
             .expect("ca cert");
         let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec![name.to_string()])
+        let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .expect("params")
             .signed_by(&key, &ca)
             .expect("cert");
@@ -351,6 +357,34 @@ impl TestCert {
             cert: cert.der().clone(),
             key: key.serialize_der(),
         }
+    }
+
+    /// The server certificate, PEM (what `[server] certificate` reads).
+    pub(crate) fn cert_pem(&self) -> String {
+        pem("CERTIFICATE", &self.cert)
+    }
+
+    /// The server's private key, PEM (PKCS#8; `[server] private_key`).
+    pub(crate) fn key_pem(&self) -> String {
+        pem("PRIVATE KEY", &self.key)
+    }
+
+    /// A client config that trusts this CA alone, offering `alpn`.
+    pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = rustls::pki_types::CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .expect("ca pem");
+        roots.add(ca).expect("ca");
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
     }
 
     /// A server config for `alpn` that counts its full handshakes: no
@@ -383,6 +417,18 @@ impl TestCert {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Arc::new(config)
     }
+}
+
+/// DER as PEM, 64 columns.
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = data_encoding::BASE64.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("ascii"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Hands out the one certificate and counts how often (once per handshake).
@@ -571,6 +617,10 @@ pub(crate) struct Embargo {
     pub(crate) stats: embargo::server::ServerStats,
     /// The HTTP listen addresses (none unless the config has `[http]`).
     pub(crate) http: Vec<SocketAddr>,
+    /// The DoT, DoH and DoQ addresses (none unless configured).
+    pub(crate) tls: Vec<SocketAddr>,
+    pub(crate) https: Vec<SocketAddr>,
+    pub(crate) quic: Vec<SocketAddr>,
     http_task: tokio::task::JoinHandle<std::io::Result<()>>,
     dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -652,13 +702,20 @@ impl Embargo {
         let config = embargo::Config::load(&path).expect("config loads");
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
         let handler = embargo::handler(&config, snapshot).expect("handler");
-        let server = embargo::server::Server::bind(&config.listen, &config.server, handler.clone())
-            .expect("bind");
+        let listeners = embargo::server::Listeners::bind(&config.listen, &config.server)
+            .expect("bind")
+            .with_encrypted(&config.tls)
+            .expect("encrypted listeners");
+        let server = embargo::server::Server::new(listeners, &config.server, handler.clone());
+        let [tls, https, quic] = server.encrypted_addrs();
         let addrs = server.local_addrs();
         let addr = addrs[0];
         let workers = server.worker_stats();
         let stats = server.stats();
         let reloads = Arc::new(embargo::reload::Control::default());
+        if let Some(certs) = server.certificates() {
+            tokio::spawn(certs.follow(reloads.finished()));
+        }
         let http = embargo::http::Listeners::bind(&config.http).expect("http bind");
         let http_addrs = http.local_addrs();
         let http_task = tokio::spawn(http.serve(embargo::http::Api::new(
@@ -684,6 +741,9 @@ impl Embargo {
             handler,
             stats,
             http: http_addrs,
+            tls,
+            https,
+            quic,
             http_task,
             dir,
             stop: Some(stop),

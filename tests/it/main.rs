@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod cname;
 mod dnstap;
+mod encrypted;
 mod forwarding;
 mod groups;
 mod harness;

@@ -68,9 +68,13 @@ pub fn push_frame(
     push_uint(
         m,
         3,
+        // dnstap.proto's SocketProtocol.
         match e.transport {
             Transport::Udp => 1,
             Transport::Tcp => 2,
+            Transport::Dot => 3,
+            Transport::Doh => 4,
+            Transport::Doq => 7,
         },
     );
     match ip {

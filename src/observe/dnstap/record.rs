@@ -54,10 +54,7 @@ pub(super) fn header(e: &Entry<'_>) -> [u8; HEADER] {
             h[8..24].copy_from_slice(&a.octets());
         }
     }
-    h[5] = match e.transport {
-        Transport::Udp => 0,
-        Transport::Tcp => 1,
-    };
+    h[5] = e.transport as u8;
     h[6..8].copy_from_slice(&e.client.port().to_le_bytes());
     h[24..32].copy_from_slice(&e.query_us.to_le_bytes());
     h[32..40].copy_from_slice(&e.response_us.to_le_bytes());
@@ -94,11 +91,7 @@ pub fn read_record(buf: &[u8]) -> Option<(Entry<'_>, &[u8])> {
     Some((
         Entry {
             client: SocketAddr::new(ip, port),
-            transport: if h[5] == 1 {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            },
+            transport: Transport::from_u8(h[5]),
             query_us: time(24),
             response_us: time(32),
             query: &rec[HEADER..HEADER + q],

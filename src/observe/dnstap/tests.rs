@@ -211,6 +211,44 @@ fn mapped_ipv4_clients_are_sent_as_ipv4() {
     assert_eq!(get(&m, 4), Some(&Field::Bytes(vec![198, 51, 100, 1])));
 }
 
+/// Issue 19: the encrypted transports keep their name through the
+/// ring and reach dnstap.proto's SocketProtocol (DOT 3, DOH 4, DOQ 7).
+#[test]
+fn encrypted_transports_are_dnstap_socket_protocols() {
+    for (transport, protocol) in [
+        (Transport::Udp, 1),
+        (Transport::Tcp, 2),
+        (Transport::Dot, 3),
+        (Transport::Doh, 4),
+        (Transport::Doq, 7),
+    ] {
+        let mut e = entry(QUERY, b"answer");
+        e.transport = transport;
+        let mut buf = Vec::new();
+        push_record(&mut buf, &e);
+        let (back, _) = read_record(&buf).expect("record");
+        assert_eq!(back.transport, transport);
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        push_frame(
+            &mut out,
+            &mut scratch,
+            b"",
+            b"",
+            MessageType::ClientQuery,
+            &back,
+        );
+        let top = fields(&out[4..]);
+        let Some(Field::Bytes(m)) = get(&top, 14) else {
+            panic!("no message");
+        };
+        assert_eq!(
+            get(&fields(m), 3),
+            Some(&Field::Varint(protocol)),
+            "{transport:?}"
+        );
+    }
+}
+
 #[test]
 fn records_round_trip_and_become_one_frame_per_message() {
     let mut buf = Vec::new();
