@@ -140,6 +140,11 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Whatever wakes the reload loop (a file changed, SIGHUP) is armed
+    // before the lists are read and before the pid file says where to send
+    // SIGHUP: a change from now on is never missed (see `reload`).
+    let control = Arc::new(reload::Control::default());
+    control.arm(&config);
     let started = std::time::Instant::now();
     let cfg = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&cfg))
@@ -155,7 +160,6 @@ pub async fn serve(
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
-    let control = Arc::new(reload::Control::default());
     let api = http::Api::new(handler.clone(), server.stats(), control.clone());
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
