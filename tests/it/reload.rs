@@ -96,10 +96,12 @@ impl ListServer {
         }
     }
 
-    /// Waits until `n` more requests arrived (bounded: panics after 15 s).
+    /// Waits until `n` more requests arrived (bounded: panics after
+    /// [`RELOAD_WAIT`], the refresher being as slow as a reload to get a
+    /// core on a busy machine).
     async fn wait_for_requests(&self, n: usize) {
         let target = self.requests.load(Ordering::SeqCst) + n;
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + RELOAD_WAIT;
         while self.requests.load(Ordering::SeqCst) < target {
             assert!(Instant::now() < deadline, "the list was not fetched again");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -136,13 +138,11 @@ async fn blocked(e: &Embargo, name: &str) -> bool {
     r.metadata.response_code == ResponseCode::NXDomain && crate::harness::ede(&r).is_some()
 }
 
-/// Polls until `name` is blocked (reloads are asynchronous), or panics.
+/// Waits until `name` is blocked: checked after each reload the server
+/// finishes (a download, then its reload), for at most [`RELOAD_WAIT`].
 async fn eventually_blocked(e: &Embargo, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !blocked(e, name).await {
-        assert!(Instant::now() < deadline, "{name}: not blocked after 10 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e.until_reloaded(&format!("{name} blocked"), async || blocked(e, name).await)
+        .await;
 }
 
 fn remote_config(upstream: std::net::SocketAddr, url: &str, refresh: &str) -> String {
@@ -170,7 +170,7 @@ async fn remote_list_is_fetched_kept_and_survives_failures_and_restart() {
     );
 
     // Refreshes every second: 304 while unchanged.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + RELOAD_WAIT;
     while http.not_modified.load(Ordering::SeqCst) < 1 {
         assert!(Instant::now() < deadline, "no conditional GET");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -266,15 +266,10 @@ async fn local_list_change_reloads_without_losing_a_query() {
     let tmp = e.dir().join("seized.txt.new");
     std::fs::write(&tmp, "seized.example\nsanctioned.example\nnew.example\n").expect("write");
     std::fs::rename(&tmp, &list).expect("rename");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = udp(e.addr, &query("www.new.example.", RecordType::A, true)).await;
-        if crate::harness::ede(&r).is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "file change not picked up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e.until_reloaded("the replaced list blocks www.new.example", async || {
+        blocked(&e, "www.new.example.").await
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     let sent = load.await.expect("load task");
     assert!(sent > 10);
