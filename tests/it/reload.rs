@@ -456,7 +456,7 @@ async fn r21_a_list_edited_while_the_server_loads_is_reloaded() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("seized.txt"), SEIZED_LIST).expect("list");
     // Read after seized.txt, and long to load.
-    std::fs::write(dir.path().join("bulk.txt"), names("bulk", 300_000)).expect("list");
+    std::fs::write(dir.path().join("bulk.txt"), names("bulk", 150_000)).expect("list");
     let path = dir.path().join("embargo.toml");
     let bulk = "[[lists]]\nname = \"bulk\"\nsource = \"bulk.txt\"\n";
     let text = with_http(&config(up.addr, bulk), "listen = \"127.0.0.1:0\"");
