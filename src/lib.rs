@@ -161,6 +161,11 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Whatever wakes the reload loop (a file changed, SIGHUP) is armed
+    // before the lists are read and before the pid file says where to send
+    // SIGHUP: a change from now on is never missed (see `reload`).
+    let control = Arc::new(reload::Control::default());
+    control.arm(&config);
     let started = std::time::Instant::now();
     let cfg = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&cfg))
@@ -170,17 +175,14 @@ pub async fn serve(
     reload::log_warnings(&config);
     let handler = handler(&config, snapshot)?;
     let server = server::Server::new(listeners.dns, &config.server, handler.clone());
-    // Before the pid file names this process: from then on SIGHUP is sent.
-    let sighup = reload::Sighup::listen();
     let pid_file = reload::pid_file(&config);
     let wrote_pid = source::store::create_dir(&config.state_dir)
         .and_then(|()| source::write_atomic(&pid_file, std::process::id().to_string().as_bytes()));
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
-    let control = Arc::new(reload::Control::default());
     if let Some(certs) = server.certificates() {
-        tokio::spawn(certs.follow(control.finished()));
+        tokio::spawn(certs.follow(control.progress()));
     }
     let api = http::Api::new(handler.clone(), server.stats(), control.clone());
     let http = tokio::spawn(listeners.http.serve(api));
@@ -189,7 +191,6 @@ pub async fn serve(
         handler.state().clone(),
         handler.notify_targets().clone(),
         control,
-        sighup,
     ));
     let result = server.run(shutdown).await;
     reloader.abort();

@@ -626,7 +626,17 @@ pub(crate) struct Embargo {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     maintainer: tokio::task::JoinHandle<()>,
+    /// The reload loop's handle: how far it has got ([`Embargo::until_reloaded`]).
+    pub(crate) reloads: Arc<embargo::reload::Control>,
 }
+
+/// How long a test waits for a reload (or a download and its reload). The
+/// reload builds on a thread at nice 19, to which a machine busy with other
+/// builds gives a sliver of a core: seconds, where an idle one takes
+/// milliseconds. Tests wait for the server's own signal that a reload
+/// finished, never a guessed time, so a generous bound costs nothing when
+/// things work and only says when to give up.
+pub(crate) const RELOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// The list files most tests use.
 pub(crate) const SEIZED_LIST: &str =
@@ -700,6 +710,10 @@ impl Embargo {
     pub(crate) async fn start_in(dir: tempfile::TempDir) -> Self {
         let path: PathBuf = dir.path().join("embargo.toml");
         let config = embargo::Config::load(&path).expect("config loads");
+        // As `embargo::serve` does: the reload triggers armed before the
+        // lists are read, so that an edit made from now on is reloaded.
+        let reloads = Arc::new(embargo::reload::Control::default());
+        reloads.arm(&config);
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
         let handler = embargo::handler(&config, snapshot).expect("handler");
         let listeners = embargo::server::Listeners::bind(&config.listen, &config.server)
@@ -712,9 +726,8 @@ impl Embargo {
         let addr = addrs[0];
         let workers = server.worker_stats();
         let stats = server.stats();
-        let reloads = Arc::new(embargo::reload::Control::default());
         if let Some(certs) = server.certificates() {
-            tokio::spawn(certs.follow(reloads.finished()));
+            tokio::spawn(certs.follow(reloads.progress()));
         }
         let http = embargo::http::Listeners::bind(&config.http).expect("http bind");
         let http_addrs = http.local_addrs();
@@ -727,8 +740,7 @@ impl Embargo {
             config,
             handler.state().clone(),
             handler.notify_targets().clone(),
-            reloads,
-            embargo::reload::Sighup::listen(),
+            reloads.clone(),
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
@@ -749,6 +761,43 @@ impl Embargo {
             stop: Some(stop),
             task: Some(task),
             maintainer,
+            reloads,
+        }
+    }
+
+    /// Waits until `check` holds: checks at once, then again each time the
+    /// server finishes a reload (its own signal, [`embargo::reload::Progress`]),
+    /// for at most [`RELOAD_WAIT`]. For a change whose reload is under way
+    /// or still to come: an edit, a download, a transfer. Each reload is
+    /// checked, since the watcher may see one edit as two changes (a
+    /// truncate, then a write) and the first reload read the half-done file.
+    /// Returns how long it took.
+    pub(crate) async fn until_reloaded(
+        &self,
+        what: &str,
+        mut check: impl AsyncFnMut() -> bool,
+    ) -> Duration {
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + RELOAD_WAIT;
+        let mut progress = self.reloads.progress();
+        loop {
+            // Marked seen before the check: a reload that finishes while it
+            // runs is waited for, not missed.
+            let seen = progress.borrow_and_update().finished;
+            if check().await {
+                return started.elapsed();
+            }
+            let next = progress.wait_for(|p| p.finished > seen);
+            let why = match tokio::time::timeout_at(deadline, next).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(_)) => "the reload loop ended",
+                Err(_) => "timed out",
+            };
+            let p = progress.borrow().clone();
+            panic!(
+                "{what}: not so after {RELOAD_WAIT:?} ({why}; {} reloads finished, {} started, the last said {:?})",
+                p.finished, p.started, p.last
+            );
         }
     }
 
