@@ -47,12 +47,14 @@ RUN apt-get update \
 WORKDIR /build
 
 # Cargo parses the whole manifest, including the [[bench]] target and the
-# integration tests, so benches/ and tests/ must be present even though only
+# integration tests, and every workspace member's (the load generators in
+# tools/), so benches/, tests/ and tools/ must be present even though only
 # the binary is built.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
+COPY tools ./tools
 
 # The registry and target directories are BuildKit cache mounts (faster
 # rebuilds), so the binary is copied out of target/ within the same RUN.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What client groups cost at full speed (issue 12): blocked QPS from 65,536
-# distinct client addresses (benches/loadgen.rs, one source address per
+# distinct client addresses (tools/loadgen, one source address per
 # query from 127.1.0.0 upwards) against the lab's floor (limit), embargo
 # without groups, and embargo with 8 groups that split those addresses
 # (eight /19s, each also holding a /24 nested in the next one's /19, so
@@ -30,10 +30,9 @@ WORK="$STATE/work/groups"
 LISTS="$STATE/work/groups/lists"
 mkdir -p "$WORK"
 
-(cd "$REPO" && cargo build --release --locked --quiet)
-LOADGEN="$(cd "$REPO" && cargo bench --bench loadgen --no-run 2>&1 | sed -n 's/.*Executable benches\/loadgen.rs (\(.*\))/\1/p')"
-[ -x "$REPO/$LOADGEN" ] && LOADGEN="$REPO/$LOADGEN"
-[ -x "$LOADGEN" ] || { echo "groups: no loadgen binary" >&2; exit 1; }
+(cd "$REPO" && cargo build --release --locked --quiet && cargo build --release --locked --quiet -p embargo-loadgen)
+LOADGEN="$REPO/target/release/embargo-loadgen"
+[ -x "$LOADGEN" ] || { echo "groups: no loadgen binary at $LOADGEN (cargo build --release -p embargo-loadgen)" >&2; exit 1; }
 (cd "$LAB/limit" && CARGO_TARGET_DIR="$STATE/.tools/limit-target" cargo build --release --quiet)
 LIMIT="$STATE/.tools/limit-target/release/limit"
 [ -f "$LISTS/q-blocked.txt" ] || python3 "$LAB/gen/blocklist.py" 1000000 1 "$LISTS"

@@ -269,7 +269,7 @@ fn cached_path(c: &mut Criterion) {
     let handler = bench_handler(dir.path(), "");
     let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
     let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
-    query.extend_from_slice(b"\x03www\x0bbench-cache\x04test\x00\x00\x01\x00\x01");
+    query.extend_from_slice(b"\x03www\x0bbench-cache\x07example\x00\x00\x01\x00\x01");
     query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let (facts, name) = embargo::query::parse(&query).expect("query");
     let key = embargo::cache::CacheKey::new(&name, &facts);

@@ -25,7 +25,7 @@
 #      SERVER_CPU (1), CLIENT_CPU (0), LAB, LAB_STATE, SOAK_BIN (an embargo
 #      binary to soak instead of this checkout's release build, for A/B runs).
 #
-# The mix (benches/soak.rs, run with cargo bench --bench soak): blocked
+# The mix (embargo-soak, tools/soak, built with cargo build -p embargo-soak): blocked
 # names (the lab's q-blocked.txt), a hot cached set (q-hot.txt), distinct
 # forwarded names (q-allowed.txt), malformed packets (answered FORMERR or
 # BADVERS or not at all: counted apart, never as lost), and TCP (4
@@ -90,9 +90,9 @@ else
   (cd "$REPO" && cargo build --release --locked --quiet)
   BIN="$REPO/target/release/embargo"
 fi
-GEN="$(cd "$REPO" && cargo bench --locked --bench soak --no-run 2>&1 | sed -n 's/.*Executable benches\/soak.rs (\(.*\))/\1/p')"
-[ -n "$GEN" ] && [ -x "$REPO/$GEN" ] && GEN="$REPO/$GEN"
-[ -x "$GEN" ] || { echo "soak.sh: no soak generator binary (cargo bench --bench soak --no-run)" >&2; exit 1; }
+(cd "$REPO" && cargo build --release --locked --quiet -p embargo-soak)
+GEN="$REPO/target/release/embargo-soak"
+[ -x "$GEN" ] || { echo "soak.sh: no soak generator at $GEN (cargo build --release -p embargo-soak)" >&2; exit 1; }
 
 LISTS="$STATE/work/lists/n$SIZE-s1"
 if [ ! -f "$LISTS/q-allowed.txt" ]; then

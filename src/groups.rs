@@ -27,13 +27,24 @@
 //! compare per query too, and would miss for a flood of distinct sources
 //! (65,536 addresses), so there is none. Without `[[groups]]` nothing is
 //! searched: [`Groups::of`] is one branch.
+//!
+//! Client IDs (AdGuard Home's): a client of an encrypted listener may name
+//! itself, by the first label of the name it asked the TLS handshake for
+//! (`laptop-7.dns.example.com`) or by the last segment of its DoH path
+//! (`/dns-query/laptop-7`). The listener turns the name into a
+//! [`ClientId`], a number from a process-wide table (once per connection,
+//! or per new DoH path), and a group with `client_ids` claims it whatever
+//! the client's address: [`Groups::of_client`] is one array read before
+//! the address search. So a roaming laptop keeps its policy.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::access::Cidr;
+use crate::lists::ListSlot;
 use crate::matcher::PolicyId;
 use crate::policy::Action;
-use crate::state::ListSlot;
 
 /// The index of a group in [`Groups`].
 pub type GroupIndex = u16;
@@ -179,6 +190,75 @@ fn close<T: Addr>(
     }
 }
 
+/// A client ID's number, the same for the life of the process (records
+/// carry it in a fixed-size event; the log writes the name back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ClientId(pub u16);
+
+/// Client IDs that clients may add to the table beyond those configured:
+/// names are the client's to choose, so the table would otherwise grow
+/// with every name a client sends. Past it, a new name is not recorded
+/// (and places the client in no group by ID); configured IDs always are.
+pub const MAX_CLIENT_IDS: usize = 4096;
+
+/// Every client ID seen, by name and by number (number 0 is none).
+struct IdTable {
+    by_name: HashMap<Box<str>, u16>,
+    names: Vec<Arc<str>>,
+    /// Names added from clients (not from the config).
+    from_clients: usize,
+}
+
+static CLIENT_IDS: Mutex<Option<IdTable>> = Mutex::new(None);
+
+impl ClientId {
+    /// No client ID.
+    pub const NONE: Self = Self(0);
+
+    /// The number of a client's ID `name` (ASCII letters are compared
+    /// without case), numbered now if new and the table has room.
+    pub fn of(name: &str) -> Self {
+        Self::intern(name, false)
+    }
+
+    /// The number of a configured ID, numbered now if new (always).
+    pub fn configured(name: &str) -> Self {
+        Self::intern(name, true)
+    }
+
+    fn intern(name: &str, configured: bool) -> Self {
+        let lower = name.to_ascii_lowercase();
+        let mut table = CLIENT_IDS.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = table.get_or_insert_with(|| IdTable {
+            by_name: HashMap::new(),
+            names: vec![Arc::from("")],
+            from_clients: 0,
+        });
+        if let Some(&n) = t.by_name.get(lower.as_str()) {
+            return Self(n);
+        }
+        if !configured && t.from_clients >= MAX_CLIENT_IDS {
+            return Self::NONE;
+        }
+        let Ok(n) = u16::try_from(t.names.len()) else {
+            return Self::NONE;
+        };
+        t.from_clients += usize::from(!configured);
+        t.names.push(Arc::from(lower.as_str()));
+        t.by_name.insert(lower.into_boxed_str(), n);
+        Self(n)
+    }
+
+    /// The name behind a number (`None` for [`ClientId::NONE`]).
+    pub fn name(self) -> Option<Arc<str>> {
+        if self == Self::NONE {
+            return None;
+        }
+        let table = CLIENT_IDS.lock().unwrap_or_else(PoisonError::into_inner);
+        table.as_ref()?.names.get(usize::from(self.0)).cloned()
+    }
+}
+
 /// One group: who is in it, which lists it applies, and, for every
 /// matcher id, the policy (an index into the snapshot's policies) that
 /// answers its clients.
@@ -190,6 +270,8 @@ pub struct Group {
     pub slot: ListSlot,
     /// Its networks as configured (none for the default group).
     pub clients: Vec<Cidr>,
+    /// The client IDs it claims, whatever their address.
+    pub client_ids: Vec<String>,
     /// The lists it applies, by index, in config order.
     pub lists: Vec<usize>,
     /// Its own action, replacing the lists' for its clients.
@@ -214,11 +296,18 @@ impl Group {
             name,
             slot: ListSlot::NONE,
             clients,
+            client_ids: Vec::new(),
             lists,
             action,
             answer: Box::new([]),
             cname: Box::new([]),
         }
+    }
+
+    /// Claims the clients that name themselves `ids` (see [`ClientId`]).
+    pub fn with_client_ids(mut self, ids: Vec<String>) -> Self {
+        self.client_ids = ids;
+        self
     }
 
     /// Fills the tables: `answer(id, through_cname)` is the policy index
@@ -263,6 +352,9 @@ pub struct Groups {
     groups: Vec<Group>,
     default: GroupIndex,
     clients: PrefixMap,
+    /// Client ID number → the group claiming it, or `NONE`; empty when no
+    /// group claims any.
+    by_id: Box<[GroupIndex]>,
     /// `[[groups]]` were configured; without them every client is in the
     /// default group and no address is searched.
     configured: bool,
@@ -293,8 +385,22 @@ impl Groups {
                 g.clients.iter().map(move |c| (*c, i))
             })
             .collect();
+        let mut by_id: Vec<GroupIndex> = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            for id in &g.client_ids {
+                let n = usize::from(ClientId::configured(id).0);
+                if n == 0 {
+                    continue;
+                }
+                if by_id.len() <= n {
+                    by_id.resize(n + 1, NONE);
+                }
+                by_id[n] = GroupIndex::try_from(i).unwrap_or(NONE);
+            }
+        }
         Self {
             clients: PrefixMap::new(&networks),
+            by_id: by_id.into_boxed_slice(),
             groups,
             default,
             configured,
@@ -316,6 +422,19 @@ impl Groups {
             self.default
         };
         (i, self.get(i))
+    }
+
+    /// The group of a client that named itself `id` (a group claiming the
+    /// ID wins over the address), and its index.
+    #[inline]
+    pub fn of_client(&self, ip: IpAddr, id: ClientId) -> (GroupIndex, &Group) {
+        if let Some(&g) = self.by_id.get(usize::from(id.0))
+            && g != NONE
+            && id != ClientId::NONE
+        {
+            return (g, self.get(g));
+        }
+        self.of(ip)
     }
 
     /// Group `i` (the default group for an index out of range).
@@ -431,6 +550,39 @@ mod tests {
         assert_eq!(groups.network_of(ip("192.0.2.1")), None);
         let off = Groups::new(vec![g(DEFAULT, &[]), g("x", &["0.0.0.0/0"])], 0, false);
         assert_eq!(off.of(ip("10.1.2.3")).0, 0);
+    }
+
+    #[test]
+    fn a_client_id_claims_its_group_whatever_the_address() {
+        let servers = Group::new("servers".into(), vec![net("10.1.0.0/16")], vec![0], None);
+        let roaming = Group::new("roaming".into(), Vec::new(), vec![], None)
+            .with_client_ids(vec!["laptop-7".into()]);
+        let groups = Groups::new(
+            vec![
+                servers,
+                roaming,
+                Group::new(DEFAULT.into(), Vec::new(), vec![0], None),
+            ],
+            2,
+            true,
+        );
+        let laptop = ClientId::of("Laptop-7");
+        assert_ne!(laptop, ClientId::NONE);
+        assert_eq!(
+            laptop,
+            ClientId::configured("laptop-7"),
+            "one number, any case"
+        );
+        assert_eq!(laptop.name().as_deref(), Some("laptop-7"));
+        assert_eq!(groups.of_client(ip("10.1.2.3"), laptop).1.name, "roaming");
+        assert_eq!(groups.of_client(ip("192.0.2.1"), laptop).1.name, "roaming");
+        assert_eq!(
+            groups.of_client(ip("10.1.2.3"), ClientId::NONE).1.name,
+            "servers"
+        );
+        let stranger = ClientId::of("phone-3");
+        assert_eq!(groups.of_client(ip("10.1.2.3"), stranger).1.name, "servers");
+        assert_eq!(ClientId::NONE.name(), None);
     }
 
     /// A network as (first address, prefix) over a small IPv4 corner, so

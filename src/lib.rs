@@ -12,7 +12,8 @@
 //!                                                                                                   └─ else ────► upstream set ─► cname ─► cache ─► client
 //!            local: [local_zones], [[records]] and hosts files, frozen with their answers (asked before the lists);
 //!            zones: which [[forward]] set a forwarded name goes to (the most specific zone); upstream::Sets binds it to servers
-//!            lookup: with [[groups]], the client's group (groups: one search of its address) masks the lists
+//!            server: DoT, DoH and DoQ too (server::tls, https, quic): other ways in to the same Handler
+//!            lookup: with [[groups]], the client's group (groups: one search of its address, or its client ID) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
@@ -35,6 +36,20 @@
 //! refresh, TSIG key); `lists` turns bytes into names and imports nothing
 //! above `matcher`; `source` brings a remote list's bytes into the state
 //! directory; `reload` drives it and swaps the rebuilt snapshot in.
+//!
+//! A room that holds more than one concept is a directory with one file
+//! per concept, each opening with what it is for; no two files import
+//! each other (`house` checks):
+//!
+//! ```text
+//!  access/    rules.rs (CIDR allow/deny) · limiter.rs (RRL) · refusals.rs (the refused-client log) · prefix.rs
+//!  cache/     entry.rs · shard.rs · admission.rs (TinyLFU) · stale.rs (serve-stale, prefetch)
+//!  matcher/   key.rs (the name) · build.rs (build, freeze) · mod.rs (DomainSet: the lookup)
+//!  lists/     load.rs · ofac.rs · slot.rs (a list's number) · format/{domains,hosts,adblock}.rs, rpz/{zonefile}.rs
+//!  upstream/  flights.rs · forward.rs · udp.rs · tcp.rs · tls.rs (DoT), https.rs (DoH) ─► secure.rs (trust, the kept connection)
+//!  observe/   event.rs · recorder.rs · worker.rs (the observer thread) · querylog.rs · hits.rs · metrics.rs · series.rs
+//!             dnstap/{framing, record, message, writer}.rs
+//! ```
 //!
 //! How `embargo run` starts: [`prepare`] binds every address and gives up
 //! the privileges that took ([`privileges`]) while the process still has one
@@ -81,6 +96,8 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] server::BindError),
     #[error(transparent)]
+    Tls(#[from] server::TlsError),
+    #[error(transparent)]
     Observe(#[from] observe::Error),
     #[error(transparent)]
     Privileges(#[from] privileges::Error),
@@ -123,7 +140,11 @@ pub struct Listeners {
 /// the threads started afterwards inherit them.
 pub fn prepare(config: &Config) -> Result<Listeners, RunError> {
     let identity = privileges::resolve(&config.run_as)?;
-    let dns = server::Listeners::bind(&config.listen, &config.server)?;
+    // The certificate and key are read here too, as whoever may read them
+    // (root, for a key only root reads); a reload reads them as the
+    // serving user, who needs read access to renew without a restart.
+    let dns =
+        server::Listeners::bind(&config.listen, &config.server)?.with_encrypted(&config.tls)?;
     let http = http::Listeners::bind(&config.http)?;
     privileges::drop(config, identity.as_ref())?;
     Ok(Listeners { dns, http })
@@ -146,6 +167,11 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Whatever wakes the reload loop (a file changed, SIGHUP) is armed
+    // before the lists are read and before the pid file says where to send
+    // SIGHUP: a change from now on is never missed (see `reload`).
+    let control = Arc::new(reload::Control::default());
+    control.arm(&config);
     let started = std::time::Instant::now();
     let cfg = config.clone();
     let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(&cfg))
@@ -161,7 +187,9 @@ pub async fn serve(
     if let Err(e) = &wrote_pid {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write the pid file: `embargo reload` will not find this server");
     }
-    let control = Arc::new(reload::Control::default());
+    if let Some(certs) = server.certificates() {
+        tokio::spawn(certs.follow(control.progress()));
+    }
     let api = http::Api::new(handler.clone(), server.stats(), control.clone());
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(

@@ -218,7 +218,14 @@ fn run(config: Config, level: Option<&str>) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(embargo::serve(config, listeners, shutdown_signal())) {
+    // The handlers are installed now, before anything says it listens: a
+    // SIGTERM with no handler yet would end the process on the spot, with
+    // no drain and no last records.
+    let shutdown = {
+        let _runtime = rt.enter();
+        shutdown_signal()
+    };
+    match rt.block_on(embargo::serve(config, listeners, shutdown)) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -231,25 +238,25 @@ fn run(config: Config, level: Option<&str>) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+/// Resolves on SIGTERM or SIGINT, whose handlers are installed when this
+/// is called (inside the runtime), not when it is first polled.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
                 }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        };
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(int) => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -674,8 +681,18 @@ fn validate_all(config: &Config) -> ExitCode {
     if let Err(e) = &user {
         eprintln!("{e}");
     }
+    // The encrypted listeners' certificate, as `run` will load it.
+    let certificate = match config.tls.files() {
+        Some((cert, key)) if config.tls.enabled() => {
+            embargo::config::load_certificate(cert, key).map(|_| ())
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = &certificate {
+        eprintln!("{e}");
+    }
     let lists = with_snapshot(config, validate);
-    if user.is_err() {
+    if user.is_err() || certificate.is_err() {
         ExitCode::from(1)
     } else {
         lists

@@ -379,6 +379,24 @@ fn check(config: &Config, id: &Identity, set_groups: bool) -> Result<(), Error> 
         group: id.group.clone(),
         source,
     })?;
+    // The encrypted listeners' certificate and key were read before the
+    // drop (a key often only root may read); reloading a renewed pair
+    // reads them as the user. Not fatal: the pair in force keeps serving.
+    if config.tls.enabled() {
+        for path in [&config.tls.certificate, &config.tls.private_key]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = unistd::access(path, AccessFlags::R_OK) {
+                tracing::warn!(
+                    path = %path.display(),
+                    user = %id.user,
+                    error = %e,
+                    "read at start, but not readable by the serving user: a renewed certificate is served only after a restart (give the user read access, e.g. group ssl-cert)"
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -6,6 +6,13 @@
 //! Queries in flight keep the snapshot they loaded; none waits, none is
 //! dropped.
 //!
+//! The triggers are armed before anything they watch is read ([`Control::arm`],
+//! at start): the file watcher before the lists load, SIGHUP before the pid
+//! file tells `embargo reload` where to send it. An edit made at any time
+//! after the server started reading is reloaded, including one made while
+//! a reload runs (that reload may have read the file before it: another
+//! follows) and one the kernel's event queue lost (overflow: reload).
+//!
 //! A reload that fails (bad config, unreadable list) keeps the rules in
 //! force and says why. Settings that live in sockets, the handler or the
 //! observer (`[server]`, `upstream`, `cache`, `log`, `hits`, `[http]`) need
@@ -15,8 +22,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -98,6 +105,25 @@ pub fn log_warnings(config: &Config) {
 pub fn reload(config_path: &Path, state: &ArcSwap<Snapshot>) -> Result<Config, String> {
     let started = Instant::now();
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    swap_in(config, state, started)
+}
+
+/// [`reload`] for the reload loop: the watch is widened to the files the
+/// new config names before they are read, so that an edit of a list it
+/// adds is seen even if it comes before the reload is done.
+fn reload_watched(
+    config_path: &Path,
+    state: &ArcSwap<Snapshot>,
+    control: &Control,
+) -> Result<Config, String> {
+    let started = Instant::now();
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    control.cover(&config);
+    swap_in(config, state, started)
+}
+
+/// Builds the snapshot of `config` and swaps it in.
+fn swap_in(config: Config, state: &ArcSwap<Snapshot>, started: Instant) -> Result<Config, String> {
     // Lists that stay keep their slots, so events recorded before the swap
     // still name the right list after it; the rate limiter keeps what it
     // counted if its settings stay.
@@ -114,8 +140,9 @@ pub fn pid_file(config: &Config) -> PathBuf {
 }
 
 /// The reload loop's handle for those outside it: a way to ask for a
-/// reload and wait for it (`POST /api/reload`), and the count of reloads
-/// by result (the metrics).
+/// reload and wait for it (`POST /api/reload`), the count of reloads by
+/// result (the metrics), and the triggers, armed before the loop runs
+/// ([`Control::arm`]).
 #[derive(Debug)]
 pub struct Control {
     poke: Arc<Notify>,
@@ -123,6 +150,14 @@ pub struct Control {
     failed: AtomicU64,
     /// Reloads started and finished, and how the last one ended.
     progress: watch::Sender<Progress>,
+    /// Whether [`Control::arm`] ran.
+    armed: AtomicBool,
+    /// The file watcher, from [`Control::arm`] on (`None` if it could not
+    /// start: SIGHUP still reloads).
+    watch: Mutex<Option<Watch>>,
+    /// SIGHUP, listened for from [`Control::arm`] on; [`maintain`] takes it.
+    #[cfg(unix)]
+    sighup: Mutex<Option<tokio::signal::unix::Signal>>,
 }
 
 /// Where the reload loop is: reloads are numbered from 1 as they start,
@@ -146,11 +181,77 @@ impl Default for Control {
                 finished: 0,
                 last: Ok(()),
             }),
+            armed: AtomicBool::new(false),
+            watch: Mutex::new(None),
+            #[cfg(unix)]
+            sighup: Mutex::new(None),
         }
     }
 }
 
+/// The guarded value, even if a thread panicked holding it: what is kept
+/// here (a watcher, a signal stream) stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Control {
+    /// Arms what makes the reload loop run, before it runs: the file
+    /// watcher, on the config file and every local list and allow file of
+    /// `config`, and the SIGHUP handler. Call it from within the runtime,
+    /// before the lists are read and before the pid file is written, as
+    /// [`crate::serve`] does; [`maintain`] calls it if no one did, and a
+    /// second call does nothing.
+    ///
+    /// From here on an edit wakes the reload loop, even one made before
+    /// the loop first runs (the wake-up waits for it), and `embargo reload`
+    /// finds a server that handles SIGHUP (whose default ends a process).
+    /// The config file itself was read earlier (`embargo run` reads it,
+    /// then drops its privileges, and only then may a thread start, the
+    /// watcher's): it is read again now, and if it changed meanwhile, a
+    /// reload is asked for.
+    pub fn arm(&self, config: &Config) {
+        if self.armed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(hup) => *lock(&self.sighup) = Some(hup),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; reload needs a file change or POST /api/reload")
+                }
+            }
+        }
+        match Watch::start(self.poke.clone()) {
+            Ok(mut w) => {
+                w.cover(config);
+                *lock(&self.watch) = Some(w);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch list files; reload with SIGHUP"),
+        }
+        if edited_since(config) {
+            tracing::info!(path = %config.path.display(), "the config changed as the server started: reloading");
+            self.poke();
+        }
+    }
+
+    /// Widens the watch to the files `config` reads: call it before they
+    /// are read.
+    fn cover(&self, config: &Config) {
+        if let Some(w) = lock(&self.watch).as_mut() {
+            w.cover(config);
+        }
+    }
+
+    /// Narrows the watch to the files of `config`, now in force.
+    fn narrow(&self, config: &Config) {
+        if let Some(w) = lock(&self.watch).as_mut() {
+            w.narrow(config);
+        }
+    }
+
     /// Asks for a reload; returns at once.
     pub fn poke(&self) {
         self.poke.notify_one();
@@ -171,6 +272,14 @@ impl Control {
         }
     }
 
+    /// Where the reload loop is, to wait on: a reload's number once it
+    /// starts, and its result once it finishes. A reload reads the files
+    /// after its start, so one that started after an edit was seen by the
+    /// watcher has read that edit.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
     /// Reloads that succeeded and that failed since start.
     pub fn counts(&self) -> (u64, u64) {
         (
@@ -188,8 +297,12 @@ pub async fn maintain(
     notify: Arc<NotifyTargets>,
     control: Arc<Control>,
 ) {
+    control.arm(&config);
     let poke = control.poke.clone();
-    let _sighup = tokio::spawn(on_sighup(poke.clone()));
+    #[cfg(unix)]
+    let _sighup = lock(&control.sighup)
+        .take()
+        .map(|hup| Aborting(tokio::spawn(on_sighup(hup, poke.clone()))));
     let mut helpers = Helpers::start(&config, &poke, &notify);
     let mut current = config;
     loop {
@@ -200,13 +313,16 @@ pub async fn maintain(
         let _ = tokio::time::timeout(Duration::ZERO, poke.notified()).await;
         let path = current.path.clone();
         let st = state.clone();
+        let ctl = control.clone();
         let number = control.progress.borrow().started + 1;
         control.progress.send_modify(|p| p.started = number);
         // Reading the lists and building the matcher takes a second or more
         // for a million names: on a thread of its own at the lowest
         // priority, so that neither a runtime worker (forwarded answers)
         // nor, on a busy core, the UDP workers wait for it.
-        let result = source::background::run("embargo-reload", move || reload(&path, &st)).await;
+        let result =
+            source::background::run("embargo-reload", move || reload_watched(&path, &st, &ctl))
+                .await;
         let last = match &result {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.clone()),
@@ -225,6 +341,7 @@ pub async fn maintain(
         match result {
             Ok(Ok(config)) => {
                 tracing::info!("reload done");
+                control.narrow(&config);
                 warn_restart_needed(&current, &config);
                 if helpers.inputs != Helpers::inputs(&config) {
                     drop(helpers);
@@ -259,10 +376,18 @@ fn warn_restart_needed(old: &Config, new: &Config) {
     }
 }
 
-/// The file watcher and the remote-list refreshers of one config.
+/// A task that ends when this is dropped (when the reload loop is aborted).
+struct Aborting(JoinHandle<()>);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The remote-list refreshers of one config.
 struct Helpers {
     inputs: Vec<String>,
-    _watcher: Option<notify::RecommendedWatcher>,
     fetchers: Vec<JoinHandle<()>>,
 }
 
@@ -281,21 +406,10 @@ impl Helpers {
             .lists
             .iter()
             .map(|l| format!("{}|{}|{:?}", l.name, l.source, l.fetch))
-            .chain(config.allow_files.iter().map(|p| p.display().to_string()))
-            .chain(
-                config
-                    .local
-                    .hosts_files
-                    .iter()
-                    .map(|p| p.display().to_string()),
-            )
             .collect()
     }
 
     fn start(config: &Config, poke: &Arc<Notify>, notify: &NotifyTargets) -> Self {
-        let watcher = watch_files(config, poke.clone())
-            .map_err(|e| tracing::warn!(error = %e, "cannot watch list files; reload with SIGHUP"))
-            .ok();
         let mut fetchers = Vec::new();
         for spec in &config.lists {
             if let Source::Axfr(src) = &spec.source {
@@ -334,7 +448,6 @@ impl Helpers {
         }
         Self {
             inputs: Self::inputs(config),
-            _watcher: watcher,
             fetchers,
         }
     }
@@ -403,11 +516,80 @@ async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, pok
     }
 }
 
-/// Watches the config file and every local list, allow file and hosts
-/// file (`[local_zones] hosts_files`). Watching
-/// their directories catches editors and `mv` that replace the file.
-fn watch_files(config: &Config, poke: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
+/// The file watcher. It watches directories, not files, so that editors
+/// and `mv` that replace a file are seen, and wakes the reload loop for a
+/// change to one of the files it was given: the config file, the local
+/// lists, the allow files and the hosts files. Those of a new config are added before the
+/// reload reads them ([`Watch::cover`]), those it dropped removed after
+/// ([`Watch::narrow`]); the watcher itself lives as long as the server, so
+/// no change falls between an old watcher and a new one.
+#[derive(Debug)]
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    /// The directories watched.
+    dirs: HashSet<PathBuf>,
+    /// The files whose changes count (see [`absolute`]), read by the
+    /// watcher's thread at each event. Never held while waiting for that
+    /// thread (`watch`, `unwatch`), which may be waiting for it.
+    files: Arc<RwLock<HashSet<PathBuf>>>,
+}
+
+impl Watch {
+    fn start(poke: Arc<Notify>) -> notify::Result<Self> {
+        let files: Arc<RwLock<HashSet<PathBuf>>> = Arc::default();
+        let watched = files.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let watched = watched.read().unwrap_or_else(PoisonError::into_inner);
+            if wants_reload(&res, &watched) {
+                poke.notify_one();
+            }
+        })?;
+        Ok(Self {
+            watcher,
+            dirs: HashSet::new(),
+            files,
+        })
+    }
+
+    /// Adds the files `config` reads, and their directories.
+    fn cover(&mut self, config: &Config) {
+        use notify::Watcher;
+        let files = watched_files(config);
+        let dirs = parents(&files);
+        self.files
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(files);
+        for d in dirs {
+            if self.dirs.contains(&d) {
+                continue;
+            }
+            match self.watcher.watch(&d, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(d);
+                }
+                Err(e) => tracing::warn!(dir = %d.display(), error = %e, "cannot watch"),
+            }
+        }
+    }
+
+    /// Keeps only the files `config` reads, and their directories.
+    fn narrow(&mut self, config: &Config) {
+        use notify::Watcher;
+        let files = watched_files(config);
+        let dirs = parents(&files);
+        *self.files.write().unwrap_or_else(PoisonError::into_inner) = files;
+        for d in self.dirs.difference(&dirs) {
+            let _ = self.watcher.unwatch(d);
+        }
+        self.dirs.retain(|d| dirs.contains(d));
+    }
+}
+
+/// The files a reload reads from disk besides remote copies: the config
+/// file, the local lists, the allow files and the hosts files (see
+/// [`absolute`]).
+fn watched_files(config: &Config) -> HashSet<PathBuf> {
     let mut files: HashSet<PathBuf> = HashSet::new();
     files.insert(config.path.clone());
     for l in &config.lists {
@@ -416,27 +598,52 @@ fn watch_files(config: &Config, poke: Arc<Notify>) -> notify::Result<notify::Rec
         }
     }
     files.extend(config.allow_files.iter().cloned());
+    // The hosts files of [local_zones]: their records reload with the rest.
     files.extend(config.local.hosts_files.iter().cloned());
-    let files: HashSet<PathBuf> = files.iter().map(|p| absolute(p)).collect();
-    let dirs: HashSet<PathBuf> = files
+    // The encrypted listeners' certificate: renewed files are served without a restart.
+    files.extend(
+        [&config.tls.certificate, &config.tls.private_key]
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    files.iter().map(|p| absolute(p)).collect()
+}
+
+fn parents(files: &HashSet<PathBuf>) -> HashSet<PathBuf> {
+    files
         .iter()
         .filter_map(|p| p.parent().map(Path::to_path_buf))
-        .collect();
-    let watched = files.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res
-            && !matches!(event.kind, notify::EventKind::Access(_))
-            && event.paths.iter().any(|p| watched.contains(&absolute(p)))
-        {
-            poke.notify_one();
-        }
-    })?;
-    for d in dirs {
-        if let Err(e) = watcher.watch(&d, notify::RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %d.display(), error = %e, "cannot watch");
+        .collect()
+}
+
+/// Whether the config file now says otherwise than `config`, which was
+/// read from it before the watcher was armed: an edit in between, which
+/// no file event reports.
+fn edited_since(config: &Config) -> bool {
+    match Config::load(&config.path) {
+        // `Config` has no `PartialEq` (not all its parts have one); its
+        // `Debug` form shows every field, so comparing that needs no list
+        // of fields kept in step with it.
+        Ok(now) => format!("{now:?}") != format!("{config:?}"),
+        // Gone or broken since: the reload says why.
+        Err(_) => true,
+    }
+}
+
+/// Whether the watcher's report `res` calls for a reload: a change to one
+/// of the `watched` files, or a report that changes may have been lost
+/// (the kernel's event queue overflowed, or the watcher failed), which
+/// names no file.
+fn wants_reload(res: &notify::Result<notify::Event>, watched: &HashSet<PathBuf>) -> bool {
+    match res {
+        Err(_) => true,
+        Ok(event) if event.need_rescan() => true,
+        Ok(event) => {
+            !matches!(event.kind, notify::EventKind::Access(_))
+                && event.paths.iter().any(|p| watched.contains(&absolute(p)))
         }
     }
-    Ok(watcher)
 }
 
 /// The path with its directory resolved (`..`, symlinks), so that a list
@@ -458,23 +665,47 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-/// Pokes the reload loop on every SIGHUP.
-async fn on_sighup(poke: Arc<Notify>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload needs a restart");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading");
-            poke.notify_one();
-        }
+/// Pokes the reload loop on every SIGHUP (listened for since [`Control::arm`]).
+#[cfg(unix)]
+async fn on_sighup(mut hup: tokio::signal::unix::Signal, poke: Arc<Notify>) {
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        poke.notify_one();
     }
-    #[cfg(not(unix))]
-    {
-        let _ = poke;
-        std::future::pending::<()>().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, Event, EventKind, Flag, ModifyKind};
+
+    /// Issue 21: when the kernel's queue of file events overflows, which
+    /// files changed is lost and the watcher reports a rescan that names no
+    /// path; a watcher error may have lost events too. Either may hide an
+    /// edit, so either reloads: a reload too many costs a rebuild, one too
+    /// few keeps stale rules until the next edit.
+    #[test]
+    fn r21_an_overflowed_event_queue_reloads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("embargo.toml");
+        let watched: HashSet<PathBuf> = [absolute(&config)].into();
+        let event = |kind, path: &Path| Ok(Event::new(kind).add_path(path.to_path_buf()));
+
+        let overflow = Ok(Event::new(EventKind::Other).set_flag(Flag::Rescan));
+        assert!(wants_reload(&overflow, &watched), "a rescan");
+        let error = Err(notify::Error::generic("inotify read failed"));
+        assert!(wants_reload(&error, &watched), "a watcher error");
+
+        // The rest as before: an edit of a watched file, not a read of it
+        // nor an edit of another file in its directory.
+        let edit = event(EventKind::Modify(ModifyKind::Any), &config);
+        assert!(wants_reload(&edit, &watched));
+        let read = event(EventKind::Access(AccessKind::Any), &config);
+        assert!(!wants_reload(&read, &watched));
+        let other = event(
+            EventKind::Modify(ModifyKind::Any),
+            &dir.path().join("queries.log"),
+        );
+        assert!(!wants_reload(&other, &watched));
     }
 }

@@ -74,6 +74,18 @@ pub struct ServerSpec {
     pub tcp_message_timeout: Option<Value>,
     pub tcp_max_inflight: Option<Value>,
     pub max_forwards: Option<Value>,
+    // The encrypted listeners (config/tls.rs).
+    pub tls_listen: Option<Value>,
+    pub https_listen: Option<Value>,
+    pub quic_listen: Option<Value>,
+    pub certificate: Option<Value>,
+    pub private_key: Option<Value>,
+    pub https_path: Option<Value>,
+    pub tls_max_connections: Option<Value>,
+    pub tls_handshake_timeout: Option<Value>,
+    pub tls_idle_timeout: Option<Value>,
+    pub tls_max_streams: Option<Value>,
+    pub https_max_body: Option<Value>,
 }
 
 /// `[upstream]`

@@ -11,6 +11,10 @@
 //! [[groups]]
 //! name = "default"            # clients in no other group; no `clients`
 //! lists = ["doj-dprk-it-workers-2023"]
+//!
+//! [[groups]]
+//! name = "roaming"
+//! client_ids = ["laptop-7"]   # DoT/DoQ SNI laptop-7.dns.example.com, DoH /dns-query/laptop-7
 //! ```
 //!
 //! A group without `lists` applies every list; `lists = []` applies none.
@@ -35,6 +39,7 @@ use crate::policy::Action;
 pub struct GroupFileSpec {
     pub name: Option<Value>,
     pub clients: Option<Value>,
+    pub client_ids: Option<Value>,
     pub lists: Option<Value>,
     pub action: Option<Value>,
 }
@@ -52,6 +57,8 @@ pub struct GroupSpec {
     pub name: String,
     /// Its clients' networks (none for the default group).
     pub clients: Vec<Cidr>,
+    /// The client IDs it claims (lowercase), whatever their address.
+    pub client_ids: Vec<String>,
     /// The lists it applies, as indices into `Config::lists`, in config
     /// order without repeats; `None` is every list.
     pub lists: Option<Vec<usize>>,
@@ -76,6 +83,8 @@ impl Checker<'_> {
         let mut out: Vec<GroupSpec> = Vec::new();
         // Every network once, with the group that has it.
         let mut seen: Vec<(Cidr, String)> = Vec::new();
+        // Every client ID once, likewise.
+        let mut seen_ids: Vec<(String, String)> = Vec::new();
         for (i, g) in tables.into_iter().enumerate() {
             let key = |field: &str| format!("groups[{}].{field}", i + 1);
             let span = g.span();
@@ -116,6 +125,41 @@ impl Checker<'_> {
                 );
             }
             let is_default = name == DEFAULT;
+            let mut client_ids = Vec::new();
+            if let Some(v) = &g.client_ids {
+                if is_default {
+                    self.problem(
+                        v,
+                        format!(
+                            "{}: the default group takes no client IDs",
+                            key("client_ids")
+                        ),
+                    );
+                }
+                let ids = self.each(
+                    &key("client_ids"),
+                    v,
+                    r#"a list of client IDs, such as ["laptop-7"]"#,
+                    "a client ID of 1 to 64 letters, digits and hyphens",
+                    |s| super::tls::is_client_id(s).then(|| s.to_ascii_lowercase()),
+                );
+                for (j, (id, at)) in ids.into_iter().enumerate() {
+                    match seen_ids.iter().find(|(i, _)| *i == id) {
+                        Some((_, other)) => self.problems.push(super::Problem {
+                            location: at,
+                            message: format!(
+                                "groups[{}].client_ids[{}]: {id:?} is already a client ID of group {other:?}",
+                                i + 1,
+                                j + 1
+                            ),
+                        }),
+                        None => {
+                            seen_ids.push((id.clone(), name.clone()));
+                            client_ids.push(id);
+                        }
+                    }
+                }
+            }
             let clients = match (&g.clients, is_default) {
                 (Some(v), true) => {
                     self.problem(
@@ -155,11 +199,11 @@ impl Checker<'_> {
                     }
                     nets
                 }
-                (None, false) if !name.is_empty() => {
+                (None, false) if !name.is_empty() && g.client_ids.is_none() => {
                     self.problem(
                         &table,
                         format!(
-                            "groups[{}]: missing clients: a group other than \"default\" needs the networks of its clients",
+                            "groups[{}]: missing clients: a group other than \"default\" needs the networks of its clients (or client_ids)",
                             i + 1
                         ),
                     );
@@ -212,6 +256,7 @@ impl Checker<'_> {
             out.push(GroupSpec {
                 name,
                 clients,
+                client_ids,
                 lists: group_lists,
                 action,
                 location: self.location(name_value),
@@ -268,6 +313,33 @@ mod tests {
     }
 
     #[test]
+    fn client_ids_claim_a_group_once_each() {
+        let c = parse(
+            "[[groups]]\nname = \"roaming\"\nclient_ids = [\"Laptop-7\", \"phone-3\"]\nlists = [\"a\"]\n",
+        );
+        assert_eq!(c.groups[0].client_ids, ["laptop-7", "phone-3"]);
+        assert!(c.groups[0].clients.is_empty(), "an ID is enough");
+        let p = problems(
+            "[[groups]]\nname = \"r\"\nclient_ids = [\"laptop-7\", \"bad id\"]\n[[groups]]\nname = \"s\"\nclient_ids = [\"LAPTOP-7\"]\n[[groups]]\nname = \"default\"\nclient_ids = [\"x\"]\n",
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].contains("groups[1].client_ids[2]: expected a client ID of 1 to 64 letters"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains(
+                "groups[2].client_ids[1]: \"laptop-7\" is already a client ID of group \"r\""
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p[2].contains("groups[3].client_ids: the default group takes no client IDs"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn bad_groups_say_what_and_where() {
         let p = problems(
             "[[groups]]\nname = \"servers\"\nclients = [\"10.1.0.0/16\"]\nlists = [\"a\", \"nope\"]\n[[groups]]\nname = \"servers\"\nclients = [\"10.2.0.0/16\", \"10.1.0.0/16\"]\n[[groups]]\nname = \"default\"\nclients = [\"10.3.0.0/16\"]\n[[groups]]\nname = \"empty\"\n[[groups]]\nclients = [\"10.4.0.0/16\"]\n[[groups]]\nname = \"none\"\nclients = []\naction = \"block\"\n",
@@ -279,7 +351,7 @@ mod tests {
                 "g.toml:15:8: groups[2].name: duplicate group name \"servers\"",
                 "g.toml:16:27: groups[2].clients[2]: 10.1.0.0/16 is already a network of group \"servers\": a network belongs to one group (a narrower one can make an exception)",
                 "g.toml:19:11: groups[3].clients: the default group is every client in no other group's networks; it takes no clients",
-                "g.toml:20:1: groups[4]: missing clients: a group other than \"default\" needs the networks of its clients",
+                "g.toml:20:1: groups[4]: missing clients: a group other than \"default\" needs the networks of its clients (or client_ids)",
                 "g.toml:22:1: groups[5]: missing name: every group needs a name",
                 "g.toml:26:11: groups[6].clients: expected at least one network, got an empty array",
                 "g.toml:27:10: groups[6].action: expected one of \"nxdomain\", \"nodata\", \"refused\" or \"sinkhole\", got the string \"block\"",

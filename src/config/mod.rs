@@ -20,6 +20,7 @@ mod local;
 mod observe;
 mod run_as;
 mod server;
+mod tls;
 mod upstream;
 
 pub use cache::CacheConfig;
@@ -37,6 +38,10 @@ pub use local::{
 pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
 pub use run_as::{Account, RunAs};
 pub use server::{ServerConfig, TcpLimits};
+pub use tls::{
+    CertError, Certificate, DEFAULT_HTTPS_PATH, EncryptedLimits, TlsConfig, is_client_id,
+    load_certificate,
+};
 pub use upstream::{Strategy, Transport, UpstreamConfig, UpstreamServer};
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -90,6 +95,8 @@ pub struct Config {
     pub run_as: RunAs,
     /// Workers and bounds (`[server]` keys other than `listen`).
     pub server: ServerConfig,
+    /// DoT, DoH and DoQ listeners and their certificate (`[server]`).
+    pub tls: TlsConfig,
     pub upstream: UpstreamConfig,
     /// The answer cache's bounds and TTL rules (`[cache]`).
     pub cache: CacheConfig,
@@ -418,6 +425,7 @@ impl Checker<'_> {
                 .collect(),
         };
         let server_config = self.server_settings(&server);
+        let tls = self.tls_settings(&server);
 
         let run_as = self.run_as(&server.user, &server.group);
 
@@ -540,6 +548,7 @@ impl Checker<'_> {
             listen,
             run_as,
             server: server_config,
+            tls,
             upstream,
             cache,
             block,
@@ -1003,6 +1012,17 @@ mod tests {
         ("server",   "tcp_message_timeout", "true",            "true",                         r#"a duration such as "10s""#),
         ("server",   "tcp_max_inflight", r#""32""#,            r#"the string "32""#,           "a whole number of queries in flight per connection"),
         ("server",   "max_forwards",  "[10000]",               "an array",                     "a whole number of forwarded queries in flight"),
+        ("server",   "tls_listen",    r#""0.0.0.0:853""#,      r#"the string "0.0.0.0:853""#,  "a list of addresses to listen on"),
+        ("server",   "https_listen",  "443",                   "the number 443",               "a list of addresses to listen on"),
+        ("server",   "quic_listen",   "true",                  "true",                         "a list of addresses to listen on"),
+        ("server",   "certificate",   "[]",                    "an empty array",               "a PEM file path"),
+        ("server",   "private_key",   "1",                     "the number 1",                 "a PEM file path"),
+        ("server",   "https_path",    "[\"/dns-query\"]",       "an array",                     "an absolute URL path"),
+        ("server",   "tls_max_connections", r#""1k""#,         r#"the string "1k""#,           "a whole number of connections"),
+        ("server",   "tls_handshake_timeout", "5",             "the number 5",                 r#"a duration such as "10s""#),
+        ("server",   "tls_idle_timeout", "30.0",               "the number 30.0",              r#"a duration such as "10s""#),
+        ("server",   "tls_max_streams", "false",               "false",                        "a whole number of queries in flight per connection"),
+        ("server",   "https_max_body", r#""64KiB""#,           r#"the string "64KiB""#,        "a whole number of bytes"),
         ("upstream", "servers",       r#""9.9.9.9:53""#,       r#"the string "9.9.9.9:53""#,   "a list of resolver addresses"),
         ("upstream", "timeout_ms",    r#""soon""#,             r#"the string "soon""#,         "a whole number of milliseconds"),
         ("upstream", "strategy",      "1",                     "the number 1",                 r#"one of "failover", "fastest" or "round_robin""#),
@@ -1041,6 +1061,7 @@ mod tests {
         ("lists",    "inspect_cname", r#""yes""#,              r#"the string "yes""#,          "true or false"),
         ("groups",   "name",          "1",                     "the number 1",                 "a group name"),
         ("groups",   "clients",       r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
+        ("groups",   "client_ids",    r#""laptop-7""#,         r#"the string "laptop-7""#,     "a list of client IDs"),
         ("groups",   "lists",         r#""seized""#,           r#"the string "seized""#,       "a list of list names"),
         ("groups",   "action",        "true",                  "true",                         r#"one of "nxdomain""#),
         ("allow",    "domains",       r#""example.org""#,      r#"the string "example.org""#,  "a list of domain names"),

@@ -6,6 +6,8 @@
 //! could not use, so that one bad line never costs the rest of the list.
 //! `ofac` reads the US Treasury's SDN list, a whole document rather than
 //! lines.
+//! `slot` numbers each list by name for the life of the process
+//! ([`ListSlot`]), the number events and counters carry.
 //!
 //! This module imports nothing above it: what a list *is* (name, source,
 //! provenance, action) is the configuration's business (`config::ListSpec`),
@@ -14,9 +16,11 @@
 pub mod format;
 mod load;
 pub mod ofac;
+mod slot;
 
 pub use format::{EntryKind, Format, Rule};
 pub use load::{
     LineWarning, ListStats, LoadError, MAX_WARNINGS, detect_file, load_file, load_lines, load_ofac,
     load_ofac_text,
 };
+pub use slot::{ListSlot, ListSlots};

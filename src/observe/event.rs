@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use crate::groups::ClientId;
 use crate::matcher::{MAX_KEY, NameKey};
 use crate::policy::Action;
 use crate::state::ListSlot;
@@ -92,6 +93,12 @@ impl Decisions {
 pub enum Transport {
     Udp,
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Dot,
+    /// DNS over HTTPS (RFC 8484).
+    Doh,
+    /// DNS over QUIC (RFC 9250).
+    Doq,
 }
 
 impl Transport {
@@ -99,6 +106,21 @@ impl Transport {
         match self {
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Dot => "dot",
+            Self::Doh => "doh",
+            Self::Doq => "doq",
+        }
+    }
+
+    /// The transport a record's byte says ([`Transport`] `as u8`); UDP
+    /// for anything else.
+    pub fn from_u8(b: u8) -> Self {
+        match b {
+            1 => Self::Tcp,
+            2 => Self::Dot,
+            3 => Self::Doh,
+            4 => Self::Doq,
+            _ => Self::Udp,
         }
     }
 }
@@ -195,6 +217,9 @@ pub struct QueryEvent {
     /// The client's group (its name's slot), or [`ListSlot::NONE`]
     /// without `[[groups]]`.
     pub group: ListSlot,
+    /// The ID the client named itself by (SNI, DoH path), or
+    /// [`ClientId::NONE`].
+    pub client_id: ClientId,
     /// Where the listed entry starts in `name` (a byte offset, as
     /// `Lookup::Blocked(hit).suffix`), or `NO_ENTRY`.
     entry: u8,
@@ -229,6 +254,7 @@ impl QueryEvent {
             action: None,
             upstream: NO_UPSTREAM,
             group: ListSlot::NONE,
+            client_id: ClientId::NONE,
             entry: NO_ENTRY,
             name_len: NO_NAME,
             name: [0; MAX_KEY],
@@ -255,6 +281,13 @@ impl QueryEvent {
     #[inline]
     pub fn with_group(mut self, group: ListSlot) -> Self {
         self.group = group;
+        self
+    }
+
+    /// The ID the client named itself by.
+    #[inline]
+    pub fn with_client_id(mut self, id: ClientId) -> Self {
+        self.client_id = id;
         self
     }
 

@@ -63,7 +63,7 @@ pub const DECISIONS: [&str; 7] = [
 ];
 
 /// The label values of the transport, in `server::Proto`'s order.
-pub const PROTOS: [&str; 2] = ["udp", "tcp"];
+pub const PROTOS: [&str; 5] = ["udp", "tcp", "dot", "doh", "doq"];
 
 /// Query types counted by name; every other one is `other`.
 pub const TYPES: [(&str, u16); 12] = [
@@ -194,6 +194,26 @@ impl WorkerStats {
         {
             self.add(c, 1);
         }
+    }
+
+    /// Queries counted over `proto` (an index into [`PROTOS`]), every
+    /// type and decision together.
+    pub fn queries(&self, proto: usize) -> u64 {
+        self.queries.get(proto).map_or(0, |p| {
+            p.iter()
+                .flat_map(|t| t.iter())
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum()
+        })
+    }
+
+    /// Queries (or connections) from clients that may not ask, by `action`.
+    pub fn refused_clients(&self, action: AccessAction) -> u64 {
+        let i = match action {
+            AccessAction::Refuse => 0,
+            AccessAction::Drop => 1,
+        };
+        self.refused_clients[i].load(Ordering::Relaxed)
     }
 
     /// A block by the list in `slot`.

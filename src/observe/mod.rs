@@ -46,17 +46,27 @@
 //! when (and only when) dnstap is on; a writer thread of its own sends
 //! them ([`dnstap`]). With dnstap on, every decision is recorded for it,
 //! and the query log and hit report still keep only what they want.
+//!
+//! The rooms: [`event`] is the fixed-size record; [`metrics`] and
+//! [`series`] the counters and their history; [`querylog`] and [`hits`]
+//! what the thread makes of the records; [`dnstap`] its own output. Here:
+//! the [`Observer`], which starts and stops it all and answers the HTTP
+//! API; `recorder.rs`, the [`Recorder`] each serving thread or task holds;
+//! `worker.rs`, the observer thread that drains the rings.
 
 pub mod dnstap;
 pub mod event;
 pub mod hits;
 pub mod metrics;
 pub mod querylog;
+mod recorder;
 pub mod series;
+mod worker;
 
 pub use event::{Decision, Decisions, NO_RCODE, QueryEvent, ServerNames, Transport, rcode_of};
 pub use hits::{HitRow, HitsFile, ListSummary};
 pub use metrics::WorkerStats;
+pub use recorder::Recorder;
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -64,27 +74,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, LogFormat, LogPath, LogQueries};
 use crate::state::ListSlots;
 
 use hits::HitReport;
 use querylog::{ClientView, Formatter, LogOut, RotatingFile};
+use recorder::{Counts, Sink};
+use worker::Worker;
 
 /// Records kept for `/api/log`.
 pub const LATEST: usize = 1000;
-/// How long the thread sleeps when there was nothing to do, at first and at most.
-const NAP: Duration = Duration::from_millis(5);
-const NAP_MAX: Duration = Duration::from_millis(40);
-/// A batch of formatted records is written once it is this big...
-const WRITE_AT: usize = 64 * 1024;
-/// ...or this old, so `tail -f` sees records promptly.
-const WRITE_EVERY: Duration = Duration::from_millis(200);
-/// How often the hit report is saved (when it changed).
-const SAVE_EVERY: Duration = Duration::from_secs(5);
-/// At most one "records dropped" warning per this long.
-const WARN_EVERY: Duration = Duration::from_secs(60);
 /// The observer thread's nice value: under a saturated core it yields to
 /// the serving threads, so records are dropped and counted rather than
 /// queries slowed (see the README's performance section).
@@ -110,25 +111,6 @@ pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// One recorder's counters, written by that recorder only, on their own
-/// cache lines (x86 fetches lines in pairs), so counting costs no
-/// contention: records dropped (ring full), and answers the rate limiter
-/// dropped or sent truncated.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Counts {
-    dropped: AtomicU64,
-    limited: AtomicU64,
-    slipped: AtomicU64,
-}
-
-impl Counts {
-    /// For the single writer: a plain load and store, no locked instruction.
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-    }
 }
 
 /// Answers the rate limiter kept from their clients since the server started.
@@ -341,14 +323,7 @@ impl Observer {
             shared.slots.clone(),
             shared.upstreams.clone(),
         );
-        let worker = Worker {
-            shared: shared.clone(),
-            rings: Vec::new(),
-            formatter,
-            out,
-            buf: Vec::with_capacity(2 * WRITE_AT),
-            buffered: 0,
-        };
+        let worker = Worker::new(shared.clone(), formatter, out);
         let handle = std::thread::Builder::new()
             .name("embargo-observe".into())
             .spawn(move || worker.run())
@@ -610,393 +585,6 @@ impl Shared {
             rate_limited_truncated: limited.truncated,
             lists,
             hits,
-        }
-    }
-}
-
-/// Where a recorder's events go.
-enum Sink {
-    Off,
-    /// A ring of its own (one UDP worker).
-    Own {
-        ring: rtrb::Producer<QueryEvent>,
-        counts: Arc<Counts>,
-    },
-    /// The shared ring (tasks).
-    Tasks(Arc<Shared>),
-}
-
-/// One serving thread's or task's way in: [`begin`](Self::begin) when
-/// queries arrive, [`record`](Self::record) at each decision,
-/// [`flush`](Self::flush) once the answers are sent. Never blocks; the
-/// events of a batch wait in a small buffer of its own. Its
-/// [`stats`](Self::stats) are the caller's counter block, which every
-/// query is counted in whatever is recorded.
-pub struct Recorder {
-    /// Decisions recorded at all (every one when dnstap is on).
-    wants: Decisions,
-    /// Decisions whose events go to the ring.
-    keeps: Decisions,
-    sink: Sink,
-    tap: Option<dnstap::TapRecorder>,
-    pending: Vec<QueryEvent>,
-    /// When the current batch (or message) arrived, µs since the epoch.
-    stamp_us: u64,
-    /// Rate-limited answers (dropped, truncated) since the last flush.
-    limited: u32,
-    slipped: u32,
-    stats: Arc<WorkerStats>,
-}
-
-impl Recorder {
-    fn new(wants: Decisions, keeps: Decisions, sink: Sink, stats: Arc<WorkerStats>) -> Self {
-        Self {
-            wants,
-            keeps,
-            sink,
-            stats,
-            tap: None,
-            // One recvmmsg batch; grows once if a caller records more.
-            pending: Vec::with_capacity(32),
-            stamp_us: 0,
-            limited: 0,
-            slipped: 0,
-        }
-    }
-
-    fn with_tap(mut self, tap: Option<dnstap::TapRecorder>) -> Self {
-        self.tap = tap;
-        self
-    }
-
-    /// Records nothing, and counts into a block of its own that nobody
-    /// reads (tools, benches, fuzzing).
-    pub fn off() -> Self {
-        Self::counting(Arc::new(WorkerStats::new(false)))
-    }
-
-    /// Records nothing; counts into `stats`.
-    pub fn counting(stats: Arc<WorkerStats>) -> Self {
-        Self::new(Decisions::NONE, Decisions::NONE, Sink::Off, stats)
-    }
-
-    /// A recorder whose ring the caller drains itself (benches, tests).
-    #[doc(hidden)]
-    pub fn detached(wants: Decisions, capacity: usize) -> (Self, rtrb::Consumer<QueryEvent>) {
-        let (ring, events) = rtrb::RingBuffer::new(capacity.max(1));
-        let counts = Arc::new(Counts::default());
-        let stats = Arc::new(WorkerStats::new(false));
-        (
-            Self::new(wants, wants, Sink::Own { ring, counts }, stats),
-            events,
-        )
-    }
-
-    /// The caller's counter block (`/metrics`).
-    #[inline]
-    pub fn stats(&self) -> &WorkerStats {
-        &self.stats
-    }
-
-    /// Queries arrived: stamps them with the time (one clock read per batch).
-    #[inline]
-    pub fn begin(&mut self) {
-        if !self.wants.is_empty() {
-            self.stamp_us = now_us();
-        }
-    }
-
-    /// When the current batch arrived (µs since the epoch; 0 if nothing is recorded).
-    #[inline]
-    pub fn stamp_us(&self) -> u64 {
-        self.stamp_us
-    }
-
-    /// Whether events with decision `d` are kept: check before building one.
-    #[inline]
-    pub fn wants(&self, d: Decision) -> bool {
-        self.wants.contains(d)
-    }
-
-    /// Keeps `ev` for [`flush`](Self::flush). `query` and `response` are
-    /// the message bytes, which dnstap (when on) copies; `response` is
-    /// ignored when `ev` says none was sent ([`NO_RCODE`]).
-    #[inline]
-    pub fn record(&mut self, mut ev: QueryEvent, query: &[u8], response: &[u8]) {
-        if !self.wants.contains(ev.decision) {
-            return;
-        }
-        ev.time_us = self.stamp_us;
-        if let Some(tap) = &mut self.tap {
-            let response = if ev.rcode == NO_RCODE {
-                &[][..]
-            } else {
-                response
-            };
-            let client = std::net::SocketAddr::new(ev.client, ev.port);
-            tap.record(client, ev.transport, ev.time_us, query, response);
-        }
-        if self.keeps.contains(ev.decision) {
-            self.pending.push(ev);
-        }
-    }
-
-    /// A query goes upstream: dnstap (when on) gets its CLIENT_QUERY now,
-    /// and its CLIENT_RESPONSE from [`Observer::record`] with the answer.
-    #[inline]
-    pub fn forwarded(&mut self, query: &[u8], client: std::net::SocketAddr, transport: Transport) {
-        if let Some(tap) = &mut self.tap {
-            tap.record(client, transport, self.stamp_us, query, &[]);
-        }
-    }
-
-    /// The rate limiter kept an answer from its client: sent empty with
-    /// TC=1 (`truncated`) or not at all. Counted, never recorded one by one.
-    #[inline]
-    pub fn limited(&mut self, truncated: bool) {
-        self.stats.count_limited(truncated);
-        if truncated {
-            self.slipped += 1;
-        } else {
-            self.limited += 1;
-        }
-    }
-
-    /// The answers are sent: stamps the latency and hands the events on.
-    /// What does not fit in the ring is dropped and counted.
-    #[inline]
-    pub fn flush(&mut self) {
-        if self.limited != 0 || self.slipped != 0 {
-            self.count_limited();
-        }
-        if let Some(tap) = &mut self.tap {
-            tap.flush();
-        }
-        if self.pending.is_empty() {
-            return;
-        }
-        let now = now_us();
-        for ev in &mut self.pending {
-            ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
-        }
-        match &mut self.sink {
-            Sink::Off => {}
-            Sink::Own { ring, counts } => {
-                let (_, rest) = ring.push_partial_slice(&self.pending);
-                if !rest.is_empty() {
-                    Counts::add(&counts.dropped, rest.len() as u64);
-                }
-            }
-            Sink::Tasks(shared) => shared.push(&self.pending),
-        }
-        self.pending.clear();
-    }
-
-    /// Hands the rate-limit counts of this batch on (only when there are
-    /// any: a flood's batches, not ordinary ones).
-    #[cold]
-    fn count_limited(&mut self) {
-        let (limited, slipped) = (
-            u64::from(std::mem::take(&mut self.limited)),
-            u64::from(std::mem::take(&mut self.slipped)),
-        );
-        match &self.sink {
-            Sink::Off => {}
-            Sink::Own { counts, .. } => {
-                Counts::add(&counts.limited, limited);
-                Counts::add(&counts.slipped, slipped);
-            }
-            Sink::Tasks(shared) => {
-                shared.tasks_limited.fetch_add(limited, Ordering::Relaxed);
-                shared.tasks_slipped.fetch_add(slipped, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// The observer thread's own state.
-struct Worker {
-    shared: Arc<Shared>,
-    rings: Vec<Ring>,
-    formatter: Formatter,
-    out: Option<LogOut>,
-    buf: Vec<u8>,
-    /// Records in `buf`.
-    buffered: u64,
-}
-
-impl Worker {
-    fn run(mut self) {
-        lower_priority();
-        let mut nap = NAP;
-        let mut last_write = Instant::now();
-        let mut last_save = Instant::now();
-        let mut dirty = false;
-        // The log's and the rate limiter's counts at the last save:
-        // `embargo hits` shows them, so they are kept fresh even when no
-        // block changes the report.
-        let mut counts_saved = (0, 0, RateLimited::default());
-        let mut warned: Option<Instant> = None;
-        let mut dropped_seen = 0;
-        loop {
-            let stopping = self.shared.stop.load(Ordering::SeqCst);
-            self.adopt();
-            let (drained, blocks) = self.drain();
-            dirty |= blocks;
-            if self.buf.len() >= WRITE_AT
-                || (!self.buf.is_empty() && (stopping || last_write.elapsed() >= WRITE_EVERY))
-            {
-                self.write();
-                last_write = Instant::now();
-            }
-            let dropped = self.shared.dropped();
-            let counts = (
-                self.shared.written.load(Ordering::Relaxed),
-                dropped,
-                self.shared.rate_limited(),
-            );
-            dirty |= counts != counts_saved;
-            if dirty && (stopping || last_save.elapsed() >= SAVE_EVERY) {
-                self.save();
-                dirty = false;
-                counts_saved = counts;
-                last_save = Instant::now();
-            }
-            if dropped > dropped_seen && warned.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
-                tracing::warn!(
-                    dropped = dropped - dropped_seen,
-                    total = dropped,
-                    "query records dropped: the observer cannot keep up (queries are not affected)"
-                );
-                dropped_seen = dropped;
-                warned = Some(Instant::now());
-            }
-            if stopping && drained == 0 {
-                if dirty {
-                    self.save();
-                }
-                tracing::info!(
-                    written = self.shared.written.load(Ordering::Relaxed),
-                    log_dropped = dropped,
-                    rate_limited_dropped = counts.2.dropped,
-                    rate_limited_truncated = counts.2.truncated,
-                    "observer stopped"
-                );
-                return;
-            }
-            if drained == 0 {
-                std::thread::park_timeout(nap);
-                nap = (nap * 2).min(NAP_MAX);
-            } else if drained < self.shared.capacity / 4 {
-                nap = NAP;
-                std::thread::park_timeout(nap);
-            }
-            // Else go round at once: there is more waiting.
-        }
-    }
-
-    /// Takes on the rings of recorders made since the last look.
-    fn adopt(&mut self) {
-        if let Ok(mut new) = self.shared.new_rings.try_lock() {
-            self.rings.append(&mut new);
-        }
-    }
-
-    /// Takes what every ring holds, in one go per ring. Returns how many
-    /// events, and whether any was a block (the hit report changed).
-    fn drain(&mut self) -> (usize, bool) {
-        let mut total = 0;
-        let mut blocks = false;
-        let shared = self.shared.clone();
-        let mut view = shared.view();
-        let View { hits, latest } = &mut *view;
-        let logs = shared.logs;
-        let mut rings = std::mem::take(&mut self.rings);
-        for ring in &mut rings {
-            let n = ring.events.slots();
-            if n == 0 {
-                continue;
-            }
-            let Ok(chunk) = ring.events.read_chunk(n) else {
-                continue;
-            };
-            let (a, b) = chunk.as_slices();
-            for ev in a.iter().chain(b) {
-                if ev.decision == Decision::Blocked
-                    && let Some(report) = hits.as_mut()
-                {
-                    report.record(
-                        ev.list,
-                        shared.clients.id(ev.client),
-                        ev.time_us / 1000,
-                        ev.name().unwrap_or_default(),
-                        ev.qtype,
-                    );
-                    blocks = true;
-                }
-                if logs.contains(ev.decision) {
-                    if latest.len() == LATEST {
-                        latest.pop_front();
-                    }
-                    latest.push_back(*ev);
-                    if self.out.is_some() {
-                        self.formatter.write(ev, &mut self.buf);
-                        self.buffered += 1;
-                        if self.buf.len() >= WRITE_AT {
-                            self.write();
-                        }
-                    }
-                }
-            }
-            chunk.commit_all();
-            total += n;
-        }
-        // Rings whose recorder is gone and that are empty are done with.
-        rings.retain(|r| !(r.events.is_abandoned() && r.events.is_empty()));
-        self.rings = rings;
-        (total, blocks)
-    }
-
-    /// Writes the buffered records; on failure they are counted as dropped.
-    fn write(&mut self) {
-        let Some(out) = self.out.as_mut() else {
-            self.buf.clear();
-            self.buffered = 0;
-            return;
-        };
-        match out.write(&self.buf) {
-            Ok(()) => {
-                self.shared
-                    .written
-                    .fetch_add(self.buffered, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.shared
-                    .failed
-                    .fetch_add(self.buffered, Ordering::Relaxed);
-                tracing::error!(error = %e, records = self.buffered, "cannot write the query log: records dropped");
-            }
-        }
-        self.buf.clear();
-        self.buffered = 0;
-    }
-
-    /// Saves the hit report where `embargo hits` reads it.
-    fn save(&self) {
-        if self.shared.max_clients == 0 {
-            return;
-        }
-        let file = self.shared.hits_file();
-        let saved = serde_json::to_vec_pretty(&file)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                if let Some(dir) = self.shared.hits_path.parent() {
-                    crate::source::store::create_dir(dir)?;
-                }
-                crate::source::write_atomic(&self.shared.hits_path, &bytes)
-            });
-        if let Err(e) = saved {
-            tracing::warn!(path = %self.shared.hits_path.display(), error = %e, "cannot save the hit report");
         }
     }
 }

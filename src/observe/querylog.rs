@@ -155,6 +155,13 @@ impl Formatter {
         out.extend_from_slice(b",\"proto\":\"");
         out.extend_from_slice(ev.transport.as_str().as_bytes());
         out.push(b'"');
+        // Only for a client that named itself (letters, digits, hyphens:
+        // nothing to escape).
+        if let Some(id) = ev.client_id.name() {
+            out.extend_from_slice(b",\"client_id\":\"");
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'"');
+        }
         // Only with [[groups]]: a record without them is as it always was.
         if ev.group != ListSlot::NONE {
             out.extend_from_slice(b",\"group\":");
@@ -245,6 +252,10 @@ impl Formatter {
         push_u64(out, u64::from(ev.port));
         out.push(b' ');
         out.extend_from_slice(ev.transport.as_str().as_bytes());
+        if let Some(id) = ev.client_id.name() {
+            out.extend_from_slice(b" id=");
+            out.extend_from_slice(id.as_bytes());
+        }
         out.push(b' ');
         match ev.name() {
             Some(name) => {

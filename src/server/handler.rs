@@ -62,6 +62,7 @@ use arc_swap::ArcSwap;
 use crate::access::{AccessAction, Limit, LineBudget, RefusedLog};
 use crate::cache::{Cache, CacheKey, Found, Tag};
 use crate::cname::{self, Checked};
+use crate::groups::ClientId;
 use crate::matcher::NameKey;
 use crate::observe::metrics::{self, WorkerStats};
 use crate::observe::{Decision, NO_RCODE, Observer, QueryEvent, Recorder, Transport, rcode_of};
@@ -75,21 +76,36 @@ use crate::wire::{self, Rcode};
 use super::batch::Local;
 use super::sink::{self, Sink};
 
-/// The transport a request came in on: it sets the answer size limit.
+/// The transport a request came in on: it sets the answer size limit
+/// (only UDP answers are cut to fit) and whether the rate limiter applies
+/// (only UDP's source address is unproven). The encrypted ones are streams
+/// as TCP is, each its own label in the log and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
     Udp,
     Tcp,
+    Dot,
+    Doh,
+    Doq,
 }
 
 // The metrics index their transport label by `proto as usize`.
-const _: () = assert!(Proto::Udp as usize == 0 && Proto::Tcp as usize == 1);
+const _: () = assert!(
+    Proto::Udp as usize == 0
+        && Proto::Tcp as usize == 1
+        && Proto::Dot as usize == 2
+        && Proto::Doh as usize == 3
+        && Proto::Doq as usize == 4
+);
 
 impl From<Proto> for Transport {
     fn from(p: Proto) -> Self {
         match p {
             Proto::Udp => Self::Udp,
             Proto::Tcp => Self::Tcp,
+            Proto::Dot => Self::Dot,
+            Proto::Doh => Self::Doh,
+            Proto::Doq => Self::Doq,
         }
     }
 }
@@ -114,6 +130,8 @@ pub struct Forward {
     proto: Proto,
     /// Whose query: its group decides what the answer's CNAME chain may lead to.
     client: SocketAddr,
+    /// The ID the client named itself by, which may decide its group.
+    client_id: ClientId,
     /// The name is allowlisted: its answer's chain is not inspected.
     allowed: bool,
     /// When the query arrived (µs since the epoch), for its record; 0 when
@@ -455,6 +473,20 @@ impl Handler {
         false
     }
 
+    /// Whether a connection to an encrypted listener (DoT, DoH, DoQ) from
+    /// `peer` is closed before its handshake: a client `[access]` refuses,
+    /// whatever its action. Answering REFUSED would first cost the server
+    /// a handshake (the dearest part of the connection) for a client that
+    /// gets nothing from it; counted and logged as `action` says.
+    pub fn refuses_handshake(&self, peer: SocketAddr, stats: &WorkerStats) -> bool {
+        let Some(action) = self.state.load().access.refuses(peer.ip()) else {
+            return false;
+        };
+        stats.count_refused_client(action);
+        self.log_refused(peer.ip(), action);
+        true
+    }
+
     /// A client that may not ask: REFUSED with EDE 18, or nothing, and a
     /// count towards the log line about its network. The primary of one of
     /// our zone-transfer lists is heard for its NOTIFYs alone.
@@ -500,11 +532,27 @@ impl Handler {
 
     /// Steps 1-7 of the module doc. `out` is cleared and filled on `Reply`;
     /// the decision goes to `rec` (the caller sends the answer, then flushes it).
+    #[inline]
     pub fn handle(
         &self,
         pkt: &[u8],
         client: SocketAddr,
         proto: Proto,
+        out: &mut Vec<u8>,
+        rec: &mut Recorder,
+    ) -> Outcome {
+        self.handle_as(pkt, client, proto, ClientId::NONE, out, rec)
+    }
+
+    /// [`Handler::handle`] for a client that named itself `id` (an
+    /// encrypted listener's SNI or DoH path): a group claiming the ID
+    /// decides its lists, whatever its address, and records carry it.
+    pub fn handle_as(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        proto: Proto,
+        id: ClientId,
         out: &mut Vec<u8>,
         rec: &mut Recorder,
     ) -> Outcome {
@@ -532,7 +580,8 @@ impl Handler {
                         Reject::BadVers { .. } => 16,
                         _ => rcode_of(out),
                     };
-                    let ev = QueryEvent::new(Decision::Error, client, proto.into(), None, 0);
+                    let ev = QueryEvent::new(Decision::Error, client, proto.into(), None, 0)
+                        .with_client_id(id);
                     rec.record(ev.with_rcode(rcode), pkt, out);
                 }
                 return Outcome::Reply;
@@ -568,7 +617,7 @@ impl Handler {
         }
 
         // Without [[groups]] this is the default group, with no search.
-        let (_, group) = snap.groups.of(client.ip());
+        let (_, group) = snap.groups.of_client(client.ip(), id);
 
         // The network's own names, before the lists: the operator's word on
         // its own names stands, and a private name (a home lab's, a
@@ -581,7 +630,7 @@ impl Handler {
         {
             answer.respond(pkt, &facts, out);
             if let Some(target) = answer.chase() {
-                return self.chase(&snap, pkt, facts, &name, target, client, proto, out, rec);
+                return self.chase(&snap, pkt, facts, &name, target, client, id, proto, out, rec);
             }
             truncate_for(&facts, proto, out);
             rec.stats()
@@ -594,7 +643,8 @@ impl Handler {
                     Some(&name),
                     facts.qtype,
                 )
-                .with_group(group.slot);
+                .with_group(group.slot)
+                .with_client_id(id);
                 rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
             }
             return Outcome::Reply;
@@ -618,7 +668,8 @@ impl Handler {
                     );
                     let ev = ev
                         .with_block(slot, suffix, policy.action)
-                        .with_group(group.slot);
+                        .with_group(group.slot)
+                        .with_client_id(id);
                     rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
                 }
                 return Outcome::Reply;
@@ -641,7 +692,11 @@ impl Handler {
                     Some(&name),
                     facts.qtype,
                 );
-                rec.record(ev.with_rcode(Rcode::Refused as u16), pkt, out);
+                rec.record(
+                    ev.with_rcode(Rcode::Refused as u16).with_client_id(id),
+                    pkt,
+                    out,
+                );
             }
             return Outcome::Reply;
         }
@@ -693,6 +748,7 @@ impl Handler {
                     let mut ev =
                         QueryEvent::new(decision, client, proto.into(), Some(&name), facts.qtype)
                             .with_group(group.slot)
+                            .with_client_id(id)
                             .with_stale(found == Found::Stale);
                     if let Some((list, action)) = blocked {
                         // The listed entry is the chain's, not in the question.
@@ -725,6 +781,7 @@ impl Handler {
             name,
             proto,
             client,
+            client_id: id,
             allowed,
             received_us: rec.stamp_us(),
             upstream,
@@ -752,11 +809,12 @@ impl Handler {
         name: &NameKey,
         target: &NameKey,
         client: SocketAddr,
+        id: ClientId,
         proto: Proto,
         out: &mut Vec<u8>,
         rec: &mut Recorder,
     ) -> Outcome {
-        let (_, group) = snap.groups.of(client.ip());
+        let (_, group) = snap.groups.of_client(client.ip(), id);
         let chase = Box::new(Chase {
             answer: out.clone(),
             name: name.clone(),
@@ -795,6 +853,7 @@ impl Handler {
                 let mut ev =
                     QueryEvent::new(decision, client, proto.into(), Some(name), facts.qtype)
                         .with_group(group.slot)
+                        .with_client_id(id)
                         .with_stale(stale);
                 if let Some((list, action)) = block {
                     // The listed entry is the target's, not in the question.
@@ -851,6 +910,7 @@ impl Handler {
             name: target.clone(),
             proto,
             client,
+            client_id: id,
             allowed,
             received_us: rec.stamp_us(),
             upstream,
@@ -888,6 +948,7 @@ impl Handler {
             proto: Proto::Tcp,
             // The client whose hit started it; nothing is recorded for it.
             client,
+            client_id: ClientId::NONE,
             allowed,
             received_us: 0,
             upstream: None,
@@ -984,6 +1045,7 @@ impl Handler {
             facts,
             name,
             client,
+            client_id,
             allowed,
             ..
         } = job;
@@ -1009,7 +1071,7 @@ impl Handler {
         // The rules now in force, and the client's group under them: they
         // decide what the answer's CNAME chain may lead to.
         let snap = self.state.load();
-        let (_, group) = snap.groups.of(client.ip());
+        let (_, group) = snap.groups.of_client(client.ip(), *client_id);
         let key = job.cache_key();
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         // A block found in the chain: its list and action, for the record.
@@ -1122,6 +1184,7 @@ impl Handler {
             None => (&job.name, facts.qtype),
         };
         QueryEvent::new(decision, job.client, job.proto.into(), Some(name), qtype)
+            .with_client_id(job.client_id)
     }
 
     /// When the upstreams failed for `job` (`why`), or are slow to answer
@@ -1135,6 +1198,7 @@ impl Handler {
             facts,
             name,
             client,
+            client_id,
             allowed,
             ..
         } = job;
@@ -1150,7 +1214,7 @@ impl Handler {
             return false;
         };
         tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why, "stale answer");
-        let (_, group) = snap.groups.of(client.ip());
+        let (_, group) = snap.groups.of_client(client.ip(), *client_id);
         let blocked = cached_block(hit, *allowed, &snap, group, query, facts, out);
         truncate_for(facts, job.limit(), out);
         // A stale answer comes from the cache (marked stale), not the upstream.
@@ -1410,7 +1474,7 @@ fn sections(msg: &[u8]) -> Option<Sections> {
 /// authority sections still do not fit, cut down to header + question
 /// (+ OPT) with TC set, so that the client retries over TCP.
 fn truncate_for(facts: &QueryFacts, proto: Proto, out: &mut Vec<u8>) {
-    if proto == Proto::Tcp {
+    if proto != Proto::Udp {
         return;
     }
     let limit = match facts.edns {

@@ -8,7 +8,15 @@
 //!                                                         socket's reader task, mostly) ─► sink.rs ─► send
 //!  TCP listener ─► task per connection: read frames ─► same Handler ─► writer task (any order, RFC 7766)
 //!                                                     └─► Handler::forward: a task awaits the answer
+//!  DoT listener ─► TLS handshake ─► the TCP connection code over the TLS stream (tls.rs)
+//!  DoH listener ─► TLS ─► HTTP/2 or HTTP/1.1 (hyper) ─► a request each ─► same Handler (https.rs)
+//!  DoQ endpoint ─► QUIC (quinn) ─► a stream per query ─► same Handler (quic.rs)
 //! ```
+//!
+//! The encrypted listeners are ways in, never a second decision path:
+//! each hands the query's bytes, the client's address and its transport
+//! (and the client ID it named itself by) to `Handler::handle_as`, and
+//! sends back the bytes it writes.
 //!
 //! UDP runs on plain OS threads with blocking sockets: the blocked and cached
 //! paths never wait, so an async reactor would only add a wake-up per packet.
@@ -27,13 +35,17 @@
 
 mod batch;
 mod handler;
+mod https;
+mod quic;
 mod sink;
 mod tcp;
+mod tls;
 mod udp;
 
 pub use crate::observe::metrics::{ServerStats, WorkerStats};
 pub(crate) use handler::LogGate;
 pub use handler::{Forward, Handler, Outcome, Proto};
+pub use tls::Certs;
 
 use std::future::Future;
 use std::io;
@@ -44,13 +56,14 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{ServerConfig, TcpLimits};
+use crate::config::{CertError, ServerConfig, TcpLimits, TlsConfig};
 
 /// Bound sockets and the handler that answers on them.
 pub struct Server {
     udp: Vec<udp::Socket>,
     tcp: Vec<std::net::TcpListener>,
     tcp_limits: TcpLimits,
+    encrypted: Option<Encrypted>,
     /// One block per UDP socket, in the order of `udp`, and one for TCP.
     stats: ServerStats,
     handler: Arc<Handler>,
@@ -71,6 +84,29 @@ pub struct BindError {
 pub struct Listeners {
     udp: Vec<udp::Socket>,
     tcp: Vec<std::net::TcpListener>,
+    encrypted: Option<Encrypted>,
+}
+
+/// The encrypted listeners, bound, and the certificate they present.
+struct Encrypted {
+    config: TlsConfig,
+    certs: Arc<Certs>,
+    tls: Vec<std::net::TcpListener>,
+    https: Vec<std::net::TcpListener>,
+    quic: Vec<std::net::UdpSocket>,
+}
+
+/// Why the encrypted listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("tls settings: {0}")]
+    Settings(#[from] rustls::Error),
+    #[error("encrypted listener: {0}")]
+    Io(#[from] io::Error),
 }
 
 impl Listeners {
@@ -103,7 +139,68 @@ impl Listeners {
             }
         }
         warn_if_too_few_files(settings, udp.len() + tcp.len());
-        Ok(Self { udp, tcp })
+        Ok(Self {
+            udp,
+            tcp,
+            encrypted: None,
+        })
+    }
+
+    /// Also binds the DoT, DoH and DoQ addresses of `config`, and reads
+    /// its certificate and key: both while the process may still bind
+    /// port 853 and read a key only root may (see [`crate::privileges`]).
+    /// Nothing when no encrypted listener is configured.
+    pub fn with_encrypted(mut self, config: &TlsConfig) -> Result<Self, TlsError> {
+        if !config.enabled() {
+            return Ok(self);
+        }
+        let Some((cert, key)) = config.files() else {
+            // The config refuses listeners without both; stay off.
+            return Ok(self);
+        };
+        let certs = Arc::new(Certs::load(cert.to_path_buf(), key.to_path_buf())?);
+        let stream = |addrs: &[SocketAddr]| -> Result<Vec<std::net::TcpListener>, BindError> {
+            let mut out = Vec::new();
+            for &addr in addrs {
+                let bound = new_socket(addr, Type::STREAM, Protocol::TCP).and_then(|s| {
+                    s.bind(&addr.into())?;
+                    s.listen(1024)?;
+                    Ok(std::net::TcpListener::from(s))
+                });
+                match bound {
+                    Ok(l) => out.push(l),
+                    Err(e) if addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable => {
+                        tracing::warn!(%addr, error = %e, "IPv6 address not available here; not listening on it");
+                    }
+                    Err(source) => return Err(BindError { addr, source }),
+                }
+            }
+            Ok(out)
+        };
+        let tls = stream(&config.tls_listen)?;
+        let https = stream(&config.https_listen)?;
+        let mut quic = Vec::new();
+        for &addr in &config.quic_listen {
+            let bound = new_socket(addr, Type::DGRAM, Protocol::UDP).and_then(|s| {
+                s.bind(&addr.into())?;
+                Ok(std::net::UdpSocket::from(s))
+            });
+            match bound {
+                Ok(s) => quic.push(s),
+                Err(e) if addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable => {
+                    tracing::warn!(%addr, error = %e, "IPv6 address not available here; not listening on it");
+                }
+                Err(source) => return Err(BindError { addr, source }.into()),
+            }
+        }
+        self.encrypted = Some(Encrypted {
+            config: config.clone(),
+            certs,
+            tls,
+            https,
+            quic,
+        });
+        Ok(self)
     }
 
     /// The addresses actually bound (with the real port when 0 was asked),
@@ -137,6 +234,7 @@ impl Server {
             udp: listeners.udp,
             tcp: listeners.tcp,
             tcp_limits: settings.tcp,
+            encrypted: listeners.encrypted,
             stats,
             handler,
         }
@@ -149,6 +247,25 @@ impl Server {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+
+    /// The DoT, DoH and DoQ addresses actually bound, in that order.
+    pub fn encrypted_addrs(&self) -> [Vec<SocketAddr>; 3] {
+        let Some(e) = &self.encrypted else {
+            return Default::default();
+        };
+        let tcp =
+            |l: &[std::net::TcpListener]| l.iter().filter_map(|s| s.local_addr().ok()).collect();
+        [
+            tcp(&e.tls),
+            tcp(&e.https),
+            e.quic.iter().filter_map(|s| s.local_addr().ok()).collect(),
+        ]
+    }
+
+    /// The certificate the encrypted listeners present, to reload it.
+    pub fn certificates(&self) -> Option<Arc<Certs>> {
+        self.encrypted.as_ref().map(|e| e.certs.clone())
     }
 
     /// Each UDP worker's counters, in the order the workers are numbered
@@ -210,6 +327,12 @@ impl Server {
                 stop_rx.clone(),
             )));
         }
+        if let Some(e) = self.encrypted {
+            tasks.extend(
+                e.start(&self.tcp_limits, &self.handler, &self.stats.tcp, &stop_rx)
+                    .map_err(io::Error::other)?,
+            );
+        }
         shutdown.await;
         tracing::info!("shutting down: draining queries in flight");
         stop.store(true, Ordering::SeqCst);
@@ -232,6 +355,94 @@ impl Server {
         let observer = self.handler.observer().clone();
         let _ = tokio::task::spawn_blocking(move || observer.stop()).await;
         Ok(())
+    }
+}
+
+impl Encrypted {
+    /// Starts a task per listener; they end when `stop` turns true.
+    fn start(
+        self,
+        tcp: &TcpLimits,
+        handler: &Arc<Handler>,
+        stats: &Arc<WorkerStats>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, TlsError> {
+        let limits = self.config.limits;
+        // TCP's bounds, with the encrypted listeners' numbers; a message
+        // must still arrive whole within TCP's message timeout.
+        let stream_limits = TcpLimits {
+            max_connections: limits.max_connections,
+            idle_timeout: limits.idle_timeout,
+            message_timeout: tcp.message_timeout,
+            max_inflight: limits.max_streams,
+        };
+        let mut tasks = Vec::new();
+        if !self.tls.is_empty() {
+            let config = tls::server_config(self.certs.clone(), &[b"dot"], false)?;
+            let dot = Arc::new(tls::Dot {
+                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                certs: self.certs.clone(),
+                limits: stream_limits,
+                handshake_timeout: limits.handshake_timeout,
+            });
+            for l in self.tls {
+                tracing::info!(addr = %l.local_addr()?, "listening on tls (DoT)");
+                l.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(l)?;
+                tasks.push(tokio::spawn(tls::serve(
+                    listener,
+                    dot.clone(),
+                    handler.clone(),
+                    stats.clone(),
+                    stop.clone(),
+                )));
+            }
+        }
+        if !self.https.is_empty() {
+            let config = tls::server_config(self.certs.clone(), &[b"h2", b"http/1.1"], false)?;
+            let doh = Arc::new(https::Doh {
+                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                certs: self.certs.clone(),
+                limits: stream_limits,
+                handshake_timeout: limits.handshake_timeout,
+                path: self.config.https_path.clone(),
+                max_body: limits.max_body,
+            });
+            for l in self.https {
+                tracing::info!(addr = %l.local_addr()?, path = %doh.path, "listening on https (DoH)");
+                l.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(l)?;
+                tasks.push(tokio::spawn(https::serve(
+                    listener,
+                    doh.clone(),
+                    handler.clone(),
+                    stats.clone(),
+                    stop.clone(),
+                )));
+            }
+        }
+        if !self.quic.is_empty() {
+            let config = tls::server_config(self.certs.clone(), &[b"doq"], true)?;
+            let doq = Arc::new(quic::Doq {
+                certs: self.certs.clone(),
+                limits: stream_limits,
+                handshake_timeout: limits.handshake_timeout,
+                max_body: limits.max_body,
+            });
+            for s in self.quic {
+                let addr = s.local_addr()?;
+                let endpoint = quic::endpoint(s, config.clone(), &limits)?;
+                tracing::info!(%addr, "listening on quic (DoQ)");
+                tasks.push(tokio::spawn(quic::serve(
+                    endpoint,
+                    doq.clone(),
+                    handler.clone(),
+                    stats.clone(),
+                    stop.clone(),
+                )));
+            }
+        }
+        Ok(tasks)
     }
 }
 

@@ -27,6 +27,10 @@
 //! answer being built (4 KiB), the write buffer and `MAX_QUEUED` bytes
 //! of answers (plus the last one, at most 64 KiB), whatever the client
 //! does: the README's "Bounded resources" adds it up.
+//!
+//! DNS over TLS is this protocol inside a TLS stream (RFC 7858 3.3), so
+//! `tls.rs` hands its streams, once the handshake is done, to the same
+//! [`connection`], with the same bounds taken from its own settings.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,14 +38,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::handler::{Handler, Outcome, Proto};
 use crate::config::TcpLimits;
+use crate::groups::ClientId;
 use crate::observe::WorkerStats;
 
 /// A read buffer grown past this by a rare big query is given back after it.
@@ -54,8 +58,10 @@ pub(super) const MAX_QUEUED: usize = 128 * 1024;
 const WRITE_BUFFER: usize = 4096;
 
 /// The connections of one listener, for making room when a new one arrives.
-struct Connections {
-    limits: TcpLimits,
+pub(super) struct Connections {
+    /// Which listener, in log lines ("tcp", "tls", "https", "quic").
+    kind: &'static str,
+    pub(super) limits: TcpLimits,
     /// Activity times are milliseconds since this.
     epoch: Instant,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
@@ -66,40 +72,51 @@ struct Connections {
 }
 
 /// What the listener knows of one connection.
-struct Conn {
+pub(super) struct Conn {
     /// When a query was last read or an answer written (ms since `epoch`).
     last_active: AtomicU64,
     /// Queries being answered; all permits back means nothing in flight.
-    inflight: Arc<Semaphore>,
+    pub(super) inflight: Arc<Semaphore>,
     /// Bytes of answers handed to the writer and not yet written.
     queued: AtomicUsize,
     /// Told to close at once: to make room for a newer connection, or
     /// because its client does not read its answers.
-    close: Notify,
+    pub(super) close: Notify,
 }
 
 impl Connections {
+    pub(super) fn new(kind: &'static str, limits: TcpLimits) -> Self {
+        Self {
+            kind,
+            limits,
+            epoch: Instant::now(),
+            open: Mutex::new(HashMap::new()),
+            evicted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn touch(&self, conn: &Conn) {
+    pub(super) fn touch(&self, conn: &Conn) {
         conn.last_active.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    fn is_idle(&self, conn: &Conn) -> bool {
+    pub(super) fn is_idle(&self, conn: &Conn) -> bool {
         conn.inflight.available_permits() == self.limits.max_inflight
     }
 
     /// When `conn` will have been idle for `idle_timeout`, if nothing happens.
-    fn idle_deadline(&self, conn: &Conn) -> Instant {
+    pub(super) fn idle_deadline(&self, conn: &Conn) -> Instant {
         let last = Duration::from_millis(conn.last_active.load(Ordering::Relaxed));
         self.epoch + last + self.limits.idle_timeout
     }
 
     /// Registers a new connection, making room if the limit is reached.
     /// `None` when every connection is busy: the new one must be closed.
-    fn admit(&self, id: u64, peer: SocketAddr) -> Option<Arc<Conn>> {
+    pub(super) fn admit(&self, id: u64, peer: SocketAddr) -> Option<Arc<Conn>> {
         let conn = Arc::new(Conn {
             last_active: AtomicU64::new(self.now_ms()),
             inflight: Arc::new(Semaphore::new(self.limits.max_inflight)),
@@ -120,10 +137,11 @@ impl Connections {
                 let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::warn!(
+                        listener = self.kind,
                         client = %peer,
                         limit = self.limits.max_connections,
                         times = n,
-                        "tcp connection limit reached and every connection busy: closed the new one"
+                        "connection limit reached and every connection busy: closed the new one"
                     );
                 }
                 return None;
@@ -132,9 +150,10 @@ impl Connections {
             let n = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(
+                    listener = self.kind,
                     limit = self.limits.max_connections,
                     times = n,
-                    "tcp connection limit reached: closed the longest-idle connection to make room"
+                    "connection limit reached: closed the longest-idle connection to make room"
                 );
             }
         }
@@ -142,7 +161,7 @@ impl Connections {
         Some(conn)
     }
 
-    fn remove(&self, id: u64) {
+    pub(super) fn remove(&self, id: u64) {
         if let Ok(mut open) = self.open.lock() {
             open.remove(&id);
         }
@@ -157,13 +176,7 @@ pub(super) async fn serve(
     stats: Arc<WorkerStats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let conns = Arc::new(Connections {
-        limits,
-        epoch: Instant::now(),
-        open: Mutex::new(HashMap::new()),
-        evicted: AtomicU64::new(0),
-        refused: AtomicU64::new(0),
-    });
+    let conns = Arc::new(Connections::new("tcp", limits));
     let mut next_id = 0u64;
     // Out of descriptors, every accept fails (the connection waits in the
     // backlog): one line per interval, with a count, not one per retry.
@@ -185,7 +198,10 @@ pub(super) async fn serve(
                     let (handler, stop, conns) = (handler.clone(), stop.clone(), conns.clone());
                     let stats = stats.clone();
                     tokio::spawn(async move {
-                        connection(stream, peer, handler, stats, &conns, conn, stop).await;
+                        let _ = stream.set_nodelay(true);
+                        let (rd, wr) = stream.into_split();
+                        let client = Client { addr: peer, proto: Proto::Tcp, id: ClientId::NONE };
+                        connection(rd, wr, client, handler, stats, &conns, conn, stop).await;
                         conns.remove(id);
                     });
                 }
@@ -214,18 +230,37 @@ async fn queue(tx: &mpsc::Sender<Answer>, conn: &Conn, answer: Answer) -> bool {
     tx.send(answer).await.is_ok()
 }
 
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Who is on the other end of a connection, and over what.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Client {
+    pub(super) addr: SocketAddr,
+    pub(super) proto: Proto,
+    /// The ID it named itself by (DoT: its SNI).
+    pub(super) id: ClientId,
+}
+
+/// Serves one connection's length-prefixed messages (TCP, or DoT once its
+/// handshake is done) until the client closes, idles out, or `stop`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn connection<R, W>(
+    mut rd: R,
+    wr: W,
+    client: Client,
     handler: Arc<Handler>,
     stats: Arc<WorkerStats>,
     conns: &Connections,
     conn: Arc<Conn>,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let limits = conns.limits;
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+    let Client {
+        addr: peer,
+        proto,
+        id,
+    } = client;
     // Never full: each answer holds one of `max_inflight` permits.
     let (tx, rx) = mpsc::channel::<Answer>(limits.max_inflight);
     let writer = write_answers(wr, rx, conns, &conn);
@@ -253,7 +288,7 @@ async fn connection(
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => break,
                 Err(_) => {
-                    tracing::debug!(client = %peer, "tcp message not complete in time: closing");
+                    tracing::debug!(client = %peer, ?proto, "message not complete in time: closing");
                     break;
                 }
             }
@@ -262,7 +297,7 @@ async fn connection(
                 break;
             };
             rec.begin();
-            let outcome = handler.handle(&buf, peer, Proto::Tcp, &mut out, &mut rec);
+            let outcome = handler.handle_as(&buf, peer, proto, id, &mut out, &mut rec);
             rec.flush();
             match outcome {
                 Outcome::Reply => {
@@ -305,7 +340,11 @@ async fn connection(
 /// Waits for the first byte of the next message. `None` when the client
 /// closed, or when the connection has been idle for `idle_timeout`: nothing
 /// in flight and no query read or answer written for that long.
-async fn first_byte(rd: &mut OwnedReadHalf, conns: &Connections, conn: &Conn) -> Option<u8> {
+async fn first_byte<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    conns: &Connections,
+    conn: &Conn,
+) -> Option<u8> {
     let mut deadline = conns.idle_deadline(conn);
     loop {
         // Reading one byte is cancel-safe: a byte is either returned or not read.
@@ -332,8 +371,8 @@ async fn first_byte(rd: &mut OwnedReadHalf, conns: &Connections, conn: &Conn) ->
 /// Writes answers in the order they complete. Returns when every sender is
 /// gone, or when a write cannot finish within `idle_timeout` (a client that
 /// does not read its answers is gone too).
-async fn write_answers(
-    wr: OwnedWriteHalf,
+async fn write_answers<W: AsyncWrite + Unpin>(
+    wr: W,
     mut rx: mpsc::Receiver<Answer>,
     conns: &Connections,
     conn: &Conn,

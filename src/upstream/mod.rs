@@ -10,6 +10,7 @@
 //!                        tcp.rs   one connection per query
 //!                        tls.rs   DNS over TLS (RFC 7858), one pipelined connection, reused
 //!                        https.rs DNS over HTTPS (RFC 8484), HTTP/2, one connection, reused
+//!                        secure.rs what those two share: trust (secure/trust.rs), the kept connection
 //!  the answer (or why none came) ─► the caller's Reply, and every query that waited
 //! ```
 //!
@@ -39,6 +40,7 @@ mod flights;
 mod forward;
 mod https;
 mod mmsg;
+mod secure;
 mod sets;
 mod tcp;
 mod tls;
@@ -78,7 +80,7 @@ pub enum Error {
     #[error("upstream {server}: {reason}")]
     Secure { server: Arc<str>, reason: String },
     /// The server's TLS certificate was refused; `reason` is a few fixed
-    /// words (`tls/trust.rs`), told to the client as they are.
+    /// words (`secure/trust.rs`), told to the client as they are.
     #[error("upstream {server}: {reason}")]
     Certificate {
         server: Arc<str>,
@@ -219,15 +221,17 @@ struct Server {
 enum Link {
     Udp(udp::Pool),
     Tcp(SocketAddr),
-    /// DoT or DoH: one reused connection.
-    Secure(tls::Connection),
+    /// DoT: one reused connection.
+    Dot(secure::Connection<tls::Dot>),
+    /// DoH: one reused connection.
+    Doh(secure::Connection<https::Doh>),
 }
 
 impl Upstream {
     /// Sockets and connections are made on first use, inside the runtime,
     /// so this can be called anywhere (tests build handlers without one).
     pub fn new(config: &UpstreamConfig) -> Self {
-        let tls = tls::client_configs(&config.ca_certs);
+        let configs = secure::client_configs(&config.ca_certs);
         let servers = config
             .servers
             .iter()
@@ -241,20 +245,20 @@ impl Upstream {
                         ReadPass::NONE,
                     )),
                     Transport::Tcp => Link::Tcp(s.addr),
-                    Transport::Tls { server_name } => Link::Secure(tls::Connection::new(
+                    Transport::Tls { server_name } => Link::Dot(secure::Connection::new(
                         s.addr,
-                        tls::Protocol::Dot,
+                        tls::Dot,
                         server_name,
-                        tls.dot.clone(),
+                        configs.dot.clone(),
                         config.timeout,
                     )),
-                    Transport::Https { path, server_name } => Link::Secure(tls::Connection::new(
+                    Transport::Https { path, server_name } => Link::Doh(secure::Connection::new(
                         s.addr,
-                        tls::Protocol::Doh {
+                        https::Doh {
                             path: path.as_str().into(),
                         },
                         server_name,
-                        tls.doh.clone(),
+                        configs.doh.clone(),
                         config.timeout,
                     )),
                 };
@@ -482,7 +486,8 @@ impl Server {
         match &self.link {
             Link::Udp(pool) => tcp::exchange(pool.server(), query, until, &self.label).await,
             Link::Tcp(addr) => tcp::exchange(*addr, query, until, &self.label).await,
-            Link::Secure(conn) => conn.exchange(query, until, &self.label).await,
+            Link::Dot(conn) => conn.exchange(query, until, &self.label).await,
+            Link::Doh(conn) => conn.exchange(query, until, &self.label).await,
         }
     }
 }

@@ -331,7 +331,13 @@ pub(crate) struct TestCert {
 
 impl TestCert {
     pub(crate) fn new(name: &str) -> Self {
+        Self::with_names(&[name])
+    }
+
+    /// A certificate for every name in `names` (the first is `name`).
+    pub(crate) fn with_names(names: &[&str]) -> Self {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let name = names[0];
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name
@@ -339,7 +345,7 @@ impl TestCert {
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("ca key"))
             .expect("ca cert");
         let key = KeyPair::generate().expect("key");
-        let cert = CertificateParams::new(vec![name.to_string()])
+        let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .expect("params")
             .signed_by(&key, &ca)
             .expect("cert");
@@ -367,6 +373,34 @@ impl TestCert {
             cert: cert.der().clone(),
             key: key.serialize_der(),
         }
+    }
+
+    /// The server certificate, PEM (what `[server] certificate` reads).
+    pub(crate) fn cert_pem(&self) -> String {
+        pem("CERTIFICATE", &self.cert)
+    }
+
+    /// The server's private key, PEM (PKCS#8; `[server] private_key`).
+    pub(crate) fn key_pem(&self) -> String {
+        pem("PRIVATE KEY", &self.key)
+    }
+
+    /// A client config that trusts this CA alone, offering `alpn`.
+    pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = rustls::pki_types::CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .expect("ca pem");
+        roots.add(ca).expect("ca");
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
     }
 
     /// A server config for `alpn` that counts its full handshakes: no
@@ -399,6 +433,18 @@ impl TestCert {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Arc::new(config)
     }
+}
+
+/// DER as PEM, 64 columns.
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = data_encoding::BASE64.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("ascii"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Hands out the one certificate and counts how often (once per handshake).
@@ -587,12 +633,26 @@ pub(crate) struct Embargo {
     pub(crate) stats: embargo::server::ServerStats,
     /// The HTTP listen addresses (none unless the config has `[http]`).
     pub(crate) http: Vec<SocketAddr>,
+    /// The DoT, DoH and DoQ addresses (none unless configured).
+    pub(crate) tls: Vec<SocketAddr>,
+    pub(crate) https: Vec<SocketAddr>,
+    pub(crate) quic: Vec<SocketAddr>,
     http_task: tokio::task::JoinHandle<std::io::Result<()>>,
     dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     maintainer: tokio::task::JoinHandle<()>,
+    /// The reload loop's handle: how far it has got ([`Embargo::until_reloaded`]).
+    pub(crate) reloads: Arc<embargo::reload::Control>,
 }
+
+/// How long a test waits for a reload (or a download and its reload). The
+/// reload builds on a thread at nice 19, to which a machine busy with other
+/// builds gives a sliver of a core: seconds, where an idle one takes
+/// milliseconds. Tests wait for the server's own signal that a reload
+/// finished, never a guessed time, so a generous bound costs nothing when
+/// things work and only says when to give up.
+pub(crate) const RELOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// The list files most tests use.
 pub(crate) const SEIZED_LIST: &str =
@@ -673,15 +733,25 @@ impl Embargo {
     pub(crate) async fn start_in(dir: tempfile::TempDir) -> Self {
         let path: PathBuf = dir.path().join("embargo.toml");
         let config = embargo::Config::load(&path).expect("config loads");
+        // As `embargo::serve` does: the reload triggers armed before the
+        // lists are read, so that an edit made from now on is reloaded.
+        let reloads = Arc::new(embargo::reload::Control::default());
+        reloads.arm(&config);
         let snapshot = embargo::Snapshot::build(&config).expect("lists load");
         let handler = embargo::handler(&config, snapshot).expect("handler");
-        let server = embargo::server::Server::bind(&config.listen, &config.server, handler.clone())
-            .expect("bind");
+        let listeners = embargo::server::Listeners::bind(&config.listen, &config.server)
+            .expect("bind")
+            .with_encrypted(&config.tls)
+            .expect("encrypted listeners");
+        let server = embargo::server::Server::new(listeners, &config.server, handler.clone());
+        let [tls, https, quic] = server.encrypted_addrs();
         let addrs = server.local_addrs();
         let addr = addrs[0];
         let workers = server.worker_stats();
         let stats = server.stats();
-        let reloads = Arc::new(embargo::reload::Control::default());
+        if let Some(certs) = server.certificates() {
+            tokio::spawn(certs.follow(reloads.progress()));
+        }
         let http = embargo::http::Listeners::bind(&config.http).expect("http bind");
         let http_addrs = http.local_addrs();
         let http_task = tokio::spawn(http.serve(embargo::http::Api::new(
@@ -693,7 +763,7 @@ impl Embargo {
             config,
             handler.state().clone(),
             handler.notify_targets().clone(),
-            reloads,
+            reloads.clone(),
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
@@ -706,11 +776,51 @@ impl Embargo {
             handler,
             stats,
             http: http_addrs,
+            tls,
+            https,
+            quic,
             http_task,
             dir,
             stop: Some(stop),
             task: Some(task),
             maintainer,
+            reloads,
+        }
+    }
+
+    /// Waits until `check` holds: checks at once, then again each time the
+    /// server finishes a reload (its own signal, [`embargo::reload::Progress`]),
+    /// for at most [`RELOAD_WAIT`]. For a change whose reload is under way
+    /// or still to come: an edit, a download, a transfer. Each reload is
+    /// checked, since the watcher may see one edit as two changes (a
+    /// truncate, then a write) and the first reload read the half-done file.
+    /// Returns how long it took.
+    pub(crate) async fn until_reloaded(
+        &self,
+        what: &str,
+        mut check: impl AsyncFnMut() -> bool,
+    ) -> Duration {
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + RELOAD_WAIT;
+        let mut progress = self.reloads.progress();
+        loop {
+            // Marked seen before the check: a reload that finishes while it
+            // runs is waited for, not missed.
+            let seen = progress.borrow_and_update().finished;
+            if check().await {
+                return started.elapsed();
+            }
+            let next = progress.wait_for(|p| p.finished > seen);
+            let why = match tokio::time::timeout_at(deadline, next).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(_)) => "the reload loop ended",
+                Err(_) => "timed out",
+            };
+            let p = progress.borrow().clone();
+            panic!(
+                "{what}: not so after {RELOAD_WAIT:?} ({why}; {} reloads finished, {} started, the last said {:?})",
+                p.finished, p.started, p.last
+            );
         }
     }
 

@@ -9,6 +9,7 @@ mod cli;
 mod cname;
 mod corporate;
 mod dnstap;
+mod encrypted;
 mod forwarding;
 mod groups;
 mod harness;

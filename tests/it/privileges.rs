@@ -111,9 +111,12 @@ impl Running {
         self.child.id()
     }
 
-    /// The first log line from now on that contains `needle` (20 s at most).
+    /// The first log line from now on that contains `needle`
+    /// ([`crate::harness::RELOAD_WAIT`] at most: on a busy machine a
+    /// start, or a reload at nice 19, takes seconds).
     fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let wait = crate::harness::RELOAD_WAIT;
+        let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
                 self.log.push(line.clone());
@@ -130,7 +133,16 @@ impl Running {
                 );
             }
         }
-        panic!("no {needle:?} in 20 s:\n{:#?}", self.log);
+        panic!("no {needle:?} in {wait:?}:\n{:#?}", self.log);
+    }
+
+    /// Waits until `name` is blocked at `addr`: checked now, then after
+    /// each "reload done" the server logs (its own word; a download, or
+    /// `embargo reload`, then its reload).
+    async fn until_blocked(&mut self, addr: SocketAddr, name: &str) {
+        while !blocked(addr, name).await {
+            self.wait_for("reload done");
+        }
     }
 
     /// The UDP address from the "listening on udp" line.
@@ -298,14 +310,6 @@ async fn blocked(addr: SocketAddr, name: &str) -> bool {
     r.metadata.response_code == ResponseCode::NXDomain && ede(&r).is_some()
 }
 
-async fn eventually_blocked(addr: SocketAddr, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !blocked(addr, name).await {
-        assert!(Instant::now() < deadline, "{name}: not blocked after 15 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn r10_started_as_root_it_binds_then_serves_downloads_and_reloads_as_nobody() {
     require_root();
@@ -361,7 +365,7 @@ async fn r10_started_as_root_it_binds_then_serves_downloads_and_reloads_as_nobod
     );
 
     // The remote list was downloaded into the state directory, as nobody.
-    eventually_blocked(addr, "remote1.example.").await;
+    e.until_blocked(addr, "remote1.example.").await;
     let copy = state.join("lists").join("remote.list");
     assert_eq!(std::fs::metadata(&copy).expect("copy").uid(), uid.as_raw());
 
@@ -381,8 +385,7 @@ async fn r10_started_as_root_it_binds_then_serves_downloads_and_reloads_as_nobod
         out.contains(&format!("reload requested (pid {pid})")),
         "{out}"
     );
-    eventually_blocked(addr, "added.example.").await;
-    e.wait_for("reload done");
+    e.until_blocked(addr, "added.example.").await;
     // Whatever the reloads and the download started runs unprivileged too.
     assert_unprivileged(pid, &want);
 }

@@ -87,15 +87,11 @@ async fn two_workers_both_answer_and_both_see_a_reload() {
         format!("{}fresh.example\n", crate::harness::SEIZED_LIST),
     )
     .expect("rewrite the list");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    e.until_reloaded("www.fresh.example blocked", async || {
         let r = udp(e.addr, &query("www.fresh.example.", RecordType::A, true)).await;
-        if ede(&r).is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the reload was not seen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ede(&r).is_some()
+    })
+    .await;
     // Now every query, whichever worker it lands on, sees the new list.
     let before = e.answered();
     ask_from_many_ports(&e, "x.fresh.example.", 64, true).await;

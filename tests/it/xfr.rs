@@ -55,17 +55,14 @@ async fn blocked(e: &Embargo, name: &str) -> bool {
     r.metadata.response_code == ResponseCode::NXDomain && ede(&r).is_some()
 }
 
-/// Waits until `name` is blocked (or not, `want`), failing after `within`.
-async fn until(e: &Embargo, name: &str, want: bool, within: Duration) -> Duration {
-    let started = Instant::now();
-    while blocked(e, name).await != want {
-        assert!(
-            started.elapsed() < within,
-            "{name}: blocked != {want} after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    started.elapsed()
+/// Waits until `name` is blocked (or not, `want`): checked after each
+/// reload the server finishes (a transfer, then its reload), for at most
+/// [`crate::harness::RELOAD_WAIT`]. Returns how long it took.
+async fn until(e: &Embargo, name: &str, want: bool) -> Duration {
+    e.until_reloaded(&format!("{name}: blocked == {want}"), async || {
+        blocked(e, name).await == want
+    })
+    .await
 }
 
 /// What the state directory says of the feed's copy.
@@ -207,7 +204,7 @@ async fn two_secondaries_transfer_the_zone_and_apply_a_serial_bump_on_notify() {
     let a = Embargo::start(&cfg, &[]).await;
     let b = Embargo::start(&cfg, &[]).await;
     for e in [&a, &b] {
-        until(e, "x.feed-a.example.", true, Duration::from_secs(10)).await;
+        until(e, "x.feed-a.example.", true).await;
         assert!(blocked(e, "feed-b.example.").await);
         assert!(blocked(e, "deep.www.feed-b.example.").await);
         assert!(!blocked(e, "feed-c.example.").await);
@@ -239,8 +236,8 @@ async fn two_secondaries_transfer_the_zone_and_apply_a_serial_bump_on_notify() {
             r.metadata.authoritative,
             "accepted for our copy of the zone"
         );
-        let took = until(e, "www.feed-c.example.", true, Duration::from_secs(5)).await;
-        until(e, "feed-b.example.", false, Duration::from_secs(5)).await;
+        let took = until(e, "www.feed-c.example.", true).await;
+        until(e, "feed-b.example.", false).await;
         assert!(blocked(e, "feed-a.example.").await);
         eprintln!("applied within {took:?} of the NOTIFY");
         // The primary has no IXFR: embargo asked for one, then took the zone by AXFR.
@@ -272,7 +269,7 @@ async fn the_refresh_timer_follows_the_serial_not_the_content() {
     let up = Upstream::start().await;
     let primary = Primary::start(&rpz(7, &["feed-a.example"])).await;
     let e = Embargo::start(&config(up.addr, &feed(primary.addr, "1s", "")), &[]).await;
-    until(&e, "feed-a.example.", true, Duration::from_secs(10)).await;
+    until(&e, "feed-a.example.", true).await;
     assert_eq!(primary.received(RecordType::AXFR), 1);
 
     // New content under the same serial: a secondary must not take it. Two
@@ -282,7 +279,7 @@ async fn the_refresh_timer_follows_the_serial_not_the_content() {
         .await;
     let soa = primary.received(RecordType::SOA);
     primary
-        .until_received(RecordType::SOA, soa + 2, Duration::from_secs(10))
+        .until_received(RecordType::SOA, soa + 2, crate::harness::RELOAD_WAIT)
         .await;
     assert_eq!(primary.received(RecordType::AXFR), 1, "unchanged serial");
     assert!(!blocked(&e, "feed-b.example.").await);
@@ -290,8 +287,8 @@ async fn the_refresh_timer_follows_the_serial_not_the_content() {
 
     // The serial moves: the next timer refresh transfers, no NOTIFY needed.
     primary.publish(&rpz(8, &["feed-b.example"])).await;
-    until(&e, "feed-b.example.", true, Duration::from_secs(10)).await;
-    until(&e, "feed-a.example.", false, Duration::from_secs(5)).await;
+    until(&e, "feed-b.example.", true).await;
+    until(&e, "feed-a.example.", false).await;
     assert_eq!(meta(&e).serial, Some(8));
     assert_eq!(primary.received(RecordType::AXFR), 2);
     assert_eq!(primary.received(RecordType::IXFR), 1);
@@ -370,7 +367,7 @@ async fn r16_a_transfer_that_shrinks_or_empties_the_feed_is_refused_and_the_copy
     )
     .await;
     for e in [&strict, &lenient] {
-        until(e, "www.feed-d.example.", true, Duration::from_secs(10)).await;
+        until(e, "www.feed-d.example.", true).await;
     }
     let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
 
@@ -379,8 +376,8 @@ async fn r16_a_transfer_that_shrinks_or_empties_the_feed_is_refused_and_the_copy
     for e in [&strict, &lenient] {
         notify(loopback, e.addr, "rpz.test.").await;
     }
-    until(&lenient, "feed-d.example.", false, Duration::from_secs(10)).await;
-    let m = until_turned_down(&strict, false, 0, Duration::from_secs(10)).await;
+    until(&lenient, "feed-d.example.", false).await;
+    let m = until_turned_down(&strict, false, 0, crate::harness::RELOAD_WAIT).await;
     assert!(
         m.last_result.starts_with("refused") && m.last_result.contains("max_shrink"),
         "{m:?}"
@@ -394,7 +391,7 @@ async fn r16_a_transfer_that_shrinks_or_empties_the_feed_is_refused_and_the_copy
     // No names left at all (SOA and NS only): refused whatever max_shrink says.
     primary.publish(&rpz(3, &[])).await;
     notify(loopback, lenient.addr, "rpz.test.").await;
-    let m = until_turned_down(&lenient, false, 0, Duration::from_secs(10)).await;
+    let m = until_turned_down(&lenient, false, 0, crate::harness::RELOAD_WAIT).await;
     assert!(
         m.last_result.starts_with("refused") && m.last_result.contains("no names"),
         "{m:?}"
@@ -450,7 +447,7 @@ async fn r16_an_endless_zone_is_cut_at_max_size_as_it_streams_and_the_copy_stays
         &[],
     )
     .await;
-    until(&e, "www.n7.example.", true, Duration::from_secs(10)).await;
+    until(&e, "www.n7.example.", true).await;
     assert_eq!(primary.transfers(), 1);
     let before = primary.sent();
 
