@@ -630,7 +630,9 @@ impl Handler {
         {
             answer.respond(pkt, &facts, out);
             if let Some(target) = answer.chase() {
-                return self.chase(&snap, pkt, facts, &name, target, client, id, proto, out, rec);
+                return self.chase(
+                    &snap, pkt, facts, &name, target, client, id, proto, out, rec,
+                );
             }
             truncate_for(&facts, proto, out);
             rec.stats()
