@@ -27,7 +27,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{Container, Raw, Section, Shaped, Value};
+use super::raw::{Container, Raw, Section, Shaped, Value};
 use super::upstream::{Strategy, UpstreamConfig, WANT_SERVER, WANT_STRATEGY, parse_upstream};
 use super::{Checker, Location};
 use crate::matcher::{NameError, NameKey};

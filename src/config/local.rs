@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{Container, Raw, Section, Shaped, Value};
 use super::forward::{ForwardSpec, ZoneName, zone_name};
+use super::raw::{Container, Raw, Section, Shaped, Value};
 use super::{Checker, Location};
 use crate::matcher::{NameError, NameKey};
 

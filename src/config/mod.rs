@@ -18,6 +18,7 @@ mod http;
 mod list;
 mod local;
 mod observe;
+mod raw;
 mod run_as;
 mod server;
 mod tls;
@@ -50,7 +51,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use file::{Container, Raw, Section, Shaped, Value};
+use raw::{Container, Raw, Section, Shaped, Value};
 
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};

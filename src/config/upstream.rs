@@ -17,8 +17,25 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use serde::Deserialize;
+
 use super::Checker;
-use super::file::UpstreamSpec;
+use super::raw::{Container, Section, Value};
+
+/// `[upstream]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    pub servers: Option<Value>,
+    pub timeout_ms: Option<Value>,
+    pub strategy: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub udp_sockets: Option<Value>,
+}
+
+impl Section for UpstreamSpec {
+    const CONTAINER: Container = Container::Table;
+}
 
 /// How embargo talks to one upstream resolver.
 #[derive(Debug, Clone, PartialEq, Eq)]
