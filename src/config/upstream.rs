@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-
 use serde::Deserialize;
 
 use super::Checker;
