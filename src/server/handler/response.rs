@@ -10,9 +10,10 @@
 //! recorded with the time from the query to its answer.
 
 use crate::cname::{self, Checked};
-use crate::observe::{Decision, QueryEvent, rcode_of};
-use crate::policy::{QueryFacts, start_response};
+use crate::observe::{Decision, QueryEvent, now_us, rcode_of};
+use crate::policy::start_response;
 use crate::server::log_gate::LogGate;
+use crate::upstream::{Answered, Error};
 use crate::wire::{self, Rcode};
 
 use super::cached::{cached_block, servable};
@@ -21,15 +22,15 @@ use super::shape::{for_the_client, strip_opt, truncate_for, with_edns};
 use super::{Handler, list_slot};
 
 impl Handler {
-    /// Writes into `out` what the client of `job` gets for `answer` (the
-    /// index of the upstream that gave it, and its bytes), caches a good
-    /// answer, and records the decision: both forward paths end here.
-    pub(super) fn answer(
-        &self,
-        job: &Forward,
-        answer: crate::upstream::Answered,
-        out: &mut Vec<u8>,
-    ) {
+    /// Step 9 of the module doc: writes into `out` what the client of
+    /// `job` gets for `answer` (the index of the upstream that gave it, and
+    /// its bytes), caches a good answer, and records the decision: both
+    /// forward paths end here. As in [`Handler::handle_as`], each outcome
+    /// writes its answer, records it and returns, in order: a failure
+    /// answered from the stale cache, a failure answered SERVFAIL, a chain
+    /// through a listed name answered with its list's block, and the
+    /// upstream's answer.
+    pub(super) fn answer(&self, job: &Forward, answer: Answered, out: &mut Vec<u8>) {
         let Forward {
             query,
             facts,
@@ -39,11 +40,11 @@ impl Handler {
             allowed,
             ..
         } = job;
-        let (facts, proto) = (*facts, job.limit());
+        let proto = job.limit();
         let answer = answer.and_then(|(i, resp)| {
-            for_the_client(&resp, &facts)
+            for_the_client(&resp, facts)
                 .map(|resp| (i, resp))
-                .ok_or(crate::upstream::Error::Unparsable)
+                .ok_or(Error::Unparsable)
         });
         // Every upstream failed, or answered SERVFAIL: an expired answer kept
         // for the question is better than none (RFC 8767).
@@ -62,99 +63,111 @@ impl Handler {
         // decide what the answer's CNAME chain may lead to.
         let snap = self.state.load();
         let (_, group) = snap.groups.of_client(client.ip(), *client_id);
-        let key = job.cache_key();
-        let upstream = answer.as_ref().ok().map(|(i, _)| *i);
-        // A block found in the chain: its list and action, for the record.
-        let mut blocked = None;
-        'answered: {
-            match answer {
-                Ok((_, mut resp)) => {
-                    let through = if *allowed {
-                        None
-                    } else {
-                        cname::inspect(&resp, &snap, group)
-                    };
-                    let generation = snap.generation;
-                    if let Some(through) = through {
-                        let (list, action) =
-                            (list_slot(&snap, through.policy), through.policy.action);
-                        if snap.groups.configured() {
-                            // Other groups may not block it: keep the chain,
-                            // to be inspected again for each client's group.
-                            let checked = Checked::PerGroup { generation };
-                            self.cache.insert_tagged(&key, &mut resp, checked.tag());
-                            through.respond(query, &facts, out);
-                        } else {
-                            // Every client gets this verdict: keep it, not
-                            // the chain, with the OPT (and EDE) a client with
-                            // EDNS gets.
-                            through.respond(query, &with_edns(&facts), out);
-                            let checked = Checked::Blocked {
-                                generation,
-                                list,
-                                action,
-                            };
-                            self.cache.insert_tagged(&key, out, checked.tag());
-                            strip_opt(&facts, out);
-                        }
-                        truncate_for(&facts, proto, out);
-                        blocked = Some((list, action));
-                        break 'answered;
-                    }
-                    // Caching clamps its TTLs: this client sees what the next ones will.
-                    let checked = Checked::of(&resp, &snap, *allowed);
-                    self.cache.insert_tagged(&key, &mut resp, checked.tag());
-                    out.clear();
-                    out.extend_from_slice(&resp);
-                    strip_opt(&facts, out);
-                    wire::put_u16(out, 0, facts.id);
-                    if let (Some(dst), Some(src)) = (
-                        out.get_mut(wire::HEADER_LEN..facts.question_end),
-                        query.get(wire::HEADER_LEN..facts.question_end),
-                    ) && dst.eq_ignore_ascii_case(src)
-                    {
-                        dst.copy_from_slice(src);
-                    }
-                    truncate_for(&facts, proto, out);
+
+        // No upstream answered, and nothing stale may stand in: SERVFAIL.
+        let (upstream, mut resp) = match answer {
+            Ok(answered) => answered,
+            Err(e) => {
+                if let Some(more) = UPSTREAM_FAILURES.pass(now_us()) {
+                    tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, suppressed = more, "upstream failed: SERVFAIL");
                 }
-                Err(e) => {
-                    if let Some(more) = UPSTREAM_FAILURES.pass(crate::observe::now_us()) {
-                        tracing::warn!(query = %name, qtype = %wire::TypeName(facts.qtype), error = %e, suppressed = more, "upstream failed: SERVFAIL");
-                    }
-                    start_response(query, &facts, Rcode::ServFail, out);
-                    if let Some(edns) = facts.edns {
-                        // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
-                        // without naming the upstream's address to the client.
-                        let ede = wire::ede_option(22, e.kind());
-                        wire::push_opt(out, 0, edns.dnssec_ok, &ede);
-                    }
+                start_response(query, facts, Rcode::ServFail, out);
+                if let Some(edns) = facts.edns {
+                    // EDE 22 "No Reachable Authority" says why (RFC 8914 section 4.23),
+                    // without naming the upstream's address to the client.
+                    let ede = wire::ede_option(22, e.kind());
+                    wire::push_opt(out, 0, edns.dnssec_ok, &ede);
                 }
+                self.join_chase(job, out);
+                if self.observe.wants(Decision::Error) {
+                    let ev = self.event(job, Decision::Error).with_group(group.slot);
+                    self.record_forward(job, ev, out);
+                }
+                return;
             }
+        };
+        let key = job.cache_key();
+        let generation = snap.generation;
+
+        // A chain through a listed name gets that list's block (the name
+        // asked being allowlisted, its chain is not inspected).
+        let through = if *allowed {
+            None
+        } else {
+            cname::inspect(&resp, &snap, group)
+        };
+        if let Some(through) = through {
+            let (list, action) = (list_slot(&snap, through.policy), through.policy.action);
+            if snap.groups.configured() {
+                // Other groups may not block it: keep the chain, to be
+                // inspected again for each client's group.
+                let checked = Checked::PerGroup { generation };
+                self.cache.insert_tagged(&key, &mut resp, checked.tag());
+                through.respond(query, facts, out);
+            } else {
+                // Every client gets this verdict: keep it, not the chain,
+                // with the OPT (and EDE) a client with EDNS gets.
+                through.respond(query, &with_edns(facts), out);
+                let checked = Checked::Blocked {
+                    generation,
+                    list,
+                    action,
+                };
+                self.cache.insert_tagged(&key, out, checked.tag());
+                strip_opt(facts, out);
+            }
+            truncate_for(facts, proto, out);
+            self.join_chase(job, out);
+            if self.observe.wants(Decision::Blocked) {
+                // The listed entry is the chain's, not in the question: no entry.
+                let ev = self
+                    .event(job, Decision::Blocked)
+                    .with_group(group.slot)
+                    .with_block(list, usize::MAX, action)
+                    .with_upstream(self.server_id(job, upstream));
+                self.record_forward(job, ev, out);
+            }
+            return;
         }
-        let decision = match (upstream, blocked) {
-            (_, Some(_)) => Decision::Blocked,
-            // A local name whose CNAME target the upstream answered.
-            (Some(_), None) if job.chase.is_some() => Decision::Local,
-            (Some(_), None) => Decision::Forwarded,
-            (None, None) => Decision::Error,
+
+        // The upstream's answer. Caching clamps its TTLs: this client sees
+        // what the next ones will.
+        let checked = Checked::of(&resp, &snap, *allowed);
+        self.cache.insert_tagged(&key, &mut resp, checked.tag());
+        out.clear();
+        out.extend_from_slice(&resp);
+        strip_opt(facts, out);
+        wire::put_u16(out, 0, facts.id);
+        if let (Some(dst), Some(src)) = (
+            out.get_mut(wire::HEADER_LEN..facts.question_end),
+            query.get(wire::HEADER_LEN..facts.question_end),
+        ) && dst.eq_ignore_ascii_case(src)
+        {
+            dst.copy_from_slice(src);
+        }
+        truncate_for(facts, proto, out);
+        // A local name whose CNAME target the upstream answered is answered locally.
+        let decision = if job.chase.is_some() {
+            Decision::Local
+        } else {
+            Decision::Forwarded
         };
         self.join_chase(job, out);
         if self.observe.wants(decision) {
-            let mut ev = self.event(job, decision, &facts).with_group(group.slot);
-            if let Some((list, action)) = blocked {
-                // The listed entry is the chain's, not in the question: no entry.
-                ev = ev.with_block(list, usize::MAX, action);
-            }
-            if let Some(i) = upstream {
-                // The server that answered, in whichever set.
-                let set = job
-                    .upstream
-                    .as_ref()
-                    .unwrap_or_else(|| self.upstreams.default_set());
-                ev = ev.with_upstream(set.server_id(i));
-            }
+            let ev = self
+                .event(job, decision)
+                .with_group(group.slot)
+                .with_upstream(self.server_id(job, upstream));
             self.record_forward(job, ev, out);
         }
+    }
+
+    /// The server that answered `job`, the `i`th of whichever set it asked.
+    fn server_id(&self, job: &Forward, i: usize) -> u16 {
+        job.upstream
+            .as_ref()
+            .unwrap_or_else(|| self.upstreams.default_set())
+            .server_id(i)
     }
 
     /// For a chased CNAME target (`job.chase`), joins its answer in `out`
@@ -168,17 +181,17 @@ impl Handler {
 
     /// The event of `job`'s client: its own question (a chased target's
     /// client asked for the local name).
-    fn event(&self, job: &Forward, decision: Decision, facts: &QueryFacts) -> QueryEvent {
+    fn event(&self, job: &Forward, decision: Decision) -> QueryEvent {
         let (name, qtype) = match &job.chase {
             Some(c) => (&c.name, c.facts.qtype),
-            None => (&job.name, facts.qtype),
+            None => (&job.name, job.facts.qtype),
         };
         QueryEvent::new(decision, job.client, job.proto.into(), Some(name), qtype)
             .with_client_id(job.client_id)
     }
 
-    /// When the upstreams failed for `job` (`why`), or are slow to answer
-    /// (the client timer, RFC 8767's client response timer): writes the
+    /// Step 9 when the upstreams failed for `job` (`why`), or are slow to
+    /// answer (the client timer, RFC 8767's client response timer): writes the
     /// expired answer kept for its question into `out`, marked stale with
     /// `why` (EDE 3), and records it as a cached answer. False when no such
     /// answer may be served.
@@ -216,7 +229,7 @@ impl Handler {
         self.join_chase(job, out);
         if self.observe.wants(decision) {
             let mut ev = self
-                .event(job, decision, facts)
+                .event(job, decision)
                 .with_group(group.slot)
                 .with_stale(true);
             if let Some((list, action)) = blocked {
@@ -232,7 +245,7 @@ impl Handler {
     fn record_forward(&self, job: &Forward, ev: QueryEvent, out: &[u8]) {
         let mut ev = ev.with_rcode(rcode_of(out));
         // A query recorded without a stamp (none was wanted then) gets its answer's time.
-        let now = crate::observe::now_us();
+        let now = now_us();
         ev.time_us = if job.received_us == 0 {
             now
         } else {
