@@ -1,4 +1,4 @@
-//! What a query costs on the way in, for the choice the README's
+//! What a query costs on the way in, for the choice the manual's
 //! "Encrypted transports" explains: embargo's whole blocked answer
 //! (`Handler::handle_as`, as DoT, DoH and DoQ call it) against what
 //! hickory-server's listeners would add to it before and after: every

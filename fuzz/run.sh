@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes one target for SECONDS, then merges what it found into the
-# committed, minimised corpus fuzz/corpus/TARGET (README "Fuzzing").
+# committed, minimised corpus fuzz/corpus/TARGET (the manual, "Fuzzing").
 #
 #   fuzz/run.sh TARGET SECONDS     e.g. fuzz/run.sh request 600
 #   fuzz/run.sh TARGET 0           only merge what fuzz/work/TARGET holds

@@ -1,5 +1,5 @@
 //! What the fuzz targets run, and the invariants they check, in one place:
-//! the targets in `fuzz/fuzz_targets/` (coverage-guided, see README
+//! the targets in `fuzz/fuzz_targets/` (coverage-guided, see the manual,
 //! "Fuzzing") and `tests/corpus.rs` (which replays the committed corpus and
 //! every crash reproducer on the stable toolchain, in `cargo test`) call the
 //! same function per target, so a replayed input goes through exactly the

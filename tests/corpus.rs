@@ -28,7 +28,7 @@ fn replay(target: &str) {
     let corpus = inputs("corpus", target);
     assert!(
         !corpus.is_empty(),
-        "fuzz/corpus/{target}/ is empty: run fuzz/run.sh {target} SECONDS (README \"Fuzzing\")"
+        "fuzz/corpus/{target}/ is empty: run fuzz/run.sh {target} SECONDS (the manual, \"Fuzzing\")"
     );
     for path in corpus.iter().chain(&inputs("regressions", target)) {
         let data = std::fs::read(path).expect("read an input");

@@ -88,7 +88,7 @@ use worker::Worker;
 pub const LATEST: usize = 1000;
 /// The observer thread's nice value: under a saturated core it yields to
 /// the serving threads, so records are dropped and counted rather than
-/// queries slowed (see the README's performance section).
+/// queries slowed (see the manual's performance chapter).
 const NICE: i32 = 10;
 
 /// Why the observer could not start.

@@ -2,7 +2,7 @@
 //!
 //! On a saturated core the UDP worker spends most of its time entering and
 //! leaving the kernel; one call per batch instead of two per query is the
-//! largest single gain on the blocked and cached paths (see the README's
+//! largest single gain on the blocked and cached paths (see the manual's
 //! bench table). This and `upstream::mmsg` are the crate's `unsafe` modules: the calls take raw
 //! pointers into buffers owned by [`Batch`] or by the calling function, which outlive every
 //! call. Addresses are converted by socket2 and the socket option set by nix, so what is

@@ -15,7 +15,7 @@
 //! the stream on a bad request instead of answering 400 or 415, sets no
 //! Cache-Control, and tells the handler neither the path (client IDs) nor
 //! anything but a decoded `Request` it must answer with a `MessageResponse`
-//! that hickory encodes again (README, "Encrypted transports"). hyper is in
+//! that hickory encodes again (the manual, "Encrypted transports"). hyper is in
 //! the tree already (the HTTP API), and serves each ALPN with its own
 //! connection type.
 //!

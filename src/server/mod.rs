@@ -31,7 +31,7 @@
 //! Everything a client can make the server hold is bounded: TCP connections,
 //! their idle time, the time a message may take to arrive and the queries in
 //! flight on each (`tcp`), and the forwards waiting upstream (`handler`).
-//! The README's "Bounded resources" says how much memory each can take.
+//! The manual's "Bounded resources" says how much memory each can take.
 
 mod batch;
 mod handler;

@@ -14,7 +14,7 @@
 //! closes a connection after 100 queries, decodes each query into a
 //! `Request` and encodes a `MessageResponse` again, and gives the handler
 //! neither the SNI (client IDs) nor a chance to refuse a client before its
-//! handshake (README, "Encrypted transports").
+//! handshake (the manual, "Encrypted transports").
 //!
 //! Bounds: streams at once per connection (`tls_max_streams`, QUIC's own
 //! MAX_STREAMS flow control, so a client cannot open more); the message

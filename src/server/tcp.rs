@@ -26,7 +26,7 @@
 //! So one connection holds at most a message being read (64 KiB), the
 //! answer being built (4 KiB), the write buffer and `MAX_QUEUED` bytes
 //! of answers (plus the last one, at most 64 KiB), whatever the client
-//! does: the README's "Bounded resources" adds it up.
+//! does: the manual's "Bounded resources" adds it up.
 //!
 //! DNS over TLS is this protocol inside a TLS stream (RFC 7858 3.3), so
 //! `tls.rs` hands its streams, once the handshake is done, to the same

@@ -12,7 +12,7 @@
 //! receives a fully decoded `Request` and must answer with a
 //! `MessageResponse` that hickory encodes again, where our handler reads
 //! the question by hand and copies a pre-built answer (the decode and
-//! encode alone cost several times the whole blocked answer: README,
+//! encode alone cost several times the whole blocked answer: the manual,
 //! "Encrypted transports"); it answers one query of a connection at a
 //! time (no out-of-order answers), has no connection cap, checks access
 //! only after the handshake and tells the handler neither the SNI (client

@@ -6,7 +6,7 @@
 //! upstream and the load on the other core wake per query, and so do we.
 //! Gathered, the queries of one receive batch leave in one `sendmmsg` and
 //! the answers waiting on a socket come in with one `recvmmsg`, so every
-//! side does a batch per wake-up (the measurements are in the README). The
+//! side does a batch per wake-up (the measurements are in the manual). The
 //! client side of the same idea (the answers of one read pass, one
 //! `sendmmsg`) is the server's: `server::sink`.
 //!

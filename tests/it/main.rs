@@ -17,6 +17,7 @@ mod http;
 mod kresd;
 mod local;
 mod malformed;
+mod manual;
 mod netns;
 mod observe;
 mod ofac;

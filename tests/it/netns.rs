@@ -53,8 +53,8 @@ where
     }
     assert!(
         is_root(),
-        "this test needs root to create a network namespace (unshare -n) with \
-         outside client addresses on its loopback; run it as root, as .ci/run does"
+        "did not run: this test needs root to create a network namespace (unshare -n) \
+         with outside client addresses on its loopback; run it as root, as .ci/run does"
     );
     // The test filter names the test without the crate (`access::name`).
     let name = test.split_once("::").map_or(test, |(_, rest)| rest);

@@ -32,7 +32,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_embargo");
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
-        "tests/it/privileges.rs starts embargo as root and watches it become `nobody`: run the tests as root (CI does)"
+        "did not run: tests/it/privileges.rs starts embargo as root and watches it become `nobody`: run the tests as root (CI does)"
     );
 }
 

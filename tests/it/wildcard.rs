@@ -28,11 +28,11 @@ fn run_in_namespace(test: &str) {
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => panic!(
-            "{test} needs root (CAP_SYS_ADMIN) to create a network namespace with `unshare -n`; \
+            "{test} did not run: it needs root (CAP_SYS_ADMIN) to create a network namespace with `unshare -n`; \
              run the tests as root (as .ci/run does): {}",
             String::from_utf8_lossy(&o.stderr).trim()
         ),
-        Err(e) => panic!("{test} needs `unshare` (util-linux): {e}"),
+        Err(e) => panic!("{test} did not run: it needs `unshare` (util-linux): {e}"),
     }
     let out = Command::new("unshare")
         .arg("-n")

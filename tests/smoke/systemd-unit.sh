@@ -28,7 +28,7 @@ if [ -n "$out" ]; then
   echo "$out"; echo "systemd-unit: FAIL: systemd-analyze verify warned about $UNIT"; exit 1
 fi
 # The unit's promises, which verify does not check: who it runs as and
-# what it keeps (see the comments in the unit and README "Running as a service").
+# what it keeps (see the comments in the unit and the manual, "Running as a service").
 for line in 'DynamicUser=yes' 'AmbientCapabilities=CAP_NET_BIND_SERVICE' \
             'CapabilityBoundingSet=CAP_NET_BIND_SERVICE' 'NoNewPrivileges=yes' \
             'StateDirectory=embargo' 'ProtectSystem=strict' \
