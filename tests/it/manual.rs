@@ -91,7 +91,10 @@ fn first_session_check_output_is_the_readmes() {
     );
     let (code, printed) = embargo_in(Path::new(ROOT), &args);
     assert_eq!(code, 0, "{printed}");
-    assert_eq!(printed, shown, "README.md's first session shows another `check`");
+    assert_eq!(
+        printed, shown,
+        "README.md's first session shows another `check`"
+    );
 }
 
 /// The OFAC chapter's example: its `[[lists]]` table, with the fixture as
@@ -159,7 +162,12 @@ async fn worked_example_check_and_log_record_are_the_guides() {
             }
             if l.starts_with("listen = ") {
                 // Ports of the test's own: the server's, and no HTTP.
-                return if in_http { "listen = []\n" } else { "listen = [\"127.0.0.1:0\"]\n" }.to_owned();
+                return if in_http {
+                    "listen = []\n"
+                } else {
+                    "listen = [\"127.0.0.1:0\"]\n"
+                }
+                .to_owned();
             }
             format!("{l}\n")
         })
@@ -171,12 +179,22 @@ async fn worked_example_check_and_log_record_are_the_guides() {
     )
     .await;
 
-    let (args, shown) = console_example(&md, "embargo check -c embargo.toml seized-dprk-demo.example");
+    let (args, shown) = console_example(
+        &md,
+        "embargo check -c embargo.toml seized-dprk-demo.example",
+    );
     let (code, printed) = embargo_in(emb.dir(), &args);
     assert_eq!(code, 0, "{printed}");
-    assert_eq!(printed, shown, "docs/src/security-team.md shows another `check`");
+    assert_eq!(
+        printed, shown,
+        "docs/src/security-team.md shows another `check`"
+    );
 
-    let resp = udp(emb.addr, &query("seized-dprk-demo.example", RecordType::A, true)).await;
+    let resp = udp(
+        emb.addr,
+        &query("seized-dprk-demo.example", RecordType::A, true),
+    )
+    .await;
     assert_eq!(resp.metadata.response_code, ResponseCode::NXDomain);
     let log = emb.dir().join("embargo-state").join("queries.log");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -199,15 +217,25 @@ async fn worked_example_check_and_log_record_are_the_guides() {
         .expect("the guide's query-log record");
     let (shown_keys, shown_values) = record_shape(&shown);
     let (keys, values) = record_shape(&written);
-    assert_eq!(shown_keys, keys, "the guide's record has other keys than the program writes");
-    assert_eq!(shown_values, values, "the guide's record says other things than the program");
+    assert_eq!(
+        shown_keys, keys,
+        "the guide's record has other keys than the program writes"
+    );
+    assert_eq!(
+        shown_values, values,
+        "the guide's record says other things than the program"
+    );
 
     let readme = fenced(&read("README.md"), "json")
         .into_iter()
         .flatten()
         .find(|l| l.starts_with("{\"time\""))
         .expect("README's query-log record");
-    assert_eq!(record_shape(&readme).0, keys, "README's record has other keys than the program writes");
+    assert_eq!(
+        record_shape(&readme).0,
+        keys,
+        "README's record has other keys than the program writes"
+    );
 }
 
 /// The systemd install steps (in the manual and in the unit's own
@@ -275,9 +303,15 @@ fn commands_chapter_names_every_subcommand() {
         .filter_map(|l| l.split([' ', '`']).next())
         .collect();
     for c in &listed {
-        assert!(rows.contains(c), "docs/src/commands.md has no row for `embargo {c}`");
+        assert!(
+            rows.contains(c),
+            "docs/src/commands.md has no row for `embargo {c}`"
+        );
     }
     for r in &rows {
-        assert!(listed.contains(r), "docs/src/commands.md has a row for `embargo {r}`, which --help does not list");
+        assert!(
+            listed.contains(r),
+            "docs/src/commands.md has a row for `embargo {r}`, which --help does not list"
+        );
     }
 }
