@@ -691,12 +691,53 @@ fn validate_all(config: &Config) -> ExitCode {
     if let Err(e) = &certificate {
         eprintln!("{e}");
     }
-    let lists = with_snapshot(config, validate);
+    // Every list and allow file that cannot be opened, all named at once
+    // (a config copied elsewhere misses them all); the build would stop
+    // at the first.
+    let unreadable = unreadable_sources(config);
+    for e in &unreadable {
+        eprintln!("{e}");
+    }
+    let lists = if unreadable.is_empty() {
+        with_snapshot(config, validate)
+    } else {
+        ExitCode::from(1)
+    };
     if user.is_err() || certificate.is_err() {
         ExitCode::from(1)
     } else {
         lists
     }
+}
+
+/// The list and allow files of `config` that cannot be opened, each as the
+/// error the build would give. A remote list not downloaded yet is not
+/// one: the server starts without it and fetches it.
+fn unreadable_sources(config: &Config) -> Vec<embargo::state::BuildError> {
+    use embargo::lists::LoadError;
+    use embargo::state::BuildError;
+    let open = |path: &std::path::Path| {
+        std::fs::File::open(path).err().map(|source| LoadError {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let lists = config
+        .lists
+        .iter()
+        .filter(|spec| !spec.source.is_remote() || spec.path.exists())
+        .filter_map(|spec| {
+            open(&spec.path).map(|source| BuildError::List {
+                list: spec.name.clone(),
+                location: spec.location.clone(),
+                source,
+            })
+        });
+    let allow = config
+        .allow_files
+        .iter()
+        .filter_map(|path| open(path).map(BuildError::Allow));
+    lists.chain(allow).collect()
 }
 
 fn validate(snap: &Snapshot) -> ExitCode {
