@@ -69,7 +69,7 @@ enum Command {
     },
     /// Show the running server's hit report: for each list, the clients that
     /// asked for its names, most recent first (read from the state directory,
-    /// where the server saves it every 5 seconds and at shutdown).
+    /// where the server saves it within 5 seconds of a change and at shutdown).
     Hits {
         /// Only this list.
         #[arg(long)]
@@ -449,7 +449,7 @@ fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
         },
         Err(e) => {
             eprintln!(
-                "{}: {e}: the hit report is saved there by `embargo run -c {}` every 5 seconds once a query is blocked{}",
+                "{}: {e}: the hit report is saved there by `embargo run -c {}` within 5 seconds of the first blocked query{}",
                 path.display(),
                 config.path.display(),
                 if config.hits.max_clients == 0 {
@@ -481,10 +481,26 @@ fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
             humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
         )
     });
-    let stale = if file.age().is_some_and(|d| d.as_secs() > 15) {
-        " (the server saves it every 5 s: is it still running?)"
+    // The server saves the report when it changed, so a quiet server's
+    // report is old: its age says nothing of whether it runs. Its pid does.
+    // The server saves the report when it changed, so a quiet server's
+    // report is old: its age says nothing of whether it runs. Its pid
+    // does (when it cannot be told, as for another user's server whose
+    // /proc/PID/exe is closed to us, nothing is said).
+    let stopped = match i32::try_from(file.pid) {
+        Ok(pid) => matches!(
+            is_embargo(pid),
+            Err(NotSignalled::NoProcess | NotSignalled::Other(_))
+        ),
+        Err(_) => true,
+    };
+    let stale = if stopped {
+        format!(
+            " (pid {} is not running: this is the report it saved last)",
+            file.pid
+        )
     } else {
-        ""
+        String::new()
     };
     println!(
         "hit report of pid {}, written {age}{stale}; query log: {} records written, {} dropped",

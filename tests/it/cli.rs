@@ -20,7 +20,7 @@ pub(crate) fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     path
 }
 
-fn embargo(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn embargo(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().expect("run embargo");
     (
         out.status.code().unwrap_or(-1),
@@ -77,7 +77,7 @@ impl Running {
 
 /// Starts `embargo run -c path` (stdout piped when `stdout`) and waits for
 /// its "listening on udp" line, which has the bound port.
-fn run_server(path: &Path, stdout: bool) -> Running {
+pub(crate) fn run_server(path: &Path, stdout: bool) -> Running {
     run_server_after(path, stdout, "")
 }
 

@@ -1,0 +1,84 @@
+//! Issue 21, "what a new user met": each item as the new user met it, over
+//! the real binary (`embargo run`, `hits`, `fetch`, `validate`).
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::cli::{Running, embargo, run_server, terminate, write_config};
+use crate::harness::{Upstream, config, query, udp};
+
+/// Sets the hit report's `written` time to `ago` before now, as if that
+/// long had passed with nothing to change it.
+fn backdate(hits: &Path, ago: Duration) {
+    let text = std::fs::read_to_string(hits).expect("hits.json");
+    let mut report: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let then = SystemTime::now() - ago;
+    report["written"] = humantime::format_rfc3339_millis(then).to_string().into();
+    std::fs::write(hits, serde_json::to_vec(&report).expect("json")).expect("write");
+}
+
+/// Issue 21 (1): a live server that is quiet saves no new report (it
+/// saves one when it changes), so an old report is no sign of a stopped
+/// server: `embargo hits` raises no alarm while the server runs, and
+/// says so once it has stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn r21_hits_of_a_quiet_live_server_raise_no_alarm() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), &config(up.addr, ""));
+    let conf = path.to_str().expect("utf8");
+    let Running {
+        mut child, addr, ..
+    } = run_server(&path, false);
+    let pid = child.id();
+    let r = udp(addr, &query("www.seized.example.", RecordType::A, false)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    let hits = dir.path().join("embargo-state/hits.json");
+    // The report with the block and its log record: the last save a
+    // quiet server makes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let saved = std::fs::read_to_string(&hits)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|r| r["log_written"] == 1 && r["hits"][0]["count"] == 1);
+        if saved {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hit report saved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 41 s of quiet, as the new user met it.
+    let mut out = String::new();
+    for _ in 0..5 {
+        backdate(&hits, Duration::from_secs(41));
+        let (code, o, err) = embargo(&["hits", "-c", conf]);
+        assert_eq!(code, 0, "{o}{err}");
+        out = o;
+        if out.contains("written 41s ago") {
+            break;
+        }
+        // The server saved over the backdated copy: once more.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.contains("written 41s ago"), "{out}");
+    assert!(
+        !first.contains("running?") && !first.contains("not running"),
+        "a false alarm for a live server: {first}"
+    );
+
+    // Stopped: the same age now means what it says.
+    assert_eq!(terminate(&mut child).code(), Some(0));
+    backdate(&hits, Duration::from_secs(41));
+    let (code, out, err) = embargo(&["hits", "-c", conf]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(&format!("pid {pid} is not running")),
+        "{first}"
+    );
+}
