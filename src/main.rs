@@ -391,6 +391,32 @@ fn is_embargo(pid: i32) -> Result<(), NotSignalled> {
 fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
     use embargo::config::Source;
     use embargo::source::{Outcome, http, xfr};
+    // A name the config does not have, or a list that is a file, is a
+    // mistake to say, not nothing to do.
+    let mut named_wrong = false;
+    for name in only {
+        match config.lists.iter().find(|l| &l.name == name) {
+            None => {
+                eprintln!("{}", no_such_list(config, name));
+                named_wrong = true;
+            }
+            Some(spec) if !spec.source.is_remote() => {
+                eprintln!(
+                    "list {name:?} is read from the file {}: not fetched (only lists from http(s):// or axfr:// are)",
+                    spec.path.display()
+                );
+                named_wrong = true;
+            }
+            Some(_) => {}
+        }
+    }
+    if named_wrong {
+        return ExitCode::from(2);
+    }
+    if !config.lists.iter().any(|l| l.source.is_remote()) {
+        println!("no remote lists to fetch: every list is read from a file");
+        return ExitCode::SUCCESS;
+    }
     let rt = match runtime(false) {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -435,9 +461,29 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
     code
 }
 
+/// What to say of a list name `config` does not have: the names it has.
+fn no_such_list(config: &Config, name: &str) -> String {
+    let names: Vec<&str> = config.lists.iter().map(|l| l.name.as_str()).collect();
+    format!(
+        "no list {name:?} in {}; its lists are: {}",
+        config.path.display(),
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
 /// Prints the hit report the server saved in the state directory.
 fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
     use embargo::observe::HitsFile;
+    if let Some(name) = list
+        && !config.lists.iter().any(|l| l.name == name)
+    {
+        eprintln!("{}", no_such_list(config, name));
+        return ExitCode::from(2);
+    }
     let path = config.state_dir.join("hits.json");
     let file: HitsFile = match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {

@@ -82,3 +82,36 @@ async fn r21_hits_of_a_quiet_live_server_raise_no_alarm() {
         "{first}"
     );
 }
+
+/// Issue 21 (3): a list name the config does not have is an error (exit 2)
+/// that names the lists there are, for `fetch` and `hits --list` alike; a
+/// list that is a file is not fetched, and `fetch` says so.
+#[test]
+fn r21_an_unknown_list_name_is_an_error_naming_the_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &config(
+            "127.0.0.1:9".parse().expect("addr"),
+            "[[lists]]\nname = \"feed\"\nsource = \"http://127.0.0.1:9/feed.txt\"\n",
+        ),
+    );
+    let conf = path.to_str().expect("utf8");
+    for args in [
+        vec!["fetch", "-c", conf, "nosuchlist"],
+        vec!["hits", "-c", conf, "--list", "nosuchlist"],
+    ] {
+        let (code, out, err) = embargo(&args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("no list \"nosuchlist\"") && err.contains("seized, feed"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, out, err) = embargo(&["fetch", "-c", conf, "seized"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("list \"seized\" is read from the file") && err.contains("not fetched"),
+        "{err}"
+    );
+}
