@@ -115,3 +115,54 @@ fn r21_an_unknown_list_name_is_an_error_naming_the_lists() {
         "{err}"
     );
 }
+
+/// Issue 21 (4): a hosts file with one adblock rule among its first lines
+/// is still read as hosts: its names are blocked, and the one odd line is
+/// the one reported, saying what it is.
+#[test]
+fn r21_one_adblock_line_does_not_turn_a_hosts_file_into_adblock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hosts = String::from("# a hosts file\n127.0.0.1 localhost\n");
+    for i in 0..20 {
+        hosts.push_str(&format!("0.0.0.0 ads{i}.example\n"));
+    }
+    hosts.push_str("||adblock-style.test^\n");
+    for i in 20..40 {
+        hosts.push_str(&format!("0.0.0.0 ads{i}.example\n"));
+    }
+    std::fs::write(dir.path().join("hosts.txt"), hosts).expect("hosts");
+    let path = write_config(
+        dir.path(),
+        &config(
+            "127.0.0.1:9".parse().expect("addr"),
+            "[[lists]]\nname = \"mixed\"\nsource = \"hosts.txt\"\n",
+        ),
+    );
+    let conf = path.to_str().expect("utf8");
+    let (code, out, err) = embargo(&["lists", "-c", conf]);
+    assert_eq!(code, 0, "{out}{err}");
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("mixed "))
+        .unwrap_or_else(|| panic!("no row in {out}"))
+        .split_whitespace()
+        .collect();
+    // name, format, entries, duplicates, invalid, unsupported
+    assert_eq!(row[..6], ["mixed", "hosts", "40", "0", "1", "0"], "{out}");
+    let (code, out, err) = embargo(&["check", "-c", conf, "ads0.example", "ads39.example"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("\tblocked\tlist=mixed"))
+            .count(),
+        2,
+        "{out}"
+    );
+    let (code, out, err) = embargo(&["validate", "-c", conf]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("hosts.txt:23: an adblock rule in a list read as hosts")
+            && out.contains("format = \"adblock\""),
+        "{out}"
+    );
+}
