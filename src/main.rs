@@ -743,6 +743,15 @@ fn validate_all(config: &Config) -> ExitCode {
     if let Err(e) = &user {
         eprintln!("{e}");
     }
+    // The state directory, as `run` will check it, when the user running
+    // this is the one that will serve.
+    let state = match &user {
+        Ok(id) => embargo::privileges::check_state_dir(config, id.as_ref()),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = &state {
+        eprintln!("{e}");
+    }
     // The encrypted listeners' certificate, as `run` will load it.
     let certificate = match config.tls.files() {
         Some((cert, key)) if config.tls.enabled() => {
@@ -765,7 +774,7 @@ fn validate_all(config: &Config) -> ExitCode {
     } else {
         ExitCode::from(1)
     };
-    if user.is_err() || certificate.is_err() {
+    if user.is_err() || state.is_err() || certificate.is_err() {
         ExitCode::from(1)
     } else {
         lists

@@ -166,3 +166,69 @@ fn r21_one_adblock_line_does_not_turn_a_hosts_file_into_adblock() {
         "{out}"
     );
 }
+
+/// Issue 21 (5): run by a user who cannot create the state directory,
+/// with no `[server] user`, `run` stopped at the query log, naming neither
+/// the directory nor `[state] dir`, and `validate` said ok. Both now say
+/// which directory, as whom, and what to do. Needs root, to become
+/// `nobody` (CI runs as root).
+#[test]
+fn r21_a_state_directory_the_user_cannot_create_is_named_at_start_and_by_validate() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test becomes nobody with setpriv: run the tests as root (CI does)"
+    );
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("getpwnam")
+        .expect("this system has a user named nobody");
+    // A directory nobody may read but not write, as /var/lib is.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+    );
+    let state = dir.path().join("embargo-state");
+    let as_nobody = |command: &str| {
+        let out = std::process::Command::new("setpriv")
+            .arg(format!("--reuid={}", nobody.uid))
+            .arg(format!("--regid={}", nobody.gid))
+            .arg("--clear-groups")
+            .args([env!("CARGO_BIN_EXE_embargo"), command, "-c"])
+            .arg(&path)
+            .output()
+            .expect("setpriv");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    for command in ["validate", "run"] {
+        let (code, out) = as_nobody(command);
+        assert_eq!(code, 1, "{command}: {out}");
+        assert!(
+            out.contains(&format!(
+                "state directory {} cannot be created by nobody",
+                state.display()
+            )) && out.contains("set [state] dir to a directory nobody can write"),
+            "{command}: {out}"
+        );
+        assert!(!state.exists(), "{command} made the directory");
+    }
+    // One that exists and nobody cannot write: the same words, from both.
+    std::fs::create_dir(&state).expect("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for command in ["validate", "run"] {
+        let (code, out) = as_nobody(command);
+        assert_eq!(code, 1, "{command}: {out}");
+        assert!(
+            out.contains(&format!(
+                "state directory {} is not writable by nobody",
+                state.display()
+            )) && out.contains("set [state] dir to a directory nobody can write"),
+            "{command}: {out}"
+        );
+    }
+}
