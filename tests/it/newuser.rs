@@ -232,3 +232,55 @@ fn r21_a_state_directory_the_user_cannot_create_is_named_at_start_and_by_validat
         );
     }
 }
+
+/// Issue 21 (7): a second instance whose config never mentions `[http]`
+/// found the implied 127.0.0.1:8053 taken and did not start. A listener
+/// the config never asked for must not keep DNS from starting: it warns
+/// and serves; an address the config names stays fatal.
+#[tokio::test(flavor = "multi_thread")]
+async fn r21_an_implied_http_address_that_is_taken_does_not_stop_dns() {
+    let up = Upstream::start().await;
+    // The first instance (or anything else) holds the implied address.
+    let _first = std::net::TcpListener::bind(embargo::config::DEFAULT_HTTP_LISTEN);
+    assert!(
+        std::net::TcpListener::bind(embargo::config::DEFAULT_HTTP_LISTEN).is_err(),
+        "{} should be taken",
+        embargo::config::DEFAULT_HTTP_LISTEN
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config(up.addr, "");
+    let implied = text.replace("[http]\nlisten = []\n", "");
+    assert_ne!(implied, text, "the harness config has [http]");
+    let path = write_config(dir.path(), &implied);
+    let mut server = run_server(&path, false);
+    let r = udp(
+        server.addr,
+        &query("www.seized.example.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    assert!(
+        server.early.iter().any(|l| l.contains("WARN")
+            && l.contains("127.0.0.1:8053")
+            && l.contains("[http] listen")),
+        "{:#?}",
+        server.early
+    );
+    assert_eq!(terminate(&mut server.child).code(), Some(0));
+
+    // Named in the config: still fatal.
+    let named = text.replace(
+        "[http]\nlisten = []\n",
+        &format!(
+            "[http]\nlisten = [\"{}\"]\n",
+            embargo::config::DEFAULT_HTTP_LISTEN
+        ),
+    );
+    let path = write_config(dir.path(), &named);
+    let (code, out, err) = embargo(&["run", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("http: cannot listen on 127.0.0.1:8053"),
+        "{err}"
+    );
+}
