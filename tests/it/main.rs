@@ -18,6 +18,7 @@ mod kresd;
 mod local;
 mod malformed;
 mod netns;
+mod newuser;
 mod observe;
 mod ofac;
 mod privileges;
