@@ -69,7 +69,7 @@ enum Command {
     },
     /// Show the running server's hit report: for each list, the clients that
     /// asked for its names, most recent first (read from the state directory,
-    /// where the server saves it every 5 seconds and at shutdown).
+    /// where the server saves it within 5 seconds of a change and at shutdown).
     Hits {
         /// Only this list.
         #[arg(long)]
@@ -391,6 +391,32 @@ fn is_embargo(pid: i32) -> Result<(), NotSignalled> {
 fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
     use embargo::config::Source;
     use embargo::source::{Outcome, http, xfr};
+    // A name the config does not have, or a list that is a file, is a
+    // mistake to say, not nothing to do.
+    let mut named_wrong = false;
+    for name in only {
+        match config.lists.iter().find(|l| &l.name == name) {
+            None => {
+                eprintln!("{}", no_such_list(config, name));
+                named_wrong = true;
+            }
+            Some(spec) if !spec.source.is_remote() => {
+                eprintln!(
+                    "list {name:?} is read from the file {}: not fetched (only lists from http(s):// or axfr:// are)",
+                    spec.path.display()
+                );
+                named_wrong = true;
+            }
+            Some(_) => {}
+        }
+    }
+    if named_wrong {
+        return ExitCode::from(2);
+    }
+    if !config.lists.iter().any(|l| l.source.is_remote()) {
+        println!("no remote lists to fetch: every list is read from a file");
+        return ExitCode::SUCCESS;
+    }
     let rt = match runtime(false) {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -435,9 +461,29 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
     code
 }
 
+/// What to say of a list name `config` does not have: the names it has.
+fn no_such_list(config: &Config, name: &str) -> String {
+    let names: Vec<&str> = config.lists.iter().map(|l| l.name.as_str()).collect();
+    format!(
+        "no list {name:?} in {}; its lists are: {}",
+        config.path.display(),
+        if names.is_empty() {
+            "(none)".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
 /// Prints the hit report the server saved in the state directory.
 fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
     use embargo::observe::HitsFile;
+    if let Some(name) = list
+        && !config.lists.iter().any(|l| l.name == name)
+    {
+        eprintln!("{}", no_such_list(config, name));
+        return ExitCode::from(2);
+    }
     let path = config.state_dir.join("hits.json");
     let file: HitsFile = match std::fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
@@ -449,7 +495,7 @@ fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
         },
         Err(e) => {
             eprintln!(
-                "{}: {e}: the hit report is saved there by `embargo run -c {}` every 5 seconds once a query is blocked{}",
+                "{}: {e}: the hit report is saved there by `embargo run -c {}` within 5 seconds of the first blocked query{}",
                 path.display(),
                 config.path.display(),
                 if config.hits.max_clients == 0 {
@@ -481,10 +527,26 @@ fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
             humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
         )
     });
-    let stale = if file.age().is_some_and(|d| d.as_secs() > 15) {
-        " (the server saves it every 5 s: is it still running?)"
+    // The server saves the report when it changed, so a quiet server's
+    // report is old: its age says nothing of whether it runs. Its pid does.
+    // The server saves the report when it changed, so a quiet server's
+    // report is old: its age says nothing of whether it runs. Its pid
+    // does (when it cannot be told, as for another user's server whose
+    // /proc/PID/exe is closed to us, nothing is said).
+    let stopped = match i32::try_from(file.pid) {
+        Ok(pid) => matches!(
+            is_embargo(pid),
+            Err(NotSignalled::NoProcess | NotSignalled::Other(_))
+        ),
+        Err(_) => true,
+    };
+    let stale = if stopped {
+        format!(
+            " (pid {} is not running: this is the report it saved last)",
+            file.pid
+        )
     } else {
-        ""
+        String::new()
     };
     println!(
         "hit report of pid {}, written {age}{stale}; query log: {} records written, {} dropped",
@@ -681,6 +743,15 @@ fn validate_all(config: &Config) -> ExitCode {
     if let Err(e) = &user {
         eprintln!("{e}");
     }
+    // The state directory, as `run` will check it, when the user running
+    // this is the one that will serve.
+    let state = match &user {
+        Ok(id) => embargo::privileges::check_state_dir(config, id.as_ref()),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = &state {
+        eprintln!("{e}");
+    }
     // The encrypted listeners' certificate, as `run` will load it.
     let certificate = match config.tls.files() {
         Some((cert, key)) if config.tls.enabled() => {
@@ -691,12 +762,53 @@ fn validate_all(config: &Config) -> ExitCode {
     if let Err(e) = &certificate {
         eprintln!("{e}");
     }
-    let lists = with_snapshot(config, validate);
-    if user.is_err() || certificate.is_err() {
+    // Every list and allow file that cannot be opened, all named at once
+    // (a config copied elsewhere misses them all); the build would stop
+    // at the first.
+    let unreadable = unreadable_sources(config);
+    for e in &unreadable {
+        eprintln!("{e}");
+    }
+    let lists = if unreadable.is_empty() {
+        with_snapshot(config, validate)
+    } else {
+        ExitCode::from(1)
+    };
+    if user.is_err() || state.is_err() || certificate.is_err() {
         ExitCode::from(1)
     } else {
         lists
     }
+}
+
+/// The list and allow files of `config` that cannot be opened, each as the
+/// error the build would give. A remote list not downloaded yet is not
+/// one: the server starts without it and fetches it.
+fn unreadable_sources(config: &Config) -> Vec<embargo::state::BuildError> {
+    use embargo::lists::LoadError;
+    use embargo::state::BuildError;
+    let open = |path: &std::path::Path| {
+        std::fs::File::open(path).err().map(|source| LoadError {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let lists = config
+        .lists
+        .iter()
+        .filter(|spec| !spec.source.is_remote() || spec.path.exists())
+        .filter_map(|spec| {
+            open(&spec.path).map(|source| BuildError::List {
+                list: spec.name.clone(),
+                location: spec.location.clone(),
+                source,
+            })
+        });
+    let allow = config
+        .allow_files
+        .iter()
+        .filter_map(|path| open(path).map(BuildError::Allow));
+    lists.chain(allow).collect()
 }
 
 fn validate(snap: &Snapshot) -> ExitCode {

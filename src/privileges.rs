@@ -101,6 +101,19 @@ pub enum Error {
         source: nix::Error,
     },
     #[error(
+        "state directory {} cannot be created by {user}: {}: {source}; create it and give it to {user} (mkdir -p {} && chown {user}:{group} {}) or set [state] dir to a directory {user} can write",
+        path.display(), parent.display(), path.display(), path.display()
+    )]
+    StateDirNotCreatable {
+        path: PathBuf,
+        /// The nearest directory above it that exists, which `user`
+        /// cannot write.
+        parent: PathBuf,
+        user: String,
+        group: String,
+        source: nix::Error,
+    },
+    #[error(
         "{} is not readable by {user}: {source}; reloads run as {user} and would fail: make it readable by {user} (owner, group {group} or others)",
         path.display()
     )]
@@ -207,14 +220,22 @@ pub fn drop(config: &Config, identity: Option<&Identity>) -> Result<Outcome, Err
                     want_gid: id.gid,
                 });
             }
+            check_state_dir(config, Some(id))?;
             make_state_dir(config, None)?;
             Outcome::AlreadyUser(id.clone())
         }
         None if euid.is_root() => Outcome::Root,
-        None => Outcome::Unchanged {
-            uid: euid,
-            gid: unistd::getegid(),
-        },
+        None => {
+            // The state directory is made now, as the user that serves,
+            // so that a directory it cannot make is named with what to do
+            // rather than found by the query log (issue 21).
+            check_state_dir(config, None)?;
+            make_state_dir(config, None)?;
+            Outcome::Unchanged {
+                uid: euid,
+                gid: unistd::getegid(),
+            }
+        }
     };
     if outcome != Outcome::Root {
         clear_capabilities()?;
@@ -242,6 +263,53 @@ pub fn drop(config: &Config, identity: Option<&Identity>) -> Result<Outcome, Err
         ),
     }
     Ok(outcome)
+}
+
+/// Whether the user running now, when it is the one that will serve
+/// (`identity`, or anyone when no `[server] user` is set), can use the
+/// state directory: write it when it exists, create it when it does not
+/// (the nearest directory above it that exists is writable). Creates
+/// nothing, so that `embargo validate` may call it. Root can, and a user
+/// other than the serving one cannot tell: both pass (root's start makes
+/// the directory and [`drop`] checks it as the user).
+pub fn check_state_dir(config: &Config, identity: Option<&Identity>) -> Result<(), Error> {
+    let euid = unistd::geteuid();
+    if euid.is_root() || identity.is_some_and(|id| id.uid != euid) {
+        return Ok(());
+    }
+    let (user, group) = match identity {
+        Some(id) => (id.user.clone(), id.group.clone()),
+        None => {
+            let gid = unistd::getegid();
+            let user = User::from_uid(euid).ok().flatten();
+            let group = Group::from_gid(gid).ok().flatten();
+            (
+                user.map_or_else(|| format!("uid {euid}"), |u| u.name),
+                group.map_or_else(|| gid.to_string(), |g| g.name),
+            )
+        }
+    };
+    let path = &config.state_dir;
+    let writable =
+        |dir: &std::path::Path| unistd::access(dir, AccessFlags::W_OK | AccessFlags::X_OK);
+    if path.exists() {
+        return writable(path).map_err(|source| Error::StateDirNotWritable {
+            path: path.clone(),
+            user,
+            group,
+            source,
+        });
+    }
+    let Some(parent) = path.ancestors().skip(1).find(|p| p.exists()) else {
+        return Ok(());
+    };
+    writable(parent).map_err(|source| Error::StateDirNotCreatable {
+        path: path.clone(),
+        parent: parent.to_path_buf(),
+        user,
+        group,
+        source,
+    })
 }
 
 /// Errors when more than one thread runs. Where `/proc` cannot tell,

@@ -365,7 +365,7 @@ mod tests {
         let p =
             problems("[[forward]]\nzones = [\"a.example\"]\nservers = [\"10.0.0.1\"]\nport = 53\n");
         assert!(
-            p[0].starts_with("fw.toml:4:1: unknown field `port`"),
+            p[0].starts_with("fw.toml:4:1: forward[1].port: unknown key; [[forward]] has "),
             "{p:?}"
         );
     }

@@ -67,6 +67,10 @@ pub struct HttpConfig {
     /// previous answer, so an idle keep-alive connection goes too), or to
     /// take the bytes of an answer.
     pub timeout: Duration,
+    /// `listen` was not written: the built-in address, which the operator
+    /// never asked for, so that it being taken (a second instance on the
+    /// host) warns instead of keeping DNS from starting (issue 21).
+    pub implied: bool,
 }
 
 /// HTTP connections open at once unless configured: the dashboard, a
@@ -86,6 +90,7 @@ impl Default for HttpConfig {
             token: None,
             max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
             timeout: DEFAULT_HTTP_TIMEOUT,
+            implied: true,
         }
     }
 }
@@ -103,7 +108,10 @@ impl Checker<'_> {
         warnings: &mut Vec<Problem>,
     ) -> HttpConfig {
         let h = self.section("http", http);
-        let mut config = HttpConfig::default();
+        let mut config = HttpConfig {
+            implied: h.listen.is_none(),
+            ..HttpConfig::default()
+        };
         if let Some(v) = &h.listen {
             config.listen = match v.get_ref() {
                 Raw::String(s) => match s.parse() {
@@ -201,6 +209,10 @@ mod tests {
         assert_eq!(c.http.max_connections, 64);
         assert_eq!(c.http.timeout, Duration::from_secs(10));
         assert!(parse("[http]\nlisten = []\n").http.listen.is_empty());
+        // Issue 21 (7): only the address no one wrote is implied.
+        assert!(c.http.implied);
+        assert!(parse("[http]\ntimeout = \"5s\"\n").http.implied);
+        assert!(!parse("[http]\nlisten = \"127.0.0.1:8053\"\n").http.implied);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod raw;
 mod run_as;
 mod server;
 mod tls;
+mod unknown;
 mod upstream;
 
 pub use cache::CacheConfig;
@@ -161,13 +162,21 @@ impl Config {
                 message: message.unwrap_or_else(|| e.message().trim().to_string()),
             }])
         };
-        let spec: FileSpec = toml::from_str(source).map_err(shape)?;
-        let zones: ZoneSpec = toml::from_str(source).map_err(shape)?;
+        // An unknown key is one problem among the others: it is noted and
+        // taken out, and the rest of the file read on (see `unknown`).
+        let mut root = toml::de::DeTable::parse(source).map_err(shape)?;
+        let mut problems = Vec::new();
+        let spec: FileSpec =
+            unknown::read(&mut root, path, source, &mut problems).map_err(shape)?;
+        let zones: ZoneSpec =
+            unknown::read(&mut root, path, source, &mut problems).map_err(shape)?;
+        // In the file's order, before the problems with values.
+        problems.sort_by_key(|p| (p.location.line, p.location.col));
         Checker {
             path,
             source,
             base: path.parent().unwrap_or(Path::new(".")),
-            problems: Vec::new(),
+            problems,
         }
         .convert(spec, zones)
     }

@@ -49,6 +49,49 @@ fn unknown_keys_are_rejected_with_their_line() {
     assert!(err.to_string().contains("bogus"), "{err}");
 }
 
+/// Issue 21 (2): an unknown key no longer hides the rest of the file:
+/// one run names it, the value of the wrong type and the value out of
+/// range, each at its place.
+#[test]
+fn r21_an_unknown_key_is_reported_with_every_other_problem() {
+    let p =
+        problems("[upstream]\ntimeout_ms = \"soon\"\n\n[block]\nacton = \"sinkhole\"\nttl = -5\n");
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "bad.toml:5:1: block.acton: unknown key (did you mean action?); [block] has action, sinkhole_ipv4, sinkhole_ipv6, ttl, ede",
+            "bad.toml:2:14: upstream.timeout_ms: expected a whole number of milliseconds, got the string \"soon\"",
+            "bad.toml:6:7: block.ttl: expected a whole number of seconds (0 to 2147483647), got the number -5",
+        ]
+    );
+    // Unknown keys in several sections, in a [[lists]] table, in a
+    // [[forward]] table and at the top: each is named, in the file's
+    // order, and the rest still read.
+    let p = problems(
+        "bogus = 1\n[server]\nport = 53\n[[lists]]\nname = \"a\"\nsource = \"a.txt\"\n[[lists]]\nname = \"b\"\nsorce = \"b.txt\"\n[[forward]]\nzones = [\"a.example\"]\nservers = [\"10.0.0.1\"]\nport = 53\n",
+    );
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 5, "{shown:#?}");
+    assert!(
+        shown[0].starts_with("bad.toml:1:1: bogus: unknown section; "),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[1].starts_with("bad.toml:3:1: server.port: unknown key; [server] has listen, "),
+        "{shown:#?}"
+    );
+    assert!(shown[2].starts_with("bad.toml:9:1: lists[2].sorce: unknown key (did you mean source?); [[lists]] has name, source, "), "{shown:#?}");
+    assert!(
+        shown[3].starts_with("bad.toml:13:1: forward[1].port: unknown key; [[forward]] has "),
+        "{shown:#?}"
+    );
+    assert_eq!(
+        shown[4],
+        "bad.toml:7:1: lists[2]: missing source: every list needs a name and a source"
+    );
+}
+
 #[test]
 fn every_problem_is_reported_with_location() {
     let err = parse(

@@ -112,8 +112,16 @@ impl Listeners {
         };
         let mut listeners = Vec::new();
         for &addr in &config.listen {
-            let l =
-                std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+            let l = match std::net::TcpListener::bind(addr) {
+                Ok(l) => l,
+                // An address the config never named (a second instance
+                // on the host has it) must not keep DNS from starting.
+                Err(error) if config.implied => {
+                    tracing::warn!(%addr, %error, "http: cannot listen on the built-in address (the config has no [http] listen): serving DNS without HTTP; set [http] listen to a free address, or [] for none");
+                    continue;
+                }
+                Err(source) => return Err(Error::Bind { addr, source }),
+            };
             l.set_nonblocking(true)
                 .map_err(|source| Error::Bind { addr, source })?;
             listeners.push(l);

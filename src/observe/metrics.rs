@@ -271,6 +271,12 @@ impl ServerStats {
         self.blocks().map(|b| f(b).load(Ordering::Relaxed)).sum()
     }
 
+    /// Queries from clients outside `[access]`, refused or dropped, all
+    /// blocks together.
+    pub fn refused_clients_total(&self) -> u64 {
+        (0..2).map(|i| self.sum(|b| &b.refused_clients[i])).sum()
+    }
+
     /// Blocks by the list in `slot`, all blocks together; `None` for a
     /// slot past those counted.
     pub fn blocked(&self, slot: ListSlot) -> Option<u64> {

@@ -20,7 +20,7 @@ pub(crate) fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     path
 }
 
-fn embargo(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn embargo(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().expect("run embargo");
     (
         out.status.code().unwrap_or(-1),
@@ -77,7 +77,7 @@ impl Running {
 
 /// Starts `embargo run -c path` (stdout piped when `stdout`) and waits for
 /// its "listening on udp" line, which has the bound port.
-fn run_server(path: &Path, stdout: bool) -> Running {
+pub(crate) fn run_server(path: &Path, stdout: bool) -> Running {
     run_server_after(path, stdout, "")
 }
 
@@ -467,6 +467,64 @@ fn r18_check_names_local_answers_and_forward_sets() {
         "{err}"
     );
 }
+
+/// Issue 21 (2): one run of `validate` names every problem: the exact
+/// file a new user met (an unknown key, a value of the wrong type and one
+/// out of range), and a config copied elsewhere, whose list files are all
+/// missing, with each file and where the config declares it.
+#[test]
+fn r21_validate_reports_every_problem_in_one_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        "[upstream]\nservers = [\"127.0.0.1:53\"]\ntimeout_ms = \"soon\"\n\n[block]\nacton = \"sinkhole\"\nttl = -5\n",
+    );
+    let (code, _out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{err}");
+    for (at, what) in [
+        (
+            "embargo.toml:6:1: ",
+            "block.acton: unknown key (did you mean action?)",
+        ),
+        (
+            "embargo.toml:3:14: ",
+            "upstream.timeout_ms: expected a whole number of milliseconds",
+        ),
+        (
+            "embargo.toml:7:7: ",
+            "block.ttl: expected a whole number of seconds",
+        ),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(at) && l.contains(what)),
+            "no {at}{what} in:\n{err}"
+        );
+    }
+
+    // Copied elsewhere: neither list file came along.
+    let copied = tempfile::tempdir().expect("tempdir");
+    let path = copied.path().join("embargo.toml");
+    std::fs::write(
+        &path,
+        config(
+            "127.0.0.1:9".parse().expect("addr"),
+            "[[lists]]\nname = \"more\"\nsource = \"more.txt\"\n",
+        ),
+    )
+    .expect("config");
+    std::fs::write(copied.path().join("allow.txt"), "").expect("allow");
+    let (code, out, err) = embargo(&["validate", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(code, 1, "{out}{err}");
+    for (list, file) in [("seized", "seized.txt"), ("more", "more.txt")] {
+        assert!(
+            err.lines().any(|l| l.contains(&format!("list \"{list}\""))
+                && l.contains(file)
+                && l.contains("No such file")),
+            "list {list} ({file}) not named in:\n{err}"
+        );
+    }
+}
+
 /// The permission bits of `path` (no symlink followed).
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

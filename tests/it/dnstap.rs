@@ -522,3 +522,55 @@ async fn fstrm_capture_receives_and_dnstap_ldns_decodes_what_embargo_sends() {
         assert!(doc.contains(&format!(";{name}\tIN\t")), "{doc}");
     }
 }
+
+/// Issue 21: the `tcp =` target, against a real reader. `fstrm_capture`
+/// listens on a loopback TCP port; what embargo sends there is read back
+/// by `dnstap-ldns`, query and answer.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs fstrm-bin and dnstap-ldns: .ci/run runs it"]
+async fn r21_the_tcp_target_reaches_fstrm_capture() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file: PathBuf = dir.path().join("capture.fstrm");
+    // A free port, closed again for the reader to take.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new("fstrm_capture")
+        .args(["-t", "protobuf:dnstap.Dnstap", "-a", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .arg("-w")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("fstrm_capture (Debian package fstrm-bin) runs");
+    let capture = Capture { child };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "fstrm_capture does not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = format!(
+        "{}\n[dnstap]\ntcp = \"127.0.0.1:{port}\"\n",
+        config(up.addr, "")
+    );
+    let e = Embargo::start(&text, &[]).await;
+    let (r, _) = udp(e.addr, "www.seized.example.", RecordType::A).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    e.stop().await;
+    capture.finish();
+    let text = dnstap_ldns(&file);
+    for kind in ["CQ", "CR"] {
+        assert!(
+            text.lines().any(|l| l.contains(&format!(" {kind} "))
+                && l.contains("127.0.0.1")
+                && l.contains("\"www.seized.example.\" IN A")),
+            "{kind} for the block:\n{text}"
+        );
+    }
+}

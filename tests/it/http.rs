@@ -1298,3 +1298,95 @@ async fn r16_failed_accepts_are_logged_once_per_interval() {
     );
     assert_eq!(failed.len(), 1, "{failed:#?}");
 }
+
+/// Issue 21 (6): the dashboard's series counts what was turned away: an
+/// outsider's query answered REFUSED (`[access]`) is in `/api/series`
+/// beside the blocked and the allowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn r21_the_series_counts_refused_outsiders() {
+    let up = Upstream::start().await;
+    // 127.0.0.1 is outside the networks served.
+    let e = Embargo::start(
+        &http_config(up.addr, "[access]\nallow = [\"10.0.0.0/8\"]\n", ""),
+        &[],
+    )
+    .await;
+    let http = e.http[0];
+    for _ in 0..3 {
+        let r = udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let series = loop {
+        let (status, body) = get(http, "/api/series", None).await;
+        assert_eq!(status, 200, "{body}");
+        let series = json(&body);
+        let sum = |key: &str| -> u64 {
+            series[key]
+                .as_array()
+                .map_or(0, |a| a.iter().filter_map(Value::as_u64).sum())
+        };
+        if sum("refused") == 3 || Instant::now() > deadline {
+            break series;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let refused: u64 = series["refused"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no refused series in {series}"))
+        .iter()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(refused, 3, "{series}");
+    let blocked = series["blocked"].as_array().expect("blocked");
+    assert_eq!(
+        series["refused"].as_array().map(Vec::len),
+        Some(blocked.len())
+    );
+    e.stop().await;
+}
+
+/// Issue 21 (6), in a real browser: the chart's title says the span its
+/// axis draws, the refused are shown, and the hit report's columns are
+/// those of `embargo hits`, first seen before last seen.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs chromium: .ci/run runs it"]
+async fn r21_dashboard_shows_refused_its_span_and_the_hits_columns_in_order() {
+    let up = Upstream::start().await;
+    let e = Embargo::start(
+        &http_config(up.addr, "[access]\nallow = [\"127.0.0.2/32\"]\n", ""),
+        &[],
+    )
+    .await;
+    // Refused from 127.0.0.1, blocked from 127.0.0.2.
+    for second in 0..2 {
+        let r = udp(e.addr, &query("www.up.test.", RecordType::A, false)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+        let name = format!("s{second}.seized.example.");
+        let r = udp_from("127.0.0.2", e.addr, &query(&name, RecordType::A, false)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let url = format!("http://{}/", e.http[0]);
+    let dom = tokio::task::spawn_blocking(move || chromium(&["--dump-dom".into(), url]))
+        .await
+        .expect("chromium ran");
+    let html = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(html.contains("data-loaded=\"1\""), "{html}");
+    assert!(html.contains("data-errors=\"[]\""), "{html}");
+    assert!(
+        html.contains("<h2 id=\"chart-title\">Queries per second, last 5 min</h2>"),
+        "{html}"
+    );
+    let refused = html
+        .split("<b id=\"sum-refused\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_else(|| panic!("no refused total in {html}"));
+    assert_eq!(refused, "2", "{html}");
+    assert!(
+        html.contains("<th>list</th><th>client</th><th class=\"num\">count</th><th>first seen</th><th>last seen</th><th>last name</th><th>type</th>"),
+        "{html}"
+    );
+    e.stop().await;
+}

@@ -19,6 +19,7 @@ mod local;
 mod malformed;
 mod manual;
 mod netns;
+mod newuser;
 mod observe;
 mod ofac;
 mod privileges;

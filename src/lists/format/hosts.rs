@@ -58,6 +58,13 @@ pub(super) fn parse_hosts<'a>(line: &'a str, emit: &mut dyn FnMut(Entry<'a>)) ->
         return Outcome::Skip;
     };
     if !is_ip(ip) {
+        // Detection read most of the file as hosts (see `Format::detect`);
+        // a line of the other format is named as such.
+        if ip.starts_with("||") || ip.starts_with("@@") {
+            return Outcome::Invalid(
+                "an adblock rule in a list read as hosts (most of its lines are); set format = \"adblock\" in its [[lists]] if the list is adblock".to_owned(),
+            );
+        }
         return Outcome::Invalid("expected an IP address before the names".to_owned());
     }
     let mut names = 0usize;

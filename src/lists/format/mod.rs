@@ -47,8 +47,13 @@ impl Format {
     ///
     /// Looks at every line of the sample rather than the first decisive one,
     /// because adblock lists often start with plain domains and only later
-    /// show a `||` rule; the strongest evidence wins (RPZ, then adblock, then
-    /// hosts), and a list with no evidence at all is a plain domain list.
+    /// show a `||` rule. RPZ evidence wins at once (a zone file is never
+    /// anything else); between hosts and adblock the lines vote, and the
+    /// format most of them have wins (issue 21: one `||` rule among a hosts
+    /// file's lines made the whole file adblock, and every hosts line
+    /// unsupported). Plain names are read by both and do not vote; a `!`
+    /// comment says adblock only when no line voted. A list with no
+    /// evidence at all is a plain domain list.
     pub fn detect(sample: &str) -> Self {
         let sample = sample.strip_prefix('\u{feff}').unwrap_or(sample);
         // A cut-off last line could turn "0.0.0.0 example.com" into "0.0.0.0"
@@ -60,8 +65,9 @@ impl Format {
         if super::ofac::looks_like(sample) {
             return Self::OfacSdn;
         }
-        let mut adblock = false;
-        let mut hosts = false;
+        let mut bang = false;
+        let mut adblock = 0u32;
+        let mut hosts = 0u32;
         let mut looked = 0;
         for line in sample.lines() {
             let line = line.trim_ascii();
@@ -69,7 +75,7 @@ impl Format {
                 continue;
             }
             if line.starts_with('!') {
-                adblock = true;
+                bang = true;
                 continue;
             }
             looked += 1;
@@ -83,7 +89,7 @@ impl Format {
                 || line.starts_with("@@")
                 || (line.starts_with('[') && line.ends_with(']'))
             {
-                adblock = true;
+                adblock += 1;
                 continue;
             }
             let mut tokens = line
@@ -95,7 +101,7 @@ impl Format {
             // An IP address first means hosts even if a name happens to be
             // "cname" or "soa": an RPZ owner is never an address.
             if is_ip(first) {
-                hosts |= tokens.next().is_some();
+                hosts += u32::from(tokens.next().is_some());
                 continue;
             }
             if tokens
@@ -105,10 +111,10 @@ impl Format {
                 return Self::Rpz;
             }
         }
-        if adblock {
-            Self::Adblock
-        } else if hosts {
+        if hosts > adblock {
             Self::Hosts
+        } else if adblock > 0 || bang {
+            Self::Adblock
         } else {
             Self::Domains
         }
@@ -447,6 +453,23 @@ mod tests {
         let mut commented = "# x\n\n; y\n".repeat(300);
         commented.push_str("0.0.0.0 b.com\n");
         assert_eq!(Format::detect(&commented), Format::Hosts);
+    }
+
+    /// Issue 21 (4): one adblock rule among a hosts file's lines does not
+    /// make it adblock; the format most recognised lines have wins.
+    #[test]
+    fn r21_detect_takes_the_majority_of_recognised_lines() {
+        let mut hosts = "0.0.0.0 a.example\n".repeat(50);
+        hosts.push_str("||adblock-style.test^\n");
+        hosts.push_str(&"0.0.0.0 b.example\n".repeat(50));
+        assert_eq!(Format::detect(&hosts), Format::Hosts);
+        let mut adblock = "||a.example^\n".repeat(10);
+        adblock.push_str("0.0.0.0 b.example\n");
+        assert_eq!(Format::detect(&adblock), Format::Adblock);
+        // Plain names are read by both: they do not vote.
+        let mut plain = "a.example\n".repeat(100);
+        plain.push_str("0.0.0.0 b.example\n0.0.0.0 c.example\n||d.example^\n");
+        assert_eq!(Format::detect(&plain), Format::Hosts);
     }
 
     /// Found by fuzzing (`fuzz/regressions/domains/`): "*." emitted an empty name.
