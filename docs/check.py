@@ -165,6 +165,11 @@ def program_keys(binary):
                 [binary, "validate", "-c", path], capture_output=True, text=True
             )
         msg = out.stdout + out.stderr
+        # "unknown section; the sections are a, b" / "unknown key; [s] has
+        # a, b" (and serde's "unknown field `x`, expected `a`, `b`" before).
+        m = re.search(r"zzz_unknown: unknown (?:section|key)[^;]*; (?:the sections are|\[\[?[a-z_]+\]\]? has) (.*)", msg)
+        if m:
+            return {k.strip() for k in m.group(1).split(",")}
         m = re.search(r"unknown field `zzz_unknown`, expected (.*)", msg)
         return set(re.findall(r"`([a-z0-9_]+)`", m.group(1))) if m else None
 

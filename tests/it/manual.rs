@@ -315,3 +315,38 @@ fn commands_chapter_names_every_subcommand() {
         );
     }
 }
+
+/// The configuration chapter's example of a bad file: `validate` prints,
+/// on standard error, exactly the lines the chapter shows under it (on
+/// a01f7ba an unknown key was reported as serde's "unknown field ...,
+/// expected one of ...", without the key's path).
+#[test]
+fn configuration_error_example_is_what_validate_prints() {
+    let md = read("docs/src/configuration.md");
+    let config = fenced(&md, "toml")
+        .into_iter()
+        .find(|b| b.iter().any(|l| l.starts_with("refesh = ")))
+        .expect("the chapter's example of a bad file");
+    let shown: String = fenced(&md, "text")
+        .into_iter()
+        .find(|b| b.iter().any(|l| l.starts_with("embargo.toml:")))
+        .expect("the chapter's errors")
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: String = config.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("embargo.toml"), text).expect("config");
+    std::fs::write(dir.path().join("seized.txt"), "seized.example\n").expect("list");
+    let out = Command::new(BIN)
+        .args(["validate", "-c", "embargo.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run embargo");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        shown,
+        "docs/src/configuration.md shows other errors than validate prints"
+    );
+}
