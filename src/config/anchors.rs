@@ -196,7 +196,10 @@ fn entries(text: &str) -> Result<Vec<(usize, Vec<&str>)>, AnchorError> {
                 } else {
                     let end = rest.find(['(', ')']).unwrap_or(rest.len());
                     let (token, r) = rest.split_at(end);
-                    current.get_or_insert_with(|| (line, Vec::new())).1.push(token);
+                    current
+                        .get_or_insert_with(|| (line, Vec::new()))
+                        .1
+                        .push(token);
                     rest = r;
                 }
             }
@@ -333,9 +336,9 @@ fn algorithm(s: &str) -> Result<Algorithm, String> {
 }
 
 fn number<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
-    s.parse().map_err(|_| format!("{what} {s:?} is not a number in range"))
+    s.parse()
+        .map_err(|_| format!("{what} {s:?} is not a number in range"))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -390,7 +393,11 @@ mod tests {
         for (text, line, words) in [
             ("", 1, "no DS or DNSKEY record"),
             ("; only a comment\n", 1, "no DS or DNSKEY record"),
-            ("\n\nexample. IN A 192.0.2.1\n", 3, "expected a DS or DNSKEY record"),
+            (
+                "\n\nexample. IN A 192.0.2.1\n",
+                3,
+                "expected a DS or DNSKEY record",
+            ),
             ("example. DS 1 13 2 ABCD\n", 1, "2 bytes"),
             ("example. DS 1 13 2 XYZ\n", 1, "not hexadecimal"),
             ("example. DS 1 200 2 ABCD\n", 1, "cannot be validated"),

@@ -127,11 +127,17 @@ impl Validator {
             .map_or(0, |d| d.as_secs() as u32);
         match verdict::judge(result, &question, now, &handle).await {
             Verdict::Secure => Validated {
-                answer: Ok((server, verdict::passed(&raw, dnssec_ok, question.query_type(), true))),
+                answer: Ok((
+                    server,
+                    verdict::passed(&raw, dnssec_ok, question.query_type(), true),
+                )),
                 bogus: false,
             },
             Verdict::Insecure => Validated {
-                answer: Ok((server, verdict::passed(&raw, dnssec_ok, question.query_type(), false))),
+                answer: Ok((
+                    server,
+                    verdict::passed(&raw, dnssec_ok, question.query_type(), false),
+                )),
                 bogus: false,
             },
             Verdict::Bogus(ede) => {

@@ -94,12 +94,14 @@ async fn bogus_record(message: &Message, now: u32, handle: &UpstreamHandle) -> O
 /// and, for a client that did not set DO (`dnssec_ok`), without the
 /// DNSSEC records it did not ask for (RFC 4035 3.2.1).
 pub(super) fn passed(raw: &[u8], dnssec_ok: bool, qtype: RecordType, secure: bool) -> Vec<u8> {
-    let stripped = (!dnssec_ok)
-        .then(|| strip_dnssec(raw, qtype))
-        .flatten();
+    let stripped = (!dnssec_ok).then(|| strip_dnssec(raw, qtype)).flatten();
     let mut out = stripped.unwrap_or_else(|| raw.to_vec());
     if let Some(flags) = out.get_mut(3) {
-        *flags = if secure { *flags | 0x20 } else { *flags & !0x20 };
+        *flags = if secure {
+            *flags | 0x20
+        } else {
+            *flags & !0x20
+        };
     }
     out
 }

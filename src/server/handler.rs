@@ -62,6 +62,7 @@ use arc_swap::ArcSwap;
 use crate::access::{AccessAction, Limit, LineBudget, RefusedLog};
 use crate::cache::{Cache, CacheKey, Found, Tag};
 use crate::cname::{self, Checked};
+use crate::dnssec::Validator;
 use crate::groups::ClientId;
 use crate::matcher::NameKey;
 use crate::observe::metrics::{self, WorkerStats};
@@ -70,7 +71,6 @@ use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
 use crate::state::{ListSlot, Snapshot, Verdict};
-use crate::dnssec::Validator;
 use crate::upstream::{Reply, Sets, Upstream};
 use crate::wire::{self, Rcode};
 

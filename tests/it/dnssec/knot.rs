@@ -1,0 +1,1 @@
+//! knotd-signed zone tests (below).
