@@ -18,7 +18,7 @@ use futures_util::stream::{self, Stream};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::xfer::DnsHandle;
 use hickory_net::{NetError, proto};
-use proto::op::{DnsRequest, DnsResponse, Query};
+use proto::op::{DnsRequest, DnsResponse, Edns, Query};
 use proto::rr::RecordType;
 
 use crate::upstream::Upstream;
@@ -128,6 +128,13 @@ impl UpstreamHandle {
         }
         let mut message = request.into_parts().0;
         message.metadata.recursion_desired = true;
+        // Always DO: every answer here is for validation, and one kept
+        // without its RRSIGs would fail the next lookup that needs them.
+        message
+            .edns
+            .get_or_insert_with(Edns::new)
+            .set_max_payload(super::PAYLOAD)
+            .set_dnssec_ok(true);
         let bytes = message.to_vec().map_err(NetError::from)?;
         let (_, answer) = self
             .shared
