@@ -139,14 +139,14 @@ impl Validator {
             Verdict::Secure => Validated {
                 answer: Ok((
                     server,
-                    verdict::passed(&raw, dnssec_ok, question.query_type(), true),
+                    verdict::passed(&raw, dnssec_ok, question.query_type(), true, now),
                 )),
                 bogus: false,
             },
             Verdict::Insecure => Validated {
                 answer: Ok((
                     server,
-                    verdict::passed(&raw, dnssec_ok, question.query_type(), false),
+                    verdict::passed(&raw, dnssec_ok, question.query_type(), false, now),
                 )),
                 bogus: false,
             },

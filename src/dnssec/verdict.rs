@@ -10,8 +10,9 @@
 //! an error carrying its proof.
 
 use hickory_net::proto::dnssec::Proof;
+use hickory_net::proto::dnssec::rdata::DNSSECRData;
 use hickory_net::proto::op::{DnsResponse, Message, Query};
-use hickory_net::proto::rr::{Record, RecordType};
+use hickory_net::proto::rr::{RData, Record, RecordType};
 use hickory_net::{DnsError, NetError};
 
 use super::handle::UpstreamHandle;
@@ -91,11 +92,32 @@ async fn bogus_record(message: &Message, now: u32, handle: &UpstreamHandle) -> O
 
 /// The client's answer from the upstream's `raw` one: AD set when
 /// `secure` (cleared otherwise: the upstream's own AD is not believed),
-/// and, for a client that did not set DO (`dnssec_ok`), without the
-/// DNSSEC records it did not ask for (RFC 4035 3.2.1).
-pub(super) fn passed(raw: &[u8], dnssec_ok: bool, qtype: RecordType, secure: bool) -> Vec<u8> {
-    let stripped = (!dnssec_ok).then(|| strip_dnssec(raw, qtype)).flatten();
-    let mut out = stripped.unwrap_or_else(|| raw.to_vec());
+/// a secure answer's TTLs no longer than its signatures last (RFC 4035
+/// 5.3.3: it must not be kept, here or by the client, past them), and,
+/// for a client that did not set DO (`dnssec_ok`), without the DNSSEC
+/// records it did not ask for (RFC 4035 3.2.1).
+pub(super) fn passed(
+    raw: &[u8],
+    dnssec_ok: bool,
+    qtype: RecordType,
+    secure: bool,
+    now: u32,
+) -> Vec<u8> {
+    let rewrite = |m: &mut Message| {
+        if !dnssec_ok {
+            strip_dnssec(m, qtype);
+        }
+        if secure {
+            cap_ttls(m, now);
+        }
+    };
+    let mut out = match Message::from_vec(raw) {
+        Ok(mut m) if !dnssec_ok || (secure && outlives_signatures(&m, now)) => {
+            rewrite(&mut m);
+            m.to_vec().unwrap_or_else(|_| raw.to_vec())
+        }
+        _ => raw.to_vec(),
+    };
     if let Some(flags) = out.get_mut(3) {
         *flags = if secure {
             *flags | 0x20
@@ -106,9 +128,41 @@ pub(super) fn passed(raw: &[u8], dnssec_ok: bool, qtype: RecordType, secure: boo
     out
 }
 
-/// `raw` without RRSIG, NSEC and NSEC3 records (but those of `qtype`).
-fn strip_dnssec(raw: &[u8], qtype: RecordType) -> Option<Vec<u8>> {
-    let mut m = Message::from_vec(raw).ok()?;
+/// The seconds left to the soonest-expiring RRSIG of `m`, if any.
+fn signatures_left(m: &Message, now: u32) -> Option<u32> {
+    m.answers
+        .iter()
+        .chain(m.authorities.iter())
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => {
+                Some(sig.input().sig_expiration.get().wrapping_sub(now))
+            }
+            _ => None,
+        })
+        .filter(|left| (*left as i32) >= 0)
+        .min()
+}
+
+/// Whether a record of `m` would be kept past its signatures.
+fn outlives_signatures(m: &Message, now: u32) -> bool {
+    signatures_left(m, now).is_some_and(|left| {
+        m.answers
+            .iter()
+            .chain(m.authorities.iter())
+            .any(|r| r.ttl > left)
+    })
+}
+
+fn cap_ttls(m: &mut Message, now: u32) {
+    if let Some(left) = signatures_left(m, now) {
+        for r in m.answers.iter_mut().chain(m.authorities.iter_mut()) {
+            r.ttl = r.ttl.min(left);
+        }
+    }
+}
+
+/// Takes RRSIG, NSEC and NSEC3 records (but those of `qtype`) out of `m`.
+fn strip_dnssec(m: &mut Message, qtype: RecordType) {
     let keep = |r: &Record| {
         let t = r.record_type();
         t == qtype || !matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
@@ -116,7 +170,6 @@ fn strip_dnssec(raw: &[u8], qtype: RecordType) -> Option<Vec<u8>> {
     m.answers.retain(keep);
     m.authorities.retain(keep);
     m.additionals.retain(keep);
-    m.to_vec().ok()
 }
 
 /// SERVFAIL to `query` (header, question, OPT), with `ede` in its OPT.

@@ -100,6 +100,14 @@ async fn each_outcome_of_validation_against_a_zone_signed_in_process() {
     assert_eq!(addresses(&r), ["192.0.2.1"]);
     assert_eq!(up.asked("www.signed.test. A"), asked, "cache hits");
 
+    // Kept no longer than its signatures last (RFC 4035 5.3.3).
+    let r = udp(e.addr, &ask("soon.signed.test.", true)).await;
+    assert!(r.metadata.authentic_data, "{r:?}");
+    assert!(
+        r.answers.iter().all(|a| a.ttl <= 100) && !r.answers.is_empty(),
+        "TTL past the RRSIG's expiration: {r:?}"
+    );
+
     // Bogus, each with its reason.
     let r = udp(e.addr, &ask("broken.signed.test.", true)).await;
     assert_bogus(&r, 6, "broken.signed.test");

@@ -9,6 +9,7 @@
 //! expired.signed.test.     A 192.0.2.3   signed for a window that ended yesterday (7)
 //! nosig.signed.test.       A 192.0.2.4   no RRSIG (10)
 //! blocked.signed.test.     A 192.0.2.6   signed, but listed: blocked
+//! soon.signed.test.        A 192.0.2.8   TTL 300, signatures that end in 100 s
 //! plain.signed.test.       NS, no DS, a signed NSEC saying so: an insecure delegation
 //! www.plain.signed.test.   A 192.0.2.5   unsigned: insecure
 //! nokey.test.              (key K2, anchored by its DS) no DNSKEY published
@@ -162,6 +163,9 @@ impl Zones {
         put(k.signed(vec![soa("signed.test.")]));
         put(k.signed(vec![a("www.signed.test.", 1)]));
         put(k.signed(vec![a("blocked.signed.test.", 6)]));
+        let soon = vec![a("soon.signed.test.", 8)];
+        let sig = k.sign(&soon, now() - DAY, now() + 100);
+        put(soon.into_iter().chain([sig]).collect());
         let mut broken = k.signed(vec![a("broken.signed.test.", 2)]);
         if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &broken[1].data {
             let mut bytes = sig.sig().to_vec();
