@@ -26,7 +26,7 @@ use hickory_proto::dnssec::{Algorithm, DigestType, PublicKeyBuf};
 use hickory_proto::rr::Name;
 
 use super::Checker;
-use super::upstream::UpstreamSpec;
+use super::raw::Value;
 
 /// `[upstream] dnssec`: whether forwarded answers are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,16 +75,22 @@ impl Checker<'_> {
     /// `dnssec`, `trust_anchors` and `bogus_ttl` of `[upstream]`. Anchor
     /// files are read here, so that a bad record is a config error naming
     /// its file and line (and `embargo validate` reports it).
-    pub(super) fn dnssec(&mut self, u: &UpstreamSpec) -> DnssecConfig {
+    /// (The values, not `UpstreamSpec`: its room imports this one.)
+    pub(super) fn dnssec(
+        &mut self,
+        dnssec: &Option<Value>,
+        trust_anchors: &Option<Value>,
+        bogus_ttl: &Option<Value>,
+    ) -> DnssecConfig {
         let mut config = DnssecConfig::default();
-        if let Some(mode) = self.opt_parse("upstream.dnssec", &u.dnssec, WANT_DNSSEC, |s| match s {
+        if let Some(mode) = self.opt_parse("upstream.dnssec", dnssec, WANT_DNSSEC, |s| match s {
             "off" => Some(Dnssec::Off),
             "validate" => Some(Dnssec::Validate),
             _ => None,
         }) {
             config.mode = mode;
         }
-        if let Some(value) = &u.trust_anchors {
+        if let Some(value) = trust_anchors {
             let files = self.each(
                 "upstream.trust_anchors",
                 value,
@@ -107,8 +113,7 @@ impl Checker<'_> {
                 config.files.push(path);
             }
         }
-        if let Some(ttl) = u
-            .bogus_ttl
+        if let Some(ttl) = bogus_ttl
             .as_ref()
             .and_then(|v| self.whole::<u64>("upstream.bogus_ttl", v, "seconds", 1..=3600))
         {

@@ -190,7 +190,7 @@ impl Checker<'_> {
             }
             ca_file = Some(path);
         }
-        let dnssec = self.dnssec(u);
+        let dnssec = self.dnssec(&u.dnssec, &u.trust_anchors, &u.bogus_ttl);
         UpstreamConfig {
             servers,
             timeout,
