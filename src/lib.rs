@@ -63,6 +63,7 @@ pub mod cache;
 pub mod check;
 pub mod cname;
 pub mod config;
+pub mod dnssec;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod groups;
@@ -122,7 +123,8 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handle
             .with_failure_ttl(config.cache.servfail_ttl)
             .with_overdue(config.cache.stale_client_timeout),
     )
-    .with_max_forwards(config.server.max_forwards);
+    .with_max_forwards(config.server.max_forwards)
+    .with_dnssec(&config.upstream.dnssec);
     let servers = handler.upstreams().names().clone();
     let observer = observe::Observer::start(config, slots, servers)?;
     Ok(Arc::new(handler.with_observer(observer)))

@@ -8,6 +8,7 @@
 //! works wherever the server is started from.
 
 mod access;
+mod anchors;
 mod cache;
 mod dnstap;
 mod error;
@@ -25,6 +26,9 @@ mod tls;
 mod unknown;
 mod upstream;
 
+pub use anchors::{
+    AnchorError, AnchorKey, DEFAULT_BOGUS_TTL, Dnssec, DnssecConfig, TrustAnchor, parse_anchors,
+};
 pub use cache::CacheConfig;
 pub use dnstap::{DnstapConfig, DnstapTarget};
 pub use error::{Error, Location, Problem};

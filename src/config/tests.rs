@@ -238,6 +238,9 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("upstream", "strategy",      "1",                     "the number 1",                 r#"one of "failover", "fastest" or "round_robin""#),
     ("upstream", "ca_file",       "[]",                    "an empty array",               "a PEM file path"),
     ("upstream", "udp_sockets",   r#""many""#,             r#"the string "many""#,         "a whole number of sockets"),
+    ("upstream", "dnssec",        "true",                  "true",                         r#"one of "off" or "validate""#),
+    ("upstream", "trust_anchors", r#""root.key""#,         r#"the string "root.key""#,     "a list of trust anchor files"),
+    ("upstream", "bogus_ttl",     r#""1m""#,               r#"the string "1m""#,           "a whole number of seconds"),
     ("cache",    "size",          r#""big""#,              r#"the string "big""#,          "a whole number of answers to cache"),
     ("cache",    "max_bytes",     r#""64MiB""#,            r#"the string "64MiB""#,        "a whole number of bytes"),
     ("cache",    "min_ttl",       r#""1m""#,               r#"the string "1m""#,           "a whole number of seconds"),
@@ -548,4 +551,58 @@ fn a_date_time_where_a_section_belongs_is_named() {
         p[0].to_string(),
         "bad.toml:1:10: lists[1]: expected a table of list settings ([[lists]]), got the date-time 1979-05-27T07:32:00Z"
     );
+}
+
+/// Issue 19: `[upstream] dnssec`, `trust_anchors` and `bogus_ttl` are read
+/// into the typed config, the anchors from their file at load time, and a
+/// bad anchor is a problem that names the key, the file and its line.
+#[test]
+fn dnssec_settings_and_trust_anchor_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("corp.key"),
+        "; corp\ncorp.example. IN DS 31589 13 2 4D8C0000000000000000000000000000000000000000000000000000000000FF\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("bad.key"),
+        "corp.example. IN DS 31589 13 2 4D8C\n\nx. IN A 192.0.2.1\n",
+    )
+    .expect("write");
+    let path = dir.path().join("embargo.toml");
+    let c = Config::parse(
+        &path,
+        "[upstream]\ndnssec = \"validate\"\ntrust_anchors = [\"corp.key\"]\nbogus_ttl = 30\n",
+    )
+    .expect("valid");
+    let d = &c.upstream.dnssec;
+    assert_eq!(d.mode, Dnssec::Validate);
+    assert_eq!(d.files, [dir.path().join("corp.key")]);
+    assert_eq!(d.anchors.len(), 1);
+    assert_eq!(d.anchors[0].zone.to_string(), "corp.example.");
+    assert_eq!(d.bogus_ttl, Duration::from_secs(30));
+    let off = Config::parse(&path, "").expect("valid");
+    assert_eq!(off.upstream.dnssec, DnssecConfig::default());
+    assert_eq!(off.upstream.dnssec.mode, Dnssec::Off);
+
+    let err = Config::parse(
+        &path,
+        "[upstream]\ndnssec = \"strict\"\ntrust_anchors = [\"bad.key\", \"missing.key\"]\nbogus_ttl = 0\n",
+    )
+    .expect_err("invalid");
+    let Error::Invalid(problems) = err else {
+        panic!("not Invalid")
+    };
+    let shown: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+    assert_eq!(shown.len(), 4, "{shown:#?}");
+    assert!(
+        shown[0].starts_with("upstream.dnssec: expected one of \"off\" or \"validate\""),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[1].contains("bad.key: line 1: DS digest is 2 bytes"),
+        "{shown:#?}"
+    );
+    assert!(shown[2].contains("missing.key"), "{shown:#?}");
+    assert!(shown[3].starts_with("upstream.bogus_ttl"), "{shown:#?}");
 }

@@ -19,6 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use super::Checker;
+use super::anchors::DnssecConfig;
 use super::raw::{Container, Section, Value};
 
 /// `[upstream]`
@@ -30,6 +31,10 @@ pub struct UpstreamSpec {
     pub strategy: Option<Value>,
     pub ca_file: Option<Value>,
     pub udp_sockets: Option<Value>,
+    // DNSSEC validation (config/anchors.rs).
+    pub dnssec: Option<Value>,
+    pub trust_anchors: Option<Value>,
+    pub bogus_ttl: Option<Value>,
 }
 
 impl Section for UpstreamSpec {
@@ -107,6 +112,8 @@ pub struct UpstreamConfig {
     pub ca_certs: Vec<Vec<u8>>,
     /// UDP sockets per plain-DNS upstream (each on its own random port).
     pub udp_sockets: usize,
+    /// `dnssec`, `trust_anchors`, `bogus_ttl` (config/anchors.rs).
+    pub dnssec: DnssecConfig,
 }
 
 /// Default UDP sockets per upstream: enough ports that an off-path attacker
@@ -123,6 +130,7 @@ impl Default for UpstreamConfig {
             ca_file: None,
             ca_certs: Vec::new(),
             udp_sockets: DEFAULT_UDP_SOCKETS,
+            dnssec: DnssecConfig::default(),
         }
     }
 }
@@ -182,6 +190,7 @@ impl Checker<'_> {
             }
             ca_file = Some(path);
         }
+        let dnssec = self.dnssec(&u.dnssec, &u.trust_anchors, &u.bogus_ttl);
         UpstreamConfig {
             servers,
             timeout,
@@ -189,6 +198,7 @@ impl Checker<'_> {
             ca_file,
             ca_certs,
             udp_sockets,
+            dnssec,
         }
     }
 }

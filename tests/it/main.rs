@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod cname;
 mod corporate;
+mod dnssec;
 mod dnstap;
 mod encrypted;
 mod forwarding;

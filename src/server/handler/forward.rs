@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::cache::{Cache, CacheKey};
 use crate::cname::Checked;
+use crate::dnssec::Validator;
 use crate::groups::ClientId;
 use crate::matcher::NameKey;
 use crate::policy::{QueryFacts, start_response};
@@ -26,6 +27,9 @@ use crate::wire::{self, Rcode};
 
 use super::shape::{finish_plain, for_the_client};
 use super::{Handler, Proto};
+
+/// The header's CD bit (RFC 4035 3.2.2), in `QueryFacts::flags`.
+const CD: u16 = 0x0010;
 
 /// A query that must go upstream, with what is needed to answer it later.
 #[derive(Debug)]
@@ -50,6 +54,8 @@ pub struct Forward {
     /// This query resolves the target of a local CNAME: the client's
     /// question and the local answer, to be joined with this one's.
     pub(super) chase: Option<Box<Chase>>,
+    /// Validation judged its answer bogus: recorded as such.
+    pub(super) bogus: bool,
 }
 
 /// A local name's CNAME whose target is not local ([`Handler::chase`]):
@@ -243,12 +249,20 @@ impl Handler {
             upstream: None,
             set_key,
             chase: None,
+            bogus: false,
         };
         job.rewrite_for_upstream();
         let upstream = upstream.unwrap_or_else(|| self.upstreams.default_set().clone());
         let (cache, state) = (self.cache.clone(), self.state.clone());
+        let validator = self.validator_for(&job);
         runtime.spawn(async move {
-            if let Ok((_, resp)) = upstream.forward(&job.query).await {
+            // A validated answer is refreshed validated: the cache keeps
+            // nothing that did not pass.
+            let answered = match validator {
+                Some(v) => v.resolve(&job.query).await.answer,
+                None => upstream.forward(&job.query).await,
+            };
+            if let Ok((_, resp)) = answered {
                 refresh(&cache, &state, &job, &resp);
             }
             cache.prefetch_done();
@@ -300,6 +314,14 @@ impl Handler {
     /// Asks the upstreams for `job`; its answer (SERVFAIL when no upstream
     /// answered in time, unless a stale answer may be served; a stale
     /// answer early when the upstream is slow) goes to `sink`.
+    /// The validator for `job`, if its answer is to be validated: one for
+    /// `[upstream]` (not a `[[forward]]` zone's set), and a client that did
+    /// not set CD (RFC 4035 3.2.2: it validates for itself).
+    fn validator_for(&self, job: &Forward) -> Option<Arc<Validator>> {
+        let v = self.validator.as_ref()?;
+        (job.upstream.is_none() && job.facts.flags & CD == 0).then(|| v.clone())
+    }
+
     fn start_forward(self: &Arc<Self>, mut job: Box<Forward>, sink: Sink) {
         job.rewrite_for_upstream();
         let permit = self
@@ -319,6 +341,17 @@ impl Handler {
         });
         if !permit {
             return reply.answer(Err(crate::upstream::Error::Busy));
+        }
+        // Validated: a task of its own, which may ask the upstream for the
+        // chain (DNSKEY, DS) before the answer is known.
+        if let Some(v) = self.validator_for(&reply.job) {
+            let mut reply = reply;
+            tokio::spawn(async move {
+                let validated = v.resolve(&reply.job.query).await;
+                reply.job.bogus = validated.bogus;
+                reply.answer(validated.answer);
+            });
+            return;
         }
         set.as_ref()
             .unwrap_or_else(|| self.upstreams.default_set())

@@ -147,6 +147,7 @@ impl Handler {
             upstream,
             set_key,
             chase: Some(chase),
+            bogus: false,
         }))
     }
 }

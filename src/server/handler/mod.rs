@@ -85,6 +85,7 @@ use arc_swap::ArcSwap;
 use crate::access::{Limit, LineBudget};
 use crate::cache::{Cache, CacheKey, Found};
 use crate::cname::Checked;
+use crate::dnssec::Validator;
 use crate::groups::ClientId;
 use crate::observe::metrics;
 use crate::observe::{Decision, Observer, QueryEvent, Recorder, Transport, rcode_of};
@@ -173,6 +174,10 @@ pub struct Handler {
     /// thread counts in a [`RefusedLog`] of its own (no lock: see there).
     refused_lines: LineBudget,
     observe: Observer,
+    /// `[upstream] dnssec = "validate"`: validates `[upstream]`'s answers
+    /// (`crate::dnssec`); `None`, the default, costs the forward path one
+    /// check and the blocked and cached paths nothing.
+    validator: Option<Arc<Validator>>,
 }
 
 /// Forwarded queries waiting for the upstream at once, unless configured.
@@ -201,7 +206,15 @@ impl Handler {
             max_forwards: MAX_FORWARDS,
             refused_lines: LineBudget::new(),
             observe: Observer::off(),
+            validator: None,
         }
+    }
+
+    /// Validates `[upstream]`'s answers as `config` says (`dnssec`,
+    /// `trust_anchors`, `bogus_ttl`); nothing with `dnssec = "off"`.
+    pub fn with_dnssec(mut self, config: &crate::config::DnssecConfig) -> Self {
+        self.validator = Validator::new(self.upstreams.default_set().clone(), config);
+        self
     }
 
     /// Records decisions through `observer` (the query log, the hit report).
@@ -500,6 +513,7 @@ impl Handler {
             upstream,
             set_key,
             chase: None,
+            bogus: false,
         }))
     }
 

@@ -54,7 +54,9 @@ impl Handler {
                 .is_some_and(|h| h.rcode() == Rcode::ServFail as u8)
                 .then_some("upstream answered SERVFAIL"),
         };
+        // A bogus answer is a verdict on the data, not an upstream failure.
         if let Some(why) = failed
+            && !job.bogus
             && self.answer_stale(job, why, out)
         {
             return;
@@ -149,6 +151,8 @@ impl Handler {
         // A local name whose CNAME target the upstream answered is answered locally.
         let decision = if job.chase.is_some() {
             Decision::Local
+        } else if job.bogus {
+            Decision::Bogus
         } else {
             Decision::Forwarded
         };
