@@ -43,6 +43,8 @@
 //!
 //! ```text
 //!  access/    rules.rs (CIDR allow/deny) · limiter.rs (RRL) · refusals.rs (the refused-client log) · prefix.rs
+//!  server/handler/  mod.rs (Handler: steps 1-8 in one line, the hot path) · refusal.rs · notify.rs · local.rs (CNAME chase)
+//!             cached.rs (step 7's check) · forward.rs (step 8) · response.rs (step 9: the upstream's answer) ─► shape.rs
 //!  cache/     entry.rs · shard.rs · admission.rs (TinyLFU) · stale.rs (serve-stale, prefetch)
 //!  matcher/   key.rs (the name) · build.rs (build, freeze) · mod.rs (DomainSet: the lookup)
 //!  lists/     load.rs · ofac.rs · slot.rs (a list's number) · format/{domains,hosts,adblock}.rs, rpz/{zonefile}.rs

@@ -36,6 +36,7 @@
 mod batch;
 mod handler;
 mod https;
+mod log_gate;
 mod quic;
 mod sink;
 mod tcp;
@@ -43,8 +44,8 @@ mod tls;
 mod udp;
 
 pub use crate::observe::metrics::{ServerStats, WorkerStats};
-pub(crate) use handler::LogGate;
 pub use handler::{Forward, Handler, Outcome, Proto};
+pub(crate) use log_gate::LogGate;
 pub use tls::Certs;
 
 use std::future::Future;

@@ -1,0 +1,83 @@
+//! Step 7's question: what the rules in force make of a cached answer.
+//! An entry carries a tag ([`Checked`]) saying what its CNAME chain led
+//! to when it was stored; under the same rules that costs one compare,
+//! after a reload the chain is inspected again, once. Fresh hits, stale
+//! answers and a chased target's hit all ask here.
+
+use crate::cache::{Cache, CacheKey, Tag};
+use crate::cname::{self, Checked};
+use crate::policy::QueryFacts;
+use crate::state::{ListSlot, Snapshot};
+
+use super::list_slot;
+
+/// What the rules in force (`snap`) make of a cached answer tagged `tag`,
+/// written into `out`, or None when it may not be served. Made under
+/// these rules: as it was tagged, at the cost of one compare. Made under
+/// the rules before a reload ([`Snapshot::generation`]): its chain
+/// inspected again and the entry tagged anew, once, not on every hit, so
+/// that a name a reload listed is not reached through a cached chain for
+/// the rest of its TTL; a CNAME verdict of older rules is not served at
+/// all (the name is asked again). Fresh hits and stale answers both pass
+/// here.
+#[inline]
+pub(super) fn servable(
+    cache: &Cache,
+    tag: Tag,
+    key: &CacheKey,
+    snap: &Snapshot,
+    out: &[u8],
+) -> Option<Checked> {
+    let hit = Checked::from_tag(tag);
+    if hit.current(snap.generation) {
+        return Some(hit);
+    }
+    recheck(cache, hit, tag, key, snap, out)
+}
+
+/// [`servable`] for a hit from before a reload. The chain is re-read as for
+/// an answer not allowlisted: whether the asking name is, is decided per
+/// query ([`cached_block`]). Without groups, a chain the new rules block
+/// becomes [`Checked::PerGroup`] too (inspected on each hit until it
+/// expires, when the forward path keeps the verdict instead).
+#[cold]
+fn recheck(
+    cache: &Cache,
+    hit: Checked,
+    tag: Tag,
+    key: &CacheKey,
+    snap: &Snapshot,
+    out: &[u8],
+) -> Option<Checked> {
+    if let Checked::Blocked { .. } = hit {
+        return None;
+    }
+    let now = Checked::of(out, snap, false);
+    cache.retag(key, tag, now.tag());
+    Some(now)
+}
+
+/// What a cached answer `hit`, written into `out`, blocks for this
+/// client: a CNAME verdict kept as such (no groups), or, for a chain some
+/// groups block, this client's group's verdict walked again, whose block
+/// then replaces the answer in `out`. None: the answer goes out as it is.
+/// Fresh hits and stale answers both end here.
+pub(super) fn cached_block(
+    hit: Checked,
+    allowed: bool,
+    snap: &Snapshot,
+    group: &crate::groups::Group,
+    query: &[u8],
+    facts: &QueryFacts,
+    out: &mut Vec<u8>,
+) -> Option<(ListSlot, crate::policy::Action)> {
+    match hit {
+        Checked::Unchained | Checked::Passed { .. } => None,
+        Checked::Blocked { list, action, .. } => Some((list, action)),
+        Checked::PerGroup { .. } if allowed => None,
+        Checked::PerGroup { .. } => cname::inspect(out, snap, group).map(|through| {
+            through.respond(query, facts, out);
+            (list_slot(snap, through.policy), through.policy.action)
+        }),
+    }
+}
