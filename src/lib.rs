@@ -68,6 +68,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod groups;
 pub mod http;
+pub mod inspect;
 pub mod lists;
 pub mod local;
 pub mod matcher;

@@ -15,8 +15,8 @@
 //!
 //! It runs beside CNAME inspection ([`crate::cname`]), after it: a chain
 //! through a listed name is that name's block, and only an answer no name
-//! blocks has its addresses looked at. [`inspect_answer`] asks both, and
-//! the verdict is cached the same way ([`crate::cname::Checked`], stamped
+//! blocks has its addresses looked at. [`crate::inspect::inspect_answer`]
+//! asks both, and the verdict is cached the same way ([`crate::cname::Checked`], stamped
 //! with the snapshot's generation). Without networks loaded
 //! ([`Snapshot::inspects_answers`] false) a forwarded answer pays that one
 //! check and nothing more.
@@ -26,7 +26,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::cname::{self, Through};
 use crate::groups::Group;
 use crate::matcher::{NameKey, Net};
 use crate::policy::{Policy, QueryFacts};
@@ -52,11 +51,16 @@ pub struct AddressHit<'a> {
 
 impl AddressHit<'_> {
     /// The EDE extra text: the list's own, then the address and network.
+    /// The answer keeps 160 bytes of it ([`wire::ede_option`]): a long
+    /// provenance is cut, never the address (the list's name comes first).
     pub fn ede_text(&self) -> String {
-        format!(
-            "{}; answer address {} in {}",
-            self.policy.ede_text, self.addr, self.net
-        )
+        let tail = format!("; answer address {} in {}", self.addr, self.net);
+        let text: &str = &self.policy.ede_text;
+        let mut end = text.len().min(160usize.saturating_sub(tail.len()));
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}{tail}", text.get(..end).unwrap_or_default())
     }
 
     /// Writes the client's answer: the block of the list, as for a query
@@ -68,53 +72,6 @@ impl AddressHit<'_> {
         self.policy
             .respond_through(query, facts, &owner, self.ttl, &ede, out);
     }
-}
-
-/// What answer inspection found: a chain through a listed name, or an
-/// address in a listed network.
-#[derive(Debug)]
-pub enum Found<'a> {
-    Chain(Through<'a>),
-    Address(AddressHit<'a>),
-}
-
-impl<'a> Found<'a> {
-    /// The policy that answers.
-    pub fn policy(&self) -> &'a Policy {
-        match self {
-            Self::Chain(t) => t.policy,
-            Self::Address(a) => a.policy,
-        }
-    }
-
-    /// The listed network that matched, for the query log and hit report.
-    pub fn net(&self) -> Option<Net> {
-        match self {
-            Self::Chain(_) => None,
-            Self::Address(a) => Some(a.net),
-        }
-    }
-
-    /// Writes the client's answer (see [`Through::respond`],
-    /// [`AddressHit::respond`]).
-    pub fn respond(&self, query: &[u8], facts: &QueryFacts, out: &mut Vec<u8>) {
-        match self {
-            Self::Chain(t) => t.respond(query, facts, out),
-            Self::Address(a) => a.respond(query, facts, out),
-        }
-    }
-}
-
-/// What the rules make of a forwarded answer for `group`: its CNAME chain
-/// first, then (with networks loaded) its addresses.
-pub fn inspect_answer<'a>(resp: &[u8], snap: &'a Snapshot, group: &Group) -> Option<Found<'a>> {
-    if let Some(through) = cname::inspect(resp, snap, group) {
-        return Some(Found::Chain(through));
-    }
-    if !snap.inspects_answers() {
-        return None;
-    }
-    inspect(resp, snap, group).map(Found::Address)
 }
 
 /// The A and AAAA records of `resp`'s answer section, in order: (owner
@@ -196,6 +153,33 @@ mod tests {
             p.extend_from_slice(rdata);
         }
         p
+    }
+
+    #[test]
+    fn a_long_provenance_is_cut_not_the_address() {
+        let policy = Policy::new(
+            1,
+            crate::policy::Action::Nxdomain,
+            60,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv6Addr::UNSPECIFIED,
+            crate::policy::EdeCode::Blocked,
+            &format!("blocked by drop: {}", "é".repeat(100)),
+        );
+        let hit = AddressHit {
+            policy: &policy,
+            owner: NameKey::from_text("a.example", false).expect("name"),
+            addr: "2001:db8:bad::7".parse().expect("ip"),
+            net: Net::parse("2001:db8:bad::/48").expect("net"),
+            ttl: 60,
+        };
+        let text = hit.ede_text();
+        assert!(text.len() <= 160, "{}", text.len());
+        assert!(text.starts_with("blocked by drop: é"), "{text}");
+        assert!(
+            text.ends_with("; answer address 2001:db8:bad::7 in 2001:db8:bad::/48"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -168,10 +168,15 @@ async fn an_answer_in_a_listed_network_gets_the_lists_block() {
 }
 
 /// A reload that lists a network re-checks an answer cached before it
-/// (its generation is older), without asking the upstream again.
+/// (its generation is older), without asking the upstream again: also
+/// when no list had any network when the answer was cached.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_that_lists_a_network_blocks_a_cached_answer() {
-    let (up, e) = start().await;
+    let zone: Vec<String> = ZONE.iter().map(ToString::to_string).collect();
+    let up = Upstream::start_with(&zone).await;
+    let lists = "\n[[lists]]\nname = \"drop\"\nsource = \"drop.txt\"\nformat = \"ips\"\n";
+    let e = Embargo::start(&config(up.addr, lists), &[("drop.txt", "; nothing yet\n")]).await;
+    assert!(e.handler.state().load().nets.is_empty());
     let r = udp(e.addr, &query("later.up.test.", RecordType::A, true)).await;
     assert_eq!(addresses(&r), ["100.64.0.9"]);
     let r = udp(e.addr, &query("later.up.test.", RecordType::A, true)).await;
@@ -179,7 +184,7 @@ async fn a_reload_that_lists_a_network_blocks_a_cached_answer() {
 
     let list = e.dir().join("drop.txt");
     let tmp = e.dir().join("drop.txt.new");
-    std::fs::write(&tmp, format!("{DROP}100.64.0.0/24\n")).expect("write");
+    std::fs::write(&tmp, "100.64.0.0/24\n").expect("write");
     std::fs::rename(&tmp, &list).expect("rename");
     e.until_reloaded(
         "the cached answer for later.up.test is blocked",

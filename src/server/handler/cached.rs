@@ -75,11 +75,9 @@ pub(super) fn cached_block(
         Checked::Unchained | Checked::Passed { .. } => None,
         Checked::Blocked { list, action, .. } => Some((list, action)),
         Checked::PerGroup { .. } if allowed => None,
-        Checked::PerGroup { .. } => {
-            crate::response_ip::inspect_answer(out, snap, group).map(|found| {
-                found.respond(query, facts, out);
-                (list_slot(snap, found.policy()), found.policy().action)
-            })
-        }
+        Checked::PerGroup { .. } => crate::inspect::inspect_answer(out, snap, group).map(|found| {
+            found.respond(query, facts, out);
+            (list_slot(snap, found.policy()), found.policy().action)
+        }),
     }
 }

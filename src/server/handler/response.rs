@@ -11,9 +11,9 @@
 //! recorded with the time from the query to its answer.
 
 use crate::cname::Checked;
+use crate::inspect;
 use crate::observe::{Decision, QueryEvent, now_us, rcode_of};
 use crate::policy::start_response;
-use crate::response_ip;
 use crate::server::log_gate::LogGate;
 use crate::upstream::{Answered, Error};
 use crate::wire::{self, Rcode};
@@ -97,7 +97,7 @@ impl Handler {
         let through = if *allowed {
             None
         } else {
-            response_ip::inspect_answer(&resp, &snap, group)
+            inspect::inspect_answer(&resp, &snap, group)
         };
         if let Some(through) = through {
             let policy = through.policy();
