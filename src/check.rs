@@ -2,7 +2,9 @@
 //! answer of `embargo check` and of `GET /api/check`, worked out once here
 //! so that the command line and the API never disagree. A name is looked
 //! at in the handler's order: local names first (records, local zones),
-//! then the lists, then where it would be forwarded (`[[forward]]`).
+//! then the lists, then where it would be forwarded (`[[forward]]`). An
+//! address is looked up in the listed networks (response-IP blocking): what
+//! a forwarded answer holding it gets.
 
 use std::net::IpAddr;
 
@@ -151,8 +153,12 @@ pub struct NameCheck {
 }
 
 /// Checks `text` against the snapshot, as asked by `asker` if known:
-/// nothing about the name is said to a client that may not ask.
+/// nothing about the name is said to a client that may not ask. An IP
+/// address is checked against the listed networks ([`address`]).
 pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameCheck {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return address(snap, ip, asker);
+    }
     let key = match NameKey::from_text(text, true) {
         Ok(k) => k,
         Err(e) => {
@@ -266,6 +272,71 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
             }
         }
     }
+}
+
+/// What a forwarded answer holding `ip` (an A or AAAA record) gets from the
+/// listed networks: the list whose network holds it blocks the answer.
+pub fn address(snap: &Snapshot, ip: IpAddr, asker: Option<&ClientCheck>) -> NameCheck {
+    let mut check = NameCheck {
+        name: ip.to_string(),
+        verdict: "allowed",
+        detail: None,
+        block: None,
+        upstream: None,
+    };
+    if let Some(c) = asker.filter(|c| !c.answered()) {
+        check.verdict = c.verdict;
+        check.detail = Some("client not allowed".into());
+        return check;
+    }
+    let group = group_of(snap, asker);
+    let Some(v) = snap.verdict_for_ip(ip, group) else {
+        // Why not: networks that hold it but do not count for this group.
+        let why: Vec<String> = snap
+            .nets_holding(ip)
+            .into_iter()
+            .filter_map(|(net, policy, passthru)| {
+                let list = &snap.list_of(policy)?.spec.name;
+                // A network of a list the group applies is passed over only
+                // under its own feed's passthru, said already.
+                let applies = group.applies(policy.list);
+                match (passthru, applies) {
+                    (true, true) => Some(format!("rpz-passthru of {list} (network {net})")),
+                    (false, false) => Some(format!(
+                        "group {} does not apply {list} (network {net})",
+                        group.name
+                    )),
+                    _ => None,
+                }
+            })
+            .collect();
+        check.detail = Some(if snap.nets.is_empty() {
+            "no list has networks (ips lists, RPZ rpz-ip triggers)".into()
+        } else if why.is_empty() {
+            "in no listed network".into()
+        } else {
+            why.join("; ")
+        });
+        return check;
+    };
+    let Some(list) = snap.list_of(v.policy) else {
+        return check;
+    };
+    let p = &list.spec.provenance;
+    check.verdict = "blocked";
+    check.detail = Some("a forwarded answer holding this address is blocked".into());
+    check.block = Some(BlockDetail {
+        list: list.spec.name.clone(),
+        entry: v.net.to_string(),
+        action: v.policy.action.as_str(),
+        ede: v.policy.ede.code(),
+        ede_meaning: v.policy.ede.as_str(),
+        why: format!("{}; answer address {ip} in {}", v.policy.ede_text, v.net),
+        authority: p.authority.clone(),
+        reason: p.reason.clone(),
+        reference: p.reference.clone(),
+    });
+    check
 }
 
 /// The entry of `list` that matched `key` at byte offset `suffix`, as the
@@ -447,6 +518,84 @@ lists = ["vendor"]
         assert_eq!(
             check(Some("10.0.0.2"), "bad.wild.example"),
             "allowed group plain-only does not apply vendor (entry *.wild.example)"
+        );
+    }
+
+    /// Issue 20: `check` takes an address and says which list's network
+    /// holds it (an `ips` list, RPZ rpz-ip triggers and their passthrus,
+    /// groups, a list with `inspect_answers = false`).
+    #[test]
+    fn r20_check_an_address_names_the_list_and_network() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("drop.txt"),
+            "; DROP\n192.0.2.0/24 ; SBL1\n2001:db8::/32\nbad line\n",
+        )
+        .expect("drop");
+        std::fs::write(
+            dir.path().join("vendor.rpz"),
+            "$ORIGIN rpz.test.\n@ SOA ns. h. 1 2 3 4 5\n24.0.2.0.192.rpz-ip CNAME .\n32.7.2.0.192.rpz-ip CNAME rpz-passthru.\n24.0.100.51.198.rpz-ip CNAME *.\n",
+        )
+        .expect("feed");
+        std::fs::write(dir.path().join("quiet.txt"), "203.0.113.0/24\n").expect("quiet");
+        let text = r#"
+[[lists]]
+name = "drop"
+source = "drop.txt"
+format = "ips"
+authority = "Spamhaus"
+[[lists]]
+name = "vendor"
+source = "vendor.rpz"
+[[lists]]
+name = "quiet"
+source = "quiet.txt"
+inspect_answers = false
+[[groups]]
+name = "drop-only"
+clients = ["10.0.0.2/32"]
+lists = ["drop"]
+[[groups]]
+name = "feed-only"
+clients = ["10.0.0.3/32"]
+lists = ["vendor"]
+"#;
+        let config = Config::parse(&dir.path().join("e.toml"), text).expect("config");
+        let snap = Snapshot::build(&config).expect("build");
+        assert_eq!(snap.lists[0].stats.nets, 2);
+        assert_eq!(snap.lists[0].stats.invalid, 1);
+        assert_eq!(snap.lists[1].stats.nets, 3);
+        let check = |who: Option<&str>, ip: &str| {
+            let asker = who.map(|ip| client(&snap, ip.parse().expect("ip")));
+            let c = name(&snap, ip, asker.as_ref());
+            match c.block {
+                Some(b) => format!("blocked {} {} {} | {}", b.list, b.entry, b.action, b.why),
+                None => format!("{} {}", c.verdict, c.detail.unwrap_or_default()),
+            }
+        };
+        assert_eq!(
+            check(None, "192.0.2.9"),
+            "blocked drop 192.0.2.0/24 nxdomain | blocked by drop (Spamhaus); answer address 192.0.2.9 in 192.0.2.0/24"
+        );
+        // The feed's passthru hides the feed's own /24, not DROP's.
+        assert!(check(None, "192.0.2.7").starts_with("blocked drop 192.0.2.0/24"));
+        assert!(check(None, "198.51.100.9").starts_with("blocked vendor 198.51.100.0/24 nodata"));
+        assert!(check(None, "2001:db8::1").starts_with("blocked drop 2001:db8::/32"));
+        assert!(check(None, "::ffff:192.0.2.9").starts_with("blocked drop 192.0.2.0/24"));
+        assert_eq!(check(None, "203.0.113.5"), "allowed in no listed network");
+        assert_eq!(check(None, "8.8.8.8"), "allowed in no listed network");
+        assert_eq!(
+            check(Some("10.0.0.2"), "198.51.100.9"),
+            "allowed group drop-only does not apply vendor (network 198.51.100.0/24)"
+        );
+        assert_eq!(
+            check(Some("10.0.0.3"), "192.0.2.7"),
+            "allowed rpz-passthru of vendor (network 192.0.2.7/32); \
+             group feed-only does not apply drop (network 192.0.2.0/24)"
+        );
+        assert!(
+            check(Some("10.0.0.3"), "192.0.2.8")
+                .starts_with("blocked vendor 192.0.2.0/24 nxdomain")
         );
     }
 }

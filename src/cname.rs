@@ -180,12 +180,17 @@ pub enum Checked {
 
 impl Checked {
     /// What an answer that was not blocked for its client is, under
-    /// `snap`'s rules: the chain of an `allowed` name is not inspected.
+    /// `snap`'s rules: the chain and addresses of an `allowed` name are
+    /// not inspected. Never [`Checked::Unchained`]: an answer without a
+    /// chain still holds addresses that a reload may list (response-IP
+    /// blocking, [`crate::response_ip`]), so every answer is stamped with
+    /// the generation and inspected again, once, after a reload.
     pub fn of(resp: &[u8], snap: &Snapshot, allowed: bool) -> Self {
         let generation = snap.generation;
-        if chain(resp).next().is_none() {
-            Self::Unchained
-        } else if !allowed && blocked_for_some_group(resp, snap) {
+        if !allowed
+            && (blocked_for_some_group(resp, snap)
+                || crate::response_ip::blocked_for_some_group(resp, snap))
+        {
             Self::PerGroup { generation }
         } else {
             Self::Passed { generation }

@@ -651,12 +651,17 @@ pub fn list(format: Format, data: &[u8]) {
     let mut parser = format.parser();
     for line in text.split('\n') {
         let mut emitted = 0usize;
-        let outcome = parser.parse_line(line, &mut |e| {
-            assert!(!e.name.is_empty(), "empty name emitted for {line:?}");
-            emitted += 1;
-        });
+        let mut nets = 0usize;
+        let outcome = parser.parse_line_with_nets(
+            line,
+            &mut |e| {
+                assert!(!e.name.is_empty(), "empty name emitted for {line:?}");
+                emitted += 1;
+            },
+            &mut |_| nets += 1,
+        );
         assert_eq!(
-            emitted > 0,
+            emitted + nets > 0,
             outcome == lists::format::Outcome::Entries,
             "{format:?} line {line:?}: {outcome:?} after {emitted} entries"
         );

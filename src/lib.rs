@@ -15,6 +15,7 @@
 //!            server: DoT, DoH and DoQ too (server::tls, https, quic): other ways in to the same Handler
 //!            lookup: with [[groups]], the client's group (groups: one search of its address, or its client ID) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
+//!            response_ip: then an A/AAAA in a listed network (state::Snapshot::nets) gets its list's block
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
 //! ```
@@ -68,6 +69,7 @@ pub mod dnssec;
 pub mod fuzzing;
 pub mod groups;
 pub mod http;
+pub mod inspect;
 pub mod lists;
 pub mod local;
 pub mod matcher;
@@ -76,6 +78,7 @@ pub mod policy;
 pub mod privileges;
 pub mod query;
 pub mod reload;
+pub mod response_ip;
 pub mod server;
 pub mod source;
 pub mod state;

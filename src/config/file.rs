@@ -83,6 +83,7 @@ pub struct ListFileSpec {
     pub max_shrink: Option<Value>,
     pub tsig: Option<Value>,
     pub inspect_cname: Option<Value>,
+    pub inspect_answers: Option<Value>,
 }
 
 /// `[allow]`

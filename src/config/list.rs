@@ -95,6 +95,12 @@ pub struct ListSpec {
     /// Whether a forwarded answer whose CNAME or DNAME chain passes through
     /// one of this list's names is blocked as that name would be.
     pub inspect_cname: bool,
+    /// Whether a forwarded answer whose A or AAAA records fall in one of
+    /// this list's networks (an `ips` list, RPZ `rpz-ip` triggers) is
+    /// blocked as if its name were listed. Only lists with networks have
+    /// anything to inspect, so the default (true) costs the others nothing;
+    /// false leaves the list's networks out of the snapshot.
+    pub inspect_answers: bool,
     /// Where the list is declared in the config.
     pub location: Location,
 }

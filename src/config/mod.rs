@@ -631,7 +631,7 @@ impl Checker<'_> {
             f => self.opt_parse(
                 &key("format"),
                 f,
-                r#"one of "auto", "domains", "hosts", "adblock", "rpz" or "ofac-sdn""#,
+                r#"one of "auto", "domains", "hosts", "adblock", "rpz", "ips" or "ofac-sdn""#,
                 Format::parse,
             ),
         };
@@ -755,6 +755,14 @@ impl Checker<'_> {
                 Some((_, Raw::Boolean(b))) => *b,
                 Some((v, _)) => {
                     self.wrong(&key("inspect_cname"), v, "true or false");
+                    true
+                }
+            },
+            inspect_answers: match l.inspect_answers.as_ref().map(|v| (v, v.get_ref())) {
+                None => true,
+                Some((_, Raw::Boolean(b))) => *b,
+                Some((v, _)) => {
+                    self.wrong(&key("inspect_answers"), v, "true or false");
                     true
                 }
             },

@@ -272,6 +272,7 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("lists",    "max_shrink",    "true",                  "true",                         r#"a percentage such as "50%""#),
     ("lists",    "tsig",          "42",                    "the number 42",                "a TSIG key"),
     ("lists",    "inspect_cname", r#""yes""#,              r#"the string "yes""#,          "true or false"),
+    ("lists",    "inspect_answers", "1",                   "the number 1",                 "true or false"),
     ("groups",   "name",          "1",                     "the number 1",                 "a group name"),
     ("groups",   "clients",       r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
     ("groups",   "client_ids",    r#""laptop-7""#,         r#"the string "laptop-7""#,     "a list of client IDs"),

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::format::{Format, Outcome, Rule};
+use super::format::{Format, NetEntry, Outcome, Rule};
 use crate::matcher::{NameError, NameKey};
 
 /// How many bad lines are kept with their text; the rest are only counted.
@@ -37,6 +37,8 @@ pub struct ListStats {
     pub lines: u64,
     /// Names accepted (before removing duplicates).
     pub names: u64,
+    /// Networks accepted (an `ips` list's lines, RPZ `rpz-ip` triggers).
+    pub nets: u64,
     /// Names already given by this or an earlier list (filled in after the build).
     pub duplicates: u64,
     /// Lines or names that are not valid in the format or not domain names.
@@ -48,9 +50,9 @@ pub struct ListStats {
 }
 
 impl ListStats {
-    /// Unique entries this list contributes.
+    /// Unique entries this list contributes (networks included).
     pub fn entries(&self) -> u64 {
-        self.names.saturating_sub(self.duplicates)
+        self.names.saturating_sub(self.duplicates) + self.nets
     }
 
     fn warn(&mut self, line: usize, message: String) {
@@ -69,11 +71,22 @@ pub struct LoadError {
 }
 
 /// Loads `path`, calling `sink` for every valid name with what the list
-/// says about it.
+/// says about it. Networks are counted (`ListStats::nets`) and left out:
+/// [`load_file_with_nets`] hands them over too.
 pub fn load_file(
     path: &Path,
     format: Option<Format>,
     sink: &mut dyn FnMut(&NameKey, Rule),
+) -> Result<ListStats, LoadError> {
+    load_file_with_nets(path, format, sink, &mut |_| {})
+}
+
+/// [`load_file`], handing every network the list names to `nets`.
+pub fn load_file_with_nets(
+    path: &Path,
+    format: Option<Format>,
+    sink: &mut dyn FnMut(&NameKey, Rule),
+    nets: &mut dyn FnMut(NetEntry),
 ) -> Result<ListStats, LoadError> {
     let err = |source| LoadError {
         path: path.to_path_buf(),
@@ -92,7 +105,7 @@ pub fn load_file(
         drop(reader);
         return load_ofac(path, &mut |key, _, _| sink(key, Rule::BLOCK));
     }
-    load_lines(&mut reader, format, sink).map_err(err)
+    load_lines_with_nets(&mut reader, format, sink, nets).map_err(err)
 }
 
 /// Reads a list's lines from `reader` through `format`'s parser (an OFAC SDN
@@ -102,6 +115,16 @@ pub fn load_lines(
     reader: &mut dyn BufRead,
     format: Format,
     sink: &mut dyn FnMut(&NameKey, Rule),
+) -> std::io::Result<ListStats> {
+    load_lines_with_nets(reader, format, sink, &mut |_| {})
+}
+
+/// [`load_lines`], handing every network the list names to `nets`.
+pub fn load_lines_with_nets(
+    reader: &mut dyn BufRead,
+    format: Format,
+    sink: &mut dyn FnMut(&NameKey, Rule),
+    nets: &mut dyn FnMut(NetEntry),
 ) -> std::io::Result<ListStats> {
     let mut stats = ListStats {
         format: Some(format),
@@ -126,22 +149,29 @@ pub fn load_lines(
             continue;
         };
         let mut bad_names: Vec<(String, NameError)> = Vec::new();
-        let outcome = parser.parse_line(line, &mut |entry| match NameKey::from_text(
-            &entry.name,
-            entry.wildcard,
-        ) {
-            Ok(key) => {
-                stats.names += 1;
-                sink(
-                    &key,
-                    Rule {
-                        kind: entry.kind,
-                        scope: format.scope(entry.wildcard),
-                    },
-                );
-            }
-            Err(e) => bad_names.push((entry.name.to_string(), e)),
-        });
+        let mut net_count = 0u64;
+        let mut net_sink = |entry: NetEntry| {
+            net_count += 1;
+            nets(entry);
+        };
+        let outcome = parser.parse_line_with_nets(
+            line,
+            &mut |entry| match NameKey::from_text(&entry.name, entry.wildcard) {
+                Ok(key) => {
+                    stats.names += 1;
+                    sink(
+                        &key,
+                        Rule {
+                            kind: entry.kind,
+                            scope: format.scope(entry.wildcard),
+                        },
+                    );
+                }
+                Err(e) => bad_names.push((entry.name.to_string(), e)),
+            },
+            &mut net_sink,
+        );
+        stats.nets += net_count;
         match outcome {
             Outcome::Entries | Outcome::Skip => {}
             Outcome::Unsupported(what) => {
@@ -311,6 +341,37 @@ mod tests {
             "{:?}",
             stats.warnings
         );
+    }
+
+    /// Issue 20: an `ips` list (Spamhaus DROP style) loads its networks;
+    /// a bad line is counted with its number and the rest loads.
+    #[test]
+    fn r20_ip_list_loads_networks_and_counts_bad_lines() {
+        let mut f = tempfile::NamedTempFile::new().expect("temp");
+        f.write_all(
+            b"; Spamhaus DROP List\n1.10.16.0/20 ; SBL256894\n192.0.2.7/24\n2001:db8::/32\nnot-an-ip\n198.51.100.7\n",
+        )
+        .expect("write");
+        let mut nets = Vec::new();
+        let mut names = 0;
+        let stats = load_file_with_nets(f.path(), None, &mut |_, _| names += 1, &mut |n| {
+            nets.push(n.net.to_string())
+        })
+        .expect("load");
+        assert_eq!(stats.format, Some(Format::Ips));
+        assert_eq!(nets, ["1.10.16.0/20", "2001:db8::/32", "198.51.100.7/32"]);
+        assert_eq!((names, stats.nets, stats.entries()), (0, 3, 3));
+        assert_eq!(stats.invalid, 2);
+        let lines: Vec<usize> = stats.warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [3, 5]);
+        assert!(
+            stats.warnings[0].message.contains("192.0.2.0/24"),
+            "{:?}",
+            stats.warnings
+        );
+        // The names-only loader counts the networks and hands over none.
+        let stats = load_file(f.path(), None, &mut |_, _| names += 1).expect("load");
+        assert_eq!((names, stats.nets), (0, 3));
     }
 
     #[test]

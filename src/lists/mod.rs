@@ -1,6 +1,7 @@
 //! Domain lists: how their bytes become names for the matcher.
 //!
-//! `format` holds one parser per syntax (plain domains, hosts, adblock, RPZ),
+//! `format` holds one parser per syntax (plain domains, hosts, adblock, RPZ,
+//! and `ips`, whose lines are networks for response-IP blocking),
 //! pure functions of a line, with detection in `format/mod.rs`. `load`
 //! drives a parser over a file, normalises every name, and counts what it
 //! could not use, so that one bad line never costs the rest of the list.
@@ -18,9 +19,9 @@ mod load;
 pub mod ofac;
 mod slot;
 
-pub use format::{EntryKind, Format, Rule};
+pub use format::{EntryKind, Format, NetEntry, Rule};
 pub use load::{
-    LineWarning, ListStats, LoadError, MAX_WARNINGS, detect_file, load_file, load_lines, load_ofac,
-    load_ofac_text,
+    LineWarning, ListStats, LoadError, MAX_WARNINGS, detect_file, load_file, load_file_with_nets,
+    load_lines, load_lines_with_nets, load_ofac, load_ofac_text,
 };
 pub use slot::{ListSlot, ListSlots};

@@ -51,13 +51,16 @@
 //!
 //! The rooms: `key.rs` turns a query name into its lowercase wire form and
 //! suffixes; `build.rs` builds and freezes the set; this file is the
-//! frozen [`DomainSet`] and its lookup.
+//! frozen [`DomainSet`] and its lookup; `nets.rs` is the set of listed IP
+//! networks that forwarded answers are checked against ([`NetSet`]).
 
 mod build;
 mod key;
+mod nets;
 
 pub use build::DomainSetBuilder;
 pub use key::{MAX_KEY, MAX_LABELS, NameError, NameKey, Suffix};
+pub use nets::{Net, NetError, NetHit, NetSet, NetSetBuilder};
 
 /// Index of a policy (a list and the action it takes) in the snapshot's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,13 +4,13 @@
 //! observer's thread turns it into text later.
 //!
 //! ```text
-//!  Handler::handle / forward ─► QueryEvent (304 bytes) ─► Recorder ─► bounded ring ─► observer thread
+//!  Handler::handle / forward ─► QueryEvent (320 bytes) ─► Recorder ─► bounded ring ─► observer thread
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::groups::ClientId;
-use crate::matcher::{MAX_KEY, NameKey};
+use crate::matcher::{MAX_KEY, NameKey, Net};
 use crate::policy::Action;
 use crate::state::ListSlot;
 
@@ -189,6 +189,8 @@ pub const NO_RCODE: u16 = u16::MAX;
 const NO_NAME: u8 = u8::MAX;
 /// No block matched (`entry` of an event that is not a block).
 const NO_ENTRY: u8 = u8::MAX;
+/// No network in a [`QueryEvent`].
+const NO_NET: u8 = u8::MAX;
 
 /// One query, as the observer receives it. Fixed size (see the test
 /// `an_event_is_small_and_fixed`): the serving thread copies it into a
@@ -229,6 +231,11 @@ pub struct QueryEvent {
     /// Where the listed entry starts in `name` (a byte offset, as
     /// `Lookup::Blocked(hit).suffix`), or `NO_ENTRY`.
     entry: u8,
+    /// The listed network an answer's address fell in (response-IP
+    /// blocking): its address, an IPv4 one mapped into IPv6 with its
+    /// length + 96, and its length, or `NO_NET`.
+    net_addr: [u8; 16],
+    net_len: u8,
     name_len: u8,
     /// The lowercase wire-form name without the root byte (a `NameKey`'s bytes).
     name: [u8; MAX_KEY],
@@ -262,6 +269,8 @@ impl QueryEvent {
             group: ListSlot::NONE,
             client_id: ClientId::NONE,
             entry: NO_ENTRY,
+            net_addr: [0; 16],
+            net_len: NO_NET,
             name_len: NO_NAME,
             name: [0; MAX_KEY],
         };
@@ -281,6 +290,34 @@ impl QueryEvent {
         self.entry = u8::try_from(entry).unwrap_or(NO_ENTRY);
         self.action = Some(action);
         self
+    }
+
+    /// The listed network an answer's address fell in, if that is what
+    /// blocked it.
+    #[inline]
+    pub fn with_net(mut self, net: Option<Net>) -> Self {
+        if let Some(net) = net {
+            let (addr, len) = match net.addr() {
+                IpAddr::V4(a) => (a.to_ipv6_mapped(), net.prefix_len() + 96),
+                IpAddr::V6(a) => (a, net.prefix_len()),
+            };
+            self.net_addr = addr.octets();
+            self.net_len = len;
+        }
+        self
+    }
+
+    /// The listed network an answer's address fell in, for blocks by
+    /// address.
+    pub fn net(&self) -> Option<Net> {
+        if self.net_len == NO_NET {
+            return None;
+        }
+        let v6 = std::net::Ipv6Addr::from(self.net_addr);
+        match v6.to_ipv4_mapped() {
+            Some(v4) if self.net_len >= 96 => Net::new(v4.into(), self.net_len - 96).ok(),
+            _ => Net::new(v6.into(), self.net_len).ok(),
+        }
     }
 
     /// The client's group (its slot; [`ListSlot::NONE`] for none).
@@ -439,7 +476,7 @@ mod tests {
     fn an_event_is_small_and_fixed() {
         // The name is most of it; what the serving thread copies per query.
         assert!(
-            size_of::<QueryEvent>() <= 304,
+            size_of::<QueryEvent>() <= 320,
             "{}",
             size_of::<QueryEvent>()
         );

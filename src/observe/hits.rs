@@ -35,6 +35,10 @@ pub struct HitRow {
     pub last_seen: String,
     pub last_name: String,
     pub last_type: String,
+    /// When the last block was by an answer's address (response-IP
+    /// blocking): the listed network it fell in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_net: Option<String>,
 }
 
 /// One list's part of the report.
@@ -92,6 +96,7 @@ struct ClientHit {
     /// Wire form, reused in place so an update allocates nothing once warm.
     last_name: Vec<u8>,
     last_type: u16,
+    last_net: Option<crate::matcher::Net>,
 }
 
 #[derive(Debug)]
@@ -145,6 +150,7 @@ impl HitReport {
                 c.last_name.clear();
                 c.last_name.extend_from_slice(name);
                 c.last_type = qtype;
+                c.last_net = None;
             }
             c.first_ms = c.first_ms.min(time_ms);
             return;
@@ -155,11 +161,25 @@ impl HitReport {
             count: 1,
             last_name: name.to_vec(),
             last_type: qtype,
+            last_net: None,
         };
         if let Some((old, _)) = hits.clients.push(client, hit)
             && old != client
         {
             hits.evicted += 1;
+        }
+    }
+
+    /// Notes the listed network of the block just recorded for `client`
+    /// by `list` ([`Self::record`]): an answer's address fell in it.
+    pub fn record_net(&mut self, list: ListSlot, client: ClientId, net: crate::matcher::Net) {
+        if let Some(c) = self
+            .lists
+            .get_mut(usize::from(list.0))
+            .and_then(Option::as_mut)
+            .and_then(|hits| hits.clients.peek_mut(&client))
+        {
+            c.last_net = Some(net);
         }
     }
 
@@ -185,6 +205,7 @@ impl HitReport {
                         last_seen: rfc3339_ms(c.last_ms),
                         last_name: name_text(&c.last_name),
                         last_type: TypeName(c.last_type).to_string(),
+                        last_net: c.last_net.map(|n| n.to_string()),
                     },
                 ));
             }

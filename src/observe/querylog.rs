@@ -200,6 +200,12 @@ impl Formatter {
             Some(entry) => self.json_name(entry, out),
             None => out.extend_from_slice(b"null"),
         }
+        // Only a block by an answer's address has a network.
+        if let Some(net) = ev.net() {
+            out.extend_from_slice(b",\"net\":\"");
+            out.extend_from_slice(net.to_string().as_bytes());
+            out.push(b'"');
+        }
         out.extend_from_slice(b",\"action\":");
         match ev.action {
             Some(a) => {
@@ -287,6 +293,10 @@ impl Formatter {
         if let Some(entry) = ev.entry() {
             out.extend_from_slice(b" entry=");
             push_name(out, entry);
+        }
+        if let Some(net) = ev.net() {
+            out.extend_from_slice(b" net=");
+            out.extend_from_slice(net.to_string().as_bytes());
         }
         if let Some(a) = ev.action {
             out.extend_from_slice(b" action=");

@@ -147,13 +147,17 @@ impl Worker {
                 if ev.decision == Decision::Blocked
                     && let Some(report) = hits.as_mut()
                 {
+                    let client = shared.clients.id(ev.client);
                     report.record(
                         ev.list,
-                        shared.clients.id(ev.client),
+                        client,
                         ev.time_us / 1000,
                         ev.name().unwrap_or_default(),
                         ev.qtype,
                     );
+                    if let Some(net) = ev.net() {
+                        report.record_net(ev.list, client, net);
+                    }
                     blocks = true;
                 }
                 if logs.contains(ev.decision) {

@@ -185,6 +185,8 @@ fn adopt(spec: &ListSpec, tmp: &Path, meta: &mut FetchMeta, force: bool) -> Outc
         Ok(s) => s,
         Err(e) => return Outcome::Failed(format!("cannot read the download: {e}")),
     };
+    // An `ips` list's or a zone's networks are entries as much as names.
+    let names = names + stats.nets;
     if let Some(turned_down) = super::vet(spec, names, &stats, meta.entries, force) {
         return turned_down;
     }

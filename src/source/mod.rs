@@ -100,6 +100,7 @@ mod tests {
             ttl: 60,
             ede: EdeCode::Blocked,
             inspect_cname: false,
+            inspect_answers: true,
             location: Location {
                 file: "embargo.toml".into(),
                 line: 1,

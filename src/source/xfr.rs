@@ -589,6 +589,8 @@ fn adopt(spec: &ListSpec, t: Transferred, meta: &mut FetchMeta, force: bool) -> 
         Ok(stats) => stats,
         Err(e) => return Outcome::Failed(format!("cannot read the zone: {e}")),
     };
+    // An `ips` list's or a zone's networks are entries as much as names.
+    let names = names + stats.nets;
     if let Some(turned_down) = super::vet(spec, names, &stats, meta.entries, force) {
         return turned_down;
     }

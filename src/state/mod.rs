@@ -33,11 +33,16 @@ use crate::config::{Config, ListSpec, Location};
 use crate::groups::{self, Group, Groups};
 use crate::lists::{self, EntryKind, Format, ListStats, LoadError};
 use crate::local::Local;
-use crate::matcher::{DomainSet, DomainSetBuilder, Hit, Lookup, NameKey, PolicyId};
+use crate::matcher::{
+    DomainSet, DomainSetBuilder, Hit, Lookup, NameKey, NetSet, NetSetBuilder, PolicyId,
+};
 use crate::policy::{Action, Policy};
 use crate::zones::ForwardZones;
 
 pub use crate::lists::{ListSlot, ListSlots};
+pub use nets::NetVerdict;
+
+mod nets;
 
 /// A loaded list: its configuration, what loading found, and its slot
 /// (where its blocks are counted: `observe::metrics`).
@@ -62,6 +67,10 @@ pub struct AllowInfo {
 #[derive(Debug)]
 pub struct Snapshot {
     pub set: DomainSet,
+    /// The listed networks (`ips` lists, RPZ `rpz-ip` triggers) that
+    /// forwarded answers' addresses are checked against; their ids are
+    /// policy ids. Empty when no list has any: see `nets.rs`.
+    pub nets: NetSet,
     /// Indexed by `PolicyId`; index 0 is the allowlist and is never used to
     /// answer. After the policies the matcher's ids point at come the
     /// variants that client groups' own actions answer with.
@@ -144,6 +153,7 @@ impl Snapshot {
     pub fn empty() -> Self {
         Self {
             set: DomainSet::default(),
+            nets: NetSet::default(),
             policies: vec![allow_placeholder()],
             sets: Vec::new(),
             policy_ids: 1,
@@ -188,6 +198,7 @@ impl Snapshot {
             .map(count_lines)
             .sum();
         let mut builder = DomainSetBuilder::new().with_capacity(estimate);
+        let mut nets = NetSetBuilder::new();
         let mut policies = vec![allow_placeholder()];
         let mut lists = Vec::with_capacity(config.lists.len());
         // Each feed's passthru policy, in id order.
@@ -257,24 +268,37 @@ impl Snapshot {
             }
             // The feed's passthru: a policy of this list that never answers.
             let mut passthru: Option<PolicyId> = None;
-            let stats = lists::load_file(&spec.path, Some(format), &mut |key, rule| {
-                let id = match rule.kind {
-                    EntryKind::Block => Some(default),
-                    EntryKind::Passthru => passthru.or_else(|| {
-                        let id = push_policy(&mut policies, index, spec, spec.action, "")?;
-                        passthrus.push(id);
-                        passthru = Some(id);
-                        Some(id)
-                    }),
-                    EntryKind::Nxdomain => policy_for(Action::Nxdomain, &mut policies),
-                    EntryKind::Nodata => policy_for(Action::Nodata, &mut policies),
-                };
-                match id {
+            let mut id_for = |kind: EntryKind, policies: &mut Vec<Policy>| match kind {
+                EntryKind::Block => Some(default),
+                EntryKind::Passthru => passthru.or_else(|| {
+                    let id = push_policy(policies, index, spec, spec.action, "")?;
+                    passthrus.push(id);
+                    passthru = Some(id);
+                    Some(id)
+                }),
+                EntryKind::Nxdomain => policy_for(Action::Nxdomain, policies),
+                EntryKind::Nodata => policy_for(Action::Nodata, policies),
+            };
+            // Networks wait for the names: both need `id_for`.
+            let mut list_nets = Vec::new();
+            let stats = lists::load_file_with_nets(
+                &spec.path,
+                Some(format),
+                &mut |key, rule| match id_for(rule.kind, &mut policies) {
                     Some(id) => builder.insert_scoped(key, id, rule.scope),
                     None => overflow = true,
-                }
-            })
+                },
+                &mut |net| list_nets.push(net),
+            )
             .map_err(list_err)?;
+            if spec.inspect_answers {
+                for n in list_nets {
+                    match id_for(n.kind, &mut policies) {
+                        Some(id) => nets.insert(n.net, id),
+                        None => overflow = true,
+                    }
+                }
+            }
             if overflow {
                 return Err(BuildError::TooManyPolicies);
             }
@@ -382,6 +406,7 @@ impl Snapshot {
         let groups = build_groups(config, &mut policies, policy_ids, &sets, &passthrus, &slots);
         Ok(Self {
             set,
+            nets: nets.build(),
             plain: !groups.configured() && sets.is_empty() && passthru.is_empty(),
             passthru,
             policies,

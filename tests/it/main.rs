@@ -15,6 +15,7 @@ mod forwarding;
 mod groups;
 mod harness;
 mod http;
+mod ipblock;
 mod kresd;
 mod local;
 mod malformed;

@@ -1,4 +1,4 @@
-//! Line parsers for the four blocklist syntaxes embargo reads.
+//! Line parsers for the five blocklist syntaxes embargo reads.
 //!
 //! Each parser turns one line into the names it mentions, borrowed from the
 //! line, and leaves normalisation (case, trailing dot, IDN, validity) to the
@@ -11,22 +11,28 @@
 //! a list full of cosmetic adblock rules is not broken, it is just aimed at a
 //! browser, and must not drown the log in warnings.
 //!
-//! One file per syntax (`domains`, `hosts`, `adblock`, `rpz`); this
+//! Most lines name domains; an `ips` list's lines and RPZ `rpz-ip`
+//! triggers name networks instead ([`NetEntry`], handed to a second
+//! callback), which forwarded answers' addresses are checked against.
+//!
+//! One file per syntax (`domains`, `hosts`, `adblock`, `rpz`, `ips`); this
 //! file holds what they share ([`Entry`], [`Outcome`], [`Parser`]) and the
 //! detection of a file's syntax from its first lines.
 
 use std::borrow::Cow;
 
-use crate::matcher::Scope;
+use crate::matcher::{Net, Scope};
 
 mod adblock;
 mod domains;
 mod hosts;
+mod ips;
 mod rpz;
 
 use adblock::parse_adblock;
 use domains::parse_domains;
 use hosts::{is_ip, parse_hosts};
+use ips::parse_ips;
 use rpz::RpzState;
 
 /// The syntax of a list file.
@@ -36,6 +42,8 @@ pub enum Format {
     Hosts,
     Adblock,
     Rpz,
+    /// One IP address or network a line (Spamhaus DROP, abuse.ch).
+    Ips,
     /// The US Treasury OFAC SDN list (SDN.XML or sdn.csv), read as a whole
     /// file by `super::ofac`, not line by line.
     OfacSdn,
@@ -68,6 +76,10 @@ impl Format {
         let mut bang = false;
         let mut adblock = 0u32;
         let mut hosts = 0u32;
+        // Lines that are a lone address or network, and lines that are not:
+        // the majority decides, so that a few bad lines do not turn a DROP
+        // list into a domain list that rejects every line.
+        let (mut ip_lines, mut other_lines) = (0u32, 0u32);
         let mut looked = 0;
         for line in sample.lines() {
             let line = line.trim_ascii();
@@ -101,9 +113,19 @@ impl Format {
             // An IP address first means hosts even if a name happens to be
             // "cname" or "soa": an RPZ owner is never an address.
             if is_ip(first) {
-                hosts += u32::from(tokens.next().is_some());
+                if tokens.next().is_some() {
+                    hosts += 1;
+                    other_lines += 1;
+                } else {
+                    ip_lines += 1;
+                }
                 continue;
             }
+            if lone_network(first, &mut tokens) {
+                ip_lines += 1;
+                continue;
+            }
+            other_lines += 1;
             if tokens
                 .take(3)
                 .any(|t| t.eq_ignore_ascii_case("SOA") || t.eq_ignore_ascii_case("CNAME"))
@@ -111,7 +133,9 @@ impl Format {
                 return Self::Rpz;
             }
         }
-        if hosts > adblock {
+        if ip_lines > other_lines + adblock {
+            Self::Ips
+        } else if hosts > adblock {
             Self::Hosts
         } else if adblock > 0 || bang {
             Self::Adblock
@@ -127,18 +151,20 @@ impl Format {
             "hosts" => Self::Hosts,
             "adblock" => Self::Adblock,
             "rpz" => Self::Rpz,
+            "ips" => Self::Ips,
             "ofac-sdn" => Self::OfacSdn,
             _ => return None,
         })
     }
 
-    /// "domains" | "hosts" | "adblock" | "rpz" | "ofac-sdn"
+    /// "domains" | "hosts" | "adblock" | "rpz" | "ips" | "ofac-sdn"
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Domains => "domains",
             Self::Hosts => "hosts",
             Self::Adblock => "adblock",
             Self::Rpz => "rpz",
+            Self::Ips => "ips",
             Self::OfacSdn => "ofac-sdn",
         }
     }
@@ -211,6 +237,14 @@ pub struct Entry<'a> {
     pub kind: EntryKind,
 }
 
+/// One network found on a line: an `ips` line or an RPZ `rpz-ip` trigger,
+/// with what the list says about the addresses in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetEntry {
+    pub net: Net,
+    pub kind: EntryKind,
+}
+
 /// What a line amounts to, apart from the entries it emitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -220,7 +254,7 @@ pub enum Outcome {
     /// trigger (SOA, NS, $TTL, hosts "localhost" lines...).
     Skip,
     /// Valid syntax of the format that embargo does not implement (adblock
-    /// exception/cosmetic/regex rules or unknown modifiers, RPZ rpz-ip /
+    /// exception/cosmetic/regex rules or unknown modifiers, RPZ
     /// rpz-nsdname / rpz-client-ip / rpz-nsip triggers, RPZ local-data
     /// (A/AAAA/TXT...) or rpz-drop / rpz-tcp-only actions...). The
     /// &'static str says what, e.g. "adblock exception rule".
@@ -244,6 +278,18 @@ impl Parser {
     /// Parses one line (without its line terminator; may end in '\r', which
     /// must be ignored). Calls `emit` for each entry found.
     pub fn parse_line<'a>(&mut self, line: &'a str, emit: &mut dyn FnMut(Entry<'a>)) -> Outcome {
+        self.parse_line_with_nets(line, emit, &mut |_| {})
+    }
+
+    /// [`Self::parse_line`], handing the networks an `ips` line or an RPZ
+    /// `rpz-ip` trigger names to `nets` (`Outcome::Entries` when either
+    /// callback was called).
+    pub fn parse_line_with_nets<'a>(
+        &mut self,
+        line: &'a str,
+        emit: &mut dyn FnMut(Entry<'a>),
+        nets: &mut dyn FnMut(NetEntry),
+    ) -> Outcome {
         let line = line.strip_suffix('\r').unwrap_or(line);
         // Editors on Windows put a BOM before the first line; it would
         // otherwise become part of the first name.
@@ -252,7 +298,8 @@ impl Parser {
             Format::Domains => parse_domains(line, emit),
             Format::Hosts => parse_hosts(line, emit),
             Format::Adblock => parse_adblock(line, emit),
-            Format::Rpz => self.rpz.parse(line, emit),
+            Format::Rpz => self.rpz.parse(line, emit, nets),
+            Format::Ips => parse_ips(line, nets),
             Format::OfacSdn => Outcome::Unsupported("OFAC SDN files are read whole, not by line"),
         }
     }
@@ -278,6 +325,13 @@ pub(super) fn block(token: &str) -> Entry<'_> {
         wildcard,
         kind: EntryKind::Block,
     }
+}
+
+/// Whether a line whose first token is not an address reads as an `ips`
+/// line: a lone network (`192.0.2.0/24`, host bits or not) and nothing
+/// after it.
+fn lone_network<'a>(first: &str, rest: &mut impl Iterator<Item = &'a str>) -> bool {
+    first.split_once('/').is_some_and(|(addr, _)| is_ip(addr)) && rest.next().is_none()
 }
 
 pub(super) fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
@@ -396,6 +450,30 @@ mod tests {
         assert_eq!(Format::Hosts.as_str(), "hosts");
         assert_eq!(Format::Adblock.as_str(), "adblock");
         assert_eq!(Format::Rpz.as_str(), "rpz");
+        assert_eq!(Format::Ips.as_str(), "ips");
+        assert_eq!(Format::parse("ips"), Some(Format::Ips));
+    }
+
+    /// Issue 20: a file of lone addresses and networks is an `ips` list;
+    /// one domain or hosts line makes it something else.
+    #[test]
+    fn r20_detects_ip_lists() {
+        assert_eq!(
+            Format::detect(
+                "; Spamhaus DROP\n1.10.16.0/20 ; SBL256894\n2.56.192.0/22 ; SBL459831\n"
+            ),
+            Format::Ips
+        );
+        assert_eq!(
+            Format::detect("# Feodo\n192.0.2.7\n2001:db8::1\n"),
+            Format::Ips
+        );
+        assert_eq!(Format::detect("192.0.2.0/24\na.example\n"), Format::Domains);
+        assert_eq!(
+            Format::detect("192.0.2.7\n0.0.0.0 a.example\n"),
+            Format::Hosts
+        );
+        assert_eq!(Format::detect("# only comments\n"), Format::Domains);
     }
 
     // ---- detect ----
@@ -497,7 +575,13 @@ mod tests {
 
     // ---- properties ----
 
-    const FORMATS: [Format; 4] = [Format::Domains, Format::Hosts, Format::Adblock, Format::Rpz];
+    const FORMATS: [Format; 5] = [
+        Format::Domains,
+        Format::Hosts,
+        Format::Adblock,
+        Format::Rpz,
+        Format::Ips,
+    ];
 
     /// Lines built from the fragments the parsers branch on, so that random
     /// input reaches the deep RPZ and adblock paths, not just "Invalid".
@@ -544,6 +628,9 @@ mod tests {
             "A",
             "0.0.0.0",
             "::1",
+            "192.0.2.0/24",
+            "32.1.2.0.192.rpz-ip",
+            "48.zz.101.db8.2001.rpz-ip",
             "localhost",
             "important",
             ",",
@@ -587,7 +674,8 @@ mod tests {
                 let mut parser = format.parser();
                 for line in &lines {
                     let mut count = 0usize;
-                    let outcome = parser.parse_line(line, &mut |e| {
+                    let mut nets = 0usize;
+                    let outcome = parser.parse_line_with_nets(line, &mut |e| {
                         count += 1;
                         // Entries are slices of the line, never copies, but
                         // for an RPZ owner completed by a $ORIGIN below the apex.
@@ -598,8 +686,8 @@ mod tests {
                         } else {
                             assert_eq!(format, Format::Rpz);
                         }
-                    });
-                    prop_assert_eq!(count > 0, outcome == Outcome::Entries);
+                    }, &mut |_| nets += 1);
+                    prop_assert_eq!(count + nets > 0, outcome == Outcome::Entries);
                 }
             }
             let _ = Format::detect(&lines.join("\n"));

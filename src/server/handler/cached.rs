@@ -1,11 +1,11 @@
 //! Step 7's question: what the rules in force make of a cached answer.
-//! An entry carries a tag ([`Checked`]) saying what its CNAME chain led
-//! to when it was stored; under the same rules that costs one compare,
+//! An entry carries a tag ([`Checked`]) saying what its CNAME chain and
+//! addresses led to when it was stored; under the same rules that costs one compare,
 //! after a reload the chain is inspected again, once. Fresh hits, stale
 //! answers and a chased target's hit all ask here.
 
 use crate::cache::{Cache, CacheKey, Tag};
-use crate::cname::{self, Checked};
+use crate::cname::Checked;
 use crate::policy::QueryFacts;
 use crate::state::{ListSlot, Snapshot};
 
@@ -75,9 +75,9 @@ pub(super) fn cached_block(
         Checked::Unchained | Checked::Passed { .. } => None,
         Checked::Blocked { list, action, .. } => Some((list, action)),
         Checked::PerGroup { .. } if allowed => None,
-        Checked::PerGroup { .. } => cname::inspect(out, snap, group).map(|through| {
-            through.respond(query, facts, out);
-            (list_slot(snap, through.policy), through.policy.action)
+        Checked::PerGroup { .. } => crate::inspect::inspect_answer(out, snap, group).map(|found| {
+            found.respond(query, facts, out);
+            (list_slot(snap, found.policy()), found.policy().action)
         }),
     }
 }

@@ -1,6 +1,7 @@
 //! Step 9: the upstream's answer to a [`Forward`], made the client's. Its
-//! CNAME chain is inspected against the rules now in force and the
-//! client's group ([`crate::cname`]): a chain through a listed name gets
+//! CNAME chain, then its addresses, are inspected against the rules now in
+//! force and the client's group ([`crate::cname`], [`crate::response_ip`]):
+//! a chain through a listed name, or an address in a listed network, gets
 //! that list's block, as if the name had been asked. A good answer is
 //! cached (TTLs clamped, tagged with what its chain led to), then sent
 //! with the client's ID, flags and question. When every upstream failed,
@@ -9,7 +10,8 @@
 //! with EDE 22. Both forward paths end here, and each decision is
 //! recorded with the time from the query to its answer.
 
-use crate::cname::{self, Checked};
+use crate::cname::Checked;
+use crate::inspect;
 use crate::observe::{Decision, QueryEvent, now_us, rcode_of};
 use crate::policy::start_response;
 use crate::server::log_gate::LogGate;
@@ -91,15 +93,17 @@ impl Handler {
         let key = job.cache_key();
         let generation = snap.generation;
 
-        // A chain through a listed name gets that list's block (the name
-        // asked being allowlisted, its chain is not inspected).
+        // A chain through a listed name gets that list's block, and so
+        // does an address in a listed network (the name asked being
+        // allowlisted, its answer is not inspected).
         let through = if *allowed {
             None
         } else {
-            cname::inspect(&resp, &snap, group)
+            inspect::inspect_answer(&resp, &snap, group)
         };
         if let Some(through) = through {
-            let (list, action) = (list_slot(&snap, through.policy), through.policy.action);
+            let policy = through.policy();
+            let (list, action) = (list_slot(&snap, policy), policy.action);
             if snap.groups.configured() {
                 // Other groups may not block it: keep the chain, to be
                 // inspected again for each client's group.
@@ -126,6 +130,7 @@ impl Handler {
                     .event(job, Decision::Blocked)
                     .with_group(group.slot)
                     .with_block(list, usize::MAX, action)
+                    .with_net(through.net())
                     .with_upstream(self.server_id(job, upstream));
                 self.record_forward(job, ev, out);
             }

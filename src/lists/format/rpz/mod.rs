@@ -17,7 +17,10 @@
 //! feed's less specific triggers, never from another list). An owner `x`
 //! is a trigger for `x` alone, and `*.x` for the names below `x`
 //! ([`super::Format::scope`]).
-//! Unsupported: `rpz-ip`, `rpz-nsdname`, `rpz-nsip` and `rpz-client-ip`
+//! Response-IP triggers (`32.1.2.0.192.rpz-ip`, `48.zz.101.db8.2001.rpz-ip`)
+//! name a network ([`super::ips::parse_rpz_ip`]) with the same actions,
+//! handed to the caller's second callback as a [`NetEntry`].
+//! Unsupported: `rpz-nsdname`, `rpz-nsip` and `rpz-client-ip`
 //! triggers, `rpz-drop.` and `rpz-tcp-only.` actions, CNAME redirects, local
 //! data (A, AAAA, TXT...), `$INCLUDE`/`$GENERATE`, a `*` covering the whole
 //! zone, and a record split over lines before its action.
@@ -33,7 +36,9 @@
 
 use std::borrow::Cow;
 
-use super::{Entry, EntryKind, Outcome, split_wildcard, starts_with_ignore_case};
+use super::ips::parse_rpz_ip;
+use super::{Entry, EntryKind, NetEntry, Outcome, split_wildcard, starts_with_ignore_case};
+use crate::matcher::Net;
 
 #[cfg(test)]
 mod tests;
@@ -112,15 +117,24 @@ enum Owner<'a> {
         name: Cow<'a, str>,
         wildcard: bool,
     },
+    /// An `rpz-ip` trigger: the network it names.
+    Net(Net),
     /// Omitted owner continuing a trigger of an earlier line.
     SameTrigger,
+    /// An owner that is not a valid trigger; the message says why.
+    Invalid(String),
     Unsupported(&'static str),
     /// An owner outside the policy zone; the message names both.
     Outside(String),
 }
 
 impl RpzState {
-    pub(super) fn parse<'a>(&mut self, line: &'a str, emit: &mut dyn FnMut(Entry<'a>)) -> Outcome {
+    pub(super) fn parse<'a>(
+        &mut self,
+        line: &'a str,
+        emit: &mut dyn FnMut(Entry<'a>),
+        nets: &mut dyn FnMut(NetEntry),
+    ) -> Outcome {
         let mut tokens = Tokens::new(line);
         if self.depth > 0 {
             // Inside a multi-line record (an SOA in practice): its action, if
@@ -140,7 +154,7 @@ impl RpzState {
             }
             return Outcome::Skip;
         }
-        let outcome = self.record(line, &mut tokens, emit);
+        let outcome = self.record(line, &mut tokens, emit, nets);
         tokens.drain();
         if tokens.overcloses() {
             // `record` checked this itself before emitting anything.
@@ -158,6 +172,7 @@ impl RpzState {
         line: &'a str,
         tokens: &mut Tokens<'a>,
         emit: &mut dyn FnMut(Entry<'a>),
+        nets: &mut dyn FnMut(NetEntry),
     ) -> Outcome {
         let Some(first) = tokens.next() else {
             return Outcome::Skip;
@@ -221,7 +236,8 @@ impl RpzState {
         };
         self.prev = match owner {
             Owner::Apex => PrevOwner::Apex,
-            Owner::Trigger { .. } | Owner::SameTrigger => PrevOwner::Trigger,
+            Owner::Trigger { .. } | Owner::Net(_) | Owner::SameTrigger => PrevOwner::Trigger,
+            Owner::Invalid(_) => PrevOwner::Outside,
             Owner::Unsupported(what) => PrevOwner::Unsupported(what),
             Owner::Outside(_) => PrevOwner::Outside,
         };
@@ -233,34 +249,25 @@ impl RpzState {
         let (name, wildcard) = match owner {
             Owner::Apex => return Outcome::Skip,
             Owner::Unsupported(what) => return Outcome::Unsupported(what),
-            Owner::Outside(why) => return Outcome::Invalid(why),
+            Owner::Outside(why) | Owner::Invalid(why) => return Outcome::Invalid(why),
             Owner::SameTrigger if cname => {
                 return Outcome::Invalid("CNAME beside other records of the same owner".to_owned());
             }
             Owner::SameTrigger => return Outcome::Unsupported(RPZ_LOCAL_DATA),
             Owner::Trigger { name, wildcard } => (name, wildcard),
+            Owner::Net(net) => {
+                return match Self::action(cname, tokens, "", true) {
+                    Ok(kind) => {
+                        nets(NetEntry { net, kind });
+                        Outcome::Entries
+                    }
+                    Err(outcome) => outcome,
+                };
+            }
         };
-        if !cname {
-            return Outcome::Unsupported(RPZ_LOCAL_DATA);
-        }
-        let Some(target) = tokens.next() else {
-            return if tokens.continues() {
-                Outcome::Unsupported(RPZ_SPLIT)
-            } else {
-                Outcome::Invalid("CNAME without a target".to_owned())
-            };
-        };
-        if tokens.next().is_some() {
-            return Outcome::Invalid("CNAME with more than one target".to_owned());
-        }
-        // The line is read to its end now: a stray ')' makes it invalid, and
-        // an invalid line must not have emitted anything.
-        if tokens.overcloses() {
-            return Outcome::Invalid("')' without a matching '('".to_owned());
-        }
-        let kind = match rpz_action(target, &name, wildcard) {
+        let kind = match Self::action(cname, tokens, &name, wildcard) {
             Ok(kind) => kind,
-            Err(what) => return Outcome::Unsupported(what),
+            Err(outcome) => return outcome,
         };
         emit(Entry {
             name,
@@ -268,6 +275,37 @@ impl RpzState {
             kind,
         });
         Outcome::Entries
+    }
+
+    /// The action of a trigger's record: its type (`cname`) and the rest
+    /// of the line, read to its end.
+    fn action(
+        cname: bool,
+        tokens: &mut Tokens<'_>,
+        name: &str,
+        wildcard: bool,
+    ) -> Result<EntryKind, Outcome> {
+        if !cname {
+            return Err(Outcome::Unsupported(RPZ_LOCAL_DATA));
+        }
+        let Some(target) = tokens.next() else {
+            return Err(if tokens.continues() {
+                Outcome::Unsupported(RPZ_SPLIT)
+            } else {
+                Outcome::Invalid("CNAME without a target".to_owned())
+            });
+        };
+        if tokens.next().is_some() {
+            return Err(Outcome::Invalid(
+                "CNAME with more than one target".to_owned(),
+            ));
+        }
+        // The line is read to its end now: a stray ')' makes it invalid, and
+        // an invalid line must not have emitted anything.
+        if tokens.overcloses() {
+            return Err(Outcome::Invalid("')' without a matching '('".to_owned()));
+        }
+        rpz_action(target, name, wildcard).map_err(Outcome::Unsupported)
     }
 
     fn directive(&mut self, keyword: &str, tokens: &mut Tokens<'_>) -> Outcome {
@@ -368,6 +406,18 @@ impl RpzState {
             .and_then(|dot| base.get(dot + 1..))
             .unwrap_or(base);
         if starts_with_ignore_case(last_label, "rpz-") {
+            if last_label.eq_ignore_ascii_case("rpz-ip") {
+                let Some(net) = base.get(..base.len() - last_label.len()) else {
+                    return Owner::Invalid("rpz-ip trigger without an address".to_owned());
+                };
+                if wildcard {
+                    return Owner::Invalid(format!("wildcard rpz-ip trigger *.{base}"));
+                }
+                return match parse_rpz_ip(net.strip_suffix('.').unwrap_or(net)) {
+                    Ok(net) => Owner::Net(net),
+                    Err(why) => Owner::Invalid(why),
+                };
+            }
             for (label, what) in RPZ_SPECIAL_TRIGGERS {
                 if last_label.eq_ignore_ascii_case(label) {
                     return Owner::Unsupported(what);

@@ -97,10 +97,7 @@ fn rpz_case_insensitive_keywords() {
         rpz_one("a.com CNAME Rpz-Drop."),
         unsupported("RPZ rpz-drop action")
     );
-    assert_eq!(
-        rpz_one("a.com.RPZ-IP CNAME ."),
-        unsupported("RPZ rpz-ip trigger")
-    );
+    assert!(is_invalid(&rpz_one("a.com.RPZ-IP CNAME .")));
     let r = parse_all(
         Format::Rpz,
         &[
@@ -165,14 +162,6 @@ fn rpz_relative_absolute_and_wildcard_owners() {
 #[test]
 fn rpz_special_triggers() {
     assert_eq!(
-        rpz_one("32.1.2.0.192.rpz-ip CNAME ."),
-        unsupported("RPZ rpz-ip trigger")
-    );
-    assert_eq!(
-        rpz_one("32.1.2.0.192.rpz-ip.rpz.test. CNAME ."),
-        unsupported("RPZ rpz-ip trigger")
-    );
-    assert_eq!(
         rpz_one("ns.evil.com.rpz-nsdname CNAME ."),
         unsupported("RPZ rpz-nsdname trigger")
     );
@@ -190,12 +179,70 @@ fn rpz_special_triggers() {
     );
     assert_eq!(
         rpz_one("32.1.2.0.192.rpz-ip A 1.2.3.4"),
-        unsupported("RPZ rpz-ip trigger")
+        unsupported("RPZ local data")
     );
     // Only the last label counts.
     assert_eq!(
         rpz_one("rpz-ip.a.com CNAME ."),
         rpz_entry("rpz-ip.a.com", false, EntryKind::Nxdomain)
+    );
+}
+
+type NetLine = (Outcome, usize, Vec<(String, EntryKind)>);
+
+/// `lines` after the SOA zone header: each one's outcome, names and networks.
+fn nets_after_soa(lines: &[&str]) -> Vec<NetLine> {
+    let mut parser = Format::Rpz.parser();
+    for line in SOA_ZONE {
+        parser.parse_line(line, &mut |_| {});
+    }
+    lines
+        .iter()
+        .map(|line| {
+            let (mut names, mut nets) = (0, Vec::new());
+            let outcome = parser.parse_line_with_nets(line, &mut |_| names += 1, &mut |n| {
+                nets.push((n.net.to_string(), n.kind))
+            });
+            (outcome, names, nets)
+        })
+        .collect()
+}
+
+/// Issue 20: rpz-ip triggers name networks, with the record's action.
+#[test]
+fn r20_rpz_ip_triggers_are_networks() {
+    use EntryKind::*;
+    let r = nets_after_soa(&[
+        "32.1.2.0.192.rpz-ip CNAME .",
+        "24.0.2.0.192.rpz-ip.rpz.test. 300 IN CNAME *.",
+        "48.zz.101.db8.2001.rpz-ip CNAME .",
+        "32.7.2.0.192.rpz-ip CNAME rpz-passthru.",
+        "24.1.2.0.192.rpz-ip CNAME .",
+        "33.1.2.0.192.rpz-ip CNAME .",
+        "*.24.0.2.0.192.rpz-ip CNAME .",
+        "rpz-ip CNAME .",
+        "32.1.2.0.192.rpz-ip CNAME rpz-drop.",
+    ]);
+    let net = |n: &str, k| (Outcome::Entries, 0, vec![(n.to_owned(), k)]);
+    assert_eq!(r[0], net("192.0.2.1/32", Nxdomain));
+    assert_eq!(r[1], net("192.0.2.0/24", Nodata));
+    assert_eq!(r[2], net("2001:db8:101::/48", Nxdomain));
+    assert_eq!(r[3], net("192.0.2.7/32", Passthru));
+    for (i, bad) in r.iter().enumerate().skip(4).take(4) {
+        assert!(
+            matches!(bad, (Outcome::Invalid(_), 0, nets) if nets.is_empty()),
+            "{i}: {bad:?}"
+        );
+    }
+    let Outcome::Invalid(why) = &r[4].0 else {
+        panic!()
+    };
+    assert!(why.contains("192.0.2.0/24"), "{why}");
+    assert_eq!(r[8].0, Outcome::Unsupported("RPZ rpz-drop action"));
+    // Without a callback for them, networks are not names.
+    assert_eq!(
+        rpz_one("32.1.2.0.192.rpz-ip CNAME ."),
+        (Outcome::Entries, vec![])
     );
 }
 
@@ -240,8 +287,8 @@ fn rpz_blank_owner_continuation() {
     assert_eq!(r[0], unsupported("RPZ local data"));
     assert_eq!(r[1], unsupported("RPZ local data"));
     assert!(is_invalid(&r[2]));
-    assert_eq!(r[3], unsupported("RPZ rpz-ip trigger"));
-    assert_eq!(r[4], unsupported("RPZ rpz-ip trigger"));
+    assert_eq!(r[3], unsupported("RPZ local data"));
+    assert_eq!(r[4], unsupported("RPZ local data"));
     assert_eq!(r[5], skip());
     assert_eq!(r[6], skip());
     // No record before: nothing to continue.
@@ -336,7 +383,8 @@ fn r9_owners_are_qualified_by_the_origin_in_force() {
     assert_eq!(r[4], rpz_entry("www.sub.example", false, Nxdomain));
     assert_eq!(r[5], rpz_entry("deep.sub.example", true, Nodata));
     assert_eq!(r[6], rpz_entry("sub.example", false, Passthru));
-    assert_eq!(r[8], unsupported("RPZ rpz-ip trigger"));
+    // An rpz-ip trigger under its own $ORIGIN: a network (issue 20), not a name.
+    assert_eq!(r[8], (Outcome::Entries, vec![]));
     assert_eq!(r[10], rpz_entry("plain.example", false, Nxdomain));
     for (i, owner) in [(11, "other.test."), (13, "x.elsewhere.test.")] {
         let Outcome::Invalid(why) = &r[i].0 else {
