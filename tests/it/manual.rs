@@ -325,7 +325,7 @@ fn configuration_error_example_is_what_validate_prints() {
     let md = read("docs/src/configuration.md");
     let config = fenced(&md, "toml")
         .into_iter()
-        .find(|b| b.iter().any(|l| l.starts_with("refesh = ")))
+        .find(|b| b.iter().any(|l| l.starts_with("max_client = ")))
         .expect("the chapter's example of a bad file");
     let shown: String = fenced(&md, "text")
         .into_iter()
