@@ -427,6 +427,10 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
                 println!("{}	failed	{why}", spec.name);
                 code = ExitCode::from(1);
             }
+            Outcome::BadSignature(why) => {
+                println!("{}	refused	signature: {why}", spec.name);
+                code = ExitCode::from(1);
+            }
         }
     }
     if updated && embargo::reload::pid_file(config).exists() {

@@ -470,15 +470,24 @@ async fn keep_fresh(client: reqwest::Client, spec: ListSpec, url: String, poke: 
             source::Outcome::Refused(why) => {
                 tracing::error!(list = %spec.name, "new version refused, keeping the last good copy: {why}")
             }
+            source::Outcome::BadSignature(why) => {
+                tracing::error!(list = %spec.name, "new version not loaded, its signature is missing or wrong; keeping the last good copy: {why}");
+                wait = retry_soon(&spec);
+            }
             source::Outcome::Failed(why) => {
                 tracing::error!(list = %spec.name, "refresh failed, keeping the last good copy: {why}");
-                // Try again sooner than a full period, but not in a tight loop.
-                wait = (spec.fetch.refresh / 8)
-                    .max(Duration::from_secs(30))
-                    .min(spec.fetch.refresh);
+                wait = retry_soon(&spec);
             }
         }
     }
+}
+
+/// When to try a failed refresh again: sooner than a full period, but not
+/// in a tight loop.
+fn retry_soon(spec: &ListSpec) -> Duration {
+    (spec.fetch.refresh / 8)
+        .max(Duration::from_secs(30))
+        .min(spec.fetch.refresh)
 }
 
 /// Keeps a zone-transfer list current: at start, on its refresh timer, and
@@ -496,7 +505,7 @@ async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, pok
             source::Outcome::Refused(why) => {
                 tracing::error!(list = %spec.name, "new version of the zone refused, keeping the last good copy: {why}")
             }
-            source::Outcome::Failed(why) => {
+            source::Outcome::Failed(why) | source::Outcome::BadSignature(why) => {
                 tracing::error!(list = %spec.name, "zone refresh failed, keeping the last good copy: {why}")
             }
         }

@@ -206,6 +206,19 @@ impl Snapshot {
                 });
                 continue;
             }
+            // A list that must be signed is never loaded unsigned: the copy
+            // is verified against the signature kept beside it, every load,
+            // at start too (see `source::signature`).
+            if let Err(e) = crate::source::signature::verify_copy(spec) {
+                tracing::error!(list = %spec.name, error = %e, "the copy's signature does not verify: list not enforced until a download that does");
+                lists.push(ListInfo {
+                    slot: slots.slot(&spec.name),
+                    spec: spec.clone(),
+                    stats: ListStats::default(),
+                    note: Some(format!("signature: {e}")),
+                });
+                continue;
+            }
             let list_err = |source| BuildError::List {
                 list: spec.name.clone(),
                 location: spec.location.clone(),

@@ -125,6 +125,10 @@ pub struct ListFileSpec {
     pub max_shrink: Option<Value>,
     pub tsig: Option<Value>,
     pub inspect_cname: Option<Value>,
+    // The list's guards (config/list.rs): signature, expiry, canary.
+    pub signature: Option<Value>,
+    pub public_key: Option<Value>,
+    pub signature_url: Option<Value>,
 }
 
 /// `[allow]`

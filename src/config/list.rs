@@ -4,12 +4,16 @@
 //! it gives and how it is kept current. `lists` turns a list's bytes into
 //! names, `source` brings the bytes of remote lists; both read this
 //! description, neither is imported by it.
+//!
+//! A list's guards are read here too ([`Checker::list_guards`]): the
+//! publisher's signature a download must carry ([`Signed`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Location;
+use super::file::{ListFileSpec, Value};
+use super::{Checker, Location, list_key};
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
 
@@ -95,6 +99,10 @@ pub struct ListSpec {
     /// Whether a forwarded answer whose CNAME or DNAME chain passes through
     /// one of this list's names is blocked as that name would be.
     pub inspect_cname: bool,
+    /// The publisher's signature every copy must carry (`signature =
+    /// "minisign"`): a copy without it, or whose signature does not verify,
+    /// is never loaded.
+    pub signature: Option<Signed>,
     /// Where the list is declared in the config.
     pub location: Location,
 }
@@ -113,6 +121,115 @@ impl ListSpec {
             text.push_str(&p.reason);
         }
         text
+    }
+}
+
+/// A list signed by its publisher with minisign: the key that must have
+/// signed it and where the detached signature is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The publisher's public key, as the second line of its `minisign.pub`
+    /// (base64, `RW...`); checked to decode when the config is read.
+    pub public_key: String,
+    /// The signature's URL: `signature_url`, by default the list's URL
+    /// followed by `.minisig`, as `minisign -S` names the file it writes.
+    pub url: String,
+}
+
+/// What `signature` accepts.
+const WANT_SIGNATURE: &str = r#""minisign""#;
+
+/// What a list's guards are, once read.
+pub(super) struct Guards {
+    pub(super) signature: Option<Signed>,
+}
+
+impl Checker<'_> {
+    /// The guards of the `index`th (0-based) `[[lists]]` table `l`, whose
+    /// source is `source`: `signature`, `public_key` and `signature_url`.
+    pub(super) fn list_guards(
+        &mut self,
+        index: usize,
+        l: &ListFileSpec,
+        source: &Source,
+    ) -> Guards {
+        let key = |field: &str| list_key(index, field);
+        Guards {
+            signature: self.list_signature(&key, l, source),
+        }
+    }
+
+    fn list_signature(
+        &mut self,
+        key: &dyn Fn(&str) -> String,
+        l: &ListFileSpec,
+        source: &Source,
+    ) -> Option<Signed> {
+        let wanted = self
+            .opt_parse(&key("signature"), &l.signature, WANT_SIGNATURE, |s| {
+                (s == "minisign").then_some(())
+            })
+            .is_some();
+        let public_key = self.opt_parse(
+            &key("public_key"),
+            &l.public_key,
+            "a minisign public key: the second line of the publisher's minisign.pub (RW...)",
+            |s| {
+                let s = s.trim();
+                minisign_verify::PublicKey::from_base64(s)
+                    .ok()
+                    .map(|_| s.to_owned())
+            },
+        );
+        let url = self.opt_parse(
+            &key("signature_url"),
+            &l.signature_url,
+            r#"an http:// or https:// URL such as "https://example.org/list.txt.minisig""#,
+            |s| (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_owned()),
+        );
+        // Each key that makes sense only with the others says so itself.
+        let alone = |this: &mut Self, v: &Option<Value>, field: &str| {
+            if let Some(v) = v {
+                this.problem(
+                    v,
+                    format!("{}: applies only with signature = \"minisign\"", key(field)),
+                );
+            }
+        };
+        if l.signature.is_none() {
+            alone(self, &l.public_key, "public_key");
+            alone(self, &l.signature_url, "signature_url");
+            return None;
+        }
+        let signature = l.signature.as_ref()?;
+        let Source::Http(list_url) = source else {
+            if !matches!(source, Source::File(p) if p.as_os_str().is_empty()) {
+                self.problem(
+                    signature,
+                    format!(
+                        "{}: applies only to http:// and https:// sources (a zone transfer has tsig; a local file is the operator's own)",
+                        key("signature")
+                    ),
+                );
+            }
+            return None;
+        };
+        if l.public_key.is_none() {
+            self.problem(
+                signature,
+                format!(
+                    "{}: needs public_key, the publisher's minisign public key",
+                    key("signature")
+                ),
+            );
+        }
+        if !wanted {
+            return None;
+        }
+        Some(Signed {
+            public_key: public_key?,
+            url: url.unwrap_or_else(|| format!("{list_url}.minisig")),
+        })
     }
 }
 

@@ -27,7 +27,7 @@ pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use groups::{GroupSpec, MAX_GROUPS};
 pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
-pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
+pub use list::{Fetch, ListSpec, Provenance, Signed, Source, Tsig, XfrSource};
 pub use observe::{ClientIp, HitsConfig, LogConfig, LogFormat, LogPath, LogQueries};
 pub use run_as::{Account, RunAs};
 pub use server::{ServerConfig, TcpLimits};
@@ -650,6 +650,7 @@ impl Checker<'_> {
                 .join(format!("{}.list", file_safe(&name))),
         };
         let fetch = self.fetch_settings(index, l);
+        let guards = self.list_guards(index, l, &source);
         let provenance = Provenance {
             authority: self
                 .text(
@@ -705,6 +706,7 @@ impl Checker<'_> {
                     true
                 }
             },
+            signature: guards.signature,
             location: self.location(l.name.as_ref().unwrap_or(&table)),
         }
     }
