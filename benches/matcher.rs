@@ -269,7 +269,7 @@ fn cached_path(c: &mut Criterion) {
     let handler = bench_handler(dir.path(), "");
     let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
     let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
-    query.extend_from_slice(b"\x03www\x0bbench-cache\x04test\x00\x00\x01\x00\x01");
+    query.extend_from_slice(b"\x03www\x0bbench-cache\x07example\x00\x00\x01\x00\x01");
     query.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let (facts, name) = embargo::query::parse(&query).expect("query");
     let key = embargo::cache::CacheKey::new(&name, &facts);
@@ -311,5 +311,61 @@ fn cached_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, lookups, building, request_path, cached_path);
+/// The local names (issue 18), asked before the lists for every query:
+/// the walk for a name under no local zone (most queries), a record and a
+/// zone's NXDOMAIN written into a reused buffer as the handler would.
+fn local_names(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = embargo::Config::parse(
+        &dir.path().join("e.toml"),
+        "[local_zones]\nzones = [\"lan\"]\n[[records]]\nname = \"nas.home.arpa\"\na = \"192.168.1.10\"\n\
+         [[forward]]\nzones = [\"corp.example\"]\nservers = [\"10.0.0.10\"]\n",
+    )
+    .expect("config");
+    let local = embargo::local::Local::build(&config.local, &config.forward).expect("local");
+    let zones = embargo::zones::ForwardZones::new(&config.forward);
+    let mut g = c.benchmark_group("local");
+    for (label, name) in [
+        ("miss", "www.example.com"),
+        ("miss_arpa", "1.2.0.192.in-addr.arpa.example"),
+        ("forwarded", "dc1.corp.example"),
+    ] {
+        let k = key(name);
+        g.bench_function(format!("lookup_{label}"), |b| {
+            b.iter(|| black_box(local.lookup(black_box(&k), 1, 1)).is_none())
+        });
+    }
+    let k = key("dc1.corp.example");
+    g.bench_function("forward_zone", |b| {
+        b.iter(|| black_box(zones.lookup(black_box(&k))))
+    });
+    for (label, name) in [("record", "nas.home.arpa"), ("nxdomain", "printer.local")] {
+        let mut p = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            p.push(l.len() as u8);
+            p.extend_from_slice(l.as_bytes());
+        }
+        p.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let (facts, k) = embargo::query::parse(&p).expect("query");
+        let mut out = Vec::with_capacity(512);
+        g.bench_function(format!("answer_{label}"), |b| {
+            b.iter(|| {
+                if let Some(a) = local.lookup(black_box(&k), facts.qtype, facts.qclass) {
+                    a.respond(&p, &facts, &mut out);
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    lookups,
+    building,
+    request_path,
+    cached_path,
+    local_names
+);
 criterion_main!(benches);

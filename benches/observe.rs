@@ -27,7 +27,12 @@ fn format(c: &mut Criterion) {
         ("text", LogFormat::Text, ClientIp::Full),
         ("json-hash", LogFormat::Json, ClientIp::Hash),
     ] {
-        let mut f = Formatter::new(format, ClientView::new(ip), slots.clone(), Vec::new());
+        let mut f = Formatter::new(
+            format,
+            ClientView::new(ip),
+            slots.clone(),
+            Default::default(),
+        );
         c.bench_function(&format!("observe/format-{label}"), |b| {
             b.iter(|| {
                 if out.len() > 1 << 19 {

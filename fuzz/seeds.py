@@ -64,6 +64,17 @@ def request_seeds():
         s[f"q-{n}-edns"] = query(n, 1, edns=opt())
         s[f"q-{n}-edns-do-4096"] = query(n, 28, edns=opt(4096, do=True))
     s["big-edns-512"] = query("big.test", 1, edns=opt(512))
+    # Local names (issue 18): records of every type, CNAMEs to a local, a
+    # cached and a listed name, default zones, a zone of our own.
+    for n, qtype in [("nas.home.arpa", 1), ("nas.home.arpa", 28), ("nas.home.arpa", 15),
+                     ("nas.home.arpa", 33), ("nas.home.arpa", 255), ("media.home.arpa", 1),
+                     ("ext.home.arpa", 1), ("bad.home.arpa", 1), ("other.home.arpa", 1),
+                     ("10.1.168.192.in-addr.arpa", 12), ("x.local", 1), ("db.localhost", 28),
+                     ("home.arpa", 6), ("mail.lan", 1), ("box.lan", 1)]:
+        s[f"local-{n}-{qtype}"] = query(n, qtype)
+        s[f"local-{n}-{qtype}-edns"] = query(n, qtype, edns=opt(512))
+    s["local-class-chaos"] = header(37, 0x0100) + question("nas.home.arpa", 1, 3)
+    s["local-axfr"] = query("home.arpa", 252)
     s["any"] = query("example.com", 255)
     s["axfr"] = query("rpz.test", 252)
     s["ixfr"] = query("rpz.test", 251)

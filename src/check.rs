@@ -1,6 +1,8 @@
 //! What the rules in force say about a name, and about a client: the
 //! answer of `embargo check` and of `GET /api/check`, worked out once here
-//! so that the command line and the API never disagree.
+//! so that the command line and the API never disagree. A name is looked
+//! at in the handler's order: local names first (records, local zones),
+//! then the lists, then where it would be forwarded (`[[forward]]`).
 
 use std::net::IpAddr;
 
@@ -11,6 +13,7 @@ use crate::groups::Group;
 use crate::lists::Format;
 use crate::matcher::NameKey;
 use crate::state::{ListInfo, Snapshot, Verdict};
+use crate::wire;
 
 /// What `[access]` and `[rate_limit]` make of a client.
 #[derive(Debug, Clone, Serialize)]
@@ -130,15 +133,21 @@ pub struct NameCheck {
     /// The name as normalised (lowercase, no final dot), or as given when
     /// it is not a valid name.
     pub name: String,
-    /// `"blocked"`, `"allowed"`, `"invalid"`, or `"refused"`/`"dropped"`
-    /// when the client asking may not ask.
+    /// `"blocked"`, `"allowed"`, `"local"` (answered here, before the
+    /// lists: `[[records]]`, hosts files, local zones), `"invalid"`, or
+    /// `"refused"`/`"dropped"` when the client asking may not ask.
     pub verdict: &'static str,
-    /// Why it is invalid, the allowlist entry that allows it, or that the
-    /// client may not ask.
+    /// Why it is invalid, the allowlist entry that allows it, what answers
+    /// a local name (the record and where it is written, or the zone and
+    /// why it is local), or that the client may not ask.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockDetail>,
+    /// With `[[forward]]`, where an allowed name is forwarded: the set and
+    /// the zone that sends it there, or `[upstream]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// Checks `text` against the snapshot, as asked by `asker` if known:
@@ -152,6 +161,7 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
                 verdict: "invalid",
                 detail: Some(e.to_string()),
                 block: None,
+                upstream: None,
             };
         }
     };
@@ -162,16 +172,46 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
             verdict: c.verdict,
             detail: Some("client not allowed".into()),
             block: None,
+            upstream: None,
         };
     }
+    // The lists of the asker's group (every list without [[groups]]).
+    let group = group_of(snap, asker);
+    // Local names answer before the lists: the operator's own.
+    if let Some(answer) = snap.local.lookup(&key, wire::TYPE_A, 1) {
+        let mut detail = answer.about().to_string();
+        if let Verdict::Blocked { policy, .. } = snap.verdict(&key, group)
+            && let Some(list) = snap.list_of(policy)
+        {
+            detail.push_str(&format!(
+                "; listed by {} too, but local names are answered before the lists",
+                list.spec.name
+            ));
+        }
+        return NameCheck {
+            name,
+            verdict: "local",
+            detail: Some(detail),
+            block: None,
+            upstream: None,
+        };
+    }
+    let upstream =
+        (!snap.forward_zones.is_empty()).then(|| match snap.forward_zones.lookup(&key) {
+            Some(m) => format!(
+                "{} for zone {}",
+                snap.forward_zones.describe(m.set).unwrap_or("[[forward]]"),
+                key.suffix(m.suffix)
+            ),
+            None => "[upstream]".to_string(),
+        });
     let allowed = |detail| NameCheck {
         name: name.clone(),
         verdict: "allowed",
         detail,
         block: None,
+        upstream: upstream.clone(),
     };
-    // The lists of the asker's group (every list without [[groups]]).
-    let group = group_of(snap, asker);
     match snap.verdict(&key, group) {
         Verdict::Miss => {
             let mut why = Vec::new();
@@ -211,6 +251,7 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
                 name: name.clone(),
                 verdict: "blocked",
                 detail: None,
+                upstream: None,
                 block: Some(BlockDetail {
                     list: list.spec.name.clone(),
                     entry: entry(&key, suffix, list),
@@ -243,6 +284,101 @@ fn entry(key: &NameKey, suffix: usize, list: &ListInfo) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    /// A snapshot of `text` in a directory with the list `listed.txt`.
+    fn snapshot(text: &str) -> Snapshot {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("listed.txt"),
+            "seized.corp.example\nlisted.home.arpa\n",
+        )
+        .expect("list");
+        let config = Config::parse(
+            &dir.path().join("e.toml"),
+            &format!("[[lists]]\nname = \"seized\"\nsource = \"listed.txt\"\n{text}"),
+        )
+        .expect("config");
+        Snapshot::build(&config).expect("build")
+    }
+
+    /// Issue 18: `check` says which local record or zone answers a name,
+    /// and where an allowed name is forwarded.
+    #[test]
+    fn r18_check_names_the_local_answer_and_the_forward_set() {
+        let snap = snapshot(
+            "[[forward]]\nzones = [\"corp.example\", \"10.in-addr.arpa\"]\nservers = [\"10.0.0.10\", \"tcp://10.0.0.11\"]\n\
+             [[records]]\nname = \"nas.home.arpa\"\na = \"192.168.1.10\"\n\
+             [[records]]\nname = \"listed.home.arpa\"\ntxt = \"mine\"\n",
+        );
+        let check = |n: &str| name(&snap, n, None);
+        let c = check("NAS.home.arpa");
+        assert_eq!((c.name.as_str(), c.verdict), ("nas.home.arpa", "local"));
+        let detail = c.detail.expect("detail");
+        assert!(
+            detail.starts_with("local record nas.home.arpa (A; "),
+            "{detail}"
+        );
+        assert!(
+            detail.ends_with(
+                "e.toml:9:5, records[1].a), local zone home.arpa (RFC 8375, served by default)"
+            ),
+            "{detail}"
+        );
+        assert!(c.upstream.is_none() && c.block.is_none());
+        let c = check("other.home.arpa");
+        assert_eq!(c.verdict, "local");
+        assert_eq!(
+            c.detail.as_deref(),
+            Some("local zone home.arpa (RFC 8375, served by default): no such name")
+        );
+        let c = check("5.1.168.192.in-addr.arpa");
+        assert_eq!(c.verdict, "local");
+        // Local names come before the lists; check says a list has it too.
+        let c = check("listed.home.arpa");
+        assert_eq!(c.verdict, "local");
+        assert!(
+            c.detail.as_deref().is_some_and(|d| d.ends_with(
+                "; listed by seized too, but local names are answered before the lists"
+            )),
+            "{:?}",
+            c.detail
+        );
+        // Forwarded names: to their set; the lists apply first.
+        let c = check("_ldap._tcp.dc._msdcs.Corp.Example");
+        assert_eq!(c.verdict, "allowed");
+        assert_eq!(
+            c.upstream.as_deref(),
+            Some("forward[1] (10.0.0.10:53, tcp://10.0.0.11:53) for zone corp.example")
+        );
+        let c = check("5.0.0.10.in-addr.arpa");
+        assert_eq!(
+            c.verdict, "allowed",
+            "10.in-addr.arpa is forwarded, not local"
+        );
+        assert!(
+            c.upstream
+                .is_some_and(|u| u.ends_with("for zone 10.in-addr.arpa"))
+        );
+        let c = check("www.seized.corp.example");
+        assert_eq!(c.verdict, "blocked");
+        assert!(c.upstream.is_none());
+        let c = check("notcorp.example");
+        assert_eq!(
+            (c.verdict, c.upstream.as_deref()),
+            ("allowed", Some("[upstream]"))
+        );
+        // Without [[forward]] there is one set: nothing to say.
+        let plain = snapshot("");
+        let c = name(&plain, "example.org", None);
+        assert_eq!((c.verdict, c.upstream), ("allowed", None));
+        assert_eq!(name(&plain, "x.local", None).verdict, "local");
+        let json = serde_json::to_value(check("dc1.corp.example")).expect("json");
+        assert_eq!(
+            json["upstream"],
+            "forward[1] (10.0.0.10:53, tcp://10.0.0.11:53) for zone corp.example"
+        );
+        assert!(json.get("block").is_none());
+    }
 
     /// Issue 16 (2): what `check` says of RPZ triggers and passthrus, for
     /// the default group and for groups that leave a list out.

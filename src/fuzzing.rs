@@ -63,7 +63,11 @@ const CACHED: [&str; 2] = ["cached.test", "big.test"];
 
 /// One handler for the whole run: lists with every action, an allow entry
 /// under a blocked name, an RPZ zone with per-record actions, NOTIFY
-/// accepted from [`PRIMARY`] for `rpz.test`, and answers in the cache.
+/// accepted from [`PRIMARY`] for `rpz.test`, answers in the cache, and
+/// the local names (the default zones, records of every type, CNAMEs to a
+/// local name, to a cached one and to a listed one, a zone of our own);
+/// `test` is forwarded (a `[[forward]]` set taking a default zone over),
+/// so the cached names come from a forward set.
 fn handler() -> &'static Arc<Handler> {
     static HANDLER: OnceLock<Arc<Handler>> = OnceLock::new();
     HANDLER.get_or_init(|| {
@@ -115,6 +119,30 @@ format = "rpz"
 domains = ["allowed.seized.example"]
 [access]
 allow = ["127.0.0.0/8", "192.0.2.0/24"]
+[local_zones]
+zones = ["lan"]
+[[records]]
+name = "nas.home.arpa"
+a = ["192.168.1.10", "192.168.1.11"]
+aaaa = "fd00::10"
+txt = "the nas"
+mx = "10 mail.lan"
+srv = "0 100 445 nas.home.arpa"
+[[records]]
+name = "media.home.arpa"
+cname = "nas.home.arpa"
+[[records]]
+name = "ext.home.arpa"
+cname = "cached.test"
+[[records]]
+name = "bad.home.arpa"
+cname = "www.seized.example"
+[[records]]
+name = "mail.lan"
+a = "10.20.0.25"
+[[forward]]
+zones = ["test"]
+servers = ["{upstream}"]
 # No observer thread or file: `request` records into a ring of its own.
 [log]
 queries = "off"
@@ -132,8 +160,34 @@ max_clients = 0
             Arc::new(tokio::sync::Notify::new()),
         );
         fill_cache(&handler);
+        check_local(&handler);
         handler
     })
+}
+
+/// The fixture answers its local names here (AA), a local CNAME to a
+/// cached name with both joined, and a local CNAME to a listed name with
+/// the list's answer: else the run would not reach those paths.
+fn check_local(handler: &Arc<Handler>) {
+    let mut out = Vec::new();
+    let mut rec = Recorder::off();
+    for (name, qtype, rcode, ancount) in [
+        ("nas.home.arpa", 1, 0, 2),
+        ("10.1.168.192.in-addr.arpa", 12, 0, 1),
+        ("x.local", 1, 3, 0),
+        ("ext.home.arpa", 1, 0, 2),
+        ("bad.home.arpa", 1, 3, 1),
+    ] {
+        let query = dns_query(name, qtype, true);
+        let client = SocketAddr::new(STRANGER, 5353);
+        let outcome = handler.handle(&query, client, Proto::Udp, &mut out, &mut rec);
+        assert!(
+            matches!(outcome, Outcome::Reply)
+                && out.get(3).map(|b| b & 0x0f) == Some(rcode)
+                && wire::u16_at(&out, 6) == Some(ancount),
+            "the fixture does not answer {name} locally: {out:02x?}"
+        );
+    }
 }
 
 /// An upstream on loopback that answers every query with an A record
@@ -384,10 +438,14 @@ fn response_fixture() -> &'static (Arc<ArcSwap<Snapshot>>, Config) {
         for (name, text) in files {
             std::fs::write(dir.join(name), text).expect("list file");
         }
+        // The answers' names are under `test` (the corpus's): not served
+        // locally here, this target is the forward path's.
         let text = r#"
 [upstream]
 # Never asked: what the upstreams answer is the fuzz input.
 servers = ["127.0.0.1:9"]
+[local_zones]
+defaults = false
 [cache]
 size = 64
 [[lists]]

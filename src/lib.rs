@@ -6,10 +6,12 @@
 //!                                                                  policy  (pre-built answers)
 //!                        access (allow/deny), limiter ──► state::Snapshot ◄──┘  (ArcSwap; reload swaps it)
 //!                                                                │
-//!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► lookup ┤
-//!                                           │                           │                ├─ blocked ─► policy.respond ─► client
-//!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)      ├─ cached  ─► cache ─────────► client
-//!                                                                                        └─ else ────► upstream ─► cname ─► cache ─► client
+//!  client ─► server (UDP/TCP) ─► Handler: access ─► query::parse ─► rate limit ─► local ─► lookup   ┤
+//!                                           │                           │             │             ├─ blocked ─► policy.respond ─► client
+//!                       REFUSED + EDE 18 ◄──┘ (or nothing)    nothing ◄─┘ (or TC=1)   └─► AA answer ├─ cached  ─► cache ─────────► client
+//!                                                                                                   └─ else ────► upstream set ─► cname ─► cache ─► client
+//!            local: [local_zones], [[records]] and hosts files, frozen with their answers (asked before the lists);
+//!            zones: which [[forward]] set a forwarded name goes to (the most specific zone); upstream::Sets binds it to servers
 //!            server: DoT, DoH and DoQ too (server::tls, https, quic): other ways in to the same Handler
 //!            lookup: with [[groups]], the client's group (groups: one search of its address, or its client ID) masks the lists
 //!            cname: a CNAME/DNAME chain through a listed name gets that list's block (as if asked)
@@ -18,7 +20,7 @@
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy`, `groups`,
-//! `access` and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
+//! `local`, `zones`, `access` and `query` are synchronous and know nothing of sockets; `server`, `upstream`,
 //! `source`, `observe`, `http` and `reload` are the async edges. Start reading at [`matcher`],
 //! then [`server`]'s handler.
 //!
@@ -27,7 +29,7 @@
 //! ```text
 //!  reload ──► source {http, xfr, store} ──► config (ListSpec: a plain description) ──► lists (bytes → names)
 //!    │                                   └────────────────────────────────────────────► lists
-//!    └──► state (Snapshot::build) ──► config, lists, matcher, policy
+//!    └──► state (Snapshot::build) ──► config, lists, matcher, policy, local, zones
 //! ```
 //!
 //! `config` says what a list is (name, source, format, provenance, action,
@@ -64,6 +66,7 @@ pub mod fuzzing;
 pub mod groups;
 pub mod http;
 pub mod lists;
+pub mod local;
 pub mod matcher;
 pub mod observe;
 pub mod policy;
@@ -75,6 +78,7 @@ pub mod source;
 pub mod state;
 pub mod upstream;
 pub mod wire;
+pub mod zones;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -106,18 +110,20 @@ pub enum RunError {
 /// Builds the handler for `config` around an already-built snapshot, with
 /// the observer (query log, hit report) that `[log]` and `[hits]` ask for.
 pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handler>, RunError> {
-    let observer = observe::Observer::start(config, snapshot.slots.clone())?;
-    Ok(Arc::new(
-        server::Handler::new(
-            Arc::new(ArcSwap::from_pointee(snapshot)),
-            cache::Cache::new(&config.cache),
-            upstream::Upstream::new(&config.upstream)
-                .with_failure_ttl(config.cache.servfail_ttl)
-                .with_overdue(config.cache.stale_client_timeout),
-        )
-        .with_max_forwards(config.server.max_forwards)
-        .with_observer(observer),
-    ))
+    let slots = snapshot.slots.clone();
+    // `[upstream]`'s set; each `[[forward]]` set is built like it, from the
+    // snapshot's table, and rebuilt when a reload changes it.
+    let handler = server::Handler::new(
+        Arc::new(ArcSwap::from_pointee(snapshot)),
+        cache::Cache::new(&config.cache),
+        upstream::Upstream::new(&config.upstream)
+            .with_failure_ttl(config.cache.servfail_ttl)
+            .with_overdue(config.cache.stale_client_timeout),
+    )
+    .with_max_forwards(config.server.max_forwards);
+    let servers = handler.upstreams().names().clone();
+    let observer = observe::Observer::start(config, slots, servers)?;
+    Ok(Arc::new(handler.with_observer(observer)))
 }
 
 /// Every socket `embargo run` serves, bound: DNS and HTTP.

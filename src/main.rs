@@ -609,6 +609,10 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
             (None, Some(detail)) => println!("{}\t{}\t{detail}", c.name, c.verdict),
             (None, None) => println!("{}\t{}", c.name, c.verdict),
         }
+        // With [[forward]]: the servers an allowed name goes to.
+        if let Some(upstream) = &c.upstream {
+            println!("\tupstream: {upstream}");
+        }
         if c.verdict == "invalid" {
             code = ExitCode::from(2);
         }

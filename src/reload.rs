@@ -16,7 +16,9 @@
 //! A reload that fails (bad config, unreadable list) keeps the rules in
 //! force and says why. Settings that live in sockets, the handler or the
 //! observer (`[server]`, `upstream`, `cache`, `log`, `hits`, `[http]`) need
-//! a restart; a reload that sees them changed says so.
+//! a restart; a reload that sees them changed says so. `[[forward]]` does
+//! not: its zones swap with the snapshot, and the first forward under the
+//! new one builds the sets it names (`upstream::Sets`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,13 @@ pub fn log_loaded(snap: &Snapshot, took: Duration) {
         ms = took.as_millis() as u64,
         "rules loaded"
     );
+    if !snap.local.is_empty() || !snap.forward_zones.is_empty() {
+        tracing::info!(
+            local_names = snap.local.len(),
+            forwarded_zones = snap.forward_zones.len(),
+            "local zones, records and forwarded zones loaded"
+        );
+    }
     if let Some(l) = &snap.limiter {
         let s = l.settings();
         tracing::info!(
@@ -519,7 +528,7 @@ async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, pok
 /// The file watcher. It watches directories, not files, so that editors
 /// and `mv` that replace a file are seen, and wakes the reload loop for a
 /// change to one of the files it was given: the config file, the local
-/// lists and the allow files. Those of a new config are added before the
+/// lists, the allow files and the hosts files. Those of a new config are added before the
 /// reload reads them ([`Watch::cover`]), those it dropped removed after
 /// ([`Watch::narrow`]); the watcher itself lives as long as the server, so
 /// no change falls between an old watcher and a new one.
@@ -587,7 +596,8 @@ impl Watch {
 }
 
 /// The files a reload reads from disk besides remote copies: the config
-/// file, the local lists and the allow files (see [`absolute`]).
+/// file, the local lists, the allow files and the hosts files (see
+/// [`absolute`]).
 fn watched_files(config: &Config) -> HashSet<PathBuf> {
     let mut files: HashSet<PathBuf> = HashSet::new();
     files.insert(config.path.clone());
@@ -597,6 +607,8 @@ fn watched_files(config: &Config) -> HashSet<PathBuf> {
         }
     }
     files.extend(config.allow_files.iter().cloned());
+    // The hosts files of [local_zones]: their records reload with the rest.
+    files.extend(config.local.hosts_files.iter().cloned());
     // The encrypted listeners' certificate: renewed files are served without a restart.
     files.extend(
         [&config.tls.certificate, &config.tls.private_key]

@@ -401,3 +401,109 @@ fn r16_verdicts_through_rpz_passthrus_allocate_nothing() {
     assert_eq!(n, 0, "verdicts allocated");
     assert_eq!(blocked, [false, true, true]);
 }
+
+/// Issue 18: local answers (a record, a generated PTR, a local zone's
+/// NXDOMAIN, localhost, a CNAME to a local name) are built from the
+/// snapshot's frozen answers into the reused buffer, recorded as every
+/// decision is with `[log] queries = "all"`, and allocate nothing; nor
+/// does a cached answer of a `[[forward]]` zone (the zone lookup and its
+/// set's cache key).
+#[test]
+fn r18_local_answers_and_forwarded_zone_hits_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hosts"), "192.168.1.20 printer\n").expect("hosts");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[cache]\nsize = 1000\n[log]\nqueries = \"all\"\n\
+         [local_zones]\nhosts_files = [\"hosts\"]\n\
+         [[records]]\nname = \"nas.home.arpa\"\na = \"192.168.1.10\"\n\
+         [[records]]\nname = \"media.home.arpa\"\ncname = \"nas.home.arpa\"\n\
+         [[forward]]\nzones = [\"corp.example\"]\nservers = [\"127.0.0.1:10\"]\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    assert!(handler.observer().wants(embargo::observe::Decision::Local));
+    let stats = std::sync::Arc::new(embargo::server::WorkerStats::default());
+    let mut rec = handler.observer().recorder(stats.clone());
+    let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let query = |name: &str, qtype: u16| {
+        let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        for label in name.split('.') {
+            q.push(u8::try_from(label.len()).expect("label"));
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&[0, 1, 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        q
+    };
+    // (query, RCODE, answer records)
+    let cases = [
+        (query("nas.home.arpa", 1), 0, 1),
+        (query("printer.home.arpa", 1), 0, 1),
+        (query("10.1.168.192.in-addr.arpa", 12), 0, 1),
+        (query("other.home.arpa", 1), 3, 0),
+        (query("5.0.0.10.in-addr.arpa", 12), 3, 0),
+        (query("db.localhost", 28), 0, 1),
+        (query("media.home.arpa", 1), 0, 2),
+        (query("www.corp.example", 1), 0, 1),
+    ];
+    // A cached answer for the forwarded name, under its set's key.
+    let (facts, name) = embargo::query::parse(&cases[7].0).expect("query");
+    let mut answer = cases[7].0[..facts.question_end].to_vec();
+    answer[2] = 0x81;
+    answer[3] = 0x80;
+    answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+    answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 10, 0, 0, 1]);
+    embargo::wire::push_opt(&mut answer, 0, false, &[]);
+    let set_key = handler.state().load().forward_zones.cache_key(0);
+    let key = embargo::cache::CacheKey::new(&name, &facts).with_set(set_key);
+    handler.cache().insert(&key, &mut answer);
+    let mut out = Vec::with_capacity(1500);
+    for (q, _, _) in &cases {
+        rec.begin();
+        handler.handle(q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+        rec.flush();
+    }
+    for (q, rcode, ancount) in &cases {
+        let (n, outcome) = allocations(|| {
+            let mut last = None;
+            for _ in 0..50 {
+                rec.begin();
+                last = Some(handler.handle(
+                    q,
+                    client,
+                    embargo::server::Proto::Udp,
+                    &mut out,
+                    &mut rec,
+                ));
+                rec.flush();
+            }
+            last
+        });
+        let what = embargo::query::parse(q).map(|(_, n)| n.to_string());
+        assert_eq!(n, 0, "{what:?} allocated");
+        assert!(
+            matches!(outcome, Some(embargo::server::Outcome::Reply)),
+            "{what:?}"
+        );
+        assert_eq!(out[3] & 0x0f, *rcode, "{what:?}");
+        assert_eq!(u16::from_be_bytes([out[6], out[7]]), *ancount, "{what:?}");
+    }
+    let counted = embargo::server::ServerStats {
+        udp: std::sync::Arc::new([stats]),
+        tcp: std::sync::Arc::default(),
+    };
+    assert_eq!(
+        counted.decided(embargo::observe::metrics::Decision::Local),
+        7 * 51
+    );
+    assert_eq!(
+        handler.cache().stats().hits,
+        51,
+        "the forwarded zone's answer"
+    );
+}

@@ -83,16 +83,17 @@ pub const MAX_ENTRY_BYTES: usize = 4096;
 /// fresh answer soon after they come back.
 pub const STALE_TTL: u32 = 30;
 
-/// Lookup key: wire name, type, class and a flags byte (DO, CD).
+/// Lookup key: wire name, type, class and a flags byte (DO, CD), and for
+/// a name of a `[[forward]]` zone, its set's key ([`CacheKey::with_set`]).
 pub struct CacheKey {
-    buf: [u8; MAX_KEY + 5],
+    buf: [u8; MAX_KEY + 9],
     len: usize,
 }
 
 impl CacheKey {
     /// The key of a query.
     pub fn new(name: &NameKey, q: &QueryFacts) -> Self {
-        let mut buf = [0u8; MAX_KEY + 5];
+        let mut buf = [0u8; MAX_KEY + 9];
         let n = name.as_bytes();
         buf[..n.len()].copy_from_slice(n);
         buf[n.len()..n.len() + 2].copy_from_slice(&q.qtype.to_be_bytes());
@@ -106,6 +107,19 @@ impl CacheKey {
             buf,
             len: n.len() + 5,
         }
+    }
+
+    /// The key of an answer from the upstream set keyed `set` (0, for
+    /// `[upstream]`, changes nothing): answers are kept per set of servers,
+    /// so that a reload moving a zone to other servers serves nothing the
+    /// old ones said.
+    #[inline]
+    pub fn with_set(mut self, set: u32) -> Self {
+        if set != 0 {
+            self.buf[self.len..self.len + 4].copy_from_slice(&set.to_be_bytes());
+            self.len += 4;
+        }
+        self
     }
 
     fn as_bytes(&self) -> &[u8] {

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{Container, Raw, Section, Shaped, Value};
+use super::raw::{Container, Raw, Section, Shaped, Value};
 use super::{Checker, Problem};
 use crate::access::{Access, AccessAction, Cidr, CidrError, CidrSet, RateLimit};
 

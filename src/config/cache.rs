@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::file::{Container, Raw, Section, Value};
+use super::raw::{Container, Raw, Section, Value};
 use super::{Checker, MAX_TTL};
 
 /// `[cache]`

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Checker;
-use super::file::{Container, Raw, Section, Shaped, Value};
+use super::raw::{Container, Raw, Section, Shaped, Value};
 
 /// Where the dnstap collector listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

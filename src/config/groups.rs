@@ -27,7 +27,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{Container, Raw, Section, Shaped, Value};
+use super::raw::{Container, Raw, Section, Shaped, Value};
 use super::{Checker, ListSpec, Location, WANT_ACTION};
 use crate::access::Cidr;
 use crate::groups::DEFAULT;

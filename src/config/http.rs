@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{Container, Raw, Section, Shaped, Value};
+use super::raw::{Container, Raw, Section, Shaped, Value};
 use super::{Checker, Problem};
 
 /// `[http]`

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{ListFileSpec, Value};
+use super::raw::Value;
 use super::{Checker, Location, list_key};
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
@@ -139,6 +139,14 @@ pub struct Signed {
 /// What `signature` accepts.
 const WANT_SIGNATURE: &str = r#""minisign""#;
 
+/// A list's guard keys as written in its `[[lists]]` table (the table
+/// itself is `file.rs`'s, which no section imports).
+pub(super) struct GuardKeys<'a> {
+    pub(super) signature: &'a Option<Value>,
+    pub(super) public_key: &'a Option<Value>,
+    pub(super) signature_url: &'a Option<Value>,
+}
+
 /// What a list's guards are, once read.
 pub(super) struct Guards {
     pub(super) signature: Option<Signed>,
@@ -150,7 +158,7 @@ impl Checker<'_> {
     pub(super) fn list_guards(
         &mut self,
         index: usize,
-        l: &ListFileSpec,
+        l: &GuardKeys<'_>,
         source: &Source,
     ) -> Guards {
         let key = |field: &str| list_key(index, field);
@@ -162,17 +170,17 @@ impl Checker<'_> {
     fn list_signature(
         &mut self,
         key: &dyn Fn(&str) -> String,
-        l: &ListFileSpec,
+        l: &GuardKeys<'_>,
         source: &Source,
     ) -> Option<Signed> {
         let wanted = self
-            .opt_parse(&key("signature"), &l.signature, WANT_SIGNATURE, |s| {
+            .opt_parse(&key("signature"), l.signature, WANT_SIGNATURE, |s| {
                 (s == "minisign").then_some(())
             })
             .is_some();
         let public_key = self.opt_parse(
             &key("public_key"),
-            &l.public_key,
+            l.public_key,
             "a minisign public key: the second line of the publisher's minisign.pub (RW...)",
             |s| {
                 let s = s.trim();
@@ -183,7 +191,7 @@ impl Checker<'_> {
         );
         let url = self.opt_parse(
             &key("signature_url"),
-            &l.signature_url,
+            l.signature_url,
             r#"an http:// or https:// URL such as "https://example.org/list.txt.minisig""#,
             |s| (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_owned()),
         );
@@ -197,8 +205,8 @@ impl Checker<'_> {
             }
         };
         if l.signature.is_none() {
-            alone(self, &l.public_key, "public_key");
-            alone(self, &l.signature_url, "signature_url");
+            alone(self, l.public_key, "public_key");
+            alone(self, l.signature_url, "signature_url");
             return None;
         }
         let signature = l.signature.as_ref()?;

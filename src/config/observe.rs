@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::Checker;
-use super::file::{Container, Section, Value};
+use super::raw::{Container, Section, Value};
 
 /// Which queries are written to the query log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

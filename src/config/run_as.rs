@@ -4,7 +4,7 @@
 //! [`crate::privileges`], so that parsing a config never depends on the
 //! machine it is parsed on.
 
-use super::file::Value;
+use super::raw::Value;
 use super::{Checker, Location};
 
 /// A user or group name as written, and where, so that "no such user"

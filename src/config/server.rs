@@ -8,8 +8,41 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::Checker;
-use super::file::{ServerSpec, Value};
+use super::raw::{Container, Section, Value};
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub listen: Option<Value>,
+    pub user: Option<Value>,
+    pub group: Option<Value>,
+    pub workers: Option<Value>,
+    pub tcp_max_connections: Option<Value>,
+    pub tcp_idle_timeout: Option<Value>,
+    pub tcp_message_timeout: Option<Value>,
+    pub tcp_max_inflight: Option<Value>,
+    pub max_forwards: Option<Value>,
+    // The encrypted listeners (config/tls.rs).
+    pub tls_listen: Option<Value>,
+    pub https_listen: Option<Value>,
+    pub quic_listen: Option<Value>,
+    pub certificate: Option<Value>,
+    pub private_key: Option<Value>,
+    pub https_path: Option<Value>,
+    pub tls_max_connections: Option<Value>,
+    pub tls_handshake_timeout: Option<Value>,
+    pub tls_idle_timeout: Option<Value>,
+    pub tls_max_streams: Option<Value>,
+    pub https_max_body: Option<Value>,
+}
+
+impl Section for ServerSpec {
+    const CONTAINER: Container = Container::Table;
+}
 
 /// The bounds on TCP clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

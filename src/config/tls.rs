@@ -30,7 +30,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::Checker;
-use super::file::{ServerSpec, Value};
+use super::raw::Value;
+use super::server::ServerSpec;
 
 /// The bounds on the clients of one encrypted listener (each address of
 /// `tls_listen`, `https_listen` and `quic_listen` has its own).

@@ -16,9 +16,25 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use serde::Deserialize;
 
 use super::Checker;
-use super::file::UpstreamSpec;
+use super::raw::{Container, Section, Value};
+
+/// `[upstream]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    pub servers: Option<Value>,
+    pub timeout_ms: Option<Value>,
+    pub strategy: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub udp_sockets: Option<Value>,
+}
+
+impl Section for UpstreamSpec {
+    const CONTAINER: Container = Container::Table;
+}
 
 /// How embargo talks to one upstream resolver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +84,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    fn parse(s: &str) -> Option<Self> {
+    pub(super) fn parse(s: &str) -> Option<Self> {
         match s {
             "failover" => Some(Self::Failover),
             "fastest" => Some(Self::Fastest),
@@ -111,8 +127,8 @@ impl Default for UpstreamConfig {
     }
 }
 
-const WANT_SERVER: &str = "a resolver address: ip:port, [ipv6]:port, tcp://ip:port, tls://ip:port#server.name or https://ip:port/dns-query#server.name (hostnames need a bootstrap resolver and are not supported)";
-const WANT_STRATEGY: &str = r#"one of "failover", "fastest" or "round_robin""#;
+pub(super) const WANT_SERVER: &str = "a resolver address: ip:port, [ipv6]:port, tcp://ip:port, tls://ip:port#server.name or https://ip:port/dns-query#server.name (hostnames need a bootstrap resolver and are not supported)";
+pub(super) const WANT_STRATEGY: &str = r#"one of "failover", "fastest" or "round_robin""#;
 
 impl Checker<'_> {
     pub(super) fn upstream(&mut self, u: &UpstreamSpec) -> UpstreamConfig {

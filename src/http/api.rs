@@ -90,12 +90,13 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Response {
         let refresh: Vec<Refresh> = refreshes(&snap).into_iter().map(|(r, _)| r).collect();
         let (cache, reloads) = cache_and_reloads(&api);
         let observer = api.handler.observer();
+        let sets = api.handler.upstreams().all();
         metrics::render(&Scrape {
             stats: &api.stats,
             snapshot: &snap,
             refresh: &refresh,
             cache,
-            upstreams: &api.handler.upstream().stats(),
+            upstreams: &crate::upstream::server_rows(&sets),
             reloads,
             observer: ObserverCounts {
                 log_written: observer.written(),

@@ -32,16 +32,21 @@ pub enum Decision {
     /// EDNS version we do not serve (NOTIMP, BADVERS), or no upstream
     /// answered in time (SERVFAIL).
     Error,
+    /// One of the network's own names (`[[records]]`, hosts files, a local
+    /// zone): answered here, before the lists, never sent upstream (a
+    /// CNAME's target that is not local is, and the event names its server).
+    Local,
 }
 
 impl Decision {
     /// Every decision, in the order of their bits.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Blocked,
         Self::Forwarded,
         Self::Cached,
         Self::Refused,
         Self::Error,
+        Self::Local,
     ];
 
     /// The word the query log uses.
@@ -52,6 +57,7 @@ impl Decision {
             Self::Cached => "cached",
             Self::Refused => "refused",
             Self::Error => "error",
+            Self::Local => "local",
         }
     }
 
@@ -69,7 +75,7 @@ pub struct Decisions(pub u8);
 impl Decisions {
     pub const NONE: Self = Self(0);
     pub const BLOCKED: Self = Self(Decision::Blocked.bit());
-    pub const ALL: Self = Self(0x1f);
+    pub const ALL: Self = Self(0x3f);
 
     #[inline]
     pub fn contains(self, d: Decision) -> bool {
@@ -120,7 +126,56 @@ impl Transport {
 }
 
 /// No upstream was involved.
-pub const NO_UPSTREAM: u8 = u8::MAX;
+pub const NO_UPSTREAM: u16 = u16::MAX;
+
+/// Every upstream server the process has sent to, numbered once for its
+/// life: what a [`QueryEvent`] carries instead of the server's label. The
+/// servers of `[upstream]` come first (0, 1...), then those of each
+/// `[[forward]]` set as it is first built; a reload that changes a set
+/// numbers its new servers, and an event recorded before it still names
+/// the server it went to. Labels are never forgotten (a few per reload
+/// that changes servers, at most [`NO_UPSTREAM`] of them).
+#[derive(Debug, Default)]
+pub struct ServerNames {
+    labels: std::sync::RwLock<Vec<std::sync::Arc<str>>>,
+}
+
+impl ServerNames {
+    /// The number of `label` (a server as the config writes it), given now
+    /// if it has none; [`NO_UPSTREAM`] past 65,535 labels.
+    pub fn id(&self, label: &str) -> u16 {
+        use std::sync::PoisonError;
+        let find = |labels: &[std::sync::Arc<str>]| {
+            labels
+                .iter()
+                .position(|l| **l == *label)
+                .and_then(|i| u16::try_from(i).ok())
+        };
+        if let Some(id) = find(&self.labels.read().unwrap_or_else(PoisonError::into_inner)) {
+            return id;
+        }
+        let mut labels = self.labels.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = find(&labels) {
+            return id;
+        }
+        match u16::try_from(labels.len()) {
+            Ok(id) if id != NO_UPSTREAM => {
+                labels.push(label.into());
+                id
+            }
+            _ => NO_UPSTREAM,
+        }
+    }
+
+    /// The label numbered `id`.
+    pub fn label(&self, id: u16) -> Option<std::sync::Arc<str>> {
+        self.labels
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(usize::from(id))
+            .cloned()
+    }
+}
 /// No answer was sent (`rcode` of a query refused by `[access] action =
 /// "drop"`): the log writes `null` (JSON) or `-` (text).
 pub const NO_RCODE: u16 = u16::MAX;
@@ -156,8 +211,9 @@ pub struct QueryEvent {
     pub stale: bool,
     /// The blocking policy's action.
     pub action: Option<Action>,
-    /// Index of the upstream that answered (`[upstream] servers`), or [`NO_UPSTREAM`].
-    pub upstream: u8,
+    /// The server that answered (its number in [`ServerNames`]), or
+    /// [`NO_UPSTREAM`].
+    pub upstream: u16,
     /// The client's group (its name's slot), or [`ListSlot::NONE`]
     /// without `[[groups]]`.
     pub group: ListSlot,
@@ -248,9 +304,10 @@ impl QueryEvent {
         self
     }
 
+    /// The server that answered: its number in [`ServerNames`].
     #[inline]
-    pub fn with_upstream(mut self, index: usize) -> Self {
-        self.upstream = u8::try_from(index).unwrap_or(NO_UPSTREAM);
+    pub fn with_upstream(mut self, id: u16) -> Self {
+        self.upstream = id;
         self
     }
 

@@ -47,16 +47,19 @@ pub enum Decision {
     Limited,
     /// Malformed or unsupported: FORMERR, NOTIMP, BADVERS, or dropped.
     Error,
+    /// Answered from the local names (records, hosts files, local zones).
+    Local,
 }
 
 /// The label values of [`Decision`], in its order.
-pub const DECISIONS: [&str; 6] = [
+pub const DECISIONS: [&str; 7] = [
     "blocked",
     "forwarded",
     "cached",
     "refused",
     "limited",
     "error",
+    "local",
 ];
 
 /// The label values of the transport, in `server::Proto`'s order.
@@ -336,11 +339,35 @@ impl UpstreamStats {
 pub struct UpstreamRow<'a> {
     /// As written in the config (`tls://9.9.9.9:853#dns.quad9.net`).
     pub name: &'a str,
+    /// The `[[forward]]` set it serves (`forward[1]`), a label of its own
+    /// (one server may serve two sets); `None` for `[upstream]`'s.
+    pub set: Option<&'a str>,
     pub stats: &'a UpstreamStats,
     /// Not skipped for failing (see `upstream::FAILS_TO_DOWN`).
     pub up: bool,
     /// How long ago it last answered, if it has.
     pub last_answer: Option<Duration>,
+}
+
+impl<'a> UpstreamRow<'a> {
+    /// `upstream`, and `set` for a `[[forward]]` server.
+    fn labels(&self) -> Vec<(&'static str, &'a str)> {
+        let mut labels = vec![("upstream", self.name)];
+        if let Some(set) = self.set {
+            labels.push(("set", set));
+        }
+        labels
+    }
+
+    /// [`UpstreamRow::labels`] and one more.
+    fn labels_with<'b>(&self, more: (&'static str, &'b str)) -> Vec<(&'static str, &'b str)>
+    where
+        'a: 'b,
+    {
+        let mut labels: Vec<(&'static str, &'b str)> = self.labels();
+        labels.push(more);
+        labels
+    }
 }
 
 /// Answers to forwarded UDP queries that the kernel would not take (a
@@ -577,7 +604,7 @@ pub fn render(s: &Scrape<'_>) -> String {
     for u in s.upstreams {
         t.sample(
             "embargo_upstream_queries_total",
-            &[("upstream", u.name)],
+            &u.labels(),
             u.stats.answers() + u.stats.errors.load(Ordering::Relaxed),
         );
     }
@@ -589,7 +616,7 @@ pub fn render(s: &Scrape<'_>) -> String {
     for u in s.upstreams {
         t.sample(
             "embargo_upstream_errors_total",
-            &[("upstream", u.name)],
+            &u.labels(),
             u.stats.errors.load(Ordering::Relaxed),
         );
     }
@@ -605,24 +632,24 @@ pub fn render(s: &Scrape<'_>) -> String {
             let le = format!("{}", *bound as f64 / 1e6);
             t.sample(
                 "embargo_upstream_latency_seconds_bucket",
-                &[("upstream", u.name), ("le", &le)],
+                &u.labels_with(("le", &le)),
                 cumulative,
             );
         }
         cumulative += u.stats.buckets[LATENCY_BOUNDS_US.len()].load(Ordering::Relaxed);
         t.sample(
             "embargo_upstream_latency_seconds_bucket",
-            &[("upstream", u.name), ("le", "+Inf")],
+            &u.labels_with(("le", "+Inf")),
             cumulative,
         );
         t.sample(
             "embargo_upstream_latency_seconds_sum",
-            &[("upstream", u.name)],
+            &u.labels(),
             u.stats.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
         t.sample(
             "embargo_upstream_latency_seconds_count",
-            &[("upstream", u.name)],
+            &u.labels(),
             cumulative,
         );
     }
@@ -632,11 +659,7 @@ pub fn render(s: &Scrape<'_>) -> String {
         "1 while an upstream is tried, 0 while it is skipped for failing (until a probe answers).",
     );
     for u in s.upstreams {
-        t.sample(
-            "embargo_upstream_up",
-            &[("upstream", u.name)],
-            u8::from(u.up),
-        );
+        t.sample("embargo_upstream_up", &u.labels(), u8::from(u.up));
     }
     t.family(
         "embargo_upstream_last_answer_timestamp_seconds",
@@ -650,7 +673,7 @@ pub fn render(s: &Scrape<'_>) -> String {
         });
         t.sample(
             "embargo_upstream_last_answer_timestamp_seconds",
-            &[("upstream", u.name)],
+            &u.labels(),
             at,
         );
     }
@@ -835,6 +858,7 @@ mod tests {
             cache: CacheUsage::default(),
             upstreams: &[UpstreamRow {
                 name: "127.0.0.1:53",
+                set: None,
                 stats: &u,
                 up: true,
                 last_answer: None,

@@ -63,7 +63,7 @@ mod recorder;
 pub mod series;
 mod worker;
 
-pub use event::{Decision, Decisions, NO_RCODE, QueryEvent, Transport, rcode_of};
+pub use event::{Decision, Decisions, NO_RCODE, QueryEvent, ServerNames, Transport, rcode_of};
 pub use hits::{HitRow, HitsFile, ListSummary};
 pub use metrics::WorkerStats;
 pub use recorder::Recorder;
@@ -163,7 +163,7 @@ struct Shared {
     view: Mutex<View>,
     clients: ClientView,
     slots: Arc<ListSlots>,
-    upstreams: Vec<String>,
+    upstreams: Arc<ServerNames>,
     max_clients: usize,
     hits_path: PathBuf,
 }
@@ -225,8 +225,13 @@ impl Observer {
 
     /// Opens the query log, reads back `STATE/hits.json`, and starts the
     /// thread, as `[log]` and `[hits]` say. List names come from `slots`
-    /// (the snapshot's, shared by every reload).
-    pub fn start(config: &Config, slots: Arc<ListSlots>) -> Result<Self, Error> {
+    /// (the snapshot's, shared by every reload), upstream servers' from
+    /// `upstreams` (the upstream sets', which number them).
+    pub fn start(
+        config: &Config,
+        slots: Arc<ListSlots>,
+        upstreams: Arc<ServerNames>,
+    ) -> Result<Self, Error> {
         let log = &config.log;
         let logs = match log.queries {
             LogQueries::Off => Decisions::NONE,
@@ -308,13 +313,7 @@ impl Observer {
             }),
             clients: ClientView::new(log.client_ip),
             slots,
-            // As written in the config (`tls://9.9.9.9:853#dns.quad9.net`).
-            upstreams: config
-                .upstream
-                .servers
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            upstreams,
             max_clients: config.hits.max_clients,
             hits_path,
         });

@@ -25,7 +25,7 @@ use crate::source::store;
 use crate::state::{ListSlot, ListSlots};
 use crate::wire::TypeName;
 
-use super::event::{NO_RCODE, NO_UPSTREAM, QueryEvent, push_name, rcode_name};
+use super::event::{NO_RCODE, NO_UPSTREAM, QueryEvent, ServerNames, push_name, rcode_name};
 
 /// A client as the log and the hit report show it, after `client_ip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,7 +106,9 @@ pub struct Formatter {
     slots: Arc<ListSlots>,
     /// Slot → the list's name, and the name as a JSON string (filled on first use).
     lists: Vec<Option<ListName>>,
-    upstreams: Vec<String>,
+    /// The servers events name, and each label once read from there.
+    upstreams: Arc<ServerNames>,
+    labels: Vec<Option<Arc<str>>>,
     /// The whole second last formatted, and its `YYYY-MM-DDTHH:MM:SS`.
     second: u64,
     stamp: [u8; 19],
@@ -114,12 +116,13 @@ pub struct Formatter {
 }
 
 impl Formatter {
-    /// `upstreams` are the `[upstream] servers` as written in records.
+    /// `upstreams` turn an event's server number into the server as the
+    /// config writes it.
     pub fn new(
         format: LogFormat,
         clients: ClientView,
         slots: Arc<ListSlots>,
-        upstreams: Vec<String>,
+        upstreams: Arc<ServerNames>,
     ) -> Self {
         Self {
             format,
@@ -127,6 +130,7 @@ impl Formatter {
             slots,
             lists: Vec::new(),
             upstreams,
+            labels: Vec::new(),
             second: u64::MAX,
             stamp: [b'0'; 19],
             scratch: Vec::with_capacity(512),
@@ -358,11 +362,20 @@ impl Formatter {
         self.lists[i].as_ref()
     }
 
-    fn upstream(&self, index: u8) -> Option<&str> {
-        if index == NO_UPSTREAM {
+    /// The label of server `id` (read once from the shared table: a
+    /// number never changes its label).
+    fn upstream(&mut self, id: u16) -> Option<&str> {
+        if id == NO_UPSTREAM {
             return None;
         }
-        self.upstreams.get(usize::from(index)).map(String::as_str)
+        let i = usize::from(id);
+        if self.labels.len() <= i {
+            self.labels.resize(i + 1, None);
+        }
+        if self.labels[i].is_none() {
+            self.labels[i] = Some(self.upstreams.label(id)?);
+        }
+        self.labels[i].as_deref()
     }
 }
 
@@ -550,12 +563,9 @@ mod tests {
     fn formatter(format: LogFormat, mode: ClientIp) -> Formatter {
         let slots = Arc::new(ListSlots::default());
         assert_eq!(slots.slot("doj-dprk"), ListSlot(0));
-        Formatter::new(
-            format,
-            ClientView::new(mode),
-            slots,
-            vec!["192.0.2.53:53".into()],
-        )
+        let servers = Arc::new(ServerNames::default());
+        assert_eq!(servers.id("192.0.2.53:53"), 0);
+        Formatter::new(format, ClientView::new(mode), slots, servers)
     }
 
     fn blocked() -> QueryEvent {
@@ -700,12 +710,14 @@ mod tests {
 
         // A DoH server as the config writes it, with what JSON must escape.
         let label = "https://192.0.2.53:443/dns-\"q\\\u{1}#dns.example";
+        let servers = Arc::new(ServerNames::default());
         let mut f = Formatter::new(
             LogFormat::Json,
             ClientView::new(ClientIp::Full),
             Arc::new(ListSlots::default()),
-            vec![label.into()],
+            servers.clone(),
         );
+        let id = servers.id(label);
         let ev = QueryEvent::new(
             Decision::Forwarded,
             "127.0.0.1:1".parse().expect("addr"),
@@ -713,7 +725,7 @@ mod tests {
             Some(&key),
             1,
         )
-        .with_upstream(0);
+        .with_upstream(id);
         out.clear();
         f.write(&ev, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");

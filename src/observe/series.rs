@@ -80,14 +80,16 @@ impl Series {
 }
 
 /// Samples `stats` into `series` every second, until aborted. Allowed
-/// means answered from the cache or forwarded upstream.
+/// means answered from the cache, forwarded upstream, or a local name.
 pub async fn keep(series: Arc<Series>, stats: ServerStats) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let blocked = stats.decided(Decision::Blocked);
-        let allowed = stats.decided(Decision::Forwarded) + stats.decided(Decision::Cached);
+        let allowed = stats.decided(Decision::Forwarded)
+            + stats.decided(Decision::Cached)
+            + stats.decided(Decision::Local);
         series.sample(super::metrics::now_ms() / 1000, blocked, allowed);
     }
 }

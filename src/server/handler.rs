@@ -8,31 +8,40 @@
 //! 3. how fast: over UDP, the rate limiter may drop the answer or send an
 //!    empty one with TC=1; before the lookup, so a limited flood does no
 //!    work upstream either;
-//! 4. allowlist and blocklist, one matcher lookup (allow wins, so it is
+//! 4. the network's own names ([`crate::local`]: `[[records]]`, hosts
+//!    files, the locally served zones): a pre-built answer with AA, before
+//!    the lists, since these are the operator's own names and private
+//!    names that must never leave (a CNAME whose target is not local has
+//!    the target resolved through steps 5-8, lists included, and the two
+//!    answers joined: [`Handler::chase`]);
+//! 5. allowlist and blocklist, one matcher lookup (allow wins, so it is
 //!    decided inside the same lookup); with `[[groups]]`, the client's
 //!    group (one search of its address) says which lists it sees and
 //!    which policy answers;
-//! 5. blocked → the policy's pre-built answer, never sent upstream, so
+//! 6. blocked → the policy's pre-built answer, never sent upstream, so
 //!    blocking does not depend on the upstream being up;
-//! 6. cache → the stored answer (one whose CNAME chain some groups block
+//! 7. cache → the stored answer (one whose CNAME chain some groups block
 //!    is inspected again for this client's group; one whose chain was
 //!    inspected under the rules before a reload is inspected again, once;
 //!    for a popular answer about to expire, a background refresh:
 //!    [`Handler::prefetch`]);
-//! 7. otherwise hand a [`Forward`] to the caller, which starts it off the
+//! 8. otherwise hand a [`Forward`] to the caller, which starts it off the
 //!    socket loop ([`Handler::forward_udp`] for a UDP client, awaited
-//!    [`Handler::forward`] for a TCP one); its answer's CNAME chain is
-//!    inspected ([`crate::cname`]) before it is cached and sent; when
-//!    every upstream fails, or is still silent at the client timer, an
-//!    expired answer still kept is better than SERVFAIL or waiting (RFC
-//!    8767).
+//!    [`Handler::forward`] for a TCP one), to the upstream set of the
+//!    name's `[[forward]]` zone if it has one ([`crate::zones`],
+//!    [`Sets`]: the cache keeps answers per set); its answer's CNAME
+//!    chain is inspected ([`crate::cname`]) before it is cached and sent;
+//!    when every upstream fails, or is still silent at the client timer,
+//!    an expired answer still kept is better than SERVFAIL or waiting
+//!    (RFC 8767).
 //!
-//! Steps 1-6 are synchronous and allocate nothing but what the caller's
+//! Steps 1-7 are synchronous and allocate nothing but what the caller's
 //! reused buffer already holds, so a UDP worker answers them inline. (The
-//! one exception: a cached chain that this client's group blocks is
+//! exceptions: a cached chain that this client's group blocks is
 //! answered with an EDE text written for it; such entries exist only with
 //! `[[groups]]`, or after a reload listed a name a cached chain leads to,
-//! and only for chains that lead to a listed name.)
+//! and only for chains that lead to a listed name. A local CNAME whose
+//! target is not local, which needs the upstream's answer or the cache's.)
 //!
 //! Every query is counted in the caller's own counter block
 //! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
@@ -61,7 +70,7 @@ use crate::policy::{QueryFacts, start_response};
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
 use crate::state::{ListSlot, Snapshot, Verdict};
-use crate::upstream::{Reply, Upstream};
+use crate::upstream::{Reply, Sets, Upstream};
 use crate::wire::{self, Rcode};
 
 use super::batch::Local;
@@ -128,9 +137,73 @@ pub struct Forward {
     /// When the query arrived (µs since the epoch), for its record; 0 when
     /// the caller's recorder keeps nothing.
     received_us: u64,
+    /// The set of the name's `[[forward]]` zone; `None`: `[upstream]`.
+    upstream: Option<Arc<Upstream>>,
+    /// That set's cache key (`ForwardZones::cache_key`; 0 for `[upstream]`).
+    set_key: u32,
+    /// This query resolves the target of a local CNAME: the client's
+    /// question and the local answer, to be joined with this one's.
+    chase: Option<Box<Chase>>,
+}
+
+/// A local name's CNAME whose target is not local ([`Handler::chase`]):
+/// what the client asked and the chain answered so far. The target is
+/// resolved as the [`Forward`] it rides on (its name, its question).
+#[derive(Debug)]
+struct Chase {
+    /// The local answer to the client's question: header (AA), question,
+    /// the CNAME records, OPT as asked.
+    answer: Vec<u8>,
+    /// The client's name and query.
+    name: NameKey,
+    facts: QueryFacts,
+}
+
+impl Chase {
+    /// Joins the target's answer in `out` (to the target's question) to the
+    /// local chain: the client's header and question, the chain, then the
+    /// target's records, its authority (the SOA of an NXDOMAIN), RCODE and
+    /// OPT (an EDE it carries: a block, a stale answer). The answer of a
+    /// forwarded query in all but the first records, so it is built with
+    /// hickory, off the hot path. SERVFAIL if either cannot be read.
+    fn join(&self, out: &mut Vec<u8>) {
+        use hickory_proto::op::Message;
+        let joined = Message::from_vec(&self.answer)
+            .ok()
+            .zip(Message::from_vec(out).ok())
+            .and_then(|(mut chain, target)| {
+                chain.metadata.response_code = target.metadata.response_code;
+                chain.answers.extend(target.answers);
+                chain.authorities = target.authorities;
+                chain.edns = target.edns;
+                chain.to_vec().ok()
+            });
+        match joined {
+            Some(bytes) => *out = bytes,
+            None => {
+                start_response(&self.answer, &self.facts, Rcode::ServFail, out);
+                finish_plain(&self.facts, out);
+            }
+        }
+    }
 }
 
 impl Forward {
+    /// The key its answer is cached under: the question, and the set asked.
+    fn cache_key(&self) -> CacheKey {
+        CacheKey::new(&self.name, &self.facts).with_set(self.set_key)
+    }
+
+    /// How its answer is cut to size: a chased target's answer is cut only
+    /// once joined to the chain.
+    fn limit(&self) -> Proto {
+        if self.chase.is_some() {
+            Proto::Tcp
+        } else {
+            self.proto
+        }
+    }
+
     /// Rewrites the client's query into the upstream's, in place.
     ///
     /// Upstream gets the question, RD set, and our own OPT (1232, DO as
@@ -213,8 +286,13 @@ impl Drop for ClientReply {
         // no client is left waiting, and the permit back all the same.
         if !self.answered {
             let mut out = Vec::new();
-            start_response(&self.job.query, &self.job.facts, Rcode::ServFail, &mut out);
-            finish_plain(&self.job.facts, &mut out);
+            // The client's question: a chased target's is not the one asked.
+            let (asked, facts) = match &self.job.chase {
+                Some(c) => (&c.answer, &c.facts),
+                None => (&self.job.query, &self.job.facts),
+            };
+            start_response(asked, facts, Rcode::ServFail, &mut out);
+            finish_plain(facts, &mut out);
             self.sink.deliver(out);
         }
         if self.permit {
@@ -228,7 +306,8 @@ pub struct Handler {
     state: Arc<ArcSwap<Snapshot>>,
     /// Shared with the background refreshes ([`Handler::prefetch`]).
     cache: Arc<Cache>,
-    upstream: Arc<Upstream>,
+    /// `[upstream]`, and the `[[forward]]` sets of the snapshot in force.
+    upstreams: Sets,
     notify: Arc<NotifyTargets>,
     /// Bounds the forwards in flight: a flood of random names must not take
     /// every socket the process may open.
@@ -248,13 +327,20 @@ const MAX_FORWARDS: usize = 10_000;
 const OPT_LEN: usize = 11;
 
 impl Handler {
+    /// `upstream` is `[upstream]`'s set, set up as the `[[forward]]` sets
+    /// will be (failure memory, client timer).
     pub fn new(state: Arc<ArcSwap<Snapshot>>, cache: Cache, upstream: Upstream) -> Self {
+        // Client answers sent as a reader task reads upstream answers
+        // leave together at the end of its pass.
+        let upstreams = Sets::new(upstream.with_read_pass(sink::READ_PASS));
+        {
+            let snap = state.load();
+            upstreams.prepare(&snap.forward_zones, snap.generation);
+        }
         Self {
             state,
             cache: Arc::new(cache),
-            // Client answers sent as a reader task reads upstream answers
-            // leave together at the end of its pass.
-            upstream: Arc::new(upstream.with_read_pass(sink::READ_PASS)),
+            upstreams,
             notify: Arc::new(NotifyTargets::default()),
             inflight: tokio::sync::Semaphore::new(MAX_FORWARDS),
             max_forwards: MAX_FORWARDS,
@@ -444,7 +530,7 @@ impl Handler {
         outcome
     }
 
-    /// Steps 1-6 of the module doc. `out` is cleared and filled on `Reply`;
+    /// Steps 1-7 of the module doc. `out` is cleared and filled on `Reply`;
     /// the decision goes to `rec` (the caller sends the answer, then flushes it).
     #[inline]
     pub fn handle(
@@ -532,6 +618,40 @@ impl Handler {
 
         // Without [[groups]] this is the default group, with no search.
         let (_, group) = snap.groups.of_client(client.ip(), id);
+
+        // The network's own names, before the lists: the operator's word on
+        // its own names stands, and a private name (a home lab's, a
+        // private address's PTR) is answered here whatever a list says,
+        // never forwarded. A pre-built answer, as a block is; for a name
+        // outside every local zone, most often one compare of its last
+        // label's length. Zone transfers are refused below, as for any name.
+        if !matches!(facts.qtype, 251 | 252)
+            && let Some(answer) = snap.local.lookup(&name, facts.qtype, facts.qclass)
+        {
+            answer.respond(pkt, &facts, out);
+            if let Some(target) = answer.chase() {
+                return self.chase(
+                    &snap, pkt, facts, &name, target, client, id, proto, out, rec,
+                );
+            }
+            truncate_for(&facts, proto, out);
+            rec.stats()
+                .count_query(proto as usize, facts.qtype, metrics::Decision::Local);
+            if rec.wants(Decision::Local) {
+                let ev = QueryEvent::new(
+                    Decision::Local,
+                    client,
+                    proto.into(),
+                    Some(&name),
+                    facts.qtype,
+                )
+                .with_group(group.slot)
+                .with_client_id(id);
+                rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+            }
+            return Outcome::Reply;
+        }
+
         let allowed = match snap.verdict(&name, group) {
             Verdict::Blocked { policy, suffix } => {
                 policy.respond(pkt, &facts, wire::HEADER_LEN + suffix, out);
@@ -583,7 +703,11 @@ impl Handler {
             return Outcome::Reply;
         }
 
-        let key = CacheKey::new(&name, &facts);
+        // The name's `[[forward]]` zone, if any: its answers are cached
+        // per set of servers (without [[forward]], one compare).
+        let zone = snap.forward_zones.lookup(&name);
+        let set_key = zone.map_or(0, |z| snap.forward_zones.cache_key(z.set));
+        let key = CacheKey::new(&name, &facts).with_set(set_key);
         let (found, tag) = self.cache.get(&key, pkt, &facts, out);
         // What the rules now in force make of it: one compare, unless a
         // reload came since its chain was inspected.
@@ -596,7 +720,11 @@ impl Handler {
             // background: a verdict or a chain to inspect takes the
             // forward path when it expires, where the chain is inspected.
             if let Some(Checked::Unchained | Checked::Passed { .. }) = hit {
-                self.prefetch(pkt, facts, &name, client, allowed);
+                let upstream = zone.and_then(|z| {
+                    self.upstreams
+                        .forward_set(&snap.forward_zones, snap.generation, z.set)
+                });
+                self.prefetch(pkt, facts, &name, client, allowed, upstream, set_key);
             } else {
                 self.cache.prefetch_done();
             }
@@ -633,6 +761,11 @@ impl Handler {
                 return Outcome::Reply;
             }
         }
+        // The zone's servers, as this snapshot's table says.
+        let upstream = zone.and_then(|z| {
+            self.upstreams
+                .forward_set(&snap.forward_zones, snap.generation, z.set)
+        });
         drop(snap);
 
         rec.stats()
@@ -653,6 +786,138 @@ impl Handler {
             client_id: id,
             allowed,
             received_us: rec.stamp_us(),
+            upstream,
+            set_key,
+            chase: None,
+        }))
+    }
+
+    /// A local CNAME whose target is not local: `out` holds the local
+    /// answer (the chain). The target is resolved as if the client had
+    /// asked it, through the lists (a CNAME to a listed name gets that
+    /// list's answer, and the name never leaves), the cache, and its
+    /// zone's upstream set, and its answer is joined to the chain: what a
+    /// stub resolver expects of its resolver. The one local answer that
+    /// allocates (a copy of the chain, the target's query): it needs the
+    /// upstream's answer, or the cache's, anyway. Counted and recorded
+    /// as `local` unless the target is blocked.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn chase(
+        &self,
+        snap: &Snapshot,
+        pkt: &[u8],
+        facts: QueryFacts,
+        name: &NameKey,
+        target: &NameKey,
+        client: SocketAddr,
+        id: ClientId,
+        proto: Proto,
+        out: &mut Vec<u8>,
+        rec: &mut Recorder,
+    ) -> Outcome {
+        let (_, group) = snap.groups.of_client(client.ip(), id);
+        let chase = Box::new(Chase {
+            answer: out.clone(),
+            name: name.clone(),
+            facts,
+        });
+        // The target's question under the client's header and flags.
+        let mut query = Vec::with_capacity(wire::HEADER_LEN + target.as_bytes().len() + 5);
+        query.extend_from_slice(pkt.get(..wire::HEADER_LEN).unwrap_or(&[]));
+        query.extend_from_slice(target.as_bytes());
+        query.push(0);
+        query.extend_from_slice(&facts.qtype.to_be_bytes());
+        query.extend_from_slice(&facts.qclass.to_be_bytes());
+        wire::put_u16(&mut query, 4, 1);
+        for at in [6, 8, 10] {
+            wire::put_u16(&mut query, at, 0);
+        }
+        let tf = QueryFacts {
+            question_end: query.len(),
+            ..facts
+        };
+        let record = |rec: &mut Recorder,
+                      decision,
+                      block: Option<(ListSlot, crate::policy::Action)>,
+                      stale,
+                      out: &[u8]| {
+            let (counted, list) = match block {
+                Some((list, _)) => (metrics::Decision::Blocked, Some(list)),
+                None => (metrics::Decision::Local, None),
+            };
+            let stats = rec.stats();
+            stats.count_query(proto as usize, facts.qtype, counted);
+            if let Some(list) = list {
+                stats.count_block(list);
+            }
+            if rec.wants(decision) {
+                let mut ev =
+                    QueryEvent::new(decision, client, proto.into(), Some(name), facts.qtype)
+                        .with_group(group.slot)
+                        .with_client_id(id)
+                        .with_stale(stale);
+                if let Some((list, action)) = block {
+                    // The listed entry is the target's, not in the question.
+                    ev = ev.with_block(list, usize::MAX, action);
+                }
+                rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
+            }
+        };
+        let allowed = match snap.verdict(target, group) {
+            Verdict::Blocked { policy, suffix } => {
+                policy.respond(&query, &tf, wire::HEADER_LEN + suffix, out);
+                chase.join(out);
+                truncate_for(&facts, proto, out);
+                let block = (list_slot(snap, policy), policy.action);
+                record(rec, Decision::Blocked, Some(block), false, out);
+                return Outcome::Reply;
+            }
+            Verdict::Allowed { .. } => true,
+            Verdict::Miss => false,
+        };
+        let zone = snap.forward_zones.lookup(target);
+        let set_key = zone.map_or(0, |z| snap.forward_zones.cache_key(z.set));
+        let key = CacheKey::new(target, &tf).with_set(set_key);
+        let (found, tag) = self.cache.get(&key, &query, &tf, out);
+        if found == Found::Refresh {
+            // Refreshed when a client asks the target itself.
+            self.cache.prefetch_done();
+        }
+        let hit = match found {
+            Found::Miss => None,
+            _ => servable(&self.cache, tag, &key, snap, out),
+        };
+        if let Some(hit) = hit {
+            let blocked = cached_block(hit, allowed, snap, group, &query, &tf, out);
+            chase.join(out);
+            truncate_for(&facts, proto, out);
+            let decision = match blocked {
+                Some(_) => Decision::Blocked,
+                None => Decision::Local,
+            };
+            record(rec, decision, blocked, found == Found::Stale, out);
+            return Outcome::Reply;
+        }
+        rec.stats()
+            .count_query(proto as usize, facts.qtype, metrics::Decision::Local);
+        let upstream = zone.and_then(|z| {
+            self.upstreams
+                .forward_set(&snap.forward_zones, snap.generation, z.set)
+        });
+        rec.forwarded(pkt, client, proto.into());
+        Outcome::Forward(Box::new(Forward {
+            query,
+            facts: tf,
+            name: target.clone(),
+            proto,
+            client,
+            client_id: id,
+            allowed,
+            received_us: rec.stamp_us(),
+            upstream,
+            set_key,
+            chase: Some(chase),
         }))
     }
 
@@ -662,6 +927,7 @@ impl Handler {
     /// UDP workers enter it; the TCP tasks run in it); without one, nothing
     /// is refreshed and the entry expires as it would have.
     #[cold]
+    #[allow(clippy::too_many_arguments)]
     fn prefetch(
         &self,
         pkt: &[u8],
@@ -669,6 +935,8 @@ impl Handler {
         name: &NameKey,
         client: SocketAddr,
         allowed: bool,
+        upstream: Option<Arc<Upstream>>,
+        set_key: u32,
     ) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.cache.prefetch_done();
@@ -685,13 +953,13 @@ impl Handler {
             client_id: ClientId::NONE,
             allowed,
             received_us: 0,
+            upstream: None,
+            set_key,
+            chase: None,
         };
         job.rewrite_for_upstream();
-        let (cache, upstream, state) = (
-            self.cache.clone(),
-            self.upstream.clone(),
-            self.state.clone(),
-        );
+        let upstream = upstream.unwrap_or_else(|| self.upstreams.default_set().clone());
+        let (cache, state) = (self.cache.clone(), self.state.clone());
         runtime.spawn(async move {
             if let Ok((_, resp)) = upstream.forward(&job.query).await {
                 refresh(&cache, &state, &job, &resp);
@@ -700,7 +968,7 @@ impl Handler {
         });
     }
 
-    /// Step 5 for a task that awaits the answer (TCP clients): asks the
+    /// Step 8 for a task that awaits the answer (TCP clients): asks the
     /// upstreams and writes what the client gets into `out` (see
     /// [`Handler::forward_udp`]). Needs the runtime.
     pub async fn forward(self: &Arc<Self>, job: Box<Forward>, out: &mut Vec<u8>) {
@@ -725,7 +993,7 @@ impl Handler {
         self.answer(&job, answer, out);
     }
 
-    /// Step 5 for a UDP client, without a task of its own: the upstream
+    /// Step 8 for a UDP client, without a task of its own: the upstream
     /// module sends the query now, from the worker's thread, and whoever
     /// has the upstream's answer (the task reading the upstream socket,
     /// most often) writes the client's answer and sends it on `sock`,
@@ -753,6 +1021,8 @@ impl Handler {
             .ok()
             .map(|p| p.forget())
             .is_some();
+        // The set asked: the zone's, or `[upstream]` (no count to take).
+        let set = job.upstream.clone();
         let reply = Box::new(ClientReply {
             handler: self.clone(),
             job,
@@ -763,7 +1033,9 @@ impl Handler {
         if !permit {
             return reply.answer(Err(crate::upstream::Error::Busy));
         }
-        self.upstream.send(reply);
+        set.as_ref()
+            .unwrap_or_else(|| self.upstreams.default_set())
+            .send(reply);
     }
 
     /// Writes into `out` what the client of `job` gets for `answer` (the
@@ -774,13 +1046,12 @@ impl Handler {
             query,
             facts,
             name,
-            proto,
             client,
             client_id,
             allowed,
             ..
         } = job;
-        let (facts, proto) = (*facts, *proto);
+        let (facts, proto) = (*facts, job.limit());
         let answer = answer.and_then(|(i, resp)| {
             for_the_client(&resp, &facts)
                 .map(|resp| (i, resp))
@@ -803,7 +1074,7 @@ impl Handler {
         // decide what the answer's CNAME chain may lead to.
         let snap = self.state.load();
         let (_, group) = snap.groups.of_client(client.ip(), *client_id);
-        let key = CacheKey::new(name, &facts);
+        let key = job.cache_key();
         let upstream = answer.as_ref().ok().map(|(i, _)| *i);
         // A block found in the chain: its list and action, for the record.
         let mut blocked = None;
@@ -874,22 +1145,48 @@ impl Handler {
         }
         let decision = match (upstream, blocked) {
             (_, Some(_)) => Decision::Blocked,
+            // A local name whose CNAME target the upstream answered.
+            (Some(_), None) if job.chase.is_some() => Decision::Local,
             (Some(_), None) => Decision::Forwarded,
             (None, None) => Decision::Error,
         };
+        self.join_chase(job, out);
         if self.observe.wants(decision) {
-            let mut ev = QueryEvent::new(decision, *client, proto.into(), Some(name), facts.qtype)
-                .with_group(group.slot)
-                .with_client_id(*client_id);
+            let mut ev = self.event(job, decision, &facts).with_group(group.slot);
             if let Some((list, action)) = blocked {
                 // The listed entry is the chain's, not in the question: no entry.
                 ev = ev.with_block(list, usize::MAX, action);
             }
             if let Some(i) = upstream {
-                ev = ev.with_upstream(i);
+                // The server that answered, in whichever set.
+                let set = job
+                    .upstream
+                    .as_ref()
+                    .unwrap_or_else(|| self.upstreams.default_set());
+                ev = ev.with_upstream(set.server_id(i));
             }
             self.record_forward(job, ev, out);
         }
+    }
+
+    /// For a chased CNAME target (`job.chase`), joins its answer in `out`
+    /// to the local chain and cuts the whole to the client's size.
+    fn join_chase(&self, job: &Forward, out: &mut Vec<u8>) {
+        if let Some(chase) = &job.chase {
+            chase.join(out);
+            truncate_for(&chase.facts, job.proto, out);
+        }
+    }
+
+    /// The event of `job`'s client: its own question (a chased target's
+    /// client asked for the local name).
+    fn event(&self, job: &Forward, decision: Decision, facts: &QueryFacts) -> QueryEvent {
+        let (name, qtype) = match &job.chase {
+            Some(c) => (&c.name, c.facts.qtype),
+            None => (&job.name, facts.qtype),
+        };
+        QueryEvent::new(decision, job.client, job.proto.into(), Some(name), qtype)
+            .with_client_id(job.client_id)
     }
 
     /// When the upstreams failed for `job` (`why`), or are slow to answer
@@ -902,14 +1199,13 @@ impl Handler {
             query,
             facts,
             name,
-            proto,
             client,
             client_id,
             allowed,
             ..
         } = job;
         let snap = self.state.load();
-        let key = CacheKey::new(name, facts);
+        let key = job.cache_key();
         // A chain inspected under the rules before a reload is inspected
         // again (or, for a verdict, not served): stale answers too.
         let Some(hit) = self
@@ -922,18 +1218,19 @@ impl Handler {
         tracing::debug!(query = %name, qtype = %wire::TypeName(facts.qtype), why, "stale answer");
         let (_, group) = snap.groups.of_client(client.ip(), *client_id);
         let blocked = cached_block(hit, *allowed, &snap, group, query, facts, out);
-        truncate_for(facts, *proto, out);
+        truncate_for(facts, job.limit(), out);
         // A stale answer comes from the cache (marked stale), not the upstream.
         let decision = match blocked {
             Some(_) => Decision::Blocked,
+            None if job.chase.is_some() => Decision::Local,
             None => Decision::Cached,
         };
+        self.join_chase(job, out);
         if self.observe.wants(decision) {
-            let mut ev =
-                QueryEvent::new(decision, *client, (*proto).into(), Some(name), facts.qtype)
-                    .with_group(group.slot)
-                    .with_client_id(*client_id)
-                    .with_stale(true);
+            let mut ev = self
+                .event(job, decision, facts)
+                .with_group(group.slot)
+                .with_stale(true);
             if let Some((list, action)) = blocked {
                 ev = ev.with_block(list, usize::MAX, action);
             }
@@ -957,14 +1254,21 @@ impl Handler {
         self.observe.record(ev, out);
     }
 
-    /// The upstreams (for their counters, and the readiness probe).
+    /// `[upstream]`'s servers (the readiness probe).
     pub fn upstream(&self) -> &Arc<Upstream> {
-        &self.upstream
+        self.upstreams.default_set()
     }
 
-    /// The per-query deadline upstream (for draining on shutdown).
+    /// Every upstream set (for their counters, and the query log's names
+    /// of their servers).
+    pub fn upstreams(&self) -> &Sets {
+        &self.upstreams
+    }
+
+    /// The per-query deadline upstream, the longest of the sets (for
+    /// draining on shutdown).
     pub fn upstream_timeout(&self) -> std::time::Duration {
-        self.upstream.timeout()
+        self.upstreams.timeout()
     }
 
     /// Waits until no forwarded query is waiting for the upstream, or
@@ -985,7 +1289,7 @@ fn refresh(cache: &Cache, state: &ArcSwap<Snapshot>, job: &Forward, resp: &[u8])
     if let Some(mut resp) = for_the_client(resp, &job.facts) {
         let checked = Checked::of(&resp, &state.load(), job.allowed);
         if !matches!(checked, Checked::PerGroup { .. }) {
-            let key = CacheKey::new(&job.name, &job.facts);
+            let key = job.cache_key();
             cache.insert_tagged(&key, &mut resp, checked.tag());
         }
     }

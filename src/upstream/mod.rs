@@ -41,9 +41,12 @@ mod forward;
 mod https;
 mod mmsg;
 mod secure;
+mod sets;
 mod tcp;
 mod tls;
 mod udp;
+
+pub use sets::{Sets, server_rows};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +57,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{Strategy, Transport, UpstreamConfig};
+use crate::observe::ServerNames;
 use crate::observe::metrics::{UpstreamRow, UpstreamStats};
 use crate::wire::{self, Header};
 use flights::{FlightKey, Flights, Joined};
@@ -123,7 +127,8 @@ impl Error {
 }
 
 /// An upstream's answer with the index of the server that gave it (in
-/// `[upstream] servers`, for the query log), or why none came. A query that
+/// its set's `servers`; [`Upstream::server_id`] numbers it for the query
+/// log), or why none came. A query that
 /// waited for an identical one in flight gets that one's answer, and its
 /// server.
 pub type Answered = Result<(usize, Vec<u8>), Error>;
@@ -179,11 +184,29 @@ pub struct Upstream {
     timeout: Duration,
     /// When a query's [`Reply::overdue`] is called, if at all.
     overdue: Option<Duration>,
+    /// How long a failed question is remembered (`with_failure_ttl`), and
+    /// what the reader tasks call around a pass: kept so that the
+    /// `[[forward]]` sets ([`Sets`]) are built like this one.
+    failure_ttl: Duration,
+    pass: ReadPass,
+    /// Each server's number in the process's [`ServerNames`] (its index
+    /// until [`Upstream::with_names`]).
+    ids: Box<[u16]>,
     /// Round-robin turn.
     turn: AtomicUsize,
     /// Health times are milliseconds since this instant.
     epoch: Instant,
     flights: Flights,
+}
+
+/// Its servers, as the config writes them.
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<&str> = self.servers.iter().map(|s| &*s.label).collect();
+        f.debug_struct("Upstream")
+            .field("servers", &servers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One upstream and what we know of it.
@@ -246,11 +269,17 @@ impl Upstream {
                 }
             })
             .collect();
+        let ids = (0..config.servers.len())
+            .map(|i| u16::try_from(i).unwrap_or(crate::observe::event::NO_UPSTREAM))
+            .collect();
         Self {
             servers,
             strategy: config.strategy,
             timeout: config.timeout,
             overdue: None,
+            failure_ttl: Duration::ZERO,
+            pass: ReadPass::NONE,
+            ids,
             turn: AtomicUsize::new(0),
             epoch: Instant::now(),
             flights: Flights::new(Duration::ZERO),
@@ -262,6 +291,7 @@ impl Upstream {
     /// servfail_ttl`, RFC 9520); zero remembers none.
     pub fn with_failure_ttl(mut self, ttl: Duration) -> Self {
         self.flights = Flights::new(ttl);
+        self.failure_ttl = ttl;
         self
     }
 
@@ -275,12 +305,29 @@ impl Upstream {
 
     /// What the reader tasks call around each pass over their socket.
     pub fn with_read_pass(mut self, pass: ReadPass) -> Self {
+        self.pass = pass;
         for s in &mut self.servers {
             if let Link::Udp(pool) = &mut s.link {
                 pool.set_read_pass(pass);
             }
         }
         self
+    }
+
+    /// Numbers each server in `names` (the query log names a server by
+    /// its number).
+    pub fn with_names(mut self, names: &ServerNames) -> Self {
+        self.ids = self.servers.iter().map(|s| names.id(&s.label)).collect();
+        self
+    }
+
+    /// The number of the server at `index` (as [`Answered`] gives it) in
+    /// the [`ServerNames`] of [`Upstream::with_names`].
+    pub fn server_id(&self, index: usize) -> u16 {
+        self.ids
+            .get(index)
+            .copied()
+            .unwrap_or(crate::observe::event::NO_UPSTREAM)
     }
 
     /// The overall deadline per query.
@@ -290,11 +337,17 @@ impl Upstream {
 
     /// Each server's counters and state, in config order (`/metrics`).
     pub fn stats(&self) -> Vec<UpstreamRow<'_>> {
+        self.stats_of(None)
+    }
+
+    /// [`Upstream::stats`], labelled as the servers of `set`.
+    pub fn stats_of<'a>(&'a self, set: Option<&'a str>) -> Vec<UpstreamRow<'a>> {
         let now = self.now_ms();
         self.servers
             .iter()
             .map(|s| UpstreamRow {
                 name: &s.label,
+                set,
                 stats: &s.health.stats,
                 up: s.health.down_until.load(Ordering::Relaxed) == 0,
                 last_answer: s.health.answered_ago(now),

@@ -508,27 +508,29 @@ async fn read(sock: Arc<Sock>, pass: ReadPass) {
         }
         (pass.begin)();
         loop {
-            match sock
-                .socket
-                .try_io(tokio::io::Interest::READABLE, || batch.recv(fd))
-            {
-                Ok(n) => {
-                    for i in 0..n {
-                        if let Some(d) = batch.get(i) {
-                            sock.dispatch(d);
-                        }
-                    }
-                    if n < mmsg::BATCH {
-                        // Short batch: the queue is empty. Tell the
-                        // reactor without another system call to hear
-                        // it again (a datagram that came meanwhile is a
-                        // new event, so nothing is missed).
-                        let _ = sock.socket.try_io(tokio::io::Interest::READABLE, || {
-                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                        });
-                        break;
-                    }
+            // A short batch means the queue is empty: the closure then
+            // says WouldBlock itself, so tokio clears the readiness it
+            // read *before* this receive. A datagram that came after that
+            // moved the readiness on and is heard again; clearing it in a
+            // second call instead could swallow the edge of a datagram
+            // that came in between, leaving it unread until another came
+            // (a forwarded answer lost behind a garbage reply).
+            let mut got = 0;
+            let read = sock.socket.try_io(tokio::io::Interest::READABLE, || {
+                got = batch.recv(fd)?;
+                if got < mmsg::BATCH {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
                 }
+            });
+            for i in 0..got {
+                if let Some(d) = batch.get(i) {
+                    sock.dispatch(d);
+                }
+            }
+            match read {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     sock.fail_all(e.kind(), &sock.label);

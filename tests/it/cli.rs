@@ -412,6 +412,61 @@ fn validate_reports_every_problem_with_file_and_line() {
     );
 }
 
+/// Issue 18: `check` says what answers a local name (before the lists),
+/// and where an allowed name is forwarded; `validate` refuses a bad
+/// record with its file, line and key.
+#[test]
+fn r18_check_names_local_answers_and_forward_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hosts"), "192.168.1.10 nas\n").expect("hosts");
+    let text = config(
+        "127.0.0.1:9".parse().expect("addr"),
+        "[[forward]]\nzones = [\"corp.example\"]\nservers = [\"10.0.0.10\"]\n\n",
+    )
+    .replace(
+        "[local_zones]\ndefaults = false\n",
+        "[local_zones]\nhosts_files = [\"hosts\"]\n",
+    );
+    let path = write_config(dir.path(), &text);
+    let path = path.to_str().expect("utf8");
+    let (code, out, err) = embargo(&[
+        "check",
+        "-c",
+        path,
+        "nas.home.arpa",
+        "x.local",
+        "dc1.corp.example",
+        "example.org",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let hosts = dir.path().join("hosts").display().to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "nas.home.arpa\tlocal\tlocal record nas.home.arpa (A; {hosts}:1:14, local_zones.hosts_files[1]), local zone home.arpa (RFC 8375, served by default)"
+            ),
+            "x.local\tlocal\tlocal zone local (RFC 6762, served by default): no such name".into(),
+            "dc1.corp.example\tallowed".into(),
+            "\tupstream: forward[1] (10.0.0.10:53) for zone corp.example".into(),
+            "example.org\tallowed".into(),
+            "\tupstream: [upstream]".into(),
+        ],
+        "{out}"
+    );
+    std::fs::write(
+        dir.path().join("hosts"),
+        "192.168.1.10 nas\n192.168.1.10 files\n",
+    )
+    .expect("hosts");
+    let (code, out, err) = embargo(&["validate", "-c", path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains(&format!("{hosts}:2:14: local_zones.hosts_files[1]: 192.168.1.10 would have a PTR to files.home.arpa and one to nas.home.arpa")),
+        "{err}"
+    );
+}
 /// The permission bits of `path` (no symlink followed).
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

@@ -179,13 +179,29 @@ impl Upstream {
         Self::start_full(&[], Duration::ZERO, Some(cert)).await
     }
 
+    /// Serving `zones` (origin, zone text) instead of the usual ones, each
+    /// answer after `delay`: another authoritative server (an internal one,
+    /// in the tests of conditional forwarding).
+    pub(crate) async fn start_zones(zones: &[(&str, &str)], delay: Duration) -> Self {
+        Self::start_from(zones, &[], delay, None).await
+    }
+
     async fn start_full(
         extra_up_test: &[String],
         delay: Duration,
         cert: Option<&TestCert>,
     ) -> Self {
+        Self::start_from(ZONES, extra_up_test, delay, cert).await
+    }
+
+    async fn start_from(
+        zones: &[(&str, &str)],
+        extra_up_test: &[String],
+        delay: Duration,
+        cert: Option<&TestCert>,
+    ) -> Self {
         let mut catalog = Catalog::new();
-        for (origin, text) in ZONES {
+        for (origin, text) in zones {
             let mut text = text.to_string();
             if *origin == "up.test." {
                 for line in extra_up_test {
@@ -644,10 +660,17 @@ pub(crate) const SEIZED_LIST: &str =
 
 /// A config forwarding to `upstream`, with the test list "seized" and the
 /// `[[lists]]` tables in `lists` after it.
+///
+/// The test upstream's names are under `test.` (RFC 6761 sets it aside for
+/// tests), which embargo answers locally by default: the harness turns the
+/// default local zones off. A test of local zones sets them itself.
 pub(crate) fn config(upstream: SocketAddr, lists: &str) -> String {
     format!(
         r#"[server]
 listen = ["127.0.0.1:0"]
+
+[local_zones]
+defaults = false
 
 [upstream]
 servers = ["{upstream}"]

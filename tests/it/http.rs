@@ -337,7 +337,7 @@ async fn hits_and_log_show_the_clients_and_queries_the_test_sent() {
     let log = wait_for_log(http, 5).await;
 
     let logged = log["logged"].as_array().expect("logged");
-    assert_eq!(logged.len(), 5, "queries = \"all\": {log}");
+    assert_eq!(logged.len(), 6, "queries = \"all\": {log}");
     let records = log["records"].as_array().expect("records");
     assert_eq!(records.len(), 5, "{log}");
     let what: Vec<(&str, &str, &str, &str)> = records
