@@ -673,6 +673,14 @@ fn lists(snap: &Snapshot) -> ExitCode {
                     .as_deref()
                     .map_or(String::new(), |n| format!(" ({n})")),
             );
+            if l.spec.signature.is_some() {
+                println!(
+                    "  {}: signed ({}), {} download(s) refused for their signature",
+                    l.spec.name,
+                    meta.signed.as_deref().unwrap_or("no verified copy yet"),
+                    meta.signature_failures,
+                );
+            }
         }
     }
     ExitCode::SUCCESS

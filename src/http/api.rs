@@ -65,12 +65,14 @@ fn refreshes(snap: &Snapshot) -> Vec<(Refresh, Option<source::FetchMeta>)> {
                 let r = Refresh {
                     last_success: meta.fetched_at,
                     errors: meta.failures,
+                    signature_failures: meta.signature_failures,
                 };
                 (r, Some(meta))
             } else {
                 let r = Refresh {
                     last_success: Some(snap.loaded_at),
                     errors: 0,
+                    signature_failures: 0,
                 };
                 (r, None)
             }
@@ -188,6 +190,12 @@ pub(super) async fn lists(State(api): State<Arc<Api>>) -> Response {
                     "last_checked": meta.as_ref().and_then(|m| m.checked_at),
                     "last_result": meta.as_ref().map(|m| m.last_result.clone()),
                     "refresh_errors": r.errors,
+                    "signature": l.spec.signature.as_ref().map(|signed| json!({
+                        "required": true,
+                        "url": signed.url,
+                        "signed": meta.as_ref().and_then(|m| m.signed.clone()),
+                        "failures": r.signature_failures,
+                    })),
                     "blocked": api.stats.blocked(l.slot),
                 })
             })

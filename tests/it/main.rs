@@ -26,6 +26,7 @@ mod rpz;
 mod secure;
 mod sendbuf;
 mod shipped;
+mod signed;
 mod strategies;
 mod tcp;
 mod upstreams;
