@@ -125,6 +125,9 @@ pub struct BlockDetail {
     pub authority: String,
     pub reason: String,
     pub reference: String,
+    /// When the list stops blocking (`expires`), RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// What the rules say about one name.
@@ -262,6 +265,7 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
                     authority: p.authority.clone(),
                     reason: p.reason.clone(),
                     reference: p.reference.clone(),
+                    expires: list.spec.expires.map(crate::expiry::format),
                 }),
             }
         }

@@ -61,6 +61,7 @@ pub mod cache;
 pub mod check;
 pub mod cname;
 pub mod config;
+pub mod expiry;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod groups;

@@ -605,6 +605,9 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
                         println!("\t{label}: {value}");
                     }
                 }
+                if let Some(at) = &b.expires {
+                    println!("\texpires: {at} (the list stops blocking then)");
+                }
             }
             (None, Some(detail)) => println!("{}\t{}\t{detail}", c.name, c.verdict),
             (None, None) => println!("{}\t{}", c.name, c.verdict),
@@ -681,6 +684,15 @@ fn lists(snap: &Snapshot) -> ExitCode {
                     meta.signature_failures,
                 );
             }
+        }
+        // An expired list is reported, not silently dropped.
+        if let Some(at) = l.spec.expires {
+            let state = if l.spec.expired(std::time::SystemTime::now()) {
+                "expired"
+            } else {
+                "expires"
+            };
+            println!("  {}: {state} {}", l.spec.name, embargo::expiry::format(at));
         }
     }
     ExitCode::SUCCESS

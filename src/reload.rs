@@ -405,7 +405,12 @@ impl Helpers {
         config
             .lists
             .iter()
-            .map(|l| format!("{}|{}|{:?}", l.name, l.source, l.fetch))
+            .map(|l| {
+                format!(
+                    "{}|{}|{:?}|{:?}|{:?}",
+                    l.name, l.source, l.fetch, l.signature, l.expires
+                )
+            })
             .collect()
     }
 
@@ -445,6 +450,13 @@ impl Helpers {
                     tracing::error!(error = %e, "cannot create the HTTP client: remote lists stay as they are")
                 }
             }
+        }
+        // Each list's expiry: a rebuild without it at that moment.
+        if config.lists.iter().any(|l| l.expires.is_some()) {
+            fetchers.push(tokio::spawn(crate::expiry::watch(
+                config.lists.clone(),
+                poke.clone(),
+            )));
         }
         Self {
             inputs: Self::inputs(config),

@@ -87,6 +87,7 @@ pub struct ListFileSpec {
     pub signature: Option<Value>,
     pub public_key: Option<Value>,
     pub signature_url: Option<Value>,
+    pub expires: Option<Value>,
 }
 
 /// `[allow]`

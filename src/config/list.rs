@@ -6,11 +6,12 @@
 //! description, neither is imported by it.
 //!
 //! A list's guards are read here too ([`Checker::list_guards`]): the
-//! publisher's signature a download must carry ([`Signed`]).
+//! publisher's signature a download must carry ([`Signed`]) and the moment
+//! the list stops blocking (`expires`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::raw::Value;
 use super::{Checker, Location, list_key};
@@ -103,11 +104,21 @@ pub struct ListSpec {
     /// "minisign"`): a copy without it, or whose signature does not verify,
     /// is never loaded.
     pub signature: Option<Signed>,
+    /// When the list stops blocking (`expires`, as court orders and
+    /// temporary measures do): from then on it is not loaded, and is
+    /// reported expired (`crate::expiry`).
+    pub expires: Option<SystemTime>,
     /// Where the list is declared in the config.
     pub location: Location,
 }
 
 impl ListSpec {
+    /// Whether the list has expired at `now` (`expires`): it then blocks
+    /// nothing.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+
     /// The EDE extra text: list, authority and reason, so that a user who
     /// sees only the DNS answer learns who blocked the name and why.
     pub fn ede_text(&self) -> String {
@@ -145,16 +156,19 @@ pub(super) struct GuardKeys<'a> {
     pub(super) signature: &'a Option<Value>,
     pub(super) public_key: &'a Option<Value>,
     pub(super) signature_url: &'a Option<Value>,
+    pub(super) expires: &'a Option<Value>,
 }
 
 /// What a list's guards are, once read.
 pub(super) struct Guards {
     pub(super) signature: Option<Signed>,
+    pub(super) expires: Option<SystemTime>,
 }
 
 impl Checker<'_> {
     /// The guards of the `index`th (0-based) `[[lists]]` table `l`, whose
-    /// source is `source`: `signature`, `public_key` and `signature_url`.
+    /// source is `source`: `signature`, `public_key`, `signature_url` and
+    /// `expires`.
     pub(super) fn list_guards(
         &mut self,
         index: usize,
@@ -164,6 +178,12 @@ impl Checker<'_> {
         let key = |field: &str| list_key(index, field);
         Guards {
             signature: self.list_signature(&key, l, source),
+            expires: self.opt_parse(
+                &key("expires"),
+                l.expires,
+                r#"a UTC date and time such as "2027-01-31T00:00:00Z""#,
+                |s| humantime::parse_rfc3339(s.trim()).ok(),
+            ),
         }
     }
 

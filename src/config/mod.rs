@@ -696,6 +696,7 @@ impl Checker<'_> {
                 signature: &l.signature,
                 public_key: &l.public_key,
                 signature_url: &l.signature_url,
+                expires: &l.expires,
             },
             &source,
         );
@@ -755,6 +756,7 @@ impl Checker<'_> {
                 }
             },
             signature: guards.signature,
+            expires: guards.expires,
             location: self.location(l.name.as_ref().unwrap_or(&table)),
         }
     }

@@ -190,6 +190,8 @@ pub(super) async fn lists(State(api): State<Arc<Api>>) -> Response {
                     "last_checked": meta.as_ref().and_then(|m| m.checked_at),
                     "last_result": meta.as_ref().map(|m| m.last_result.clone()),
                     "refresh_errors": r.errors,
+                    "expires": l.spec.expires.map(crate::expiry::format),
+                    "expired": l.spec.expired(std::time::SystemTime::now()),
                     "signature": l.spec.signature.as_ref().map(|signed| json!({
                         "required": true,
                         "url": signed.url,

@@ -106,6 +106,7 @@ mod tests {
             ede: EdeCode::Blocked,
             inspect_cname: false,
             signature: None,
+            expires: None,
             location: Location {
                 file: "embargo.toml".into(),
                 line: 1,

@@ -10,6 +10,7 @@ mod cname;
 mod corporate;
 mod dnstap;
 mod encrypted;
+mod expiry;
 mod forwarding;
 mod groups;
 mod harness;
