@@ -26,6 +26,7 @@ pub struct FileSpec {
     pub state: Option<Spanned<Shaped<StateSpec>>>,
     pub log: Option<Spanned<Shaped<super::observe::LogSpec>>>,
     pub hits: Option<Spanned<Shaped<super::observe::HitsSpec>>>,
+    pub history: Option<Spanned<Shaped<super::history::HistorySpec>>>,
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
     pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,

@@ -14,6 +14,7 @@ mod error;
 mod file;
 mod forward;
 mod groups;
+mod history;
 mod http;
 mod list;
 mod local;
@@ -30,6 +31,7 @@ pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use forward::{ForwardSpec, ZoneName};
 pub use groups::{GroupSpec, MAX_GROUPS};
+pub use history::HistoryConfig;
 pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
 pub use list::{Fetch, ListSpec, Provenance, Signed, Source, Tsig, XfrSource};
 pub use local::{
@@ -111,6 +113,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The hit report (`[hits]`).
     pub hits: HitsConfig,
+    /// What each reload changed in each list, and how much of it is kept
+    /// (`[history]`).
+    pub history: HistoryConfig,
     /// dnstap output (`[dnstap]`), off when absent.
     pub dnstap: Option<DnstapConfig>,
     /// Who may ask (`[access]`).
@@ -401,6 +406,7 @@ impl Checker<'_> {
         let state = self.section("state", spec.state);
         let log = self.section("log", spec.log);
         let hits = self.section("hits", spec.hits);
+        let history = self.section("history", spec.history);
 
         let listen = match &server.listen {
             Some(addrs) => {
@@ -471,6 +477,7 @@ impl Checker<'_> {
         };
         let log = self.log(&log, &state_dir);
         let hits = self.hits(&hits);
+        let history = self.history(&history, &state_dir);
         let dnstap = self.dnstap(spec.dnstap);
 
         let mut lists: Vec<ListSpec> = Vec::new();
@@ -558,6 +565,7 @@ impl Checker<'_> {
             allow_files,
             log,
             hits,
+            history,
             dnstap,
         })
     }

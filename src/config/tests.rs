@@ -265,6 +265,7 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("lists",    "signature",     "true",                  "true",                         r#""minisign""#),
     ("lists",    "public_key",    "7",                     "the number 7",                 "a minisign public key"),
     ("lists",    "signature_url", "[]",                    "an empty array",               "an http:// or https:// URL"),
+    ("history",  "max_mb",        r#""16MB""#,             r#"the string "16MB""#,         "a whole number of megabytes"),
     ("lists",    "expires",       r#""next week""#,        r#"the string "next week""#,    "a UTC date and time"),
     ("groups",   "name",          "1",                     "the number 1",                 "a group name"),
     ("groups",   "clients",       r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),

@@ -14,6 +14,7 @@ mod expiry;
 mod forwarding;
 mod groups;
 mod harness;
+mod history;
 mod http;
 mod kresd;
 mod local;
