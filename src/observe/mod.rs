@@ -56,6 +56,7 @@
 
 pub mod dnstap;
 pub mod event;
+pub mod history;
 pub mod hits;
 pub mod metrics;
 pub mod querylog;
