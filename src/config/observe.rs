@@ -54,7 +54,7 @@ pub enum LogPath {
 
 /// Rotated files kept by default: with compression (a rotated file
 /// takes about a tenth of its size, README), 40 of them take less disk
-/// than the 5 plain ones kept before compression did, and hold 8 times
+/// than the 5 plain ones kept before compression did, and hold about 7 times
 /// the history.
 const KEEP: u32 = 40;
 /// ... and without it, as before.
