@@ -332,12 +332,9 @@ async fn the_log_rotates_by_size_keeping_at_most_keep_files() {
     // Rotated files are compressed (the default) by a thread of their own,
     // which goes on after the stop until none is left plain.
     let numbered = |i: u32, ext: &str| PathBuf::from(format!("{}.{i}{ext}", path.display()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while numbered(1, "").exists() || numbered(2, "").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rotated files never compressed"
-        );
+        assert!(Instant::now() < deadline, "rotated files never compressed");
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut total = 0;
