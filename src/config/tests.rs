@@ -328,6 +328,7 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("log",      "keep",          "2.5",                   "the number 2.5",               "a whole number of rotated files to keep"),
     ("log",      "client_ip",     r#""anonymous""#,        r#"the string "anonymous""#,    r#"one of "full", "truncate" or "hash""#),
     ("log",      "queue",         r#"["big"]"#,            "an array",                     "a whole number of records"),
+    ("log",      "compress",      r#""zstd""#,             r#"the string "zstd""#,         "true or false"),
     ("dnstap",   "socket",        "true",                  "true",                         "a unix socket path"),
     ("dnstap",   "tcp",           "6000",                  "the number 6000",              "a collector address"),
     ("dnstap",   "identity",      "1",                     "the number 1",                 "the identity to send"),
