@@ -127,6 +127,9 @@ pub struct BlockDetail {
     pub authority: String,
     pub reason: String,
     pub reference: String,
+    /// When the list stops blocking (`expires`), RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// What the rules say about one name.
@@ -268,6 +271,7 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
                     authority: p.authority.clone(),
                     reason: p.reason.clone(),
                     reference: p.reference.clone(),
+                    expires: list.spec.expires.map(crate::expiry::format),
                 }),
             }
         }
@@ -335,6 +339,7 @@ pub fn address(snap: &Snapshot, ip: IpAddr, asker: Option<&ClientCheck>) -> Name
         authority: p.authority.clone(),
         reason: p.reason.clone(),
         reference: p.reference.clone(),
+        expires: list.spec.expires.map(crate::expiry::format),
     });
     check
 }

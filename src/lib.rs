@@ -65,6 +65,7 @@ pub mod check;
 pub mod cname;
 pub mod config;
 pub mod dnssec;
+pub mod expiry;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod groups;

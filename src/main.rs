@@ -53,6 +53,16 @@ enum Command {
     },
     /// Show every list: source, format, entries, duplicates, bad lines.
     Lists,
+    /// When a name (or the list entry covering it) entered and left each
+    /// list, and in which version; with --list, that list's changes.
+    History {
+        /// Only this list; without a name, every change it recorded.
+        #[arg(long, value_name = "LIST")]
+        list: Option<String>,
+        /// The domain name to look up.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+    },
     /// Load the config and every list and report every problem (exit 1 if any is fatal).
     Validate,
     /// Tell the running server (found by its pid file in the state directory) to reload.
@@ -129,6 +139,7 @@ fn main() -> ExitCode {
             with_snapshot(&config, |snap| check(snap, client, &names))
         }
         Command::Lists => with_snapshot(&config, lists),
+        Command::History { list, name } => history(&config, list.as_deref(), name.as_deref()),
         Command::Validate => {
             for w in &config.warnings {
                 println!("{}: warning: {}", w.location, w.message);
@@ -453,6 +464,10 @@ fn fetch(config: &Config, force: bool, only: &[String]) -> ExitCode {
                 println!("{}	failed	{why}", spec.name);
                 code = ExitCode::from(1);
             }
+            Outcome::BadSignature(why) => {
+                println!("{}	refused	signature: {why}", spec.name);
+                code = ExitCode::from(1);
+            }
         }
     }
     if updated && embargo::reload::pid_file(config).exists() {
@@ -663,6 +678,9 @@ fn check(snap: &Snapshot, client: Option<IpAddr>, names: &[String]) -> ExitCode 
                         println!("\t{label}: {value}");
                     }
                 }
+                if let Some(at) = &b.expires {
+                    println!("\texpires: {at} (the list stops blocking then)");
+                }
             }
             (None, Some(detail)) => println!("{}\t{}\t{detail}", c.name, c.verdict),
             (None, None) => println!("{}\t{}", c.name, c.verdict),
@@ -731,6 +749,23 @@ fn lists(snap: &Snapshot) -> ExitCode {
                     .as_deref()
                     .map_or(String::new(), |n| format!(" ({n})")),
             );
+            if l.spec.signature.is_some() {
+                println!(
+                    "  {}: signed ({}), {} download(s) refused for their signature",
+                    l.spec.name,
+                    meta.signed.as_deref().unwrap_or("no verified copy yet"),
+                    meta.signature_failures,
+                );
+            }
+        }
+        // An expired list is reported, not silently dropped.
+        if let Some(at) = l.spec.expires {
+            let state = if l.spec.expired(std::time::SystemTime::now()) {
+                "expired"
+            } else {
+                "expires"
+            };
+            println!("  {}: {state} {}", l.spec.name, embargo::expiry::format(at));
         }
     }
     ExitCode::SUCCESS
@@ -838,4 +873,62 @@ fn validate(snap: &Snapshot) -> ExitCode {
         warnings
     );
     ExitCode::SUCCESS
+}
+
+/// `embargo history`: read from `STATE/history` (`observe::history`).
+fn history(config: &Config, list: Option<&str>, name: Option<&str>) -> ExitCode {
+    use embargo::observe::history;
+    if let Some(l) = list
+        && !config.lists.iter().any(|s| s.name == l)
+    {
+        eprintln!("no list {l:?} in {}", config.path.display());
+        return ExitCode::from(2);
+    }
+    let result = match name {
+        Some(name) => {
+            let names: Vec<&str> = match list {
+                Some(l) => vec![l],
+                None => config.lists.iter().map(|s| s.name.as_str()).collect(),
+            };
+            history::search_name(&config.history, &names, name).map(|events| {
+                if events.is_empty() {
+                    println!("{name}: on no list, as far as the history kept says");
+                }
+                for e in events {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        e.time, e.list, e.event, e.entry, e.version
+                    );
+                }
+            })
+        }
+        None => history::read(&config.history, list.unwrap_or_default()).map(|h| {
+            if h.dropped > 0 {
+                println!(
+                    "({} older changes dropped to stay within [history] max_mb)",
+                    h.dropped
+                );
+            }
+            for c in h.changes {
+                let (added, removed) = c
+                    .counts
+                    .unwrap_or((c.added.len() as u64, c.removed.len() as u64));
+                let mut shown: Vec<String> = c.added.iter().take(10).cloned().collect();
+                shown.extend(c.removed.iter().take(10).map(|r| format!("-{r}")));
+                println!(
+                    "{}\t{}\t+{added} -{removed}\t{}",
+                    c.time,
+                    c.version,
+                    shown.join(" ")
+                );
+            }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
 }

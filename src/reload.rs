@@ -130,7 +130,10 @@ fn swap_in(config: Config, state: &ArcSwap<Snapshot>, started: Instant) -> Resul
     let snap = Snapshot::rebuild(&config, &state.load()).map_err(|e| e.to_string())?;
     log_loaded(&snap, started.elapsed());
     log_warnings(&config);
-    state.store(Arc::new(snap));
+    let snap = Arc::new(snap);
+    state.store(snap.clone());
+    // What the swap changed in each list, on this (background) thread.
+    crate::observe::history::record(&config.history, &snap);
     Ok(config)
 }
 
@@ -158,6 +161,9 @@ pub struct Control {
     /// SIGHUP, listened for from [`Control::arm`] on; [`maintain`] takes it.
     #[cfg(unix)]
     sighup: Mutex<Option<tokio::signal::unix::Signal>>,
+    /// Where the lists' history of the config in force is kept
+    /// (`/api/history` reads it); set by [`maintain`].
+    history: RwLock<Option<crate::config::HistoryConfig>>,
 }
 
 /// Where the reload loop is: reloads are numbered from 1 as they start,
@@ -185,6 +191,7 @@ impl Default for Control {
             watch: Mutex::new(None),
             #[cfg(unix)]
             sighup: Mutex::new(None),
+            history: RwLock::new(None),
         }
     }
 }
@@ -280,6 +287,20 @@ impl Control {
         self.progress.subscribe()
     }
 
+    /// Where the lists' history of the config in force is kept; `None`
+    /// before the reload loop runs.
+    pub fn history(&self) -> Option<crate::config::HistoryConfig> {
+        self.history
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_history(&self, config: &Config) {
+        *self.history.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(config.history.clone());
+    }
+
     /// Reloads that succeeded and that failed since start.
     pub fn counts(&self) -> (u64, u64) {
         (
@@ -304,6 +325,14 @@ pub async fn maintain(
         .take()
         .map(|hup| Aborting(tokio::spawn(on_sighup(hup, poke.clone()))));
     let mut helpers = Helpers::start(&config, &poke, &notify);
+    // The lists loaded at start, into the lists' history (a restart with
+    // the same content records nothing), off the serving threads.
+    control.set_history(&config);
+    let (history, snap) = (config.history.clone(), state.load_full());
+    let _ = source::background::run("embargo-history", move || {
+        crate::observe::history::record(&history, &snap);
+    })
+    .await;
     let mut current = config;
     loop {
         poke.notified().await;
@@ -342,6 +371,7 @@ pub async fn maintain(
             Ok(Ok(config)) => {
                 tracing::info!("reload done");
                 control.narrow(&config);
+                control.set_history(&config);
                 warn_restart_needed(&current, &config);
                 if helpers.inputs != Helpers::inputs(&config) {
                     drop(helpers);
@@ -405,7 +435,12 @@ impl Helpers {
         config
             .lists
             .iter()
-            .map(|l| format!("{}|{}|{:?}", l.name, l.source, l.fetch))
+            .map(|l| {
+                format!(
+                    "{}|{}|{:?}|{:?}|{:?}",
+                    l.name, l.source, l.fetch, l.signature, l.expires
+                )
+            })
             .collect()
     }
 
@@ -446,6 +481,13 @@ impl Helpers {
                 }
             }
         }
+        // Each list's expiry: a rebuild without it at that moment.
+        if config.lists.iter().any(|l| l.expires.is_some()) {
+            fetchers.push(tokio::spawn(crate::expiry::watch(
+                config.lists.clone(),
+                poke.clone(),
+            )));
+        }
         Self {
             inputs: Self::inputs(config),
             fetchers,
@@ -479,15 +521,24 @@ async fn keep_fresh(client: reqwest::Client, spec: ListSpec, url: String, poke: 
             source::Outcome::Refused(why) => {
                 tracing::error!(list = %spec.name, "new version refused, keeping the last good copy: {why}")
             }
+            source::Outcome::BadSignature(why) => {
+                tracing::error!(list = %spec.name, "new version not loaded, its signature is missing or wrong; keeping the last good copy: {why}");
+                wait = retry_soon(&spec);
+            }
             source::Outcome::Failed(why) => {
                 tracing::error!(list = %spec.name, "refresh failed, keeping the last good copy: {why}");
-                // Try again sooner than a full period, but not in a tight loop.
-                wait = (spec.fetch.refresh / 8)
-                    .max(Duration::from_secs(30))
-                    .min(spec.fetch.refresh);
+                wait = retry_soon(&spec);
             }
         }
     }
+}
+
+/// When to try a failed refresh again: sooner than a full period, but not
+/// in a tight loop.
+fn retry_soon(spec: &ListSpec) -> Duration {
+    (spec.fetch.refresh / 8)
+        .max(Duration::from_secs(30))
+        .min(spec.fetch.refresh)
 }
 
 /// Keeps a zone-transfer list current: at start, on its refresh timer, and
@@ -505,7 +556,7 @@ async fn keep_transferred(spec: ListSpec, src: XfrSource, wake: Arc<Notify>, pok
             source::Outcome::Refused(why) => {
                 tracing::error!(list = %spec.name, "new version of the zone refused, keeping the last good copy: {why}")
             }
-            source::Outcome::Failed(why) => {
+            source::Outcome::Failed(why) | source::Outcome::BadSignature(why) => {
                 tracing::error!(list = %spec.name, "zone refresh failed, keeping the last good copy: {why}")
             }
         }

@@ -26,6 +26,7 @@ pub struct FileSpec {
     pub state: Option<Spanned<Shaped<StateSpec>>>,
     pub log: Option<Spanned<Shaped<super::observe::LogSpec>>>,
     pub hits: Option<Spanned<Shaped<super::observe::HitsSpec>>>,
+    pub history: Option<Spanned<Shaped<super::history::HistorySpec>>>,
     pub access: Option<Spanned<Shaped<super::access::AccessSpec>>>,
     pub rate_limit: Option<Spanned<Shaped<super::access::RateLimitSpec>>>,
     pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,
@@ -84,6 +85,11 @@ pub struct ListFileSpec {
     pub tsig: Option<Value>,
     pub inspect_cname: Option<Value>,
     pub inspect_answers: Option<Value>,
+    // The list's guards (config/list.rs): signature, expiry, canary.
+    pub signature: Option<Value>,
+    pub public_key: Option<Value>,
+    pub signature_url: Option<Value>,
+    pub expires: Option<Value>,
 }
 
 /// `[allow]`

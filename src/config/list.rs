@@ -4,12 +4,17 @@
 //! it gives and how it is kept current. `lists` turns a list's bytes into
 //! names, `source` brings the bytes of remote lists; both read this
 //! description, neither is imported by it.
+//!
+//! A list's guards are read here too ([`Checker::list_guards`]): the
+//! publisher's signature a download must carry ([`Signed`]) and the moment
+//! the list stops blocking (`expires`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use super::Location;
+use super::raw::Value;
+use super::{Checker, Location, list_key};
 use crate::lists::Format;
 use crate::policy::{Action, EdeCode};
 
@@ -101,11 +106,25 @@ pub struct ListSpec {
     /// anything to inspect, so the default (true) costs the others nothing;
     /// false leaves the list's networks out of the snapshot.
     pub inspect_answers: bool,
+    /// The publisher's signature every copy must carry (`signature =
+    /// "minisign"`): a copy without it, or whose signature does not verify,
+    /// is never loaded.
+    pub signature: Option<Signed>,
+    /// When the list stops blocking (`expires`, as court orders and
+    /// temporary measures do): from then on it is not loaded, and is
+    /// reported expired (`crate::expiry`).
+    pub expires: Option<SystemTime>,
     /// Where the list is declared in the config.
     pub location: Location,
 }
 
 impl ListSpec {
+    /// Whether the list has expired at `now` (`expires`): it then blocks
+    /// nothing.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+
     /// The EDE extra text: list, authority and reason, so that a user who
     /// sees only the DNS answer learns who blocked the name and why.
     pub fn ede_text(&self) -> String {
@@ -119,6 +138,132 @@ impl ListSpec {
             text.push_str(&p.reason);
         }
         text
+    }
+}
+
+/// A list signed by its publisher with minisign: the key that must have
+/// signed it and where the detached signature is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The publisher's public key, as the second line of its `minisign.pub`
+    /// (base64, `RW...`); checked to decode when the config is read.
+    pub public_key: String,
+    /// The signature's URL: `signature_url`, by default the list's URL
+    /// followed by `.minisig`, as `minisign -S` names the file it writes.
+    pub url: String,
+}
+
+/// What `signature` accepts.
+const WANT_SIGNATURE: &str = r#""minisign""#;
+
+/// A list's guard keys as written in its `[[lists]]` table (the table
+/// itself is `file.rs`'s, which no section imports).
+pub(super) struct GuardKeys<'a> {
+    pub(super) signature: &'a Option<Value>,
+    pub(super) public_key: &'a Option<Value>,
+    pub(super) signature_url: &'a Option<Value>,
+    pub(super) expires: &'a Option<Value>,
+}
+
+/// What a list's guards are, once read.
+pub(super) struct Guards {
+    pub(super) signature: Option<Signed>,
+    pub(super) expires: Option<SystemTime>,
+}
+
+impl Checker<'_> {
+    /// The guards of the `index`th (0-based) `[[lists]]` table `l`, whose
+    /// source is `source`: `signature`, `public_key`, `signature_url` and
+    /// `expires`.
+    pub(super) fn list_guards(
+        &mut self,
+        index: usize,
+        l: &GuardKeys<'_>,
+        source: &Source,
+    ) -> Guards {
+        let key = |field: &str| list_key(index, field);
+        Guards {
+            signature: self.list_signature(&key, l, source),
+            expires: self.opt_parse(
+                &key("expires"),
+                l.expires,
+                r#"a UTC date and time such as "2027-01-31T00:00:00Z""#,
+                |s| humantime::parse_rfc3339(s.trim()).ok(),
+            ),
+        }
+    }
+
+    fn list_signature(
+        &mut self,
+        key: &dyn Fn(&str) -> String,
+        l: &GuardKeys<'_>,
+        source: &Source,
+    ) -> Option<Signed> {
+        let wanted = self
+            .opt_parse(&key("signature"), l.signature, WANT_SIGNATURE, |s| {
+                (s == "minisign").then_some(())
+            })
+            .is_some();
+        let public_key = self.opt_parse(
+            &key("public_key"),
+            l.public_key,
+            "a minisign public key: the second line of the publisher's minisign.pub (RW...)",
+            |s| {
+                let s = s.trim();
+                minisign_verify::PublicKey::from_base64(s)
+                    .ok()
+                    .map(|_| s.to_owned())
+            },
+        );
+        let url = self.opt_parse(
+            &key("signature_url"),
+            l.signature_url,
+            r#"an http:// or https:// URL such as "https://example.org/list.txt.minisig""#,
+            |s| (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_owned()),
+        );
+        // Each key that makes sense only with the others says so itself.
+        let alone = |this: &mut Self, v: &Option<Value>, field: &str| {
+            if let Some(v) = v {
+                this.problem(
+                    v,
+                    format!("{}: applies only with signature = \"minisign\"", key(field)),
+                );
+            }
+        };
+        if l.signature.is_none() {
+            alone(self, l.public_key, "public_key");
+            alone(self, l.signature_url, "signature_url");
+            return None;
+        }
+        let signature = l.signature.as_ref()?;
+        let Source::Http(list_url) = source else {
+            if !matches!(source, Source::File(p) if p.as_os_str().is_empty()) {
+                self.problem(
+                    signature,
+                    format!(
+                        "{}: applies only to http:// and https:// sources (a zone transfer has tsig; a local file is the operator's own)",
+                        key("signature")
+                    ),
+                );
+            }
+            return None;
+        };
+        if l.public_key.is_none() {
+            self.problem(
+                signature,
+                format!(
+                    "{}: needs public_key, the publisher's minisign public key",
+                    key("signature")
+                ),
+            );
+        }
+        if !wanted {
+            return None;
+        }
+        Some(Signed {
+            public_key: public_key?,
+            url: url.unwrap_or_else(|| format!("{list_url}.minisig")),
+        })
     }
 }
 

@@ -15,6 +15,7 @@ mod error;
 mod file;
 mod forward;
 mod groups;
+mod history;
 mod http;
 mod list;
 mod local;
@@ -35,8 +36,9 @@ pub use error::{Error, Location, Problem};
 pub use file::FileSpec;
 pub use forward::{ForwardSpec, ZoneName};
 pub use groups::{GroupSpec, MAX_GROUPS};
+pub use history::HistoryConfig;
 pub use http::{DEFAULT_HTTP_LISTEN, HttpConfig, TokenSource};
-pub use list::{Fetch, ListSpec, Provenance, Source, Tsig, XfrSource};
+pub use list::{Fetch, ListSpec, Provenance, Signed, Source, Tsig, XfrSource};
 pub use local::{
     DEFAULT_DOMAIN, DEFAULT_RECORD_TTL, LocalConfig, LocalZone, Origin, Record, RecordData,
     ZoneOrigin, address_of, default_zones, reverse_name,
@@ -116,6 +118,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The hit report (`[hits]`).
     pub hits: HitsConfig,
+    /// What each reload changed in each list, and how much of it is kept
+    /// (`[history]`).
+    pub history: HistoryConfig,
     /// dnstap output (`[dnstap]`), off when absent.
     pub dnstap: Option<DnstapConfig>,
     /// Who may ask (`[access]`).
@@ -414,6 +419,7 @@ impl Checker<'_> {
         let state = self.section("state", spec.state);
         let log = self.section("log", spec.log);
         let hits = self.section("hits", spec.hits);
+        let history = self.section("history", spec.history);
 
         let listen = match &server.listen {
             Some(addrs) => {
@@ -484,6 +490,7 @@ impl Checker<'_> {
         };
         let log = self.log(&log, &state_dir);
         let hits = self.hits(&hits);
+        let history = self.history(&history, &state_dir);
         let dnstap = self.dnstap(spec.dnstap);
 
         let mut lists: Vec<ListSpec> = Vec::new();
@@ -571,6 +578,7 @@ impl Checker<'_> {
             allow_files,
             log,
             hits,
+            history,
             dnstap,
         })
     }
@@ -703,6 +711,16 @@ impl Checker<'_> {
                 .join(format!("{}.list", file_safe(&name))),
         };
         let fetch = self.fetch_settings(index, l);
+        let guards = self.list_guards(
+            index,
+            &list::GuardKeys {
+                signature: &l.signature,
+                public_key: &l.public_key,
+                signature_url: &l.signature_url,
+                expires: &l.expires,
+            },
+            &source,
+        );
         let provenance = Provenance {
             authority: self
                 .text(
@@ -766,6 +784,8 @@ impl Checker<'_> {
                     true
                 }
             },
+            signature: guards.signature,
+            expires: guards.expires,
             location: self.location(l.name.as_ref().unwrap_or(&table)),
         }
     }

@@ -176,6 +176,42 @@ fn zone_transfer_sources_take_a_tsig_key_and_need_rpz() {
     );
 }
 
+/// Issue 20: a signed list's keys, their default and what each needs.
+#[test]
+fn signed_lists_need_a_key_an_http_source_and_each_other() {
+    let key = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+    let c = parse(&format!("[[lists]]\nname = \"feed\"\nsource = \"https://lists.example/feed.txt\"\nsignature = \"minisign\"\npublic_key = \"{key}\"\n"))
+        .expect("valid");
+    let signed = c.lists[0].signature.as_ref().expect("signed");
+    assert_eq!(signed.url, "https://lists.example/feed.txt.minisig");
+    assert_eq!(signed.public_key, key);
+    let p = problems(&format!(
+        "[[lists]]\nname = \"a\"\nsource = \"https://x.example/a\"\nsignature = \"minisign\"\n\
+         [[lists]]\nname = \"b\"\nsource = \"https://x.example/b\"\npublic_key = \"{key}\"\n\
+         [[lists]]\nname = \"c\"\nsource = \"c.txt\"\nsignature = \"minisign\"\npublic_key = \"{key}\"\n\
+         [[lists]]\nname = \"d\"\nsource = \"https://x.example/d\"\nsignature = \"gpg\"\npublic_key = \"RWnotakey\"\n"
+    ));
+    let said: Vec<(usize, &str)> = p
+        .iter()
+        .map(|p| (p.location.line, p.message.as_str()))
+        .collect();
+    let has = |line: usize, words: &str| {
+        assert!(
+            said.iter().any(|(l, m)| *l == line && m.contains(words)),
+            "line {line}: {words:?} not in {said:?}"
+        );
+    };
+    has(4, "lists[1].signature: needs public_key");
+    has(8, "lists[2].public_key: applies only with signature");
+    has(
+        12,
+        "lists[3].signature: applies only to http:// and https:// sources",
+    );
+    has(17, "lists[4].signature");
+    has(18, "lists[4].public_key");
+    assert_eq!(said.len(), 5, "{said:?}");
+}
+
 #[test]
 fn duplicate_list_names_are_an_error() {
     let err =
@@ -273,6 +309,11 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("lists",    "tsig",          "42",                    "the number 42",                "a TSIG key"),
     ("lists",    "inspect_cname", r#""yes""#,              r#"the string "yes""#,          "true or false"),
     ("lists",    "inspect_answers", "1",                   "the number 1",                 "true or false"),
+    ("lists",    "signature",     "true",                  "true",                         r#""minisign""#),
+    ("lists",    "public_key",    "7",                     "the number 7",                 "a minisign public key"),
+    ("lists",    "signature_url", "[]",                    "an empty array",               "an http:// or https:// URL"),
+    ("history",  "max_mb",        r#""16MB""#,             r#"the string "16MB""#,         "a whole number of megabytes"),
+    ("lists",    "expires",       r#""next week""#,        r#"the string "next week""#,    "a UTC date and time"),
     ("groups",   "name",          "1",                     "the number 1",                 "a group name"),
     ("groups",   "clients",       r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
     ("groups",   "client_ids",    r#""laptop-7""#,         r#"the string "laptop-7""#,     "a list of client IDs"),
@@ -287,6 +328,7 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("log",      "keep",          "2.5",                   "the number 2.5",               "a whole number of rotated files to keep"),
     ("log",      "client_ip",     r#""anonymous""#,        r#"the string "anonymous""#,    r#"one of "full", "truncate" or "hash""#),
     ("log",      "queue",         r#"["big"]"#,            "an array",                     "a whole number of records"),
+    ("log",      "compress",      r#""zstd""#,             r#"the string "zstd""#,         "true or false"),
     ("dnstap",   "socket",        "true",                  "true",                         "a unix socket path"),
     ("dnstap",   "tcp",           "6000",                  "the number 6000",              "a collector address"),
     ("dnstap",   "identity",      "1",                     "the number 1",                 "the identity to send"),

@@ -65,12 +65,14 @@ fn refreshes(snap: &Snapshot) -> Vec<(Refresh, Option<source::FetchMeta>)> {
                 let r = Refresh {
                     last_success: meta.fetched_at,
                     errors: meta.failures,
+                    signature_failures: meta.signature_failures,
                 };
                 (r, Some(meta))
             } else {
                 let r = Refresh {
                     last_success: Some(snap.loaded_at),
                     errors: 0,
+                    signature_failures: 0,
                 };
                 (r, None)
             }
@@ -188,6 +190,14 @@ pub(super) async fn lists(State(api): State<Arc<Api>>) -> Response {
                     "last_checked": meta.as_ref().and_then(|m| m.checked_at),
                     "last_result": meta.as_ref().map(|m| m.last_result.clone()),
                     "refresh_errors": r.errors,
+                    "expires": l.spec.expires.map(crate::expiry::format),
+                    "expired": l.spec.expired(std::time::SystemTime::now()),
+                    "signature": l.spec.signature.as_ref().map(|signed| json!({
+                        "required": true,
+                        "url": signed.url,
+                        "signed": meta.as_ref().and_then(|m| m.signed.clone()),
+                        "failures": r.signature_failures,
+                    })),
                     "blocked": api.stats.blocked(l.slot),
                 })
             })
@@ -332,5 +342,59 @@ pub(super) async fn reload(State(api): State<Arc<Api>>) -> Response {
             Json(json!({ "result": "started", "note": "still reloading; see the log or embargo_reloads_total" })),
         )
             .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct HistoryParams {
+    name: Option<String>,
+    list: Option<String>,
+}
+
+/// `/api/history?name=NAME`: when the name (or the entry covering it)
+/// entered and left each list, in which version; `?list=LIST`: the list's
+/// changes (`observe::history`).
+pub(super) async fn history(
+    State(api): State<Arc<Api>>,
+    Query(params): Query<HistoryParams>,
+) -> Response {
+    let Some(config) = api.reload.history() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not yet started").into_response();
+    };
+    let snap = api.handler.state().load_full();
+    let lists: Vec<String> = snap.lists.iter().map(|l| l.spec.name.clone()).collect();
+    let (name, list) = (
+        params.name.filter(|n| !n.is_empty()),
+        params.list.filter(|l| !l.is_empty()),
+    );
+    if name.is_none() && list.is_none() {
+        return bad_request(
+            "give a name or a list: /api/history?name=example.org or ?list=LIST".into(),
+        );
+    }
+    if let Some(l) = &list
+        && !lists.contains(l)
+    {
+        return (StatusCode::NOT_FOUND, format!("no list {l:?}")).into_response();
+    }
+    // The history files are read from disk: off the runtime's threads.
+    let body = tokio::task::spawn_blocking(move || match (name, list) {
+        (Some(name), only) => {
+            let names: Vec<&str> = match &only {
+                Some(l) => vec![l.as_str()],
+                None => lists.iter().map(String::as_str).collect(),
+            };
+            crate::observe::history::search_name(&config, &names, &name)
+                .map(|events| json!({ "name": name, "events": events }))
+        }
+        (None, Some(list)) => crate::observe::history::read(&config, &list)
+            .map(|h| serde_json::to_value(h).unwrap_or_default()),
+        (None, None) => Ok(Value::Null),
+    })
+    .await;
+    match body {
+        Ok(Ok(body)) => Json(body).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -413,6 +413,7 @@ fn router(api: Arc<Api>, guard: Arc<Guard>) -> Router {
         .route("/api/lists", get(api::lists))
         .route("/api/check", get(api::check))
         .route("/api/hits", get(api::hits))
+        .route("/api/history", get(api::history))
         .route("/api/log", get(api::log))
         .route("/api/series", get(api::series))
         .route("/api/reload", post(api::reload))

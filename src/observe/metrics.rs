@@ -421,6 +421,9 @@ pub struct Refresh {
     pub last_success: Option<u64>,
     /// Failed refreshes recorded in the state directory.
     pub errors: u64,
+    /// Downloads turned down for a missing or wrong signature (lists with
+    /// `signature`), recorded in the state directory.
+    pub signature_failures: u64,
 }
 
 /// What the observer (query log, hit report) has kept and lost.
@@ -731,6 +734,20 @@ pub fn render(s: &Scrape<'_>) -> String {
             &[("list", &l.spec.name)],
             r.errors,
         );
+    }
+    t.family(
+        "embargo_list_signature_failures_total",
+        "counter",
+        "Downloads of each signed list not loaded because their signature was missing or wrong.",
+    );
+    for (l, r) in s.snapshot.lists.iter().zip(s.refresh) {
+        if l.spec.signature.is_some() {
+            t.sample(
+                "embargo_list_signature_failures_total",
+                &[("list", &l.spec.name)],
+                r.signature_failures,
+            );
+        }
     }
 
     t.family(

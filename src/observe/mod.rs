@@ -56,6 +56,7 @@
 
 pub mod dnstap;
 pub mod event;
+pub mod history;
 pub mod hits;
 pub mod metrics;
 pub mod querylog;
@@ -253,14 +254,14 @@ impl Observer {
         } else {
             Some(match &log.path {
                 LogPath::Stdout => LogOut::Stdout,
-                LogPath::File(path) => {
-                    LogOut::File(RotatingFile::open(path, log.max_size, log.keep).map_err(
+                LogPath::File(path) => LogOut::File(
+                    RotatingFile::open(path, log.max_size, log.keep, log.compress).map_err(
                         |source| Error::Open {
                             path: path.clone(),
                             source,
                         },
-                    )?)
-                }
+                    )?,
+                ),
             })
         };
         let hits_path = config.state_dir.join("hits.json");
@@ -364,7 +365,11 @@ impl Observer {
         Recorder::new(
             shared.wants,
             shared.keeps,
-            Sink::Own { ring, counts },
+            Sink::Own {
+                ring,
+                counts,
+                wake: shared.thread.get().cloned(),
+            },
             stats,
         )
         .with_tap(shared.tap.as_ref().map(dnstap::Tap::recorder))
@@ -482,13 +487,13 @@ impl Observer {
             shared.slots.clone(),
             shared.upstreams.clone(),
         );
-        let mut buf = Vec::new();
+        let mut buf = querylog::LogBuf::new(0);
         events
             .iter()
             .map(|ev| {
                 buf.clear();
                 f.write(ev, &mut buf);
-                String::from_utf8_lossy(buf.trim_ascii_end()).into_owned()
+                String::from_utf8_lossy(buf.as_bytes().trim_ascii_end()).into_owned()
             })
             .collect()
     }

@@ -38,6 +38,8 @@ pub(super) enum Sink {
     Own {
         ring: rtrb::Producer<QueryEvent>,
         counts: Arc<Counts>,
+        /// The observer's thread, woken when the ring is half full.
+        wake: Option<std::thread::Thread>,
     },
     /// The shared ring (tasks).
     Tasks(Arc<Shared>),
@@ -109,7 +111,16 @@ impl Recorder {
         let counts = Arc::new(Counts::default());
         let stats = Arc::new(WorkerStats::new(false));
         (
-            Self::new(wants, wants, Sink::Own { ring, counts }, stats),
+            Self::new(
+                wants,
+                wants,
+                Sink::Own {
+                    ring,
+                    counts,
+                    wake: None,
+                },
+                stats,
+            ),
             events,
         )
     }
@@ -204,10 +215,21 @@ impl Recorder {
         }
         match &mut self.sink {
             Sink::Off => {}
-            Sink::Own { ring, counts } => {
+            Sink::Own { ring, counts, wake } => {
                 let (_, rest) = ring.push_partial_slice(&self.pending);
                 if !rest.is_empty() {
                     Counts::add(&counts.dropped, rest.len() as u64);
+                }
+                // Half full: a burst. Wake the observer now rather than
+                // when its nap (up to 40 ms idle) ends, so the other half
+                // absorbs the burst. The cached count costs no atomic
+                // load; only a ring that looks half full reads the real one.
+                let half = ring.buffer().capacity() / 2;
+                if ring.cached_slots() < half
+                    && ring.slots() < half
+                    && let Some(thread) = wake
+                {
+                    thread.unpark();
                 }
             }
             Sink::Tasks(shared) => shared.push(&self.pending),
@@ -234,5 +256,54 @@ impl Recorder {
                 shared.tasks_slipped.fetch_add(slipped, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Issue 21: a ring past half full wakes the observer at once, so a
+    /// burst after an idle spell (the observer napping up to 40 ms) fills
+    /// the other half rather than overflowing; below half it is left to
+    /// nap.
+    #[test]
+    fn a_ring_past_half_full_wakes_the_observer() {
+        let (ring, mut events) = rtrb::RingBuffer::new(64);
+        let mut rec = Recorder::new(
+            Decisions::ALL,
+            Decisions::ALL,
+            Sink::Own {
+                ring,
+                counts: Arc::new(Counts::default()),
+                wake: Some(std::thread::current()),
+            },
+            Arc::new(WorkerStats::new(false)),
+        );
+        let ev = QueryEvent::example("www.seized.example");
+        let batch = |rec: &mut Recorder, n: usize| {
+            rec.begin();
+            for _ in 0..n {
+                rec.record(ev, &[], &[]);
+            }
+            rec.flush();
+        };
+        // Below half: no wake (the park runs its time out).
+        batch(&mut rec, 20);
+        let t = Instant::now();
+        std::thread::park_timeout(Duration::from_millis(300));
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "woken below half"
+        );
+        // Past half: woken at once.
+        batch(&mut rec, 20);
+        let t = Instant::now();
+        std::thread::park_timeout(Duration::from_secs(20));
+        assert!(t.elapsed() < Duration::from_secs(10), "not woken past half");
+        assert_eq!(events.slots(), 40);
+        let chunk = events.read_chunk(40).expect("40 events");
+        chunk.commit_all();
     }
 }

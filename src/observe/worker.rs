@@ -8,14 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::querylog::{Formatter, LogOut};
+use super::querylog::{Formatter, LogBuf, LogOut};
 use super::{Decision, LATEST, RateLimited, Ring, Shared, View, lower_priority};
 
 /// How long the thread sleeps when there was nothing to do, at first and at most.
 const NAP: Duration = Duration::from_millis(5);
 const NAP_MAX: Duration = Duration::from_millis(40);
-/// A batch of formatted records is written once it is this big...
-const WRITE_AT: usize = 64 * 1024;
+/// A batch of formatted records is written once it is this big (one
+/// large sequential write: at the floor's rate, about a hundred a
+/// second)...
+const WRITE_AT: usize = 1 << 20;
+/// ...in a buffer with room for the records of a ring's drain past it.
+const BATCH: usize = WRITE_AT + 64 * 1024;
 /// ...or this old, so `tail -f` sees records promptly.
 const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// How often the hit report is saved (when it changed).
@@ -29,7 +33,7 @@ pub(super) struct Worker {
     rings: Vec<Ring>,
     formatter: Formatter,
     out: Option<LogOut>,
-    buf: Vec<u8>,
+    buf: LogBuf,
     /// Records in `buf`.
     buffered: u64,
 }
@@ -41,7 +45,7 @@ impl Worker {
             rings: Vec::new(),
             formatter,
             out,
-            buf: Vec::with_capacity(2 * WRITE_AT),
+            buf: LogBuf::new(BATCH),
             buffered: 0,
         }
     }
@@ -190,7 +194,7 @@ impl Worker {
             self.buffered = 0;
             return;
         };
-        match out.write(&self.buf) {
+        match out.write(self.buf.as_bytes()) {
             Ok(()) => {
                 self.shared
                     .written

@@ -11,7 +11,8 @@
 //! so a source that never stops costs at most that much memory), must not
 //! have lost more than `max_shrink` of the names, nor all of them, and must
 //! parse. Parsing, writing and fsyncing run in [`background`], off the
-//! runtime that carries forwarded answers.
+//! runtime that carries forwarded answers. A list that must be signed must
+//! first carry its publisher's signature ([`signature`]).
 //!
 //! This module sits above `config` (it reads the list descriptions) and
 //! `lists` (it parses a download before adopting it); `reload` drives it on
@@ -19,6 +20,7 @@
 
 pub mod background;
 pub mod http;
+pub mod signature;
 pub mod store;
 pub mod xfr;
 
@@ -38,6 +40,9 @@ pub enum Outcome {
     Refused(String),
     /// Could not download or parse; the last good copy stays.
     Failed(String),
+    /// The list must be signed (`signature`), and its signature is missing
+    /// or does not verify: not loaded; the last good copy stays.
+    BadSignature(String),
 }
 
 /// Whether a new version with `names` names (parsed with `stats`) may
@@ -101,6 +106,8 @@ mod tests {
             ede: EdeCode::Blocked,
             inspect_cname: false,
             inspect_answers: true,
+            signature: None,
+            expires: None,
             location: Location {
                 file: "embargo.toml".into(),
                 line: 1,

@@ -5,6 +5,7 @@
 //! ```text
 //!  STATE/lists/NAME.list        the copy in use (plain list text or zone-file text)
 //!  STATE/lists/NAME.meta.json   validators (ETag, Last-Modified, SOA serial), counts, last result
+//!  STATE/lists/NAME.minisig     the publisher's signature of the copy (lists with `signature`)
 //!  STATE/embargo.pid            the running server, for `embargo reload`
 //! ```
 //!
@@ -48,6 +49,14 @@ pub struct FetchMeta {
     /// How the copy was last transferred (AXFR, or IXFR with its counts).
     #[serde(default)]
     pub last_transfer: Option<String>,
+    /// Downloads turned down because their signature was missing or did
+    /// not verify (lists with `signature`).
+    #[serde(default)]
+    pub signature_failures: u64,
+    /// The trusted comment of the signature of the copy in use (minisign
+    /// writes the signing time and file name there).
+    #[serde(default)]
+    pub signed: Option<String>,
 }
 
 /// The metadata file of a list copy.
@@ -76,6 +85,7 @@ pub fn meta_for(copy: &Path, source: &str) -> FetchMeta {
         entries: meta.entries,
         failures: meta.failures,
         refused: meta.refused,
+        signature_failures: meta.signature_failures,
         ..FetchMeta::default()
     }
 }
@@ -192,6 +202,10 @@ pub fn record_outcome(copy: &Path, meta: &mut FetchMeta, outcome: &Outcome, list
         Outcome::Failed(why) => {
             meta.failures += 1;
             format!("failed: {why}")
+        }
+        Outcome::BadSignature(why) => {
+            meta.signature_failures += 1;
+            format!("refused: signature: {why}")
         }
     };
     if let Ok(bytes) = serde_json::to_vec_pretty(&meta)

@@ -204,6 +204,7 @@ impl Snapshot {
         // Each feed's passthru policy, in id order.
         let mut passthrus: Vec<PolicyId> = Vec::new();
 
+        let now = std::time::SystemTime::now();
         for (index, spec) in config.lists.iter().enumerate() {
             // Each list's own action, plus RPZ per-record actions created on first use.
             let mut ids: HashMap<Action, PolicyId> = HashMap::new();
@@ -218,6 +219,18 @@ impl Snapshot {
             let default =
                 policy_for(spec.action, &mut policies).ok_or(BuildError::TooManyPolicies)?;
             let mut overflow = false;
+            // An expired list blocks nothing, and says so (crate::expiry
+            // pokes a reload at the moment it expires).
+            crate::expiry::warn_at_load(spec, now);
+            if let Some(at) = spec.expires.filter(|_| spec.expired(now)) {
+                lists.push(ListInfo {
+                    slot: slots.slot(&spec.name),
+                    spec: spec.clone(),
+                    stats: ListStats::default(),
+                    note: Some(crate::expiry::note(at)),
+                });
+                continue;
+            }
             if spec.source.is_remote() && !spec.path.exists() {
                 // Never fetched and no network yet: serve without it, say so.
                 tracing::error!(list = %spec.name, source = %spec.source, "no downloaded copy yet: list not enforced until the first fetch succeeds");
@@ -226,6 +239,19 @@ impl Snapshot {
                     spec: spec.clone(),
                     stats: ListStats::default(),
                     note: Some("not downloaded yet".into()),
+                });
+                continue;
+            }
+            // A list that must be signed is never loaded unsigned: the copy
+            // is verified against the signature kept beside it, every load,
+            // at start too (see `source::signature`).
+            if let Err(e) = crate::source::signature::verify_copy(spec) {
+                tracing::error!(list = %spec.name, error = %e, "the copy's signature does not verify: list not enforced until a download that does");
+                lists.push(ListInfo {
+                    slot: slots.slot(&spec.name),
+                    spec: spec.clone(),
+                    stats: ListStats::default(),
+                    note: Some(format!("signature: {e}")),
                 });
                 continue;
             }

@@ -329,10 +329,29 @@ async fn the_log_rotates_by_size_keeping_at_most_keep_files() {
     }
     let path = log_path(&e);
     let _dir = e.stop_keep_dir().await;
-    let numbered = |i: u32| PathBuf::from(format!("{}.{i}", path.display()));
+    // Rotated files are compressed (the default) by a thread of their own,
+    // which goes on after the stop until none is left plain.
+    let numbered = |i: u32, ext: &str| PathBuf::from(format!("{}.{i}{ext}", path.display()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while numbered(1, "").exists() || numbered(2, "").exists() {
+        assert!(Instant::now() < deadline, "rotated files never compressed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut total = 0;
-    for p in [path.clone(), numbered(1), numbered(2)] {
-        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    for p in [path.clone(), numbered(1, ".zst"), numbered(2, ".zst")] {
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let bytes = if p.extension().is_some_and(|x| x == "zst") {
+            assert!(
+                bytes.len() < 1024 * 1024 / 4,
+                "{}: {} bytes",
+                p.display(),
+                bytes.len()
+            );
+            zstd::decode_all(&bytes[..]).expect("zstd")
+        } else {
+            bytes
+        };
+        let text = String::from_utf8(bytes).expect("utf8");
         assert!(
             text.len() <= 1024 * 1024,
             "{}: {} bytes",
@@ -346,7 +365,10 @@ async fn the_log_rotates_by_size_keeping_at_most_keep_files() {
         }
         assert!(text.ends_with('\n'), "{} ends mid-record", p.display());
     }
-    assert!(!numbered(3).exists(), "at most keep = 2 rotated files");
+    assert!(
+        !numbered(3, "").exists() && !numbered(3, ".zst").exists(),
+        "at most keep = 2 rotated files"
+    );
     assert!(total > 2000, "{total} records in the three files");
 }
 
