@@ -18,7 +18,9 @@ mod pages;
 /// A DNS forwarder that refuses seized, sanctioned and threat domains and
 /// tells you which list refused them.
 #[derive(Debug, Parser)]
-#[command(name = "embargo", version, about, long_about = None)]
+// No bare `about`: that would take Cargo.toml's `description` (the Debian
+// package's one-line summary) instead of the doc comment above.
+#[command(name = "embargo", version, long_about = None)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(
