@@ -40,6 +40,11 @@
 FROM rust:1-bookworm AS builder
 
 # libcap2-bin provides setcap (used below); only this stage needs it.
+# Not pinned to a version (hadolint DL3008): Debian replaces a package's
+# version in the archive with each security update, so a pin would break
+# the build rather than keep it reproducible; the base image's tag fixes
+# the release (bookworm).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
@@ -84,7 +89,9 @@ RUN setcap cap_net_bind_service=+ep /out/embargo \
 # ---------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# ca-certificates only; nothing else is needed at run time.
+# ca-certificates only; nothing else is needed at run time. Not pinned,
+# as in the build stage.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
@@ -97,30 +104,25 @@ RUN groupadd --system --gid 10053 embargo \
 COPY --from=builder /out/embargo /usr/local/bin/embargo
 
 # Shipped config and lists, owned by root and read-only to the service.
-COPY config/embargo.toml /etc/embargo/embargo.toml
 COPY blocklists/ /etc/embargo/blocklists/
 
 # The shipped config sits in config/ and names its lists "../blocklists/...",
-# relative to itself; here the lists sit next to the config, so rewrite the
-# paths to "blocklists/...". Also listen on every interface, port 53, over
-# IPv4 and IPv6 (each address serves UDP and TCP; only the first `listen`,
-# [server]'s: [http] stays on the container's loopback), and keep state in
-# /var/lib/embargo, the one directory the user embargo may write. The checks
-# after sed fail the build if the shipped config changed shape, or sets a
-# [server] user that the unprivileged container could not switch to.
-RUN sed -i \
-        -e 's#\.\./blocklists/#blocklists/#g' \
-        -e '0,/^listen = /s#^listen = .*#listen = ["0.0.0.0:53", "[::]:53"]#' \
-        /etc/embargo/embargo.toml \
- && printf '\n[state]\ndir = "/var/lib/embargo"\n' >> /etc/embargo/embargo.toml \
- && grep -q '^listen = \["0.0.0.0:53", "\[::\]:53"\]' /etc/embargo/embargo.toml \
- && grep -q '^listen = "127.0.0.1:8053"' /etc/embargo/embargo.toml \
- && ! grep -q '\.\./blocklists/' /etc/embargo/embargo.toml \
- && ! grep -Eq '^user *=' /etc/embargo/embargo.toml \
- && [ "$(grep -c '^\[state\]' /etc/embargo/embargo.toml)" = 1 ] \
+# relative to itself; here the lists sit next to the config. The Debian
+# package's rewrite (dist/service-config.sh) sets it for a service: lists in
+# "blocklists/...", every interface, port 53, over IPv4 and IPv6 (only
+# [server]'s listen: [http] stays on the container's loopback), state in
+# /var/lib/embargo, the one directory the user embargo may write. It fails
+# the build if the shipped config changed shape, or sets a [server] user
+# that the unprivileged container could not switch to.
+COPY config/embargo.toml dist/service-config.sh /tmp/
+RUN sh /tmp/service-config.sh /tmp/embargo.toml > /etc/embargo/embargo.toml \
+ && rm /tmp/embargo.toml /tmp/service-config.sh \
  && install -d -m 0750 -o embargo -g embargo /var/lib/embargo
 
-USER embargo:embargo
+# Numeric, so that a runtime that must know the user is not root before
+# starting the container (Kubernetes' runAsNonRoot) can tell (hadolint
+# DL3066); 10053 is the user embargo made above.
+USER 10053:10053
 
 # The config parses and every list loads, read as the user that will serve.
 RUN ["embargo", "validate", "-c", "/etc/embargo/embargo.toml"]

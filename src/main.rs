@@ -6,17 +6,21 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use embargo::config::Config;
 use embargo::state::Snapshot;
 
+mod pages;
+
 /// A DNS forwarder that refuses seized, sanctioned and threat domains and
 /// tells you which list refused them.
 #[derive(Debug, Parser)]
-#[command(name = "embargo", version, about, long_about = None)]
+// No bare `about`: that would take Cargo.toml's `description` (the Debian
+// package's one-line summary) instead of the doc comment above.
+#[command(name = "embargo", version, long_about = None)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(
@@ -88,6 +92,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the completion script for a shell, e.g.
+    /// `embargo completions bash > /etc/bash_completion.d/embargo`.
+    /// Reads no config.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): embargo(8) unless named, e.g.
+    /// `embargo man embargo.toml | man -l -`. The Debian package installs
+    /// them all. Reads no config.
+    Man {
+        /// The page: embargo, embargo-COMMAND (embargo-check...) or
+        /// embargo.toml, with or without its section (embargo.toml.5).
+        #[arg(default_value = "embargo")]
+        page: String,
+    },
 }
 
 /// The size from which glibc's malloc maps a block of its own (and unmaps
@@ -121,6 +141,22 @@ fn fix_mmap_threshold() {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Documentation needs no config: these work before one is written.
+    match &cli.command {
+        Command::Completions { shell } => {
+            return print(&pages::completions(Cli::command(), *shell));
+        }
+        Command::Man { page } => {
+            return match pages::man_page(Cli::command(), page) {
+                Ok(roff) => print(&roff),
+                Err(e) => {
+                    eprintln!("embargo: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        _ => {}
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -149,6 +185,22 @@ fn main() -> ExitCode {
         Command::Reload => signal_reload(&config),
         Command::Fetch { force, lists } => fetch(&config, force, &lists),
         Command::Hits { list, json } => hits(&config, list.as_deref(), json),
+        Command::Completions { .. } | Command::Man { .. } => ExitCode::SUCCESS,
+    }
+}
+
+/// Writes what `completions` or `man` rendered to standard output; a
+/// closed pipe (`| head`) is no error worth a message.
+fn print(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("embargo: standard output: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
