@@ -11,7 +11,7 @@
 # relays some clients (IPv6 ones when the container has no IPv6, local ones,
 # every one with iptables off or rootless) from the bridge gateway, e.g.
 # 172.17.0.1, which that allow admits: read "Exposing embargo" in the
-# README before publishing the port.
+# manual (docs/src/exposing.md) before publishing the port.
 #
 # Config and lists live in /etc/embargo/; mount your own over them, e.g.
 #   -v ./my-embargo.toml:/etc/embargo/embargo.toml:ro
@@ -31,7 +31,7 @@
 #
 # Who may ask: the image listens on every interface, port 53; which clients
 # are answered is the config's access control, which refuses outside
-# clients unless the config allows them (see README): mount a config that
+# clients unless the config allows them (see the manual, docs/src/exposing.md): mount a config that
 # names your networks.
 
 # ---------------------------------------------------------------------------

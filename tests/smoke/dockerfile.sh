@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Dockerfile, without Docker (no image registry is reachable here, so
 # the image is not built in CI): hadolint's rules, then what the runtime
-# stage promises (README, "Installing"): an unprivileged numeric user,
+# stage promises (the manual, "Installing"): an unprivileged numeric user,
 # DNS ports, the service config rewritten by dist/service-config.sh and
 # validated as that user at build time, and the binary with its one file
 # capability.
