@@ -14,6 +14,7 @@ use crate::access::{AccessAction, Judgement};
 use crate::groups::Group;
 use crate::lists::Format;
 use crate::matcher::NameKey;
+use crate::policy::Policy;
 use crate::state::{ListInfo, Snapshot, Verdict};
 use crate::wire;
 
@@ -130,6 +131,26 @@ pub struct BlockDetail {
     /// When the list stops blocking (`expires`), RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+}
+
+impl BlockDetail {
+    /// What `list` says through `policy` of the `entry` that matched, the
+    /// client told `why`; the provenance and expiry are the list's.
+    fn new(list: &ListInfo, policy: &Policy, entry: String, why: String) -> Self {
+        let p = &list.spec.provenance;
+        Self {
+            list: list.spec.name.clone(),
+            entry,
+            action: policy.action.as_str(),
+            ede: policy.ede.code(),
+            ede_meaning: policy.ede.as_str(),
+            why,
+            authority: p.authority.clone(),
+            reason: p.reason.clone(),
+            reference: p.reference.clone(),
+            expires: list.spec.expires.map(crate::expiry::format),
+        }
+    }
 }
 
 /// What the rules say about one name.
@@ -255,24 +276,17 @@ pub fn name(snap: &Snapshot, text: &str, asker: Option<&ClientCheck>) -> NameChe
                 // A policy of this snapshot always names one of its lists.
                 return allowed(None);
             };
-            let p = &list.spec.provenance;
             NameCheck {
                 name: name.clone(),
                 verdict: "blocked",
                 detail: None,
                 upstream: None,
-                block: Some(BlockDetail {
-                    list: list.spec.name.clone(),
-                    entry: entry(&key, suffix, list),
-                    action: policy.action.as_str(),
-                    ede: policy.ede.code(),
-                    ede_meaning: policy.ede.as_str(),
-                    why: policy.ede_text.to_string(),
-                    authority: p.authority.clone(),
-                    reason: p.reason.clone(),
-                    reference: p.reference.clone(),
-                    expires: list.spec.expires.map(crate::expiry::format),
-                }),
+                block: Some(BlockDetail::new(
+                    list,
+                    policy,
+                    entry(&key, suffix, list),
+                    policy.ede_text.to_string(),
+                )),
             }
         }
     }
@@ -326,21 +340,14 @@ pub fn address(snap: &Snapshot, ip: IpAddr, asker: Option<&ClientCheck>) -> Name
     let Some(list) = snap.list_of(v.policy) else {
         return check;
     };
-    let p = &list.spec.provenance;
     check.verdict = "blocked";
     check.detail = Some("a forwarded answer holding this address is blocked".into());
-    check.block = Some(BlockDetail {
-        list: list.spec.name.clone(),
-        entry: v.net.to_string(),
-        action: v.policy.action.as_str(),
-        ede: v.policy.ede.code(),
-        ede_meaning: v.policy.ede.as_str(),
-        why: format!("{}; answer address {ip} in {}", v.policy.ede_text, v.net),
-        authority: p.authority.clone(),
-        reason: p.reason.clone(),
-        reference: p.reference.clone(),
-        expires: list.spec.expires.map(crate::expiry::format),
-    });
+    check.block = Some(BlockDetail::new(
+        list,
+        v.policy,
+        v.net.to_string(),
+        format!("{}; answer address {ip} in {}", v.policy.ede_text, v.net),
+    ));
     check
 }
 
