@@ -145,6 +145,14 @@ impl Handler {
         out.extend_from_slice(&resp);
         strip_opt(facts, out);
         wire::put_u16(out, 0, facts.id);
+        // AD only for a client that asked for it with AD or DO (RFC 6840
+        // 5.8), as a cache hit has it; the cache keeps the bit.
+        if facts.flags & 0x0020 == 0
+            && !facts.edns.is_some_and(|e| e.dnssec_ok)
+            && let Some(flags) = out.get_mut(3)
+        {
+            *flags &= !0x20;
+        }
         if let (Some(dst), Some(src)) = (
             out.get_mut(wire::HEADER_LEN..facts.question_end),
             query.get(wire::HEADER_LEN..facts.question_end),

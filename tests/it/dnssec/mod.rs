@@ -100,6 +100,13 @@ async fn each_outcome_of_validation_against_a_zone_signed_in_process() {
     assert_eq!(addresses(&r), ["192.0.2.1"]);
     assert_eq!(up.asked("www.signed.test. A"), asked, "cache hits");
 
+    // The first, forwarded answer to a client that asked for neither AD
+    // nor DO carries no AD either (RFC 6840 5.8); the cache keeps it
+    // secure for the next client, which asks for it (below).
+    let r = udp(e.addr, &ask("soon.signed.test.", false)).await;
+    assert_eq!(addresses(&r), ["192.0.2.8"]);
+    assert!(!r.metadata.authentic_data, "neither AD nor DO asked: {r:?}");
+
     // Kept no longer than its signatures last (RFC 4035 5.3.3).
     let r = udp(e.addr, &ask("soon.signed.test.", true)).await;
     assert!(r.metadata.authentic_data, "{r:?}");
