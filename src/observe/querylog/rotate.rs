@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  observer thread: write a batch ─► queries.log ── full? rename ─► queries.log.1 ─┐ wake
-//!  compressor thread (nice 19):  queries.log.N ─► zstd ─► queries.log.N.zst   ◄────┘
+//!  compressor thread (SCHED_IDLE): queries.log.N ─► zstd ─► queries.log.N.zst      ◄────┘
 //! ```
 //!
 //! The writer only renames (a rotation costs the observer a few system
@@ -33,8 +33,6 @@ const LEVEL: i32 = 1;
 /// removed, so the log never takes more disk than uncompressed rotation
 /// with the old default (`keep = 5`) took.
 const MAX_WAITING: u32 = 5;
-/// The compressor's nice value: the lowest priority.
-const NICE: i32 = 19;
 
 /// A log file that is renamed aside once it would grow past `max_size`:
 /// `queries.log` → `queries.log.1` → … → `queries.log.KEEP` (the oldest,
@@ -263,10 +261,7 @@ fn remove_if_there(path: &Path) -> io::Result<()> {
 /// still plain, newest first, until none is left; ends when the writer
 /// is gone.
 fn compress_loop(names: &Names, lock: &Mutex<()>, woken: &mpsc::Receiver<()>) {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), NICE) {
-        tracing::debug!(error = %e, "cannot lower the compressor's priority");
-    }
+    crate::source::background::lower_priority();
     while woken.recv().is_ok() {
         loop {
             match compress_one(names, lock) {
