@@ -65,8 +65,8 @@ COPY tools ./tools
 # rebuilds), so the binary is copied out of target/ within the same RUN.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/build/target \
-    cargo build --release --locked \
- && install -D -m 0755 target/release/embargo /out/embargo
+    cargo build --profile dist --locked \
+ && install -D -m 0755 target/dist/embargo /out/embargo
 
 # Binding port 53 needs privilege and the image runs as a non-root user.
 # Two ways to allow it:

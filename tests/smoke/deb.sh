@@ -5,18 +5,19 @@
 # man pages, completions, the system user and state directory), validate
 # the installed config as the service user, serve with the installed
 # binary and config as systemd would start it (user embargo with only
-# CAP_NET_BIND_SERVICE) inside a loopback-only network namespace (the
-# config forwards to public resolvers and listens on port 53 of every
-# address: unshare -n gives it a port 53 of its own and no route out), ask
-# it a listed and an allowed name, then purge the package and check that
-# nothing it installed or made is left.
+# CAP_NET_BIND_SERVICE) inside a network namespace of its own (the config
+# listens on port 53 of every address and forwards to Quad9, 9.9.9.9: the
+# namespace's only link is a veth pair to a second namespace, made here,
+# where a small responder holds 9.9.9.9, so nothing leaves the machine),
+# ask it a listed and an allowed name, then purge the package and check
+# that nothing it installed or made is left.
 #
 # It does not start the service through systemd: CI has no systemd as
 # PID 1. `systemd-analyze verify` checks the installed unit with its drop-in.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "deb: needs root (dpkg -i)"; exit 1; }
-for tool in cargo-deb dpkg unshare setpriv runuser dig man; do
+for tool in cargo-deb dpkg unshare setpriv runuser dig man ip python3; do
   command -v "$tool" >/dev/null || { echo "deb: $tool not found"; exit 1; }
 done
 fail=0
@@ -98,10 +99,52 @@ else
   bad "embargo validate: $out"
 fi
 
+# The upstream the installed config names, 9.9.9.9:53, in a namespace of
+# its own (embargo-q9) joined by a veth pair to the server's (embargo-srv):
+# a responder that answers every A question with 192.0.2.53.
+upstream_ns() {
+  ip netns add embargo-srv
+  ip netns add embargo-q9
+  trap 'ip netns del embargo-srv 2>/dev/null; ip netns del embargo-q9 2>/dev/null; dpkg --purge embargo >/dev/null 2>&1 || true' EXIT
+  ip link add q9 netns embargo-srv type veth peer name srv netns embargo-q9
+  ip -n embargo-srv link set lo up
+  ip -n embargo-srv addr add 10.53.0.1/24 dev q9
+  ip -n embargo-srv link set q9 up
+  ip -n embargo-srv route add 9.9.9.9/32 via 10.53.0.2
+  ip -n embargo-q9 link set lo up
+  ip -n embargo-q9 addr add 10.53.0.2/24 dev srv
+  ip -n embargo-q9 addr add 9.9.9.9/32 dev lo
+  ip -n embargo-q9 link set srv up
+  ip netns exec embargo-q9 python3 -c '
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("9.9.9.9", 53))
+while True:
+    q, peer = s.recvfrom(4096)
+    i = 12
+    while i < len(q) and q[i]:
+        i += q[i] + 1
+    end = i + 5
+    if len(q) < end:
+        continue
+    qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+    ans = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 53]) if qtype == 1 else b""
+    hdr = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if ans else 0, 0, 0)
+    s.sendto(hdr + q[12:end] + ans, peer)
+' &
+  Q9_PID=$!
+  for _ in $(seq 1 100); do
+    ip netns exec embargo-srv dig @9.9.9.9 +time=1 +tries=1 ready.example A 2>/dev/null \
+      | grep -q "status: NOERROR" && return 0
+    sleep 0.1
+  done
+  echo "deb: FAIL the namespace's 9.9.9.9 does not answer"; exit 1
+}
+upstream_ns
+
 # Serve, as the unit does: user embargo, CAP_NET_BIND_SERVICE and nothing
-# else, the installed binary and config, in a network namespace of its own.
+# else, the installed binary and config, in the namespace made above.
 serve() {
-  ip link set lo up
   local log pid status=0
   log="$(mktemp)"
   setpriv --reuid embargo --regid embargo --init-groups \
@@ -119,10 +162,10 @@ serve() {
   else
     echo "deb: FAIL seized.example: $listed"; cat "$log"; status=1
   fi
-  # Allowlisted: forwarded to the config's upstreams, which this namespace
-  # cannot reach: SERVFAIL within timeout_ms, not NXDOMAIN.
-  if grep -q "status: SERVFAIL" <<<"$allowed"; then
-    echo "deb: ok   allowed.seized.example (allowed) -> forwarded (SERVFAIL: no route out)"
+  # Allowlisted: forwarded to the config's upstream, 9.9.9.9 (the
+  # namespace's responder), and its answer passed on.
+  if grep -q "status: NOERROR" <<<"$allowed" && grep -q "192.0.2.53" <<<"$allowed"; then
+    echo "deb: ok   allowed.seized.example (allowed) -> forwarded to 9.9.9.9: 192.0.2.53"
   else
     echo "deb: FAIL allowed.seized.example: $allowed"; cat "$log"; status=1
   fi
@@ -130,12 +173,14 @@ serve() {
   return "$status"
 }
 export -f serve
-if unshare -n bash -c serve; then ok "served as embargo on port 53, stopped by SIGTERM"; else bad "serving"; fi
+if ip netns exec embargo-srv bash -c serve; then ok "served as embargo on port 53, stopped by SIGTERM"; else bad "serving"; fi
 [ -f /var/lib/embargo/hits.json ] && ok "the server kept its state in /var/lib/embargo" \
   || bad "no hits.json in /var/lib/embargo"
 
 # Purge: nothing the package installed or made may be left.
 installed="$(dpkg -L embargo)"
+kill "$Q9_PID" 2>/dev/null || true
+ip netns del embargo-srv; ip netns del embargo-q9
 dpkg --purge embargo
 trap - EXIT
 left=()

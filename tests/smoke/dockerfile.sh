@@ -23,6 +23,9 @@ for line in 'USER 10053:10053' 'EXPOSE 53/udp 53/tcp' \
 done
 grep -q 'sh /tmp/service-config.sh /tmp/embargo.toml > /etc/embargo/embargo.toml' <<<"$runtime" \
   || { echo "dockerfile: FAIL the config is not set by dist/service-config.sh"; fail=1; }
+# The image ships what the .deb ships: the `dist` profile (fat LTO, Cargo.toml).
+grep -q 'cargo build --profile dist --locked' Dockerfile && grep -q 'target/dist/embargo /out/embargo' Dockerfile \
+  || { echo "dockerfile: FAIL the builder does not build and copy the dist profile's binary"; fail=1; }
 grep -q 'setcap cap_net_bind_service=+ep /out/embargo' Dockerfile \
   || { echo "dockerfile: FAIL the binary gets no cap_net_bind_service"; fail=1; }
 # USER comes before the validate step, so that it reads as the serving user.
