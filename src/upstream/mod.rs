@@ -78,6 +78,8 @@ pub enum Error {
     },
     #[error("upstream {server} sent a malformed answer")]
     Malformed { server: Arc<str> },
+    /// A kept connection (TCP, DoT, DoH) could not be opened or failed
+    /// under the query (`connections.rs`).
     #[error("upstream {server}: {reason}")]
     Secure { server: Arc<str>, reason: String },
     /// The server's TLS certificate was refused; `reason` is a few fixed
