@@ -3,7 +3,7 @@
 //! one server is verified with ([`Tls`]), and why connecting failed (a
 //! refused certificate, named). Both import this module, and neither
 //! imports the other; keeping their connections is `connections.rs`, as
-//! for plain TCP.
+//! for plain TCP. TLS is rustls with ring (no OpenSSL).
 //!
 //! Trust: the Mozilla roots compiled in (`webpki-roots`), so DoT works in a
 //! container without `ca-certificates` and trusts what the list downloads
