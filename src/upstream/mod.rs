@@ -7,10 +7,11 @@
 //!               │             the same question in flight? wait for its answer
 //!               └► forward.rs: order the servers (strategy, health) ─► try each until one answers
 //!                        udp.rs   pooled sockets, random ports and IDs (RFC 5452); TC → tcp.rs
-//!                        tcp.rs   one connection per query
+//!                        tcp.rs   a few connections, kept and pipelined (RFC 7766); one per TC retry
 //!                        tls.rs   DNS over TLS (RFC 7858), one pipelined connection, reused
 //!                        https.rs DNS over HTTPS (RFC 8484), HTTP/2, one connection, reused
-//!                        secure.rs what those two share: trust (secure/trust.rs), the kept connection
+//!                        secure.rs what those two share: trust (secure/trust.rs)
+//!                        connections.rs what those three share: the kept connections
 //!  the answer (or why none came) ─► the caller's Reply, and every query that waited
 //! ```
 //!
@@ -36,6 +37,7 @@
 //! is down they are all tried anyway: a SERVFAIL is never given without
 //! asking (or, for `[cache] servfail_ttl`, without having asked lately).
 
+mod connections;
 mod flights;
 mod forward;
 mod https;
@@ -48,7 +50,6 @@ mod udp;
 
 pub use sets::{Sets, server_rows};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -77,6 +78,8 @@ pub enum Error {
     },
     #[error("upstream {server} sent a malformed answer")]
     Malformed { server: Arc<str> },
+    /// A kept connection (TCP, DoT, DoH) could not be opened or failed
+    /// under the query (`connections.rs`).
     #[error("upstream {server}: {reason}")]
     Secure { server: Arc<str>, reason: String },
     /// The server's TLS certificate was refused; `reason` is a few fixed
@@ -220,11 +223,12 @@ struct Server {
 /// The transport to one server, with its reusable state.
 enum Link {
     Udp(udp::Pool),
-    Tcp(SocketAddr),
+    /// TCP: a few connections, kept and pipelined.
+    Tcp(connections::Connections<tcp::Plain>),
     /// DoT: one reused connection.
-    Dot(secure::Connection<tls::Dot>),
+    Dot(connections::Connections<tls::Dot>),
     /// DoH: one reused connection.
-    Doh(secure::Connection<https::Doh>),
+    Doh(connections::Connections<https::Doh>),
 }
 
 impl Upstream {
@@ -244,23 +248,31 @@ impl Upstream {
                         label.clone(),
                         ReadPass::NONE,
                     )),
-                    Transport::Tcp => Link::Tcp(s.addr),
-                    Transport::Tls { server_name } => Link::Dot(secure::Connection::new(
+                    Transport::Tcp => Link::Tcp(connections::Connections::new(
                         s.addr,
-                        tls::Dot,
-                        server_name,
-                        configs.dot.clone(),
+                        tcp::Plain,
                         config.timeout,
+                        tcp::LIMITS,
                     )),
-                    Transport::Https { path, server_name } => Link::Doh(secure::Connection::new(
+                    Transport::Tls { server_name } => Link::Dot(connections::Connections::new(
                         s.addr,
-                        https::Doh {
-                            path: path.as_str().into(),
+                        tls::Dot {
+                            tls: secure::Tls::new(server_name, configs.dot.clone()),
                         },
-                        server_name,
-                        configs.doh.clone(),
                         config.timeout,
+                        tls::LIMITS,
                     )),
+                    Transport::Https { path, server_name } => {
+                        Link::Doh(connections::Connections::new(
+                            s.addr,
+                            https::Doh {
+                                path: path.as_str().into(),
+                                tls: secure::Tls::new(server_name, configs.doh.clone()),
+                            },
+                            config.timeout,
+                            https::LIMITS,
+                        ))
+                    }
                 };
                 Server {
                     label,
@@ -485,7 +497,7 @@ impl Server {
     async fn exchange(&self, query: &mut [u8], until: Instant) -> Result<Vec<u8>, Error> {
         match &self.link {
             Link::Udp(pool) => tcp::exchange(pool.server(), query, until, &self.label).await,
-            Link::Tcp(addr) => tcp::exchange(*addr, query, until, &self.label).await,
+            Link::Tcp(conns) => conns.exchange(query, until, &self.label).await,
             Link::Dot(conn) => conn.exchange(query, until, &self.label).await,
             Link::Doh(conn) => conn.exchange(query, until, &self.label).await,
         }
@@ -730,7 +742,10 @@ mod tests {
     fn upstream(strategy: Strategy, n: usize) -> Upstream {
         let servers = (0..n)
             .map(|i| crate::config::UpstreamServer {
-                addr: SocketAddr::from(([127, 0, 0, 1], 5300 + u16::try_from(i).expect("small"))),
+                addr: std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    5300 + u16::try_from(i).expect("small"),
+                )),
                 transport: Transport::Udp,
             })
             .collect();

@@ -1,33 +1,21 @@
 //! What DNS over TLS (`tls.rs`) and DNS over HTTPS (`https.rs`) share: the
-//! trust store and the client configs built on it, and one connection per
-//! upstream, kept open and shared by every query (pipelined, answers in any
-//! order: hickory matches them by ID), made again when it fails. How a
-//! connection is opened is each protocol's own ([`Protocol`]): both import
-//! this module, and neither imports the other.
-//!
-//! Why hickory-net's exchange rather than hickory-resolver's name-server
-//! pool: the pool brings its own server selection, retries and caching,
-//! which would sit under ours (strategy, health, coalescing, the answer
-//! cache) and decide things twice. The exchange is just the transport: TLS
-//! from rustls (ring, no OpenSSL), framing and pipelining from hickory.
+//! trust store and the client configs built on it, what a connection to
+//! one server is verified with ([`Tls`]), and why connecting failed (a
+//! refused certificate, named). Both import this module, and neither
+//! imports the other; keeping their connections is `connections.rs`, as
+//! for plain TCP. TLS is rustls with ring (no OpenSSL).
 //!
 //! Trust: the Mozilla roots compiled in (`webpki-roots`), so DoT works in a
 //! container without `ca-certificates` and trusts what the list downloads
 //! trust, plus the certificates of `ca_file`, which are also pins: a server
 //! may present one of them as its own certificate (`trust.rs`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hickory_net::runtime::TokioRuntimeProvider;
-use hickory_net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
-use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message};
 use rustls::ClientConfig;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::time::{Instant, timeout_at};
 
-use super::{Error, same_question};
+use super::Error;
 
 mod trust;
 
@@ -78,154 +66,60 @@ pub(super) fn server_name(name: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(name.to_owned()).map_err(|e| format!("bad TLS server name {name:?}: {e}"))
 }
 
-pub(super) type Exchange = DnsExchange<TokioRuntimeProvider>;
-
-/// Where a connection goes and what it is verified with: what opening one
-/// takes, whatever the protocol.
-pub(super) struct Target {
-    pub(super) addr: SocketAddr,
+/// What a TLS connection to one server is verified with: the name its
+/// certificate must carry (sent as SNI) and the client config, or why
+/// there are none (told to each query, which then fails over).
+pub(super) struct Tls {
     /// As written, for DoH's `:authority`.
     pub(super) host: Arc<str>,
-    /// The name the server's certificate must be valid for (sent as SNI).
-    pub(super) name: ServerName<'static>,
-    pub(super) config: Arc<ClientConfig>,
-    pub(super) timeout: Duration,
-}
-
-/// What a [`Connection`] speaks: how it opens a connection. DNS over TLS
-/// (`tls::Dot`) and DNS over HTTPS (`https::Doh`).
-pub(super) trait Protocol: Send + Sync {
-    /// Opens a connection to `to`, the handshake done.
-    fn connect(
-        &self,
-        to: Target,
-    ) -> impl Future<Output = Result<Exchange, hickory_net::NetError>> + Send;
-}
-
-/// One DoT or DoH upstream and its connection, if open.
-pub(super) struct Connection<P> {
-    addr: SocketAddr,
-    protocol: P,
-    /// As written, for DoH's `:authority`.
-    host: Arc<str>,
     name: Result<ServerName<'static>, String>,
     config: Result<Arc<ClientConfig>, String>,
-    timeout: Duration,
-    /// The open connection, with a generation number so that a failed query
-    /// only closes the connection it failed on. The lock is held while
-    /// connecting: queries arriving meanwhile wait for that one handshake
-    /// instead of starting their own.
-    open: tokio::sync::Mutex<(u64, Option<Exchange>)>,
 }
 
-impl<P: Protocol> Connection<P> {
-    pub(super) fn new(
-        addr: SocketAddr,
-        protocol: P,
-        name: &str,
-        config: Result<Arc<ClientConfig>, String>,
-        timeout: Duration,
-    ) -> Self {
+impl Tls {
+    pub(super) fn new(name: &str, config: Result<Arc<ClientConfig>, String>) -> Self {
         Self {
-            addr,
-            protocol,
             host: name.into(),
             name: server_name(name),
             config,
-            timeout,
-            open: tokio::sync::Mutex::new((0, None)),
         }
     }
 
-    pub(super) async fn exchange(
+    /// The name and the config to connect with.
+    pub(super) fn target(
         &self,
-        query: &mut [u8],
-        deadline: Instant,
         label: &Arc<str>,
-    ) -> Result<Vec<u8>, Error> {
-        let mut used = None;
-        let attempt = async {
-            let (generation, exchange, reused) = self.connection(label).await?;
-            used = Some(generation);
-            let first = send(&exchange, query, label).await;
-            if first.is_ok() || !reused {
-                return first;
-            }
-            // A reused connection may have been closed by the server (idle
-            // timeout) since its last query: once more, on a new one.
-            if let Err(e) = &first {
-                tracing::debug!(upstream = %label, error = %e, "connection lost: reconnecting");
-            }
-            self.forget(generation).await;
-            let (generation, exchange, _) = self.connection(label).await?;
-            used = Some(generation);
-            send(&exchange, query, label).await
-        };
-        let result = match timeout_at(deadline, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                server: label.clone(),
-            }),
-        };
-        if result.is_err()
-            && let Some(generation) = used
-        {
-            self.forget(generation).await;
-        }
-        result
-    }
-
-    /// The open connection (reused: true), or a new one.
-    async fn connection(&self, label: &Arc<str>) -> Result<(u64, Exchange, bool), Error> {
-        let mut open = self.open.lock().await;
-        if let Some(e) = open.1.as_ref() {
-            return Ok((open.0, e.clone(), true));
-        }
+    ) -> Result<(ServerName<'static>, Arc<ClientConfig>), Error> {
         let secure = |reason: String| Error::Secure {
             server: label.clone(),
             reason,
         };
-        let name = self.name.clone().map_err(secure)?;
-        let config = self.config.clone().map_err(secure)?;
-        let exchange = self
-            .protocol
-            .connect(Target {
-                addr: self.addr,
-                host: self.host.clone(),
-                name,
-                config,
-                timeout: self.timeout,
-            })
-            .await
-        .map_err(|e| {
-            // The handshake is where a wrong name or an unknown CA shows:
-            // say so where the operator looks, once per attempt to connect,
-            // and, in words naming no server, to the client (EDE text).
-            match refused_certificate(&e) {
-                Some(reason) => {
-                    tracing::warn!(upstream = %label, reason, error = %e, "upstream connection failed");
-                    Error::Certificate {
-                        server: label.clone(),
-                        reason,
-                    }
-                }
-                None => {
-                    tracing::warn!(upstream = %label, error = %e, "upstream connection failed");
-                    secure(format!("connection failed: {e}"))
-                }
-            }
-        })?;
-        tracing::debug!(upstream = %label, "upstream connection open");
-        open.0 += 1;
-        open.1 = Some(exchange.clone());
-        Ok((open.0, exchange, false))
+        Ok((
+            self.name.clone().map_err(secure)?,
+            self.config.clone().map_err(secure)?,
+        ))
     }
+}
 
-    /// Closes the connection of `generation`, if it is still the open one.
-    async fn forget(&self, generation: u64) {
-        let mut open = self.open.lock().await;
-        if open.0 == generation {
-            open.1 = None;
+/// Why connecting failed, for the query. The handshake is where a wrong
+/// name or an unknown CA shows: said where the operator looks, once per
+/// attempt to connect, and, in words naming no server, to the client (EDE
+/// text).
+pub(super) fn connect_failed(label: &Arc<str>, e: &hickory_net::NetError) -> Error {
+    match refused_certificate(e) {
+        Some(reason) => {
+            tracing::warn!(upstream = %label, reason, error = %e, "upstream connection failed");
+            Error::Certificate {
+                server: label.clone(),
+                reason,
+            }
+        }
+        None => {
+            tracing::warn!(upstream = %label, error = %e, "upstream connection failed");
+            Error::Secure {
+                server: label.clone(),
+                reason: format!("connection failed: {e}"),
+            }
         }
     }
 }
@@ -238,35 +132,4 @@ fn refused_certificate(e: &hickory_net::NetError) -> Option<&'static str> {
         return None;
     };
     trust::refusal(io.get_ref()?.downcast_ref::<rustls::Error>()?)
-}
-
-/// Sends `query` on a hickory exchange and returns the answer's bytes with
-/// our query's ID (hickory picks its own on the wire), after checking that
-/// it answers our question.
-pub(super) async fn send(
-    exchange: &Exchange,
-    query: &[u8],
-    label: &Arc<str>,
-) -> Result<Vec<u8>, Error> {
-    let message = Message::from_vec(query).map_err(|_| Error::Unparsable)?;
-    let request = DnsRequest::new(message, DnsRequestOptions::default());
-    let response = exchange
-        .send(request)
-        .first_answer()
-        .await
-        .map_err(|e| Error::Secure {
-            server: label.clone(),
-            reason: e.to_string(),
-        })?;
-    let mut resp = response.into_buffer();
-    if let (Some(id), Some(dst)) = (query.get(..2), resp.get_mut(..2)) {
-        dst.copy_from_slice(id);
-    }
-    if same_question(query, &resp) {
-        Ok(resp)
-    } else {
-        Err(Error::Malformed {
-            server: label.clone(),
-        })
-    }
 }

@@ -26,6 +26,7 @@ mod netns;
 mod newuser;
 mod observe;
 mod ofac;
+mod pipelined;
 mod privileges;
 mod reload;
 mod rpz;
