@@ -61,6 +61,7 @@
 
 pub mod access;
 pub mod cache;
+pub mod canary;
 pub mod check;
 pub mod cname;
 pub mod config;
@@ -198,7 +199,20 @@ pub async fn serve(
     if let Some(certs) = server.certificates() {
         tokio::spawn(certs.follow(control.progress()));
     }
-    let api = http::Api::new(handler.clone(), server.stats(), control.clone());
+    // The canaries ask the first listener, as a client would (`canary`).
+    let canaries = Arc::new(canary::Canaries::default());
+    let canary = server.local_addrs().first().map(|&to| {
+        tokio::spawn(canary::watch(
+            config.block.canary_interval,
+            config.upstream.timeout + std::time::Duration::from_secs(1),
+            to,
+            handler.clone(),
+            canaries.clone(),
+            Some(control.progress()),
+        ))
+    });
+    let api = http::Api::new(handler.clone(), server.stats(), control.clone())
+        .with_canaries(canaries);
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
         config,
@@ -209,6 +223,9 @@ pub async fn serve(
     let result = server.run(shutdown).await;
     reloader.abort();
     http.abort();
+    if let Some(c) = canary {
+        c.abort();
+    }
     if wrote_pid.is_ok() {
         let _ = std::fs::remove_file(&pid_file);
     }
