@@ -93,7 +93,10 @@ impl Canaries {
         let Some(w) = lists.get_mut(list) else {
             return;
         };
-        let was_ok = w.last.as_ref().map(|o| matches!(o, Outcome::Blocked { .. }));
+        let was_ok = w
+            .last
+            .as_ref()
+            .map(|o| matches!(o, Outcome::Blocked { .. }));
         match &outcome {
             Outcome::Blocked { by } => {
                 w.ok += 1;
@@ -119,9 +122,10 @@ impl Canaries {
         self.lock()
             .iter()
             .filter_map(|(list, w)| match &w.last {
-                Some(Outcome::Failed(why)) => {
-                    Some(format!("list {list}: canary {} not blocked: {why}", w.canary))
-                }
+                Some(Outcome::Failed(why)) => Some(format!(
+                    "list {list}: canary {} not blocked: {why}",
+                    w.canary
+                )),
                 _ => None,
             })
             .collect()
@@ -268,7 +272,9 @@ pub async fn watch(
     let to = reach(listener);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut finished = progress.as_mut().map_or(0, |p| p.borrow_and_update().finished);
+    let mut finished = progress
+        .as_mut()
+        .map_or(0, |p| p.borrow_and_update().finished);
     let mut sock: Option<UdpSocket> = None;
     let mut bind_failed = false;
     loop {
@@ -365,7 +371,10 @@ mod tests {
         let c = Canaries::default();
         c.keep(&[("seized".into(), "canary.example".into())]);
         assert!(c.failures().is_empty(), "not checked yet: not a failure");
-        assert!(!c.render().contains("embargo_canary_ok{"), "no gauge before a check");
+        assert!(
+            !c.render().contains("embargo_canary_ok{"),
+            "no gauge before a check"
+        );
         c.record("seized", Outcome::Failed("answered unblocked".into()));
         assert_eq!(
             c.failures(),
@@ -375,7 +384,10 @@ mod tests {
         c.record("seized", Outcome::Blocked { by: None });
         assert!(c.failures().is_empty());
         let text = c.render();
-        assert!(text.contains("embargo_canary_ok{list=\"seized\"} 1"), "{text}");
+        assert!(
+            text.contains("embargo_canary_ok{list=\"seized\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("embargo_canary_checks_total{list=\"seized\",result=\"failed\"} 1"));
         assert_eq!(c.json("seized", "canary.example", true)["ok"], true);
         // A new canary for the list starts over.

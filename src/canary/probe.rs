@@ -49,7 +49,8 @@ pub(super) fn question(canary: &str, id: u16) -> Result<Vec<u8>, Error> {
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     msg.set_edns(edns);
-    msg.to_vec().map_err(|e| Error::Name(format!("{canary}: {e}")))
+    msg.to_vec()
+        .map_err(|e| Error::Name(format!("{canary}: {e}")))
 }
 
 /// Asks `to` for `canary` over `sock`, waiting at most `wait` for the
@@ -244,7 +245,10 @@ mod tests {
         let Outcome::Failed(why) = judge(&a, "second", &lists, false, LOCAL) else {
             panic!("a copy that lost the canary fails, whoever else blocks it");
         };
-        assert!(why.contains("not on the list") && why.contains("first"), "{why}");
+        assert!(
+            why.contains("not on the list") && why.contains("first"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -268,7 +272,10 @@ mod tests {
         ) else {
             panic!("an [access] refusal is not a block");
         };
-        assert!(why.contains("[access]") && why.contains("127.0.0.1"), "{why}");
+        assert!(
+            why.contains("[access]") && why.contains("127.0.0.1"),
+            "{why}"
+        );
         // Stale answer (EDE 3) from the cache: not a block either.
         assert!(matches!(
             judge(

@@ -491,7 +491,11 @@ impl Checker<'_> {
                     "block.canary_interval",
                     &b.canary_interval,
                     r#"a duration such as "60s" or "5m" (not zero)"#,
-                    |s| humantime::parse_duration(s.trim()).ok().filter(|d| !d.is_zero()),
+                    |s| {
+                        humantime::parse_duration(s.trim())
+                            .ok()
+                            .filter(|d| !d.is_zero())
+                    },
                 )
                 .unwrap_or(defaults.canary_interval),
         };

@@ -106,7 +106,8 @@ impl Scope {
             return self.bits() & AT_NAME != 0;
         }
         self.bits() & BELOW != 0
-            && (0..name.label_count()).any(|i| name.label_start(i) > 0 && &n[name.label_start(i)..] == e)
+            && (0..name.label_count())
+                .any(|i| name.label_start(i) > 0 && &n[name.label_start(i)..] == e)
     }
 }
 

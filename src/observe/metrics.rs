@@ -479,7 +479,12 @@ impl Text {
     }
 
     /// One sample.
-    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    pub(crate) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');

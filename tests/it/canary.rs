@@ -23,8 +23,11 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 fn canary_config(upstream: SocketAddr) -> String {
     let lists = "[[lists]]\nname = \"watched\"\nsource = \"watched.txt\"\ncanary = \"canary.watched.example\"\n";
-    with_http(&config(upstream, lists), "listen = [\"127.0.0.1:0\"]")
-        .replacen("[block]\n", "[block]\ncanary_interval = \"1s\"\n", 1)
+    with_http(&config(upstream, lists), "listen = [\"127.0.0.1:0\"]").replacen(
+        "[block]\n",
+        "[block]\ncanary_interval = \"1s\"\n",
+        1,
+    )
 }
 
 async fn get(url: String) -> (u16, String) {
@@ -98,7 +101,10 @@ async fn r20_a_list_that_lost_its_canary_fails_readyz_within_one_interval() {
     // In force, and asked: ready, gauge 1, and only lists with a canary
     // have one.
     let ((_, text), _) = until(&metrics, RELOAD_WAIT, |_, t| t.contains(&gauge(1))).await;
-    assert!(!text.contains("embargo_canary_ok{list=\"seized\""), "{text}");
+    assert!(
+        !text.contains("embargo_canary_ok{list=\"seized\""),
+        "{text}"
+    );
     until(&readyz, RELOAD_WAIT, |s, _| s == 200).await;
     // A client's own block of the list: a hit, to tell from the canary's.
     let r = udp(server.addr, &query("malware.example.", RecordType::A, true)).await;
@@ -114,7 +120,10 @@ async fn r20_a_list_that_lost_its_canary_fails_readyz_within_one_interval() {
         .find(|l| l["name"] == "watched")
         .expect("watched")
         .clone();
-    assert_eq!(watched["canary"]["name"], "canary.watched.example", "{watched}");
+    assert_eq!(
+        watched["canary"]["name"], "canary.watched.example",
+        "{watched}"
+    );
     assert_eq!(watched["canary"]["listed"], true, "{watched}");
     assert_eq!(watched["canary"]["ok"], true, "{watched}");
 
@@ -141,10 +150,15 @@ async fn r20_a_list_that_lost_its_canary_fails_readyz_within_one_interval() {
         Duration::from_secs(10),
     );
     assert!(
-        lines.last().is_some_and(|l| l.contains("answered unblocked")),
+        lines
+            .last()
+            .is_some_and(|l| l.contains("answered unblocked")),
         "{lines:#?}"
     );
-    until(&metrics, Duration::from_secs(10), |_, t| t.contains(&gauge(0))).await;
+    until(&metrics, Duration::from_secs(10), |_, t| {
+        t.contains(&gauge(0))
+    })
+    .await;
     // The next checks fail too, and say nothing new.
     until(&metrics, Duration::from_secs(10), |_, t| {
         t.contains("embargo_canary_checks_total{list=\"watched\",result=\"failed\"} 3\n")
@@ -154,7 +168,10 @@ async fn r20_a_list_that_lost_its_canary_fails_readyz_within_one_interval() {
     // Put back: cleared at the next good answer, said once.
     replace(&list, WATCHED);
     until(&readyz, RELOAD_WAIT, |s, _| s == 200).await;
-    until(&metrics, Duration::from_secs(10), |_, t| t.contains(&gauge(1))).await;
+    until(&metrics, Duration::from_secs(10), |_, t| {
+        t.contains(&gauge(1))
+    })
+    .await;
     let lines = log_until(
         &server,
         &["canary blocked, as it must be", "watched"],
@@ -164,7 +181,10 @@ async fn r20_a_list_that_lost_its_canary_fails_readyz_within_one_interval() {
         .iter()
         .filter(|l| l.contains("canary NOT blocked"))
         .count();
-    assert_eq!(errors, 0, "one error per failure, not per check: {lines:#?}");
+    assert_eq!(
+        errors, 0,
+        "one error per failure, not per check: {lines:#?}"
+    );
 
     // Many canary questions later, the hit report holds the one real
     // query of the list, and the query log no canary.
@@ -184,8 +204,8 @@ async fn r20_a_list_that_lost_its_canary_fails_readyz_within_one_interval() {
     assert_eq!(rows.len(), 1, "{hits}");
     assert_eq!(rows[0]["count"], 1, "the canary is not a hit: {hits}");
     assert_eq!(rows[0]["last_name"], "malware.example", "{hits}");
-    let log = std::fs::read_to_string(dir.path().join("embargo-state/queries.log"))
-        .expect("query log");
+    let log =
+        std::fs::read_to_string(dir.path().join("embargo-state/queries.log")).expect("query log");
     assert!(log.contains("malware.example"), "{log}");
     assert!(!log.contains("canary.watched.example"), "{log}");
     assert_eq!(terminate(&mut server.child).code(), Some(0));
@@ -209,7 +229,10 @@ fn r20_validate_fails_for_a_canary_its_list_does_not_cover() {
         "{err}"
     );
     assert!(err.contains("watched.txt"), "the file is named: {err}");
-    assert!(err.contains("embargo.toml:"), "where the list is declared: {err}");
+    assert!(
+        err.contains("embargo.toml:"),
+        "where the list is declared: {err}"
+    );
 
     // Covered as a subdomain of a listed name (the list's own matching):
     // fine; and `embargo lists` says it is on the copy.
