@@ -18,6 +18,7 @@
 //!            response_ip: then an A/AAAA in a listed network (state::Snapshot::nets) gets its list's block
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
+//!            canary: every [block] canary_interval, a task asks the first listener for each list's canary, as a client ─► /readyz
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy`, `groups`,

@@ -260,3 +260,102 @@ fn r20_validate_fails_for_a_canary_its_list_does_not_cover() {
         "{err}"
     );
 }
+
+/// The security-team guide's canary example: its config (the worked
+/// example's, with the section's `[block]` and `canary` lines) with a
+/// `doj.txt` that lost the name gives what the guide shows `validate`
+/// and `lists` print.
+#[test]
+fn r20_the_guides_canary_example_is_what_the_program_says() {
+    let md = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/security-team.md"),
+    )
+    .expect("guide");
+    let block = |marker: &str| -> Vec<String> {
+        let mut blocks = md.split("```").skip(1).step_by(2);
+        blocks
+            .find(|b| b.starts_with("toml") && b.contains(marker))
+            .unwrap_or_else(|| panic!("no toml block with {marker}"))
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
+    };
+    let worked = block("name = \"ofac-sdn\"");
+    let section = block("canary_interval");
+    let value = |key: &str| {
+        section
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .map(|v| v.split("  #").next().unwrap_or(v).trim().to_owned())
+            .unwrap_or_else(|| panic!("no {key} in {section:?}"))
+    };
+    let ofac_canary = "\"www.volasys-example.ru\"";
+    assert!(md.contains(&format!("`canary = {ofac_canary}`")));
+    let mut config = String::new();
+    let mut lists = 0;
+    for l in &worked {
+        if l == "[[lists]]" && lists == 0 {
+            config.push_str(&format!(
+                "[block]\ncanary_interval = {}\n",
+                value("canary_interval")
+            ));
+        }
+        if l == "[[lists]]" {
+            lists += 1;
+        }
+        if l == "[http]" {
+            config.push_str(&format!("canary = {ofac_canary}\n"));
+        }
+        config.push_str(l.split("  #").next().unwrap_or(l).trim_end());
+        config.push('\n');
+        if l.starts_with("ede = ") && lists == 1 {
+            config.push_str(&format!("canary = {}\n", value("canary")));
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("embargo.toml"), &config).expect("config");
+    std::fs::write(dir.path().join("doj.txt"), "other-seized.example\n").expect("list");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ofac/SDN.XML"),
+        dir.path().join("SDN.XML"),
+    )
+    .expect("fixture");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_embargo"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let shown = |command: &str| -> String {
+        let at = md
+            .find(&format!("$ {command}"))
+            .expect("the command in the guide");
+        md[at..]
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("$ ") && !l.starts_with("```"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let (code, out, err) = run(&["validate", "-c", "embargo.toml"]);
+    assert_eq!(code, Some(1), "{config}\n{out}{err}");
+    assert_eq!(err, shown("embargo validate -c embargo.toml"), "{config}");
+    let (code, out, err) = run(&["lists", "-c", "embargo.toml"]);
+    assert_eq!(code, Some(0), "{err}");
+    let canaries: String = out
+        .lines()
+        .filter(|l| l.contains("canary"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        canaries,
+        shown("embargo lists -c embargo.toml | grep canary")
+    );
+}
