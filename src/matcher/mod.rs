@@ -105,9 +105,13 @@ impl Scope {
         if e == n {
             return self.bits() & AT_NAME != 0;
         }
+        // A parent: the name ends with the entry's bytes, and they start
+        // at one of its labels (wire form: not inside a label's text).
+        let at = n.len().wrapping_sub(e.len());
         self.bits() & BELOW != 0
-            && (0..name.label_count())
-                .any(|i| name.label_start(i) > 0 && &n[name.label_start(i)..] == e)
+            && n.len() > e.len()
+            && n.ends_with(e)
+            && (0..name.label_count()).any(|i| name.label_start(i) == at)
     }
 }
 
