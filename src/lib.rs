@@ -18,6 +18,7 @@
 //!            response_ip: then an A/AAAA in a listed network (state::Snapshot::nets) gets its list's block
 //!            each decision ─► observe: a fixed-size QueryEvent on a bounded ring ─► thread ─► query log, hit report
 //!            each query   ─► observe::metrics: the worker's own counter block ─► summed when http asks (/metrics, /api/*)
+//!            canary: every [block] canary_interval, a task asks the first listener for each list's canary, as a client ─► /readyz
 //! ```
 //!
 //! A query flows one way. `config`, `lists`, `matcher`, `policy`, `groups`,
@@ -61,6 +62,7 @@
 
 pub mod access;
 pub mod cache;
+pub mod canary;
 pub mod check;
 pub mod cname;
 pub mod config;
@@ -198,7 +200,20 @@ pub async fn serve(
     if let Some(certs) = server.certificates() {
         tokio::spawn(certs.follow(control.progress()));
     }
-    let api = http::Api::new(handler.clone(), server.stats(), control.clone());
+    // The canaries ask the first listener, as a client would (`canary`).
+    let canaries = Arc::new(canary::Canaries::default());
+    let canary = server.local_addrs().first().map(|&to| {
+        tokio::spawn(canary::watch(
+            config.block.canary_interval,
+            config.upstream.timeout + std::time::Duration::from_secs(1),
+            to,
+            handler.clone(),
+            canaries.clone(),
+            Some(control.progress()),
+        ))
+    });
+    let api =
+        http::Api::new(handler.clone(), server.stats(), control.clone()).with_canaries(canaries);
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
         config,
@@ -209,6 +224,9 @@ pub async fn serve(
     let result = server.run(shutdown).await;
     reloader.abort();
     http.abort();
+    if let Some(c) = canary {
+        c.abort();
+    }
     if wrote_pid.is_ok() {
         let _ = std::fs::remove_file(&pid_file);
     }

@@ -810,6 +810,10 @@ fn lists(snap: &Snapshot) -> ExitCode {
                 );
             }
         }
+        if let Some(c) = &l.spec.canary {
+            let on = if l.canary_listed { "on" } else { "NOT on" };
+            println!("  {}: canary {c}: {on} this copy", l.spec.name);
+        }
         // An expired list is reported, not silently dropped.
         if let Some(at) = l.spec.expires {
             let state = if l.spec.expired(std::time::SystemTime::now()) {
@@ -857,7 +861,7 @@ fn validate_all(config: &Config) -> ExitCode {
         eprintln!("{e}");
     }
     let lists = if unreadable.is_empty() {
-        with_snapshot(config, validate)
+        with_snapshot(config, |snap| validate(snap, config))
     } else {
         ExitCode::from(1)
     };
@@ -898,7 +902,10 @@ fn unreadable_sources(config: &Config) -> Vec<embargo::state::BuildError> {
     lists.chain(allow).collect()
 }
 
-fn validate(snap: &Snapshot) -> ExitCode {
+fn validate(snap: &Snapshot, config: &Config) -> ExitCode {
+    // A canary its own list does not block: the config is wrong (`canary`).
+    let canaries = embargo::canary::problems(config, snap);
+    canaries.iter().for_each(|p| eprintln!("{p}"));
     let mut warnings = 0u64;
     let sources = snap
         .lists
@@ -917,6 +924,9 @@ fn validate(snap: &Snapshot) -> ExitCode {
             );
         }
         warnings += bad;
+    }
+    if !canaries.is_empty() {
+        return ExitCode::from(1);
     }
     println!(
         "ok: {} lists, {} names, {} lines skipped (not fatal)",

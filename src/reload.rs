@@ -401,6 +401,9 @@ fn warn_restart_needed(old: &Config, new: &Config) {
     if old.log != new.log || old.hits != new.hits {
         tracing::warn!("[log] and [hits] changes take effect after a restart");
     }
+    if old.block.canary_interval != new.block.canary_interval {
+        tracing::warn!("[block] canary_interval changes take effect after a restart");
+    }
     if old.dnstap != new.dnstap {
         tracing::warn!("[dnstap] changes take effect after a restart");
     }

@@ -60,6 +60,7 @@ pub struct BlockSpec {
     pub sinkhole_ipv6: Option<Value>,
     pub ttl: Option<Value>,
     pub ede: Option<Value>,
+    pub canary_interval: Option<Value>,
 }
 
 /// One `[[lists]]` table. `name` and `source` are required, but a missing
@@ -90,6 +91,7 @@ pub struct ListFileSpec {
     pub public_key: Option<Value>,
     pub signature_url: Option<Value>,
     pub expires: Option<Value>,
+    pub canary: Option<Value>,
 }
 
 /// `[allow]`

@@ -6,8 +6,9 @@
 //! description, neither is imported by it.
 //!
 //! A list's guards are read here too ([`Checker::list_guards`]): the
-//! publisher's signature a download must carry ([`Signed`]) and the moment
-//! the list stops blocking (`expires`).
+//! publisher's signature a download must carry ([`Signed`]), the moment
+//! the list stops blocking (`expires`) and the name that must stay blocked
+//! while it is in force (`canary`, watched by `crate::canary`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -114,6 +115,12 @@ pub struct ListSpec {
     /// temporary measures do): from then on it is not loaded, and is
     /// reported expired (`crate::expiry`).
     pub expires: Option<SystemTime>,
+    /// A name that must stay blocked by this list (`canary`), lowercase,
+    /// without the final dot: `validate` fails when the list does not
+    /// cover it, and the running server asks itself for it every
+    /// `[block] canary_interval` (`crate::canary`). A copy that lost it
+    /// still loads: catching that is the canary's job.
+    pub canary: Option<String>,
     /// Where the list is declared in the config.
     pub location: Location,
 }
@@ -153,6 +160,19 @@ pub struct Signed {
     pub url: String,
 }
 
+/// What `canary` accepts.
+const WANT_CANARY: &str =
+    r#"a domain name that must stay blocked, such as "canary.seized.example""#;
+
+/// A canary as the list and the query path see it: lowercase, without the
+/// final dot. A name the matcher could not hold (an IP address, a bad
+/// label) is none.
+fn canary_name(s: &str) -> Option<String> {
+    crate::matcher::NameKey::from_text(s.trim(), true)
+        .ok()
+        .map(|k| k.to_string())
+}
+
 /// What `signature` accepts.
 const WANT_SIGNATURE: &str = r#""minisign""#;
 
@@ -163,18 +183,20 @@ pub(super) struct GuardKeys<'a> {
     pub(super) public_key: &'a Option<Value>,
     pub(super) signature_url: &'a Option<Value>,
     pub(super) expires: &'a Option<Value>,
+    pub(super) canary: &'a Option<Value>,
 }
 
 /// What a list's guards are, once read.
 pub(super) struct Guards {
     pub(super) signature: Option<Signed>,
     pub(super) expires: Option<SystemTime>,
+    pub(super) canary: Option<String>,
 }
 
 impl Checker<'_> {
     /// The guards of the `index`th (0-based) `[[lists]]` table `l`, whose
-    /// source is `source`: `signature`, `public_key`, `signature_url` and
-    /// `expires`.
+    /// source is `source`: `signature`, `public_key`, `signature_url`,
+    /// `expires` and `canary`.
     pub(super) fn list_guards(
         &mut self,
         index: usize,
@@ -190,6 +212,7 @@ impl Checker<'_> {
                 r#"a UTC date and time such as "2027-01-31T00:00:00Z""#,
                 |s| humantime::parse_rfc3339(s.trim()).ok(),
             ),
+            canary: self.opt_parse(&key("canary"), l.canary, WANT_CANARY, canary_name),
         }
     }
 
@@ -370,6 +393,17 @@ mod tests {
         );
         assert!(XfrSource::parse("axfr://primary.example/zone").is_none());
         assert!(XfrSource::parse("axfr://127.0.0.1/").is_none());
+    }
+
+    #[test]
+    fn a_canary_is_a_name_normalised() {
+        assert_eq!(
+            canary_name(" Canary.Seized.EXAMPLE. ").as_deref(),
+            Some("canary.seized.example")
+        );
+        for bad in ["", "bad name.example", "192.0.2.1", "a..b", "."] {
+            assert_eq!(canary_name(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

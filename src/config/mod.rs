@@ -72,7 +72,14 @@ pub struct BlockConfig {
     /// TTL of synthesized records and the SOA negative TTL.
     pub ttl: u32,
     pub ede: EdeCode,
+    /// How often the running server asks itself for each list's canary
+    /// (`canary_interval`; `crate::canary`). Read at start.
+    pub canary_interval: std::time::Duration,
 }
+
+/// How often the canaries are asked by default: a lost canary shows
+/// within a minute, for one query a minute per list.
+pub const DEFAULT_CANARY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for BlockConfig {
     fn default() -> Self {
@@ -82,6 +89,7 @@ impl Default for BlockConfig {
             sinkhole_ipv6: Ipv6Addr::UNSPECIFIED,
             ttl: 300,
             ede: EdeCode::Blocked,
+            canary_interval: DEFAULT_CANARY_INTERVAL,
         }
     }
 }
@@ -478,6 +486,18 @@ impl Checker<'_> {
             ede: self
                 .opt_parse("block.ede", &b.ede, WANT_EDE, EdeCode::parse)
                 .unwrap_or(defaults.ede),
+            canary_interval: self
+                .opt_parse(
+                    "block.canary_interval",
+                    &b.canary_interval,
+                    r#"a duration such as "60s" or "5m" (not zero)"#,
+                    |s| {
+                        humantime::parse_duration(s.trim())
+                            .ok()
+                            .filter(|d| !d.is_zero())
+                    },
+                )
+                .unwrap_or(defaults.canary_interval),
         };
 
         let state_dir = match self.text(
@@ -718,6 +738,7 @@ impl Checker<'_> {
                 public_key: &l.public_key,
                 signature_url: &l.signature_url,
                 expires: &l.expires,
+                canary: &l.canary,
             },
             &source,
         );
@@ -786,6 +807,7 @@ impl Checker<'_> {
             },
             signature: guards.signature,
             expires: guards.expires,
+            canary: guards.canary,
             location: self.location(l.name.as_ref().unwrap_or(&table)),
         }
     }

@@ -60,7 +60,7 @@ fn r21_an_unknown_key_is_reported_with_every_other_problem() {
     assert_eq!(
         shown,
         [
-            "bad.toml:5:1: block.acton: unknown key (did you mean action?); [block] has action, sinkhole_ipv4, sinkhole_ipv6, ttl, ede",
+            "bad.toml:5:1: block.acton: unknown key (did you mean action?); [block] has action, sinkhole_ipv4, sinkhole_ipv6, ttl, ede, canary_interval",
             "bad.toml:2:14: upstream.timeout_ms: expected a whole number of milliseconds, got the string \"soon\"",
             "bad.toml:6:7: block.ttl: expected a whole number of seconds (0 to 2147483647), got the number -5",
         ]
@@ -212,6 +212,34 @@ fn signed_lists_need_a_key_an_http_source_and_each_other() {
     assert_eq!(said.len(), 5, "{said:?}");
 }
 
+/// Issue 20 (canary): a name that must stay blocked, per list; how often
+/// the server asks for it, in `[block]`. A bad value names file, line and key.
+#[test]
+fn r20_canaries_are_names_and_their_interval_a_duration() {
+    let c = parse(
+        "[[lists]]\nname = \"a\"\nsource = \"a.txt\"\ncanary = \"Canary.Seized.Example.\"\n[[lists]]\nname = \"b\"\nsource = \"b.txt\"\n",
+    )
+    .expect("valid");
+    assert_eq!(c.lists[0].canary.as_deref(), Some("canary.seized.example"));
+    assert_eq!(c.lists[1].canary, None, "no canary unless one is named");
+    assert_eq!(c.block.canary_interval, Duration::from_secs(60));
+    let c = parse("[block]\ncanary_interval = \"500ms\"\n").expect("valid");
+    assert_eq!(c.block.canary_interval, Duration::from_millis(500));
+    let shown: Vec<String> = problems(
+        "[block]\ncanary_interval = \"0s\"\n[[lists]]\nname = \"a\"\nsource = \"a.txt\"\ncanary = \"not a name!\"\n",
+    )
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        shown,
+        [
+            r#"bad.toml:2:19: block.canary_interval: expected a duration such as "60s" or "5m" (not zero), got the string "0s""#,
+            r#"bad.toml:6:10: lists[1].canary: expected a domain name that must stay blocked, such as "canary.seized.example", got the string "not a name!""#,
+        ]
+    );
+}
+
 #[test]
 fn duplicate_list_names_are_an_error() {
     let err =
@@ -291,6 +319,7 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("block",    "sinkhole_ipv6", r#"["::"]"#,             "an array",                     "an IPv6 address"),
     ("block",    "ttl",           r#""5m""#,               r#"the string "5m""#,           "a whole number of seconds"),
     ("block",    "ede",           "16",                    "the number 16",                r#"one of "blocked", "censored" or "filtered""#),
+    ("block",    "canary_interval", "60",                  "the number 60",                r#"a duration such as "60s""#),
     ("state",    "dir",           "true",                  "true",                         "a directory path"),
     ("lists",    "name",          "7",                     "the number 7",                 "a list name"),
     ("lists",    "source",        r#"{ path = "a.txt" }"#, "a table",                      "a file path or URL"),
@@ -314,6 +343,7 @@ const KEYS: &[(&str, &str, &str, &str, &str)] = &[
     ("lists",    "signature_url", "[]",                    "an empty array",               "an http:// or https:// URL"),
     ("history",  "max_mb",        r#""16MB""#,             r#"the string "16MB""#,         "a whole number of megabytes"),
     ("lists",    "expires",       r#""next week""#,        r#"the string "next week""#,    "a UTC date and time"),
+    ("lists",    "canary",        "true",                  "true",                         "a domain name that must stay blocked"),
     ("groups",   "name",          "1",                     "the number 1",                 "a group name"),
     ("groups",   "clients",       r#""10.0.0.0/8""#,       r#"the string "10.0.0.0/8""#,   "a list of networks"),
     ("groups",   "client_ids",    r#""laptop-7""#,         r#"the string "laptop-7""#,     "a list of client IDs"),

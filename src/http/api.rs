@@ -93,7 +93,7 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Response {
         let (cache, reloads) = cache_and_reloads(&api);
         let observer = api.handler.observer();
         let sets = api.handler.upstreams().all();
-        metrics::render(&Scrape {
+        let mut text = metrics::render(&Scrape {
             stats: &api.stats,
             snapshot: &snap,
             refresh: &refresh,
@@ -108,7 +108,9 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Response {
                 hit_lists: observer.hit_summary(),
             },
             started: api.started,
-        })
+        });
+        text.push_str(&api.canaries.render());
+        text
     })
     .await;
     match text {
@@ -135,6 +137,8 @@ pub(super) async fn readyz(State(api): State<Arc<Api>>) -> Response {
         }
     }
     drop(snap);
+    // A list that lost its canary is loaded, yet not doing its job.
+    reasons.extend(api.canaries.failures());
     let upstream = api.handler.upstream();
     if !upstream.answered_within(FRESH_ANSWER)
         && let Err(e) = upstream.forward(&probe_query()).await
@@ -199,6 +203,7 @@ pub(super) async fn lists(State(api): State<Arc<Api>>) -> Response {
                         "failures": r.signature_failures,
                     })),
                     "blocked": api.stats.blocked(l.slot),
+                    "canary": l.spec.canary.as_deref().map(|c| api.canaries.json(&l.spec.name, c, l.canary_listed)),
                 })
             })
             .collect();

@@ -6,7 +6,7 @@
 //!  GET  /               the dashboard: one page, embedded         no token (the data it reads needs one)
 //!  GET  /healthz        200 "ok" while serving                      no token
 //!  GET  /metrics        Prometheus text (observe::metrics::render)  no token
-//!  GET  /readyz         200 when every list is in force and an upstream answered in the last minute
+//!  GET  /readyz         200 when every list is in force, every canary blocked and an upstream answered in the last minute
 //!  GET  /api/lists      every list: source, format, entries, provenance, last refresh, blocks
 //!  GET  /api/check      ?name=&client=: what `embargo check` says, as JSON
 //!  GET  /api/hits       ?list=&limit=: the hit report, live (`embargo hits --json`), most recent first
@@ -379,6 +379,8 @@ pub struct Api {
     started: u64,
     /// The last hour per second, for the dashboard.
     series: Arc<Series>,
+    /// What the canaries' last checks said (`crate::canary`).
+    canaries: Arc<crate::canary::Canaries>,
 }
 
 impl Api {
@@ -390,7 +392,14 @@ impl Api {
             reload,
             started: crate::source::store::now(),
             series: Arc::default(),
+            canaries: Arc::default(),
         }
+    }
+
+    /// The canaries' state that `/readyz`, `/metrics` and `/api/lists` report.
+    pub fn with_canaries(mut self, canaries: Arc<crate::canary::Canaries>) -> Self {
+        self.canaries = canaries;
+        self
     }
 }
 

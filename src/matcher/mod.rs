@@ -95,6 +95,24 @@ impl Scope {
             Self::Below => BELOW,
         }
     }
+
+    /// Whether an entry `entry` of this scope covers `name`, as the
+    /// lookup would find it: at the name itself, or at a parent (a whole
+    /// label suffix). For the canary (`crate::canary`): whether a list's
+    /// own entries cover its canary, whatever other lists hold.
+    pub fn covers(self, entry: &NameKey, name: &NameKey) -> bool {
+        let (e, n) = (entry.as_bytes(), name.as_bytes());
+        if e == n {
+            return self.bits() & AT_NAME != 0;
+        }
+        // A parent: the name ends with the entry's bytes, and they start
+        // at one of its labels (wire form: not inside a label's text).
+        let at = n.len().wrapping_sub(e.len());
+        self.bits() & BELOW != 0
+            && n.len() > e.len()
+            && n.ends_with(e)
+            && (0..name.label_count()).any(|i| name.label_start(i) == at)
+    }
 }
 
 /// A listed name matched: which policy, and where in the query name the
@@ -300,6 +318,33 @@ mod tests {
             b.insert(&key(name), PolicyId(*p));
         }
         b.build().0
+    }
+
+    #[test]
+    fn covers_agrees_with_the_lookup_of_the_entry_alone() {
+        let names = [
+            "canary.example",
+            "www.canary.example",
+            "example",
+            "nocanary.example",
+            "a.b.canary.example",
+            "canary.example.org",
+        ];
+        for entry in ["canary.example", "example", "b.canary.example"] {
+            for scope in [Scope::Subtree, Scope::Exact, Scope::Below] {
+                let mut b = DomainSetBuilder::with_seed(7);
+                b.insert_scoped(&key(entry), PolicyId(1), scope);
+                let s = b.build().0;
+                for name in names {
+                    let looked_up = matches!(s.lookup(&key(name)), Lookup::Blocked(_));
+                    assert_eq!(
+                        scope.covers(&key(entry), &key(name)),
+                        looked_up,
+                        "{entry} ({scope:?}) covering {name}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

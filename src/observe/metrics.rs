@@ -461,20 +461,30 @@ pub struct Text {
 }
 
 impl Text {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             out: String::with_capacity(16 * 1024),
         }
     }
 
+    /// The text written (for families rendered outside [`render`]: the canaries').
+    pub(crate) fn finish(self) -> String {
+        self.out
+    }
+
     /// Starts a family: its HELP and TYPE lines.
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
     /// One sample.
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    pub(crate) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');

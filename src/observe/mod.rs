@@ -167,6 +167,10 @@ struct Shared {
     upstreams: Arc<ServerNames>,
     max_clients: usize,
     hits_path: PathBuf,
+    /// The server's own client socket (the canary's: `crate::canary`),
+    /// whose queries the hit report, the latest records and the query log
+    /// leave out: one query a minute per list from 127.0.0.1 is not a hit.
+    ignored: OnceLock<std::net::SocketAddr>,
 }
 
 /// Stops the thread when the last handle goes.
@@ -317,6 +321,7 @@ impl Observer {
             upstreams,
             max_clients: config.hits.max_clients,
             hits_path,
+            ignored: OnceLock::new(),
         });
         let formatter = Formatter::new(
             log.format,
@@ -460,6 +465,15 @@ impl Observer {
         view.hits
             .as_ref()
             .map_or_else(Vec::new, |h| h.summary(&shared.slots))
+    }
+
+    /// Leaves the queries from `client` (an address and port: the server's
+    /// own canary socket) out of the hit report, the latest records and the
+    /// query log. Counters and dnstap still see them. The first call wins.
+    pub fn ignore(&self, client: std::net::SocketAddr) {
+        if let Some(s) = &self.shared {
+            let _ = s.ignored.set(client);
+        }
     }
 
     /// The decisions whose records reach the query log and [`latest`](Self::latest)

@@ -137,6 +137,7 @@ impl Worker {
         let mut view = shared.view();
         let View { hits, latest } = &mut *view;
         let logs = shared.logs;
+        let ignored = shared.ignored.get().copied();
         let mut rings = std::mem::take(&mut self.rings);
         for ring in &mut rings {
             let n = ring.events.slots();
@@ -148,6 +149,9 @@ impl Worker {
             };
             let (a, b) = chunk.as_slices();
             for ev in a.iter().chain(b) {
+                if ignored.is_some_and(|own| own.port() == ev.port && own.ip() == ev.client) {
+                    continue;
+                }
                 if ev.decision == Decision::Blocked
                     && let Some(report) = hits.as_mut()
                 {

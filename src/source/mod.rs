@@ -108,6 +108,7 @@ mod tests {
             inspect_answers: true,
             signature: None,
             expires: None,
+            canary: None,
             location: Location {
                 file: "embargo.toml".into(),
                 line: 1,

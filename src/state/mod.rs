@@ -54,6 +54,9 @@ pub struct ListInfo {
     pub stats: ListStats,
     /// Why the list is not (fully) in force, if it is not.
     pub note: Option<String>,
+    /// Whether this copy's own entries cover the list's canary (false
+    /// without one, or when the list was not loaded): `crate::canary`.
+    pub canary_listed: bool,
 }
 
 /// An allowlist source (the inline `[allow] domains` or one allow file).
@@ -228,6 +231,7 @@ impl Snapshot {
                     spec: spec.clone(),
                     stats: ListStats::default(),
                     note: Some(crate::expiry::note(at)),
+                    canary_listed: false,
                 });
                 continue;
             }
@@ -239,6 +243,7 @@ impl Snapshot {
                     spec: spec.clone(),
                     stats: ListStats::default(),
                     note: Some("not downloaded yet".into()),
+                    canary_listed: false,
                 });
                 continue;
             }
@@ -252,6 +257,7 @@ impl Snapshot {
                     spec: spec.clone(),
                     stats: ListStats::default(),
                     note: Some(format!("signature: {e}")),
+                    canary_listed: false,
                 });
                 continue;
             }
@@ -261,6 +267,18 @@ impl Snapshot {
                 source,
             };
             let format = lists::detect_file(&spec.path, spec.format).map_err(list_err)?;
+            // Whether the list's own entries cover its canary: one
+            // comparison per entry of a list that has one, at load time.
+            let canary = spec
+                .canary
+                .as_deref()
+                .and_then(|c| NameKey::from_text(c, true).ok());
+            let mut canary_listed = false;
+            let mut see = |key: &NameKey, scope, blocks: bool| {
+                if let Some(c) = &canary {
+                    canary_listed |= blocks && crate::matcher::Scope::covers(scope, key, c);
+                }
+            };
             if format == Format::OfacSdn {
                 // One policy per sanctioned entity, so the EDE and `check`
                 // name the entity and its programs; past the policy limit the
@@ -281,6 +299,7 @@ impl Snapshot {
                             }
                         }
                     });
+                    see(key, crate::matcher::Scope::Subtree, true);
                     builder.insert(key, id);
                 })
                 .map_err(list_err)?;
@@ -289,6 +308,7 @@ impl Snapshot {
                     spec: spec.clone(),
                     stats,
                     note: None,
+                    canary_listed,
                 });
                 continue;
             }
@@ -310,9 +330,12 @@ impl Snapshot {
             let stats = lists::load_file_with_nets(
                 &spec.path,
                 Some(format),
-                &mut |key, rule| match id_for(rule.kind, &mut policies) {
-                    Some(id) => builder.insert_scoped(key, id, rule.scope),
-                    None => overflow = true,
+                &mut |key, rule| {
+                    see(key, rule.scope, rule.kind != EntryKind::Passthru);
+                    match id_for(rule.kind, &mut policies) {
+                        Some(id) => builder.insert_scoped(key, id, rule.scope),
+                        None => overflow = true,
+                    }
                 },
                 &mut |net| list_nets.push(net),
             )
@@ -333,6 +356,7 @@ impl Snapshot {
                 spec: spec.clone(),
                 stats,
                 note: None,
+                canary_listed,
             });
         }
 

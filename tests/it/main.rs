@@ -5,6 +5,7 @@ mod access;
 mod answers;
 mod blocking;
 mod cache;
+mod canary;
 mod cli;
 mod cname;
 mod corporate;
