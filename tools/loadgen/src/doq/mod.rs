@@ -225,8 +225,14 @@ async fn load(mut o: Opts, doq: &Doq, queries: &[Vec<u8>]) -> Result<Summary, Er
             else => break,
         }
     }
+    // Closed with DOQ_NO_ERROR, and the close sent before the runtime
+    // goes: the server frees them now, not after its idle timeout (the
+    // next run of a script may need its connection slots).
     for c in &conns {
         c.conn.close(0u32.into(), b"done");
+    }
+    for c in &conns {
+        let _ = tokio::time::timeout(Duration::from_secs(1), c.endpoint.wait_idle()).await;
     }
     s.sources_used = o.sources.used();
     s.connections = Some(Connections {
