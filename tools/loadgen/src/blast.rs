@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{self, Batch};
 use crate::cli::Opts;
-use crate::report::{Latency, Summary};
+use crate::report::Summary;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -99,18 +99,7 @@ pub(crate) fn run(mut o: Opts, queries: &[Vec<u8>]) -> Result<Summary, Error> {
     let mut batch = Batch::new(o.batch, o.server);
     let b = batch.len();
 
-    let mut s = Summary {
-        secs: o.secs,
-        sent: 0,
-        done: 0,
-        lost: 0,
-        unexpected: 0,
-        truncated: 0,
-        rcodes: [0; 16],
-        latency: Latency::new(),
-        sources_used: 0,
-        first: o.sources.first(),
-    };
+    let mut s = Summary::new(o.secs, o.sources.first());
     let mut next = 0usize;
     let start = Instant::now();
     let stop_sending = Duration::from_secs_f64(o.secs);
@@ -243,6 +232,7 @@ mod tests {
             batch: 4,
             timeout: 2.0,
             edns: false,
+            mode: crate::cli::Mode::Udp,
         };
         let q = vec![b"\0\0\x01\0\0\x01\0\0\0\0\0\0\x07example\x03com\0\0\x01\0\x01".to_vec()];
         let s = run(o, &q).unwrap();

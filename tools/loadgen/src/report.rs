@@ -1,7 +1,8 @@
 //! What the run did, printed as blast prints it: the lab's parsers and the
 //! scripts in benches/ read these lines (`Queries per second:`, `Queries
-//! lost:`, `Truncated answers:`, `Source addresses:`, `Rcodes:`), so their
-//! wording is an interface.
+//! lost:`, `Truncated answers:`, `Source addresses:`, `Rcodes:`, and the
+//! percentiles), so their wording is an interface. The DoQ mode adds a
+//! `Connections:` line.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -62,9 +63,35 @@ pub(crate) struct Summary {
     pub(crate) latency: Latency,
     pub(crate) sources_used: usize,
     pub(crate) first: Ipv4Addr,
+    /// The DoQ mode's connections (none for UDP).
+    pub(crate) connections: Option<Connections>,
+}
+
+/// The QUIC connections of a DoQ run: opened before the clock started,
+/// and opened again after the server closed one.
+pub(crate) struct Connections {
+    pub(crate) opened: usize,
+    pub(crate) reopened: u64,
 }
 
 impl Summary {
+    /// Nothing done yet, for a run of `secs` from addresses from `first` on.
+    pub(crate) fn new(secs: f64, first: Ipv4Addr) -> Self {
+        Self {
+            secs,
+            sent: 0,
+            done: 0,
+            lost: 0,
+            unexpected: 0,
+            truncated: 0,
+            rcodes: [0; 16],
+            latency: Latency::new(),
+            sources_used: 0,
+            first,
+            connections: None,
+        }
+    }
+
     pub(crate) fn print(&self) {
         print!("{self}");
     }
@@ -101,6 +128,13 @@ impl fmt::Display for Summary {
             "  Source addresses:     {} (from {})",
             self.sources_used, self.first
         )?;
+        if let Some(c) = &self.connections {
+            writeln!(
+                f,
+                "  Connections:          {} (reopened {})",
+                c.opened, c.reopened
+            )?;
+        }
         writeln!(f, "  Run time (s):         {:.6}", self.secs)?;
         writeln!(
             f,
@@ -156,6 +190,7 @@ mod tests {
             latency,
             sources_used: 4,
             first: Ipv4Addr::new(127, 1, 0, 0),
+            connections: None,
         };
         let text = s.to_string();
         assert_eq!(field(&text, "Queries per second:"), Some("2.000000"));
@@ -165,6 +200,20 @@ mod tests {
         assert!(text.contains("\nRcodes: NXDOMAIN=3 REFUSED=1\n"), "{text}");
         assert!(text.contains("p50 0.200 p99 4.000 p999 4.000"), "{text}");
         assert!(text.contains("(min 0.000000, max 0.004000)"), "{text}");
+        assert!(!text.contains("Connections:"), "UDP has none: {text}");
+    }
+
+    #[test]
+    fn a_doq_run_says_how_many_connections() {
+        let mut s = Summary::new(1.0, Ipv4Addr::new(127, 1, 0, 0));
+        s.connections = Some(Connections {
+            opened: 16,
+            reopened: 1,
+        });
+        let text = s.to_string();
+        assert_eq!(field(&text, "Connections:"), Some("16"));
+        assert!(text.contains("(reopened 1)"), "{text}");
+        assert_eq!(field(&text, "Queries per second:"), Some("0.000000"));
     }
 
     #[test]
