@@ -198,7 +198,8 @@ pub async fn serve(
     if let Some(certs) = server.certificates() {
         tokio::spawn(certs.follow(control.progress()));
     }
-    let api = http::Api::new(handler.clone(), server.stats(), control.clone());
+    let api =
+        http::Api::new(handler.clone(), server.stats(), control.clone()).with_log(&config.log);
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
         config,

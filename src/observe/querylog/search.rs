@@ -58,6 +58,82 @@ pub enum Error {
     Time { key: &'static str, text: String },
     #[error("until ({until}) is not after since ({since})")]
     Empty { since: String, until: String },
+    #[error("no list {list:?}; the lists are: {}", if known.is_empty() { "(none)".to_owned() } else { known.join(", ") })]
+    List { list: String, known: Vec<String> },
+}
+
+/// A search as asked for, in words (`embargo log`'s flags, `/api/log`'s
+/// parameters); an empty word counts as not given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    pub client: Option<&'a str>,
+    pub list: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+}
+
+impl<'a> Asked<'a> {
+    /// Whether any filter was given.
+    pub fn any(&self) -> bool {
+        [self.client, self.list, self.name, self.since, self.until]
+            .iter()
+            .any(|w| w.is_some_and(|w| !w.trim().is_empty()))
+    }
+
+    /// The filter, checked against the config's `lists` and `[log]
+    /// client_ip` (`mode`), with notes for the asker on what the log can
+    /// answer (a client address widened to what the log keeps of it).
+    pub fn filter(
+        &self,
+        lists: &[&str],
+        mode: ClientIp,
+        now: SystemTime,
+    ) -> Result<(Filter, Vec<String>), Error> {
+        let given = |w: Option<&'a str>| w.map(str::trim).filter(|w| !w.is_empty());
+        let mut notes = Vec::new();
+        let client = match given(self.client) {
+            None => None,
+            Some(c) => {
+                let asked: ClientMatch = c.parse()?;
+                match (asked.as_logged(mode), asked, mode) {
+                    (Some(wide), _, _) => {
+                        notes.push(format!(
+                            "[log] client_ip = \"truncate\": the log keeps {wide}, not {asked}: every client of {wide} is shown"
+                        ));
+                        Some(wide)
+                    }
+                    (None, ClientMatch::Net { .. }, ClientIp::Hash) => {
+                        notes.push("[log] client_ip = \"hash\": the log keeps a keyed hash per client, not its address (an address matches only records written when the log kept addresses); give the hash the log shows".to_owned());
+                        Some(asked)
+                    }
+                    _ => Some(asked),
+                }
+            }
+        };
+        let list = match given(self.list) {
+            Some(l) if !lists.contains(&l) => {
+                return Err(Error::List {
+                    list: l.to_owned(),
+                    known: lists.iter().map(|s| (*s).to_owned()).collect(),
+                });
+            }
+            l => l.map(str::to_owned),
+        };
+        let filter = Filter {
+            client,
+            list,
+            name: given(self.name).map(parse_name).transpose()?,
+            since_ms: given(self.since)
+                .map(|t| parse_time("since", t, now))
+                .transpose()?,
+            until_ms: given(self.until)
+                .map(|t| parse_time("until", t, now))
+                .transpose()?,
+        };
+        filter.check()?;
+        Ok((filter, notes))
+    }
 }
 
 /// Which clients a search keeps.
@@ -583,7 +659,40 @@ fn first_time(file: &LogFile) -> Option<u64> {
 /// filter, a file is skipped without reading it when the first record of
 /// the next newer file is older than `since` (so is all of it), and the
 /// search ends at the first file whose first record is past `until`.
+///
+/// The log is in the order the observer drained its rings, which is not
+/// quite time order (a forward's record can be written before a block
+/// asked a moment earlier): records are handed on in time order through
+/// a window of [`REORDER_MS`] (at most [`REORDER_MAX`] records held).
 pub fn scan(
+    files: &[LogFile],
+    filter: &Filter,
+    deadline: Option<Instant>,
+    stats: &mut Stats,
+    each: &mut dyn FnMut(Record) -> Next,
+) -> End {
+    let mut window = Reorder::default();
+    let mut pass = |r: Record| {
+        for r in window.push(r) {
+            if each(r) == Next::Stop {
+                return Next::Stop;
+            }
+        }
+        Next::Continue
+    };
+    let end = scan_files(files, filter, deadline, stats, &mut pass);
+    if end == End::Stopped {
+        return end;
+    }
+    for r in window.drain() {
+        if each(r) == Next::Stop {
+            return End::Stopped;
+        }
+    }
+    end
+}
+
+fn scan_files(
     files: &[LogFile],
     filter: &Filter,
     deadline: Option<Instant>,
@@ -608,6 +717,68 @@ pub fn scan(
         }
     }
     End::Done
+}
+
+/// How far out of time order [`scan`] puts records right.
+pub const REORDER_MS: u64 = 10_000;
+/// Records [`scan`] holds at most to put them in order.
+const REORDER_MAX: usize = 100_000;
+
+/// Records held until none older can come (module doc of [`scan`]).
+#[derive(Default)]
+struct Reorder {
+    held: std::collections::BinaryHeap<std::cmp::Reverse<Held>>,
+    newest: u64,
+    seq: u64,
+}
+
+/// A held record, ordered by time, then by the order it was read in.
+struct Held(u64, u64, Record);
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0, self.1) == (other.0, other.1)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(other.0, other.1))
+    }
+}
+
+impl Reorder {
+    /// Takes `r`; gives back the records no later one can precede.
+    fn push(&mut self, r: Record) -> Vec<Record> {
+        self.newest = self.newest.max(r.time_ms);
+        self.seq += 1;
+        self.held
+            .push(std::cmp::Reverse(Held(r.time_ms, self.seq, r)));
+        let mut out = Vec::new();
+        while let Some(std::cmp::Reverse(h)) = self.held.peek() {
+            if h.0.saturating_add(REORDER_MS) > self.newest && self.held.len() <= REORDER_MAX {
+                break;
+            }
+            if let Some(std::cmp::Reverse(Held(_, _, r))) = self.held.pop() {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Everything held, in order.
+    fn drain(&mut self) -> Vec<Record> {
+        let mut out = Vec::with_capacity(self.held.len());
+        while let Some(std::cmp::Reverse(Held(_, _, r))) = self.held.pop() {
+            out.push(r);
+        }
+        out
+    }
 }
 
 /// The newest records a search found.
@@ -674,5 +845,8 @@ pub fn latest(
         }
     }
     found.records = newest_first.into_iter().rev().flatten().collect();
+    // In time order (stable: equal times stay in the log's order), as
+    // `scan` gives them.
+    found.records.sort_by_key(|r| r.time_ms);
     found
 }

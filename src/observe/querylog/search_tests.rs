@@ -414,3 +414,100 @@ fn a_search_past_its_deadline_stops_and_says_so() {
     assert_eq!(all.records.len(), 100);
     assert_eq!(all.records[99].time_ms, T0 + 9999);
 }
+
+#[test]
+fn a_search_asked_in_words_is_checked_against_the_config() {
+    let now = UNIX_EPOCH + Duration::from_millis(T0);
+    let lists = ["seized", "ofac-sdn"];
+    let asked = Asked {
+        client: Some("10.1.2.3"),
+        list: Some("seized"),
+        name: Some("Seized.Example."),
+        since: Some("1h"),
+        until: Some(" "),
+    };
+    assert!(asked.any());
+    assert!(!Asked::default().any());
+    let (f, notes) = asked.filter(&lists, ClientIp::Full, now).expect("filter");
+    assert!(notes.is_empty());
+    assert_eq!(f.client, Some("10.1.2.3".parse().expect("ip")));
+    assert_eq!(f.name.as_deref(), Some("seized.example"));
+    assert_eq!((f.since_ms, f.until_ms), (Some(T0 - 3_600_000), None));
+    let (f, notes) = asked
+        .filter(&lists, ClientIp::Truncate, now)
+        .expect("filter");
+    assert_eq!(f.client, Some("10.1.2.0/24".parse().expect("net")));
+    assert!(notes[0].contains("10.1.2.0/24"), "{notes:?}");
+    let err = Asked {
+        list: Some("nope"),
+        ..Asked::default()
+    }
+    .filter(&lists, ClientIp::Full, now)
+    .expect_err("unknown list");
+    assert_eq!(
+        err.to_string(),
+        r#"no list "nope"; the lists are: seized, ofac-sdn"#
+    );
+    for bad in [
+        Asked {
+            client: Some("nobody"),
+            ..Asked::default()
+        },
+        Asked {
+            name: Some("a..b"),
+            ..Asked::default()
+        },
+        Asked {
+            since: Some("soon"),
+            ..Asked::default()
+        },
+        Asked {
+            since: Some("1h"),
+            until: Some("2h"),
+            ..Asked::default()
+        },
+    ] {
+        assert!(bad.filter(&lists, ClientIp::Full, now).is_err(), "{bad:?}");
+    }
+}
+
+/// The observer writes records in the order it drains its rings, not
+/// quite in time order: a search gives them in time order.
+#[test]
+fn records_a_little_out_of_order_come_out_in_time_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |ms: u64, name: &str| line(T0 + ms, "127.0.0.1", name, None);
+    let records = [
+        at(5, "forwarded-first.example"),
+        at(3, "blocked-earlier.example"),
+        at(3, "same-time-later-line.example"),
+        at(REORDER_MS * 3, "much-later.example"),
+        at(REORDER_MS * 3 - 1, "just-before.example"),
+    ];
+    let list = spread(dir.path(), &records, &[]);
+    let mut names = Vec::new();
+    scan(
+        &list,
+        &Filter::default(),
+        None,
+        &mut Stats::default(),
+        &mut |r| {
+            names.push(r.name.unwrap_or_default());
+            Next::Continue
+        },
+    );
+    assert_eq!(
+        names,
+        [
+            "blocked-earlier.example",
+            "same-time-later-line.example",
+            "forwarded-first.example",
+            "just-before.example",
+            "much-later.example",
+        ]
+    );
+    let newest = latest(&list, &Filter::default(), 5, None);
+    let names: Vec<String> = newest.records.into_iter().filter_map(|r| r.name).collect();
+    assert_eq!(names[0], "blocked-earlier.example");
+    assert_eq!(names[4], "much-later.example");
+}
