@@ -217,7 +217,7 @@ pub(super) struct CheckParams {
     client: Option<String>,
 }
 
-pub(super) fn bad_request(why: String) -> Response {
+fn bad_request(why: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
 }
 
@@ -289,13 +289,10 @@ pub(super) async fn hits(
 
 #[derive(Debug, Deserialize)]
 pub(super) struct LogParams {
-    pub(super) limit: Option<usize>,
+    limit: Option<usize>,
     /// With any of these, the log's files are searched ([`super::search`]).
-    pub(super) client: Option<String>,
-    pub(super) list: Option<String>,
-    pub(super) name: Option<String>,
-    pub(super) since: Option<String>,
-    pub(super) until: Option<String>,
+    #[serde(flatten)]
+    filters: super::search::Filters,
 }
 
 /// Records `/api/log` gives when no `limit` is asked.
@@ -306,8 +303,8 @@ const LOG_DEFAULT: usize = 100;
 /// log goes to a file. `logged` says which decisions `[log] queries`
 /// records (none: the list is empty).
 pub(super) async fn log(State(api): State<Arc<Api>>, Query(params): Query<LogParams>) -> Response {
-    if params.asked().any() {
-        return super::search::log(api, params).await;
+    if params.filters.asked().any() {
+        return super::search::log(api, params.filters, params.limit).await;
     }
     let limit = params.limit.unwrap_or(LOG_DEFAULT);
     if limit > LATEST {

@@ -20,7 +20,6 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::Api;
-use super::api::{LogParams, bad_request};
 use crate::config::LogPath;
 use crate::observe::Decision;
 use crate::observe::querylog::search::{self, Asked};
@@ -34,7 +33,17 @@ const TIME: Duration = Duration::from_secs(10);
 /// Searches at a time: each holds a blocking thread and reads disk.
 static SEARCHES: Semaphore = Semaphore::const_new(2);
 
-impl LogParams {
+/// `/api/log`'s filters (its `limit` is read with them, in `api.rs`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct Filters {
+    client: Option<String>,
+    list: Option<String>,
+    name: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+impl Filters {
     /// The filters asked for.
     pub(super) fn asked(&self) -> Asked<'_> {
         Asked {
@@ -48,7 +57,7 @@ impl LogParams {
 }
 
 /// The search (module doc).
-pub(super) async fn log(api: Arc<Api>, params: LogParams) -> Response {
+pub(super) async fn log(api: Arc<Api>, params: Filters, limit: Option<usize>) -> Response {
     let path = match api.log.as_ref().map(|l| &l.path) {
         Some(LogPath::File(p)) => p.clone(),
         Some(LogPath::Stdout) => {
@@ -58,7 +67,7 @@ pub(super) async fn log(api: Arc<Api>, params: LogParams) -> Response {
         }
         None => return not_found("this server has no query log files to search"),
     };
-    let limit = params.limit.unwrap_or(DEFAULT);
+    let limit = limit.unwrap_or(DEFAULT);
     if limit == 0 || limit > MAX {
         return bad_request(format!("limit: from 1 to {MAX} records, {limit} asked"));
     }
@@ -113,6 +122,10 @@ pub(super) async fn log(api: Arc<Api>, params: LogParams) -> Response {
         "notes": notes,
     }))
     .into_response()
+}
+
+fn bad_request(why: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
 }
 
 fn not_found(why: &str) -> Response {

@@ -431,3 +431,62 @@ async fn r20_the_query_log_is_searched_rotated_files_included() {
 
     assert_eq!(terminate(&mut server.child).code(), Some(0));
 }
+
+/// The security team's guide shows `embargo log`'s table: given the
+/// records it shows, the program prints that table, line for line (the
+/// last line, which counts the files of the guide's log, aside).
+#[test]
+fn r20_the_guides_table_is_what_embargo_log_prints() {
+    let md = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/security-team.md"),
+    )
+    .expect("guide");
+    let command = "$ embargo log -c embargo.toml --client 10.1.2.3";
+    let shown: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with(command))
+        .skip(1)
+        .take_while(|l| !l.starts_with("$ ") && !l.starts_with("```"))
+        .collect();
+    assert!(
+        shown.len() >= 3,
+        "the guide's `{command}` example: {shown:?}"
+    );
+    let (table, footer) = shown.split_at(shown.len() - 1);
+    assert!(footer[0].starts_with('('), "{footer:?}");
+    let mut log = String::new();
+    for row in &table[1..] {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let [time, client, qtype, decision, rcode, list, name] = cells[..] else {
+            panic!("a row of seven cells: {row}");
+        };
+        let list = if list == "-" {
+            "null".to_owned()
+        } else {
+            format!("\"{list}\"")
+        };
+        log += &format!(
+            r#"{{"time":"{time}","client":"{client}","port":5300,"proto":"udp","name":"{name}","type":"{qtype}","decision":"{decision}","stale":false,"list":{list},"entry":null,"action":null,"rcode":"{rcode}","upstream":null,"latency_us":1}}"#
+        );
+        log.push('\n');
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        &config("127.0.0.1:9".parse().expect("addr"), ""),
+    );
+    std::fs::create_dir_all(dir.path().join("embargo-state")).expect("state");
+    std::fs::write(dir.path().join("embargo-state/queries.log"), log).expect("log");
+    let (code, out, err) = crate::logsearch::log(&path, &["--client", "10.1.2.3"]);
+    assert_eq!(code, 0, "{err}");
+    let printed: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        printed[..printed.len() - 1],
+        *table,
+        "docs/src/security-team.md shows another table"
+    );
+    assert!(
+        err.contains("[log] queries = \"blocked\": the log holds blocked queries only"),
+        "{err}"
+    );
+}
