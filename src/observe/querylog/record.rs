@@ -291,7 +291,7 @@ mod tests {
             }
         }
         let decision = Decision::ALL[usize::from(seed[0]) % Decision::ALL.len()];
-        let client = if seed[1] % 2 == 0 {
+        let client = if seed[1].is_multiple_of(2) {
             format!("10.{}.{}.{}:{}", seed[2], seed[3], seed[4], seed[5])
         } else {
             format!("[2001:db8::{:x}]:{}", seed[2], seed[5])
@@ -301,34 +301,36 @@ mod tests {
             decision,
             client.parse().expect("addr"),
             transports[usize::from(seed[6] % 2)],
-            (seed[7] % 5 != 0).then_some(&key),
+            (!seed[7].is_multiple_of(5)).then_some(&key),
             u16::from(seed[8]) * 7,
         );
-        if seed[9] % 2 == 0 {
+        if seed[9].is_multiple_of(2) {
             // The whole name, or from its second label.
             let entry = match key.as_bytes() {
-                [n, ..] if seed[10] % 2 == 0 && usize::from(*n) + 1 < key.as_bytes().len() => {
+                [n, ..]
+                    if seed[10].is_multiple_of(2) && usize::from(*n) + 1 < key.as_bytes().len() =>
+                {
                     usize::from(*n) + 1
                 }
                 _ => 0,
             };
             ev = ev.with_block(slots.slot("seized"), entry, Action::Nxdomain);
         }
-        if seed[9] % 5 == 0 {
+        if seed[9].is_multiple_of(5) {
             let net = crate::matcher::Net::new("198.51.100.0".parse().expect("ip"), 24).ok();
             ev = ev.with_net(net);
         }
-        if seed[8] % 3 == 0 {
+        if seed[8].is_multiple_of(3) {
             ev = ev.with_client_id(crate::groups::ClientId::of("laptop-1"));
         }
-        if seed[9] % 3 == 0 {
+        if seed[9].is_multiple_of(3) {
             ev = ev.with_group(slots.slot("lab"));
         }
-        if seed[10] % 2 == 0 {
+        if seed[10].is_multiple_of(2) {
             ev = ev.with_upstream(0);
         }
         ev = ev
-            .with_stale(seed[11] % 4 == 0)
+            .with_stale(seed[11].is_multiple_of(4))
             .with_rcode(u16::from(seed[11]) % 24);
         ev.time_us = 1_795_987_831_123_456 + u64::from(seed[3]) * 999_999;
         ev.latency_us = u32::from(seed[4]) * 1000;

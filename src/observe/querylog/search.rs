@@ -606,7 +606,7 @@ pub fn scan_file(
     let mut number = 0u64;
     loop {
         number += 1;
-        if number % CHECK_EVERY == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if number.is_multiple_of(CHECK_EVERY) && deadline.is_some_and(|d| Instant::now() >= d) {
             return End::TimedOut;
         }
         match read_line(&mut reader, &mut buf) {

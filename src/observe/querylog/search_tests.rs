@@ -320,7 +320,7 @@ fn spread(dir: &Path, records: &[String], cuts: &[usize]) -> Vec<LogFile> {
         let number = n - 1 - i;
         if number == 0 {
             write_plain(&log, part, "");
-        } else if number % 2 == 0 {
+        } else if number.is_multiple_of(2) {
             write_zst(&dir.join(format!("queries.log.{number}.zst")), part);
         } else {
             write_plain(&dir.join(format!("queries.log.{number}")), part, "");
