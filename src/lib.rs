@@ -212,8 +212,9 @@ pub async fn serve(
             Some(control.progress()),
         ))
     });
-    let api =
-        http::Api::new(handler.clone(), server.stats(), control.clone()).with_canaries(canaries);
+    let api = http::Api::new(handler.clone(), server.stats(), control.clone())
+        .with_canaries(canaries)
+        .with_log(&config.log);
     let http = tokio::spawn(listeners.http.serve(api));
     let reloader = tokio::spawn(reload::maintain(
         config,

@@ -13,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use embargo::config::Config;
 use embargo::state::Snapshot;
 
+mod logview;
 mod pages;
 
 /// A DNS forwarder that refuses seized, sanctioned and threat domains and
@@ -92,6 +93,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Search the query log, rotated files included: what a client asked,
+    /// what a list blocked, who asked for a name; the filters combine.
+    Log(logview::LogArgs),
     /// Print the completion script for a shell, e.g.
     /// `embargo completions bash > /etc/bash_completion.d/embargo`.
     /// Reads no config.
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
         Command::Reload => signal_reload(&config),
         Command::Fetch { force, lists } => fetch(&config, force, &lists),
         Command::Hits { list, json } => hits(&config, list.as_deref(), json),
+        Command::Log(args) => logview::run(&config, &args),
         Command::Completions { .. } | Command::Man { .. } => ExitCode::SUCCESS,
     }
 }
@@ -594,8 +599,6 @@ fn hits(config: &Config, list: Option<&str>, json: bool) -> ExitCode {
             humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
         )
     });
-    // The server saves the report when it changed, so a quiet server's
-    // report is old: its age says nothing of whether it runs. Its pid does.
     // The server saves the report when it changed, so a quiet server's
     // report is old: its age says nothing of whether it runs. Its pid
     // does (when it cannot be told, as for another user's server whose

@@ -295,6 +295,9 @@ pub(super) async fn hits(
 #[derive(Debug, Deserialize)]
 pub(super) struct LogParams {
     limit: Option<usize>,
+    /// With any of these, the log's files are searched ([`super::search`]).
+    #[serde(flatten)]
+    filters: super::search::Filters,
 }
 
 /// Records `/api/log` gives when no `limit` is asked.
@@ -305,6 +308,9 @@ const LOG_DEFAULT: usize = 100;
 /// log goes to a file. `logged` says which decisions `[log] queries`
 /// records (none: the list is empty).
 pub(super) async fn log(State(api): State<Arc<Api>>, Query(params): Query<LogParams>) -> Response {
+    if params.filters.asked().any() {
+        return super::search::log(api, params.filters, params.limit).await;
+    }
     let limit = params.limit.unwrap_or(LOG_DEFAULT);
     if limit > LATEST {
         return bad_request(format!(

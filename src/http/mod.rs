@@ -10,7 +10,8 @@
 //!  GET  /api/lists      every list: source, format, entries, provenance, last refresh, blocks
 //!  GET  /api/check      ?name=&client=: what `embargo check` says, as JSON
 //!  GET  /api/hits       ?list=&limit=: the hit report, live (`embargo hits --json`), most recent first
-//!  GET  /api/log        ?limit=: the latest query-log records, newest first (the observer keeps 1000)
+//!  GET  /api/log        ?limit=: the latest query-log records, newest first (the observer keeps 1000);
+//!                       ?client=&list=&name=&since=&until=: the log's files searched (search.rs)
 //!  GET  /api/series     blocked and allowed per second over the last hour (the chart)
 //!  POST /api/reload     reload now; 200 when done, 202 if it takes longer than 30 s
 //! ```
@@ -38,6 +39,7 @@
 //! go), and an answer's bytes must keep moving ([`Stall`]).
 
 mod api;
+mod search;
 
 use std::future::Future;
 use std::io;
@@ -381,6 +383,8 @@ pub struct Api {
     series: Arc<Series>,
     /// What the canaries' last checks said (`crate::canary`).
     canaries: Arc<crate::canary::Canaries>,
+    /// `[log]`, for searching its files (`/api/log?client=`).
+    log: Option<crate::config::LogConfig>,
 }
 
 impl Api {
@@ -393,12 +397,20 @@ impl Api {
             started: crate::source::store::now(),
             series: Arc::default(),
             canaries: Arc::default(),
+            log: None,
         }
     }
 
     /// The canaries' state that `/readyz`, `/metrics` and `/api/lists` report.
     pub fn with_canaries(mut self, canaries: Arc<crate::canary::Canaries>) -> Self {
         self.canaries = canaries;
+        self
+    }
+
+    /// Where the query log is, for `/api/log`'s search (without it, a
+    /// search is answered 404).
+    pub fn with_log(mut self, log: &crate::config::LogConfig) -> Self {
+        self.log = Some(log.clone());
         self
     }
 }

@@ -21,6 +21,7 @@ mod http;
 mod ipblock;
 mod kresd;
 mod local;
+mod logsearch;
 mod malformed;
 mod manual;
 mod netns;

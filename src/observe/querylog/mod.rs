@@ -14,13 +14,18 @@
 //! observer's thread ([`rotate`]).
 
 mod format;
+mod record;
 #[cfg(test)]
 mod reference;
 mod rotate;
+pub mod search;
+#[cfg(test)]
+mod search_tests;
 #[cfg(test)]
 mod tests;
 
 pub use format::{Formatter, LogBuf};
+pub use record::{LineError, Record, parse_line};
 pub use rotate::RotatingFile;
 
 use std::fmt;
