@@ -164,7 +164,14 @@ impl Checker<'_> {
         let per_list = spec
             .per_list
             .as_ref()
-            .and_then(|v| self.whole("alerts.per_list", v, "posts per list per window", 1..=10_000))
+            .and_then(|v| {
+                self.whole(
+                    "alerts.per_list",
+                    v,
+                    "posts per list per window",
+                    1..=10_000,
+                )
+            })
             .unwrap_or(d.per_list);
         let duration = |want_min: Duration, want_max: Duration| {
             move |s: &str| {
@@ -252,13 +259,7 @@ mod tests {
         );
         assert_eq!(
             (c.queue, c.per_list, c.window, c.timeout, c.retries),
-            (
-                50,
-                3,
-                Duration::from_secs(300),
-                Duration::from_secs(2),
-                0
-            )
+            (50, 3, Duration::from_secs(300), Duration::from_secs(2), 0)
         );
     }
 
@@ -312,6 +313,11 @@ mod tests {
         let p = parse("[hits]\nmax_clients = 0\n[alerts]\nwebhook = \"https://s.example/\"\n")
             .expect_err("hits off");
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("/etc/embargo/embargo.toml:5:1: alerts: a first hit is the hit report's first sight"), "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "/etc/embargo/embargo.toml:5:1: alerts: a first hit is the hit report's first sight"
+            ),
+            "{p:?}"
+        );
     }
 }

@@ -473,7 +473,11 @@ impl Observer {
 
     /// What the first-hit alerts have done (`None` without `[alerts]`).
     pub fn alert_counts(&self) -> Option<alerts::AlertCounts> {
-        self.shared.as_ref()?.alerts.as_ref().map(alerts::Alerts::counts)
+        self.shared
+            .as_ref()?
+            .alerts
+            .as_ref()
+            .map(alerts::Alerts::counts)
     }
 
     /// The decisions whose records reach the query log and [`latest`](Self::latest)

@@ -65,13 +65,16 @@ impl Limiter {
     /// for its list's summary (false). A window that has ended is closed
     /// by [`Self::due`], which the caller runs first.
     pub(super) fn admit(&mut self, hit: &FirstHit, now_ms: u64) -> bool {
-        let w = self.lists.entry(hit.list.clone()).or_insert_with(|| Window {
-            opened_ms: now_ms,
-            posted: 0,
-            held: 0,
-            clients: HashSet::new(),
-            examples: Vec::new(),
-        });
+        let w = self
+            .lists
+            .entry(hit.list.clone())
+            .or_insert_with(|| Window {
+                opened_ms: now_ms,
+                posted: 0,
+                held: 0,
+                clients: HashSet::new(),
+                examples: Vec::new(),
+            });
         if w.posted < self.per_list {
             w.posted += 1;
             return true;
@@ -161,7 +164,12 @@ mod tests {
     fn a_flood_is_per_list_posts_then_one_summary_when_the_window_ends() {
         let mut l = Limiter::new(3, Duration::from_secs(60));
         let posted: Vec<bool> = (0..1000)
-            .map(|i| l.admit(&hit("dprk", &format!("10.0.{}.{}", i / 250, i % 250)), 1_000 + i))
+            .map(|i| {
+                l.admit(
+                    &hit("dprk", &format!("10.0.{}.{}", i / 250, i % 250)),
+                    1_000 + i,
+                )
+            })
             .collect();
         assert_eq!(posted.iter().filter(|p| **p).count(), 3);
         assert!(posted[..3].iter().all(|p| *p), "the first three go out");

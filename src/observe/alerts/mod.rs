@@ -166,7 +166,8 @@ fn read_roots(path: &Path, location: &Location) -> Result<Vec<reqwest::Certifica
         path: path.to_path_buf(),
         why,
     };
-    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| no_pem(format!(": {e}")))?;
+    let roots =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| no_pem(format!(": {e}")))?;
     if roots.is_empty() {
         return Err(no_pem(String::new()));
     }
@@ -582,7 +583,10 @@ mod tests {
         };
         let v = summary_body(&s, json!({}));
         assert_eq!(v["event"], "first_hits_suppressed");
-        assert_eq!((v["count"].as_u64(), v["clients"].as_u64()), (Some(42), Some(40)));
+        assert_eq!(
+            (v["count"].as_u64(), v["clients"].as_u64()),
+            (Some(42), Some(40))
+        );
         assert_eq!(v["until"], "1970-01-01T00:01:00.000Z");
         assert_eq!(v["examples"][0]["name"], "www.seized.example");
     }
@@ -609,14 +613,20 @@ mod tests {
             location: at.clone(),
         });
         let e = read_secrets(&c).err().expect("missing").to_string();
-        assert!(e.starts_with("/etc/embargo/embargo.toml:7:14: alerts.token_file "), "{e}");
+        assert!(
+            e.starts_with("/etc/embargo/embargo.toml:7:14: alerts.token_file "),
+            "{e}"
+        );
         std::fs::write(dir.path().join("empty"), "\n").expect("write");
         c.token_file = Some(NamedFile {
             path: dir.path().join("empty"),
             location: at.clone(),
         });
         let e = read_secrets(&c).err().expect("empty").to_string();
-        assert!(e.ends_with("empty (the file holds the bearer token)"), "{e}");
+        assert!(
+            e.ends_with("empty (the file holds the bearer token)"),
+            "{e}"
+        );
         c.token_file = None;
         std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").expect("write");
         c.ca_file = Some(NamedFile {
@@ -624,6 +634,9 @@ mod tests {
             location: at,
         });
         let e = read_secrets(&c).err().expect("no pem").to_string();
-        assert!(e.contains("alerts.ca_file") && e.contains("no PEM certificate"), "{e}");
+        assert!(
+            e.contains("alerts.ca_file") && e.contains("no PEM certificate"),
+            "{e}"
+        );
     }
 }
