@@ -220,6 +220,33 @@ async fn metric_until(e: &Embargo, series: &str, ok: impl Fn(f64) -> bool) -> f6
     }
 }
 
+/// The guide's example of the event `event` (docs/src/security-team.md,
+/// a ```json block).
+fn guide_example(event: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/security-team.md");
+    let md = std::fs::read_to_string(path).expect("guide");
+    md.split("```json\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter_map(|b| serde_json::from_str::<Value>(b.trim()).ok())
+        .find(|v| v["event"] == event)
+        .unwrap_or_else(|| panic!("the guide shows no {event}"))
+}
+
+/// The keys of an object (and of its `provenance` and first `examples`).
+fn keys(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, inner) in v.as_object().expect("object") {
+        out.push(k.clone());
+        let inner = if k == "examples" { &inner[0] } else { inner };
+        if let Some(o) = inner.as_object() {
+            out.extend(o.keys().map(|i| format!("{k}.{i}")));
+        }
+    }
+    out.sort();
+    out
+}
+
 fn first_hits(posts: &[Post]) -> Vec<&Value> {
     posts
         .iter()
@@ -264,6 +291,11 @@ async fn r20_a_first_hit_is_posted_once_with_its_fields_and_the_token_even_after
         .duration_since(t)
         .expect("in the past");
     assert!(age < Duration::from_secs(60), "{b}");
+    assert_eq!(
+        keys(b),
+        keys(&guide_example("first_hit")),
+        "the guide shows other fields"
+    );
 
     // The same client again, by the same name and by another of the list:
     // not a first hit. A second client is.
@@ -322,6 +354,11 @@ async fn r20_a_flood_of_first_hits_is_a_few_posts_and_one_summary() {
     assert_eq!(summary["examples"].as_array().map(Vec::len), Some(5));
     assert_eq!(summary["examples"][0]["name"], "www.seized.example");
     assert_eq!(summary["provenance"]["authority"], "Test Court");
+    assert_eq!(
+        keys(summary),
+        keys(&guide_example("first_hits_suppressed")),
+        "the guide shows other fields"
+    );
     let since = humantime::parse_rfc3339(summary["since"].as_str().expect("since")).expect("since");
     let until = humantime::parse_rfc3339(summary["until"].as_str().expect("until")).expect("until");
     assert_eq!(
