@@ -51,7 +51,7 @@
 //!  lists/     load.rs · ofac.rs · slot.rs (a list's number) · format/{domains,hosts,adblock}.rs, rpz/{zonefile}.rs
 //!  upstream/  flights.rs · forward.rs · udp.rs · tcp.rs · tls.rs (DoT), https.rs (DoH) ─► secure.rs (trust, the kept connection)
 //!  observe/   event.rs · recorder.rs · worker.rs (the observer thread) · querylog.rs · hits.rs · metrics.rs · series.rs
-//!             dnstap/{framing, record, message, writer}.rs
+//!             dnstap/{framing, record, message, writer}.rs · alerts/{mod, limit}.rs (first hits to a webhook)
 //! ```
 //!
 //! How `embargo run` starts: [`prepare`] binds every address and gives up

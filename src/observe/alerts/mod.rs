@@ -220,11 +220,18 @@ impl Alerts {
             builder = builder.add_root_certificate(root);
         }
         let client = builder.build().map_err(Error::Client)?;
+        let url: Arc<str> = config.webhook.as_str().into();
+        tracing::info!(
+            webhook = %shown(&url),
+            per_list = config.per_list,
+            window = %humantime::format_duration(config.window),
+            "alerts: posting first hits"
+        );
         let (tx, rx) = mpsc::channel(config.queue);
         let counters = Arc::new(Counters::default());
         let poster = Poster {
             client,
-            url: config.webhook.as_str().into(),
+            url,
             token: secrets.token.map(Into::into),
             retries: config.retries,
             queue: config.queue,
@@ -513,7 +520,7 @@ async fn post(
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => {
                 let s = r.status();
-                why = format!("{url} answered {s}");
+                why = format!("{} answered {s}", shown(&url));
                 let again = s.is_server_error()
                     || s == reqwest::StatusCode::REQUEST_TIMEOUT
                     || s == reqwest::StatusCode::TOO_MANY_REQUESTS;
@@ -521,10 +528,25 @@ async fn post(
                     return Err(why);
                 }
             }
-            Err(e) => why = error_chain(&e),
+            // Without the URL: a webhook's may hold a secret (Slack's do).
+            Err(e) => why = error_chain(&e.without_url()),
         }
     }
     Err(why)
+}
+
+/// The webhook as logs show it: scheme, host and port, never the path or
+/// query, where many receivers keep a secret.
+fn shown(url: &str) -> String {
+    match url.parse::<hyper::Uri>() {
+        Ok(u) => format!(
+            "{}://{}",
+            u.scheme_str().unwrap_or("?"),
+            u.authority()
+                .map_or("?", |a| a.as_str().rsplit('@').next().unwrap_or("?"))
+        ),
+        Err(_) => "the webhook".into(),
+    }
 }
 
 /// An error with its causes (reqwest's own says only "error sending request").
@@ -589,6 +611,15 @@ mod tests {
         );
         assert_eq!(v["until"], "1970-01-01T00:01:00.000Z");
         assert_eq!(v["examples"][0]["name"], "www.seized.example");
+    }
+
+    #[test]
+    fn logs_show_no_secret_of_the_url() {
+        assert_eq!(
+            shown("https://user:pw@hooks.example:8443/services/T0/B0/secret?k=v"),
+            "https://hooks.example:8443"
+        );
+        assert_eq!(shown("http://10.0.0.9/in"), "http://10.0.0.9");
     }
 
     #[test]
