@@ -227,14 +227,16 @@ impl Alerts {
             window = %humantime::format_duration(config.window),
             "alerts: posting first hits"
         );
-        let (tx, rx) = mpsc::channel(config.queue);
+        // (The config allows no 0, which tokio's channel would panic on.)
+        let queue = config.queue.max(1);
+        let (tx, rx) = mpsc::channel(queue);
         let counters = Arc::new(Counters::default());
         let poster = Poster {
             client,
             url,
             token: secrets.token.map(Into::into),
             retries: config.retries,
-            queue: config.queue,
+            queue,
             limiter: Limiter::new(config.per_list, config.window),
             counters: counters.clone(),
             state,
