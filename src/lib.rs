@@ -52,7 +52,7 @@
 //!  lists/     load.rs · ofac.rs · slot.rs (a list's number) · format/{domains,hosts,adblock}.rs, rpz/{zonefile}.rs
 //!  upstream/  flights.rs · forward.rs · udp.rs · tcp.rs · tls.rs (DoT), https.rs (DoH) ─► secure.rs (trust, the kept connection)
 //!  observe/   event.rs · recorder.rs · worker.rs (the observer thread) · querylog.rs · hits.rs · metrics.rs · series.rs
-//!             dnstap/{framing, record, message, writer}.rs
+//!             dnstap/{framing, record, message, writer}.rs · alerts/{mod, limit}.rs (first hits to a webhook)
 //! ```
 //!
 //! How `embargo run` starts: [`prepare`] binds every address and gives up
@@ -120,10 +120,11 @@ pub enum RunError {
 /// the observer (query log, hit report) that `[log]` and `[hits]` ask for.
 pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handler>, RunError> {
     let slots = snapshot.slots.clone();
+    let state = Arc::new(ArcSwap::from_pointee(snapshot));
     // `[upstream]`'s set; each `[[forward]]` set is built like it, from the
     // snapshot's table, and rebuilt when a reload changes it.
     let handler = server::Handler::new(
-        Arc::new(ArcSwap::from_pointee(snapshot)),
+        state.clone(),
         cache::Cache::new(&config.cache),
         upstream::Upstream::new(&config.upstream)
             .with_failure_ttl(config.cache.servfail_ttl)
@@ -132,7 +133,13 @@ pub fn handler(config: &Config, snapshot: Snapshot) -> Result<Arc<server::Handle
     .with_max_forwards(config.server.max_forwards)
     .with_dnssec(&config.upstream.dnssec);
     let servers = handler.upstreams().names().clone();
-    let observer = observe::Observer::start(config, slots, servers)?;
+    let alerts = config
+        .alerts
+        .as_ref()
+        .map(|a| observe::alerts::Alerts::start(a, state))
+        .transpose()
+        .map_err(observe::Error::from)?;
+    let observer = observe::Observer::start(config, slots, servers, alerts)?;
     Ok(Arc::new(handler.with_observer(observer)))
 }
 

@@ -856,6 +856,14 @@ fn validate_all(config: &Config) -> ExitCode {
     if let Err(e) = &certificate {
         eprintln!("{e}");
     }
+    // `[alerts]`' token and CA files, as `run` will read them.
+    let alerts = match &config.alerts {
+        Some(a) => embargo::observe::alerts::read_secrets(a).map(|_| ()),
+        None => Ok(()),
+    };
+    if let Err(e) = &alerts {
+        eprintln!("{e}");
+    }
     // Every list and allow file that cannot be opened, all named at once
     // (a config copied elsewhere misses them all); the build would stop
     // at the first.
@@ -868,7 +876,7 @@ fn validate_all(config: &Config) -> ExitCode {
     } else {
         ExitCode::from(1)
     };
-    if user.is_err() || state.is_err() || certificate.is_err() {
+    if user.is_err() || state.is_err() || certificate.is_err() || alerts.is_err() {
         ExitCode::from(1)
     } else {
         lists

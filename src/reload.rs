@@ -407,6 +407,9 @@ fn warn_restart_needed(old: &Config, new: &Config) {
     if old.dnstap != new.dnstap {
         tracing::warn!("[dnstap] changes take effect after a restart");
     }
+    if old.alerts != new.alerts {
+        tracing::warn!("[alerts] changes take effect after a restart");
+    }
 }
 
 /// A task that ends when this is dropped (when the reload loop is aborted).

@@ -32,6 +32,7 @@ pub struct FileSpec {
     pub groups: Option<Spanned<Shaped<super::groups::GroupTables>>>,
     pub http: Option<Spanned<Shaped<super::http::HttpSpec>>>,
     pub dnstap: Option<Spanned<Shaped<super::dnstap::DnstapSpec>>>,
+    pub alerts: Option<Spanned<Shaped<super::alerts::AlertsSpec>>>,
     /// `[[forward]]`, `[local_zones]` and `[[records]]` are read by their
     /// own sections from the same text (`config::ZoneSpec`); here they are
     /// only keys the file may have, so that this file names none of their

@@ -8,6 +8,7 @@
 //! works wherever the server is started from.
 
 mod access;
+mod alerts;
 mod anchors;
 mod cache;
 mod dnstap;
@@ -27,6 +28,7 @@ mod tls;
 mod unknown;
 mod upstream;
 
+pub use alerts::{AlertsConfig, FIRST_BACKOFF, MAX_BACKOFF, NamedFile};
 pub use anchors::{
     AnchorError, AnchorKey, DEFAULT_BOGUS_TTL, Dnssec, DnssecConfig, TrustAnchor, parse_anchors,
 };
@@ -131,6 +133,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// dnstap output (`[dnstap]`), off when absent.
     pub dnstap: Option<DnstapConfig>,
+    /// First-hit alerts to a webhook (`[alerts]`), off when absent.
+    pub alerts: Option<AlertsConfig>,
     /// Who may ask (`[access]`).
     pub access: crate::access::Access,
     /// How fast (`[rate_limit]`).
@@ -512,6 +516,7 @@ impl Checker<'_> {
         let hits = self.hits(&hits);
         let history = self.history(&history, &state_dir);
         let dnstap = self.dnstap(spec.dnstap);
+        let alerts = self.alerts(spec.alerts, hits.max_clients > 0);
 
         let mut lists: Vec<ListSpec> = Vec::new();
         for (i, l) in list_specs.into_iter().enumerate() {
@@ -600,6 +605,7 @@ impl Checker<'_> {
             hits,
             history,
             dnstap,
+            alerts,
         })
     }
 

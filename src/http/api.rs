@@ -106,6 +106,7 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Response {
                 dnstap_sent: observer.dnstap_sent(),
                 dnstap_dropped: observer.dnstap_dropped(),
                 hit_lists: observer.hit_summary(),
+                alerts: observer.alert_counts(),
             },
             started: api.started,
         });

@@ -122,6 +122,9 @@ impl HitReport {
     }
 
     /// Counts a block of `name` (wire form) / `qtype` for `client` by `list` at `time_ms`.
+    /// Returns whether this is the client's first hit on the list, as far
+    /// as the report knows (it holds no row for them): what `[alerts]`
+    /// posts.
     pub fn record(
         &mut self,
         list: ListSlot,
@@ -129,9 +132,9 @@ impl HitReport {
         time_ms: u64,
         name: &[u8],
         qtype: u16,
-    ) {
+    ) -> bool {
         if list == ListSlot::NONE {
-            return;
+            return false;
         }
         let i = usize::from(list.0);
         if self.lists.len() <= i {
@@ -153,7 +156,7 @@ impl HitReport {
                 c.last_net = None;
             }
             c.first_ms = c.first_ms.min(time_ms);
-            return;
+            return false;
         }
         let hit = ClientHit {
             first_ms: time_ms,
@@ -168,6 +171,7 @@ impl HitReport {
         {
             hits.evicted += 1;
         }
+        true
     }
 
     /// Notes the listed network of the block just recorded for `client`
@@ -255,7 +259,8 @@ impl HitReport {
                 None => types.get(row.last_type.as_str()).copied().unwrap_or(0),
             };
             let slot = slots.slot(&row.list);
-            self.record(slot, client, last, name.as_bytes(), qtype);
+            // Restored rows are not first hits: they were seen before.
+            let _ = self.record(slot, client, last, name.as_bytes(), qtype);
             if let Some(Some(hits)) = self.lists.get_mut(usize::from(slot.0))
                 && let Some(c) = hits.clients.get_mut(&client)
             {
@@ -375,6 +380,35 @@ mod tests {
                 evicted: 1
             }]
         );
+    }
+
+    /// Issue 20: what `[alerts]` posts is the report's first sight of a
+    /// client on a list; a restored client is not new, an evicted one is.
+    #[test]
+    fn r20_the_first_hit_of_a_client_on_a_list_is_told() {
+        let (mut r, slots) = report(2);
+        assert!(r.record(ListSlot(0), ip("10.0.0.1"), 1, &name("a.example"), 1));
+        assert!(!r.record(ListSlot(0), ip("10.0.0.1"), 2, &name("b.example"), 1));
+        assert!(r.record(ListSlot(1), ip("10.0.0.1"), 3, &name("a.example"), 1));
+        assert!(r.record(ListSlot(0), ip("10.0.0.2"), 4, &name("a.example"), 1));
+        assert!(!r.record(ListSlot::NONE, ip("10.0.0.9"), 5, &name("a.example"), 1));
+        let file = HitsFile {
+            written: rfc3339_ms(6),
+            pid: 1,
+            max_clients: 2,
+            log_written: 0,
+            log_dropped: 0,
+            rate_limited_dropped: 0,
+            rate_limited_truncated: 0,
+            lists: r.summary(&slots),
+            hits: r.rows(&slots, None),
+        };
+        let mut again = HitReport::new(NonZeroUsize::new(2).expect("max"));
+        again.restore(&file, &slots);
+        assert!(!again.record(ListSlot(0), ip("10.0.0.1"), 7, &name("c.example"), 1));
+        // A third client evicts the least recently seen (10.0.0.2), who is new again.
+        assert!(again.record(ListSlot(0), ip("10.0.0.3"), 8, &name("a.example"), 1));
+        assert!(again.record(ListSlot(0), ip("10.0.0.2"), 9, &name("a.example"), 1));
     }
 
     #[test]

@@ -439,6 +439,8 @@ pub struct ObserverCounts {
     pub dnstap_dropped: u64,
     /// The hit report's lists, with the clients each evicted.
     pub hit_lists: Vec<ListSummary>,
+    /// First-hit alerts posted, dropped and held back (`[alerts]`).
+    pub alerts: Option<super::alerts::AlertCounts>,
 }
 
 /// Everything a scrape reads.
@@ -831,6 +833,10 @@ pub fn render(s: &Scrape<'_>) -> String {
         t.sample("embargo_hits_clients", &[("list", &l.list)], l.clients);
     }
 
+    if let Some(a) = &s.observer.alerts {
+        alerts(&mut t, a);
+    }
+
     t.family(
         "embargo_start_time_seconds",
         "gauge",
@@ -838,6 +844,39 @@ pub fn render(s: &Scrape<'_>) -> String {
     );
     t.sample("embargo_start_time_seconds", &[], s.started);
     t.out
+}
+
+/// The `[alerts]` families, present only when alerts are on.
+fn alerts(t: &mut Text, a: &super::alerts::AlertCounts) {
+    t.family(
+        "embargo_alerts_sent_total",
+        "counter",
+        "First-hit alerts and summaries the webhook took ([alerts]).",
+    );
+    t.sample("embargo_alerts_sent_total", &[], a.sent);
+    t.family(
+        "embargo_alerts_dropped_total",
+        "counter",
+        "Alerts dropped, never the queries: a queue was full, or the post failed after its retries.",
+    );
+    t.sample(
+        "embargo_alerts_dropped_total",
+        &[("reason", "queue_full")],
+        a.queue_full,
+    );
+    t.sample(
+        "embargo_alerts_dropped_total",
+        &[("reason", "failed")],
+        a.failed,
+    );
+    t.family(
+        "embargo_alerts_suppressed_total",
+        "counter",
+        "First hits held back by the per-list rate ([alerts] per_list) and counted in a summary, by list.",
+    );
+    for (list, n) in &a.suppressed {
+        t.sample("embargo_alerts_suppressed_total", &[("list", list)], n);
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //!                                                           ▼
 //!              observer thread (drains every few ms, at a lower CPU priority):
 //!                ├─ hit report (blocks: per list, per client)  ─► STATE/hits.json every 5 s
+//!                │    └─ a client's first hit on a list ─► [alerts] webhook (alerts/, a tokio task)
 //!                ├─ the latest records (for the HTTP API)
 //!                └─ query log: format, write in batches ─► STATE/queries.log (rotated) or stdout
 //! ```
@@ -54,6 +55,7 @@
 //! API; `recorder.rs`, the [`Recorder`] each serving thread or task holds;
 //! `worker.rs`, the observer thread that drains the rings.
 
+pub mod alerts;
 pub mod dnstap;
 pub mod event;
 pub mod history;
@@ -104,6 +106,8 @@ pub enum Error {
     Spawn(std::io::Error),
     #[error("cannot start the dnstap writer thread: {0}")]
     Dnstap(std::io::Error),
+    #[error(transparent)]
+    Alerts(#[from] alerts::Error),
 }
 
 /// The current time in microseconds since the Unix epoch.
@@ -171,6 +175,8 @@ struct Shared {
     /// whose queries the hit report, the latest records and the query log
     /// leave out: one query a minute per list from 127.0.0.1 is not a hit.
     ignored: OnceLock<std::net::SocketAddr>,
+    /// Where a client's first hit on a list goes (`[alerts]`).
+    alerts: Option<alerts::Alerts>,
 }
 
 /// Stops the thread when the last handle goes.
@@ -231,11 +237,13 @@ impl Observer {
     /// Opens the query log, reads back `STATE/hits.json`, and starts the
     /// thread, as `[log]` and `[hits]` say. List names come from `slots`
     /// (the snapshot's, shared by every reload), upstream servers' from
-    /// `upstreams` (the upstream sets', which number them).
+    /// `upstreams` (the upstream sets', which number them). First hits go
+    /// to `alerts` (`[alerts]`, which needs the hit report).
     pub fn start(
         config: &Config,
         slots: Arc<ListSlots>,
         upstreams: Arc<ServerNames>,
+        alerts: Option<alerts::Alerts>,
     ) -> Result<Self, Error> {
         let log = &config.log;
         let logs = match log.queries {
@@ -322,6 +330,7 @@ impl Observer {
             max_clients: config.hits.max_clients,
             hits_path,
             ignored: OnceLock::new(),
+            alerts,
         });
         let formatter = Formatter::new(
             log.format,
@@ -474,6 +483,15 @@ impl Observer {
         if let Some(s) = &self.shared {
             let _ = s.ignored.set(client);
         }
+    }
+
+    /// What the first-hit alerts have done (`None` without `[alerts]`).
+    pub fn alert_counts(&self) -> Option<alerts::AlertCounts> {
+        self.shared
+            .as_ref()?
+            .alerts
+            .as_ref()
+            .map(alerts::Alerts::counts)
     }
 
     /// The decisions whose records reach the query log and [`latest`](Self::latest)

@@ -156,13 +156,21 @@ impl Worker {
                     && let Some(report) = hits.as_mut()
                 {
                     let client = shared.clients.id(ev.client);
-                    report.record(
+                    let first = report.record(
                         ev.list,
                         client,
                         ev.time_us / 1000,
                         ev.name().unwrap_or_default(),
                         ev.qtype,
                     );
+                    // `[alerts]`: a client new to the list is posted, off
+                    // this thread (a try_send; a full queue is counted).
+                    if first
+                        && let Some(alerts) = &shared.alerts
+                        && let Some(hit) = super::alerts::FirstHit::of(ev, client, &shared.slots)
+                    {
+                        alerts.send(hit);
+                    }
                     if let Some(net) = ev.net() {
                         report.record_net(ev.list, client, net);
                     }

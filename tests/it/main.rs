@@ -2,6 +2,7 @@
 //! on loopback, real DNS over UDP and TCP. One binary, one module per area.
 
 mod access;
+mod alerts;
 mod answers;
 mod blocking;
 mod cache;
