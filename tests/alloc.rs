@@ -586,3 +586,58 @@ fn r18_local_answers_and_forwarded_zone_hits_allocate_nothing() {
         "the forwarded zone's answer"
     );
 }
+
+/// Issue 21: the query-log formatter writes a block's chain name
+/// (`cname`) and network (`net`) without allocating, JSON and text (the
+/// network went through `to_string` before).
+#[test]
+fn records_with_a_chain_name_or_a_network_format_without_allocating() {
+    use embargo::config::{ClientIp, LogFormat};
+    use embargo::observe::QueryEvent;
+    use embargo::observe::querylog::{ClientView, Formatter, LogBuf};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let slots = std::sync::Arc::new(embargo::state::ListSlots::default());
+    slots.slot("l");
+    let chain = NameKey::from_text("ads.tracker.example", false).expect("name");
+    let net = embargo::matcher::Net::parse("2001:db8:bad::/48").expect("net");
+    let mut events = [
+        QueryEvent::example("cdn.shop.example").with_chain(chain.as_bytes()),
+        QueryEvent::example("moved.shop.example").with_net(Some(net)),
+    ];
+    for (i, ev) in events.iter_mut().enumerate() {
+        ev.time_us = 1_795_987_831_123_456 + i as u64;
+    }
+    let mut out = LogBuf::new(1 << 20);
+    for format in [LogFormat::Json, LogFormat::Text] {
+        let mut f = Formatter::new(
+            format,
+            ClientView::new(ClientIp::Full),
+            slots.clone(),
+            Default::default(),
+        );
+        // Warm up: the list's name is learned once, the second's stamp built.
+        for ev in &events {
+            f.write(ev, &mut out);
+        }
+        out.clear();
+        let (n, _) = allocations(|| {
+            for _ in 0..100 {
+                for ev in &events {
+                    f.write(ev, &mut out);
+                }
+            }
+        });
+        assert_eq!(n, 0, "{format:?} records allocated");
+        let text = String::from_utf8_lossy(out.as_bytes()).into_owned();
+        let (cname, net) = match format {
+            LogFormat::Json => (
+                "\"cname\":\"ads.tracker.example\"",
+                "\"net\":\"2001:db8:bad::/48\"",
+            ),
+            LogFormat::Text => (" cname=ads.tracker.example ", " net=2001:db8:bad::/48 "),
+        };
+        assert_eq!(text.matches(cname).count(), 100, "{text}");
+        assert_eq!(text.matches(net).count(), 100, "{text}");
+        out.clear();
+    }
+}
