@@ -170,12 +170,24 @@ pub enum Checked {
     /// the client's group.
     PerGroup { generation: u32 },
     /// Not the chain but the block it led to, the same for every client
-    /// (no groups): `list` blocked it with `action`.
+    /// (no groups): `list` blocked it with `action`, for what `via` says
+    /// answer inspection matched (what it matched is kept beside the
+    /// answer, for the record: [`crate::inspect::Matched`]).
     Blocked {
         generation: u32,
         list: ListSlot,
         action: Action,
+        via: Via,
     },
+}
+
+/// What answer inspection matched in an answer it blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A listed name in the CNAME (or DNAME) chain.
+    Chain,
+    /// An address in a listed network ([`crate::response_ip`]).
+    Address,
 }
 
 impl Checked {
@@ -209,7 +221,8 @@ impl Checked {
         }
     }
 
-    /// Packed into a tag: kind in bits 0-7, action 8-15, list 16-31,
+    /// Packed into a tag: kind in bits 0-7 (a block through a chain and
+    /// one by an address are two kinds), action 8-15, list 16-31,
     /// generation 32-63. [`Checked::Unchained`] is the default tag, so an
     /// answer stored untagged ([`crate::cache::Cache::insert`]) is served
     /// as it is.
@@ -222,6 +235,7 @@ impl Checked {
                 generation,
                 list,
                 action,
+                via,
             } => {
                 let action = match action {
                     Action::Nxdomain => 0,
@@ -229,7 +243,11 @@ impl Checked {
                     Action::Refused => 2,
                     Action::Sinkhole => 3,
                 };
-                (3, generation, list.0, action)
+                let kind = match via {
+                    Via::Chain => 3,
+                    Via::Address => 4,
+                };
+                (kind, generation, list.0, action)
             }
         };
         Tag(kind | u64::from(action) << 8 | u64::from(list) << 16 | u64::from(generation) << 32)
@@ -244,7 +262,7 @@ impl Checked {
             0 => Self::Unchained,
             1 => Self::Passed { generation },
             2 => Self::PerGroup { generation },
-            3 => Self::Blocked {
+            kind @ (3 | 4) => Self::Blocked {
                 generation,
                 list: ListSlot((tag.0 >> 16) as u16),
                 action: match (tag.0 >> 8) as u8 {
@@ -253,6 +271,7 @@ impl Checked {
                     2 => Action::Refused,
                     _ => Action::Sinkhole,
                 },
+                via: if kind == 3 { Via::Chain } else { Via::Address },
             },
             _ => Self::Passed { generation: 0 },
         }
@@ -308,11 +327,13 @@ mod tests {
                 generation: 3,
                 list: ListSlot(65_000),
                 action: Action::Sinkhole,
+                via: Via::Chain,
             },
             Checked::Blocked {
                 generation: 1,
                 list: ListSlot::NONE,
                 action: Action::Refused,
+                via: Via::Address,
             },
         ];
         for c in all {

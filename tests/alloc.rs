@@ -122,6 +122,7 @@ fn lookups_and_blocked_answers_allocate_nothing() {
     let counted = embargo::server::ServerStats {
         udp: std::sync::Arc::new([stats]),
         tcp: std::sync::Arc::default(),
+        answers: std::sync::Arc::default(),
     };
     assert_eq!(counted.blocked(slot), Some(101));
 }
@@ -190,6 +191,7 @@ fn access_and_rate_limit_allocate_nothing() {
     let counted = embargo::server::ServerStats {
         udp: std::sync::Arc::new([stats.clone()]),
         tcp: std::sync::Arc::default(),
+        answers: std::sync::Arc::default(),
     };
     assert_eq!(
         counted.decided(embargo::observe::metrics::Decision::Limited),
@@ -324,6 +326,82 @@ fn cached_chains_are_rechecked_once_and_then_allocate_nothing() {
     assert_eq!(n, 0, "cached chains and their records allocated");
     assert_eq!(answered, 100);
     assert_eq!(&out[6..8], &[0, 2], "the cached chain");
+}
+
+/// Issue 21: a block found in an answer, cached as such (no groups), is
+/// answered, counted by list and by what matched, and recorded with the
+/// chain's listed name read from beside the cached answer, allocating
+/// nothing.
+#[test]
+fn cached_chain_blocks_and_their_records_allocate_nothing() {
+    use embargo::cname::{Checked, Via};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("l.txt"), "tracker.example\n").expect("list");
+    std::fs::write(
+        dir.path().join("e.toml"),
+        "[upstream]\nservers = [\"127.0.0.1:9\"]\n[[lists]]\nname = \"l\"\nsource = \"l.txt\"\n[cache]\nsize = 1000\n",
+    )
+    .expect("config");
+    let config = embargo::Config::load(&dir.path().join("e.toml")).expect("config");
+    let handler = embargo::handler(&config, embargo::Snapshot::build(&config).expect("snap"))
+        .expect("handler");
+    let (mut rec, mut events) =
+        embargo::observe::Recorder::detached(embargo::observe::Decisions::BLOCKED, 1024);
+    let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend_from_slice(b"\x03www\x06cloaks\x07example\x00\x00\x01\x00\x01");
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let (facts, name) = embargo::query::parse(&q).expect("query");
+    // The list's sinkhole answer, as the forward path keeps it.
+    let mut answer = q[..facts.question_end].to_vec();
+    answer[2] = 0x81;
+    answer[3] = 0x80;
+    answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+    answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 0, 0, 0, 0]);
+    embargo::wire::push_opt(&mut answer, 0, false, &[]);
+    let snap = handler.state().load();
+    let checked = Checked::Blocked {
+        generation: snap.generation,
+        list: snap.lists[0].slot,
+        action: embargo::policy::Action::Sinkhole,
+        via: Via::Chain,
+    };
+    let listed = NameKey::from_text("ads.tracker.example", false).expect("name");
+    let note = embargo::inspect::Matched::chain(listed.as_bytes());
+    handler.cache().insert_noted(
+        &embargo::cache::CacheKey::new(&name, &facts),
+        &mut answer,
+        checked.tag(),
+        note.as_note(),
+    );
+    let mut out = Vec::with_capacity(1500);
+    rec.begin();
+    handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+    rec.flush();
+    let (n, answered) = allocations(|| {
+        (0..100)
+            .filter(|_| {
+                rec.begin();
+                let o = handler.handle(&q, client, embargo::server::Proto::Udp, &mut out, &mut rec);
+                rec.flush();
+                matches!(o, embargo::server::Outcome::Reply)
+            })
+            .count()
+    });
+    assert_eq!(n, 0, "cached chain blocks and their records allocated");
+    assert_eq!(answered, 100);
+    assert_eq!(events.slots(), 101, "every one recorded");
+    let chunk = events.read_chunk(101).expect("events");
+    let (a, b) = chunk.as_slices();
+    for ev in a.iter().chain(b) {
+        assert_eq!(ev.decision, embargo::observe::Decision::Blocked);
+        assert_eq!(ev.cname(), Some(listed.as_bytes()), "the chain's name");
+    }
+    chunk.commit_all();
+    // Counted in the worker's block, by list and by what matched.
+    let via = embargo::observe::metrics::Via::Cname;
+    assert_eq!(rec.stats().answer_blocks(snap.lists[0].slot, via), 101);
 }
 
 /// Issue 12: with `[[groups]]` the blocked path (address search, the
@@ -496,6 +574,7 @@ fn r18_local_answers_and_forwarded_zone_hits_allocate_nothing() {
     let counted = embargo::server::ServerStats {
         udp: std::sync::Arc::new([stats]),
         tcp: std::sync::Arc::default(),
+        answers: std::sync::Arc::default(),
     };
     assert_eq!(
         counted.decided(embargo::observe::metrics::Decision::Local),
@@ -506,4 +585,59 @@ fn r18_local_answers_and_forwarded_zone_hits_allocate_nothing() {
         51,
         "the forwarded zone's answer"
     );
+}
+
+/// Issue 21: the query-log formatter writes a block's chain name
+/// (`cname`) and network (`net`) without allocating, JSON and text (the
+/// network went through `to_string` before).
+#[test]
+fn records_with_a_chain_name_or_a_network_format_without_allocating() {
+    use embargo::config::{ClientIp, LogFormat};
+    use embargo::observe::QueryEvent;
+    use embargo::observe::querylog::{ClientView, Formatter, LogBuf};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let slots = std::sync::Arc::new(embargo::state::ListSlots::default());
+    slots.slot("l");
+    let chain = NameKey::from_text("ads.tracker.example", false).expect("name");
+    let net = embargo::matcher::Net::parse("2001:db8:bad::/48").expect("net");
+    let mut events = [
+        QueryEvent::example("cdn.shop.example").with_chain(chain.as_bytes()),
+        QueryEvent::example("moved.shop.example").with_net(Some(net)),
+    ];
+    for (i, ev) in events.iter_mut().enumerate() {
+        ev.time_us = 1_795_987_831_123_456 + i as u64;
+    }
+    let mut out = LogBuf::new(1 << 20);
+    for format in [LogFormat::Json, LogFormat::Text] {
+        let mut f = Formatter::new(
+            format,
+            ClientView::new(ClientIp::Full),
+            slots.clone(),
+            Default::default(),
+        );
+        // Warm up: the list's name is learned once, the second's stamp built.
+        for ev in &events {
+            f.write(ev, &mut out);
+        }
+        out.clear();
+        let (n, _) = allocations(|| {
+            for _ in 0..100 {
+                for ev in &events {
+                    f.write(ev, &mut out);
+                }
+            }
+        });
+        assert_eq!(n, 0, "{format:?} records allocated");
+        let text = String::from_utf8_lossy(out.as_bytes()).into_owned();
+        let (cname, net) = match format {
+            LogFormat::Json => (
+                "\"cname\":\"ads.tracker.example\"",
+                "\"net\":\"2001:db8:bad::/48\"",
+            ),
+            LogFormat::Text => (" cname=ads.tracker.example ", " net=2001:db8:bad::/48 "),
+        };
+        assert_eq!(text.matches(cname).count(), 100, "{text}");
+        assert_eq!(text.matches(net).count(), 100, "{text}");
+        out.clear();
+    }
 }

@@ -18,7 +18,8 @@ pub(super) struct Entry {
     /// The caller's, as stored (or as [`Cache::retag`] replaced it).
     pub(super) tag: Tag,
     /// One allocation: the key, the answer (TTLs clamped), then the answer's
-    /// TTL field offsets as native-endian `u16`s.
+    /// TTL field offsets as native-endian `u16`s, then the caller's note
+    /// ([`Cache::insert_noted`](super::Cache::insert_noted)), never served.
     pub(super) data: Box<[u8]>,
     /// Milliseconds since the cache's epoch.
     pub(super) stored: u64,
@@ -35,6 +36,8 @@ pub(super) struct Entry {
     pub(super) opt_rdlen_at: u16,
     /// A background refresh was started for it.
     pub(super) prefetching: bool,
+    /// The length of the note that ends `data` (most entries: 0).
+    pub(super) note_len: u8,
 }
 
 impl Entry {
@@ -49,10 +52,17 @@ impl Entry {
             .unwrap_or(&[])
     }
 
+    /// The caller's note (empty without one).
+    pub(super) fn note(&self) -> &[u8] {
+        let start = self.data.len().saturating_sub(usize::from(self.note_len));
+        self.data.get(start..).unwrap_or(&[])
+    }
+
     fn ttl_offsets(&self) -> impl Iterator<Item = usize> + '_ {
         let start = usize::from(self.key_len) + usize::from(self.answer_len);
+        let end = self.data.len().saturating_sub(usize::from(self.note_len));
         self.data
-            .get(start..)
+            .get(start..end)
             .unwrap_or(&[])
             .chunks_exact(2)
             .map(|c| usize::from(u16::from_ne_bytes([c[0], c[1]])))

@@ -351,7 +351,31 @@ impl Cache {
 
     /// [`Cache::insert`], with the tag every hit on the entry hands back.
     pub fn insert_tagged(&self, key: &CacheKey, response: &mut [u8], tag: Tag) {
-        self.insert_tag_at(key, response, tag, self.now());
+        self.insert_tag_at(key, response, tag, &[], self.now());
+    }
+
+    /// [`Cache::insert_tagged`], with a note of at most 255 bytes kept in
+    /// the entry's one allocation and never served: what the caller wants
+    /// to know about the answer on a hit besides its tag ([`Cache::note`];
+    /// here, what answer inspection matched in a block kept as such). A
+    /// longer note is not kept.
+    pub fn insert_noted(&self, key: &CacheKey, response: &mut [u8], tag: Tag, note: &[u8]) {
+        let note = if note.len() <= usize::from(u8::MAX) {
+            note
+        } else {
+            &[]
+        };
+        self.insert_tag_at(key, response, tag, note, self.now());
+    }
+
+    /// Calls `f` with the note of `key`'s entry, if it is still the one
+    /// tagged `tag` and has a note: a second look-up, for the caller that
+    /// needs it (a hit to record), not on every hit.
+    pub fn note<R>(&self, key: &CacheKey, tag: Tag, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let (hash, shard) = self.locate(key)?;
+        let s = shard.lock().ok()?;
+        let e = s.slots.get(s.find(hash, key.as_bytes())?)?;
+        (e.tag == tag && e.note_len != 0).then(|| f(e.note()))
     }
 
     /// [`Cache::get`] at `now`, seeing only what was found (tests).
@@ -370,10 +394,17 @@ impl Cache {
     /// [`Cache::insert`] at `now` (tests).
     #[cfg(test)]
     fn insert_at(&self, key: &CacheKey, response: &mut [u8], now: u64) -> bool {
-        self.insert_tag_at(key, response, Tag::default(), now)
+        self.insert_tag_at(key, response, Tag::default(), &[], now)
     }
 
-    fn insert_tag_at(&self, key: &CacheKey, response: &mut [u8], tag: Tag, now: u64) -> bool {
+    fn insert_tag_at(
+        &self,
+        key: &CacheKey,
+        response: &mut [u8],
+        tag: Tag,
+        note: &[u8],
+        now: u64,
+    ) -> bool {
         if response.len() > MAX_ENTRY_BYTES {
             return false;
         }
@@ -390,12 +421,14 @@ impl Cache {
             }
         }
         let k = key.as_bytes();
-        let mut data = Vec::with_capacity(k.len() + response.len() + 2 * c.ttl_offsets.len());
+        let mut data =
+            Vec::with_capacity(k.len() + response.len() + 2 * c.ttl_offsets.len() + note.len());
         data.extend_from_slice(k);
         data.extend_from_slice(response);
         for &(at, _) in &c.ttl_offsets {
             data.extend_from_slice(&at.to_ne_bytes());
         }
+        data.extend_from_slice(note);
         let (Ok(key_len), Ok(answer_len)) = (u16::try_from(k.len()), u16::try_from(response.len()))
         else {
             return false;
@@ -413,6 +446,7 @@ impl Cache {
             answer_len,
             opt_rdlen_at: c.opt_rdlen_at,
             prefetching: false,
+            note_len: note.len() as u8,
         };
         let Ok(mut s) = shard.lock() else {
             return false;

@@ -616,6 +616,34 @@ fn entries_keep_their_tag_until_retagged_from_it() {
     assert_eq!(cache.stale(&key, &q, &f, "x", &mut out), Some(Tag(8)));
 }
 
+/// Issue 21: a note is kept beside the answer, never served, handed back
+/// for the entry it was stored with (its tag), TTLs counted down as ever.
+#[test]
+fn notes_are_kept_beside_the_answer_and_never_served() {
+    let cache = Cache::new(&CacheConfig::default());
+    let q = query();
+    let (key, f) = key_of(&q);
+    let (mut plain, mut noted) = (Vec::new(), Vec::new());
+    cache.insert_tagged(&key, &mut answer(300), Tag(7));
+    assert_eq!(cache.get(&key, &q, &f, &mut plain), (Found::Fresh, Tag(7)));
+    assert_eq!(cache.note(&key, Tag(7), <[u8]>::to_vec), None, "no note");
+    cache.insert_noted(&key, &mut answer(300), Tag(7), b"\x01note");
+    assert_eq!(cache.get(&key, &q, &f, &mut noted), (Found::Fresh, Tag(7)));
+    assert_eq!(noted, plain, "the note is not served");
+    assert_eq!(ttls(&noted), [300]);
+    assert_eq!(
+        cache.note(&key, Tag(7), <[u8]>::to_vec),
+        Some(b"\x01note".to_vec())
+    );
+    assert_eq!(
+        cache.note(&key, Tag(8), <[u8]>::to_vec),
+        None,
+        "another tag"
+    );
+    cache.insert_noted(&key, &mut answer(300), Tag(7), &[1; 256]);
+    assert_eq!(cache.note(&key, Tag(7), <[u8]>::to_vec), None, "too long");
+}
+
 /// Issue 16 (9): upstream is asked with EDNS for every client, so one
 /// entry (kept with our OPT) serves both kinds; a client without EDNS
 /// gets it without the OPT, stale or not.

@@ -191,6 +191,9 @@ const NO_NAME: u8 = u8::MAX;
 const NO_ENTRY: u8 = u8::MAX;
 /// No network in a [`QueryEvent`].
 const NO_NET: u8 = u8::MAX;
+/// `net_len` of an event whose `name` holds, after the question, the name
+/// of the CNAME chain that led to its block (its length in `net_addr[0]`).
+const CHAIN: u8 = u8::MAX - 1;
 
 /// One query, as the observer receives it. Fixed size (see the test
 /// `an_event_is_small_and_fixed`): the serving thread copies it into a
@@ -231,13 +234,17 @@ pub struct QueryEvent {
     /// Where the listed entry starts in `name` (a byte offset, as
     /// `Lookup::Blocked(hit).suffix`), or `NO_ENTRY`.
     entry: u8,
-    /// The listed network an answer's address fell in (response-IP
-    /// blocking): its address, an IPv4 one mapped into IPv6 with its
-    /// length + 96, and its length, or `NO_NET`.
+    /// What answer inspection matched: the listed network an answer's
+    /// address fell in (response-IP blocking): its address, an IPv4 one
+    /// mapped into IPv6 with its length + 96, and its length; or
+    /// (`net_len` [`CHAIN`]) the length of the chain's listed name, in
+    /// `net_addr[0]`, kept in `name` after the question; or `NO_NET`.
     net_addr: [u8; 16],
     net_len: u8,
     name_len: u8,
-    /// The lowercase wire-form name without the root byte (a `NameKey`'s bytes).
+    /// The lowercase wire-form name without the root byte (a `NameKey`'s
+    /// bytes); for a block through a CNAME chain, the chain's listed name
+    /// follows it, when the two fit (the event keeps its fixed size).
     name: [u8; MAX_KEY],
 }
 
@@ -307,10 +314,38 @@ impl QueryEvent {
         self
     }
 
+    /// The name in the answer's CNAME chain that a list holds (wire form,
+    /// no root byte), for a block through the chain. Kept after the
+    /// question's name in the one buffer of a fixed-size event: left out
+    /// when the two together pass [`MAX_KEY`] bytes (names near DNS's
+    /// 255-byte limit), rather than cut.
+    #[inline]
+    pub fn with_chain(mut self, chain: &[u8]) -> Self {
+        let start = usize::from(self.name_len);
+        if self.name_len != NO_NAME
+            && !chain.is_empty()
+            && let Some(dst) = self.name.get_mut(start..start + chain.len())
+        {
+            dst.copy_from_slice(chain);
+            self.net_addr[0] = chain.len() as u8;
+            self.net_len = CHAIN;
+        }
+        self
+    }
+
+    /// The chain's listed name (see [`QueryEvent::with_chain`]).
+    pub fn cname(&self) -> Option<&[u8]> {
+        if self.net_len != CHAIN {
+            return None;
+        }
+        let start = usize::from(self.name_len);
+        self.name.get(start..start + usize::from(self.net_addr[0]))
+    }
+
     /// The listed network an answer's address fell in, for blocks by
     /// address.
     pub fn net(&self) -> Option<Net> {
-        if self.net_len == NO_NET {
+        if self.net_len == NO_NET || self.net_len == CHAIN {
             return None;
         }
         let v6 = std::net::Ipv6Addr::from(self.net_addr);
@@ -507,6 +542,36 @@ mod tests {
         );
         assert_eq!(none.name(), None);
         assert_eq!(none.entry(), None);
+    }
+
+    /// Issue 21: a block through a CNAME chain keeps the chain's listed
+    /// name beside the question's, in the same fixed-size event; names
+    /// that do not fit together leave the chain's out, never cut.
+    #[test]
+    fn an_event_keeps_the_chains_name_after_the_question() {
+        let asked = NameKey::from_text("cdn.shop.example", false).expect("name");
+        let chain = NameKey::from_text("ads.tracker.example", false).expect("name");
+        let client = "192.0.2.1:4000".parse().expect("addr");
+        let ev = QueryEvent::new(Decision::Blocked, client, Transport::Udp, Some(&asked), 1)
+            .with_block(ListSlot(3), usize::MAX, Action::Nxdomain)
+            .with_chain(chain.as_bytes());
+        assert_eq!(ev.name(), Some(asked.as_bytes()));
+        assert_eq!(ev.cname(), Some(chain.as_bytes()));
+        assert_eq!(ev.entry(), None);
+        assert_eq!(ev.net(), None);
+        let plain = QueryEvent::new(Decision::Blocked, client, Transport::Udp, Some(&asked), 1);
+        assert_eq!(plain.cname(), None);
+        let net = Net::parse("198.51.100.0/24").expect("net");
+        assert_eq!(plain.with_net(Some(net)).cname(), None);
+        let long = NameKey::from_text(&vec!["a".repeat(60); 2].join("."), false).expect("name");
+        let longer = NameKey::from_text(&vec!["b".repeat(60); 3].join("."), false).expect("name");
+        let ev = QueryEvent::new(Decision::Blocked, client, Transport::Udp, Some(&long), 1)
+            .with_chain(longer.as_bytes());
+        assert_eq!(ev.cname(), None, "past {MAX_KEY} bytes together");
+        assert_eq!(ev.name(), Some(long.as_bytes()));
+        let ev = QueryEvent::new(Decision::Blocked, client, Transport::Udp, Some(&long), 1)
+            .with_chain(long.as_bytes());
+        assert_eq!(ev.cname(), Some(long.as_bytes()), "244 bytes fit");
     }
 
     #[test]

@@ -62,6 +62,19 @@ pub const DECISIONS: [&str; 7] = [
     "local",
 ];
 
+/// What answer inspection matched in a block it found, for
+/// `embargo_blocked_answers_total{via}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A listed name in the answer's CNAME (or DNAME) chain.
+    Cname,
+    /// An answer's address in a listed network (response-IP blocking).
+    Ip,
+}
+
+/// The label values of [`Via`], in its order.
+pub const VIAS: [&str; 2] = ["cname", "ip"];
+
 /// The label values of the transport, in `server::Proto`'s order.
 pub const PROTOS: [&str; 5] = ["udp", "tcp", "dot", "doh", "doq"];
 
@@ -133,6 +146,8 @@ pub struct WorkerStats {
     limited: [AtomicU64; 2],
     /// Blocks, by list slot.
     blocked: [AtomicU64; MAX_LIST_SLOTS],
+    /// Of those, the blocks answer inspection found, by [`Via`] and list slot.
+    inspected: [[AtomicU64; MAX_LIST_SLOTS]; VIAS.len()],
 }
 
 impl Default for WorkerStats {
@@ -157,6 +172,7 @@ impl WorkerStats {
             refused_clients: zeros(),
             limited: zeros(),
             blocked: zeros(),
+            inspected: std::array::from_fn(|_| zeros()),
         }
     }
 
@@ -224,6 +240,30 @@ impl WorkerStats {
         }
     }
 
+    /// A block by the list in `slot` that answer inspection found (a
+    /// forwarded or cached answer's CNAME chain or address): counted with
+    /// the list's other blocks, and by what matched.
+    #[inline]
+    pub fn count_answer_block(&self, slot: ListSlot, via: Via) {
+        self.count_block(slot);
+        if let Some(c) = self
+            .inspected
+            .get(via as usize)
+            .and_then(|v| v.get(usize::from(slot.0)))
+        {
+            self.add(c, 1);
+        }
+    }
+
+    /// Blocks by the list in `slot` that answer inspection found, by
+    /// `via`, in this block (0 past the slots counted).
+    pub fn answer_blocks(&self, slot: ListSlot, via: Via) -> u64 {
+        self.inspected
+            .get(via as usize)
+            .and_then(|v| v.get(usize::from(slot.0)))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// A query (or TCP connection) from a client that may not ask.
     #[inline]
     pub fn count_refused_client(&self, action: AccessAction) {
@@ -241,30 +281,43 @@ impl WorkerStats {
     }
 }
 
-/// Every counter block of a server: one per UDP worker, one for TCP.
+/// Every counter block of a server: one per UDP worker, one for TCP, and
+/// the handler's for forwarded queries.
 #[derive(Debug, Clone)]
 pub struct ServerStats {
     /// One per UDP worker, which its [`Recorder`](super::Recorder) holds.
     pub udp: Arc<[Arc<WorkerStats>]>,
     pub tcp: Arc<WorkerStats>,
+    /// Forwarded queries, counted once their answer says what they
+    /// became (forwarded, or blocked by what the answer held), on
+    /// whichever thread has it: the handler's block (`fetch_add`).
+    pub answers: Arc<WorkerStats>,
 }
 
 impl ServerStats {
-    /// Blocks for `udp_workers` workers and the TCP tasks.
+    /// Blocks for `udp_workers` workers and the TCP tasks (and a block of
+    /// its own for forwarded queries, until [`ServerStats::with_answers`]).
     pub fn new(udp_workers: usize) -> Self {
         Self {
             udp: (0..udp_workers)
                 .map(|_| Arc::new(WorkerStats::new(false)))
                 .collect(),
             tcp: Arc::new(WorkerStats::new(true)),
+            answers: Arc::new(WorkerStats::new(true)),
         }
+    }
+
+    /// Forwarded queries are counted in `answers` (the handler's block).
+    pub fn with_answers(mut self, answers: Arc<WorkerStats>) -> Self {
+        self.answers = answers;
+        self
     }
 
     fn blocks(&self) -> impl Iterator<Item = &WorkerStats> {
         self.udp
             .iter()
             .map(|b| &**b)
-            .chain(std::iter::once(&*self.tcp))
+            .chain([&*self.tcp, &*self.answers])
     }
 
     fn sum(&self, f: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
@@ -289,13 +342,27 @@ impl ServerStats {
 
     /// Queries with `decision`, every transport and type together.
     pub fn decided(&self, decision: Decision) -> u64 {
-        let mut n = 0;
-        for p in 0..PROTOS.len() {
-            for t in 0..=TYPES.len() {
-                n += self.sum(|b| &b.queries[p][t][decision as usize]);
-            }
+        self.blocks().map(|b| b.decided(decision)).sum()
+    }
+
+    /// Blocks by the list in `slot` that answer inspection found, by
+    /// `via`, all blocks together; `None` for a slot past those counted.
+    pub fn answer_blocks(&self, slot: ListSlot, via: Via) -> Option<u64> {
+        if usize::from(slot.0) >= MAX_LIST_SLOTS {
+            return None;
         }
-        n
+        Some(self.blocks().map(|b| b.answer_blocks(slot, via)).sum())
+    }
+}
+
+impl WorkerStats {
+    /// Queries with `decision` in this block, every transport and type.
+    fn decided(&self, decision: Decision) -> u64 {
+        self.queries
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|t| t[decision as usize].load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -564,6 +631,32 @@ pub fn render(s: &Scrape<'_>) -> String {
     }
 
     t.family(
+        "embargo_blocked_answers_total",
+        "counter",
+        "Of embargo_blocked_total, the blocks found in a forwarded or cached answer, by list and what matched: a listed name in its CNAME chain (via=\"cname\") or an address in a listed network (via=\"ip\").",
+    );
+    for l in &s.snapshot.lists {
+        for (v, via) in [Via::Cname, Via::Ip].into_iter().zip(VIAS) {
+            if let Some(n) = stats.answer_blocks(l.slot, v) {
+                // The series that can count always (rate() needs a
+                // starting point): a list's names that chains may reach,
+                // its networks that addresses may fall in.
+                let can = match v {
+                    Via::Cname => l.spec.inspect_cname && l.stats.names > 0,
+                    Via::Ip => l.spec.inspect_answers && l.stats.nets > 0,
+                };
+                if n > 0 || can {
+                    t.sample(
+                        "embargo_blocked_answers_total",
+                        &[("list", &l.spec.name), ("via", via)],
+                        n,
+                    );
+                }
+            }
+        }
+    }
+
+    t.family(
         "embargo_clients_refused_total",
         "counter",
         "Queries and TCP connections from clients outside [access] allow (or inside deny), by action.",
@@ -603,10 +696,13 @@ pub fn render(s: &Scrape<'_>) -> String {
         "counter",
         "Queries not in the cache, forwarded upstream.",
     );
+    // Forwarded queries whose answer was blocked (a listed name in its
+    // chain, an address in a listed network) count as blocked, and went
+    // upstream all the same.
     t.sample(
         "embargo_cache_misses_total",
         &[],
-        stats.decided(Decision::Forwarded),
+        stats.decided(Decision::Forwarded) + stats.answers.decided(Decision::Blocked),
     );
     t.family("embargo_cache_entries", "gauge", "Answers in the cache.");
     t.sample("embargo_cache_entries", &[], s.cache.entries);
@@ -880,86 +976,4 @@ fn alerts(t: &mut Text, a: &super::alerts::AlertCounts) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_index_names_every_listed_type() {
-        for (i, (_, code)) in TYPES.iter().enumerate() {
-            assert_eq!(type_index(*code), i);
-        }
-        assert_eq!(type_index(99), OTHER_TYPE);
-    }
-
-    #[test]
-    fn blocks_do_not_share_cache_lines() {
-        assert_eq!(align_of::<WorkerStats>(), 128);
-        assert_eq!(size_of::<WorkerStats>() % 128, 0);
-    }
-
-    #[test]
-    fn blocks_sum_at_scrape_time() {
-        let stats = ServerStats::new(2);
-        stats.udp[0].count_query(0, 1, Decision::Blocked);
-        stats.udp[1].count_query(0, 1, Decision::Blocked);
-        stats.tcp.count_query(1, 99, Decision::Cached);
-        stats.udp[0].count_block(ListSlot(3));
-        stats.tcp.count_block(ListSlot(3));
-        stats.udp[1].count_block(ListSlot::NONE);
-        stats.udp[1].count_block(ListSlot(MAX_LIST_SLOTS as u16));
-        assert_eq!(stats.decided(Decision::Blocked), 2);
-        assert_eq!(stats.decided(Decision::Cached), 1);
-        assert_eq!(stats.blocked(ListSlot(3)), Some(2));
-        assert_eq!(stats.blocked(ListSlot(4)), Some(0));
-        assert_eq!(stats.blocked(ListSlot::NONE), None);
-    }
-
-    #[test]
-    fn latency_lands_in_its_bucket_and_the_text_is_cumulative() {
-        let u = UpstreamStats::default();
-        u.record_error();
-        u.record_answer(Duration::from_micros(800));
-        u.record_answer(Duration::from_millis(30));
-        u.record_answer(Duration::from_secs(9));
-        let snap = Snapshot::empty();
-        let stats = ServerStats::new(1);
-        let text = render(&Scrape {
-            stats: &stats,
-            snapshot: &snap,
-            refresh: &[],
-            cache: CacheUsage::default(),
-            upstreams: &[UpstreamRow {
-                name: "127.0.0.1:53",
-                set: None,
-                stats: &u,
-                up: true,
-                last_answer: None,
-            }],
-            reloads: ReloadCounts::default(),
-            observer: ObserverCounts::default(),
-            started: 0,
-        });
-        for line in [
-            "embargo_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"0.001\"} 1\n",
-            "embargo_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"0.025\"} 1\n",
-            "embargo_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"0.05\"} 2\n",
-            "embargo_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"5\"} 2\n",
-            "embargo_upstream_latency_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"+Inf\"} 3\n",
-            "embargo_upstream_latency_seconds_count{upstream=\"127.0.0.1:53\"} 3\n",
-            "embargo_upstream_latency_seconds_sum{upstream=\"127.0.0.1:53\"} 9.0308\n",
-            "embargo_upstream_queries_total{upstream=\"127.0.0.1:53\"} 4\n",
-            "embargo_upstream_errors_total{upstream=\"127.0.0.1:53\"} 1\n",
-            "embargo_upstream_up{upstream=\"127.0.0.1:53\"} 1\n",
-            "embargo_upstream_last_answer_timestamp_seconds{upstream=\"127.0.0.1:53\"} 0\n",
-        ] {
-            assert!(text.contains(line), "{line} not in\n{text}");
-        }
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut t = Text::new();
-        t.sample("m", &[("list", "a\"b\\c\nd")], 1);
-        assert_eq!(t.out, "m{list=\"a\\\"b\\\\c\\nd\"} 1\n");
-    }
-}
+mod tests;

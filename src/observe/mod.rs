@@ -410,14 +410,20 @@ impl Observer {
         self.shared.as_ref().is_some_and(|s| s.wants.contains(d))
     }
 
+    /// Whether dnstap is on.
+    pub fn taps(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.tap.is_some())
+    }
+
     /// Records one event from a task (a forwarded query's answer, whose
     /// query [`Recorder::forwarded`] recorded): its time and latency
-    /// already set; `response` is the answer the client got.
-    pub fn record(&self, ev: QueryEvent, response: &[u8]) {
+    /// already set; `response` is the answer the client got, from
+    /// `server` (the address the client sent to, for dnstap).
+    pub fn record(&self, ev: QueryEvent, server: Option<std::net::SocketAddr>, response: &[u8]) {
         if let Some(shared) = &self.shared {
             if let Some(tap) = &shared.tap {
                 let client = std::net::SocketAddr::new(ev.client, ev.port);
-                tap.answered(client, ev.transport, ev.time_us, response);
+                tap.answered(client, server, ev.transport, ev.time_us, response);
             }
             if shared.keeps.contains(ev.decision) {
                 shared.push(std::slice::from_ref(&ev));

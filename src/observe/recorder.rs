@@ -65,6 +65,10 @@ pub struct Recorder {
     limited: u32,
     slipped: u32,
     stats: Arc<WorkerStats>,
+    /// The address its clients send to (dnstap's `response_address`): the
+    /// listener's, or for a wildcard bind the query's own
+    /// ([`set_local`](Self::set_local)).
+    local: Option<std::net::SocketAddr>,
 }
 
 impl Recorder {
@@ -85,7 +89,35 @@ impl Recorder {
             stamp_us: 0,
             limited: 0,
             slipped: 0,
+            local: None,
         }
+    }
+
+    /// Its clients send to `local` (the listener's bound address, or the
+    /// connection's for a wildcard bind): what dnstap names as the
+    /// server's address.
+    pub fn with_local(mut self, local: Option<std::net::SocketAddr>) -> Self {
+        self.local = local;
+        self
+    }
+
+    /// The next queries were sent to `local` (a wildcard-bound UDP
+    /// socket's IP_PKTINFO): a store, done only when [`taps`](Self::taps).
+    #[inline]
+    pub fn set_local(&mut self, local: std::net::SocketAddr) {
+        self.local = Some(local);
+    }
+
+    /// The address its clients send to, as last set.
+    #[inline]
+    pub fn local(&self) -> Option<std::net::SocketAddr> {
+        self.local
+    }
+
+    /// Whether dnstap is on (and wants the server's address per query).
+    #[inline]
+    pub fn taps(&self) -> bool {
+        self.tap.is_some()
     }
 
     pub(super) fn with_tap(mut self, tap: Option<dnstap::TapRecorder>) -> Self {
@@ -167,7 +199,14 @@ impl Recorder {
                 response
             };
             let client = std::net::SocketAddr::new(ev.client, ev.port);
-            tap.record(client, ev.transport, ev.time_us, query, response);
+            tap.record(
+                client,
+                self.local,
+                ev.transport,
+                ev.time_us,
+                query,
+                response,
+            );
         }
         if self.keeps.contains(ev.decision) {
             self.pending.push(ev);
@@ -180,7 +219,7 @@ impl Recorder {
     #[inline]
     pub fn forwarded(&mut self, query: &[u8], client: std::net::SocketAddr, transport: Transport) {
         if let Some(tap) = &mut self.tap {
-            tap.record(client, transport, self.stamp_us, query, &[]);
+            tap.record(client, self.local, transport, self.stamp_us, query, &[]);
         }
     }
 

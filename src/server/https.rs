@@ -106,6 +106,7 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Connections::new("https", doh.limits));
+    let bound = listener.local_addr().ok();
     let mut next_id = 0u64;
     let failed = super::LogGate::new();
     loop {
@@ -126,6 +127,7 @@ pub(super) async fn serve(
                     let stats = stats.clone();
                     tokio::spawn(async move {
                         let _ = stream.set_nodelay(true);
+                        let local = super::tcp::local_addr(bound, &stream, &handler);
                         let shake = tokio::time::timeout(doh.handshake_timeout, doh.acceptor.accept(stream));
                         let tls = tokio::select! {
                             done = shake => done,
@@ -144,7 +146,7 @@ pub(super) async fn serve(
                         let h2 = session.alpn_protocol() == Some(b"h2");
                         let sni_id = doh.certs.client_id(session.server_name());
                         let ctx = Arc::new(Ctx {
-                            rec: Mutex::new(handler.observer().task_recorder(stats)),
+                            rec: Mutex::new(handler.observer().task_recorder(stats).with_local(local)),
                             doh,
                             handler,
                             peer,

@@ -230,7 +230,8 @@ impl Server {
 
     /// Serves sockets bound earlier with `handler`.
     pub fn new(listeners: Listeners, settings: &ServerConfig, handler: Arc<Handler>) -> Self {
-        let stats = ServerStats::new(listeners.udp.len());
+        let stats =
+            ServerStats::new(listeners.udp.len()).with_answers(handler.answer_stats().clone());
         Self {
             udp: listeners.udp,
             tcp: listeners.tcp,

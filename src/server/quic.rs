@@ -107,6 +107,10 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Connections::new("quic", doq.limits));
+    // The address clients send to (dnstap's response_address): the
+    // endpoint's, or for a wildcard bind the one quinn saw the connection
+    // arrive on.
+    let bound = endpoint.local_addr().ok();
     let mut next_id = 0u64;
     loop {
         let incoming = tokio::select! {
@@ -117,6 +121,10 @@ pub(super) async fn serve(
             },
         };
         let peer = incoming.remote_address();
+        let local = bound.map(|b| match incoming.local_ip() {
+            Some(ip) if b.ip().is_unspecified() => SocketAddr::new(ip, b.port()),
+            _ => b,
+        });
         // Before the handshake: a refused client costs one packet read.
         if handler.refuses_handshake(peer, &stats) {
             incoming.ignore();
@@ -155,7 +163,7 @@ pub(super) async fn serve(
                 .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
                 .and_then(|d| d.server_name);
             let ctx = Arc::new(Ctx {
-                rec: Mutex::new(handler.observer().task_recorder(stats)),
+                rec: Mutex::new(handler.observer().task_recorder(stats).with_local(local)),
                 handler,
                 peer,
                 id: doq.certs.client_id(sni.as_deref()),

@@ -177,6 +177,7 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Connections::new("tcp", limits));
+    let bound = listener.local_addr().ok();
     let mut next_id = 0u64;
     // Out of descriptors, every accept fails (the connection waits in the
     // backlog): one line per interval, with a count, not one per retry.
@@ -199,8 +200,9 @@ pub(super) async fn serve(
                     let stats = stats.clone();
                     tokio::spawn(async move {
                         let _ = stream.set_nodelay(true);
+                        let local = local_addr(bound, &stream, &handler);
                         let (rd, wr) = stream.into_split();
-                        let client = Client { addr: peer, proto: Proto::Tcp, id: ClientId::NONE };
+                        let client = Client { addr: peer, local, proto: Proto::Tcp, id: ClientId::NONE };
                         connection(rd, wr, client, handler, stats, &conns, conn, stop).await;
                         conns.remove(id);
                     });
@@ -230,10 +232,29 @@ async fn queue(tx: &mpsc::Sender<Answer>, conn: &Conn, answer: Answer) -> bool {
     tx.send(answer).await.is_ok()
 }
 
+/// The address a connection's client sent to, for dnstap's
+/// `response_address`: the listener's bound address (`bound`, read once),
+/// or for a wildcard bind the connection's own, read when it is accepted
+/// (one `getsockname`, and only with dnstap on).
+pub(super) fn local_addr(
+    bound: Option<SocketAddr>,
+    stream: &tokio::net::TcpStream,
+    handler: &Handler,
+) -> Option<SocketAddr> {
+    match bound {
+        Some(b) if b.ip().is_unspecified() && handler.observer().taps() => {
+            stream.local_addr().ok().or(bound)
+        }
+        _ => bound,
+    }
+}
+
 /// Who is on the other end of a connection, and over what.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Client {
     pub(super) addr: SocketAddr,
+    /// The address it sent to (see [`local_addr`]).
+    pub(super) local: Option<SocketAddr>,
     pub(super) proto: Proto,
     /// The ID it named itself by (DoT: its SNI).
     pub(super) id: ClientId,
@@ -258,6 +279,7 @@ pub(super) async fn connection<R, W>(
     let limits = conns.limits;
     let Client {
         addr: peer,
+        local,
         proto,
         id,
     } = client;
@@ -267,7 +289,7 @@ pub(super) async fn connection<R, W>(
     let reader = async {
         let mut buf = Vec::with_capacity(512);
         let mut out = Vec::with_capacity(512);
-        let mut rec = handler.observer().task_recorder(stats);
+        let mut rec = handler.observer().task_recorder(stats).with_local(local);
         loop {
             // Backpressure: no free slot, no read. Only this reader takes
             // slots, so the one seen free here is still free below; the

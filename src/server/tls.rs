@@ -165,6 +165,7 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Connections::new("tls", dot.limits));
+    let bound = listener.local_addr().ok();
     let mut next_id = 0u64;
     let failed = super::LogGate::new();
     loop {
@@ -186,6 +187,7 @@ pub(super) async fn serve(
                     let stats = stats.clone();
                     tokio::spawn(async move {
                         let _ = stream.set_nodelay(true);
+                        let local = tcp::local_addr(bound, &stream, &handler);
                         // Evicted while still shaking hands: closed as any other.
                         let shake = tokio::time::timeout(dot.handshake_timeout, dot.acceptor.accept(stream));
                         let tls = tokio::select! {
@@ -211,7 +213,7 @@ pub(super) async fn serve(
                         conns.touch(&conn);
                         let client_id = dot.certs.client_id(tls.get_ref().1.server_name());
                         let (rd, wr) = tokio::io::split(tls);
-                        let client = Client { addr: peer, proto: Proto::Dot, id: client_id };
+                        let client = Client { addr: peer, local, proto: Proto::Dot, id: client_id };
                         tcp::connection(rd, wr, client, handler, stats, &conns, conn, stop).await;
                         conns.remove(id);
                     });

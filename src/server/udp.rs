@@ -14,13 +14,13 @@
 //! ([`send_answer`]).
 
 use std::io;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::batch::Batch;
+use super::batch::{Batch, Local};
 use super::handler::{Handler, Outcome, Proto};
 use crate::observe::WorkerStats;
 use crate::upstream::Upstream;
@@ -59,8 +59,13 @@ pub(super) fn spawn(
             let _runtime = rt.enter();
             Upstream::queue_on_this_thread();
             let mut batch = Batch::new(pktinfo);
-            // This worker's own ring to the observer, and its own counters.
-            let mut rec = handler.observer().recorder(mine.clone());
+            // This worker's own ring to the observer, and its own counters;
+            // its clients send to the socket's address (dnstap's
+            // response_address), or, bound to a wildcard, to the address
+            // each query's IP_PKTINFO says, set per query with dnstap on.
+            let bound = sock.local_addr().ok();
+            let mut rec = handler.observer().recorder(mine.clone()).with_local(bound);
+            let per_query = pktinfo && rec.taps();
             while !stop.load(Ordering::Relaxed) {
                 let n = match batch.recv(&sock) {
                     Ok(n) => n,
@@ -87,6 +92,14 @@ pub(super) fn spawn(
                         continue;
                     };
                     let (peer, local) = (slot.peer, slot.local);
+                    if per_query && let Some(bound) = bound {
+                        let ip = match local {
+                            Local::V4(a) => a.into(),
+                            Local::V6(a, _) => a.into(),
+                            Local::Bound => bound.ip(),
+                        };
+                        rec.set_local(SocketAddr::new(ip, bound.port()));
+                    }
                     match handler.handle(slot.query, peer, Proto::Udp, slot.out, &mut rec) {
                         Outcome::Reply => batch.commit_out(),
                         Outcome::Drop => {}

@@ -122,6 +122,9 @@ struct Tapped {
     protocol: u64,
     address: IpAddr,
     port: u16,
+    /// The address and port the client sent to (the server's).
+    response_address: Option<IpAddr>,
+    response_port: Option<u16>,
     query_time: Option<(u64, u64)>,
     response_time: Option<(u64, u64)>,
     /// The DNS message (the query for 5, the answer for 6).
@@ -145,11 +148,11 @@ fn decode(frame: &[u8]) -> Tapped {
     assert_eq!(int(&top, 15), Some(1), "Dnstap.type MESSAGE");
     let m = protobuf(&bytes(&top, 14).expect("Dnstap.message"));
     let kind = int(&m, 1).expect("Message.type");
-    let addr = bytes(&m, 4).expect("query_address");
-    let address = match addr.len() {
+    let ip = |addr: Vec<u8>| match addr.len() {
         4 => IpAddr::from(<[u8; 4]>::try_from(&addr[..]).expect("v4")),
         _ => IpAddr::from(<[u8; 16]>::try_from(&addr[..]).expect("v6")),
     };
+    let address = ip(bytes(&m, 4).expect("query_address"));
     let dns = bytes(&m, if kind == 5 { 10 } else { 14 }).expect("the DNS message");
     Tapped {
         identity: bytes(&top, 1).unwrap_or_default(),
@@ -159,6 +162,8 @@ fn decode(frame: &[u8]) -> Tapped {
         protocol: int(&m, 3).expect("socket_protocol"),
         address,
         port: int(&m, 6).expect("query_port") as u16,
+        response_address: bytes(&m, 5).map(ip),
+        response_port: int(&m, 7).map(|p| p as u16),
         query_time: int(&m, 8).zip(int(&m, 9)),
         response_time: int(&m, 12).zip(int(&m, 13)),
         dns: Message::from_vec(&dns).expect("a DNS message"),
@@ -267,6 +272,7 @@ async fn every_query_and_answer_reaches_the_collector_as_dnstap_frames() {
     let (seen, _frames_seen) = mpsc::channel();
     let collector = std::thread::spawn(move || collect(accept(&listener), usize::MAX, &seen));
     let e = Embargo::start(&dnstap_config(up.addr, &sock), &[]).await;
+    let e_addr = e.addr;
 
     let (r, blocked) = udp(e.addr, "www.seized.example.", RecordType::A).await;
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
@@ -291,6 +297,12 @@ async fn every_query_and_answer_reaches_the_collector_as_dnstap_frames() {
         assert_eq!(t.address, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(t.family, 1, "INET");
         assert!(t.query_time.is_some(), "{t:?}");
+        // Issue 21: the address the client sent to, the server's.
+        assert_eq!(
+            (t.response_address, t.response_port),
+            (Some(IpAddr::from([127, 0, 0, 1])), Some(e_addr.port())),
+            "response_address and response_port: {t:?}"
+        );
     }
 
     let q = find(&tapped, 5, "www.seized.example.", blocked.port());
@@ -336,6 +348,48 @@ async fn every_query_and_answer_reaches_the_collector_as_dnstap_frames() {
         let a = find(&tapped, 6, name, port);
         assert_eq!(a.protocol, 2, "TCP");
         assert_eq!(a.dns.metadata.response_code, rcode);
+    }
+}
+
+/// Issue 21: on a wildcard listener, `response_address` is the address
+/// the query arrived on (UDP: its IP_PKTINFO; TCP: the connection's), not
+/// `0.0.0.0`. Queries go to 127.0.0.1 only.
+#[tokio::test(flavor = "multi_thread")]
+async fn r21_a_wildcard_listener_sends_the_address_the_query_arrived_on() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("dnstap.sock");
+    let listener = UnixListener::bind(&sock).expect("listen");
+    let (seen, _frames_seen) = mpsc::channel();
+    let collector = std::thread::spawn(move || collect(accept(&listener), usize::MAX, &seen));
+    let text = dnstap_config(up.addr, &sock).replacen(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"0.0.0.0:0\"]",
+        1,
+    );
+    let e = Embargo::start(&text, &[]).await;
+    assert!(e.addr.ip().is_unspecified(), "{}", e.addr);
+    let to = SocketAddr::from(([127, 0, 0, 1], e.addr.port()));
+    let (_, blocked) = udp(to, "www.seized.example.", RecordType::A).await;
+    let (_, forwarded) = udp(to, "www.up.test.", RecordType::A).await;
+    let (_, over_tcp) = tcp(to, "sanctioned.example.", RecordType::A).await;
+    e.stop().await;
+    let session = collector.join().expect("collector");
+    let tapped: Vec<Tapped> = session.frames.iter().map(|f| decode(f)).collect();
+    assert_eq!(tapped.len(), 6, "{tapped:#?}");
+    for (name, port) in [
+        ("www.seized.example.", blocked.port()),
+        ("www.up.test.", forwarded.port()),
+        ("sanctioned.example.", over_tcp.port()),
+    ] {
+        for kind in [5, 6] {
+            let t = find(&tapped, kind, name, port);
+            assert_eq!(
+                (t.response_address, t.response_port),
+                (Some(to.ip()), Some(to.port())),
+                "{t:?}"
+            );
+        }
     }
 }
 

@@ -251,3 +251,37 @@ async fn the_log_and_the_hit_report_name_the_list_network_and_name() {
     assert_eq!(row.last_net.as_deref(), Some("198.51.100.0/24"));
     e.stop().await;
 }
+
+/// Issue 21: a response-IP block answered from the cache logged no `net`
+/// (the first answer did). Both records of a name asked twice name the
+/// network, without groups (the verdict cached as such).
+#[tokio::test(flavor = "multi_thread")]
+async fn r21_a_cached_ip_block_logs_its_network() {
+    let (up, e) = start().await;
+    for _ in 0..2 {
+        let r = udp(e.addr, &query("moved.up.test.", RecordType::AAAA, true)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "{r:?}");
+    }
+    assert_eq!(up.count("moved.up.test"), 1, "the second from the cache");
+    let path = e.dir().join("embargo-state/queries.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let recs = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let recs: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["name"] == "moved.up.test")
+            .collect();
+        if recs.len() == 2 {
+            break recs;
+        }
+        assert!(Instant::now() < deadline, "two records for moved: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for rec in &recs {
+        assert_eq!(rec["decision"], "blocked", "{rec}");
+        assert_eq!(rec["list"], "drop", "{rec}");
+        assert_eq!(rec["net"], "2001:db8:bad::/48", "{rec}");
+    }
+    e.stop().await;
+}

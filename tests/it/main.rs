@@ -19,6 +19,7 @@ mod groups;
 mod harness;
 mod history;
 mod http;
+mod inspected;
 mod ipblock;
 mod kresd;
 mod local;

@@ -77,11 +77,20 @@ pub fn push_frame(
             Transport::Doq => 7,
         },
     );
-    match ip {
-        IpAddr::V4(a) => push_bytes(m, 4, &a.octets()),
-        IpAddr::V6(a) => push_bytes(m, 4, &a.octets()),
+    let push_ip = |m: &mut Vec<u8>, field, ip: IpAddr| match ip {
+        IpAddr::V4(a) => push_bytes(m, field, &a.octets()),
+        IpAddr::V6(a) => push_bytes(m, field, &a.octets()),
+    };
+    push_ip(m, 4, ip);
+    // The address the client sent to: for CLIENT_QUERY and
+    // CLIENT_RESPONSE, dnstap.proto's `response_address` is the server's.
+    if let Some(server) = e.server {
+        push_ip(m, 5, server.ip().to_canonical());
     }
     push_uint(m, 6, u64::from(e.client.port()));
+    if let Some(server) = e.server {
+        push_uint(m, 7, u64::from(server.port()));
+    }
     if e.query_us != 0 {
         push_time(m, 8, e.query_us);
     }

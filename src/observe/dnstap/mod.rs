@@ -14,7 +14,7 @@
 //!
 //! Unlike a [`QueryEvent`](super::QueryEvent), a dnstap message carries the
 //! whole query and answer, whose sizes vary from 30 bytes to 64 KiB, so
-//! the rings hold bytes, not fixed-size slots: each record is a 40-byte
+//! the rings hold bytes, not fixed-size slots: each record is a 60-byte
 //! header and the two messages, written whole (a reader never sees half a
 //! record) and copied with one `memcpy` per batch. Nothing of this exists
 //! unless `[dnstap]` is configured; when it is, the serving thread copies
@@ -32,10 +32,18 @@
 //!   payload.
 //! - dnstap.proto: `Dnstap { identity = 1, version = 2, message = 14,
 //!   type = 15 (MESSAGE) }` and `Message { type = 1, socket_family = 2,
-//!   socket_protocol = 3, query_address = 4, query_port = 6,
-//!   query_time_sec = 8, query_time_nsec = 9 (fixed32), query_message = 10,
+//!   socket_protocol = 3, query_address = 4, response_address = 5,
+//!   query_port = 6, response_port = 7, query_time_sec = 8,
+//!   query_time_nsec = 9 (fixed32), query_message = 10,
 //!   response_time_sec = 12, response_time_nsec = 13 (fixed32),
-//!   response_message = 14 }`.
+//!   response_message = 14 }`. For CLIENT_QUERY and CLIENT_RESPONSE, the
+//!   query address is the client's and the response address the one it
+//!   sent to: the listener's bound address, or for a wildcard bind
+//!   (`0.0.0.0`, `[::]`) the address the query arrived on (UDP: the
+//!   IP_PKTINFO the worker already reads to answer from it; TCP, DoT,
+//!   DoH: the connection's, read once when it is accepted; DoQ: the
+//!   endpoint's, as quinn reports it). Embargo sends no FORWARDER or
+//!   RESOLVER messages.
 //!
 //! The rooms: `framing.rs` is Frame Streams (control frames, the content
 //! type); `record.rs` is the byte records the rings carry between the
@@ -189,6 +197,7 @@ impl Tap {
     pub fn answered(
         &self,
         client: SocketAddr,
+        server: Option<SocketAddr>,
         transport: Transport,
         query_us: u64,
         response: &[u8],
@@ -196,6 +205,7 @@ impl Tap {
         let now = super::now_us();
         let e = Entry {
             client,
+            server,
             transport,
             query_us,
             response_us: now,
@@ -267,6 +277,7 @@ impl TapRecorder {
     pub fn record(
         &mut self,
         client: SocketAddr,
+        server: Option<SocketAddr>,
         transport: Transport,
         query_us: u64,
         query: &[u8],
@@ -276,6 +287,7 @@ impl TapRecorder {
             &mut self.pending,
             &Entry {
                 client,
+                server,
                 transport,
                 query_us,
                 response_us: 0,

@@ -1,21 +1,24 @@
 //! The records in the rings: one query and/or answer as the serving side
-//! hands it to the writer thread, a 40-byte header (lengths, family,
-//! transport, port, address, the two times) and the two messages as the
-//! client sent and got them. Records are pushed whole, so a reader never
-//! sees half of one.
+//! hands it to the writer thread, a 60-byte header (lengths, family,
+//! transport, port, address, the two times, the server's address and
+//! port) and the two messages as the client sent and got them. Records
+//! are pushed whole, so a reader never sees half of one.
 
 use std::net::{IpAddr, SocketAddr};
 
 use crate::observe::Transport;
 
 /// Bytes before a record's messages: lengths, family, transport, port,
-/// address, the two times.
-pub(super) const HEADER: usize = 40;
+/// address, the two times, then the server's family, port and address.
+pub(super) const HEADER: usize = 60;
 
 /// One query and/or answer as the rings carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry<'a> {
     pub client: SocketAddr,
+    /// The address and port the client sent to (the server's), if known:
+    /// dnstap's `response_address` and `response_port`.
+    pub server: Option<SocketAddr>,
     pub transport: Transport,
     /// When the query arrived, µs since the Unix epoch.
     pub query_us: u64,
@@ -58,6 +61,19 @@ pub(super) fn header(e: &Entry<'_>) -> [u8; HEADER] {
     h[6..8].copy_from_slice(&e.client.port().to_le_bytes());
     h[24..32].copy_from_slice(&e.query_us.to_le_bytes());
     h[32..40].copy_from_slice(&e.response_us.to_le_bytes());
+    if let Some(server) = e.server {
+        match server.ip().to_canonical() {
+            IpAddr::V4(a) => {
+                h[40] = 4;
+                h[44..48].copy_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                h[40] = 6;
+                h[44..60].copy_from_slice(&a.octets());
+            }
+        }
+        h[42..44].copy_from_slice(&server.port().to_le_bytes());
+    }
     h
 }
 
@@ -87,10 +103,17 @@ pub fn read_record(buf: &[u8]) -> Option<(Entry<'_>, &[u8])> {
         _ => IpAddr::from(<[u8; 16]>::try_from(&h[8..24]).ok()?),
     };
     let port = u16::from_le_bytes([h[6], h[7]]);
+    let server = match h[40] {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(&h[44..48]).ok()?)),
+        6 => Some(IpAddr::from(<[u8; 16]>::try_from(&h[44..60]).ok()?)),
+        _ => None,
+    }
+    .map(|ip| SocketAddr::new(ip, u16::from_le_bytes([h[42], h[43]])));
     let time = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or_default());
     Some((
         Entry {
             client: SocketAddr::new(ip, port),
+            server,
             transport: Transport::from_u8(h[5]),
             query_us: time(24),
             response_us: time(32),

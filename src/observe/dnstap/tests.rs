@@ -60,6 +60,7 @@ const QUERY: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x
 fn entry<'a>(query: &'a [u8], response: &'a [u8]) -> Entry<'a> {
     Entry {
         client: "192.0.2.7:53124".parse().expect("addr"),
+        server: None,
         transport: Transport::Udp,
         query_us: 1_700_000_000_123_456,
         response_us: 1_700_000_000_124_000,
@@ -141,6 +142,48 @@ fn a_client_query_frame_carries_every_field() {
             (10, Field::Bytes(QUERY.to_vec())),
         ]
     );
+}
+
+/// Issue 21: the address the client sent to, the server's, is dnstap's
+/// `response_address` and `response_port` (fields 5 and 7), in both
+/// messages, through the ring's record and back; a mapped IPv4 one as
+/// IPv4.
+#[test]
+fn the_servers_address_is_the_response_address() {
+    let mut e = entry(QUERY, b"the answer");
+    e.server = Some("[::ffff:192.0.2.53]:5353".parse().expect("addr"));
+    let mut rec = Vec::new();
+    push_record(&mut rec, &e);
+    assert_eq!(rec.len(), HEADER + QUERY.len() + 10);
+    let (back, rest) = read_record(&rec).expect("a record");
+    assert!(rest.is_empty());
+    assert_eq!(back.server, Some("192.0.2.53:5353".parse().expect("addr")));
+    assert_eq!(back.client, e.client);
+    for kind in [MessageType::ClientQuery, MessageType::ClientResponse] {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        push_frame(&mut out, &mut scratch, b"", b"", kind, &back);
+        let top = fields(&out[4..]);
+        let Some(Field::Bytes(m)) = get(&top, 14) else {
+            panic!("no message");
+        };
+        let m = fields(m);
+        assert_eq!(
+            get(&m, 5),
+            Some(&Field::Bytes(vec![192, 0, 2, 53])),
+            "{kind:?}"
+        );
+        assert_eq!(get(&m, 7), Some(&Field::Varint(5353)), "{kind:?}");
+        let order: Vec<u32> = m.iter().map(|(n, _)| *n).collect();
+        assert!(order.is_sorted(), "{order:?}");
+    }
+    let v6 = Entry {
+        server: Some("[2001:db8::53]:53".parse().expect("addr")),
+        client: "[2001:db8::5]:4000".parse().expect("addr"),
+        ..e
+    };
+    let mut rec = Vec::new();
+    push_record(&mut rec, &v6);
+    assert_eq!(read_record(&rec).expect("a record").0.server, v6.server);
 }
 
 #[test]
@@ -330,7 +373,14 @@ fn a_tap_recorder_pushes_whole_records_and_counts_drops() {
     };
     let e = entry(QUERY, b"0123456789");
     for _ in 0..3 {
-        rec.record(e.client, e.transport, e.query_us, e.query, e.response);
+        rec.record(
+            e.client,
+            e.server,
+            e.transport,
+            e.query_us,
+            e.query,
+            e.response,
+        );
     }
     rec.flush();
     assert_eq!(

@@ -157,17 +157,22 @@ impl Cursor<'_> {
                 self.byte(b'.');
                 self.octet(d);
             }
-            other => {
-                // IPv6 and hashes: rare in a flood, and `fmt` has the
-                // canonical IPv6 text (RFC 5952).
-                let mut text = [0u8; 64];
-                let mut w = &mut text[..];
-                let before = w.len();
-                if std::io::Write::write_fmt(&mut w, format_args!("{other}")).is_ok() {
-                    let n = before - w.len();
-                    self.put(&text[..n]);
-                }
-            }
+            // IPv6 and hashes: rare in a flood, and `fmt` has the
+            // canonical IPv6 text (RFC 5952).
+            other => self.display(other),
+        }
+    }
+
+    /// A short value (an address, a network: at most 64 bytes) as its
+    /// Display writes it, through a buffer on the stack: no allocation.
+    #[inline]
+    fn display(&mut self, value: impl std::fmt::Display) {
+        let mut text = [0u8; 64];
+        let mut w = &mut text[..];
+        let before = w.len();
+        if std::io::Write::write_fmt(&mut w, format_args!("{value}")).is_ok() {
+            let n = before - w.len();
+            self.put(&text[..n]);
         }
     }
 
@@ -414,11 +419,16 @@ impl Formatter {
             }
             None => c.put(b",\"entry\":null"),
         }
-        // Only a block by an answer's address has a network (rare: the
-        // string is built here, off the serving thread).
+        // Only a block through a CNAME chain names the chain's listed
+        // name, and only a block by an answer's address has a network.
+        if let Some(chain) = ev.cname() {
+            c.put(b",\"cname\":\"");
+            c.name::<true>(chain);
+            c.byte(b'"');
+        }
         if let Some(net) = ev.net() {
             c.put(b",\"net\":\"");
-            c.put(net.to_string().as_bytes());
+            c.display(net);
             c.byte(b'"');
         }
         match ev.action {
@@ -494,9 +504,13 @@ impl Formatter {
             c.put(b" entry=");
             c.name::<false>(entry);
         }
+        if let Some(chain) = ev.cname() {
+            c.put(b" cname=");
+            c.name::<false>(chain);
+        }
         if let Some(net) = ev.net() {
             c.put(b" net=");
-            c.put(net.to_string().as_bytes());
+            c.display(net);
         }
         if let Some(a) = ev.action {
             c.put(b" action=");

@@ -120,6 +120,10 @@ impl Formatter {
             Some(entry) => self.json_name(entry, out),
             None => out.extend_from_slice(b"null"),
         }
+        if let Some(chain) = ev.cname() {
+            out.extend_from_slice(b",\"cname\":");
+            self.json_name(chain, out);
+        }
         if let Some(net) = ev.net() {
             out.extend_from_slice(b",\"net\":\"");
             out.extend_from_slice(net.to_string().as_bytes());
@@ -212,6 +216,10 @@ impl Formatter {
         if let Some(entry) = ev.entry() {
             out.extend_from_slice(b" entry=");
             push_name(out, entry);
+        }
+        if let Some(chain) = ev.cname() {
+            out.extend_from_slice(b" cname=");
+            push_name(out, chain);
         }
         if let Some(net) = ev.net() {
             out.extend_from_slice(b" net=");

@@ -349,6 +349,30 @@ fn the_fast_formatter_writes_what_the_old_one_wrote() {
             )
             .with_block(list, entry, Action::Nxdomain)
             .with_rcode(3),
+            // Issue 21: a block through a CNAME chain, the chain's name
+            // (the same tricky bytes) after the question's.
+            QueryEvent::new(
+                Decision::Blocked,
+                "127.0.0.1:53124".parse().expect("addr"),
+                Transport::Udp,
+                Some(&NameKey::from_text("cdn.shop.example", false).expect("name")),
+                1,
+            )
+            .with_block(list, usize::MAX, Action::Sinkhole)
+            .with_chain(key.as_bytes())
+            .with_group(group)
+            .with_rcode(0),
+            QueryEvent::new(
+                Decision::Blocked,
+                "127.0.0.1:53124".parse().expect("addr"),
+                Transport::Udp,
+                Some(&key),
+                28,
+            )
+            .with_block(list, usize::MAX, Action::Nxdomain)
+            .with_net(Some(
+                crate::matcher::Net::parse("2001:db8:bad::/48").expect("net"),
+            )),
             QueryEvent::new(
                 Decision::Forwarded,
                 "[2001:db8::1]:5000".parse().expect("addr"),
@@ -401,6 +425,9 @@ fn the_fast_formatter_writes_what_the_old_one_wrote() {
                         assert_eq!(a, b);
                         if let Some(name) = ev.name() {
                             assert_eq!(b["name"], crate::observe::event::name_text(name));
+                        }
+                        if let Some(chain) = ev.cname() {
+                            assert_eq!(b["cname"], crate::observe::event::name_text(chain));
                         }
                     }
                 }

@@ -5,11 +5,58 @@
 //! answers and a chased target's hit all ask here.
 
 use crate::cache::{Cache, CacheKey, Tag};
-use crate::cname::Checked;
-use crate::policy::QueryFacts;
+use crate::cname::{Checked, Via};
+use crate::inspect::Matched;
+use crate::observe::{QueryEvent, metrics};
+use crate::policy::{Action, QueryFacts};
 use crate::state::{ListSlot, Snapshot};
 
 use super::list_slot;
+
+/// A block found in an answer (its CNAME chain, its addresses): the list,
+/// its action, and what matched, in full when the answer was walked for
+/// this client (`matched`), or only its kind for a verdict kept as such,
+/// whose full word is kept beside it in the cache (read when recorded).
+#[derive(Debug)]
+pub(super) struct AnswerBlock {
+    pub(super) list: ListSlot,
+    pub(super) action: Action,
+    pub(super) kind: Via,
+    pub(super) matched: Option<Matched>,
+}
+
+impl AnswerBlock {
+    /// What the metrics count it under.
+    #[inline]
+    pub(super) fn via(&self) -> metrics::Via {
+        match self.kind {
+            Via::Chain => metrics::Via::Cname,
+            Via::Address => metrics::Via::Ip,
+        }
+    }
+
+    /// `ev` as a block by the list, naming what matched: the walk's
+    /// word, or the note kept beside the cached verdict (`key`, `tag`).
+    /// The listed entry is the chain's, not in the question: no entry.
+    #[inline]
+    pub(super) fn record(
+        &self,
+        ev: QueryEvent,
+        cache: &Cache,
+        key: &CacheKey,
+        tag: Tag,
+    ) -> QueryEvent {
+        let ev = ev.with_block(self.list, usize::MAX, self.action);
+        match &self.matched {
+            Some(m) => m.record(ev),
+            None => cache
+                .note(key, tag, |note| {
+                    Matched::from_note(note).map_or(ev, |m| m.record(ev))
+                })
+                .unwrap_or(ev),
+        }
+    }
+}
 
 /// What the rules in force (`snap`) make of a cached answer tagged `tag`,
 /// written into `out`, or None when it may not be served. Made under
@@ -70,14 +117,27 @@ pub(super) fn cached_block(
     query: &[u8],
     facts: &QueryFacts,
     out: &mut Vec<u8>,
-) -> Option<(ListSlot, crate::policy::Action)> {
+) -> Option<AnswerBlock> {
     match hit {
         Checked::Unchained | Checked::Passed { .. } => None,
-        Checked::Blocked { list, action, .. } => Some((list, action)),
+        Checked::Blocked {
+            list, action, via, ..
+        } => Some(AnswerBlock {
+            list,
+            action,
+            kind: via,
+            matched: None,
+        }),
         Checked::PerGroup { .. } if allowed => None,
         Checked::PerGroup { .. } => crate::inspect::inspect_answer(out, snap, group).map(|found| {
             found.respond(query, facts, out);
-            (list_slot(snap, found.policy()), found.policy().action)
+            let matched = found.matched();
+            AnswerBlock {
+                list: list_slot(snap, found.policy()),
+                action: found.policy().action,
+                kind: matched.via(),
+                matched: Some(matched),
+            }
         }),
     }
 }

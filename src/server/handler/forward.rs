@@ -56,6 +56,8 @@ pub struct Forward {
     pub(super) chase: Option<Box<Chase>>,
     /// Validation judged its answer bogus: recorded as such.
     pub(super) bogus: bool,
+    /// The address the client sent to (for dnstap), as its recorder knew it.
+    pub(super) server: Option<SocketAddr>,
 }
 
 /// A local name's CNAME whose target is not local ([`Handler::chase`]):
@@ -205,6 +207,7 @@ impl Drop for ClientReply {
             };
             start_response(asked, facts, Rcode::ServFail, &mut out);
             finish_plain(facts, &mut out);
+            self.handler.count_answer(&self.job, None);
             self.sink.deliver(out);
         }
         if self.permit {
@@ -250,6 +253,7 @@ impl Handler {
             set_key,
             chase: None,
             bogus: false,
+            server: None,
         };
         job.rewrite_for_upstream();
         let upstream = upstream.unwrap_or_else(|| self.upstreams.default_set().clone());

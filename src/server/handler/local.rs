@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use crate::cache::{CacheKey, Found};
+use crate::cache::{CacheKey, Found, Tag};
 use crate::groups::ClientId;
 use crate::matcher::NameKey;
 use crate::observe::metrics;
@@ -15,7 +15,7 @@ use crate::policy::QueryFacts;
 use crate::state::{ListSlot, Snapshot, Verdict};
 use crate::wire;
 
-use super::cached::{cached_block, servable};
+use super::cached::{AnswerBlock, cached_block, servable};
 use super::forward::{Chase, Forward};
 use super::shape::truncate_for;
 use super::{Handler, Outcome, Proto, list_slot};
@@ -66,27 +66,36 @@ impl Handler {
             question_end: query.len(),
             ..facts
         };
+        // The target's block (by name: `via` None, or found in its
+        // cached answer) and how it is recorded.
         let record = |rec: &mut Recorder,
                       decision,
                       block: Option<(ListSlot, crate::policy::Action)>,
+                      found: Option<(&AnswerBlock, &CacheKey, Tag)>,
                       stale,
                       out: &[u8]| {
-            let (counted, list) = match block {
-                Some((list, _)) => (metrics::Decision::Blocked, Some(list)),
-                None => (metrics::Decision::Local, None),
-            };
             let stats = rec.stats();
+            let counted = match (block, found) {
+                (_, Some((b, ..))) => {
+                    stats.count_answer_block(b.list, b.via());
+                    metrics::Decision::Blocked
+                }
+                (Some((list, _)), None) => {
+                    stats.count_block(list);
+                    metrics::Decision::Blocked
+                }
+                (None, None) => metrics::Decision::Local,
+            };
             stats.count_query(proto as usize, facts.qtype, counted);
-            if let Some(list) = list {
-                stats.count_block(list);
-            }
             if rec.wants(decision) {
                 let mut ev =
                     QueryEvent::new(decision, client, proto.into(), Some(name), facts.qtype)
                         .with_group(group.slot)
                         .with_client_id(id)
                         .with_stale(stale);
-                if let Some((list, action)) = block {
+                if let Some((b, key, tag)) = found {
+                    ev = b.record(ev, &self.cache, key, tag);
+                } else if let Some((list, action)) = block {
                     // The listed entry is the target's, not in the question.
                     ev = ev.with_block(list, usize::MAX, action);
                 }
@@ -99,7 +108,7 @@ impl Handler {
                 chase.join(out);
                 truncate_for(&facts, proto, out);
                 let block = (list_slot(snap, policy), policy.action);
-                record(rec, Decision::Blocked, Some(block), false, out);
+                record(rec, Decision::Blocked, Some(block), None, false, out);
                 return Outcome::Reply;
             }
             Verdict::Allowed { .. } => true,
@@ -125,11 +134,11 @@ impl Handler {
                 Some(_) => Decision::Blocked,
                 None => Decision::Local,
             };
-            record(rec, decision, blocked, found == Found::Stale, out);
+            let found_block = blocked.as_ref().map(|b| (b, &key, tag));
+            record(rec, decision, None, found_block, found == Found::Stale, out);
             return Outcome::Reply;
         }
-        rec.stats()
-            .count_query(proto as usize, facts.qtype, metrics::Decision::Local);
+        // Counted when the target's answer comes ([`Handler::count_answer`]).
         let upstream = zone.and_then(|z| {
             self.upstreams
                 .forward_set(&snap.forward_zones, snap.generation, z.set)
@@ -148,6 +157,7 @@ impl Handler {
             set_key,
             chase: Some(chase),
             bogus: false,
+            server: rec.local(),
         }))
     }
 }

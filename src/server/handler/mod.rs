@@ -50,7 +50,11 @@
 //! Every query is counted in the caller's own counter block
 //! ([`Recorder::stats`]: a UDP worker's, or the one the TCP tasks share),
 //! by transport, type and decision: a plain add on a cache line no other
-//! core writes. Each decision is also handed, as a fixed-size [`QueryEvent`], to the
+//! core writes. A forwarded query is counted once its answer says what
+//! it became (a chain through a listed name, an address in a listed
+//! network: blocked, by its list), in the handler's own block, on
+//! whichever thread has the answer ([`Handler::count_answer`]). Each
+//! decision is also handed, as a fixed-size [`QueryEvent`], to the
 //! caller's [`Recorder`] (UDP worker, TCP connection) or, for a forward, to
 //! the [`Observer`] once the upstream answered (on either forward path):
 //! one `record` call per decision point, each behind a check of whether
@@ -88,7 +92,7 @@ use crate::cname::Checked;
 use crate::dnssec::Validator;
 use crate::groups::ClientId;
 use crate::observe::metrics;
-use crate::observe::{Decision, Observer, QueryEvent, Recorder, Transport, rcode_of};
+use crate::observe::{Decision, Observer, QueryEvent, Recorder, Transport, WorkerStats, rcode_of};
 use crate::policy::start_response;
 use crate::query::{self, Reject};
 use crate::source::xfr::NotifyTargets;
@@ -178,6 +182,10 @@ pub struct Handler {
     /// (`crate::dnssec`); `None`, the default, costs the forward path one
     /// check and the blocked and cached paths nothing.
     validator: Option<Arc<Validator>>,
+    /// Forwarded queries, counted when their answer says what they became
+    /// (a chain through a listed name is a block, not a forward), on
+    /// whichever thread has the answer: a block of many writers.
+    answers: Arc<WorkerStats>,
 }
 
 /// Forwarded queries waiting for the upstream at once, unless configured.
@@ -207,7 +215,16 @@ impl Handler {
             refused_lines: LineBudget::new(),
             observe: Observer::off(),
             validator: None,
+            answers: Arc::new(WorkerStats::new(true)),
         }
+    }
+
+    /// The counters of forwarded queries, which [`ServerStats`] sums with
+    /// the serving threads' blocks.
+    ///
+    /// [`ServerStats`]: crate::observe::metrics::ServerStats
+    pub fn answer_stats(&self) -> &Arc<WorkerStats> {
+        &self.answers
     }
 
     /// Validates `[upstream]`'s answers as `config` says (`dnssec`,
@@ -467,8 +484,8 @@ impl Handler {
                 };
                 let stats = rec.stats();
                 stats.count_query(proto as usize, facts.qtype, counted);
-                if let Some((list, _)) = blocked {
-                    stats.count_block(list);
+                if let Some(b) = &blocked {
+                    stats.count_answer_block(b.list, b.via());
                 }
                 if rec.wants(decision) {
                     let mut ev =
@@ -476,9 +493,8 @@ impl Handler {
                             .with_group(group.slot)
                             .with_client_id(id)
                             .with_stale(found == Found::Stale);
-                    if let Some((list, action)) = blocked {
-                        // The listed entry is the chain's, not in the question.
-                        ev = ev.with_block(list, usize::MAX, action);
+                    if let Some(b) = &blocked {
+                        ev = b.record(ev, &self.cache, &key, tag);
                     }
                     rec.record(ev.with_rcode(rcode_of(out)), pkt, out);
                 }
@@ -492,8 +508,9 @@ impl Handler {
         });
         drop(snap);
 
-        rec.stats()
-            .count_query(proto as usize, facts.qtype, metrics::Decision::Forwarded);
+        // Counted when the answer says what it became
+        // ([`Handler::count_answer`]): a chain through a listed name is a
+        // block, not a forward.
 
         // Only the header and question are kept (`forward` sends no more):
         // a forward in flight holds at most ~300 bytes of query, whatever
@@ -514,6 +531,7 @@ impl Handler {
             set_key,
             chase: None,
             bogus: false,
+            server: rec.local(),
         }))
     }
 

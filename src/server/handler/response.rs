@@ -10,11 +10,12 @@
 //! with EDE 22. Both forward paths end here, and each decision is
 //! recorded with the time from the query to its answer.
 
-use crate::cname::Checked;
+use crate::cname::{Checked, Via};
 use crate::inspect;
-use crate::observe::{Decision, QueryEvent, now_us, rcode_of};
+use crate::observe::{Decision, QueryEvent, metrics, now_us, rcode_of};
 use crate::policy::start_response;
 use crate::server::log_gate::LogGate;
+use crate::state::ListSlot;
 use crate::upstream::{Answered, Error};
 use crate::wire::{self, Rcode};
 
@@ -83,6 +84,7 @@ impl Handler {
                     wire::push_opt(out, 0, edns.dnssec_ok, &ede);
                 }
                 self.join_chase(job, out);
+                self.count_answer(job, None);
                 if self.observe.wants(Decision::Error) {
                     let ev = self.event(job, Decision::Error).with_group(group.slot);
                     self.record_forward(job, ev, out);
@@ -104,6 +106,7 @@ impl Handler {
         if let Some(through) = through {
             let policy = through.policy();
             let (list, action) = (list_slot(&snap, policy), policy.action);
+            let matched = through.matched();
             if snap.groups.configured() {
                 // Other groups may not block it: keep the chain, to be
                 // inspected again for each client's group.
@@ -114,25 +117,30 @@ impl Handler {
                 // Every client gets this verdict: keep it, not the chain,
                 // with the OPT (and EDE) a client with EDNS gets.
                 through.respond(query, &with_edns(facts), out);
+                // What matched is kept beside it, for the records of
+                // the answers the cache gives.
                 let checked = Checked::Blocked {
                     generation,
                     list,
                     action,
+                    via: matched.via(),
                 };
-                self.cache.insert_tagged(&key, out, checked.tag());
+                self.cache
+                    .insert_noted(&key, out, checked.tag(), matched.as_note());
                 strip_opt(facts, out);
             }
             truncate_for(facts, proto, out);
             self.join_chase(job, out);
+            self.count_answer(job, Some((list, matched.via())));
             if self.observe.wants(Decision::Blocked) {
-                // The listed entry is the chain's, not in the question: no entry.
+                // The listed entry is the chain's, not in the question: no
+                // entry; the chain's listed name, or the network, instead.
                 let ev = self
                     .event(job, Decision::Blocked)
                     .with_group(group.slot)
                     .with_block(list, usize::MAX, action)
-                    .with_net(through.net())
                     .with_upstream(self.server_id(job, upstream));
-                self.record_forward(job, ev, out);
+                self.record_forward(job, matched.record(ev), out);
             }
             return;
         }
@@ -170,12 +178,40 @@ impl Handler {
             Decision::Forwarded
         };
         self.join_chase(job, out);
+        self.count_answer(job, None);
         if self.observe.wants(decision) {
             let ev = self
                 .event(job, decision)
                 .with_group(group.slot)
                 .with_upstream(self.server_id(job, upstream));
             self.record_forward(job, ev, out);
+        }
+    }
+
+    /// Counts the forwarded query `job` as its answer says: blocked by a
+    /// list (`block`: the list, and what matched in the answer), or (as
+    /// when it was sent) forwarded, or `local` for a local CNAME's target.
+    /// Each forward is counted once, by whichever of its ends answers the
+    /// client (here, [`Handler::answer_stale`], or a forward dropped
+    /// unanswered), in the handler's block of many writers.
+    pub(super) fn count_answer(&self, job: &Forward, block: Option<(ListSlot, Via)>) {
+        let qtype = job
+            .chase
+            .as_ref()
+            .map_or(job.facts.qtype, |c| c.facts.qtype);
+        let decision = match block {
+            Some(_) => metrics::Decision::Blocked,
+            None if job.chase.is_some() => metrics::Decision::Local,
+            None => metrics::Decision::Forwarded,
+        };
+        self.answers
+            .count_query(job.proto as usize, qtype, decision);
+        if let Some((list, via)) = block {
+            let via = match via {
+                Via::Chain => metrics::Via::Cname,
+                Via::Address => metrics::Via::Ip,
+            };
+            self.answers.count_answer_block(list, via);
         }
     }
 
@@ -226,10 +262,10 @@ impl Handler {
         let key = job.cache_key();
         // A chain inspected under the rules before a reload is inspected
         // again (or, for a verdict, not served): stale answers too.
-        let Some(hit) = self
+        let Some((tag, hit)) = self
             .cache
             .stale(&key, query, facts, why, out)
-            .and_then(|tag| servable(&self.cache, tag, &key, &snap, out))
+            .and_then(|tag| servable(&self.cache, tag, &key, &snap, out).map(|hit| (tag, hit)))
         else {
             return false;
         };
@@ -244,13 +280,14 @@ impl Handler {
             None => Decision::Cached,
         };
         self.join_chase(job, out);
+        self.count_answer(job, blocked.as_ref().map(|b| (b.list, b.kind)));
         if self.observe.wants(decision) {
             let mut ev = self
                 .event(job, decision)
                 .with_group(group.slot)
                 .with_stale(true);
-            if let Some((list, action)) = blocked {
-                ev = ev.with_block(list, usize::MAX, action);
+            if let Some(b) = &blocked {
+                ev = b.record(ev, &self.cache, &key, tag);
             }
             self.record_forward(job, ev, out);
         }
@@ -269,7 +306,7 @@ impl Handler {
             job.received_us
         };
         ev.latency_us = u32::try_from(now.saturating_sub(ev.time_us)).unwrap_or(u32::MAX);
-        self.observe.record(ev, out);
+        self.observe.record(ev, job.server, out);
     }
 }
 
