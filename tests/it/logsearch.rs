@@ -102,6 +102,11 @@ async fn ask(
     let ip: IpAddr = source.parse().expect("ip");
     let r = udp_from(ip, server, &query(name, qtype, false)).await;
     assert_eq!(r.metadata.response_code, rcode, "{name} from {source}");
+    // The log's times are in milliseconds, and records of one millisecond
+    // keep the order the writer drained its rings in (a forwarded answer's
+    // ring before the UDP worker's): a few milliseconds apart, the queries
+    // asked one after the other are in the log's time order.
+    tokio::time::sleep(Duration::from_millis(5)).await;
 }
 
 /// Waits up to 20 s for `done`.
