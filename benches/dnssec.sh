@@ -14,7 +14,8 @@
 #   CLIENTS / OUTSTANDING (dnsperf -c / -q, default 8 / 200, the lab's),
 #   DO=1 (queries with the DO bit: the clients get the RRSIGs too),
 #   SERVER_CPU / LOAD_CPU (taskset lists, default 1 / 0: knotd shares the
-#   load's core, as in the lab), KEEP=1 keeps the work directory.
+#   load's core, as in the lab), EMBARGO_BIN (default target/release/embargo,
+#   built if missing), KEEP=1 keeps the work directory.
 #
 # What it does: writes zone bench.test. (N names n1..nN, A 192.0.2.x, plus
 # www) and has knotd sign it (`dnssec-signing: on`, its default policy:
@@ -153,12 +154,15 @@ KNOT_PID="${PIDS[-1]}"
 [ "$(wc -l < "$WORK/anchors.key")" = 2 ] || { echo "dnssec.sh: want two KSKs, got:" >&2; cat "$WORK/anchors.key" >&2; exit 1; }
 
 start_embargo() {
-  local bin="$ROOT/target/release/embargo"
+  local bin="${EMBARGO_BIN:-$ROOT/target/release/embargo}"
   [ -x "$bin" ] || (cd "$ROOT" && cargo build --release --quiet)
   cat > "$WORK/embargo.toml" <<C
 [server]
 listen = ["127.0.0.1:$EPORT"]
 workers = 1
+# test. is answered locally by default (RFC 6761); bench.test is forwarded.
+[local_zones]
+defaults = false
 [upstream]
 servers = ["127.0.0.1:$KPORT"]
 timeout_ms = 2000
