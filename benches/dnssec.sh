@@ -300,7 +300,7 @@ UNBOUND_QPS=""
 rows=()
 for sys in $SYSTEMS; do
   case "$sys" in
-    embargo) start_embargo; version="embargo $(cd "$ROOT" && git rev-parse --short HEAD)" ;;
+    embargo) start_embargo; version="embargo ${EMBARGO_BIN:-$(cd "$ROOT" && git rev-parse --short HEAD)}" ;;
     unbound) start_unbound; version="$("$UNBOUND" -V | awk 'NR == 1 { print "unbound " $2 }')" ;;
     *) echo "dnssec.sh: unknown system $sys" >&2; continue ;;
   esac
