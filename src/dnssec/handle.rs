@@ -6,10 +6,17 @@
 //! The chain's answers are kept here for their TTL (at most
 //! [`MAX_CHAIN_TTL`]), in a bounded map: a zone's DNSKEY and DS are asked
 //! once, not once per name validated in it. The client's own question is
-//! never kept here: its answer was fetched before validation began (the
-//! [`UpstreamHandle::with_first`] answer), and the main cache keeps it.
+//! never kept here: its answer was fetched before validation began and is
+//! handed over by [`answering`] for the task validating it, and the main
+//! cache keeps it.
+//!
+//! One handle serves every query (the validator around it lives as long as
+//! its trust anchors, so that hickory's cache of validated RRsets, the
+//! zone's DNSKEY RRset above all, is shared): what belongs to one query,
+//! its first answer, is task-local, not a field.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,8 +39,9 @@ pub(super) const MAX_CHAIN_TTL: Duration = Duration::from_secs(3600);
 const MAX_CHAIN_ENTRIES: usize = 10_000;
 
 /// The chain's kept answers: the query (name lowercased, type, class) and
-/// the answer's bytes, until when.
-type Chain = Mutex<HashMap<(String, u16, u16), (Instant, Arc<Vec<u8>>)>>;
+/// the answer, parsed (each validated query in the zone asks for its
+/// DNSKEY RRset again: a clone costs less than a parse), until when.
+type Chain = Mutex<HashMap<(String, u16, u16), (Instant, DnsResponse)>>;
 
 /// What every query's handle shares: the upstream set and the kept chain.
 #[derive(Debug)]
@@ -51,15 +59,15 @@ impl Shared {
     }
 
     /// The kept answer to `key`, if it has not expired.
-    fn kept(&self, key: &(String, u16, u16)) -> Option<Arc<Vec<u8>>> {
+    fn kept(&self, key: &(String, u16, u16)) -> Option<DnsResponse> {
         let chain = self.chain.lock().ok()?;
         chain
             .get(key)
             .filter(|(until, _)| *until > Instant::now())
-            .map(|(_, bytes)| bytes.clone())
+            .map(|(_, answer)| answer.clone())
     }
 
-    fn keep(&self, key: (String, u16, u16), answer: &DnsResponse, bytes: Arc<Vec<u8>>) {
+    fn keep(&self, key: (String, u16, u16), answer: &DnsResponse) {
         let ttl = answer
             .all_sections()
             .map(|r| r.ttl)
@@ -73,33 +81,38 @@ impl Shared {
             if chain.len() >= MAX_CHAIN_ENTRIES {
                 chain.clear();
             }
-            chain.insert(key, (Instant::now() + ttl, bytes));
+            chain.insert(key, (Instant::now() + ttl, answer.clone()));
         }
     }
 }
 
-/// A hickory [`DnsHandle`] over embargo's upstream, for one client query.
+tokio::task_local! {
+    /// The client's question and the upstream's answer to it, fetched
+    /// before validation: handed to the validator when it asks, not asked
+    /// again. Task-local: concurrent queries share one handle.
+    static FIRST: (Query, DnsResponse);
+}
+
+/// Runs `validation` (the validator's lookups, in this task) with
+/// `answer` as the answer to `query`: asked for it, the handle hands it
+/// over instead of asking the upstream.
+pub(super) async fn answering<F: Future>(
+    query: Query,
+    answer: DnsResponse,
+    validation: F,
+) -> F::Output {
+    FIRST.scope((query, answer), validation).await
+}
+
+/// A hickory [`DnsHandle`] over embargo's upstream, shared by every query.
 #[derive(Clone, Debug)]
 pub(super) struct UpstreamHandle {
     shared: Arc<Shared>,
-    /// The client's question and the upstream's answer to it, fetched
-    /// before validation: handed to the validator when it asks, not asked
-    /// again.
-    first: Option<(Query, DnsResponse)>,
 }
 
 impl UpstreamHandle {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            first: None,
-        }
-    }
-
-    /// This handle answers `query` with `answer` instead of asking.
-    pub(super) fn with_first(mut self, query: Query, answer: DnsResponse) -> Self {
-        self.first = Some((query, answer));
-        self
+        Self { shared }
     }
 
     /// Asks the upstream `request`, or answers it from what is kept.
@@ -109,10 +122,10 @@ impl UpstreamHandle {
             .first()
             .cloned()
             .ok_or_else(|| NetError::from("no question"))?;
-        if let Some((first, answer)) = &self.first
-            && *first == query
+        if let Ok(Some(answer)) =
+            FIRST.try_with(|(first, answer)| (*first == query).then(|| answer.clone()))
         {
-            return Ok(answer.clone());
+            return Ok(answer);
         }
         let key = (
             query.name().to_lowercase().to_ascii(),
@@ -123,8 +136,8 @@ impl UpstreamHandle {
             query.query_type(),
             RecordType::DNSKEY | RecordType::DS | RecordType::NS
         );
-        if chain && let Some(bytes) = self.shared.kept(&key) {
-            return DnsResponse::from_buffer(bytes.to_vec()).map_err(NetError::from);
+        if chain && let Some(answer) = self.shared.kept(&key) {
+            return Ok(answer);
         }
         let mut message = request.into_parts().0;
         message.metadata.recursion_desired = true;
@@ -142,9 +155,9 @@ impl UpstreamHandle {
             .forward(&bytes)
             .await
             .map_err(|e| NetError::from(e.to_string()))?;
-        let response = DnsResponse::from_buffer(answer.clone()).map_err(NetError::from)?;
+        let response = DnsResponse::from_buffer(answer).map_err(NetError::from)?;
         if chain {
-            self.shared.keep(key, &response, Arc::new(answer));
+            self.shared.keep(key, &response);
         }
         Ok(response)
     }

@@ -32,10 +32,11 @@ mod verdict;
 
 pub use reason::Ede;
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_net::dnssec::DnssecDnsHandle;
+use hickory_net::proto::dnssec::TrustAnchors;
 use hickory_net::proto::op::{DnsRequestOptions, DnsResponse, Edns, Message, Query};
 use hickory_net::xfer::{DnsHandle, FirstAnswer};
 
@@ -57,12 +58,42 @@ const PAYLOAD: u16 = 1232;
 /// zone in `tests/it/dnssec/knot.rs`: 9.8 s at 26, 0.44 s at 16).
 const MAX_DEPTH: usize = 16;
 
+/// RRsets hickory's validator keeps judged (its LRU cache: the zones'
+/// DNSKEY RRsets, used by every query, stay; the answers' own RRsets,
+/// which the main cache keeps, come and go). hickory's default, a
+/// million, would be a second cache of every answer.
+const JUDGED_KEPT: usize = 10_000;
+
+/// The longest hickory's validator trusts an RRset it judged secure
+/// without verifying its signature again (a DNSKEY RRset, most often):
+/// short, so that a signature that expired, or a key withdrawn, is seen
+/// within a minute, as a bogus one is (`bogus_ttl`'s default); long
+/// enough that a busy zone's keys are verified once a minute, not once a
+/// query.
+const SECURE_KEPT_FOR: Duration = Duration::from_secs(60);
+
 /// Validates the answers of one upstream set.
 #[derive(Debug)]
 pub struct Validator {
     shared: Arc<Shared>,
+    handle: UpstreamHandle,
     anchors: anchors::Anchors,
     bogus: bogus::Bogus,
+    checker: Mutex<Option<Checker>>,
+}
+
+/// hickory's validator over the shared handle, kept while the trust
+/// anchors it was given are the ones in force: with it, what it judged.
+#[derive(Clone)]
+struct Checker {
+    anchors: Arc<TrustAnchors>,
+    validator: DnssecDnsHandle<UpstreamHandle>,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker").finish_non_exhaustive()
+    }
 }
 
 /// What [`Validator::resolve`] found: the answer for the client (as the
@@ -77,12 +108,37 @@ impl Validator {
     /// A validator for `upstream`'s answers, or `None` with `dnssec = "off"`.
     pub fn new(upstream: Arc<Upstream>, config: &DnssecConfig) -> Option<Arc<Self>> {
         (config.mode == Dnssec::Validate).then(|| {
+            let shared = Shared::new(upstream);
             Arc::new(Self {
-                shared: Shared::new(upstream),
+                handle: UpstreamHandle::new(shared.clone()),
+                shared,
                 anchors: anchors::Anchors::new(&config.anchors),
                 bogus: bogus::Bogus::new(config.bogus_ttl),
+                checker: Mutex::new(None),
             })
         })
+    }
+
+    /// hickory's validator for `anchors`: the one kept, while they are
+    /// the anchors it was made with (primed ones last an hour; unprimed
+    /// ones are new at each query, and so is their validator).
+    fn checker(&self, anchors: Arc<TrustAnchors>) -> DnssecDnsHandle<UpstreamHandle> {
+        let mut kept = self.checker.lock().ok();
+        if let Some(Some(c)) = kept.as_deref()
+            && Arc::ptr_eq(&c.anchors, &anchors)
+        {
+            return c.validator.clone();
+        }
+        let validator = DnssecDnsHandle::with_trust_anchor(self.handle.clone(), anchors.clone())
+            .validation_cache_size(JUDGED_KEPT)
+            .positive_validation_ttl(Duration::ZERO..=SECURE_KEPT_FOR);
+        if let Some(kept) = kept.as_deref_mut() {
+            *kept = Some(Checker {
+                anchors,
+                validator: validator.clone(),
+            });
+        }
+        validator
     }
 
     /// Asks the upstream `query` (the handler's upstream query: header,
@@ -119,23 +175,27 @@ impl Validator {
         let Ok(first) = DnsResponse::from_buffer(raw.clone()) else {
             return unparsable();
         };
-        let handle = UpstreamHandle::new(self.shared.clone()).with_first(question.clone(), first);
-        let anchors = self.anchors.get(&handle).await;
-        let validator = DnssecDnsHandle::with_trust_anchor(handle.clone(), anchors);
+        let handle = &self.handle;
+        let anchors = self.anchors.get(handle).await;
+        let validator = self.checker(anchors);
         let mut options = DnsRequestOptions::default();
         options.use_edns = true;
         options.edns_set_dnssec_ok = true;
         options.edns_payload_len = PAYLOAD;
         options.recursion_desired = true;
         options.max_request_depth = MAX_DEPTH;
-        let result = validator
-            .lookup(question.clone(), options)
-            .first_answer()
-            .await;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
-        match verdict::judge(result, &question, now, &handle).await {
+        let verdict = handle::answering(question.clone(), first, async {
+            let result = validator
+                .lookup(question.clone(), options)
+                .first_answer()
+                .await;
+            verdict::judge(result, &question, now, handle).await
+        })
+        .await;
+        match verdict {
             Verdict::Secure => Validated {
                 answer: Ok((
                     server,
@@ -175,4 +235,37 @@ fn with_do(question: &Query) -> Vec<u8> {
     edns.enable_dnssec();
     m.edns = Some(edns);
     m.to_vec().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamConfig;
+
+    fn kept(v: &Validator) -> Option<*const TrustAnchors> {
+        let kept = v.checker.lock().expect("lock");
+        kept.as_ref().map(|c| Arc::as_ptr(&c.anchors))
+    }
+
+    /// Issue 19 (speed): one hickory validator, and with it the RRsets it
+    /// judged (a zone's DNSKEY RRset, verified once, not once a query),
+    /// serves every query while the trust anchors stay the same; primed
+    /// again (new anchors), a new one starts.
+    #[test]
+    fn one_validator_serves_every_query_while_the_anchors_stay() {
+        let config = DnssecConfig {
+            mode: Dnssec::Validate,
+            ..DnssecConfig::default()
+        };
+        let upstream = Arc::new(Upstream::new(&UpstreamConfig::default()));
+        let v = Validator::new(upstream, &config).expect("validate");
+        assert_eq!(kept(&v), None);
+        let first = Arc::new(TrustAnchors::default());
+        let _ = v.checker(first.clone());
+        let _ = v.checker(first.clone());
+        assert_eq!(kept(&v), Some(Arc::as_ptr(&first)));
+        let primed = Arc::new(TrustAnchors::default());
+        let _ = v.checker(primed.clone());
+        assert_eq!(kept(&v), Some(Arc::as_ptr(&primed)));
+    }
 }
