@@ -219,15 +219,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::{Config, Error};
-
-    fn parse(text: &str) -> Result<Config, Vec<String>> {
-        let text = format!("[upstream]\nservers = [\"127.0.0.1:53\"]\n{text}");
-        Config::parse(Path::new("/etc/embargo/embargo.toml"), &text).map_err(|e| match e {
-            Error::Invalid(p) => p.iter().map(ToString::to_string).collect(),
-            e => vec![e.to_string()],
-        })
-    }
+    use crate::config::tests::section as parse;
 
     #[test]
     fn alerts_are_off_without_the_section() {

@@ -7,6 +7,17 @@ fn parse(text: &str) -> Result<Config, Error> {
     Config::parse(Path::new("/etc/embargo/test.toml"), text)
 }
 
+/// A section's `text` after the one `[upstream]` every config needs,
+/// parsed as `/etc/embargo/embargo.toml`: the config, or each problem as
+/// `validate` prints it. The section modules' own tests read through it.
+pub(super) fn section(text: &str) -> Result<Config, Vec<String>> {
+    let text = format!("[upstream]\nservers = [\"127.0.0.1:53\"]\n{text}");
+    Config::parse(Path::new("/etc/embargo/embargo.toml"), &text).map_err(|e| match e {
+        Error::Invalid(p) => p.iter().map(ToString::to_string).collect(),
+        e => vec![e.to_string()],
+    })
+}
+
 #[test]
 fn shipped_configs_parse() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
