@@ -91,13 +91,7 @@ impl Through<'_> {
 /// (kind, owner, target, TTL). Stops at the first record it cannot read.
 fn chain(resp: &[u8]) -> impl Iterator<Item = (&'static str, NameKey, NameKey, u32)> + '_ {
     let hdr = Header::parse(resp);
-    let mut at = hdr.and_then(|h| {
-        let mut at = wire::HEADER_LEN;
-        for _ in 0..h.qdcount {
-            at = wire::skip_name(resp, at)? + 4;
-        }
-        Some(at)
-    });
+    let mut at = hdr.and_then(|h| h.records_start(resp));
     let mut left = hdr.map_or(0, |h| h.ancount);
     std::iter::from_fn(move || {
         while left > 0 {

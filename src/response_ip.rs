@@ -79,13 +79,7 @@ impl AddressHit<'_> {
 /// record it cannot read.
 fn addresses(resp: &[u8]) -> impl Iterator<Item = (usize, IpAddr, u32)> + '_ {
     let hdr = Header::parse(resp);
-    let mut at = hdr.and_then(|h| {
-        let mut at = wire::HEADER_LEN;
-        for _ in 0..h.qdcount {
-            at = wire::skip_name(resp, at)? + 4;
-        }
-        Some(at)
-    });
+    let mut at = hdr.and_then(|h| h.records_start(resp));
     let mut left = hdr.map_or(0, |h| h.ancount);
     let mut ttl = u32::MAX;
     std::iter::from_fn(move || {

@@ -226,6 +226,16 @@ impl Header {
     pub fn truncated(&self) -> bool {
         self.flags & 0x0200 != 0
     }
+
+    /// Where the records of `buf` (this header's message) start: just
+    /// after its `qdcount` questions; `None` when they cannot be skipped.
+    pub fn records_start(&self, buf: &[u8]) -> Option<usize> {
+        let mut at = HEADER_LEN;
+        for _ in 0..self.qdcount {
+            at = skip_name(buf, at)? + 4;
+        }
+        Some(at)
+    }
 }
 
 /// Skips a possibly compressed name starting at `at`; returns the offset just
@@ -382,10 +392,7 @@ pub fn push_opt(out: &mut Vec<u8>, ext_rcode: u8, dnssec_ok: bool, options: &[u8
 ///   OPT (RFC 6891 6.1.1 allows one) goes with them.
 pub fn replace_opt(resp: &[u8], dnssec_ok: Option<bool>) -> Option<Vec<u8>> {
     let hdr = Header::parse(resp)?;
-    let mut at = HEADER_LEN;
-    for _ in 0..hdr.qdcount {
-        at = skip_name(resp, at)? + 4;
-    }
+    let mut at = hdr.records_start(resp)?;
     let mut out = Vec::with_capacity(resp.len() + 16);
     out.extend_from_slice(resp.get(..at)?);
     let (mut ext_rcode, mut ede) = (0u8, Vec::new());

@@ -388,10 +388,7 @@ async fn answer(req: Request<Incoming>, ctx: &Ctx) -> Reply {
 /// 5.1); `None` without records, or when it cannot be walked.
 pub(super) fn min_ttl(msg: &[u8]) -> Option<u32> {
     let hdr = wire::Header::parse(msg)?;
-    let mut at = wire::HEADER_LEN;
-    for _ in 0..hdr.qdcount {
-        at = wire::skip_name(msg, at)? + 4;
-    }
+    let mut at = hdr.records_start(msg)?;
     let records = u32::from(hdr.ancount) + u32::from(hdr.nscount) + u32::from(hdr.arcount);
     let mut least: Option<u32> = None;
     for _ in 0..records {

@@ -84,10 +84,7 @@ struct Sections {
 /// Walks the records of the answer in `msg`; `None` when it cannot be walked.
 fn sections(msg: &[u8]) -> Option<Sections> {
     let hdr = wire::Header::parse(msg)?;
-    let mut at = wire::HEADER_LEN;
-    for _ in 0..hdr.qdcount {
-        at = wire::skip_name(msg, at)? + 4;
-    }
+    let mut at = hdr.records_start(msg)?;
     for _ in 0..u32::from(hdr.ancount) + u32::from(hdr.nscount) {
         at = wire::read_rr(msg, at)?.1;
     }
